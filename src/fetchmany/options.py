@@ -1,0 +1,61 @@
+"""The options of a run, as one typed, validated object shared by the CLI and the library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fetchmany._version import __version__
+from fetchmany.records import BodyMode
+
+DEFAULT_USER_AGENT = f"fetchmany/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    """Everything that shapes how items are fetched and turned into records.
+
+    Validation happens here, once, so the CLI and library callers get the same
+    errors (``ValueError`` with a message fit to show a user).
+    """
+
+    limit: int = 10
+    """Hard cap on requests in flight at any moment."""
+    window: int | None = None
+    """Records that may be started but not yet emitted; ``None`` picks a size from ``limit``."""
+    ordered: bool = True
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout: float = 30.0
+    """Seconds for one whole attempt: connect, send, headers and body."""
+    connect_timeout: float = 10.0
+    max_redirects: int = 10
+    """0 disables following redirects: the 3xx response itself becomes the record."""
+    verify_tls: bool = True
+    body: BodyMode = BodyMode.AUTO
+    max_body_size: int = 10 * 1000 * 1000
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"limit must be at least 1, got {self.limit}")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be at least 1, got {self.window}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {self.timeout}")
+        if self.connect_timeout <= 0:
+            raise ValueError(f"connect timeout must be positive, got {self.connect_timeout}")
+        if self.max_redirects < 0:
+            raise ValueError(f"max redirects cannot be negative, got {self.max_redirects}")
+        if self.max_body_size < 0:
+            raise ValueError(f"max body size cannot be negative, got {self.max_body_size}")
+        if not self.method or not self.method.isascii() or not self.method.isalpha():
+            raise ValueError(f"not an HTTP method: {self.method!r}")
+        object.__setattr__(self, "method", self.method.upper())
+
+    @property
+    def effective_window(self) -> int:
+        """The reorder window: never below ``limit`` (or the pool could not fill),
+        and a few times larger so one slow request does not stall the others at once."""
+        if self.window is not None:
+            return max(self.window, self.limit)
+        return max(4 * self.limit, 256)

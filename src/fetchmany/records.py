@@ -1,0 +1,228 @@
+"""The Record type every input line turns into, its error kinds, and body decoding.
+
+A record is the one unit that crosses from the engine to the writers. Every input
+item yields exactly one, whether it was fetched, failed, or was never valid, so
+downstream tools can rely on a 1:1 mapping between input lines and records.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import orjson
+
+
+class ErrorKind(StrEnum):
+    """Why a record has no usable response. Stable strings: users filter on them."""
+
+    INVALID_URL = "invalid_url"
+    CONNECT = "connect"
+    DNS = "dns"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    INVALID_REDIRECT = "invalid_redirect"
+    BODY_TOO_LARGE = "body_too_large"
+    PROTOCOL = "protocol"
+    INVALID_JSON = "invalid_json"
+    INTERRUPTED = "interrupted"
+    UNEXPECTED = "unexpected"
+
+
+class BodyMode(StrEnum):
+    """How a response body is put into the record."""
+
+    AUTO = "auto"
+    TEXT = "text"
+    JSON = "json"
+    BASE64 = "base64"
+    NONE = "none"
+
+
+FIELDS: Final[tuple[str, ...]] = (
+    "index",
+    "input",
+    "url",
+    "ok",
+    "status",
+    "final_url",
+    "content_type",
+    "size",
+    "elapsed_ms",
+    "attempts",
+    "error",
+    "body",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchError:
+    """A failure that is not an HTTP status: the kind is for machines, the message for people."""
+
+    kind: ErrorKind
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "message": self.message}
+
+
+@dataclass(slots=True)
+class Record:
+    """The outcome for one input item, in the field order users see.
+
+    ``ok`` is true exactly when a response arrived with a status below 400 and
+    nothing is missing from it. A record can carry both a response and an error
+    (a body cut at the size cap, JSON that did not parse): then ``ok`` is false and
+    the error says what is wrong with the body that is there.
+    """
+
+    index: int
+    input: str
+    url: str | None
+    ok: bool = False
+    status: int | None = None
+    final_url: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    elapsed_ms: float | None = None
+    attempts: int = 0
+    error: FetchError | None = None
+    body: Any = None
+
+    def to_dict(self, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
+        """The record as plain JSON-able values, only ``fields``, in that order."""
+        out: dict[str, Any] = {}
+        for name in fields:
+            value = getattr(self, name)
+            if name == "error" and value is not None:
+                value = value.to_dict()
+            out[name] = value
+        return out
+
+
+_TEXTUAL_APPLICATION_TYPES: Final = frozenset(
+    {
+        "application/javascript",
+        "application/ecmascript",
+        "application/xml",
+        "application/xhtml+xml",
+        "application/x-www-form-urlencoded",
+        "application/x-ndjson",
+        "application/graphql",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+        "application/csv",
+        "application/sql",
+    }
+)
+
+
+def split_content_type(header: str | None) -> tuple[str, str | None]:
+    """Return the lower-cased media type and the charset parameter, if any."""
+    if not header:
+        return "", None
+    media, _, params = header.partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip("\"'") or None
+    return media.strip().lower(), charset
+
+
+def is_json_type(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json") or media == "text/json"
+
+
+def is_text_type(media: str) -> bool:
+    return (
+        media.startswith("text/")
+        or media in _TEXTUAL_APPLICATION_TYPES
+        or media.endswith("+xml")
+        or media.endswith("+yaml")
+    )
+
+
+def decode_text(raw: bytes, charset: str | None, default: str = "utf-8") -> str:
+    """Decode with the response's charset; an unknown charset falls back to UTF-8.
+
+    Undecodable bytes become U+FFFD rather than an exception: a body is data we
+    report on, not something that may stop the run.
+    """
+    encoding = default
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            encoding = default
+    return raw.decode(encoding, errors="replace")
+
+
+_LONG_DIGITS: Final = re.compile(rb"\d{19}")
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Parse JSON quickly with orjson, falling back to the stdlib for what orjson refuses.
+
+    orjson turns integers beyond 64 bits (which real APIs do send: snowflake IDs,
+    balances) into floats, losing digits, so text holding a 19-digit run goes to
+    the stdlib, which keeps them exact. Raises ``ValueError`` when it is not JSON.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib decides, and words the error
+    return json.loads(data.decode("utf-8", errors="replace"))
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBody:
+    value: Any
+    error: FetchError | None = None
+
+
+def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> DecodedBody:
+    """Turn a response body into the record's ``body`` value according to ``mode``.
+
+    ``auto`` picks by content type: JSON types give the parsed value, textual types
+    decoded text, anything else base64. A JSON body that does not parse keeps its
+    text and reports ``invalid_json`` so nothing the server sent is lost.
+    """
+    if mode is BodyMode.NONE:
+        return DecodedBody(None)
+    if mode is BodyMode.BASE64:
+        return DecodedBody(base64.b64encode(raw).decode("ascii"))
+    media, charset = split_content_type(content_type)
+    if mode is BodyMode.TEXT:
+        return DecodedBody(decode_text(raw, charset))
+    if mode is BodyMode.JSON or is_json_type(media):
+        if not raw and mode is BodyMode.AUTO:
+            return DecodedBody(None)
+        try:
+            return DecodedBody(parse_json(raw))
+        except ValueError as exc:
+            text = decode_text(raw, charset)
+            return DecodedBody(text, FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}"))
+    if is_text_type(media) or (not media and _looks_textual(raw)):
+        return DecodedBody(decode_text(raw, charset))
+    return DecodedBody(base64.b64encode(raw).decode("ascii"))
+
+
+def _looks_textual(raw: bytes) -> bool:
+    """A body with no content type is text when it is valid UTF-8 without NULs."""
+    if b"\x00" in raw[:4096]:
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
