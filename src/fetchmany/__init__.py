@@ -1,0 +1,53 @@
+"""fetchmany: fetch many URLs concurrently, one record per input, in input order.
+
+The public library API. Names are loaded on first use so that importing the
+package (as the CLI does for ``--version``) does not import aiohttp or rich.
+
+    import asyncio
+    from fetchmany import FetchOptions, fetch_many
+
+    async def main() -> None:
+        async for record in fetch_many(["https://example.org/"], FetchOptions(limit=5)):
+            print(record.index, record.status)
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fetchmany._version import __version__
+
+if TYPE_CHECKING:
+    from fetchmany.options import FetchOptions
+    from fetchmany.records import BodyMode, ErrorKind, FetchError, Record
+    from fetchmany.run import fetch_many
+
+__all__ = [
+    "BodyMode",
+    "ErrorKind",
+    "FetchError",
+    "FetchOptions",
+    "Record",
+    "__version__",
+    "fetch_many",
+]
+
+_LAZY = {
+    "FetchOptions": "fetchmany.options",
+    "BodyMode": "fetchmany.records",
+    "ErrorKind": "fetchmany.records",
+    "FetchError": "fetchmany.records",
+    "Record": "fetchmany.records",
+    "fetch_many": "fetchmany.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fetchmany' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

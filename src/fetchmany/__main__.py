@@ -1,0 +1,5 @@
+"""`python -m fetchmany`."""
+
+from fetchmany.cli import main
+
+main()

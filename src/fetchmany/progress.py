@@ -1,0 +1,188 @@
+"""The progress bar and the closing summary, both on stderr.
+
+Shaped like httpie's display: one small interface with a do-nothing implementation
+(progress off, or not a terminal) and a rich one. rich is imported only when a bar
+or summary is actually shown, so ``--version`` and quiet runs never pay for it.
+Everything that came from outside (inputs, URLs, error messages) is shown as plain
+text with control characters escaped: no rich markup, no terminal escape sequences.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING, Protocol
+
+from fetchmany.stats import RunStats
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+
+def terminal_safe(text: str, limit: int = 200) -> str:
+    """Outside text made safe to print: control and format characters become escapes.
+
+    Removing ESC and friends stops ANSI injection; callers still hand the result to
+    rich as ``Text`` (never as markup) so ``[bold]`` stays literal.
+    """
+    out = []
+    for char in text[:limit]:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    if len(text) > limit:
+        out.append("…")
+    return "".join(out)
+
+
+class Display(Protocol):
+    """What the run loop tells the display; implementations decide what to draw."""
+
+    def start(self, total: int | None) -> None: ...
+
+    def set_total(self, total: int) -> None: ...
+
+    def update(self, stats: RunStats) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NoDisplay:
+    """Progress off: notes still reach stderr, but nothing is drawn."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console
+
+    def start(self, total: int | None) -> None:
+        pass
+
+    def set_total(self, total: int) -> None:
+        pass
+
+    def update(self, stats: RunStats) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        if self._console is not None:
+            from rich.text import Text
+
+            self._console.print(Text(message))
+
+    def stop(self) -> None:
+        pass
+
+
+class ProgressDisplay:
+    """A rich bar: done/total (or a pulse when the total is unknown, as for stdin),
+    requests per second, ok and failed counts, elapsed and ETA.
+
+    rich redraws from its own timer a few times a second; ``update`` only stores
+    numbers, so the cost per batch of records is constant and tiny.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def start(self, total: int | None) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from fetchmany._progress_columns import CountColumn, RateColumn
+
+        self._progress = Progress(
+            TextColumn("fetching", markup=False),
+            BarColumn(),
+            CountColumn(),
+            RateColumn(),
+            TextColumn("{task.fields[ok]} ok", style="green", markup=False),
+            TextColumn("{task.fields[failed]} failed", style="red", markup=False),
+            TimeElapsedColumn(),
+            TextColumn("eta", markup=False),
+            TimeRemainingColumn(),
+            console=self._console,
+            refresh_per_second=4,
+            speed_estimate_period=10,
+        )
+        self._task = self._progress.add_task("fetching", total=total, ok=0, failed=0)
+        self._progress.start()
+
+    def set_total(self, total: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
+    def update(self, stats: RunStats) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, completed=stats.done, ok=stats.ok, failed=stats.failed
+            )
+
+    def note(self, message: str) -> None:
+        from rich.text import Text
+
+        self._console.print(Text(message))
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.refresh()
+            self._progress.stop()
+            self._progress = None
+
+
+def make_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def make_display(show_bar: bool, console: Console) -> Display:
+    return ProgressDisplay(console) if show_bar else NoDisplay(console)
+
+
+def format_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
+
+
+def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
+    """The closing summary as plain lines: outcome counts, rate, latency, sample failures."""
+    elapsed = stats.elapsed
+    rate = stats.done / elapsed if elapsed > 0 else 0.0
+    head = "Interrupted." if interrupted else "Done."
+    lines = [
+        f"{head} {stats.done} records in {elapsed:.2f}s ({rate:.1f}/s): "
+        f"{stats.ok} ok, {stats.failed} failed"
+    ]
+    if stats.outcomes:
+        order = sorted(stats.outcomes, key=lambda k: (not k[0].isdigit(), k))
+        lines.append("  " + " · ".join(f"{k} {stats.outcomes[k]}" for k in order))
+    latency = stats.latency
+    if latency.count:
+        lines.append(
+            f"  latency p50 {format_ms(latency.percentile(50))} · "
+            f"p95 {format_ms(latency.percentile(95))} · max {format_ms(latency.max)}"
+        )
+    for sample in stats.failures:
+        lines.append(
+            f"  e.g. {terminal_safe(sample.input, 120)}: {sample.outcome}: "
+            f"{terminal_safe(sample.message, 160)}"
+        )
+    return lines
+
+
+def print_summary(console: Console, stats: RunStats, interrupted: bool) -> None:
+    from rich.text import Text
+
+    for line in summary_lines(stats, interrupted):
+        console.print(Text(line))

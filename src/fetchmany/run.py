@@ -1,0 +1,190 @@
+"""A whole run, items → engine → records: the library's ``fetch_many`` and the CLI's ``run_job``.
+
+``run_job`` owns the things that exist once per run — the session, the engine,
+the writer, the display and the signal handlers — and guarantees that however
+the run ends (done, Ctrl-C, SIGTERM, a closed pipe) the output is closed validly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from fetchmany.client import open_client
+from fetchmany.engine import Engine
+from fetchmany.options import FetchOptions
+from fetchmany.progress import Display
+from fetchmany.records import Record
+from fetchmany.sources import Item, UrlTemplate, count_items, items_from, read_items
+from fetchmany.stats import RunStats
+from fetchmany.writers import RecordWriter
+
+GRACE_SECONDS = 2.0
+"""After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
+
+
+async def fetch_batches(
+    items: AsyncIterable[Item],
+    options: FetchOptions,
+    on_engine: Callable[[Engine], None] | None = None,
+) -> AsyncGenerator[list[Record], None]:
+    """Records for ``items`` in batches of those ready together (in order unless unordered).
+
+    ``on_engine`` receives the engine once it exists, so a caller can stop it.
+    """
+    async with open_client(options) as client:
+        engine = Engine(
+            client.fetch,
+            limit=options.limit,
+            window=options.effective_window,
+            ordered=options.ordered,
+        )
+        if on_engine is not None:
+            on_engine(engine)
+        async with aclosing(engine.batches(items)) as batches:
+            async for batch in batches:
+                yield batch
+
+
+async def fetch_many(
+    items: Iterable[str] | AsyncIterable[str],
+    options: FetchOptions | None = None,
+    *,
+    template: str | None = None,
+) -> AsyncGenerator[Record, None]:
+    """Fetch every item and yield one Record each, in input order (unless unordered).
+
+    ``items`` are URLs, or IDs when ``template`` (with ``{}`` or ``{id}``) is given.
+    Every item given yields a record, invalid ones included; items are consumed
+    lazily, so a generator over a huge source keeps memory flat. Raises
+    ``ValueError`` for a template without a placeholder.
+    """
+    options = options or FetchOptions()
+    url_template = UrlTemplate(template) if template is not None else None
+    async with aclosing(fetch_batches(items_from(items, url_template), options)) as batches:
+        async for batch in batches:
+            for record in batch:
+                yield record
+
+
+@dataclass
+class Job:
+    """A CLI run, fully parsed and validated."""
+
+    inputs: Sequence[str]
+    template: UrlTemplate | None
+    options: FetchOptions
+    writer: RecordWriter
+    display: Display
+
+
+@dataclass
+class Outcome:
+    """How a run ended; the CLI turns it into an exit status."""
+
+    stats: RunStats
+    signal: int | None = None
+    broken_pipe: bool = False
+
+
+class _Interruption:
+    """First signal: stop starting work, let in-flight requests finish for a grace
+    period, then cancel them. Second signal: cancel at once. Output is closed
+    validly either way by ``run_job``."""
+
+    def __init__(self, display: Display) -> None:
+        self.signal: int | None = None
+        self._display = display
+        self._engines: list[Engine] = []
+        self._loop = asyncio.get_running_loop()
+
+    def watch(self, engine: Engine) -> None:
+        """Make ``engine`` obey signals, including one that came before it existed."""
+        self._engines.append(engine)
+        if self.signal is not None:
+            engine.stop()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def uninstall(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.signal is not None:
+            self._abort()
+            return
+        self.signal = sig
+        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+        self._display.note(
+            f"{name}: starting no new requests; waiting up to {GRACE_SECONDS:g}s for those in "
+            "flight (Ctrl-C again to stop now)"
+        )
+        for engine in self._engines:
+            engine.stop()
+        self._loop.call_later(GRACE_SECONDS, self._abort)
+
+    def _abort(self) -> None:
+        for engine in self._engines:
+            engine.abort()
+
+
+def _count_total(inputs: Sequence[str], display: Display, stop: threading.Event) -> None:
+    """Count items of regular files in a daemon thread and give the display its total."""
+    loop = asyncio.get_running_loop()
+
+    def count() -> None:
+        total = 0
+        for path in inputs:
+            n = count_items(path, stop)
+            if n is None:
+                return
+            total += n
+        if not stop.is_set():
+            with contextlib.suppress(RuntimeError):  # the run ended first
+                loop.call_soon_threadsafe(display.set_total, total)
+
+    threading.Thread(target=count, name="fetchmany-count", daemon=True).start()
+
+
+async def run_job(job: Job) -> Outcome:
+    """Run a CLI job to the end and close its output validly whatever happens."""
+    stats = RunStats()
+    outcome = Outcome(stats)
+    interruption = _Interruption(job.display)
+    counting_stop = threading.Event()
+    job.display.start(None)
+    _count_total(job.inputs or ["-"], job.display, counting_stop)
+    interruption.install()
+    writer = job.writer
+    try:
+        items = read_items(job.inputs, job.template)
+        async with aclosing(fetch_batches(items, job.options, interruption.watch)) as batches:
+            async for batch in batches:
+                stats.add(batch)
+                job.display.update(stats)
+                try:
+                    writer.write(batch)
+                except BrokenPipeError:
+                    outcome.broken_pipe = True
+                    break
+    finally:
+        counting_stop.set()
+        interruption.uninstall()
+        stats.finish()
+        job.display.update(stats)
+        job.display.stop()
+        outcome.signal = interruption.signal
+        if not outcome.broken_pipe:
+            try:
+                writer.close()
+            except BrokenPipeError:
+                outcome.broken_pipe = True
+    return outcome

@@ -1,0 +1,103 @@
+"""Running totals of a run: outcome counts and latency percentiles in constant memory.
+
+Latencies go into logarithmic buckets 1% wide rather than a list, so a run of
+millions of requests keeps the same few kilobytes and percentiles stay within 1%.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from fetchmany.records import Record
+
+_BUCKET_RATIO = 1.01
+_LOG_RATIO = math.log(_BUCKET_RATIO)
+_FLOOR_MS = 0.001
+
+
+class LatencyHistogram:
+    """Approximate percentiles (within 1%) of latencies in milliseconds; exact max."""
+
+    def __init__(self) -> None:
+        self._buckets: Counter[int] = Counter()
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, ms: float) -> None:
+        self._buckets[int(math.log(max(ms, _FLOOR_MS) / _FLOOR_MS) / _LOG_RATIO)] += 1
+        self.count += 1
+        if ms > self.max:
+            self.max = ms
+
+    def percentile(self, p: float) -> float | None:
+        """The latency at or below which ``p`` percent of samples fall (None if empty)."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(self.count * p / 100))
+        seen = 0
+        for bucket in sorted(self._buckets):
+            seen += self._buckets[bucket]
+            if seen >= rank:
+                return min(_FLOOR_MS * _BUCKET_RATIO ** (bucket + 1), self.max)
+        return self.max
+
+
+def outcome_label(record: Record) -> str:
+    """How a record is counted in the summary: its error kind, else its status class."""
+    if record.error is not None:
+        return record.error.kind.value
+    if record.status is None:
+        return "no_response"
+    return f"{record.status // 100}xx"
+
+
+@dataclass(slots=True)
+class Sample:
+    """A failed record kept for the summary, so users see what went wrong without jq."""
+
+    input: str
+    outcome: str
+    message: str
+
+
+@dataclass
+class RunStats:
+    """Totals the progress display and the final summary read."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    done: int = 0
+    ok: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    failures: list[Sample] = field(default_factory=list)
+    keep_failures: int = 3
+
+    @property
+    def failed(self) -> int:
+        return self.done - self.ok
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return end - self.started
+
+    def add(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self.done += 1
+            label = outcome_label(record)
+            self.outcomes[label] += 1
+            if record.ok:
+                self.ok += 1
+            elif len(self.failures) < self.keep_failures:
+                message = record.error.message if record.error else f"HTTP {record.status}"
+                self.failures.append(Sample(record.input, label, message))
+            if record.elapsed_ms is not None:
+                self.latency.add(record.elapsed_ms)
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()

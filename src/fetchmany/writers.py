@@ -1,0 +1,189 @@
+"""Streaming writers for JSON Lines, a JSON array and CSV, and the output they go to.
+
+Each writer emits records as they arrive, and ``close()`` always leaves a
+complete document: a JSON array is closed, CSV rows are whole. Files are written
+beside their destination and renamed into place on close, so a crash never
+destroys a previous complete result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, BinaryIO
+
+import orjson
+
+from fetchmany.records import FIELDS, Record
+
+
+class OutputFormat(StrEnum):
+    JSONL = "jsonl"
+    JSON = "json"
+    CSV = "csv"
+
+
+_EXTENSIONS = {
+    ".jsonl": OutputFormat.JSONL,
+    ".ndjson": OutputFormat.JSONL,
+    ".json": OutputFormat.JSON,
+    ".csv": OutputFormat.CSV,
+}
+
+
+def format_for_path(path: str | None) -> OutputFormat | None:
+    """The format an output file's extension implies, if it implies one."""
+    if path is None:
+        return None
+    return _EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON, one line; falls back to the stdlib for integers beyond 64 bits."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class Output:
+    """Where records go: stdout, or a file written via a temporary sibling and a rename."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._temp: str | None = None
+        if path is None:
+            self.stream: BinaryIO = sys.stdout.buffer
+        else:
+            directory = os.path.dirname(os.path.abspath(path))
+            fd, self._temp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory
+            )
+            self.stream = os.fdopen(fd, "wb")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Finish the output: a file is moved into place only once fully written."""
+        if self._temp is None:
+            self.stream.flush()
+            return
+        assert self.path is not None
+        self.stream.close()
+        os.chmod(self._temp, 0o666 & ~_umask())
+        os.replace(self._temp, self.path)
+        self._temp = None
+
+    def discard(self) -> None:
+        """Drop a partly written file (used when the run could not start at all)."""
+        if self._temp is not None:
+            self.stream.close()
+            os.unlink(self._temp)
+            self._temp = None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class RecordWriter:
+    """Base of the format writers: holds the output and the fields to emit."""
+
+    def __init__(self, output: Output, fields: Sequence[str] = FIELDS) -> None:
+        self.output = output
+        self.fields = tuple(fields)
+        self.written = 0
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Write a batch and flush it, so a downstream reader sees it now."""
+        stream = self.output.stream
+        stream.write(self.encode(records))
+        self.written += len(records)
+        self.output.flush()
+
+    def encode(self, records: Sequence[Record]) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.output.close()
+
+
+class JsonLinesWriter(RecordWriter):
+    def encode(self, records: Sequence[Record]) -> bytes:
+        fields = self.fields
+        return b"".join(encode_json(r.to_dict(fields)) + b"\n" for r in records)
+
+
+class JsonArrayWriter(RecordWriter):
+    """A JSON array streamed one element per line; ``close`` writes the closing bracket."""
+
+    def encode(self, records: Sequence[Record]) -> bytes:
+        fields = self.fields
+        parts: list[bytes] = []
+        for record in records:
+            parts.append(b"[\n" if self.written + len(parts) == 0 else b",\n")
+            parts.append(encode_json(record.to_dict(fields)))
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self.output.stream.write(b"[]\n" if self.written == 0 else b"\n]\n")
+        super().close()
+
+
+def csv_cell(name: str, value: Any) -> str:
+    """One CSV cell: null empty, booleans as in JSON, nested values as JSON, error as its kind."""
+    if value is None:
+        return ""
+    if name == "error":
+        return str(value["kind"])
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    return encode_json(value).decode()
+
+
+class CsvWriter(RecordWriter):
+    """CSV with a header row; every record is one whole row."""
+
+    def __init__(self, output: Output, fields: Sequence[str] = FIELDS) -> None:
+        super().__init__(output, fields)
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\r\n")
+        self._csv.writerow(self.fields)
+        output.stream.write(self._take())
+
+    def _take(self) -> bytes:
+        data = self._buffer.getvalue().encode()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return data
+
+    def encode(self, records: Sequence[Record]) -> bytes:
+        fields = self.fields
+        for record in records:
+            row = record.to_dict(fields)
+            self._csv.writerow([csv_cell(name, row[name]) for name in fields])
+        return self._take()
+
+
+WRITERS: dict[OutputFormat, type[RecordWriter]] = {
+    OutputFormat.JSONL: JsonLinesWriter,
+    OutputFormat.JSON: JsonArrayWriter,
+    OutputFormat.CSV: CsvWriter,
+}
+
+
+def make_writer(fmt: OutputFormat, output: Output, fields: Sequence[str] = FIELDS) -> RecordWriter:
+    return WRITERS[fmt](output, fields)
