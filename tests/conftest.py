@@ -1,0 +1,242 @@
+"""Shared fixtures: one real aiohttp server on 127.0.0.1 and a helper that runs the CLI.
+
+The server runs on its own event loop in a thread, so tests that block on a
+subprocess (the installed command) and async tests of the library can both use
+it. It only ever listens on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class ServerState:
+    """What the server saw, for tests to assert on after a run."""
+
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: int = 0
+    gate_size: int = 0
+    gate: asyncio.Event | None = None
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
+    flaky_counts: dict[str, int] = field(default_factory=dict)
+    peers: set[object] = field(default_factory=set)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def make_app(state: ServerState) -> web.Application:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        state.requests += 1
+        if request.transport is not None:
+            state.peers.add(request.transport.get_extra_info("peername"))
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            return await handler(request)
+        finally:
+            state.in_flight -= 1
+
+    async def item(request: web.Request) -> web.Response:
+        """Echo the id after a random delay: completion order differs from request order."""
+        delay = float(request.query.get("max_ms", "20")) / 1000
+        await asyncio.sleep(random.uniform(0, delay))
+        return _json({"id": request.query.get("id"), "path": request.path})
+
+    async def gated(request: web.Request) -> web.Response:
+        """Hold each request until ``gate_size`` are in flight at once, then answer.
+
+        A client that never reaches that concurrency leaves the requests waiting
+        until its timeout, so the test sees failures instead of a false pass.
+        """
+        assert state.gate is not None
+        if state.in_flight >= state.gate_size:
+            state.gate.set()
+        await state.gate.wait()
+        return _json({"id": request.query.get("id")})
+
+    async def echo(request: web.Request) -> web.Response:
+        headers = dict(request.headers)
+        state.seen_headers.append(headers)
+        return _json(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": headers,
+                "body": (await request.read()).decode("utf-8", "replace"),
+            }
+        )
+
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="status page")
+
+    async def latin1(request: web.Request) -> web.Response:
+        return web.Response(
+            body="café déjà vu".encode("iso-8859-1"),
+            headers={"Content-Type": "text/plain; charset=ISO-8859-1"},
+        )
+
+    async def binary(request: web.Request) -> web.Response:
+        return web.Response(body=bytes(range(256)), content_type="application/octet-stream")
+
+    async def not_json(request: web.Request) -> web.Response:
+        return web.Response(text="{not json", content_type="application/json")
+
+    async def big(request: web.Request) -> web.Response:
+        size = int(request.query.get("bytes", "100000"))
+        return web.Response(body=b"x" * size, content_type="text/plain")
+
+    async def gzip_body(request: web.Request) -> web.Response:
+        size = int(request.query.get("bytes", "100000"))
+        return web.Response(
+            body=gzip.compress(b"y" * size),
+            headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
+        )
+
+    async def redirect(request: web.Request) -> web.Response:
+        hops = int(request.match_info["hops"])
+        if hops <= 0:
+            return _json({"arrived": True})
+        raise web.HTTPFound(f"/redirect/{hops - 1}")
+
+    async def redirect_loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/redirect-loop")
+
+    app = web.Application(middlewares=[middleware])
+    app.router.add_get("/item", item)
+    app.router.add_get("/gated", gated)
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/status/{code}", status)
+    app.router.add_get("/latin1", latin1)
+    app.router.add_get("/binary", binary)
+    app.router.add_get("/not-json", not_json)
+    app.router.add_get("/big", big)
+    app.router.add_get("/gzip", gzip_body)
+    app.router.add_get("/redirect/{hops}", redirect)
+    app.router.add_get("/redirect-loop", redirect_loop)
+    return app
+
+
+class LoopbackServer:
+    """The test app served from a background thread on 127.0.0.1 and a free port."""
+
+    def __init__(self) -> None:
+        self.state = ServerState()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("test server did not start")
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        runner = web.AppRunner(make_app(self.state), handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def reset(self, gate_size: int = 0) -> None:
+        """Fresh counters for a test; ``gate_size`` arms the /gated barrier."""
+
+        def do_reset() -> None:
+            self.state.in_flight = 0
+            self.state.max_in_flight = 0
+            self.state.requests = 0
+            self.state.seen_headers.clear()
+            self.state.flaky_counts.clear()
+            self.state.peers.clear()
+            self.state.gate_size = gate_size
+            self.state.gate = asyncio.Event()
+
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(lambda: (do_reset(), done.set()))
+        done.wait(5)
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def _server_instance() -> Iterator[LoopbackServer]:
+    server = LoopbackServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def server(_server_instance: LoopbackServer) -> LoopbackServer:
+    _server_instance.reset()
+    return _server_instance
+
+
+def fetchmany_command() -> list[str]:
+    """The installed console script next to this Python, as a user would run it."""
+    script = os.path.join(os.path.dirname(sys.executable), "fetchmany")
+    if not os.path.exists(script):
+        found = shutil.which("fetchmany")
+        if found is None:
+            raise RuntimeError("fetchmany is not installed: pip install -e '.[test]'")
+        script = found
+    return [script]
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode()
+
+
+def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 60) -> CliResult:
+    """Run the installed ``fetchmany`` as a process and capture both streams."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FETCHMANY_")}
+    env["COLUMNS"] = "200"
+    proc = subprocess.run(
+        [*fetchmany_command(), *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))

@@ -1,0 +1,200 @@
+"""The installed ``fetchmany`` command run as a user runs it: a process with real pipes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import LoopbackServer, fetchmany_command, run_cli
+
+from fetchmany.cli import cli
+
+
+def jsonl(data: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_stdin_ids_with_template_stream_in_order(server: LoopbackServer) -> None:
+    ids = "".join(f"{i}\n" for i in range(1, 101)).encode()
+    result = run_cli("-t", server.url("/item?id={}"), "--limit", "7", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    records = jsonl(result.stdout)
+    assert [r["index"] for r in records] == list(range(100))
+    assert [r["body"]["id"] for r in records] == [str(i) for i in range(1, 101)]  # type: ignore[index]
+    assert list(records[0]) == [
+        "index", "input", "url", "ok", "status", "final_url", "content_type",
+        "size", "elapsed_ms", "attempts", "error", "body",
+    ]  # fmt: skip
+
+
+def test_files_with_blanks_comments_and_bad_lines(server: LoopbackServer, tmp_path: Path) -> None:
+    a = tmp_path / "a.txt"
+    b = tmp_path / "b.txt"
+    a.write_bytes(f"# list\n{server.url('/item?id=1')}\n\nnot a url\n".encode())
+    b.write_bytes(b"\xff\xfe\n" + server.url("/status/404").encode() + b"\r\n")
+    result = run_cli(str(a), str(b))
+    assert result.returncode == 1  # some record is not ok
+    records = jsonl(result.stdout)
+    assert [r["input"] for r in records] == [
+        server.url("/item?id=1"),
+        "not a url",
+        "\\xff\\xfe",
+        server.url("/status/404"),
+    ]
+    assert [r["ok"] for r in records] == [True, False, False, False]
+    assert records[1]["error"]["kind"] == "invalid_url"  # type: ignore[index]
+    assert records[3]["status"] == 404
+    assert "Traceback" not in result.stderr
+
+
+def test_all_ok_exits_zero_and_summary_counts_outcomes(server: LoopbackServer) -> None:
+    urls = "".join(server.url(f"/item?id={i}") + "\n" for i in range(5)).encode()
+    result = run_cli(stdin=urls)
+    assert result.returncode == 0
+    assert "Done. 5 records" in result.stderr
+    assert "2xx 5" in result.stderr
+    assert "latency p50" in result.stderr
+    quiet = run_cli("-q", stdin=urls)
+    assert quiet.stderr == ""
+    assert len(jsonl(quiet.stdout)) == 5
+
+
+def test_json_array_output_parses(server: LoopbackServer) -> None:
+    result = run_cli("-f", "json", "-t", server.url("/item?id={}"), stdin=b"1\n2\n3\n")
+    assert [r["index"] for r in json.loads(result.stdout)] == [0, 1, 2]
+    empty = run_cli("-f", "json", stdin=b"")
+    assert json.loads(empty.stdout) == []
+    assert empty.returncode == 0
+
+
+def test_csv_output_to_a_file_from_its_extension(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.csv"
+    result = run_cli(
+        "-t", server.url("/item?id={}"), "-o", str(out), "--fields", "index,status,error,body",
+        stdin=b"a b&c\n\nxyz\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b""
+    rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
+    assert [row["index"] for row in rows] == ["0", "1"]
+    assert json.loads(rows[0]["body"])["id"] == "a b&c"  # percent-encoded in, decoded by server
+    assert list(rows[0]) == ["index", "status", "error", "body"]
+
+
+def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run_cli("-f", "jsonl", "-o", str(out), stdin=server.url("/item?id=1").encode())
+    assert jsonl(out.read_bytes())[0]["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["missing-file.txt"],
+        ["--limit", "0"],
+        ["-t", "http://127.0.0.1/fixed"],
+        ["-f", "xml"],
+        ["--fields", "index,nope"],
+        ["-H", "no colon"],
+        ["--max-body-size", "lots"],
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fetchmany: ")
+
+
+def test_progress_and_summary_never_reach_stdout(server: LoopbackServer) -> None:
+    urls = "".join(server.url(f"/item?id={i}") + "\n" for i in range(30)).encode()
+    result = run_cli("--progress", stdin=urls)
+    assert len(jsonl(result.stdout)) == 30  # every stdout line is a record
+    assert "Done." in result.stderr
+    assert "fetching" in result.stderr
+
+
+def test_outside_text_is_escaped_on_the_terminal() -> None:
+    hostile = b"\x1b[31mred\x1b[0m [bold]loud[/bold]\n"
+    result = run_cli(stdin=hostile)
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr
+    assert "[bold]loud[/bold]" in result.stderr
+    assert "\\x1b[31mred" in result.stderr
+
+
+def test_head_closing_the_pipe_exits_quietly(server: LoopbackServer) -> None:
+    urls = "".join(server.url(f"/item?id={i}&max_ms=1") + "\n" for i in range(3000)).encode()
+    proc = subprocess.Popen(
+        [*fetchmany_command(), "-q", "--limit", "20"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdin.write(urls)
+    proc.stdin.close()
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `| head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 128 + signal.SIGPIPE
+    assert json.loads(first)["index"] == 0
+    assert stderr == ""
+
+
+def test_version_via_module_and_script() -> None:
+    from fetchmany import __version__
+
+    module = subprocess.run(
+        [sys.executable, "-m", "fetchmany", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert module.returncode == 0
+    assert __version__ in module.stdout
+    assert __version__ in run_cli("--version").text
+
+
+def test_help_lists_options_and_examples() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for needle in ("--template", "--limit", "--concurrency", "-j", "--unordered", "Examples:"):
+        assert needle in result.output
+
+
+def test_cli_runner_reads_stdin_and_writes_records(server: LoopbackServer) -> None:
+    result = CliRunner().invoke(
+        cli, ["-q", "-t", server.url("/item?id={}")], input="x\ny\n", catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert [json.loads(line)["body"]["id"] for line in result.stdout.splitlines()] == ["x", "y"]
+
+
+def test_an_unwritable_output_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("-o", str(tmp_path / "no-such-dir" / "out.jsonl"), stdin=b"")
+    assert result.returncode == 2
+    assert "cannot write" in result.stderr
+
+
+def test_env_does_not_leak_into_stdout_encoding(server: LoopbackServer) -> None:
+    env_result = subprocess.run(
+        [*fetchmany_command(), "-q"],
+        input=server.url("/latin1").encode(),
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "latin-1", "LC_ALL": "C"},
+        check=False,
+    )
+    assert jsonl(env_result.stdout)[0]["body"] == "café déjà vu"  # always UTF-8 JSON

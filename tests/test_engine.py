@@ -1,0 +1,237 @@
+"""The worker pool and reorder window, driven by fake fetches whose completion the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fetchmany.engine import Engine
+from fetchmany.records import Record
+from fetchmany.sources import Item
+
+
+def make_items(n: int) -> list[Item]:
+    return [Item(i, str(i), f"http://127.0.0.1/{i}") for i in range(n)]
+
+
+async def aiter_items(items: list[Item], pulled: list[int] | None = None) -> AsyncIterator[Item]:
+    for item in items:
+        if pulled is not None:
+            pulled.append(item.index)
+        yield item
+
+
+class ControlledFetch:
+    """A fetch that completes only when the test releases that item's event."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.release: dict[int, asyncio.Event] = {}
+        self.any_started = asyncio.Event()
+
+    def gate(self, index: int) -> asyncio.Event:
+        return self.release.setdefault(index, asyncio.Event())
+
+    async def __call__(self, item: Item) -> Record:
+        self.started.append(item.index)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.any_started.set()
+        try:
+            await self.gate(item.index).wait()
+        finally:
+            self.in_flight -= 1
+        return Record(item.index, item.input, item.url, ok=True, status=200)
+
+
+async def collect(engine: Engine, items: list[Item]) -> list[Record]:
+    out: list[Record] = []
+    async for batch in engine.batches(aiter_items(items)):
+        out.extend(batch)
+    return out
+
+
+async def release_in_random_order(fetch: ControlledFetch, n: int, seed: int) -> None:
+    """Release started items in a shuffled order until all n have been released."""
+    rng = random.Random(seed)
+    released: set[int] = set()
+    while len(released) < n:
+        waiting = [i for i in fetch.started if i not in released]
+        if not waiting:
+            fetch.any_started.clear()
+            await fetch.any_started.wait()
+            continue
+        pick = rng.choice(waiting)
+        released.add(pick)
+        fetch.gate(pick).set()
+        await asyncio.sleep(0)  # let the engine react before the next release
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_ordered_output_is_in_input_order_whatever_the_completion_order(seed: int) -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, limit=7, window=20, ordered=True)
+    items = make_items(200)
+    releaser = asyncio.create_task(release_in_random_order(fetch, 200, seed))
+    records = await collect(engine, items)
+    await releaser
+    assert [r.index for r in records] == list(range(200))
+    assert fetch.max_in_flight == 7
+
+
+async def test_unordered_output_follows_completion_and_loses_nothing() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, limit=4, window=8, ordered=False)
+    out: list[int] = []
+    progressed = asyncio.Event()
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(4))):
+            out.extend(r.index for r in batch)
+            progressed.set()
+
+    consumer = asyncio.create_task(consume())
+    while len(fetch.started) < 4:
+        fetch.any_started.clear()
+        await fetch.any_started.wait()
+    for index in (3, 1, 0, 2):
+        fetch.gate(index).set()
+        while index not in out:
+            progressed.clear()
+            await progressed.wait()
+    await consumer
+    assert out == [3, 1, 0, 2]
+
+
+async def test_limit_is_never_exceeded_and_is_reached() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, limit=5, window=50, ordered=True)
+    releaser = asyncio.create_task(release_in_random_order(fetch, 60, seed=9))
+    records = await collect(engine, make_items(60))
+    await releaser
+    assert len(records) == 60
+    assert fetch.max_in_flight == 5
+
+
+async def test_full_window_starts_nothing_new_while_the_head_is_slow() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, limit=3, window=10, ordered=True)
+    pulled: list[int] = []
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(100), pulled)):
+            out.extend(r.index for r in batch)
+
+    consumer = asyncio.create_task(consume())
+    # Everything but item 0 completes at once: the window fills behind the slow head.
+    for i in range(1, 100):
+        fetch.gate(i).set()
+    while len(fetch.started) < 10:
+        fetch.any_started.clear()
+        await fetch.any_started.wait()
+    for _ in range(50):  # give the engine every chance to (wrongly) start more
+        await asyncio.sleep(0)
+    assert sorted(fetch.started) == list(range(10))
+    assert out == []
+    assert len(pulled) <= 11  # the input is read lazily, not ahead of the window
+    fetch.gate(0).set()
+    await consumer
+    assert out == list(range(100))
+
+
+async def test_every_item_gets_exactly_one_record_with_many_workers() -> None:
+    async def fetch(item: Item) -> Record:
+        await asyncio.sleep(0)
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, limit=50, window=60, ordered=True)
+    records = await collect(engine, make_items(3000))
+    assert [r.index for r in records] == list(range(3000))
+
+
+async def test_stop_finishes_in_flight_and_ends_output_in_order() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, limit=3, window=10, ordered=True)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(1000))):
+            out.extend(r.index for r in batch)
+
+    consumer = asyncio.create_task(consume())
+    fetch.gate(0).set()
+    fetch.gate(1).set()
+    while 0 not in out or 1 not in out or len(fetch.started) < 5:
+        fetch.any_started.clear()
+        await asyncio.wait_for(fetch.any_started.wait(), 5)
+    engine.stop()
+    in_flight = [i for i in fetch.started if not fetch.gate(i).is_set()]
+    for index in in_flight:
+        fetch.gate(index).set()
+    await asyncio.wait_for(consumer, 5)
+    assert out == list(range(len(out)))
+    assert set(out) >= set(in_flight)
+    assert len(fetch.started) < 20
+
+
+async def test_abort_ends_at_the_first_unfinished_record() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, limit=4, window=10, ordered=True)
+    out: list[int] = []
+    progressed = asyncio.Event()
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(100))):
+            out.extend(r.index for r in batch)
+            progressed.set()
+
+    consumer = asyncio.create_task(consume())
+    fetch.gate(0).set()
+    fetch.gate(2).set()
+    await progressed.wait()
+    engine.abort()
+    await asyncio.wait_for(consumer, 5)
+    assert out == [0]  # 1 never finished, so 2 cannot be written in order
+
+
+async def test_a_bug_in_fetch_surfaces_instead_of_hanging() -> None:
+    async def fetch(item: Item) -> Record:
+        raise RuntimeError("boom")
+
+    engine = Engine(fetch, limit=2, window=4, ordered=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        await collect(engine, make_items(3))
+
+
+async def test_an_input_error_surfaces_after_the_records_before_it() -> None:
+    async def fetch(item: Item) -> Record:
+        return Record(item.index, item.input, item.url)
+
+    async def broken() -> AsyncIterator[Item]:
+        yield Item(0, "0", "http://127.0.0.1/0")
+        raise OSError("disk gone")
+
+    engine = Engine(fetch, limit=2, window=4, ordered=True)
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(broken()):
+            seen.extend(r.index for r in batch)
+
+    with pytest.raises(OSError, match="disk gone"):
+        await consume()
+    assert seen == [0]
+
+
+def test_window_smaller_than_limit_is_refused() -> None:
+    async def fetch(item: Item) -> Record:
+        raise AssertionError
+
+    with pytest.raises(ValueError, match="window"):
+        Engine(fetch, limit=5, window=4, ordered=True)

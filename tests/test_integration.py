@@ -1,0 +1,132 @@
+"""The library against a real aiohttp server on 127.0.0.1: order, limits, redirects, decoding."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+from conftest import LoopbackServer
+
+from fetchmany import FetchOptions, Record, fetch_many
+
+
+async def collect(
+    items: list[str] | AsyncIterable[str], options: FetchOptions, template: str | None = None
+) -> list[Record]:
+    return [r async for r in fetch_many(items, options, template=template)]
+
+
+async def test_order_is_kept_under_random_latency(server: LoopbackServer) -> None:
+    ids = [str(i) for i in range(300)]
+    records = await collect(ids, FetchOptions(limit=20), template=server.url("/item?id={}"))
+    assert [r.index for r in records] == list(range(300))
+    assert [r.body["id"] for r in records] == ids
+    assert all(r.ok and r.status == 200 and r.attempts == 1 for r in records)
+
+
+async def test_unordered_still_gives_every_item_one_record(server: LoopbackServer) -> None:
+    ids = [str(i) for i in range(200)]
+    records = await collect(
+        ids, FetchOptions(limit=20, ordered=False), template=server.url("/item?id={}&max_ms=30")
+    )
+    assert sorted(r.index for r in records) == list(range(200))
+    assert {r.body["id"] for r in records} == set(ids)
+
+
+async def test_concurrency_reaches_the_limit_and_never_exceeds_it(server: LoopbackServer) -> None:
+    server.reset(gate_size=8)
+    ids = [str(i) for i in range(40)]
+    records = await collect(
+        ids, FetchOptions(limit=8, timeout=20), template=server.url("/gated?id={}")
+    )
+    assert all(r.ok for r in records), [r.error for r in records if not r.ok][:3]
+    assert server.state.max_in_flight == 8
+
+
+async def test_async_generator_input_is_consumed_lazily(server: LoopbackServer) -> None:
+    pulled = 0
+
+    async def ids() -> AsyncIterable[str]:
+        nonlocal pulled
+        for i in range(50):
+            pulled += 1
+            yield server.url(f"/item?id={i}")
+
+    seen = 0
+    async for record in fetch_many(ids(), FetchOptions(limit=2, window=4)):
+        seen += 1
+        if seen == 1:
+            assert record.index == 0
+            assert pulled <= 6  # window + one ahead, not the whole input
+    assert seen == 50
+
+
+async def test_invalid_items_get_records_in_place(server: LoopbackServer) -> None:
+    items = [server.url("/item?id=a"), "not a url", "", server.url("/item?id=b")]
+    records = await collect(items, FetchOptions())
+    assert [r.index for r in records] == [0, 1, 2, 3]
+    assert [r.ok for r in records] == [True, False, False, True]
+    assert records[1].error is not None
+    assert records[1].error.kind == "invalid_url"
+
+
+async def test_redirects_are_followed_up_to_the_limit(server: LoopbackServer) -> None:
+    ok, capped, loop = await collect(
+        [server.url("/redirect/3"), server.url("/redirect/5"), server.url("/redirect-loop")],
+        FetchOptions(max_redirects=4),
+    )
+    assert ok.ok
+    assert ok.final_url == server.url("/redirect/0")
+    assert ok.body == {"arrived": True}
+    assert capped.error is not None
+    assert capped.error.kind == "too_many_redirects"
+    assert loop.error is not None
+    assert loop.error.kind == "too_many_redirects"
+
+
+async def test_max_redirects_zero_records_the_redirect_itself(server: LoopbackServer) -> None:
+    (record,) = await collect([server.url("/redirect/2")], FetchOptions(max_redirects=0))
+    assert record.status == 302
+    assert record.ok  # a 3xx is a response below 400
+    assert record.final_url == server.url("/redirect/2")
+
+
+async def test_charset_binary_and_broken_json_bodies(server: LoopbackServer) -> None:
+    latin1, binary, broken, missing = await collect(
+        [server.url(p) for p in ("/latin1", "/binary", "/not-json", "/status/404")],
+        FetchOptions(),
+    )
+    assert latin1.body == "café déjà vu"
+    assert latin1.ok
+    assert binary.size == 256
+    assert isinstance(binary.body, str)  # base64
+    assert broken.body == "{not json"
+    assert broken.error is not None
+    assert broken.error.kind == "invalid_json"
+    assert broken.status == 200
+    assert not broken.ok
+    assert missing.status == 404
+    assert not missing.ok
+    assert missing.error is None
+
+
+async def test_headers_method_and_user_agent_reach_the_server(server: LoopbackServer) -> None:
+    options = FetchOptions(method="POST", headers=(("X-Api-Key", "k1"),), user_agent="ua/9")
+    (record,) = await collect([server.url("/echo")], options)
+    assert record.body["method"] == "POST"
+    assert record.body["headers"]["X-Api-Key"] == "k1"
+    assert record.body["headers"]["User-Agent"] == "ua/9"
+
+
+async def test_connection_refused_is_a_record(server: LoopbackServer) -> None:
+    (record,) = await collect(["http://127.0.0.1:1/"], FetchOptions())
+    assert record.error is not None
+    assert record.error.kind == "connect"
+    assert record.status is None
+
+
+async def test_keep_alive_reuses_connections(server: LoopbackServer) -> None:
+    ids = [str(i) for i in range(60)]
+    records = await collect(ids, FetchOptions(limit=3), template=server.url("/item?id={}"))
+    assert all(r.ok for r in records)
+    assert server.state.requests == 60
+    assert len(server.state.peers) <= 3  # one pool of at most `limit` connections, reused

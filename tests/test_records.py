@@ -1,0 +1,70 @@
+"""Body decoding: what ends up in a record's ``body`` for each content type and mode."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, decode_body
+
+
+def test_auto_parses_json_types() -> None:
+    assert decode_body(b'{"a": [1, 2]}', "application/json", BodyMode.AUTO).value == {"a": [1, 2]}
+    assert decode_body(b"[1]", "application/vnd.api+json", BodyMode.AUTO).value == [1]
+
+
+def test_auto_keeps_integers_beyond_64_bits() -> None:
+    assert decode_body(
+        b"[123456789012345678901234567890]", "application/json", BodyMode.AUTO
+    ).value == [123456789012345678901234567890]
+
+
+def test_auto_decodes_text_with_the_response_charset() -> None:
+    raw = "café".encode("iso-8859-1")
+    assert decode_body(raw, "text/plain; charset=ISO-8859-1", BodyMode.AUTO).value == "café"
+    assert decode_body("café".encode(), "text/html", BodyMode.AUTO).value == "café"
+
+
+def test_unknown_charset_falls_back_without_failing() -> None:
+    assert (
+        decode_body(b"abc\xff", "text/plain; charset=x-nonsense", BodyMode.AUTO).value
+        == "abc\ufffd"
+    )
+
+
+def test_auto_base64_encodes_binary() -> None:
+    raw = bytes(range(256))
+    value = decode_body(raw, "image/png", BodyMode.AUTO).value
+    assert base64.b64decode(value) == raw
+
+
+def test_json_that_does_not_parse_keeps_the_text_and_says_so() -> None:
+    decoded = decode_body(b"{oops", "application/json", BodyMode.AUTO)
+    assert decoded.value == "{oops"
+    assert decoded.error is not None
+    assert decoded.error.kind is ErrorKind.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (BodyMode.TEXT, '{"a":1}'),
+        (BodyMode.JSON, {"a": 1}),
+        (BodyMode.BASE64, base64.b64encode(b'{"a":1}').decode()),
+        (BodyMode.NONE, None),
+    ],
+)
+def test_explicit_modes_override_the_content_type(mode: BodyMode, expected: object) -> None:
+    assert decode_body(b'{"a":1}', "application/octet-stream", mode).value == expected
+
+
+def test_record_dict_has_the_documented_field_order_and_error_shape() -> None:
+    record = Record(0, "in", "http://h.test/", error=FetchError(ErrorKind.DNS, "no such host"))
+    data = record.to_dict()
+    assert list(data) == [
+        "index", "input", "url", "ok", "status", "final_url", "content_type",
+        "size", "elapsed_ms", "attempts", "error", "body",
+    ]  # fmt: skip
+    assert data["error"] == {"kind": "dns", "message": "no such host"}
+    assert list(record.to_dict(("url", "index"))) == ["url", "index"]

@@ -1,0 +1,134 @@
+"""Reading items lazily, expanding templates, and turning bad lines into records, not crashes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fetchmany.records import ErrorKind
+from fetchmany.sources import (
+    _QUEUED_CHUNKS,
+    LineFeed,
+    TemplateError,
+    UrlTemplate,
+    count_items,
+    item_text,
+    items_from,
+    make_item,
+    read_items,
+)
+
+
+def test_template_percent_encodes_the_id_as_one_component() -> None:
+    template = UrlTemplate("https://api.example.test/posts?id={}")
+    assert template.expand_line("a b&c") == "https://api.example.test/posts?id=a%20b%26c"
+    assert template.expand_line("../x/?#") == "https://api.example.test/posts?id=..%2Fx%2F%3F%23"
+
+
+def test_template_accepts_named_id_placeholder_and_repeats() -> None:
+    template = UrlTemplate("http://h.test/{id}/again/{}")
+    assert template.expand_line("7") == "http://h.test/7/again/7"
+
+
+def test_template_without_placeholder_is_refused() -> None:
+    with pytest.raises(TemplateError, match="no placeholder"):
+        UrlTemplate("http://h.test/fixed")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind_or_url"),
+    [
+        ("http://h.test/a", "http://h.test/a"),
+        ("HTTPS://h.test/a", "HTTPS://h.test/a"),
+        ("ftp://h.test/a", ErrorKind.INVALID_URL),
+        ("https://", ErrorKind.INVALID_URL),
+        ("http://h.test:99999/", ErrorKind.INVALID_URL),
+        ("42", ErrorKind.INVALID_URL),  # an ID without a template
+    ],
+)
+def test_items_are_urls_or_invalid_records(text: str, kind_or_url: object) -> None:
+    item = make_item(3, text, None)
+    assert item.index == 3
+    assert item.input == text
+    if isinstance(kind_or_url, ErrorKind):
+        assert item.error is not None
+        assert item.error.kind is kind_or_url
+    else:
+        assert item.error is None
+        assert item.url == kind_or_url
+
+
+def test_urls_are_not_expanded_when_a_template_is_given() -> None:
+    template = UrlTemplate("http://api.test/{}")
+    assert make_item(0, "https://other.test/x", template).url == "https://other.test/x"
+    assert make_item(1, "5", template).url == "http://api.test/5"
+
+
+def test_non_utf8_bytes_are_percent_encoded_and_shown_escaped() -> None:
+    text = b"caf\xe9".decode("utf-8", "surrogateescape")
+    item = make_item(0, text, UrlTemplate("http://api.test/?q={}"))
+    assert item.url == "http://api.test/?q=caf%E9"
+    assert item.input == "caf\\xe9"
+    item.input.encode("utf-8")  # safe to serialise
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(b"  x  \r\n", "x"), (b"\n", None), (b"   \t\n", None), (b"# c\n", None), (b"  #c", None)],
+)
+def test_blank_and_comment_lines_are_skipped(raw: bytes, expected: str | None) -> None:
+    assert item_text(raw) == expected
+
+
+async def collect(paths: list[str], template: UrlTemplate | None = None) -> list[tuple[int, str]]:
+    return [(i.index, i.input) async for i in read_items(paths, template)]
+
+
+async def test_read_items_indexes_across_files_skipping_blanks(tmp_path: Path) -> None:
+    a = tmp_path / "a.txt"
+    b = tmp_path / "b.txt"
+    a.write_bytes(b"# header\nhttp://h.test/1\n\n  http://h.test/2  \n")
+    b.write_bytes(b"http://h.test/3")  # no trailing newline
+    assert await collect([str(a), str(b)]) == [
+        (0, "http://h.test/1"),
+        (1, "http://h.test/2"),
+        (2, "http://h.test/3"),
+    ]
+    assert count_items(str(a)) == 2
+
+
+async def test_read_items_handles_lines_longer_than_a_chunk(tmp_path: Path) -> None:
+    long_url = "http://h.test/" + "x" * 200_000
+    path = tmp_path / "long.txt"
+    path.write_text(f"{long_url}\nhttp://h.test/short\n")
+    got = await collect([str(path)])
+    assert [text for _, text in got] == [long_url, "http://h.test/short"]
+
+
+async def test_reader_holds_a_bounded_number_of_chunks_of_a_large_file(tmp_path: Path) -> None:
+    path = tmp_path / "many.txt"
+    with path.open("w") as f:
+        for i in range(300_000):  # about 6 MB, far more than the reader may hold
+            f.write(f"http://h.test/{i}\n")
+    feed = LineFeed([str(path)])
+    lines = feed.lines()
+    assert await anext(lines) == b"http://h.test/0"
+    # Wait (bounded) for the reader thread to use up its credits and block.
+    for _ in range(500):
+        if feed._credits._value == 0:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.01)
+    queued = feed._queue.qsize()
+    assert feed._credits._value == 0  # type: ignore[attr-defined]
+    assert queued <= _QUEUED_CHUNKS
+    feed.close()
+    await lines.aclose()
+
+
+async def test_library_items_keep_every_value_including_blank() -> None:
+    items = [i async for i in items_from(["http://h.test/a", "", "# not a comment"], None)]
+    assert [i.index for i in items] == [0, 1, 2]
+    assert items[1].error is not None
+    assert items[2].error is not None

@@ -1,0 +1,96 @@
+"""Each output format parses back with the standard library, streamed and closed validly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from fetchmany.records import ErrorKind, FetchError, Record
+from fetchmany.writers import (
+    Output,
+    OutputFormat,
+    format_for_path,
+    make_writer,
+)
+
+
+def sample_records() -> list[Record]:
+    return [
+        Record(0, "1", "http://h.test/1", ok=True, status=200, body={"title": 'a,b "q"\nx'}),
+        Record(1, "2", None, error=FetchError(ErrorKind.INVALID_URL, "bad")),
+        Record(2, "3", "http://h.test/3", ok=False, status=404, body="not found"),
+    ]
+
+
+def write_to(tmp_path: Path, fmt: OutputFormat, batches: list[list[Record]]) -> bytes:
+    path = tmp_path / f"out.{fmt.value}"
+    writer = make_writer(fmt, Output(str(path)))
+    for batch in batches:
+        writer.write(batch)
+    writer.close()
+    return path.read_bytes()
+
+
+def test_jsonl_one_object_per_line(tmp_path: Path) -> None:
+    data = write_to(tmp_path, OutputFormat.JSONL, [sample_records()[:1], sample_records()[1:]])
+    rows = [json.loads(line) for line in data.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert rows[0]["body"]["title"] == 'a,b "q"\nx'
+    assert rows[1]["error"] == {"kind": "invalid_url", "message": "bad"}
+
+
+@pytest.mark.parametrize("batches", [[], [[]], [[r] for r in sample_records()]])
+def test_json_array_is_valid_for_any_number_of_records(
+    tmp_path: Path, batches: list[list[Record]]
+) -> None:
+    data = write_to(tmp_path, OutputFormat.JSON, batches)
+    assert [r["index"] for r in json.loads(data)] == [b[0].index for b in batches if b]
+
+
+def test_csv_header_nested_json_and_error_kind(tmp_path: Path) -> None:
+    data = write_to(tmp_path, OutputFormat.CSV, [sample_records()])
+    rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+    assert len(rows) == 3
+    assert json.loads(rows[0]["body"]) == {"title": 'a,b "q"\nx'}
+    assert rows[0]["ok"] == "true"
+    assert rows[1]["error"] == "invalid_url"
+    assert rows[1]["status"] == ""
+    assert rows[2]["body"] == "not found"
+
+
+def test_fields_select_and_order_columns(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    writer = make_writer(OutputFormat.CSV, Output(str(path)), ("status", "index"))
+    writer.write(sample_records())
+    writer.close()
+    assert path.read_text().splitlines()[:2] == ["status,index", "200,0"]
+
+
+def test_file_is_replaced_only_when_the_run_closes_it(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text("previous complete result\n")
+    writer = make_writer(OutputFormat.JSONL, Output(str(path)))
+    writer.write(sample_records())
+    assert path.read_text() == "previous complete result\n"  # a crash now loses nothing
+    writer.close()
+    assert len(path.read_text().splitlines()) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.jsonl", OutputFormat.JSONL),
+        ("a.NDJSON", OutputFormat.JSONL),
+        ("a.json", OutputFormat.JSON),
+        ("a.csv", OutputFormat.CSV),
+        ("a.txt", None),
+        (None, None),
+    ],
+)
+def test_format_from_extension(name: str | None, fmt: OutputFormat | None) -> None:
+    assert format_for_path(name) is fmt
