@@ -198,3 +198,25 @@ def test_env_does_not_leak_into_stdout_encoding(server: LoopbackServer) -> None:
         check=False,
     )
     assert jsonl(env_result.stdout)[0]["body"] == "café déjà vu"  # always UTF-8 JSON
+
+
+@pytest.mark.parametrize("flag", ["-j", "--concurrency", "-l"])
+def test_limit_aliases_reach_and_cap_concurrency(server: LoopbackServer, flag: str) -> None:
+    server.reset(gate_size=4)
+    ids = "".join(f"{i}\n" for i in range(12)).encode()
+    result = run_cli(flag, "4", "-t", server.url("/gated?id={}"), "--timeout", "20", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    assert server.state.max_in_flight == 4
+
+
+def test_progress_total_is_known_for_files_not_stdin(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    urls = "".join(server.url(f"/item?id={i}") + "\n" for i in range(25))
+    path = tmp_path / "urls.txt"
+    path.write_text("# comment\n\n" + urls)
+    from_file = run_cli("--progress", str(path))
+    assert "25/25" in from_file.stderr
+    from_stdin = run_cli("--progress", stdin=urls.encode())
+    assert "25/25" not in from_stdin.stderr
+    assert " 25 " in from_stdin.stderr
