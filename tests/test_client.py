@@ -16,9 +16,12 @@ from yarl import URL
 from fetchmany.client import Client, classify, open_client
 from fetchmany.options import FetchOptions
 from fetchmany.records import ErrorKind
+from fetchmany.retry import RetryPolicy
 from fetchmany.sources import Item
 
 URL_A = "http://api.test/a"
+NO_RETRY = FetchOptions(retry=RetryPolicy(retries=0))
+FAST_RETRY = RetryPolicy(retries=3, backoff=0.001, max_backoff=0.002)
 
 
 class _NoUpload:
@@ -66,7 +69,7 @@ async def test_success_fills_every_field(mocked: aioresponses) -> None:
 
 async def test_http_error_status_is_a_record_not_ok(mocked: aioresponses) -> None:
     mocked.get(URL_A, status=503, body="busy", content_type="text/plain")
-    _, record = await fetch_one(FetchOptions())
+    _, record = await fetch_one(NO_RETRY)
     assert record.ok is False  # type: ignore[attr-defined]
     assert record.status == 503  # type: ignore[attr-defined]
     assert record.error is None  # type: ignore[attr-defined]
@@ -88,7 +91,7 @@ async def test_network_exceptions_become_error_kinds(
     mocked: aioresponses, exception: Exception, kind: ErrorKind
 ) -> None:
     mocked.get(URL_A, exception=exception)
-    _, record = await fetch_one(FetchOptions())
+    _, record = await fetch_one(NO_RETRY)
     assert record.ok is False  # type: ignore[attr-defined]
     assert record.status is None  # type: ignore[attr-defined]
     assert record.error.kind is kind  # type: ignore[attr-defined]
@@ -156,3 +159,48 @@ async def test_cancellation_is_not_swallowed(mocked: aioresponses) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_retries_until_success_and_counts_attempts(mocked: aioresponses) -> None:
+    mocked.get(URL_A, status=503, body="busy")
+    mocked.get(URL_A, exception=aiohttp.ClientConnectionError("refused"))
+    mocked.get(URL_A, payload={"ok": 1})
+    _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert record.ok  # type: ignore[attr-defined]
+    assert record.attempts == 3  # type: ignore[attr-defined]
+    assert record.body == {"ok": 1}  # type: ignore[attr-defined]
+
+
+async def test_gives_up_after_the_retries_with_the_last_result(mocked: aioresponses) -> None:
+    for _ in range(4):
+        mocked.get(URL_A, status=502, body="bad gateway", content_type="text/plain")
+    _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert record.attempts == 4  # type: ignore[attr-defined]
+    assert record.status == 502  # type: ignore[attr-defined]
+    assert not record.ok  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [400, 404, 501])
+async def test_statuses_outside_retry_on_are_final(mocked: aioresponses, status: int) -> None:
+    mocked.get(URL_A, status=status)
+    _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert record.attempts == 1  # type: ignore[attr-defined]
+
+
+async def test_post_is_not_retried_unless_asked(mocked: aioresponses) -> None:
+    mocked.post(URL_A, status=503)
+    _, record = await fetch_one(FetchOptions(method="POST", retry=FAST_RETRY))
+    assert record.attempts == 1  # type: ignore[attr-defined]
+    mocked.post(URL_A, status=503)
+    mocked.post(URL_A, status=201)
+    retry_all = RetryPolicy(retries=3, backoff=0.001, retry_all_methods=True)
+    _, record = await fetch_one(FetchOptions(method="POST", retry=retry_all))
+    assert record.attempts == 2  # type: ignore[attr-defined]
+    assert record.status == 201  # type: ignore[attr-defined]
+
+
+async def test_tls_errors_are_not_retried(mocked: aioresponses) -> None:
+    mocked.get(URL_A, exception=ssl.SSLError("bad cert"))
+    _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert record.attempts == 1  # type: ignore[attr-defined]
+    assert record.error.kind is ErrorKind.TLS  # type: ignore[attr-defined]

@@ -75,7 +75,7 @@ async def release_in_random_order(fetch: ControlledFetch, n: int, seed: int) -> 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_ordered_output_is_in_input_order_whatever_the_completion_order(seed: int) -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, limit=7, window=20, ordered=True)
+    engine = Engine(fetch, workers=7, window=20, ordered=True)
     items = make_items(200)
     releaser = asyncio.create_task(release_in_random_order(fetch, 200, seed))
     records = await collect(engine, items)
@@ -86,7 +86,7 @@ async def test_ordered_output_is_in_input_order_whatever_the_completion_order(se
 
 async def test_unordered_output_follows_completion_and_loses_nothing() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, limit=4, window=8, ordered=False)
+    engine = Engine(fetch, workers=4, window=8, ordered=False)
     out: list[int] = []
     progressed = asyncio.Event()
 
@@ -110,7 +110,7 @@ async def test_unordered_output_follows_completion_and_loses_nothing() -> None:
 
 async def test_limit_is_never_exceeded_and_is_reached() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, limit=5, window=50, ordered=True)
+    engine = Engine(fetch, workers=5, window=50, ordered=True)
     releaser = asyncio.create_task(release_in_random_order(fetch, 60, seed=9))
     records = await collect(engine, make_items(60))
     await releaser
@@ -120,7 +120,7 @@ async def test_limit_is_never_exceeded_and_is_reached() -> None:
 
 async def test_full_window_starts_nothing_new_while_the_head_is_slow() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, limit=3, window=10, ordered=True)
+    engine = Engine(fetch, workers=3, window=10, ordered=True)
     pulled: list[int] = []
     out: list[int] = []
 
@@ -150,14 +150,14 @@ async def test_every_item_gets_exactly_one_record_with_many_workers() -> None:
         await asyncio.sleep(0)
         return Record(item.index, item.input, item.url)
 
-    engine = Engine(fetch, limit=50, window=60, ordered=True)
+    engine = Engine(fetch, workers=50, window=60, ordered=True)
     records = await collect(engine, make_items(3000))
     assert [r.index for r in records] == list(range(3000))
 
 
 async def test_stop_finishes_in_flight_and_ends_output_in_order() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, limit=3, window=10, ordered=True)
+    engine = Engine(fetch, workers=3, window=10, ordered=True)
     out: list[int] = []
 
     async def consume() -> None:
@@ -182,7 +182,7 @@ async def test_stop_finishes_in_flight_and_ends_output_in_order() -> None:
 
 async def test_abort_ends_at_the_first_unfinished_record() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, limit=4, window=10, ordered=True)
+    engine = Engine(fetch, workers=4, window=10, ordered=True)
     out: list[int] = []
     progressed = asyncio.Event()
 
@@ -204,7 +204,7 @@ async def test_a_bug_in_fetch_surfaces_instead_of_hanging() -> None:
     async def fetch(item: Item) -> Record:
         raise RuntimeError("boom")
 
-    engine = Engine(fetch, limit=2, window=4, ordered=True)
+    engine = Engine(fetch, workers=2, window=4, ordered=True)
     with pytest.raises(RuntimeError, match="boom"):
         await collect(engine, make_items(3))
 
@@ -217,7 +217,7 @@ async def test_an_input_error_surfaces_after_the_records_before_it() -> None:
         yield Item(0, "0", "http://127.0.0.1/0")
         raise OSError("disk gone")
 
-    engine = Engine(fetch, limit=2, window=4, ordered=True)
+    engine = Engine(fetch, workers=2, window=4, ordered=True)
     seen: list[int] = []
 
     async def consume() -> None:
@@ -233,5 +233,5 @@ def test_window_smaller_than_limit_is_refused() -> None:
     async def fetch(item: Item) -> Record:
         raise AssertionError
 
-    with pytest.raises(ValueError, match="window"):
-        Engine(fetch, limit=5, window=4, ordered=True)
+    with pytest.raises(ValueError, match="window >= workers"):
+        Engine(fetch, workers=5, window=4, ordered=True)

@@ -7,7 +7,6 @@ so a failed fetch can never end the run.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from fetchmany.limits import Limits
 from fetchmany.options import FetchOptions
 from fetchmany.records import ErrorKind, FetchError, Record, decode_body
 from fetchmany.sources import Item
@@ -73,13 +73,16 @@ def classify(exc: BaseException, options: FetchOptions) -> FetchError:
 class Client:
     """Performs attempts over one shared ClientSession and builds records from them."""
 
-    def __init__(self, session: aiohttp.ClientSession, options: FetchOptions) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, options: FetchOptions, limits: Limits
+    ) -> None:
         self._session = session
         self._options = options
+        self.limits = limits
         self._timeout = aiohttp.ClientTimeout(
             total=options.timeout, sock_connect=options.connect_timeout
         )
-        self._ssl: bool | ssl.SSLContext = options.verify_tls
+        self._ssl = ssl_setting(options)
 
     async def attempt(self, url: str) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
@@ -118,21 +121,40 @@ class Client:
             )
 
     async def fetch(self, item: Item) -> Record:
-        """The record for one item: never raises for anything the input or network does."""
-        record = Record(item.index, item.input, item.url)
-        if item.error is not None or item.url is None:
-            record.error = item.error
-            return record
+        """The record for one item, after any retries.
+
+        Never raises for anything the input or the network does; raises
+        ``Abandoned`` only when the run stops while the item waits for a slot or
+        a backoff, so a stopped run writes no half-made record.
+        """
+        url = item.url
+        if item.error is not None or url is None:
+            return Record(item.index, item.input, url, error=item.error)
+        options = self._options
         started = time.perf_counter()
-        record.attempts = 1
-        try:
-            response = await self.attempt(item.url)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            record.error = classify(exc, self._options)
-        else:
-            fill_record(record, response, self._options)
+        attempt = 0
+        while True:
+            attempt += 1
+            record = Record(item.index, item.input, url, attempts=attempt)
+            retry_after = None
+            async with self.limits.slot(url):
+                try:
+                    response = await self.attempt(url)
+                except Exception as exc:
+                    record.error = classify(exc, options)
+                else:
+                    fill_record(record, response, options)
+                    retry_after = response.retry_after
+            wait = options.retry.delay(
+                attempt,
+                options.method,
+                record.status,
+                record.error.kind if record.error and record.status is None else None,
+                retry_after,
+            )
+            if wait is None:
+                break
+            await self.limits.pause(wait)
         record.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return record
 
@@ -155,6 +177,15 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
     record.ok = response.status < 400 and record.error is None
 
 
+def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
+    """Verified TLS by default; a private CA bundle replaces the system store; -k turns it off."""
+    if not options.verify_tls:
+        return False
+    if options.ca_bundle is not None:
+        return ssl.create_default_context(cafile=options.ca_bundle)
+    return True
+
+
 def session_headers(options: FetchOptions) -> CIMultiDict[str]:
     """Default headers for every request: the User-Agent unless -H set one, then -H as given."""
     headers: CIMultiDict[str] = CIMultiDict()
@@ -173,10 +204,11 @@ async def open_client(options: FetchOptions) -> AsyncIterator[Client]:
     response cannot change what later, unrelated requests send.
     """
     connector = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300)
+    limits = Limits(options.limit, options.per_host, options.rate)
     async with aiohttp.ClientSession(
         connector=connector,
         headers=session_headers(options),
         cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
     ) as session:
-        yield Client(session, options)
+        yield Client(session, options, limits)

@@ -1,8 +1,10 @@
 """The bounded worker pool and the reorder window.
 
 Guarantees:
-- at most ``limit`` fetches run at once, and ``limit`` are running whenever enough
-  work is ready (the pool is a fixed set of workers, never a task per input);
+- at most ``workers`` fetches run at once, and ``workers`` are running whenever
+  enough work is ready (the pool is a fixed set of workers, never a task per
+  input). A fetch may wait inside (for a request slot, a backoff): the cap on
+  requests in flight is the fetch's business (see ``limits.py``);
 - at most ``window`` items are started but not yet handed to the consumer; when
   the window is full no new item is started, so memory stays bounded even while
   one slow request holds up ordered output;
@@ -23,17 +25,32 @@ from fetchmany.records import Record
 from fetchmany.sources import Item
 
 FetchFunction = Callable[[Item], Awaitable[Record]]
+
+
+class Abandoned(Exception):
+    """Raised by a fetch that gives up because the run is stopping: the item gets no record."""
+
+
 _Job = tuple[Item, "asyncio.Future[Record]"]
 
 
 class Engine:
     """Runs ``fetch`` over items with a fixed pool of workers; see the module docstring."""
 
-    def __init__(self, fetch: FetchFunction, *, limit: int, window: int, ordered: bool) -> None:
-        if limit < 1 or window < limit:
-            raise ValueError("need limit >= 1 and window >= limit")
+    def __init__(
+        self,
+        fetch: FetchFunction,
+        *,
+        workers: int,
+        window: int,
+        ordered: bool,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
+        if workers < 1 or window < workers:
+            raise ValueError("need workers >= 1 and window >= workers")
         self._fetch = fetch
-        self._limit = limit
+        self._workers = workers
+        self._on_stop = on_stop
         self._ordered = ordered
         self._window = asyncio.Semaphore(window)
         self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
@@ -57,6 +74,8 @@ class Engine:
     def stop(self) -> None:
         """Start no new item; fetches already running finish and are handed out."""
         self._stopping = True
+        if self._on_stop is not None:
+            self._on_stop()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
 
@@ -85,7 +104,7 @@ class Engine:
         except Exception as exc:
             self._dispatch_error = exc
         finally:
-            for _ in range(self._limit):
+            for _ in range(self._workers):
                 self._jobs.put_nowait(None)
             self._dispatch_done = True
             self._wake.set()
@@ -98,6 +117,8 @@ class Engine:
             else:
                 try:
                     future.set_result(await self._fetch(item))
+                except Abandoned:
+                    future.cancel()
                 except asyncio.CancelledError:
                     future.cancel()
                     raise
@@ -110,7 +131,7 @@ class Engine:
     async def batches(self, items: AsyncIterable[Item]) -> AsyncGenerator[list[Record], None]:
         """Records in batches of those ready together, so a writer can flush per batch."""
         self._dispatcher = asyncio.create_task(self._dispatch(items))
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._limit)]
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
         ready = self._ordered_ready if self._ordered else self._unordered_ready
         try:
             while (batch := await ready()) is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fetchmany._version import __version__
 from fetchmany.records import BodyMode
+from fetchmany.retry import RetryPolicy
 
 DEFAULT_USER_AGENT = f"fetchmany/{__version__}"
 
@@ -34,6 +35,13 @@ class FetchOptions:
     verify_tls: bool = True
     body: BodyMode = BodyMode.AUTO
     max_body_size: int = 10 * 1000 * 1000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rate: float | None = None
+    """Request starts per second across all workers (retries included); None: unlimited."""
+    per_host: int | None = None
+    """In-flight cap per host, on top of ``limit``."""
+    ca_bundle: str | None = None
+    """PEM file of CA certificates to trust instead of the system's."""
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -48,6 +56,10 @@ class FetchOptions:
             raise ValueError(f"max redirects cannot be negative, got {self.max_redirects}")
         if self.max_body_size < 0:
             raise ValueError(f"max body size cannot be negative, got {self.max_body_size}")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.per_host is not None and self.per_host < 1:
+            raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
         if not self.method or not self.method.isascii() or not self.method.isalpha():
             raise ValueError(f"not an HTTP method: {self.method!r}")
         object.__setattr__(self, "method", self.method.upper())
@@ -55,7 +67,8 @@ class FetchOptions:
     @property
     def effective_window(self) -> int:
         """The reorder window: never below ``limit`` (or the pool could not fill),
-        and a few times larger so one slow request does not stall the others at once."""
+        and a few times larger so one slow request, or items waiting out a backoff,
+        do not stall the others at once."""
         if self.window is not None:
             return max(self.window, self.limit)
         return max(4 * self.limit, 256)

@@ -1,0 +1,117 @@
+"""What bounds the requests of a run: the global in-flight cap, a per-host cap, and a rate.
+
+These are taken per *attempt*, not per item: an item waiting out a retry backoff
+or queued behind a busy host holds no slot, so the rest of the pool keeps
+working. Waits end early when the run is stopping (``Abandoned``), so Ctrl-C
+never has to wait for a long backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from fetchmany.engine import Abandoned
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """``20``, ``20/s``, ``600/m``, ``1000/h`` → requests per second."""
+    match = _RATE.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"not a rate: {text!r} (try 20, 20/s, 600/m)")
+    return float(match.group(1)) / _PER[(match.group(2) or "s").lower()]
+
+
+class RateLimiter:
+    """Spaces request starts evenly, ``1/rate`` apart, shared by every worker.
+
+    Each caller reserves the next free start time and sleeps until it, so starts
+    are smooth rather than bursty, and idle time is not saved up as a burst.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self._next = 0.0
+
+    def reserve(self) -> float:
+        """Reserve a start; return how long to wait for it."""
+        now = time.monotonic()
+        start = max(now, self._next)
+        self._next = start + self.interval
+        return start - now
+
+
+class _HostSlots:
+    __slots__ = ("semaphore", "users")
+
+    def __init__(self, size: int) -> None:
+        self.semaphore = asyncio.Semaphore(size)
+        self.users = 0
+
+
+class Limits:
+    """The caps of one run. ``slot(host)`` is held for exactly one attempt."""
+
+    def __init__(self, limit: int, per_host: int | None = None, rate: float | None = None) -> None:
+        self._global = asyncio.Semaphore(limit)
+        self._per_host = per_host
+        self._hosts: dict[str, _HostSlots] = {}
+        self._rate = RateLimiter(rate) if rate else None
+        self._stopping = asyncio.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """No attempt starts from now on; waiting items are abandoned."""
+        self._stopping.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` (a backoff or a rate wait), or raise ``Abandoned`` on stop."""
+        if self._stopping.is_set():
+            raise Abandoned
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return
+        raise Abandoned
+
+    @asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        """Hold a slot of ``url``'s host (if capped) then a global slot, then wait for the rate."""
+        if self._stopping.is_set():
+            raise Abandoned
+        if self._per_host is None:
+            async with self._global:
+                await self._start()
+                yield
+            return
+        host = urlsplit(url).netloc.lower()
+        slots = self._hosts.get(host)
+        if slots is None:
+            slots = self._hosts[host] = _HostSlots(self._per_host)
+        slots.users += 1
+        try:
+            async with slots.semaphore, self._global:
+                await self._start()
+                yield
+        finally:
+            slots.users -= 1
+            if slots.users == 0:  # keep memory flat over lists of millions of hosts
+                del self._hosts[host]
+
+    async def _start(self) -> None:
+        if self._stopping.is_set():
+            raise Abandoned
+        if self._rate is not None:
+            await self.pause(self._rate.reserve())

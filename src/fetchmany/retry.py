@@ -1,0 +1,76 @@
+"""When to try a request again, and how long to wait first.
+
+Exponential backoff with full jitter (a uniform wait between 0 and the capped
+exponential) spreads retries of many workers instead of synchronising them on a
+struggling server; a server's own ``Retry-After`` on 429/503 wins, up to the cap.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+from fetchmany.records import ErrorKind
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+RETRYABLE_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.PROTOCOL})
+DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    retries: int = 2
+    retry_on: frozenset[int] = DEFAULT_RETRY_ON
+    backoff: float = 0.5
+    max_backoff: float = 60.0
+    retry_all_methods: bool = False
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries cannot be negative, got {self.retries}")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("backoff times cannot be negative")
+
+    def delay(
+        self,
+        attempt: int,
+        method: str,
+        status: int | None,
+        error: ErrorKind | None,
+        retry_after: str | None = None,
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None`` if this result is final."""
+        if attempt > self.retries:
+            return None
+        if not self.retry_all_methods and method not in IDEMPOTENT_METHODS:
+            return None
+        if error is not None:
+            if error not in RETRYABLE_ERRORS:
+                return None
+        elif status is None or status not in self.retry_on:
+            return None
+        if status in (429, 503):
+            asked = parse_retry_after(retry_after)
+            if asked is not None:
+                return min(asked, self.max_backoff)
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        return self.rng.uniform(0, ceiling)
