@@ -12,9 +12,12 @@ import gzip
 import os
 import random
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,9 @@ class ServerState:
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     flaky_counts: dict[str, int] = field(default_factory=dict)
     peers: set[object] = field(default_factory=set)
+    arrivals: list[tuple[float, str]] = field(default_factory=list)
+    hanging_from: int | None = None
+    release_hangs: asyncio.Event | None = None
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -47,6 +53,7 @@ def make_app(state: ServerState) -> web.Application:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         state.requests += 1
+        state.arrivals.append((time.monotonic(), request.path_qs))
         if request.transport is not None:
             state.peers.add(request.transport.get_extra_info("peername"))
         state.in_flight += 1
@@ -122,7 +129,85 @@ def make_app(state: ServerState) -> web.Application:
     async def redirect_loop(request: web.Request) -> web.Response:
         raise web.HTTPFound("/redirect-loop")
 
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        """Fail ``fail`` times per key (a status, or a reset), then succeed."""
+        key = request.query["key"]
+        seen = state.flaky_counts.get(key, 0)
+        state.flaky_counts[key] = seen + 1
+        if seen < int(request.query.get("fail", "1")):
+            how = request.query.get("how", "503")
+            if how == "reset":
+                return await reset(request)
+            headers = {}
+            if "after" in request.query:
+                headers["Retry-After"] = request.query["after"]
+            return web.Response(status=int(how), text="try later", headers=headers)
+        return _json({"key": key, "attempt": seen + 1})
+
+    async def sleep(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("ms", "100")) / 1000)
+        return _json({"id": request.query.get("id")})
+
+    async def hang(request: web.Request) -> web.Response:
+        """Accept and never answer (until the test server stops)."""
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def maybe_hang(request: web.Request) -> web.Response:
+        """Answer at once, unless hanging is switched on for this id and above."""
+        item_id = int(request.query["id"])
+        if state.hanging_from is not None and item_id >= state.hanging_from:
+            assert state.release_hangs is not None
+            await state.release_hangs.wait()
+        return _json({"id": item_id})
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        """Send headers, then a byte every 50 ms forever: only a total timeout ends it."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        while True:
+            await response.write(b".")
+            await asyncio.sleep(0.05)
+
+    async def reset(request: web.Request) -> web.StreamResponse:
+        """Promise a body, send part of it, then drop the connection."""
+        response = web.StreamResponse(headers={"Content-Length": "100000"})
+        await response.prepare(request)
+        await response.write(b"partial")
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    async def gzip_bomb(request: web.Request) -> web.Response:
+        """A small gzip body that inflates to ``mb`` megabytes of zeros."""
+        mb = int(request.query.get("mb", "200"))
+        if mb not in bombs:
+            packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+            zeros = bytes(1 << 20)
+            bombs[mb] = b"".join(packer.compress(zeros) for _ in range(mb)) + packer.flush()
+        return web.Response(
+            body=bombs[mb], headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"}
+        )
+
+    async def redirect_to(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["url"])
+
+    async def bad_charset(request: web.Request) -> web.Response:
+        return web.Response(
+            body=b"caf\xe9 \xff", headers={"Content-Type": "text/plain; charset=no-such-charset"}
+        )
+
+    bombs: dict[int, bytes] = {}
     app = web.Application(middlewares=[middleware])
+    app.router.add_get("/flaky", flaky)
+    app.router.add_get("/sleep", sleep)
+    app.router.add_get("/hang", hang)
+    app.router.add_get("/maybe-hang", maybe_hang)
+    app.router.add_get("/trickle", trickle)
+    app.router.add_get("/reset", reset)
+    app.router.add_get("/gzip-bomb", gzip_bomb)
+    app.router.add_get("/redirect-to", redirect_to)
+    app.router.add_get("/bad-charset", bad_charset)
     app.router.add_get("/item", item)
     app.router.add_get("/gated", gated)
     app.router.add_route("*", "/echo", echo)
@@ -140,7 +225,9 @@ def make_app(state: ServerState) -> web.Application:
 class LoopbackServer:
     """The test app served from a background thread on 127.0.0.1 and a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
+        self.scheme = "https" if ssl_context else "http"
         self.state = ServerState()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -156,18 +243,22 @@ class LoopbackServer:
         self.loop.run_until_complete(self._main())
 
     async def _main(self) -> None:
-        runner = web.AppRunner(make_app(self.state), handle_signals=False)
+        runner = web.AppRunner(make_app(self.state), handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, HOST, 0)
+        site = web.TCPSite(runner, HOST, 0, ssl_context=self._ssl)
         await site.start()
         self.port = runner.addresses[0][1]
         self._stop = asyncio.Event()
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:  # handlers still hanging on purpose
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
+        return f"{self.scheme}://{HOST}:{self.port}{path}"
 
     def reset(self, gate_size: int = 0) -> None:
         """Fresh counters for a test; ``gate_size`` arms the /gated barrier."""
@@ -179,6 +270,9 @@ class LoopbackServer:
             self.state.seen_headers.clear()
             self.state.flaky_counts.clear()
             self.state.peers.clear()
+            self.state.arrivals.clear()
+            self.state.hanging_from = None
+            self.state.release_hangs = asyncio.Event()
             self.state.gate_size = gate_size
             self.state.gate = asyncio.Event()
 
@@ -203,6 +297,42 @@ def _server_instance() -> Iterator[LoopbackServer]:
 def server(_server_instance: LoopbackServer) -> LoopbackServer:
     _server_instance.reset()
     return _server_instance
+
+
+@pytest.fixture(scope="session")
+def _other_instance() -> Iterator[LoopbackServer]:
+    server = LoopbackServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def other_server(_other_instance: LoopbackServer) -> LoopbackServer:
+    """A second server: another origin (same host, another port) for redirect tests."""
+    _other_instance.reset()
+    return _other_instance
+
+
+@dataclass
+class TlsServer:
+    server: LoopbackServer
+    ca_pem: str
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    """The app over HTTPS with a certificate from a throwaway CA (not trusted by default)."""
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(context)
+    ca_pem = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    server = LoopbackServer(context)
+    server.reset()
+    yield TlsServer(server, str(ca_pem))
+    server.close()
 
 
 def fetchmany_command() -> list[str]:

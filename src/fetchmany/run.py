@@ -20,9 +20,10 @@ from fetchmany.engine import Engine
 from fetchmany.options import FetchOptions
 from fetchmany.progress import Display
 from fetchmany.records import Record
+from fetchmany.resume import ResumePoint, recorded_inputs, skip_recorded
 from fetchmany.sources import Item, UrlTemplate, count_items, items_from, read_items
 from fetchmany.stats import RunStats
-from fetchmany.writers import RecordWriter
+from fetchmany.writers import OutputFormat, RecordWriter
 
 GRACE_SECONDS = 2.0
 """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
@@ -38,11 +39,13 @@ async def fetch_batches(
     ``on_engine`` receives the engine once it exists, so a caller can stop it.
     """
     async with open_client(options) as client:
+        window = options.effective_window
         engine = Engine(
             client.fetch,
-            limit=options.limit,
-            window=options.effective_window,
+            workers=window,
+            window=window,
             ordered=options.ordered,
+            on_stop=client.limits.stop,
         )
         if on_engine is not None:
             on_engine(engine)
@@ -72,6 +75,16 @@ async def fetch_many(
                 yield record
 
 
+@dataclass(frozen=True)
+class Resume:
+    """An output file being continued: its records so far and how to read them back."""
+
+    path: str
+    format: OutputFormat
+    fields: tuple[str, ...]
+    point: ResumePoint
+
+
 @dataclass
 class Job:
     """A CLI run, fully parsed and validated."""
@@ -81,6 +94,7 @@ class Job:
     options: FetchOptions
     writer: RecordWriter
     display: Display
+    resume: Resume | None = None
 
 
 @dataclass
@@ -136,7 +150,9 @@ class _Interruption:
             engine.abort()
 
 
-def _count_total(inputs: Sequence[str], display: Display, stop: threading.Event) -> None:
+def _count_total(
+    inputs: Sequence[str], display: Display, stop: threading.Event, skipped: int
+) -> None:
     """Count items of regular files in a daemon thread and give the display its total."""
     loop = asyncio.get_running_loop()
 
@@ -149,7 +165,7 @@ def _count_total(inputs: Sequence[str], display: Display, stop: threading.Event)
             total += n
         if not stop.is_set():
             with contextlib.suppress(RuntimeError):  # the run ended first
-                loop.call_soon_threadsafe(display.set_total, total)
+                loop.call_soon_threadsafe(display.set_total, max(0, total - skipped))
 
     threading.Thread(target=count, name="fetchmany-count", daemon=True).start()
 
@@ -160,12 +176,18 @@ async def run_job(job: Job) -> Outcome:
     outcome = Outcome(stats)
     interruption = _Interruption(job.display)
     counting_stop = threading.Event()
+    resume = job.resume
+    skipped = resume.point.records if resume else 0
     job.display.start(None)
-    _count_total(job.inputs or ["-"], job.display, counting_stop)
+    _count_total(job.inputs or ["-"], job.display, counting_stop, skipped)
     interruption.install()
     writer = job.writer
     try:
-        items = read_items(job.inputs, job.template)
+        items: AsyncIterable[Item] = read_items(job.inputs, job.template)
+        if resume is not None and skipped:
+            job.display.note(f"Resuming: {skipped} records already in {resume.path}")
+            recorded = recorded_inputs(resume.path, resume.format, resume.fields)
+            items = skip_recorded(items, recorded, skipped, resume.path)
         async with aclosing(fetch_batches(items, job.options, interruption.watch)) as batches:
             async for batch in batches:
                 stats.add(batch)

@@ -53,13 +53,24 @@ def encode_json(value: Any) -> bytes:
 
 
 class Output:
-    """Where records go: stdout, or a file written via a temporary sibling and a rename."""
+    """Where records go: stdout, or a file.
 
-    def __init__(self, path: str | None) -> None:
+    A new file is written as a temporary sibling renamed into place on close, so
+    a crash never destroys a previous complete result. Resuming (``append_at``)
+    instead continues the file itself from that byte offset, cutting off anything
+    after it (a torn record, a closing bracket): every record already there stays.
+    """
+
+    def __init__(self, path: str | None, append_at: int | None = None) -> None:
         self.path = path
         self._temp: str | None = None
+        self.at_start = not append_at
         if path is None:
             self.stream: BinaryIO = sys.stdout.buffer
+        elif append_at is not None:
+            self.stream = open(path, "r+b" if os.path.exists(path) else "wb")  # noqa: SIM115
+            self.stream.truncate(append_at)
+            self.stream.seek(append_at)
         else:
             directory = os.path.dirname(os.path.abspath(path))
             fd, self._temp = tempfile.mkstemp(
@@ -73,7 +84,10 @@ class Output:
     def close(self) -> None:
         """Finish the output: a file is moved into place only once fully written."""
         if self._temp is None:
-            self.stream.flush()
+            if self.path is None:
+                self.stream.flush()
+            else:
+                self.stream.close()
             return
         assert self.path is not None
         self.stream.close()
@@ -98,10 +112,13 @@ def _umask() -> int:
 class RecordWriter:
     """Base of the format writers: holds the output and the fields to emit."""
 
-    def __init__(self, output: Output, fields: Sequence[str] = FIELDS) -> None:
+    def __init__(
+        self, output: Output, fields: Sequence[str] = FIELDS, *, csv_safe: bool = False
+    ) -> None:
         self.output = output
         self.fields = tuple(fields)
         self.written = 0
+        self.csv_safe = csv_safe
 
     def write(self, records: Sequence[Record]) -> None:
         """Write a batch and flush it, so a downstream reader sees it now."""
@@ -130,13 +147,27 @@ class JsonArrayWriter(RecordWriter):
         fields = self.fields
         parts: list[bytes] = []
         for record in records:
-            parts.append(b"[\n" if self.written + len(parts) == 0 else b",\n")
+            first = self.output.at_start and self.written + len(parts) == 0
+            parts.append(b"[\n" if first else b",\n")
             parts.append(encode_json(record.to_dict(fields)))
         return b"".join(parts)
 
     def close(self) -> None:
-        self.output.stream.write(b"[]\n" if self.written == 0 else b"\n]\n")
+        empty = self.output.at_start and self.written == 0
+        self.output.stream.write(b"[]\n" if empty else b"\n]\n")
         super().close()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_header(fields: Sequence[str]) -> list[str]:
+    return list(fields)
+
+
+def neutralise_formula(cell: str) -> str:
+    """Make a spreadsheet show a cell as text rather than run it (OWASP CSV injection)."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
 def csv_cell(name: str, value: Any) -> str:
@@ -157,12 +188,15 @@ def csv_cell(name: str, value: Any) -> str:
 class CsvWriter(RecordWriter):
     """CSV with a header row; every record is one whole row."""
 
-    def __init__(self, output: Output, fields: Sequence[str] = FIELDS) -> None:
-        super().__init__(output, fields)
+    def __init__(
+        self, output: Output, fields: Sequence[str] = FIELDS, *, csv_safe: bool = False
+    ) -> None:
+        super().__init__(output, fields, csv_safe=csv_safe)
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\r\n")
-        self._csv.writerow(self.fields)
-        output.stream.write(self._take())
+        if output.at_start:
+            self._csv.writerow(csv_header(self.fields))
+            output.stream.write(self._take())
 
     def _take(self) -> bytes:
         data = self._buffer.getvalue().encode()
@@ -174,7 +208,13 @@ class CsvWriter(RecordWriter):
         fields = self.fields
         for record in records:
             row = record.to_dict(fields)
-            self._csv.writerow([csv_cell(name, row[name]) for name in fields])
+            cells = [csv_cell(name, row[name]) for name in fields]
+            if self.csv_safe:
+                cells = [
+                    cell if isinstance(row[name], int | float) else neutralise_formula(cell)
+                    for name, cell in zip(fields, cells, strict=True)
+                ]
+            self._csv.writerow(cells)
         return self._take()
 
 
@@ -185,5 +225,7 @@ WRITERS: dict[OutputFormat, type[RecordWriter]] = {
 }
 
 
-def make_writer(fmt: OutputFormat, output: Output, fields: Sequence[str] = FIELDS) -> RecordWriter:
-    return WRITERS[fmt](output, fields)
+def make_writer(
+    fmt: OutputFormat, output: Output, fields: Sequence[str] = FIELDS, *, csv_safe: bool = False
+) -> RecordWriter:
+    return WRITERS[fmt](output, fields, csv_safe=csv_safe)
