@@ -42,6 +42,9 @@ class ServerState:
     peers: set[object] = field(default_factory=set)
     arrivals: list[tuple[float, str]] = field(default_factory=list)
     hanging_from: int | None = None
+    hung: int = 0
+    hung_target: int = 0
+    hung_signal: threading.Event = field(default_factory=threading.Event)
     release_hangs: asyncio.Event | None = None
 
 
@@ -158,6 +161,9 @@ def make_app(state: ServerState) -> web.Application:
         item_id = int(request.query["id"])
         if state.hanging_from is not None and item_id >= state.hanging_from:
             assert state.release_hangs is not None
+            state.hung += 1
+            if state.hung >= state.hung_target:
+                state.hung_signal.set()  # a threading.Event: the test thread waits on it
             await state.release_hangs.wait()
         return _json({"id": item_id})
 
@@ -272,6 +278,9 @@ class LoopbackServer:
             self.state.peers.clear()
             self.state.arrivals.clear()
             self.state.hanging_from = None
+            self.state.hung = 0
+            self.state.hung_target = 0
+            self.state.hung_signal.clear()
             self.state.release_hangs = asyncio.Event()
             self.state.gate_size = gate_size
             self.state.gate = asyncio.Event()
@@ -279,6 +288,20 @@ class LoopbackServer:
         done = threading.Event()
         self.loop.call_soon_threadsafe(lambda: (do_reset(), done.set()))
         done.wait(5)
+
+    def hang_from(self, item_id: int, signal_when_hung: int) -> None:
+        """/maybe-hang holds ids >= ``item_id``; ``hung_signal`` is set once that many wait."""
+        self.state.hung_target = signal_when_hung
+        self.state.hanging_from = item_id
+
+    def stop_hanging(self) -> None:
+        self.state.hanging_from = None
+
+        def release() -> None:
+            assert self.state.release_hangs is not None
+            self.state.release_hangs.set()
+
+        self.loop.call_soon_threadsafe(release)
 
     def close(self) -> None:
         if self._stop is not None:

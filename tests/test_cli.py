@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import LoopbackServer, fetchmany_command, run_cli
+from conftest import LoopbackServer, TlsServer, fetchmany_command, run_cli
 
 from fetchmany.cli import cli
 
@@ -220,3 +220,42 @@ def test_progress_total_is_known_for_files_not_stdin(
     from_stdin = run_cli("--progress", stdin=urls.encode())
     assert "25/25" not in from_stdin.stderr
     assert " 25 " in from_stdin.stderr
+
+
+def test_csv_safe_neutralises_formulas(server: LoopbackServer) -> None:
+    hostile = server.url("/echo?x=1").encode() + b"\n=HYPERLINK(1)\n+1\n@cmd\n-2\n"
+    plain = run_cli("-f", "csv", "--fields", "input,index,status", "--body", "none", stdin=hostile)
+    safe = run_cli(
+        "-f", "csv", "--csv-safe", "--fields", "input,index,status", "--body", "none", stdin=hostile
+    )  # fmt: skip
+    plain_rows = list(csv.reader(io.StringIO(plain.text, newline="")))[1:]
+    safe_rows = list(csv.reader(io.StringIO(safe.text, newline="")))[1:]
+    assert [r[0] for r in plain_rows][1:] == ["=HYPERLINK(1)", "+1", "@cmd", "-2"]
+    assert [r[0] for r in safe_rows][1:] == ["'=HYPERLINK(1)", "'+1", "'@cmd", "'-2"]
+    assert safe_rows[0][0] == plain_rows[0][0]  # an ordinary URL is untouched
+    assert [r[1] for r in safe_rows] == ["0", "1", "2", "3", "4"]  # numbers stay numbers
+
+
+def test_tls_flags(tls_server: TlsServer) -> None:
+    url = tls_server.server.url("/item?id=1").encode()
+    verified = run_cli("--retries", "0", stdin=url)
+    assert jsonl(verified.stdout)[0]["error"]["kind"] == "tls"  # type: ignore[index]
+    assert verified.returncode == 1
+    assert run_cli("-k", stdin=url).returncode == 0
+    assert run_cli("--ca-bundle", tls_server.ca_pem, stdin=url).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--rate", "fast"], ["--rate", "0"], ["--retry-on", "5xx"], ["--per-host", "0"]],
+)
+def test_politeness_usage_errors(args: list[str]) -> None:
+    result = run_cli(*args, stdin=b"")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_groups_options_under_headings() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    for heading in ("Input:", "Concurrency and politeness:", "Retries:", "Request:", "Output:"):
+        assert heading in result.output

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,39 @@ def test_file_is_replaced_only_when_the_run_closes_it(tmp_path: Path) -> None:
 )
 def test_format_from_extension(name: str | None, fmt: OutputFormat | None) -> None:
     assert format_for_path(name) is fmt
+
+
+def test_a_path_that_is_not_a_regular_file_is_written_directly(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    writer = make_writer(OutputFormat.JSONL, Output(str(fifo)))
+    writer.write(sample_records())
+    writer.close()
+    reader.join(10)
+    assert len(received[0].splitlines()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary sibling
+
+
+def test_a_symlink_is_followed_not_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    writer = make_writer(OutputFormat.JSONL, Output(str(link)))
+    writer.write(sample_records())
+    writer.close()
+    assert link.is_symlink()
+    assert len(target.read_text().splitlines()) == 3
+
+
+def test_dev_paths_are_written_in_place() -> None:
+    output = Output("/dev/null")
+    assert output._temp is None
+    writer = make_writer(OutputFormat.JSON, output)
+    writer.write(sample_records())
+    writer.close()
+    assert os.path.exists("/dev/null")
+    assert not os.path.isfile("/dev/null")

@@ -152,7 +152,7 @@ def build_job(
     except OSError as exc:
         raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     writer = make_writer(out_format, destination, fields, csv_safe=params["csv_safe"])
-    return Job(inputs, params["template"], options, writer, display, resume)
+    return Job(inputs, params["template"], options, writer, display, resume, params["grace"])
 
 
 def _run(job: Job) -> Outcome:

@@ -350,6 +350,14 @@ OPTIONS: list[Callable[[F], F]] = [
         help="In CSV, prefix cells starting with = + - @ with ' so spreadsheets do not run them.",
     ),
     option(
+        "--grace",
+        group=DISPLAY,
+        type=click.FloatRange(min=0),
+        default=2.0,
+        show_default=True,
+        help="After Ctrl-C or SIGTERM, seconds that requests in flight may still finish.",
+    ),
+    option(
         "--progress/--no-progress",
         group=DISPLAY,
         default=None,

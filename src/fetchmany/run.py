@@ -25,9 +25,6 @@ from fetchmany.sources import Item, UrlTemplate, count_items, items_from, read_i
 from fetchmany.stats import RunStats
 from fetchmany.writers import OutputFormat, RecordWriter
 
-GRACE_SECONDS = 2.0
-"""After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
-
 
 async def fetch_batches(
     items: AsyncIterable[Item],
@@ -95,6 +92,8 @@ class Job:
     writer: RecordWriter
     display: Display
     resume: Resume | None = None
+    grace: float = 2.0
+    """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
 
 
 @dataclass
@@ -111,9 +110,10 @@ class _Interruption:
     period, then cancel them. Second signal: cancel at once. Output is closed
     validly either way by ``run_job``."""
 
-    def __init__(self, display: Display) -> None:
+    def __init__(self, display: Display, grace: float) -> None:
         self.signal: int | None = None
         self._display = display
+        self._grace = grace
         self._engines: list[Engine] = []
         self._loop = asyncio.get_running_loop()
 
@@ -138,12 +138,12 @@ class _Interruption:
         self.signal = sig
         name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
         self._display.note(
-            f"{name}: starting no new requests; waiting up to {GRACE_SECONDS:g}s for those in "
+            f"{name}: starting no new requests; waiting up to {self._grace:g}s for those in "
             "flight (Ctrl-C again to stop now)"
         )
         for engine in self._engines:
             engine.stop()
-        self._loop.call_later(GRACE_SECONDS, self._abort)
+        self._loop.call_later(self._grace, self._abort)
 
     def _abort(self) -> None:
         for engine in self._engines:
@@ -174,7 +174,7 @@ async def run_job(job: Job) -> Outcome:
     """Run a CLI job to the end and close its output validly whatever happens."""
     stats = RunStats()
     outcome = Outcome(stats)
-    interruption = _Interruption(job.display)
+    interruption = _Interruption(job.display, job.grace)
     counting_stop = threading.Event()
     resume = job.resume
     skipped = resume.point.records if resume else 0

@@ -71,10 +71,14 @@ class Output:
             self.stream = open(path, "r+b" if os.path.exists(path) else "wb")  # noqa: SIM115
             self.stream.truncate(append_at)
             self.stream.seek(append_at)
+        elif (target := replaceable_path(path)) is None:
+            # /dev/stdout, a FIFO, /dev/null: not a file to replace, a stream to write.
+            self.stream = open(path, "wb")  # noqa: SIM115
         else:
-            directory = os.path.dirname(os.path.abspath(path))
+            self.path = target
+            directory = os.path.dirname(target)
             fd, self._temp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory
+                prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
             )
             self.stream = os.fdopen(fd, "wb")
 
@@ -101,6 +105,21 @@ class Output:
             self.stream.close()
             os.unlink(self._temp)
             self._temp = None
+
+
+def replaceable_path(path: str) -> str | None:
+    """The regular file to replace for ``path``, or None when it must be written in place.
+
+    A symlink's target is replaced, never the link itself; devices, FIFOs and
+    anything under /dev or /proc (``-o /dev/stdout``) are written directly.
+    """
+    real = os.path.realpath(path)
+    for special in ("/dev/", "/proc/"):
+        if os.path.abspath(path).startswith(special) or real.startswith(special):
+            return None
+    if os.path.exists(real) and not os.path.isfile(real):
+        return None
+    return real
 
 
 def _umask() -> int:

@@ -1,0 +1,118 @@
+"""Ctrl-C, SIGTERM and crashes on a real process: output stays valid and in order."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LoopbackServer, fetchmany_command
+
+IDS = "".join(f"{i}\n" for i in range(60)).encode()
+
+
+def start(server: LoopbackServer, *args: str) -> subprocess.Popen[bytes]:
+    with tempfile.TemporaryFile() as ids:
+        ids.write(IDS)
+        ids.seek(0)
+        return subprocess.Popen(
+            [*fetchmany_command(), "-t", server.url("/maybe-hang?id={}"), "--limit", "4", *args],
+            stdin=ids,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+
+def hang_after(server: LoopbackServer, first_hanging: int) -> None:
+    """Items before ``first_hanging`` answer; later ones hang. Returns when 4 hang (the limit),
+    so every earlier item has completed."""
+    server.hang_from(first_hanging, signal_when_hung=4)
+
+
+def wait_hung(server: LoopbackServer) -> None:
+    assert server.state.hung_signal.wait(20), "the run never reached the hanging items"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_with_valid_json_in_order(server: LoopbackServer, sig: int, code: int) -> None:
+    hang_after(server, 15)
+    proc = start(server, "-f", "json", "--grace", "0.5")
+    wait_hung(server)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code
+    records = json.loads(stdout)  # a complete JSON array
+    assert [r["index"] for r in records] == list(range(15))
+    assert "Interrupted." in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
+def test_sigterm_leaves_whole_csv_rows(server: LoopbackServer) -> None:
+    hang_after(server, 7)
+    proc = start(server, "-f", "csv", "--grace", "0.5")
+    wait_hung(server)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    rows = list(csv.DictReader(io.StringIO(stdout.decode(), newline="")))
+    assert [row["index"] for row in rows] == [str(i) for i in range(7)]
+
+
+def test_in_flight_requests_finish_within_the_grace(server: LoopbackServer) -> None:
+    hang_after(server, 5)
+    proc = start(server, "-f", "jsonl", "--grace", "30")
+    wait_hung(server)
+    proc.send_signal(signal.SIGINT)
+    server.stop_hanging()  # the hung requests now answer, inside the grace period
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    indices = [json.loads(line)["index"] for line in stdout.splitlines()]
+    assert indices[:9] == list(range(9))  # the 4 in flight completed and were written
+    assert indices == list(range(len(indices)))
+    assert len(indices) < 60  # and no new work started
+
+
+def test_second_ctrl_c_exits_at_once(server: LoopbackServer) -> None:
+    hang_after(server, 3)
+    proc = start(server, "-f", "json", "-o", "/dev/stdout", "--grace", "60")
+    wait_hung(server)
+    assert proc.stderr is not None
+    proc.send_signal(signal.SIGINT)
+    note = proc.stderr.readline().decode()
+    assert "Ctrl-C" in note  # the first one was handled: it waits for the grace
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 20  # far less than the 60 s grace
+    assert proc.returncode == 130
+    assert [r["index"] for r in json.loads(stdout)] == [0, 1, 2]
+
+
+def test_a_crash_never_destroys_the_previous_result(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"previous": "complete result"}\n')
+    hang_after(server, 10)
+    proc = start(server, "-o", str(out))
+    wait_hung(server)
+    proc.send_signal(signal.SIGKILL)  # no handler runs: a crash
+    proc.communicate(timeout=30)
+    assert out.read_text() == '{"previous": "complete result"}\n'
+
+
+def test_output_file_is_complete_after_ctrl_c(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    hang_after(server, 12)
+    proc = start(server, "-o", str(out), "--grace", "0.2")
+    wait_hung(server)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert [r["index"] for r in json.loads(out.read_text())] == list(range(12))
+    assert sorted(os.listdir(tmp_path)) == ["results.json"]  # no temporary file left behind

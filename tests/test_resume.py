@@ -1,0 +1,113 @@
+"""--resume after an interrupted run: exactly one record per input, in order, in every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import LoopbackServer, run_cli
+from test_interrupt import start, wait_hung
+
+N = 60
+
+
+def indices(path: Path, fmt: str) -> list[int]:
+    text = path.read_text()
+    if fmt == "jsonl":
+        return [json.loads(line)["index"] for line in text.splitlines()]
+    if fmt == "json":
+        return [r["index"] for r in json.loads(text)]
+    return [int(row["index"]) for row in csv.DictReader(io.StringIO(text, newline=""))]
+
+
+def tear(path: Path, fmt: str) -> None:
+    """Leave the file as a crash mid-write would: a partial record at the end."""
+    data = path.read_bytes()
+    if fmt == "json":
+        data = data.removesuffix(b"\n]\n") + b',\n{"index": 99, "inp'
+    elif fmt == "csv":
+        data += b'99,"99",http://torn'
+    else:
+        data += b'{"index": 99, "inp'
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_resume_after_ctrl_c_and_a_torn_line(
+    server: LoopbackServer, tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / f"results.{fmt}"
+    server.hang_from(20, signal_when_hung=4)
+    proc = start(server, "-o", str(out), "--grace", "0.2")
+    wait_hung(server)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert indices(out, fmt) == list(range(20))
+    tear(out, fmt)
+
+    server.stop_hanging()
+    server.reset()
+    ids = "".join(f"{i}\n" for i in range(N)).encode()
+    template = server.url("/maybe-hang?id={}")
+    result = run_cli("-t", template, "-o", str(out), "--resume", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    assert "Resuming: 20 records" in result.stderr
+    assert indices(out, fmt) == list(range(N))  # one record per input, in order
+    fetched = sorted(int(path.split("id=")[1]) for _, path in server.state.arrivals)
+    assert fetched == list(range(20, N))  # nothing fetched twice
+
+    again = run_cli("-t", template, "-o", str(out), "--resume", stdin=ids)
+    assert again.returncode == 0
+    assert indices(out, fmt) == list(range(N))
+
+
+def test_resume_refuses_changed_inputs(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    template = server.url("/maybe-hang?id={}")
+    first = run_cli("-t", template, "-o", str(out), stdin=b"1\n2\n3\n")
+    assert first.returncode == 0
+    before = out.read_bytes()
+
+    changed = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n5\n3\n4\n")
+    assert changed.returncode == 2
+    assert "input changed" in changed.stderr
+    assert "'5'" in changed.stderr
+    fewer = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n2\n")
+    assert fewer.returncode == 2
+    assert "2 items" in fewer.stderr
+    assert out.read_bytes() == before  # a refused resume leaves the file as it was
+
+    more = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n2\n3\n4\n")
+    assert more.returncode == 0  # inputs appended since: only the new one is fetched
+    assert [json.loads(x)["input"] for x in out.read_text().splitlines()] == ["1", "2", "3", "4"]
+
+
+def test_resume_refuses_other_fields_and_bad_combinations(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    template = server.url("/maybe-hang?id={}")
+    run_cli("-t", template, "-o", str(out), stdin=b"1\n")
+    other = run_cli(
+        "-t", template, "-o", str(out), "--resume", "--fields", "index,input", stdin=b"1\n"
+    )
+    assert other.returncode == 2
+    assert "fields" in other.stderr
+    assert run_cli("--resume", stdin=b"").returncode == 2
+    assert run_cli("--resume", "--unordered", "-o", str(out), stdin=b"").returncode == 2
+
+
+def test_resume_starts_fresh_when_the_file_does_not_exist(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "new.csv"
+    result = run_cli(
+        "-t", server.url("/maybe-hang?id={}"), "-o", str(out), "--resume", stdin=b"1\n2\n"
+    )
+    assert result.returncode == 0
+    assert indices(out, "csv") == [0, 1]
