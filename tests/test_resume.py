@@ -111,3 +111,21 @@ def test_resume_starts_fresh_when_the_file_does_not_exist(
     )
     assert result.returncode == 0
     assert indices(out, "csv") == [0, 1]
+
+
+def test_resume_continues_after_a_crash_of_a_resumable_run(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    server.hang_from(25, signal_when_hung=4)
+    proc = start(server, "-o", str(out), "--resume")
+    wait_hung(server)
+    proc.send_signal(signal.SIGKILL)  # no handler, no close: records so far are on disk
+    proc.communicate(timeout=30)
+    assert indices(out, "jsonl") == list(range(25))
+
+    server.stop_hanging()
+    ids = "".join(f"{i}\n" for i in range(N)).encode()
+    result = run_cli("-t", server.url("/maybe-hang?id={}"), "-o", str(out), "--resume", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    assert indices(out, "jsonl") == list(range(N))
