@@ -139,9 +139,10 @@ async def test_body_over_the_cap_is_cut_and_reported(mocked: aioresponses) -> No
 
 async def test_invalid_items_are_recorded_without_a_request(mocked: aioresponses) -> None:
     from fetchmany.sources import make_item
+    from fetchmany.templates import RequestTemplate
 
     async with open_client(FetchOptions()) as client:
-        record = await client.fetch(make_item(0, "not-a-url", None))
+        record = await client.fetch(make_item(0, "not-a-url", RequestTemplate()))
     assert record.attempts == 0
     assert record.error is not None
     assert record.error.kind is ErrorKind.INVALID_URL

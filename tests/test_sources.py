@@ -11,30 +11,38 @@ from fetchmany.records import ErrorKind
 from fetchmany.sources import (
     _QUEUED_CHUNKS,
     LineFeed,
-    TemplateError,
-    UrlTemplate,
     count_items,
     item_text,
     items_from,
     make_item,
     read_items,
 )
+from fetchmany.templates import RequestTemplate, TemplateError, url_template
+
+NO_TEMPLATE = RequestTemplate()
+
+
+def with_url(template: str) -> RequestTemplate:
+    return RequestTemplate(url_template(template))
 
 
 def test_template_percent_encodes_the_id_as_one_component() -> None:
-    template = UrlTemplate("https://api.example.test/posts?id={}")
-    assert template.expand_line("a b&c") == "https://api.example.test/posts?id=a%20b%26c"
-    assert template.expand_line("../x/?#") == "https://api.example.test/posts?id=..%2Fx%2F%3F%23"
+    template = with_url("https://api.example.test/posts?id={}")
+    assert make_item(0, "a b&c", template).url == "https://api.example.test/posts?id=a%20b%26c"
+    assert (
+        make_item(0, "../x/?#", template).url == "https://api.example.test/posts?id=..%2Fx%2F%3F%23"
+    )
 
 
 def test_template_accepts_named_id_placeholder_and_repeats() -> None:
-    template = UrlTemplate("http://h.test/{id}/again/{}")
-    assert template.expand_line("7") == "http://h.test/7/again/7"
+    assert (
+        make_item(0, "7", with_url("http://h.test/{id}/again/{}")).url == "http://h.test/7/again/7"
+    )
 
 
 def test_template_without_placeholder_is_refused() -> None:
     with pytest.raises(TemplateError, match="no placeholder"):
-        UrlTemplate("http://h.test/fixed")
+        url_template("http://h.test/fixed")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +57,7 @@ def test_template_without_placeholder_is_refused() -> None:
     ],
 )
 def test_items_are_urls_or_invalid_records(text: str, kind_or_url: object) -> None:
-    item = make_item(3, text, None)
+    item = make_item(3, text, NO_TEMPLATE)
     assert item.index == 3
     assert item.input == text
     if isinstance(kind_or_url, ErrorKind):
@@ -61,14 +69,14 @@ def test_items_are_urls_or_invalid_records(text: str, kind_or_url: object) -> No
 
 
 def test_urls_are_not_expanded_when_a_template_is_given() -> None:
-    template = UrlTemplate("http://api.test/{}")
+    template = with_url("http://api.test/{}")
     assert make_item(0, "https://other.test/x", template).url == "https://other.test/x"
     assert make_item(1, "5", template).url == "http://api.test/5"
 
 
 def test_non_utf8_bytes_are_percent_encoded_and_shown_escaped() -> None:
     text = b"caf\xe9".decode("utf-8", "surrogateescape")
-    item = make_item(0, text, UrlTemplate("http://api.test/?q={}"))
+    item = make_item(0, text, with_url("http://api.test/?q={}"))
     assert item.url == "http://api.test/?q=caf%E9"
     assert item.input == "caf\\xe9"
     item.input.encode("utf-8")  # safe to serialise
@@ -82,8 +90,8 @@ def test_blank_and_comment_lines_are_skipped(raw: bytes, expected: str | None) -
     assert item_text(raw) == expected
 
 
-async def collect(paths: list[str], template: UrlTemplate | None = None) -> list[tuple[int, str]]:
-    return [(i.index, i.input) async for i in read_items(paths, template)]
+async def collect(paths: list[str]) -> list[tuple[int, str]]:
+    return [(i.index, i.input) async for i in read_items(paths, NO_TEMPLATE)]
 
 
 async def test_read_items_indexes_across_files_skipping_blanks(tmp_path: Path) -> None:
@@ -128,7 +136,7 @@ async def test_reader_holds_a_bounded_number_of_chunks_of_a_large_file(tmp_path:
 
 
 async def test_library_items_keep_every_value_including_blank() -> None:
-    items = [i async for i in items_from(["http://h.test/a", "", "# not a comment"], None)]
+    items = [i async for i in items_from(["http://h.test/a", "", "# not a comment"], NO_TEMPLATE)]
     assert [i.index for i in items] == [0, 1, 2]
     assert items[1].error is not None
     assert items[2].error is not None

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from fetchmany._version import __version__
 from fetchmany.cli_options import GroupedCommand, apply_options
@@ -21,7 +22,9 @@ from fetchmany.records import BodyMode
 if TYPE_CHECKING:
     from fetchmany.options import FetchOptions
     from fetchmany.progress import Display
+    from fetchmany.rows import InputFormat
     from fetchmany.run import Job, Outcome
+    from fetchmany.templates import RequestTemplate
     from fetchmany.writers import OutputFormat
 
 EXIT_OK = 0
@@ -68,7 +71,12 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     from fetchmany.progress import make_console, make_display, print_summary
     from fetchmany.writers import OutputFormat, format_for_path
 
-    options = build_options(params)
+    ctx = click.get_current_context()
+    request = build_request(inputs, params)
+    if request.data is not None and ctx.get_parameter_source("method") is ParameterSource.DEFAULT:
+        params["method"] = "POST"
+    params["fields"] = choose_fields(params, explicit_body=_given(ctx, "body_mode"))
+    options = build_options(params, content_type=_body_type(params) if request.data else None)
     output: str | None = params["output"]
     fmt: str | None = params["fmt"]
     quiet: bool = params["quiet"]
@@ -83,14 +91,74 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if not inputs and sys.stdin.isatty() and not quiet:
         click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
     console = make_console()
-    job = build_job(inputs, params, options, out_format, make_display(show_bar, console))
+    job = build_job(inputs, params, options, request, out_format, make_display(show_bar, console))
     outcome = _run(job)
     if not quiet and not outcome.broken_pipe:
         print_summary(console, outcome.stats, interrupted=outcome.signal is not None)
     _exit(outcome)
 
 
-def build_options(params: dict[str, Any]) -> FetchOptions:
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+def _body_type(params: dict[str, Any]) -> str:
+    from fetchmany.run import FORM_CONTENT_TYPE
+
+    return "application/json" if params["json_body"] is not None else FORM_CONTENT_TYPE
+
+
+def input_format_of(inputs: tuple[str, ...], params: dict[str, Any]) -> InputFormat:
+    from fetchmany.rows import InputFormat, infer_input_format
+
+    chosen: str | None = params["input_format"]
+    return InputFormat(chosen.lower()) if chosen else infer_input_format(inputs)
+
+
+def build_request(inputs: tuple[str, ...], params: dict[str, Any]) -> RequestTemplate:
+    """The URL and body templates, checked against what the input format can fill."""
+    from fetchmany.rows import InputFormat
+    from fetchmany.run import request_template
+    from fetchmany.templates import TemplateError
+
+    try:
+        request = request_template(params["template"], params["data"], params["json_body"])
+    except TemplateError as exc:
+        raise click.UsageError(str(exc)) from None
+    line_input = input_format_of(inputs, params) is InputFormat.LINES
+    if line_input and (unknown := request.names - {"", "id"}):
+        raise click.UsageError(
+            f"line input only fills {{}} or {{id}}, not {{{sorted(unknown)[0]}}}; "
+            "for named columns use --input-format csv or jsonl"
+        )
+    if not line_input and "" in request.names:
+        raise click.UsageError("with csv or jsonl input, name the column: {owner}, not {}")
+    return request
+
+
+def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...]:
+    """--fields as given (checked), else the default for what this run records."""
+    from fetchmany.records import FIELDS, SAVED_FIELDS
+
+    pick_names = tuple(p.name for p in params["picks"])
+    saved = SAVED_FIELDS if params["save_dir"] else ()
+    given: tuple[str, ...] | None = params["fields"]
+    if given is not None:
+        known = (*FIELDS, *pick_names, *saved)
+        unknown = [name for name in given if name not in known]
+        if unknown:
+            raise click.UsageError(
+                f"unknown field {unknown[0]!r} for --fields; choose from {', '.join(known)}"
+            )
+        return given
+    if pick_names:
+        return ("input", *pick_names, *saved, *(("body",) if explicit_body else ()))
+    if saved:
+        return (*(f for f in FIELDS if f != "body"), *saved)
+    return FIELDS
+
+
+def build_options(params: dict[str, Any], content_type: str | None = None) -> FetchOptions:
     """The library's options from parsed CLI values; invalid combinations are usage errors."""
     from fetchmany.options import FetchOptions
     from fetchmany.retry import RetryPolicy
@@ -119,6 +187,13 @@ def build_options(params: dict[str, Any]) -> FetchOptions:
             rate=params["rate"],
             per_host=params["per_host"],
             ca_bundle=params["ca_bundle"],
+            content_type=content_type,
+            proxy=params["proxy"],
+            netrc=params["netrc"],
+            picks=params["picks"],
+            save_dir=params["save_dir"],
+            save_name=params["save_name"],
+            dedupe=params["dedupe"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -128,6 +203,7 @@ def build_job(
     inputs: tuple[str, ...],
     params: dict[str, Any],
     options: FetchOptions,
+    request: RequestTemplate,
     out_format: OutputFormat,
     display: Display,
 ) -> Job:
@@ -152,7 +228,21 @@ def build_job(
     except OSError as exc:
         raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     writer = make_writer(out_format, destination, fields, csv_safe=params["csv_safe"])
-    return Job(inputs, params["template"], options, writer, display, resume, params["grace"])
+    if options.save_dir is not None:
+        try:
+            os.makedirs(options.save_dir, exist_ok=True)
+        except OSError as exc:
+            raise click.UsageError(f"cannot create {options.save_dir}: {exc.strerror}") from None
+    return Job(
+        inputs,
+        request,
+        options,
+        writer,
+        display,
+        resume,
+        params["grace"],
+        input_format_of(inputs, params),
+    )
 
 
 def _run(job: Job) -> Outcome:
@@ -187,7 +277,12 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: usage errors are one line and exit 2, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="fetchmany", standalone_mode=False)
+        cli.main(
+            args=argv,
+            prog_name="fetchmany",
+            standalone_mode=False,
+            auto_envvar_prefix="FETCHMANY",
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -76,21 +76,27 @@ def _statuses(ctx: click.Context, param: click.Parameter, value: str) -> frozens
     return frozenset(codes)
 
 
-def _template(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    from fetchmany.sources import TemplateError, UrlTemplate
+def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Any, ...]:
+    from fetchmany.picks import parse_pick
 
-    try:
-        template = UrlTemplate(value)
-    except TemplateError as exc:
-        raise click.BadParameter(str(exc)) from None
-    unknown = template.names - {"", "id"}
-    if unknown:
-        raise click.BadParameter(
-            f"line input only fills {{}} or {{id}}, not {{{sorted(unknown)[0]}}}"
-        )
-    return template
+    picks = []
+    for value in values:
+        try:
+            picks.append(parse_pick(value))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    names = [p.name for p in picks]
+    duplicated = {n for n in names if names.count(n) > 1} | (set(names) & set(FIELDS))
+    if duplicated:
+        raise click.BadParameter(f"field name used twice: {sorted(duplicated)[0]!r}")
+    return tuple(picks)
+
+
+class LinesType(click.types.StringParamType):
+    """A string option whose FETCHMANY_* variable holds one value per line (headers have
+    spaces, so the usual whitespace split would break them)."""
+
+    envvar_list_splitter = "\n"
 
 
 def _headers(
@@ -108,15 +114,15 @@ def _headers(
     return tuple(headers)
 
 
-def _fields(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+def _fields(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    """Split only: which names are valid depends on --pick and --save-dir (checked in cli)."""
     if value is None:
-        return FIELDS
+        return None
     names = tuple(name.strip() for name in value.split(",") if name.strip())
     if not names:
         raise click.BadParameter("no fields given")
-    unknown = [name for name in names if name not in FIELDS]
-    if unknown:
-        raise click.BadParameter(f"unknown field {unknown[0]!r}; choose from {', '.join(FIELDS)}")
     return names
 
 
@@ -160,10 +166,22 @@ OPTIONS: list[Callable[[F], F]] = [
         "-t",
         "--template",
         group=INPUT,
-        callback=_template,
         metavar="URL",
-        help="Expand each non-URL item into this URL; {} or {id} is replaced by the item, "
-        "percent-encoded.",
+        help="Expand each item into this URL: {} or {id} is a line, {name} a CSV/JSONL column; "
+        "values are percent-encoded.",
+    ),
+    option(
+        "--input-format",
+        group=INPUT,
+        type=click.Choice(["lines", "csv", "jsonl"], case_sensitive=False),
+        help="lines: one URL or ID a line; csv: rows with a header; jsonl: one object a line. "
+        "Default: from the input names (.csv, .jsonl), else lines.",
+    ),
+    option(
+        "--dedupe",
+        group=INPUT,
+        is_flag=True,
+        help="Fetch identical requests once; every input still gets its own record.",
     ),
     option(
         "-l",
@@ -239,13 +257,37 @@ OPTIONS: list[Callable[[F], F]] = [
         is_flag=True,
         help="Retry non-idempotent methods (POST, PATCH) too.",
     ),
-    option("-X", "--method", group=REQUEST, default="GET", show_default=True, help="HTTP method."),
+    option(
+        "-X",
+        "--method",
+        group=REQUEST,
+        default="GET",
+        show_default=True,
+        help="HTTP method (POST when --data or --json is given).",
+    ),
+    option(
+        "-d",
+        "--data",
+        group=REQUEST,
+        metavar="TEMPLATE",
+        help="Request body with the same placeholders (values as given); @FILE reads it from a "
+        "file. Content-Type: application/x-www-form-urlencoded unless -H sets one.",
+    ),
+    option(
+        "--json",
+        "json_body",
+        group=REQUEST,
+        metavar="TEMPLATE",
+        help="JSON request body; each placeholder becomes a JSON string: '{\"id\": {id}}'. "
+        "@FILE reads it from a file. Content-Type: application/json.",
+    ),
     option(
         "-H",
         "--header",
         "headers",
         group=REQUEST,
         multiple=True,
+        type=LinesType(),
         callback=_headers,
         metavar="'NAME: VALUE'",
         help="Extra request header; repeatable. Authorization and Cookie are never sent to "
@@ -294,6 +336,19 @@ OPTIONS: list[Callable[[F], F]] = [
     ),
     option("-k", "--insecure", group=REQUEST, is_flag=True, help="Do not verify TLS certificates."),
     option(
+        "--proxy",
+        group=REQUEST,
+        metavar="URL",
+        help="HTTP proxy for every request. Default: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the "
+        "environment.",
+    ),
+    option(
+        "--netrc",
+        group=REQUEST,
+        is_flag=True,
+        help="Basic auth from .netrc ($NETRC or ~/.netrc) for the hosts it lists.",
+    ),
+    option(
         "--ca-bundle",
         group=REQUEST,
         type=click.Path(exists=True, dir_okay=False),
@@ -321,6 +376,33 @@ OPTIONS: list[Callable[[F], F]] = [
         callback=_fields,
         metavar="A,B,...",
         help=f"Fields to emit, in this order. Default: {','.join(FIELDS)}.",
+    ),
+    option(
+        "--pick",
+        "picks",
+        group=OUTPUT,
+        multiple=True,
+        callback=_picks,
+        metavar="NAME=PATH",
+        help="Put a value from the JSON body into field NAME: keys and list indexes, as in "
+        "0.title or data.items.2.id (missing: null). Repeatable. Fields become input and the "
+        "picks, and the body is left out unless --body or --fields asks for it.",
+    ),
+    option(
+        "--save-dir",
+        group=OUTPUT,
+        type=click.Path(file_okay=False),
+        help="Stream each body to a file in this directory; records get path and sha256 "
+        "instead of body.",
+    ),
+    option(
+        "--save-name",
+        group=OUTPUT,
+        default="{index}{ext}",
+        show_default=True,
+        metavar="TEMPLATE",
+        help="File name in --save-dir: {index} (zero-padded), {ext} (from the content type), "
+        "{} or {id}, {column}. Sanitised: never outside the directory.",
     ),
     option(
         "--body",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fetchmany._version import __version__
+from fetchmany.picks import Pick
 from fetchmany.records import BodyMode
 from fetchmany.retry import RetryPolicy
+from fetchmany.saving import DEFAULT_NAME
 
 DEFAULT_USER_AGENT = f"fetchmany/{__version__}"
 
@@ -42,6 +44,18 @@ class FetchOptions:
     """In-flight cap per host, on top of ``limit``."""
     ca_bundle: str | None = None
     """PEM file of CA certificates to trust instead of the system's."""
+    content_type: str | None = None
+    """Content-Type of request bodies (from ``-d``/``--json``), unless a header sets one."""
+    proxy: str | None = None
+    """Proxy for every request; None uses HTTP(S)_PROXY/NO_PROXY from the environment."""
+    env_proxy: bool = True
+    netrc: bool = False
+    """Basic auth from .netrc ($NETRC or ~/.netrc) for the hosts listed there."""
+    picks: tuple[Pick, ...] = ()
+    save_dir: str | None = None
+    save_name: str = DEFAULT_NAME
+    dedupe: bool = False
+    """Fetch each distinct URL once; every item still gets its own record."""
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -60,6 +74,8 @@ class FetchOptions:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.per_host is not None and self.per_host < 1:
             raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
+        if self.proxy is not None and not self.proxy.lower().startswith(("http://", "https://")):
+            raise ValueError(f"proxy must be an http:// or https:// URL, got {self.proxy!r}")
         if not self.method or not self.method.isascii() or not self.method.isalpha():
             raise ValueError(f"not an HTTP method: {self.method!r}")
         object.__setattr__(self, "method", self.method.upper())

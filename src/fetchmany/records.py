@@ -61,6 +61,10 @@ FIELDS: Final[tuple[str, ...]] = (
 )
 
 
+SAVED_FIELDS: Final[tuple[str, ...]] = ("path", "sha256")
+_STANDARD: Final = frozenset(FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class FetchError:
     """A failure that is not an HTTP status: the kind is for machines, the message for people."""
@@ -94,14 +98,20 @@ class Record:
     attempts: int = 0
     error: FetchError | None = None
     body: Any = None
+    extra: dict[str, Any] | None = None
+    """Fields beyond the standard ones: ``--pick`` values, ``path``/``sha256`` of saved bodies."""
 
     def to_dict(self, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
         """The record as plain JSON-able values, only ``fields``, in that order."""
         out: dict[str, Any] = {}
+        extra = self.extra
         for name in fields:
-            value = getattr(self, name)
-            if name == "error" and value is not None:
-                value = value.to_dict()
+            if name in _STANDARD:
+                value = getattr(self, name)
+                if name == "error" and value is not None:
+                    value = value.to_dict()
+            else:
+                value = extra.get(name) if extra else None
             out[name] = value
         return out
 

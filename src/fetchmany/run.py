@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import threading
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from fetchmany.client import open_client
-from fetchmany.engine import Engine
+from fetchmany.dedupe import Deduplicator
+from fetchmany.engine import Engine, FetchFunction
 from fetchmany.options import FetchOptions
 from fetchmany.progress import Display
 from fetchmany.records import Record
 from fetchmany.resume import ResumePoint, recorded_inputs, skip_recorded
-from fetchmany.sources import Item, UrlTemplate, count_items, items_from, read_items
+from fetchmany.rows import InputFormat
+from fetchmany.sources import Item, count_items, items_from, read_items
 from fetchmany.stats import RunStats
+from fetchmany.templates import RequestTemplate, TemplateError, data_template, url_template
 from fetchmany.writers import OutputFormat, RecordWriter
 
 
@@ -37,8 +48,9 @@ async def fetch_batches(
     """
     async with open_client(options) as client:
         window = options.effective_window
+        fetch: FetchFunction = Deduplicator(client.fetch) if options.dedupe else client.fetch
         engine = Engine(
-            client.fetch,
+            fetch,
             workers=window,
             window=window,
             ordered=options.ordered,
@@ -52,24 +64,48 @@ async def fetch_batches(
 
 
 async def fetch_many(
-    items: Iterable[str] | AsyncIterable[str],
+    items: Iterable[str | Mapping[str, str]] | AsyncIterable[str | Mapping[str, str]],
     options: FetchOptions | None = None,
     *,
     template: str | None = None,
+    data: str | None = None,
+    json: str | None = None,
 ) -> AsyncGenerator[Record, None]:
     """Fetch every item and yield one Record each, in input order (unless unordered).
 
-    ``items`` are URLs, or IDs when ``template`` (with ``{}`` or ``{id}``) is given.
-    Every item given yields a record, invalid ones included; items are consumed
-    lazily, so a generator over a huge source keeps memory flat. Raises
-    ``ValueError`` for a template without a placeholder.
+    ``items`` are URLs, IDs for ``template`` (``{}`` or ``{id}``), or mappings whose
+    keys fill ``{name}`` placeholders. ``data`` or ``json`` is a request body
+    template filled the same way (``json`` inserts values as JSON strings). Every
+    item given yields a record, invalid ones included; items are consumed lazily,
+    so a generator over a huge source keeps memory flat. Raises ``TemplateError``
+    (a ``ValueError``) for a template that cannot work.
     """
     options = options or FetchOptions()
-    url_template = UrlTemplate(template) if template is not None else None
-    async with aclosing(fetch_batches(items_from(items, url_template), options)) as batches:
+    request = request_template(template, data, json)
+    if request.data is not None and options.content_type is None:
+        default_type = "application/json" if json is not None else FORM_CONTENT_TYPE
+        options = dataclasses.replace(options, content_type=default_type)
+    async with aclosing(fetch_batches(items_from(items, request), options)) as batches:
         async for batch in batches:
             for record in batch:
                 yield record
+
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def request_template(
+    template: str | None, data: str | None = None, json: str | None = None
+) -> RequestTemplate:
+    """The templates of a run, checked: at most one body template."""
+    if data is not None and json is not None:
+        raise TemplateError("give a body as --data or --json, not both")
+    body = None
+    if data is not None:
+        body = data_template(data, as_json=False)
+    elif json is not None:
+        body = data_template(json, as_json=True)
+    return RequestTemplate(url_template(template) if template is not None else None, body)
 
 
 @dataclass(frozen=True)
@@ -87,13 +123,14 @@ class Job:
     """A CLI run, fully parsed and validated."""
 
     inputs: Sequence[str]
-    template: UrlTemplate | None
+    request: RequestTemplate
     options: FetchOptions
     writer: RecordWriter
     display: Display
     resume: Resume | None = None
     grace: float = 2.0
     """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
+    input_format: InputFormat = InputFormat.LINES
 
 
 @dataclass
@@ -151,7 +188,11 @@ class _Interruption:
 
 
 def _count_total(
-    inputs: Sequence[str], display: Display, stop: threading.Event, skipped: int
+    inputs: Sequence[str],
+    display: Display,
+    stop: threading.Event,
+    skipped: int,
+    input_format: InputFormat,
 ) -> None:
     """Count items of regular files in a daemon thread and give the display its total."""
     loop = asyncio.get_running_loop()
@@ -159,7 +200,7 @@ def _count_total(
     def count() -> None:
         total = 0
         for path in inputs:
-            n = count_items(path, stop)
+            n = count_items(path, stop, input_format)
             if n is None:
                 return
             total += n
@@ -179,11 +220,11 @@ async def run_job(job: Job) -> Outcome:
     resume = job.resume
     skipped = resume.point.records if resume else 0
     job.display.start(None)
-    _count_total(job.inputs or ["-"], job.display, counting_stop, skipped)
+    _count_total(job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format)
     interruption.install()
     writer = job.writer
     try:
-        items: AsyncIterable[Item] = read_items(job.inputs, job.template)
+        items: AsyncIterable[Item] = read_items(job.inputs, job.request, job.input_format)
         if resume is not None and skipped:
             job.display.note(f"Resuming: {skipped} records already in {resume.path}")
             recorded = recorded_inputs(resume.path, resume.format, resume.fields)

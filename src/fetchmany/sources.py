@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import sys
@@ -19,58 +20,26 @@ from typing import BinaryIO, Final
 from urllib.parse import quote
 
 from fetchmany.records import ErrorKind, FetchError
+from fetchmany.rows import CsvRows, InputFormat, Row, jsonl_row
+from fetchmany.templates import MissingField, RequestTemplate
 
 STDIN: Final = "-"
 _CHUNK: Final = 64 * 1024
 _QUEUED_CHUNKS: Final = 8
-_PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)?\}")
 _URL_SCHEME: Final = re.compile(r"^https?://", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One unit of work: its position, the text as given, and a URL or why there is none."""
+    """One unit of work: its position, the text as given, a URL or why there is none,
+    its request body (from ``-d``/``--json``) and its fields (for ``--save-name``)."""
 
     index: int
     input: str
     url: str | None
     error: FetchError | None = None
-
-
-class TemplateError(ValueError):
-    """A template the user gave cannot expand anything."""
-
-
-class UrlTemplate:
-    """A URL with ``{}`` / ``{id}`` (or, for rows, ``{name}``) placeholders.
-
-    Values are percent-encoded as one path or query component (``a b&c`` becomes
-    ``a%20b%26c``) so an ID can never change the URL's structure.
-    """
-
-    def __init__(self, template: str) -> None:
-        names = [m.group(1) or "" for m in _PLACEHOLDER.finditer(template)]
-        if not names:
-            raise TemplateError(f"template has no placeholder ({{}} or {{id}}): {template!r}")
-        self.template = template
-        self.names: frozenset[str] = frozenset(names)
-
-    def expand(self, values: Mapping[str, str]) -> str:
-        """Fill every placeholder; a name missing from ``values`` raises ``KeyError``."""
-
-        def substitute(match: re.Match[str]) -> str:
-            return quote_component(values[match.group(1) or ""])
-
-        return _PLACEHOLDER.sub(substitute, self.template)
-
-    def expand_line(self, line: str) -> str:
-        return self.expand({"": line, "id": line})
-
-
-def quote_component(value: str) -> str:
-    """Percent-encode everything but unreserved characters; undecodable input bytes
-    (kept as surrogates) are encoded as the original bytes."""
-    return quote(value.encode("utf-8", "surrogateescape"), safe="")
+    data: bytes | None = None
+    fields: Mapping[str, str] | None = None
 
 
 def _normalise_url(text: str) -> str:
@@ -106,28 +75,44 @@ def display_text(text: str) -> str:
     return text
 
 
-def make_item(index: int, text: str, template: UrlTemplate | None) -> Item:
-    """Classify one input: a URL is kept, anything else is an ID for the template.
+def _invalid(index: int, shown: str, url: str | None, message: str) -> Item:
+    return Item(index, shown, url, FetchError(ErrorKind.INVALID_URL, message))
 
-    Never raises: an unusable input becomes an item carrying an ``invalid_url``
-    error so it still gets its record.
+
+def make_item(
+    index: int,
+    text: str,
+    request: RequestTemplate,
+    fields: Mapping[str, str] | None = None,
+) -> Item:
+    """Classify one input and fill its templates. Never raises: an unusable input
+    becomes an item carrying an ``invalid_url`` error, so it still gets its record.
+
+    ``fields`` is None for a plain line (``{}``/``{id}`` are the line, and a line
+    that is itself an http(s) URL is used as it is), or a row's columns.
     """
     shown = display_text(text)
-    if _URL_SCHEME.match(text):
-        url = _normalise_url(text)
-    elif template is None:
-        return Item(
-            index,
-            shown,
-            None,
-            FetchError(ErrorKind.INVALID_URL, "not an http(s) URL; use --template to expand IDs"),
-        )
-    else:
-        url = template.expand_line(text)
+    values: Mapping[str, str] = {"": text, "id": text} if fields is None else fields
+    try:
+        if fields is None and _URL_SCHEME.match(text):
+            url = _normalise_url(text)
+        elif request.url is not None:
+            url = request.url.expand(values)
+        elif fields is not None and "url" in fields:
+            url = _normalise_url(fields["url"])
+        elif fields is None:
+            return _invalid(index, shown, None, "not an http(s) URL; use --template to expand IDs")
+        else:
+            return _invalid(index, shown, None, "row has no url field; use --template")
+        data = None
+        if request.data is not None:
+            data = request.data.expand(values).encode("utf-8", "surrogateescape")
+    except MissingField as missing:
+        return _invalid(index, shown, None, f"row has no field {missing.name!r} for the template")
     problem = validate_url(url)
     if problem is not None:
-        return Item(index, shown, display_text(url), FetchError(ErrorKind.INVALID_URL, problem))
-    return Item(index, shown, url)
+        return _invalid(index, shown, display_text(url), problem)
+    return Item(index, shown, url, data=data, fields=fields)
 
 
 def item_text(raw: bytes) -> str | None:
@@ -224,39 +209,77 @@ class LineFeed:
         self._credits.release()
 
 
+async def _rows(paths: Sequence[str], input_format: InputFormat) -> AsyncGenerator[Row, None]:
+    """Rows of every input in turn; each CSV file brings its own header."""
+    for path in paths or [STDIN]:
+        feed = LineFeed([path])
+        csv_rows = CsvRows() if input_format is InputFormat.CSV else None
+        try:
+            async for raw in feed.lines():
+                if input_format is InputFormat.LINES:
+                    text = item_text(raw)
+                    if text is not None:
+                        yield Row(text, None)
+                    continue
+                line = raw.rstrip(b"\r").decode("utf-8", "surrogateescape")
+                if csv_rows is not None:
+                    row = csv_rows.feed(line)
+                    if row is not None:
+                        yield row
+                elif line.strip():
+                    yield jsonl_row(line)
+            if csv_rows is not None and (last := csv_rows.finish()) is not None:
+                yield last
+        finally:
+            feed.close()
+
+
 async def read_items(
-    paths: Sequence[str], template: UrlTemplate | None
+    paths: Sequence[str],
+    request: RequestTemplate,
+    input_format: InputFormat = InputFormat.LINES,
 ) -> AsyncGenerator[Item, None]:
-    """Items of files (``-`` is stdin) in order, indexed from 0; blanks and comments skipped."""
-    feed = LineFeed(paths)
+    """Items of files (``-`` is stdin) in order, indexed from 0; blank lines (and for
+    line input, ``#`` comments) skipped."""
     index = 0
-    try:
-        async for raw in feed.lines():
-            text = item_text(raw)
-            if text is None:
-                continue
-            yield make_item(index, text, template)
-            index += 1
-    finally:
-        feed.close()
+    async for row in _rows(paths, input_format):
+        if row.problem is not None:
+            yield _invalid(index, display_text(row.text), None, row.problem)
+        elif input_format is InputFormat.LINES:
+            yield make_item(index, row.text, request)
+        else:
+            yield make_item(index, row.text, request, row.fields or {})
+        index += 1
 
 
 async def items_from(
-    values: Iterable[str] | AsyncIterable[str], template: UrlTemplate | None
+    values: Iterable[str | Mapping[str, str]] | AsyncIterable[str | Mapping[str, str]],
+    request: RequestTemplate,
 ) -> AsyncGenerator[Item, None]:
-    """Items for the library API: every value given is one item, nothing is skipped."""
+    """Items for the library API: every value given is one item, nothing is skipped.
+    A string is a URL or an ID; a mapping is a row whose fields fill the templates."""
+
+    def make(index: int, value: str | Mapping[str, str]) -> Item:
+        if isinstance(value, str):
+            return make_item(index, value, request)
+        return make_item(index, json.dumps(dict(value), ensure_ascii=False), request, value)
+
     index = 0
     if isinstance(values, AsyncIterable):
         async for value in values:
-            yield make_item(index, value, template)
+            yield make(index, value)
             index += 1
     else:
         for value in values:
-            yield make_item(index, value, template)
+            yield make(index, value)
             index += 1
 
 
-def count_items(path: str, stop: threading.Event | None = None) -> int | None:
+def count_items(
+    path: str,
+    stop: threading.Event | None = None,
+    input_format: InputFormat = InputFormat.LINES,
+) -> int | None:
     """How many items a regular file holds (for the progress total), or ``None`` if unknown.
 
     Streams the file; gives up (``None``) when ``stop`` is set or the input is not a
@@ -267,8 +290,11 @@ def count_items(path: str, stop: threading.Event | None = None) -> int | None:
     count = 0
     with open(path, "rb") as stream:
         for n, raw in enumerate(stream):
-            if _is_item(raw.strip()):
+            stripped = raw.strip()
+            if _is_item(stripped) or (stripped and input_format is not InputFormat.LINES):
                 count += 1
             if stop is not None and n % 65536 == 0 and stop.is_set():
                 return None
+    if input_format is InputFormat.CSV and count:
+        count -= 1  # the header (a row spanning lines makes this an estimate)
     return count

@@ -1,0 +1,119 @@
+"""``--save-dir``: stream response bodies to files instead of holding them in records.
+
+A body is written chunk by chunk to a temporary file in the directory, hashed as
+it goes, and renamed to its final name only when complete, so memory per
+request stays at one chunk whatever the body size, and a file with the final
+name is never half-written. Names come from a template and are sanitised so
+that no input can write outside the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import BinaryIO
+
+from fetchmany.records import split_content_type
+from fetchmany.templates import MissingField, Template, raw_text
+
+DEFAULT_NAME = "{index}{ext}"
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_KNOWN_EXTENSIONS = {
+    "application/json": ".json",
+    "text/plain": ".txt",
+    "text/html": ".html",
+    "text/csv": ".csv",
+    "application/xml": ".xml",
+    "text/xml": ".xml",
+    "image/jpeg": ".jpg",
+    "application/octet-stream": ".bin",
+}
+
+
+def extension_for(content_type: str | None) -> str:
+    media, _ = split_content_type(content_type)
+    if not media:
+        return ".bin"
+    if media in _KNOWN_EXTENSIONS:
+        return _KNOWN_EXTENSIONS[media]
+    if media.endswith("+json"):
+        return ".json"
+    return mimetypes.guess_extension(media, strict=False) or ".bin"
+
+
+def sanitise(name: str, limit: int = 200) -> str:
+    """A single safe file name: no separators, controls or leading dots; bounded length."""
+    cleaned = _UNSAFE.sub("_", name).strip()
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned
+    if len(cleaned) > limit:
+        stem, ext = os.path.splitext(cleaned)
+        cleaned = stem[: limit - len(ext)] + ext
+    return cleaned or "_"
+
+
+class SaveDir:
+    """Where bodies go and what each file is called."""
+
+    def __init__(self, directory: str, name_template: str = DEFAULT_NAME) -> None:
+        self.directory = os.path.realpath(directory)
+        self.template = Template(name_template, raw_text, what="--save-name")
+
+    def name_for(
+        self, index: int, text: str, fields: Mapping[str, str] | None, content_type: str | None
+    ) -> str:
+        """The sanitised file name of one item's body; a missing field names the item instead."""
+        values = {
+            **(fields or {}),
+            "": text,
+            "id": text,
+            "index": f"{index:08d}",
+            "ext": extension_for(content_type),
+        }
+        try:
+            name = self.template.expand(values)
+        except MissingField:
+            name = f"{index:08d}{values['ext']}"
+        return sanitise(name)
+
+    def path_for(self, name: str) -> str:
+        path = os.path.join(self.directory, name)
+        if os.path.dirname(os.path.realpath(path)) != self.directory:
+            raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
+        return path
+
+    def open_body(self) -> BodyFile:
+        return BodyFile(self.directory)
+
+
+class BodyFile:
+    """One body being written: a temporary file plus a running SHA-256."""
+
+    def __init__(self, directory: str) -> None:
+        fd, self._temp = tempfile.mkstemp(prefix=".fetchmany-", suffix=".part", dir=directory)
+        self._stream: BinaryIO = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._stream.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def keep(self, path: str) -> None:
+        """Close and move into place under its final name."""
+        self._stream.close()
+        os.replace(self._temp, path)
+
+    def discard(self) -> None:
+        self._stream.close()
+        if os.path.exists(self._temp):
+            os.unlink(self._temp)
