@@ -91,6 +91,7 @@ def make_app(state: ServerState) -> web.Application:
             {
                 "method": request.method,
                 "path": request.path,
+                "raw_path": request.raw_path,  # absolute when the request came via a proxy
                 "query": dict(request.query),
                 "headers": headers,
                 "body": (await request.read()).decode("utf-8", "replace"),

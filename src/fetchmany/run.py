@@ -105,7 +105,8 @@ def request_template(
         body = data_template(data, as_json=False)
     elif json is not None:
         body = data_template(json, as_json=True)
-    return RequestTemplate(url_template(template) if template is not None else None, body)
+    url = url_template(template, fixed_ok=body is not None) if template is not None else None
+    return RequestTemplate(url, body)
 
 
 @dataclass(frozen=True)

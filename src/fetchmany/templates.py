@@ -70,9 +70,10 @@ class Template:
         return _PLACEHOLDER.sub(substitute, self.template)
 
 
-def url_template(text: str) -> Template:
+def url_template(text: str, *, fixed_ok: bool = False) -> Template:
+    """A URL template; it must have a placeholder unless a body template varies instead."""
     template = Template(text, quote_component, what="--template")
-    if not template.names:
+    if not template.names and not fixed_ok:
         raise TemplateError(f"template has no placeholder ({{}} or {{id}}): {text!r}")
     return template
 
