@@ -130,3 +130,12 @@ async def test_keep_alive_reuses_connections(server: LoopbackServer) -> None:
     assert all(r.ok for r in records)
     assert server.state.requests == 60
     assert len(server.state.peers) <= 3  # one pool of at most `limit` connections, reused
+
+
+async def test_elapsed_excludes_waiting_for_a_slot(server: LoopbackServer) -> None:
+    # 10 requests of ~100 ms through one slot: the last waits ~900 ms for its turn,
+    # but its own request still takes ~100 ms.
+    urls = [server.url(f"/sleep?ms=100&id={i}") for i in range(10)]
+    records = await collect(urls, FetchOptions(limit=1))
+    assert all(r.ok for r in records)
+    assert max(r.elapsed_ms or 0 for r in records) < 600

@@ -29,14 +29,17 @@ def run_env(
 def test_options_read_fetchmany_environment_variables(server: LoopbackServer) -> None:
     env = {
         "FETCHMANY_TEMPLATE": server.url("/echo?id={}"),
-        "FETCHMANY_HEADERS": "X-One: 1\nX-Two: two words",
+        "FETCHMANY_HEADER": "X-One: 1\nX-Two: two words",
+        "FETCHMANY_FORMAT": "jsonl",
+        "FETCHMANY_PICK": "q=query.id",
         "FETCHMANY_QUIET": "1",
-        "FETCHMANY_FIELDS": "index,body",
+        "FETCHMANY_FIELDS": "index,q,body",
     }
     result = run_env(env, stdin=b"5\n")
     assert result.returncode == 0, result.stderr
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
-    assert list(record) == ["index", "body"]
+    assert list(record) == ["index", "q", "body"]
+    assert record["q"] == "5"
     assert record["body"]["query"]["id"] == "5"
     assert record["body"]["headers"]["X-Two"] == "two words"
     assert result.stderr == b""  # quiet came from the environment too

@@ -39,8 +39,16 @@ Examples:
   fetchmany a.txt b.txt -o results.csv
   fetchmany urls.txt --fields index,url,status,error -f csv
   fetchmany urls.txt --unordered --body none | jq -c 'select(.ok | not)'
+  seq 1 100 | fetchmany -t 'https://api.example.com/posts?id={}' --pick title=0.title -f csv
+  fetchmany repos.csv -t 'https://api.github.com/repos/{owner}/{name}' --pick stars=stargazers_count
+  seq 1 50 | fetchmany -t https://api.example.com/lookup --json '{"id": {id}}'
   fetchmany ids.txt -t 'https://api.example.com/items/{}' -r 600/m --per-host 4
-  fetchmany urls.txt -o out.jsonl --resume      # after Ctrl-C or a crash
+  fetchmany urls.txt --save-dir pages --save-name '{index}{ext}'
+  fetchmany urls.txt -o out.jsonl --resume      # again after Ctrl-C or a crash
+
+\b
+Every option can also be set as FETCHMANY_<OPTION> (FETCHMANY_LIMIT=20).
+Shell completion: eval "$(_FETCHMANY_COMPLETE=bash_source fetchmany)" (or zsh_source, fish_source).
 
 \b
 Exit status: 0 every record ok, 1 some record not ok, 2 usage error,
@@ -63,10 +71,10 @@ Exit status: 0 every record ok, 1 some record not ok, 2 usage error,
 def cli(inputs: tuple[str, ...], **params: Any) -> None:
     """Fetch many URLs concurrently; write one record per input line, in input order.
 
-    INPUTS are files with one URL (or ID, with --template) per line; '-' or none
-    reads stdin. Blank lines and lines starting with # are skipped. Records go to
-    stdout (or --output) as JSON Lines, a JSON array or CSV; progress and the
-    summary go to stderr.
+    INPUTS are files with one URL (or ID, with --template) per line, or CSV or
+    JSON Lines rows; '-' or none reads stdin. Blank lines and lines starting
+    with # are skipped. Records go to stdout (or --output) as JSON Lines, a JSON
+    array or CSV; progress and the summary go to stderr.
     """
     from fetchmany.progress import make_console, make_display, print_summary
     from fetchmany.writers import OutputFormat, format_for_path
@@ -75,10 +83,10 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     request = build_request(inputs, params)
     if request.data is not None and ctx.get_parameter_source("method") is ParameterSource.DEFAULT:
         params["method"] = "POST"
-    params["fields"] = choose_fields(params, explicit_body=_given(ctx, "body_mode"))
+    params["fields"] = choose_fields(params, explicit_body=_given(ctx, "body"))
     options = build_options(params, content_type=_body_type(params) if request.data else None)
     output: str | None = params["output"]
-    fmt: str | None = params["fmt"]
+    fmt: str | None = params["format"]
     quiet: bool = params["quiet"]
     out_format = OutputFormat(fmt.lower()) if fmt else format_for_path(output) or OutputFormat.JSONL
     if params["resume"] and output is None:
@@ -105,7 +113,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _body_type(params: dict[str, Any]) -> str:
     from fetchmany.run import FORM_CONTENT_TYPE
 
-    return "application/json" if params["json_body"] is not None else FORM_CONTENT_TYPE
+    return "application/json" if params["json"] is not None else FORM_CONTENT_TYPE
 
 
 def input_format_of(inputs: tuple[str, ...], params: dict[str, Any]) -> InputFormat:
@@ -122,7 +130,7 @@ def build_request(inputs: tuple[str, ...], params: dict[str, Any]) -> RequestTem
     from fetchmany.templates import TemplateError
 
     try:
-        request = request_template(params["template"], params["data"], params["json_body"])
+        request = request_template(params["template"], params["data"], params["json"])
     except TemplateError as exc:
         raise click.UsageError(str(exc)) from None
     line_input = input_format_of(inputs, params) is InputFormat.LINES
@@ -140,7 +148,7 @@ def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...
     """--fields as given (checked), else the default for what this run records."""
     from fetchmany.records import FIELDS, SAVED_FIELDS
 
-    pick_names = tuple(p.name for p in params["picks"])
+    pick_names = tuple(p.name for p in params["pick"])
     saved = SAVED_FIELDS if params["save_dir"] else ()
     given: tuple[str, ...] | None = params["fields"]
     if given is not None:
@@ -169,13 +177,13 @@ def build_options(params: dict[str, Any], content_type: str | None = None) -> Fe
             window=params["window"],
             ordered=not params["unordered"],
             method=params["method"],
-            headers=params["headers"],
+            headers=params["header"],
             user_agent=params["user_agent"],
             timeout=params["timeout"],
             connect_timeout=params["connect_timeout"],
             max_redirects=params["max_redirects"],
             verify_tls=not params["insecure"],
-            body=BodyMode(params["body_mode"].lower()),
+            body=BodyMode(params["body"].lower()),
             max_body_size=params["max_body_size"],
             retry=RetryPolicy(
                 retries=params["retries"],
@@ -190,7 +198,7 @@ def build_options(params: dict[str, Any], content_type: str | None = None) -> Fe
             content_type=content_type,
             proxy=params["proxy"],
             netrc=params["netrc"],
-            picks=params["picks"],
+            picks=params["pick"],
             save_dir=params["save_dir"],
             save_name=params["save_name"],
             dedupe=params["dedupe"],

@@ -141,10 +141,11 @@ class GroupedCommand(click.Command):
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
-            if record is None:
-                continue
+            if record is None or isinstance(param, click.Argument):
+                continue  # INPUTS is described in the command's text
             group = param.group if isinstance(param, GroupedOption) else "Other"
             sections.setdefault(group, []).append(record)
+        sections["Other"] = sections.pop("Other", [])
         for group, rows in sections.items():
             with formatter.section(group):
                 formatter.write_dl(rows)
@@ -275,7 +276,6 @@ OPTIONS: list[Callable[[F], F]] = [
     ),
     option(
         "--json",
-        "json_body",
         group=REQUEST,
         metavar="TEMPLATE",
         help="JSON request body; each placeholder becomes a JSON string: '{\"id\": {id}}'. "
@@ -284,7 +284,6 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "-H",
         "--header",
-        "headers",
         group=REQUEST,
         multiple=True,
         type=LinesType(),
@@ -364,7 +363,6 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "-f",
         "--format",
-        "fmt",
         group=OUTPUT,
         type=click.Choice(["jsonl", "json", "csv"], case_sensitive=False),
         help="Output format. Default: from the --output extension (.jsonl .ndjson .json .csv), "
@@ -379,7 +377,6 @@ OPTIONS: list[Callable[[F], F]] = [
     ),
     option(
         "--pick",
-        "picks",
         group=OUTPUT,
         multiple=True,
         callback=_picks,
@@ -406,7 +403,6 @@ OPTIONS: list[Callable[[F], F]] = [
     ),
     option(
         "--body",
-        "body_mode",
         group=OUTPUT,
         type=click.Choice([m.value for m in BodyMode], case_sensitive=False),
         default=BodyMode.AUTO.value,

@@ -170,13 +170,15 @@ class Client:
         if item.error is not None or url is None:
             return Record(item.index, item.input, url, error=item.error)
         options = self._options
-        started = time.perf_counter()
+        started = 0.0
         attempt = 0
         while True:
             attempt += 1
             record = Record(item.index, item.input, url, attempts=attempt)
             retry_after = None
             async with self.limits.slot(url):
+                if attempt == 1:  # latency, not time spent queueing for a slot
+                    started = time.perf_counter()
                 try:
                     response = await self.attempt(item, url)
                 except Exception as exc:
