@@ -1,4 +1,4 @@
-"""Run one command and report its wall time and peak RSS as JSON (like /usr/bin/time -f %M).
+"""Run one command; report wall time, CPU time and peak RSS as JSON (like /usr/bin/time).
 
     python bench/measure.py --stdin urls.txt --stdout /dev/null -- fetchmany --limit 50
 
@@ -27,10 +27,14 @@ def main() -> int:
         started = time.perf_counter()
         rc = subprocess.call(command, stdin=stdin, stdout=stdout)
         wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    json.dump(
-        {"rc": rc, "wall_s": round(wall, 4), "peak_rss_mib": round(peak_kib / 1024, 1)}, sys.stdout
-    )
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {
+        "rc": rc,
+        "wall_s": round(wall, 4),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
+    json.dump(result, sys.stdout)
     print()
     return 0
 

@@ -259,3 +259,11 @@ def test_help_groups_options_under_headings() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     for heading in ("Input:", "Concurrency and politeness:", "Retries:", "Request:", "Output:"):
         assert heading in result.output
+
+
+@pytest.mark.parametrize("loop_flag", ["--uvloop", "--no-uvloop"])
+def test_runs_on_either_event_loop(server: LoopbackServer, loop_flag: str) -> None:
+    ids = "".join(f"{i}\n" for i in range(30)).encode()
+    result = run_cli(loop_flag, "-t", server.url("/item?id={}"), "-q", stdin=ids)
+    assert result.returncode == 0
+    assert [r["index"] for r in jsonl(result.stdout)] == list(range(30))

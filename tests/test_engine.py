@@ -235,3 +235,22 @@ def test_window_smaller_than_limit_is_refused() -> None:
 
     with pytest.raises(ValueError, match="window >= workers"):
         Engine(fetch, workers=5, window=4, ordered=True)
+
+
+async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
+    parked = asyncio.Event()
+    engine: Engine | None = None
+
+    async def fetch(item: Item) -> Record:
+        if item.index == 0:  # waits like a retry backoff, holding no request slot
+            assert engine is not None
+            engine.grow()
+            await parked.wait()
+        elif item.index == 4:
+            parked.set()
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, workers=1, max_workers=3, window=10, ordered=True)
+    records = await collect(engine, make_items(8))
+    assert [r.index for r in records] == list(range(8))  # item 0 parked; the rest went on
+    assert engine.workers == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -20,6 +21,8 @@ from fetchmany.cli_options import GroupedCommand, apply_options
 from fetchmany.records import BodyMode
 
 if TYPE_CHECKING:
+    import asyncio
+
     from fetchmany.options import FetchOptions
     from fetchmany.progress import Display
     from fetchmany.rows import InputFormat
@@ -100,7 +103,7 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
     console = make_console()
     job = build_job(inputs, params, options, request, out_format, make_display(show_bar, console))
-    outcome = _run(job)
+    outcome = _run(job, use_uvloop=params["uvloop"])
     if not quiet and not outcome.broken_pipe:
         print_summary(console, outcome.stats, interrupted=outcome.signal is not None)
     _exit(outcome)
@@ -253,16 +256,28 @@ def build_job(
     )
 
 
-def _run(job: Job) -> Outcome:
+def _run(job: Job, use_uvloop: bool) -> Outcome:
     import asyncio
 
     from fetchmany.resume import ResumeError
     from fetchmany.run import run_job
 
     try:
-        return asyncio.run(run_job(job))
+        with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
+            return runner.run(run_job(job))
     except ResumeError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when wanted and installed; None means asyncio's default."""
+    if not use_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _exit(outcome: Outcome) -> NoReturn:

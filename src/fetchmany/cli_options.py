@@ -436,6 +436,13 @@ OPTIONS: list[Callable[[F], F]] = [
         help="After Ctrl-C or SIGTERM, seconds that requests in flight may still finish.",
     ),
     option(
+        "--uvloop/--no-uvloop",
+        group=DISPLAY,
+        default=True,
+        show_default=True,
+        help="Run on uvloop when it is installed (faster); --no-uvloop uses asyncio's own loop.",
+    ),
+    option(
         "--progress/--no-progress",
         group=DISPLAY,
         default=None,

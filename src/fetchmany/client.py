@@ -111,7 +111,7 @@ class Client:
         options = self._options
         async with self._session.request(
             options.method,
-            url,
+            item.target or url,
             data=item.data,
             headers=self._routes.body_headers if item.data is not None else None,
             proxy=self._routes.proxy_for(url),
@@ -170,22 +170,25 @@ class Client:
         if item.error is not None or url is None:
             return Record(item.index, item.input, url, error=item.error)
         options = self._options
+        limits = self.limits
         started = 0.0
         attempt = 0
         while True:
             attempt += 1
             record = Record(item.index, item.input, url, attempts=attempt)
             retry_after = None
-            async with self.limits.slot(url):
-                if attempt == 1:  # latency, not time spent queueing for a slot
-                    started = time.perf_counter()
-                try:
-                    response = await self.attempt(item, url)
-                except Exception as exc:
-                    record.error = classify(exc, options)
-                else:
-                    fill_record(record, response, options)
-                    retry_after = response.retry_after
+            await limits.acquire(url)
+            if attempt == 1:  # latency, not time spent queueing for a slot
+                started = time.perf_counter()
+            try:
+                response = await self.attempt(item, url)
+            except Exception as exc:
+                record.error = classify(exc, options)
+            else:
+                fill_record(record, response, options)
+                retry_after = response.retry_after
+            finally:
+                limits.release(url)
             wait = options.retry.delay(
                 attempt,
                 options.method,
@@ -195,7 +198,7 @@ class Client:
             )
             if wait is None:
                 break
-            await self.limits.pause(wait)
+            await limits.backoff(wait)
         record.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return record
 

@@ -1,10 +1,11 @@
 """The bounded worker pool and the reorder window.
 
 Guarantees:
-- at most ``workers`` fetches run at once, and ``workers`` are running whenever
-  enough work is ready (the pool is a fixed set of workers, never a task per
-  input). A fetch may wait inside (for a request slot, a backoff): the cap on
-  requests in flight is the fetch's business (see ``limits.py``);
+- the pool starts with ``workers`` tasks (never a task per input) and grows by one
+  only when a fetch *parks* (waits out a retry backoff or a busy host), up to
+  ``max_workers``; so a parked item never costs the pool its concurrency, and the
+  common path has exactly as many workers as request slots. The hard cap on
+  requests in flight is the fetch's business (``limits.py``);
 - at most ``window`` items are started but not yet handed to the consumer; when
   the window is full no new item is started, so memory stays bounded even while
   one slow request holds up ordered output;
@@ -13,6 +14,10 @@ Guarantees:
 - every dispatched item yields exactly one record unless the run is stopped, in
   which case output ends at the first record that did not complete (ordered) or
   holds every record that did (unordered).
+
+The hot path avoids per-record waiting machinery: workers wake the consumer only
+when the record it is waiting for completes, and the consumer then takes every
+record that is ready in one batch.
 """
 
 from __future__ import annotations
@@ -25,17 +30,15 @@ from fetchmany.records import Record
 from fetchmany.sources import Item
 
 FetchFunction = Callable[[Item], Awaitable[Record]]
+_Job = tuple[Item, "asyncio.Future[Record]"]
 
 
 class Abandoned(Exception):
     """Raised by a fetch that gives up because the run is stopping: the item gets no record."""
 
 
-_Job = tuple[Item, "asyncio.Future[Record]"]
-
-
 class Engine:
-    """Runs ``fetch`` over items with a fixed pool of workers; see the module docstring."""
+    """Runs ``fetch`` over items with a pool of workers; see the module docstring."""
 
     def __init__(
         self,
@@ -44,20 +47,25 @@ class Engine:
         workers: int,
         window: int,
         ordered: bool,
+        max_workers: int | None = None,
         on_stop: Callable[[], None] | None = None,
     ) -> None:
         if workers < 1 or window < workers:
             raise ValueError("need workers >= 1 and window >= workers")
         self._fetch = fetch
-        self._workers = workers
-        self._on_stop = on_stop
+        self._max_workers = max(workers, max_workers or workers)
+        self._initial_workers = workers
         self._ordered = ordered
-        self._window = asyncio.Semaphore(window)
+        self._window = window
+        self._on_stop = on_stop
+        self._in_window = 0
+        self._room: asyncio.Future[None] | None = None
         self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._pending: deque[asyncio.Future[Record]] = deque()
         self._completed: deque[asyncio.Future[Record]] = deque()
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None
         self._dispatched = 0
+        self._queued = 0
         self._handed_out = 0
         self._dispatch_done = False
         self._dispatch_error: BaseException | None = None
@@ -70,6 +78,15 @@ class Engine:
     def dispatched(self) -> int:
         """Items started so far (including those still in flight)."""
         return self._dispatched
+
+    @property
+    def workers(self) -> int:
+        return len(self._tasks)
+
+    def grow(self) -> None:
+        """A fetch is about to park: add a worker so the pool keeps its concurrency."""
+        if len(self._tasks) < self._max_workers and (self._queued or not self._dispatch_done):
+            self._tasks.append(asyncio.create_task(self._work()))
 
     def stop(self) -> None:
         """Start no new item; fetches already running finish and are handed out."""
@@ -86,37 +103,61 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         for future in self._pending:
-            future.cancel()  # wakes an ordered consumer waiting on an unfinished head
-        self._wake.set()
+            future.cancel()  # an ordered consumer waiting on an unfinished head wakes
+        self._signal()
+
+    def _signal(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _sleep(self) -> None:
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
 
     async def _dispatch(self, items: AsyncIterable[Item]) -> None:
+        loop = asyncio.get_running_loop()
         try:
             async for item in items:
-                await self._window.acquire()
-                future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+                while self._in_window >= self._window:
+                    self._room = loop.create_future()
+                    await self._room
+                self._in_window += 1
+                future: asyncio.Future[Record] = loop.create_future()
                 if self._ordered:
                     self._pending.append(future)
-                    self._wake.set()
+                    if len(self._pending) == 1:
+                        future.add_done_callback(self._head_done)
                 self._dispatched += 1
+                self._queued += 1
                 self._jobs.put_nowait((item, future))
         except asyncio.CancelledError:
             pass  # stop(): the jobs already queued are resolved by the workers
         except Exception as exc:
             self._dispatch_error = exc
         finally:
-            for _ in range(self._workers):
-                self._jobs.put_nowait(None)
             self._dispatch_done = True
-            self._wake.set()
+            for _ in range(self._max_workers):
+                self._jobs.put_nowait(None)
+            self._signal()
+
+    def _head_done(self, future: asyncio.Future[Record]) -> None:
+        self._signal()
 
     async def _work(self) -> None:
+        fetch = self._fetch
+        ordered = self._ordered
         while (job := await self._jobs.get()) is not None:
+            self._queued -= 1
             item, future = job
             if self._stopping:
                 future.cancel()
             else:
                 try:
-                    future.set_result(await self._fetch(item))
+                    future.set_result(await fetch(item))
                 except Abandoned:
                     future.cancel()
                 except asyncio.CancelledError:
@@ -124,14 +165,14 @@ class Engine:
                     raise
                 except Exception as exc:  # a bug in fetch: surfaced to the consumer
                     future.set_exception(exc)
-            if not self._ordered:
+            if not ordered:
                 self._completed.append(future)
-                self._wake.set()
+                self._signal()
 
     async def batches(self, items: AsyncIterable[Item]) -> AsyncGenerator[list[Record], None]:
         """Records in batches of those ready together, so a writer can flush per batch."""
         self._dispatcher = asyncio.create_task(self._dispatch(items))
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._initial_workers)]
         ready = self._ordered_ready if self._ordered else self._unordered_ready
         try:
             while (batch := await ready()) is not None:
@@ -148,48 +189,50 @@ class Engine:
                 if future.done() and not future.cancelled():
                     future.exception()  # retrieved: the first error was already raised
 
-    def _take(self, future: asyncio.Future[Record], batch: list[Record]) -> bool:
-        """Move one finished future into ``batch``; False when it was cancelled."""
-        self._window.release()
-        self._handed_out += 1
-        if future.cancelled():
-            return False
-        batch.append(future.result())
-        return True
+    def _release(self, count: int) -> None:
+        self._in_window -= count
+        self._handed_out += count
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     async def _ordered_ready(self) -> list[Record] | None:
         pending = self._pending
-        while not pending:
-            if self._dispatch_done:
+        while not pending or not pending[0].done():
+            if not pending and self._dispatch_done:
                 return None
-            self._wake.clear()
-            await self._wake.wait()
-        head = pending[0]
-        if not head.done():
-            await asyncio.wait((head,))
+            await self._sleep()
         batch: list[Record] = []
+        taken = 0
+        stopped = False
         while pending and pending[0].done():
-            if not self._take(pending.popleft(), batch):
+            future = pending.popleft()
+            taken += 1
+            if future.cancelled():
                 # A record that never completed: nothing after it may be written in order.
-                self._abandon_pending()
-                return batch or None
+                stopped = True
+                break
+            batch.append(future.result())
+        self._release(taken)
+        if stopped:
+            self._pending.clear()
+            self._dispatch_done = True
+            return batch or None
+        if pending:
+            pending[0].add_done_callback(self._head_done)
         return batch
-
-    def _abandon_pending(self) -> None:
-        self._pending.clear()
-        self._dispatch_done = True
 
     async def _unordered_ready(self) -> list[Record] | None:
         completed = self._completed
         while not completed:
-            if self._aborted or not self._unfinished():
+            if self._aborted or (self._dispatch_done and self._handed_out == self._dispatched):
                 return None
-            self._wake.clear()
-            await self._wake.wait()
+            await self._sleep()
         batch: list[Record] = []
+        taken = len(completed)
         while completed:
-            self._take(completed.popleft(), batch)
+            future = completed.popleft()
+            if not future.cancelled():
+                batch.append(future.result())
+        self._release(taken)
         return batch
-
-    def _unfinished(self) -> bool:
-        return not (self._dispatch_done and self._handed_out == self._dispatched)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fetchmany.engine import Abandoned
@@ -57,7 +56,9 @@ class _HostSlots:
 
 
 class Limits:
-    """The caps of one run. ``slot(host)`` is held for exactly one attempt."""
+    """The caps of one run. ``acquire(url)`` is paired with ``release(url)`` around exactly
+    one attempt; ``on_park`` is told before a wait that holds no request slot (a backoff,
+    a busy host), so the engine can keep its concurrency with another worker."""
 
     def __init__(self, limit: int, per_host: int | None = None, rate: float | None = None) -> None:
         self._global = asyncio.Semaphore(limit)
@@ -65,6 +66,7 @@ class Limits:
         self._hosts: dict[str, _HostSlots] = {}
         self._rate = RateLimiter(rate) if rate else None
         self._stopping = asyncio.Event()
+        self.on_park: Callable[[], None] | None = None
 
     @property
     def stopping(self) -> bool:
@@ -74,8 +76,18 @@ class Limits:
         """No attempt starts from now on; waiting items are abandoned."""
         self._stopping.set()
 
+    def _park(self) -> None:
+        if self.on_park is not None:
+            self.on_park()
+
+    async def backoff(self, seconds: float) -> None:
+        """Wait before a retry, holding no slot; the engine is told so it can keep busy."""
+        if seconds > 0:
+            self._park()
+        await self.pause(seconds)
+
     async def pause(self, seconds: float) -> None:
-        """Sleep ``seconds`` (a backoff or a rate wait), or raise ``Abandoned`` on stop."""
+        """Sleep ``seconds``, or raise ``Abandoned`` as soon as the run stops."""
         if self._stopping.is_set():
             raise Abandoned
         if seconds <= 0:
@@ -86,32 +98,50 @@ class Limits:
             return
         raise Abandoned
 
-    @asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        """Hold a slot of ``url``'s host (if capped) then a global slot, then wait for the rate."""
+    async def acquire(self, url: str) -> None:
+        """Take a slot of ``url``'s host (if capped), then a global one, then wait for the rate."""
         if self._stopping.is_set():
             raise Abandoned
-        if self._per_host is None:
-            async with self._global:
-                await self._start()
-                yield
-            return
-        host = urlsplit(url).netloc.lower()
-        slots = self._hosts.get(host)
-        if slots is None:
-            slots = self._hosts[host] = _HostSlots(self._per_host)
-        slots.users += 1
+        if self._per_host is not None:
+            host = urlsplit(url).netloc.lower()
+            slots = self._hosts.get(host)
+            if slots is None:
+                slots = self._hosts[host] = _HostSlots(self._per_host)
+            slots.users += 1
+            if slots.semaphore.locked():
+                self._park()
+            try:
+                await slots.semaphore.acquire()
+            except BaseException:
+                self._leave_host(host, slots)
+                raise
         try:
-            async with slots.semaphore, self._global:
-                await self._start()
-                yield
-        finally:
-            slots.users -= 1
-            if slots.users == 0:  # keep memory flat over lists of millions of hosts
-                del self._hosts[host]
+            await self._global.acquire()
+            try:
+                if self._stopping.is_set():
+                    raise Abandoned
+                if self._rate is not None:
+                    await self.pause(self._rate.reserve())
+            except BaseException:
+                self._global.release()
+                raise
+        except BaseException:
+            if self._per_host is not None:
+                self._release_host(url)
+            raise
 
-    async def _start(self) -> None:
-        if self._stopping.is_set():
-            raise Abandoned
-        if self._rate is not None:
-            await self.pause(self._rate.reserve())
+    def release(self, url: str) -> None:
+        self._global.release()
+        if self._per_host is not None:
+            self._release_host(url)
+
+    def _release_host(self, url: str) -> None:
+        host = urlsplit(url).netloc.lower()
+        slots = self._hosts[host]
+        slots.semaphore.release()
+        self._leave_host(host, slots)
+
+    def _leave_host(self, host: str, slots: _HostSlots) -> None:
+        slots.users -= 1
+        if slots.users == 0:  # keep memory flat over lists of millions of hosts
+            del self._hosts[host]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -134,8 +135,12 @@ _TEXTUAL_APPLICATION_TYPES: Final = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=256)
 def split_content_type(header: str | None) -> tuple[str, str | None]:
-    """Return the lower-cased media type and the charset parameter, if any."""
+    """Return the lower-cased media type and the charset parameter, if any.
+
+    Cached: a run sees a handful of distinct Content-Type values, once per record.
+    """
     if not header:
         return "", None
     media, _, params = header.partition(";")

@@ -51,11 +51,13 @@ async def fetch_batches(
         fetch: FetchFunction = Deduplicator(client.fetch) if options.dedupe else client.fetch
         engine = Engine(
             fetch,
-            workers=window,
+            workers=options.limit,
+            max_workers=window,
             window=window,
             ordered=options.ordered,
             on_stop=client.limits.stop,
         )
+        client.limits.on_park = engine.grow
         if on_engine is not None:
             on_engine(engine)
         async with aclosing(engine.batches(items)) as batches:

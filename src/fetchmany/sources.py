@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final
 from urllib.parse import quote
 
+from yarl import URL
+
 from fetchmany.records import ErrorKind, FetchError
 from fetchmany.rows import CsvRows, InputFormat, Row, jsonl_row
 from fetchmany.templates import MissingField, RequestTemplate
@@ -40,6 +42,8 @@ class Item:
     error: FetchError | None = None
     data: bytes | None = None
     fields: Mapping[str, str] | None = None
+    target: URL | None = None
+    """``url`` parsed, for the request."""
 
 
 def _normalise_url(text: str) -> str:
@@ -51,10 +55,11 @@ def _normalise_url(text: str) -> str:
     return text
 
 
-def validate_url(url: str) -> str | None:
-    """Return why ``url`` cannot be fetched, or ``None`` when it is a usable http(s) URL."""
-    from yarl import URL
+def parse_url(url: str) -> URL | str:
+    """The parsed URL, or why ``url`` cannot be fetched.
 
+    The parsed object travels with the item to aiohttp, so each URL is parsed once.
+    """
     try:
         parsed = URL(url)
     except ValueError as exc:
@@ -63,7 +68,13 @@ def validate_url(url: str) -> str | None:
         return "only http and https URLs are fetched"
     if not parsed.host:
         return "URL has no host"
-    return None
+    return parsed
+
+
+def validate_url(url: str) -> str | None:
+    """Why ``url`` cannot be fetched, or ``None`` when it is a usable http(s) URL."""
+    parsed = parse_url(url)
+    return parsed if isinstance(parsed, str) else None
 
 
 def display_text(text: str) -> str:
@@ -109,10 +120,10 @@ def make_item(
             data = request.data.expand(values).encode("utf-8", "surrogateescape")
     except MissingField as missing:
         return _invalid(index, shown, None, f"row has no field {missing.name!r} for the template")
-    problem = validate_url(url)
-    if problem is not None:
-        return _invalid(index, shown, display_text(url), problem)
-    return Item(index, shown, url, data=data, fields=fields)
+    parsed = parse_url(url)
+    if isinstance(parsed, str):
+        return _invalid(index, shown, display_text(url), parsed)
+    return Item(index, shown, url, data=data, fields=fields, target=parsed)
 
 
 def item_text(raw: bytes) -> str | None:
@@ -193,7 +204,8 @@ class LineFeed:
         except BaseException as exc:  # handed to the loop, which raises it in context
             self._hand_over(exc)
 
-    async def lines(self) -> AsyncGenerator[bytes, None]:
+    async def batches(self) -> AsyncGenerator[list[bytes], None]:
+        """Lines in the batches the reader handed over (one await per chunk, not per line)."""
         while True:
             batch = await self._queue.get()
             if batch is None:
@@ -201,6 +213,10 @@ class LineFeed:
             if isinstance(batch, BaseException):
                 raise batch
             self._credits.release()
+            yield batch
+
+    async def lines(self) -> AsyncGenerator[bytes, None]:
+        async for batch in self.batches():
             for line in batch:
                 yield line
 
@@ -209,29 +225,23 @@ class LineFeed:
         self._credits.release()
 
 
-async def _rows(paths: Sequence[str], input_format: InputFormat) -> AsyncGenerator[Row, None]:
-    """Rows of every input in turn; each CSV file brings its own header."""
-    for path in paths or [STDIN]:
-        feed = LineFeed([path])
-        csv_rows = CsvRows() if input_format is InputFormat.CSV else None
-        try:
-            async for raw in feed.lines():
-                if input_format is InputFormat.LINES:
-                    text = item_text(raw)
-                    if text is not None:
-                        yield Row(text, None)
-                    continue
-                line = raw.rstrip(b"\r").decode("utf-8", "surrogateescape")
-                if csv_rows is not None:
-                    row = csv_rows.feed(line)
-                    if row is not None:
-                        yield row
-                elif line.strip():
-                    yield jsonl_row(line)
-            if csv_rows is not None and (last := csv_rows.finish()) is not None:
-                yield last
-        finally:
-            feed.close()
+def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | None) -> list[Row]:
+    """The rows a batch of raw lines completes (a CSV row may wait for a later line)."""
+    rows: list[Row] = []
+    for raw in batch:
+        if input_format is InputFormat.LINES:
+            text = item_text(raw)
+            if text is not None:
+                rows.append(Row(text, None))
+            continue
+        line = raw.rstrip(b"\r").decode("utf-8", "surrogateescape")
+        if csv_rows is not None:
+            row = csv_rows.feed(line)
+            if row is not None:
+                rows.append(row)
+        elif line.strip():
+            rows.append(jsonl_row(line))
+    return rows
 
 
 async def read_items(
@@ -240,16 +250,33 @@ async def read_items(
     input_format: InputFormat = InputFormat.LINES,
 ) -> AsyncGenerator[Item, None]:
     """Items of files (``-`` is stdin) in order, indexed from 0; blank lines (and for
-    line input, ``#`` comments) skipped."""
+    line input, ``#`` comments) skipped; each CSV file brings its own header.
+
+    One generator over whole batches of lines: the per-line work is plain calls.
+    """
     index = 0
-    async for row in _rows(paths, input_format):
-        if row.problem is not None:
-            yield _invalid(index, display_text(row.text), None, row.problem)
-        elif input_format is InputFormat.LINES:
-            yield make_item(index, row.text, request)
-        else:
-            yield make_item(index, row.text, request, row.fields or {})
-        index += 1
+    lines = input_format is InputFormat.LINES
+    for path in paths or [STDIN]:
+        feed = LineFeed([path])
+        csv_rows = CsvRows() if input_format is InputFormat.CSV else None
+        try:
+            async for batch in feed.batches():
+                for row in _rows_of(batch, input_format, csv_rows):
+                    if row.problem is not None:
+                        yield _invalid(index, display_text(row.text), None, row.problem)
+                    elif lines:
+                        yield make_item(index, row.text, request)
+                    else:
+                        yield make_item(index, row.text, request, row.fields or {})
+                    index += 1
+            if csv_rows is not None and (last := csv_rows.finish()) is not None:
+                if last.problem is not None:
+                    yield _invalid(index, display_text(last.text), None, last.problem)
+                else:
+                    yield make_item(index, last.text, request, last.fields or {})
+                index += 1
+        finally:
+            feed.close()
 
 
 async def items_from(
