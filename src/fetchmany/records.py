@@ -11,7 +11,6 @@ import base64
 import codecs
 import functools
 import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -180,7 +179,14 @@ def decode_text(raw: bytes, charset: str | None, default: str = "utf-8") -> str:
     return raw.decode(encoding, errors="replace")
 
 
-_LONG_DIGITS: Final = re.compile(rb"\d{19}")
+# A 19-digit run, found with two C-speed passes (a regex here cost 6x the parse itself):
+# map every digit to b"1" and everything else to b"0", then look for nineteen ones.
+_DIGIT_MASK: Final = bytes(49 if 48 <= c <= 57 else 48 for c in range(256))
+_NINETEEN_DIGITS: Final = b"1" * 19
+
+
+def _has_long_number(data: bytes) -> bool:
+    return _NINETEEN_DIGITS in data.translate(_DIGIT_MASK)
 
 
 def parse_json(raw: bytes | str) -> Any:
@@ -191,7 +197,7 @@ def parse_json(raw: bytes | str) -> Any:
     the stdlib, which keeps them exact. Raises ``ValueError`` when it is not JSON.
     """
     data = raw.encode() if isinstance(raw, str) else raw
-    if _LONG_DIGITS.search(data) is None:
+    if not _has_long_number(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

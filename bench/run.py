@@ -1,0 +1,487 @@
+"""fetchmany against its peers, side by side, in one run. Not part of the test suite.
+
+    python bench/run.py                 # everything, 3 interleaved rounds (about 30 min)
+    python bench/run.py --quick         # smaller inputs, 1 round: a smoke test of the bench
+    python bench/run.py --only a,e      # some scenarios
+
+Sets up what it needs on a fresh Debian machine (nginx with the echo module, curl;
+apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template, and
+stops it at the end. Every measurement is a fresh process under bench/measure.py
+(wall time, CPU time, peak RSS). Runs are interleaved (A B C A B C ...) so drift on
+a noisy machine hits every contender alike; medians and ratios go to
+bench/RESULTS.md with the machine description and the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+PY = sys.executable
+MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def fetchmany_cmd() -> list[str]:
+    script = Path(PY).parent / "fetchmany"
+    return [str(script)] if script.exists() else [PY, "-m", "fetchmany"]
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def ensure_tools() -> None:
+    missing = [p for p in ("nginx", "curl") if shutil.which(p) is None]
+    if missing or not Path(MODULE).exists():
+        if os.geteuid() != 0:
+            sys.exit("bench: needs nginx, libnginx-mod-http-echo and curl (run as root to install)")
+        print("bench: installing nginx, libnginx-mod-http-echo, curl", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "nginx", "libnginx-mod-http-echo", "curl"],
+            check=True,
+            env=env,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Nginx:
+    def __init__(self) -> None:
+        self.prefix = OUT / "nginx"
+        self.port = free_port()
+
+    def __enter__(self) -> Nginx:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        conf = (HERE / "nginx.conf.template").read_text()
+        conf = conf.replace("@PREFIX@", str(self.prefix)).replace("@PORT@", str(self.port))
+        conf = conf.replace("@MODULES@", f"load_module {MODULE};")
+        (self.prefix / "nginx.conf").write_text(conf)
+        subprocess.run(
+            ["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+             "-e", str(self.prefix / "error.log")],
+            check=True,
+        )  # fmt: skip
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        pid_file = self.prefix / "nginx.pid"
+        if pid_file.exists():
+            subprocess.run(
+                ["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+                 "-s", "stop"],
+                check=False,
+            )  # fmt: skip
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def url_file(name: str, count: int, make: Callable[[int], str]) -> Path:
+    path = OUT / f"{name}.txt"
+    if not path.exists() or sum(1 for _ in path.open()) != count:
+        with path.open("w") as f:
+            for i in range(count):
+                f.write(make(i) + "\n")
+    return path
+
+
+def curl_config(urls: Path) -> Path:
+    path = urls.with_suffix(".curl")
+    with urls.open() as src, path.open("w") as dst:
+        for line in src:
+            dst.write(f'url = "{line.strip()}"\noutput = "/dev/null"\n')
+    return path
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    rss: float
+    rc: int
+
+
+@dataclass
+class Contender:
+    name: str
+    command: list[str]
+    stdin: Path | None
+    samples: list[Sample] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in self.samples)
+
+    def peak(self) -> float:
+        return max(s.rss for s in self.samples)
+
+
+def measure(contender: Contender) -> Sample:
+    args = [PY, str(HERE / "measure.py")]
+    if contender.stdin is not None:
+        args += ["--stdin", str(contender.stdin)]
+    out = subprocess.run([*args, "--", *contender.command], capture_output=True, text=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return Sample(data["wall_s"], data["cpu_s"], data["peak_rss_mib"], data["rc"])
+
+
+def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
+    for r in range(rounds):
+        for c in contenders:
+            sample = measure(c)
+            c.samples.append(sample)
+            print(
+                f"  [{label} {r + 1}/{rounds}] {c.name:28s} wall {sample.wall:8.3f}s "
+                f"cpu {sample.cpu:8.3f}s rss {sample.rss:7.1f} MiB rc {sample.rc}",
+                flush=True,
+            )
+
+
+def table(contenders: list[Contender], base: str) -> list[str]:
+    ref = next(c for c in contenders if c.name == base)
+    rows = [
+        f"| contender | wall (median) | CPU (median) | peak RSS | wall ÷ {base} | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in contenders:
+        ratio = c.median("wall") / ref.median("wall")
+        rows.append(
+            f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s | "
+            f"{c.peak():.1f} MiB | {ratio:.3f} | {len(c.samples)} |"
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- first record
+
+
+class FirstResponseServer:
+    """A tiny keep-alive HTTP server in a thread that notes when it sends its first
+    response, so the time to the first record on stdout can be measured from it."""
+
+    BODY = b'{"id":1,"title":"first"}'
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.first_sent: float | None = None
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        self.ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.ready.set()
+        async with server:
+            await server.serve_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        response = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(self.BODY)).encode()
+            + b"\r\n\r\n"
+            + self.BODY
+        )
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(response)
+                if self.first_sent is None:
+                    self.first_sent = time.monotonic()
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def reset(self) -> None:
+        self.first_sent = None
+
+
+def first_record_delay(command: list[str], urls: Path, server: FirstResponseServer) -> float:
+    """Seconds from the server's first response to the first line on the command's stdout."""
+    server.reset()
+    with urls.open("rb") as stdin:
+        proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        seen = time.monotonic()
+        proc.stdout.read()
+        proc.wait()
+    assert server.first_sent is not None
+    return seen - server.first_sent
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def scenario_a(nginx: Nginx, n: int, rounds: int, report: list[str]) -> dict[str, float]:
+    urls = url_file(f"posts_{n}", n, lambda i: nginx.url(f"/posts?id={i}"))
+    cfg = curl_config(urls)
+    contenders = [
+        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "50"], urls),
+        Contender("bare aiohttp pool", [PY, str(HERE / "peers/bare_pool.py"), "50"], urls),
+        Contender("gather recipe", [PY, str(HERE / "peers/gather_recipe.py"), "50"], urls),
+        Contender("curl -Z", ["curl", "-s", "-Z", "--parallel-max", "50", "-K", str(cfg)], None),
+    ]
+    print(f"(a) CPU-bound: {n} requests to nginx, limit 50", flush=True)
+    interleave(contenders, rounds, "a")
+    fm, bare, gather, curl = (c.median("wall") for c in contenders)
+    report += [
+        f"## (a) CPU-bound: {n:,} requests to nginx at --limit 50, output to /dev/null",
+        "",
+        "fetchmany runs with its defaults (JSON bodies parsed, ordered output, uvloop).",
+        "",
+        *table(contenders, "bare aiohttp pool"),
+        "",
+        f"- fetchmany ÷ bare aiohttp pool: **{fm / bare:.3f}** (target ≤ 1.05)",
+        f"- gather recipe ÷ fetchmany: **{gather / fm:.3f}** (target ≥ 1.15)",
+        f"- fetchmany ÷ curl -Z: **{fm / curl:.3f}**",
+        "",
+    ]
+    return {"a_vs_bare": fm / bare, "a_gather_vs": gather / fm}
+
+
+def scenario_xargs(nginx: Nginx, rounds: int, report: list[str]) -> None:
+    n = 2000
+    urls = url_file(f"posts_{n}", n, lambda i: nginx.url(f"/posts?id={i}"))
+    contenders = [
+        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "50"], urls),
+        Contender(
+            "xargs -P 50 curl",
+            ["xargs", "-P", "50", "-n", "1", "curl", "-s", "-o", "/dev/null"],
+            urls,
+        ),
+    ]
+    print(f"(a') {n} requests: fetchmany vs xargs -P 50 curl", flush=True)
+    interleave(contenders, rounds, "xargs")
+    report += [
+        f"## (a') {n:,} requests: xargs -P 50 curl (one curl process per URL)",
+        "",
+        *table(contenders, "fetchmany"),
+        "",
+    ]
+
+
+def scenario_b(nginx: Nginx, rounds: int, report: list[str]) -> dict[str, float]:
+    n = 2000
+    urls = url_file(f"slow_{n}", n, lambda i: nginx.url(f"/slow?id={i}"))
+    empty = OUT / "empty.txt"
+    empty.write_text("")
+    cfg = curl_config(urls)
+    contenders = [
+        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "100"], urls),
+        Contender(
+            "fetchmany start-up (no input)", [*fetchmany_cmd(), "-q", "--limit", "100"], empty
+        ),
+        Contender("bare aiohttp pool", [PY, str(HERE / "peers/bare_pool.py"), "100"], urls),
+        Contender("gather recipe", [PY, str(HERE / "peers/gather_recipe.py"), "100"], urls),
+        Contender("curl -Z", ["curl", "-s", "-Z", "--parallel-max", "100", "-K", str(cfg)], None),
+    ]
+    print(f"(b) latency-bound: {n} requests to a 50 ms endpoint, limit 100", flush=True)
+    interleave(contenders, rounds, "b")
+    ideal = n / 100 * 0.05
+    startup = contenders[1].median("wall")
+    efficiency = ideal / (contenders[0].median("wall") - startup)
+    report += [
+        f"## (b) latency-bound: {n:,} requests to a 50 ms endpoint at --limit 100",
+        "",
+        f"Ideal: {n} / 100 × 50 ms = {ideal:.2f} s.",
+        "",
+        *table(contenders, "fetchmany"),
+        "",
+        f"- fetchmany efficiency = ideal ÷ (wall − start-up) = {ideal:.2f} ÷ "
+        f"({contenders[0].median('wall'):.3f} − {startup:.3f}) = **{efficiency:.3f}** "
+        "(target ≥ 0.95)",
+        "",
+    ]
+    return {"b_efficiency": efficiency}
+
+
+def scenario_c(
+    nginx: Nginx, small: int, big: int, rounds: int, report: list[str]
+) -> dict[str, float]:
+    urls_small = url_file(f"posts_{small}", small, lambda i: nginx.url(f"/posts?id={i}"))
+    urls_big = url_file(f"posts_{big}", big, lambda i: nginx.url(f"/posts?id={i}"))
+    contenders = [
+        Contender(f"fetchmany {small:,}", [*fetchmany_cmd(), "-q", "--limit", "50"], urls_small),
+        Contender(f"fetchmany {big:,}", [*fetchmany_cmd(), "-q", "--limit", "50"], urls_big),
+        Contender(
+            f"gather recipe {small:,}", [PY, str(HERE / "peers/gather_recipe.py"), "50"], urls_small
+        ),
+        Contender(
+            f"gather recipe {big:,}", [PY, str(HERE / "peers/gather_recipe.py"), "50"], urls_big
+        ),
+    ]
+    print(f"(c) memory: {small} vs {big} inputs", flush=True)
+    interleave(contenders, rounds, "c")
+    fm_growth = contenders[1].peak() / contenders[0].peak()
+    gather_growth = contenders[3].peak() / contenders[2].peak()
+    report += [
+        f"## (c) memory: peak RSS at {small:,} vs {big:,} inputs (--limit 50)",
+        "",
+        *table(contenders, f"fetchmany {small:,}"),
+        "",
+        f"- fetchmany peak RSS {big:,} ÷ {small:,}: **{fm_growth:.3f}** "
+        f"({contenders[1].peak():.1f} MiB; targets ≤ 1.15 and < 80 MiB)",
+        f"- gather recipe peak RSS {big:,} ÷ {small:,}: {gather_growth:.2f} "
+        f"({contenders[3].peak():.1f} MiB)",
+        "",
+    ]
+    return {"c_growth": fm_growth, "c_peak": contenders[1].peak()}
+
+
+def scenario_d(rounds: int, report: list[str]) -> dict[str, float]:
+    server = FirstResponseServer()
+    n = 10_000
+    urls = url_file(f"first_{server.port}", n, lambda i: f"http://127.0.0.1:{server.port}/p?id={i}")
+    commands = {
+        "fetchmany (ordered)": [*fetchmany_cmd(), "-q", "--limit", "50"],
+        "bare aiohttp pool": [PY, str(HERE / "peers/bare_pool.py"), "50"],
+        "gather recipe": [PY, str(HERE / "peers/gather_recipe.py"), "50"],
+    }
+    delays: dict[str, list[float]] = {name: [] for name in commands}
+    print("(d) time to first record", flush=True)
+    for r in range(rounds):
+        for name, command in commands.items():
+            delay = first_record_delay(command, urls, server)
+            delays[name].append(delay)
+            print(f"  [d {r + 1}/{rounds}] {name:28s} {delay * 1000:9.1f} ms", flush=True)
+    report += [
+        f"## (d) time to first record: first response → first line on stdout ({n:,} inputs)",
+        "",
+        "| contender | median | runs |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {name} | {statistics.median(v) * 1000:.1f} ms | {len(v)} |"
+            for name, v in delays.items()
+        ),
+        "",
+        "The bare pool writes to a block-buffered stdout; the gather recipe prints at the end.",
+        "",
+    ]
+    return {"d_ms": statistics.median(delays["fetchmany (ordered)"]) * 1000}
+
+
+def scenario_e(rounds: int, report: list[str]) -> dict[str, float]:
+    contenders = [
+        Contender("fetchmany --version", [*fetchmany_cmd(), "--version"], None),
+        Contender("fetchmany --help", [*fetchmany_cmd(), "--help"], None),
+        Contender("python -c pass", [PY, "-c", "pass"], None),
+    ]
+    print("(e) start-up", flush=True)
+    interleave(contenders, rounds * 5, "e")
+    report += [
+        "## (e) start-up",
+        "",
+        *table(contenders, "python -c pass"),
+        "",
+    ]
+    return {"e_version_ms": contenders[0].median("wall") * 1000,
+            "e_help_ms": contenders[1].median("wall") * 1000}  # fmt: skip
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    versions = subprocess.run(
+        [PY, "-c", "import aiohttp, uvloop, orjson; print(aiohttp.__version__, "
+                   "uvloop.__version__, orjson.__version__)"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
+    aiohttp_v, uvloop_v, orjson_v = [*versions, "?", "?", "?"][:3]
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem_kib / 1024 / 1024:.0f} GiB",
+        f"- {platform.platform()}; Python {platform.python_version()}",
+        f"- aiohttp {aiohttp_v}, uvloop {uvloop_v}, orjson {orjson_v}",
+        f"- {nginx}; {curl.splitlines()[0] if curl else 'curl ?'}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs, one round")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", default="a,x,b,c,d,e", help="scenarios: a,x,b,c,d,e")
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    only = set(args.only.split(","))
+    ensure_tools()
+    OUT.mkdir(exist_ok=True)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report: list[str] = []
+    results: dict[str, float] = {}
+    with Nginx() as nginx:
+        if "a" in only:
+            results |= scenario_a(nginx, 10_000 if args.quick else 100_000, rounds, report)
+        if "x" in only:
+            scenario_xargs(nginx, rounds, report)
+        if "b" in only:
+            results |= scenario_b(nginx, rounds, report)
+        if "c" in only:
+            big = 100_000 if args.quick else 1_000_000
+            results |= scenario_c(nginx, 10_000, big, rounds, report)
+        if "d" in only:
+            results |= scenario_d(rounds, report)
+        if "e" in only:
+            results |= scenario_e(rounds, report)
+    command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    header = [
+        "# fetchmany benchmark results",
+        "",
+        f"Run {started} with `{command}`; {rounds} interleaved round(s) per scenario.",
+        "Times are wall-clock and CPU (user+sys) of the client process; peak RSS from",
+        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine.",
+        "",
+        "Machine:",
+        "",
+        *machine(),
+        "",
+    ]
+    Path(args.output).write_text("\n".join(header + report) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
