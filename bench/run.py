@@ -103,8 +103,12 @@ class Nginx:
 
 
 def url_file(name: str, count: int, make: Callable[[int], str]) -> Path:
+    """A file of ``count`` URLs, reused only if it was made for the same server address."""
+    first = make(0)
     path = OUT / f"{name}.txt"
-    if not path.exists() or sum(1 for _ in path.open()) != count:
+    with path.open() if path.exists() else open(os.devnull) as existing:
+        same = existing.readline().strip() == first
+    if not same or sum(1 for _ in path.open()) != count:
         with path.open("w") as f:
             for i in range(count):
                 f.write(make(i) + "\n")

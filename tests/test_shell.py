@@ -130,3 +130,12 @@ def test_no_bar_when_stderr_is_not_a_terminal(server: LoopbackServer) -> None:
     result = run_cli(stdin=server.url("/item?id=1").encode())
     assert "\x1b" not in result.stderr
     assert "fetching" not in result.stderr
+
+
+def test_a_broken_netrc_is_a_usage_error(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine\n")
+    result = run_env({"NETRC": str(netrc)}, "--netrc", stdin=b"http://127.0.0.1:1/\n")
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert str(netrc).encode() in result.stderr

@@ -226,6 +226,19 @@ def build_job(
     path: str | None = params["output"]
     fields: tuple[str, ...] = params["fields"]
     resume = None
+    # Before the output is opened: a usage error must leave no temporary file behind.
+    if options.netrc:
+        from fetchmany.client import load_netrc
+
+        try:
+            load_netrc()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if options.save_dir is not None:
+        try:
+            os.makedirs(options.save_dir, exist_ok=True)
+        except OSError as exc:
+            raise click.UsageError(f"cannot create {options.save_dir}: {exc.strerror}") from None
     try:
         if params["resume"]:
             assert path is not None
@@ -239,11 +252,6 @@ def build_job(
     except OSError as exc:
         raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     writer = make_writer(out_format, destination, fields, csv_safe=params["csv_safe"])
-    if options.save_dir is not None:
-        try:
-            os.makedirs(options.save_dir, exist_ok=True)
-        except OSError as exc:
-            raise click.UsageError(f"cannot create {options.save_dir}: {exc.strerror}") from None
     return Job(
         inputs,
         request,

@@ -249,7 +249,7 @@ class RequestRoutes:
     def __init__(self, options: FetchOptions) -> None:
         self._options = options
         self._env = getproxies_environment() if options.env_proxy and not options.proxy else {}
-        self._netrc = _load_netrc() if options.netrc else None
+        self._netrc = load_netrc() if options.netrc else None
         has_auth = any(name.lower() == "authorization" for name, _ in options.headers)
         self._use_netrc = self._netrc is not None and not has_auth
         self.body_headers: dict[str, str] | None = None
@@ -277,7 +277,8 @@ class RequestRoutes:
         return aiohttp.BasicAuth(login or "", password or "")
 
 
-def _load_netrc() -> netrc.netrc | None:
+def load_netrc() -> netrc.netrc | None:
+    """The .netrc in $NETRC or ~/.netrc (None if there is none); ValueError if unreadable."""
     path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     try:
         return netrc.netrc(path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -102,15 +101,3 @@ class CsvRows:
         if len(cells) > len(self.header):
             return Row(text, fields, f"{len(cells)} cells but {len(self.header)} columns")
         return Row(text, fields)
-
-
-def iter_csv(lines: Iterator[str]) -> Iterator[Row]:
-    """Rows of one CSV file given its lines (used by tests; the reader feeds CsvRows itself)."""
-    rows = CsvRows()
-    for line in lines:
-        row = rows.feed(line)
-        if row is not None:
-            yield row
-    last = rows.finish()
-    if last is not None:
-        yield last

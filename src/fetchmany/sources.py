@@ -71,12 +71,6 @@ def parse_url(url: str) -> URL | str:
     return parsed
 
 
-def validate_url(url: str) -> str | None:
-    """Why ``url`` cannot be fetched, or ``None`` when it is a usable http(s) URL."""
-    parsed = parse_url(url)
-    return parsed if isinstance(parsed, str) else None
-
-
 def display_text(text: str) -> str:
     """The input as it goes into records: valid UTF-8, undecodable bytes shown as ``\\xNN``."""
     try:
@@ -136,16 +130,6 @@ def item_text(raw: bytes) -> str | None:
 
 def _is_item(stripped: bytes) -> bool:
     return bool(stripped) and not stripped.startswith(b"#")
-
-
-def check_readable(path: str) -> None:
-    """Fail early, before any request, when an input file cannot be opened."""
-    if path == STDIN:
-        return
-    if os.path.isdir(path):
-        raise OSError(f"{path}: is a directory")
-    with open(path, "rb"):
-        pass
 
 
 def _open_input(path: str) -> BinaryIO:

@@ -99,13 +99,6 @@ class Output:
         os.replace(self._temp, self.path)
         self._temp = None
 
-    def discard(self) -> None:
-        """Drop a partly written file (used when the run could not start at all)."""
-        if self._temp is not None:
-            self.stream.close()
-            os.unlink(self._temp)
-            self._temp = None
-
 
 def replaceable_path(path: str) -> str | None:
     """The regular file to replace for ``path``, or None when it must be written in place.

@@ -1,0 +1,50 @@
+"""CSV and JSON Lines rows: parsed one at a time, quotes and odd values handled."""
+
+from __future__ import annotations
+
+from fetchmany.rows import CsvRows, InputFormat, Row, infer_input_format, jsonl_row
+
+
+def feed_all(lines: list[str]) -> list[Row]:
+    rows = CsvRows()
+    out = [row for line in lines if (row := rows.feed(line)) is not None]
+    if (last := rows.finish()) is not None:
+        out.append(last)
+    return out
+
+
+def test_header_then_rows_with_quoted_commas_and_newlines() -> None:
+    rows = feed_all(["id,name", '1,"a, b"', '2,"line one', 'line two"', '3,"say ""hi"""'])
+    assert [r.fields for r in rows] == [
+        {"id": "1", "name": "a, b"},
+        {"id": "2", "name": "line one\nline two"},
+        {"id": "3", "name": 'say "hi"'},
+    ]
+    assert rows[1].text == '2,"line one\nline two"'
+
+
+def test_short_rows_lack_fields_and_long_rows_are_flagged() -> None:
+    short, long = feed_all(["a,b", "1", "1,2,3"])
+    assert short.fields == {"a": "1"}
+    assert short.problem is None
+    assert long.problem == "3 cells but 2 columns"
+
+
+def test_blank_lines_are_skipped_and_an_unclosed_quote_ends_with_the_file() -> None:
+    rows = feed_all(["a", "", "x", '"never closed'])
+    assert [r.fields for r in rows] == [{"a": "x"}, {"a": "never closed\n"}]
+
+
+def test_jsonl_values_become_placeholder_text() -> None:
+    row = jsonl_row('{"s": "x", "n": 7, "f": 1.5, "b": false, "z": null, "l": [1, "a"]}')
+    assert row.fields == {"s": "x", "n": "7", "f": "1.5", "b": "false", "l": '[1,"a"]'}
+    assert jsonl_row("[1, 2]").problem == "not a JSON object"
+    assert (jsonl_row("{oops").problem or "").startswith("not JSON")
+
+
+def test_format_is_inferred_only_when_every_input_agrees() -> None:
+    assert infer_input_format(["a.csv", "b.CSV"]) is InputFormat.CSV
+    assert infer_input_format(["a.jsonl", "b.ndjson"]) is InputFormat.JSONL
+    assert infer_input_format(["a.csv", "b.txt"]) is InputFormat.LINES
+    assert infer_input_format(["a.csv", "-"]) is InputFormat.LINES
+    assert infer_input_format([]) is InputFormat.LINES
