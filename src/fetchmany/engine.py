@@ -75,11 +75,6 @@ class Engine:
         self._dispatcher: asyncio.Task[None] | None = None
 
     @property
-    def dispatched(self) -> int:
-        """Items started so far (including those still in flight)."""
-        return self._dispatched
-
-    @property
     def workers(self) -> int:
         return len(self._tasks)
 

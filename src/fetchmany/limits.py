@@ -68,10 +68,6 @@ class Limits:
         self._stopping = asyncio.Event()
         self.on_park: Callable[[], None] | None = None
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def stop(self) -> None:
         """No attempt starts from now on; waiting items are abandoned."""
         self._stopping.set()

@@ -31,7 +31,6 @@ class ErrorKind(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     PROTOCOL = "protocol"
     INVALID_JSON = "invalid_json"
-    INTERRUPTED = "interrupted"
     UNEXPECTED = "unexpected"
 
 
