@@ -15,9 +15,10 @@ from yarl import URL
 
 from fetchmany.client import Client, classify, open_client
 from fetchmany.options import FetchOptions
-from fetchmany.records import ErrorKind
+from fetchmany.records import ErrorKind, Record
 from fetchmany.retry import RetryPolicy
-from fetchmany.sources import Item
+from fetchmany.sources import Item, make_item
+from fetchmany.templates import RequestTemplate
 
 URL_A = "http://api.test/a"
 NO_RETRY = FetchOptions(retry=RetryPolicy(retries=0))
@@ -46,15 +47,19 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
         yield m
 
 
-async def fetch_one(options: FetchOptions, url: str = URL_A) -> tuple[Client, object]:
+def item(index: int, url: str) -> Item:
+    return make_item(index, url, RequestTemplate())
+
+
+async def fetch_one(options: FetchOptions, url: str = URL_A) -> tuple[Client, Record]:
     async with open_client(options) as client:
-        return client, await client.fetch(Item(4, url, url))
+        return client, await client.fetch(item(4, url))
 
 
 async def test_success_fills_every_field(mocked: aioresponses) -> None:
     mocked.get(URL_A, payload={"title": "hello"}, headers={"X-Other": "1"})
     _, record = await fetch_one(FetchOptions())
-    data = record.to_dict()  # type: ignore[attr-defined]
+    data = record.to_dict()
     assert data["index"] == 4
     assert data["ok"] is True
     assert data["status"] == 200
@@ -70,10 +75,10 @@ async def test_success_fills_every_field(mocked: aioresponses) -> None:
 async def test_http_error_status_is_a_record_not_ok(mocked: aioresponses) -> None:
     mocked.get(URL_A, status=503, body="busy", content_type="text/plain")
     _, record = await fetch_one(NO_RETRY)
-    assert record.ok is False  # type: ignore[attr-defined]
-    assert record.status == 503  # type: ignore[attr-defined]
-    assert record.error is None  # type: ignore[attr-defined]
-    assert record.body == "busy"  # type: ignore[attr-defined]
+    assert record.ok is False
+    assert record.status == 503
+    assert record.error is None
+    assert record.body == "busy"
 
 
 @pytest.mark.parametrize(
@@ -92,10 +97,10 @@ async def test_network_exceptions_become_error_kinds(
 ) -> None:
     mocked.get(URL_A, exception=exception)
     _, record = await fetch_one(NO_RETRY)
-    assert record.ok is False  # type: ignore[attr-defined]
-    assert record.status is None  # type: ignore[attr-defined]
-    assert record.error.kind is kind  # type: ignore[attr-defined]
-    assert record.error.message  # type: ignore[attr-defined]
+    assert record.ok is False
+    assert record.status is None
+    assert record.error.kind is kind
+    assert record.error.message
 
 
 def test_classify_covers_dns_bad_redirects_and_the_unexpected() -> None:
@@ -112,7 +117,7 @@ async def test_method_headers_and_user_agent_are_sent(mocked: aioresponses) -> N
     mocked.add(URL_A, method="DELETE", status=204)
     options = FetchOptions(method="delete", headers=(("X-Token", "t1"), ("Accept", "text/csv")))
     async with open_client(options) as client:
-        record = await client.fetch(Item(0, URL_A, URL_A))
+        record = await client.fetch(item(0, URL_A))
     assert record.status == 204
     ((_, call),) = [(k, v) for k, v in mocked.requests.items() if k[0] == "DELETE"]
     sent = call[0].kwargs
@@ -131,10 +136,10 @@ async def test_header_user_agent_wins_over_the_default(mocked: aioresponses) -> 
 async def test_body_over_the_cap_is_cut_and_reported(mocked: aioresponses) -> None:
     mocked.get(URL_A, body=b"z" * 5000, content_type="text/plain")
     _, record = await fetch_one(FetchOptions(max_body_size=1000))
-    assert record.ok is False  # type: ignore[attr-defined]
-    assert record.status == 200  # type: ignore[attr-defined]
-    assert record.size == 1000  # type: ignore[attr-defined]
-    assert record.error.kind is ErrorKind.BODY_TOO_LARGE  # type: ignore[attr-defined]
+    assert record.ok is False
+    assert record.status == 200
+    assert record.size == 1000
+    assert record.error.kind is ErrorKind.BODY_TOO_LARGE
 
 
 async def test_invalid_items_are_recorded_without_a_request(mocked: aioresponses) -> None:
@@ -155,7 +160,7 @@ async def test_cancellation_is_not_swallowed(mocked: aioresponses) -> None:
 
     mocked.get(URL_A, callback=hang)
     async with open_client(FetchOptions()) as client:
-        task = asyncio.create_task(client.fetch(Item(0, URL_A, URL_A)))
+        task = asyncio.create_task(client.fetch(item(0, URL_A)))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -167,41 +172,41 @@ async def test_retries_until_success_and_counts_attempts(mocked: aioresponses) -
     mocked.get(URL_A, exception=aiohttp.ClientConnectionError("refused"))
     mocked.get(URL_A, payload={"ok": 1})
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
-    assert record.ok  # type: ignore[attr-defined]
-    assert record.attempts == 3  # type: ignore[attr-defined]
-    assert record.body == {"ok": 1}  # type: ignore[attr-defined]
+    assert record.ok
+    assert record.attempts == 3
+    assert record.body == {"ok": 1}
 
 
 async def test_gives_up_after_the_retries_with_the_last_result(mocked: aioresponses) -> None:
     for _ in range(4):
         mocked.get(URL_A, status=502, body="bad gateway", content_type="text/plain")
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
-    assert record.attempts == 4  # type: ignore[attr-defined]
-    assert record.status == 502  # type: ignore[attr-defined]
-    assert not record.ok  # type: ignore[attr-defined]
+    assert record.attempts == 4
+    assert record.status == 502
+    assert not record.ok
 
 
 @pytest.mark.parametrize("status", [400, 404, 501])
 async def test_statuses_outside_retry_on_are_final(mocked: aioresponses, status: int) -> None:
     mocked.get(URL_A, status=status)
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
-    assert record.attempts == 1  # type: ignore[attr-defined]
+    assert record.attempts == 1
 
 
 async def test_post_is_not_retried_unless_asked(mocked: aioresponses) -> None:
     mocked.post(URL_A, status=503)
     _, record = await fetch_one(FetchOptions(method="POST", retry=FAST_RETRY))
-    assert record.attempts == 1  # type: ignore[attr-defined]
+    assert record.attempts == 1
     mocked.post(URL_A, status=503)
     mocked.post(URL_A, status=201)
     retry_all = RetryPolicy(retries=3, backoff=0.001, retry_all_methods=True)
     _, record = await fetch_one(FetchOptions(method="POST", retry=retry_all))
-    assert record.attempts == 2  # type: ignore[attr-defined]
-    assert record.status == 201  # type: ignore[attr-defined]
+    assert record.attempts == 2
+    assert record.status == 201
 
 
 async def test_tls_errors_are_not_retried(mocked: aioresponses) -> None:
     mocked.get(URL_A, exception=ssl.SSLError("bad cert"))
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
-    assert record.attempts == 1  # type: ignore[attr-defined]
-    assert record.error.kind is ErrorKind.TLS  # type: ignore[attr-defined]
+    assert record.attempts == 1
+    assert record.error.kind is ErrorKind.TLS

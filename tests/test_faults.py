@@ -148,8 +148,11 @@ async def test_redirect_to_another_scheme_is_refused(server: LoopbackServer) -> 
 
 async def test_bad_charset_and_binary_bodies_decode_safely(server: LoopbackServer) -> None:
     bad, binary = await fetch([server.url("/bad-charset"), server.url("/binary")])
-    assert bad.ok
-    assert bad.body.startswith("caf")
+    assert bad.body == "caf\ufffd \ufffd"  # UTF-8 with replacement characters
+    assert bad.status == 200
+    assert bad.error is not None  # the record says the text may not be what was meant
+    assert bad.error.kind == "invalid_charset"
+    assert not bad.ok
     assert binary.ok
     assert isinstance(binary.body, str)
 

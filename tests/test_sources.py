@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fetchmany.policy import plan_request
 from fetchmany.records import ErrorKind
 from fetchmany.sources import (
     _QUEUED_CHUNKS,
@@ -27,11 +28,16 @@ def with_url(template: str) -> RequestTemplate:
 
 
 def test_template_percent_encodes_the_id_as_one_component() -> None:
-    template = with_url("https://api.example.test/posts?id={}")
-    assert make_item(0, "a b&c", template).url == "https://api.example.test/posts?id=a%20b%26c"
+    template = with_url("https://api.example.test/posts?id={}&page=2")
     assert (
-        make_item(0, "../x/?#", template).url == "https://api.example.test/posts?id=..%2Fx%2F%3F%23"
+        make_item(0, "a b&c", template).url == "https://api.example.test/posts?id=a%20b%26c&page=2"
     )
+    # url shows the URL as sent: yarl leaves / and ? bare in a query, but & and # stay
+    # encoded, so the value is still one component.
+    sent = make_item(0, "../x/?#&y=1", template)
+    assert sent.url == "https://api.example.test/posts?id=../x/?%23%26y%3D1&page=2"
+    assert sent.target is not None
+    assert dict(sent.target.query) == {"id": "../x/?#&y=1", "page": "2"}
 
 
 def test_template_accepts_named_id_placeholder_and_repeats() -> None:
@@ -42,14 +48,19 @@ def test_template_accepts_named_id_placeholder_and_repeats() -> None:
 
 def test_template_without_placeholder_is_refused() -> None:
     with pytest.raises(TemplateError, match="no placeholder"):
-        url_template("http://h.test/fixed")
+        plan_request(template="http://h.test/fixed")
+    with pytest.raises(TemplateError, match="empty object"):
+        plan_request(template="http://h.test/fixed", json='{"id": {}}')
+    assert plan_request(template="http://h.test/fixed", json='{"id": {id}}').method == "POST"
 
 
 @pytest.mark.parametrize(
     ("text", "kind_or_url"),
     [
         ("http://h.test/a", "http://h.test/a"),
-        ("HTTPS://h.test/a", "HTTPS://h.test/a"),
+        ("HTTPS://H.test/a", "https://h.test/a"),  # as sent: scheme and host lower-cased
+        ("http://h.test/a b", "http://h.test/a%20b"),
+        ("http://h.test/a\tb", ErrorKind.INVALID_URL),  # a tab would be dropped on the wire
         ("ftp://h.test/a", ErrorKind.INVALID_URL),
         ("https://", ErrorKind.INVALID_URL),
         ("http://h.test:99999/", ErrorKind.INVALID_URL),

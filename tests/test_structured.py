@@ -102,10 +102,19 @@ def test_json_template_escapes_values(server: LoopbackServer, tmp_path: Path) ->
     assert echoed["headers"]["Content-Type"] == "application/json"  # type: ignore[index]
 
 
-def test_json_template_that_quotes_placeholders_is_refused() -> None:
-    result = run_cli("-t", "http://127.0.0.1:1/{}", "--json", '{"id": "{id}"}', stdin=b"1\n")
+def test_json_placeholders_fill_by_where_they_stand(server: LoopbackServer) -> None:
+    template = '{"id": {id}, "name": "item {}!", "opts": {}, "lit": "{{}}", "n": [{}]}'
+    result = run_cli("-t", server.url("/echo"), "--json", template, "-q", stdin=b'7 "x"\n')
+    assert result.returncode == 0, result.stderr
+    (record,) = jsonl(result.stdout)
+    sent = json.loads(record["body"]["body"])  # type: ignore[index]
+    assert sent == {"id": '7 "x"', "name": 'item 7 "x"!', "opts": {}, "lit": "{}", "n": [{}]}
+
+
+def test_a_json_template_that_stays_invalid_is_refused() -> None:
+    result = run_cli("-t", "http://127.0.0.1:1/{}", "--json", '{"id": {id}', stdin=b"1\n")
     assert result.returncode == 2
-    assert "without quotes" in result.stderr
+    assert "--json must be JSON" in result.stderr
 
 
 def test_pick_gives_a_tidy_table(server: LoopbackServer) -> None:
@@ -115,17 +124,17 @@ def test_pick_gives_a_tidy_table(server: LoopbackServer) -> None:
         "-f", "csv", stdin=b"7\n8\n",
     )  # fmt: skip
     rows = list(csv.reader(io.StringIO(result.text, newline="")))
-    assert rows[0] == ["input", "id", "agent", "missing"]
+    assert rows[0] == ["input", "id", "agent", "missing", "ok", "status", "error"]
     assert rows[1][:2] == ["7", "7"]
     assert rows[1][2].startswith("fetchmany/")
-    assert rows[1][3] == ""
+    assert rows[1][3:] == ["", "true", "200", ""]
     assert rows[2][:2] == ["8", "8"]
 
 
 def test_pick_with_explicit_body_and_fields(server: LoopbackServer) -> None:
     url = server.url("/item?id=5").encode()
     with_body = jsonl(run_cli("--pick", "id=id", "--body", "json", "-q", stdin=url).stdout)
-    assert list(with_body[0]) == ["input", "id", "body"]
+    assert list(with_body[0]) == ["input", "id", "ok", "status", "error", "body"]
     chosen = run_cli("--pick", "id=id", "--fields", "index,id,status", "-q", stdin=url)
     assert jsonl(chosen.stdout) == [{"index": 0, "id": "5", "status": 200}]
     assert run_cli("--pick", "bad", stdin=url).returncode == 2

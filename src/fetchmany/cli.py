@@ -7,6 +7,7 @@ library modules. Imports of aiohttp and rich happen only once a run starts, so
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from fetchmany.options import FetchOptions
+    from fetchmany.policy import RequestPlan
     from fetchmany.progress import Display
     from fetchmany.rows import InputFormat
     from fetchmany.run import Job, Outcome
@@ -34,6 +36,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+EXIT_INTERNAL = 70  # EX_SOFTWARE
 
 EPILOG = """\b
 Examples:
@@ -83,12 +86,13 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     from fetchmany.writers import OutputFormat, format_for_path
 
     ctx = click.get_current_context()
-    request = build_request(inputs, params)
-    if request.data is not None and ctx.get_parameter_source("method") is ParameterSource.DEFAULT:
-        params["method"] = "POST"
-    params["fields"] = choose_fields(params, explicit_body=_given(ctx, "body"))
-    options = build_options(params, content_type=_body_type(params) if request.data else None)
     output: str | None = params["output"]
+    if output == "-":
+        output = params["output"] = None
+    input_format = input_format_of(inputs, params)
+    plan = build_plan(params, input_format, method_given=_given(ctx, "method"))
+    params["fields"] = choose_fields(params, explicit_body=_given(ctx, "body"))
+    options = build_options(params, plan)
     fmt: str | None = params["format"]
     quiet: bool = params["quiet"]
     out_format = OutputFormat(fmt.lower()) if fmt else format_for_path(output) or OutputFormat.JSONL
@@ -96,14 +100,30 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         raise click.UsageError("--resume needs --output FILE to continue")
     if params["resume"] and params["unordered"]:
         raise click.UsageError("--resume continues input order; drop --unordered")
+    check_output_is_not_an_input(output, inputs)
+    check_setup(options)
 
-    progress: bool | None = params["progress"]
-    show_bar = progress if progress is not None else (not quiet and sys.stderr.isatty())
-    if not inputs and sys.stdin.isatty() and not quiet:
-        click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
     console = make_console()
-    job = build_job(inputs, params, options, request, out_format, make_display(show_bar, console))
-    outcome = _run(job, use_uvloop=params["uvloop"])
+    limit = fit_open_files(options)
+    if limit != options.limit:
+        if not quiet:
+            click.echo(
+                f"fetchmany: --limit {options.limit} needs more open files than this process "
+                f"may have; using --limit {limit}",
+                err=True,
+            )
+        options = dataclasses.replace(options, limit=limit)
+    progress: bool | None = params["progress"]
+    show_bar = progress if progress is not None else (not quiet and _stderr_is_terminal())
+    if not inputs and _stdin_is_terminal() and not quiet:
+        click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
+    display = make_display(show_bar, console)
+    job = build_job(inputs, params, options, plan.templates, out_format, display, input_format)
+    try:
+        outcome = _run(job, use_uvloop=params["uvloop"])
+    except BaseException:
+        job.writer.abandon()  # a no-op when the run already did
+        raise
     if not quiet and not outcome.broken_pipe:
         print_summary(console, outcome.stats, interrupted=outcome.signal is not None)
     _exit(outcome)
@@ -113,10 +133,12 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
 
-def _body_type(params: dict[str, Any]) -> str:
-    from fetchmany.run import FORM_CONTENT_TYPE
+def _stderr_is_terminal() -> bool:
+    return sys.stderr is not None and sys.stderr.isatty()
 
-    return "application/json" if params["json"] is not None else FORM_CONTENT_TYPE
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
 
 
 def input_format_of(inputs: tuple[str, ...], params: dict[str, Any]) -> InputFormat:
@@ -126,29 +148,32 @@ def input_format_of(inputs: tuple[str, ...], params: dict[str, Any]) -> InputFor
     return InputFormat(chosen.lower()) if chosen else infer_input_format(inputs)
 
 
-def build_request(inputs: tuple[str, ...], params: dict[str, Any]) -> RequestTemplate:
-    """The URL and body templates, checked against what the input format can fill."""
-    from fetchmany.rows import InputFormat
-    from fetchmany.run import request_template
+def build_plan(
+    params: dict[str, Any], input_format: InputFormat, method_given: bool
+) -> RequestPlan:
+    """Templates, method and content type, by the same policy the library uses."""
+    from fetchmany.policy import plan_request
     from fetchmany.templates import TemplateError
 
     try:
-        request = request_template(params["template"], params["data"], params["json"])
+        return plan_request(
+            template=params["template"],
+            data=params["data"],
+            json=params["json"],
+            method=params["method"] if method_given else None,
+            headers=params["header"],
+            input_format=input_format,
+        )
     except TemplateError as exc:
         raise click.UsageError(str(exc)) from None
-    line_input = input_format_of(inputs, params) is InputFormat.LINES
-    if line_input and (unknown := request.names - {"", "id"}):
-        raise click.UsageError(
-            f"line input only fills {{}} or {{id}}, not {{{sorted(unknown)[0]}}}; "
-            "for named columns use --input-format csv or jsonl"
-        )
-    if not line_input and "" in request.names:
-        raise click.UsageError("with csv or jsonl input, name the column: {owner}, not {}")
-    return request
 
 
 def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...]:
-    """--fields as given (checked), else the default for what this run records."""
+    """--fields as given (checked), else the default for what this run records.
+
+    Nothing asked for may be silently left out: a --pick that --fields does not name,
+    or a body that --save-dir sends to files instead, is a usage error.
+    """
     from fetchmany.records import FIELDS, SAVED_FIELDS
 
     pick_names = tuple(p.name for p in params["pick"])
@@ -158,18 +183,31 @@ def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...
         known = (*FIELDS, *pick_names, *saved)
         unknown = [name for name in given if name not in known]
         if unknown:
+            hint = ""
+            if unknown[0] in SAVED_FIELDS:
+                hint = " (path and sha256 come with --save-dir)"
             raise click.UsageError(
-                f"unknown field {unknown[0]!r} for --fields; choose from {', '.join(known)}"
+                f"unknown field {unknown[0]!r} for --fields; choose from {', '.join(known)}{hint}"
+            )
+        if left_out := [name for name in pick_names if name not in given]:
+            raise click.UsageError(
+                f"--pick {left_out[0]} is not in --fields; add it to --fields or drop the --pick"
+            )
+        if saved and "body" in given:
+            raise click.UsageError(
+                "--save-dir writes bodies to files, so records have no body; "
+                "drop body from --fields (records get path and sha256)"
             )
         return given
     if pick_names:
-        return ("input", *pick_names, *saved, *(("body",) if explicit_body else ()))
+        body = ("body",) if explicit_body and not saved else ()
+        return ("input", *pick_names, *saved, "ok", "status", "error", *body)
     if saved:
         return (*(f for f in FIELDS if f != "body"), *saved)
     return FIELDS
 
 
-def build_options(params: dict[str, Any], content_type: str | None = None) -> FetchOptions:
+def build_options(params: dict[str, Any], plan: RequestPlan) -> FetchOptions:
     """The library's options from parsed CLI values; invalid combinations are usage errors."""
     from fetchmany.options import FetchOptions
     from fetchmany.retry import RetryPolicy
@@ -179,7 +217,7 @@ def build_options(params: dict[str, Any], content_type: str | None = None) -> Fe
             limit=params["limit"],
             window=params["window"],
             ordered=not params["unordered"],
-            method=params["method"],
+            method=plan.method,
             headers=params["header"],
             user_agent=params["user_agent"],
             timeout=params["timeout"],
@@ -198,7 +236,7 @@ def build_options(params: dict[str, Any], content_type: str | None = None) -> Fe
             rate=params["rate"],
             per_host=params["per_host"],
             ca_bundle=params["ca_bundle"],
-            content_type=content_type,
+            content_type=plan.content_type,
             proxy=params["proxy"],
             netrc=params["netrc"],
             picks=params["pick"],
@@ -210,6 +248,40 @@ def build_options(params: dict[str, Any], content_type: str | None = None) -> Fe
         raise click.UsageError(str(exc)) from None
 
 
+def check_output_is_not_an_input(output: str | None, inputs: tuple[str, ...]) -> None:
+    """Writing over an input would destroy it mid-read; refuse before anything starts."""
+    if output is None or not os.path.exists(output):
+        return
+    for path in inputs:
+        if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
+            raise click.UsageError(
+                f"--output {output} is also an input; write the records to another file"
+            )
+
+
+def check_setup(options: FetchOptions) -> None:
+    """What would otherwise fail at the first request (a CA bundle with no certificate,
+    a broken .netrc, a --save-dir that cannot be made) fails here, as a usage error."""
+    from fetchmany.client import SetupError, check_session_setup
+
+    try:
+        check_session_setup(options)
+    except SetupError as exc:
+        raise click.UsageError(str(exc)) from None
+    if options.save_dir is not None:
+        try:
+            os.makedirs(options.save_dir, exist_ok=True)
+        except OSError as exc:
+            raise click.UsageError(f"cannot create {options.save_dir}: {exc.strerror}") from None
+
+
+def fit_open_files(options: FetchOptions) -> int:
+    from fetchmany.limits import fit_open_file_limit
+
+    per_request = 2 if options.save_dir is not None else 1  # a socket, and a body file
+    return fit_open_file_limit(options.limit, per_request)
+
+
 def build_job(
     inputs: tuple[str, ...],
     params: dict[str, Any],
@@ -217,64 +289,64 @@ def build_job(
     request: RequestTemplate,
     out_format: OutputFormat,
     display: Display,
+    input_format: InputFormat,
 ) -> Job:
-    """Open the output (checking a file to resume) and assemble the run."""
+    """Open the output (locked; a file to resume is checked) and assemble the run.
+
+    The output is opened last, after every other check, so a usage error leaves no
+    trace; if reading a file to resume then fails, the output is released untouched.
+    """
+    from fetchmany.destination import Output, OutputClosed, OutputError
     from fetchmany.resume import ResumeError, scan
     from fetchmany.run import Job, Resume
-    from fetchmany.writers import Output, make_writer
+    from fetchmany.writers import make_writer
 
     path: str | None = params["output"]
     fields: tuple[str, ...] = params["fields"]
-    resume = None
-    # Before the output is opened: a usage error must leave no temporary file behind.
-    if options.netrc:
-        from fetchmany.client import load_netrc
-
-        try:
-            load_netrc()
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    if options.save_dir is not None:
-        try:
-            os.makedirs(options.save_dir, exist_ok=True)
-        except OSError as exc:
-            raise click.UsageError(f"cannot create {options.save_dir}: {exc.strerror}") from None
     try:
-        if params["resume"]:
-            assert path is not None
-            point = scan(path, out_format, fields)
-            resume = Resume(path, out_format, fields, point)
-            destination = Output(path, append_at=point.offset)
-        else:
-            destination = Output(path)
-    except ResumeError as exc:
+        destination = Output(path, resume=params["resume"])
+    except OutputClosed:
+        _exit_broken_pipe()
+    except OutputError as exc:
         raise click.UsageError(str(exc)) from None
-    except OSError as exc:
-        raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    resume = None
+    if destination.resumable:
+        assert path is not None
+        try:
+            point = scan(path, out_format, fields)
+        except ResumeError as exc:
+            destination.abandon()
+            raise click.UsageError(str(exc)) from None
+        except BaseException:
+            destination.abandon()
+            raise
+        destination.start_at(point.offset)
+        resume = Resume(path, out_format, fields, point)
     writer = make_writer(out_format, destination, fields, csv_safe=params["csv_safe"])
-    return Job(
-        inputs,
-        request,
-        options,
-        writer,
-        display,
-        resume,
-        params["grace"],
-        input_format_of(inputs, params),
-    )
+    return Job(inputs, request, options, writer, display, resume, params["grace"], input_format)
+
+
+class RunFailed(click.ClickException):
+    """The run could not go on (its output cannot be written): one line, exit 1."""
+
+    exit_code = EXIT_FAILED
 
 
 def _run(job: Job, use_uvloop: bool) -> Outcome:
     import asyncio
 
+    from fetchmany.destination import OutputError
     from fetchmany.resume import ResumeError
+    from fetchmany.rows import InputError
     from fetchmany.run import run_job
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
             return runner.run(run_job(job))
-    except ResumeError as exc:
+    except (ResumeError, InputError) as exc:
         raise click.UsageError(str(exc)) from None
+    except OutputError as exc:
+        raise RunFailed(str(exc)) from None
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -290,23 +362,46 @@ def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] |
 
 def _exit(outcome: Outcome) -> NoReturn:
     if outcome.broken_pipe:
-        _silence_stdout()
-        sys.exit(EXIT_BROKEN_PIPE)
+        _exit_broken_pipe()
     if outcome.signal is not None:
         sys.exit(128 + outcome.signal)
     sys.exit(EXIT_OK if outcome.stats.failed == 0 else EXIT_FAILED)
 
 
-def _silence_stdout() -> None:
-    """After the reader went away, point stdout at /dev/null so the interpreter's
-    final flush cannot print 'Exception ignored ... BrokenPipeError'."""
+def _exit_broken_pipe() -> NoReturn:
+    """The reader of stdout went away: point stdout at /dev/null so the interpreter's
+    final flush cannot print 'Exception ignored ... BrokenPipeError', and exit quietly."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, STDOUT_FD)
     os.close(devnull)
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
+STDIN_FD, STDOUT_FD, STDERR_FD = 0, 1, 2
+
+
+def _fill_closed_standard_streams() -> None:
+    """Put /dev/null on a standard descriptor the caller closed (``>&-``).
+
+    Otherwise the next file or socket opened would get that number, and anything
+    meant for stdout or stderr would land in it. Python has already set the
+    matching ``sys`` stream to None: stdout then refuses to be the output (a usage
+    error), a closed stderr just means nothing is shown.
+    """
+    for fd in (STDIN_FD, STDOUT_FD, STDERR_FD):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point: usage errors are one line and exit 2, never a traceback."""
+    """Console-script entry point: usage errors are one line and exit 2, a run that
+    cannot go on is one line and exit 1, never a traceback."""
+    _fill_closed_standard_streams()
     try:
         cli.main(
             args=argv,
@@ -322,6 +417,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(128 + signal.SIGINT)
     except BrokenPipeError:
-        _silence_stdout()
-        sys.exit(EXIT_BROKEN_PIPE)
+        _exit_broken_pipe()
+    except Exception as exc:  # a bug: one line, unless asked for the traceback
+        if os.environ.get("FETCHMANY_DEBUG"):
+            raise
+        from fetchmany.redaction import redact_text
+
+        click.echo(
+            f"fetchmany: internal error: {type(exc).__name__}: {redact_text(str(exc))} "
+            "(a bug; FETCHMANY_DEBUG=1 shows where, please report it)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
     sys.exit(EXIT_OK)

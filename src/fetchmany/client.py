@@ -14,16 +14,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib import request as urllib_request
-from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from fetchmany.limits import Limits
 from fetchmany.options import FetchOptions
 from fetchmany.picks import apply_picks
-from fetchmany.records import ErrorKind, FetchError, Record, decode_body
+from fetchmany.records import ErrorKind, FetchError, Record, decode_body, valid_text
+from fetchmany.redaction import redact_text
 from fetchmany.saving import SaveDir
 from fetchmany.sources import Item
 
@@ -56,8 +58,22 @@ class Response:
     saved: SavedBody | None = None
 
 
+def host_key(target: URL) -> str:
+    """What ``--per-host`` counts by: host and port, never the credentials."""
+    return f"{target.raw_host}:{target.port}"
+
+
 def classify(exc: BaseException, options: FetchOptions) -> FetchError:
-    """Map any exception raised by one attempt to an error kind and a readable message."""
+    """Map any exception raised by one attempt to an error kind and a readable message.
+
+    The message may quote a URL or a header from the server, so it is made valid
+    text with credentials masked before it goes into a record.
+    """
+    kind, message = _kind_of(exc, options)
+    return FetchError(kind, redact_text(valid_text(message)))
+
+
+def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]:
     message = str(exc) or type(exc).__name__
     kind: ErrorKind
     if isinstance(exc, aiohttp.TooManyRedirects):
@@ -87,7 +103,7 @@ def classify(exc: BaseException, options: FetchOptions) -> FetchError:
     else:
         kind = ErrorKind.UNEXPECTED
         message = f"{type(exc).__name__}: {message}"
-    return FetchError(kind, message)
+    return kind, message
 
 
 class Client:
@@ -106,58 +122,68 @@ class Client:
         self._routes = RequestRoutes(options)
         self._save = SaveDir(options.save_dir, options.save_name) if options.save_dir else None
 
-    async def attempt(self, item: Item, url: str) -> Response:
+    async def attempt(self, item: Item, target: URL) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
         options = self._options
         async with self._session.request(
-            options.method,
-            item.target or url,
+            options.http_method,
+            target,
             data=item.data,
             headers=self._routes.body_headers if item.data is not None else None,
-            proxy=self._routes.proxy_for(url),
-            auth=self._routes.auth_for(url),
+            proxy=self._routes.proxy_for(target),
+            auth=self._routes.auth_for(target),
             allow_redirects=options.max_redirects > 0,
             max_redirects=options.max_redirects,
             timeout=self._timeout,
             ssl=self._ssl,
         ) as resp:
             content_type = resp.headers.get("Content-Type")
+            if content_type is not None:
+                content_type = valid_text(content_type)
             response = Response(
                 status=resp.status,
-                final_url=str(resp.url),
+                final_url=redact_text(valid_text(str(resp.url))),
                 content_type=content_type,
                 body=b"",
                 truncated=False,
                 retry_after=resp.headers.get("Retry-After"),
             )
             if self._save is not None:
-                await self._save_body(resp, item, response)
+                response.saved, response.body, response.truncated = await self._save_body(
+                    resp, item, response.content_type
+                )
             else:
                 response.body, response.truncated = await _read_capped(resp, options.max_body_size)
             return response
 
     async def _save_body(
-        self, resp: aiohttp.ClientResponse, item: Item, response: Response
-    ) -> None:
-        """Stream the body into its file under the size cap; the record gets path and hash."""
+        self, resp: aiohttp.ClientResponse, item: Item, content_type: str | None
+    ) -> tuple[SavedBody, bytes, bool]:
+        """Stream the body into its file under the size cap: what was saved, the body
+        itself when ``--pick`` needs it (else empty), and whether it was cut off."""
         assert self._save is not None
         cap = self._options.max_body_size
-        name = self._save.name_for(item.index, item.input, item.fields, response.content_type)
-        path = self._save.path_for(name)
+        keep = bytearray() if self._options.picks else None
+        truncated = False
+        path = self._save.path_for(item.index, item.input, item.fields, content_type)
         body_file = self._save.open_body()
         try:
             while chunk := await resp.content.read(_READ_CHUNK):
                 room = cap - body_file.size
                 if len(chunk) > room:
-                    body_file.write(chunk[:room])
-                    response.truncated = True
-                    break
+                    chunk = chunk[:room]
+                    truncated = True
                 body_file.write(chunk)
+                if keep is not None:
+                    keep += chunk
+                if truncated:
+                    break
         except BaseException:
             body_file.discard()
             raise
         body_file.keep(path)
-        response.saved = SavedBody(path, body_file.sha256, body_file.size)
+        saved = SavedBody(path, body_file.sha256, body_file.size)
+        return saved, bytes(keep or b""), truncated
 
     async def fetch(self, item: Item) -> Record:
         """The record for one item, after any retries.
@@ -166,32 +192,33 @@ class Client:
         ``Abandoned`` only when the run stops while the item waits for a slot or
         a backoff, so a stopped run writes no half-made record.
         """
-        url = item.url
-        if item.error is not None or url is None:
-            return Record(item.index, item.input, url, error=item.error)
+        target = item.target
+        if item.error is not None or target is None:
+            return Record(item.index, item.input, item.url, error=item.error)
         options = self._options
         limits = self.limits
+        host = host_key(target)
         started = 0.0
         attempt = 0
         while True:
             attempt += 1
-            record = Record(item.index, item.input, url, attempts=attempt)
+            record = Record(item.index, item.input, item.url, attempts=attempt)
             retry_after = None
-            await limits.acquire(url)
+            await limits.acquire(host)
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = time.perf_counter()
             try:
-                response = await self.attempt(item, url)
+                response = await self.attempt(item, target)
+                retry_after = response.retry_after
+                # Inside the try: whatever a response holds, judging it ends in a record.
+                fill_record(record, response, options)
             except Exception as exc:
                 record.error = classify(exc, options)
-            else:
-                fill_record(record, response, options)
-                retry_after = response.retry_after
             finally:
-                limits.release(url)
+                limits.release(host)
             wait = options.retry.delay(
                 attempt,
-                options.method,
+                options.http_method,
                 record.status,
                 record.error.kind if record.error and record.status is None else None,
                 retry_after,
@@ -231,15 +258,18 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
             ErrorKind.BODY_TOO_LARGE,
             f"body larger than {options.max_body_size} bytes; kept the first {record.size}",
         )
+    extra: dict[str, Any] = {}
     if saved is not None:
-        record.extra = {"path": saved.path, "sha256": saved.sha256}
-    else:
+        extra = {"path": saved.path, "sha256": saved.sha256}
+    if saved is None or options.picks:  # with --save-dir, the body is kept only for picks
         decoded = decode_body(response.body, response.content_type, options.body)
-        record.body = decoded.value
+        if saved is None:
+            record.body = decoded.value
         if record.error is None:
             record.error = decoded.error
         if options.picks:
-            record.extra = apply_picks(options.picks, record.body)
+            extra.update(apply_picks(options.picks, decoded.value))
+    record.extra = extra or None
     record.ok = response.status < 400 and record.error is None
 
 
@@ -257,24 +287,44 @@ class RequestRoutes:
         if options.content_type and not sets_type:
             self.body_headers = {"Content-Type": options.content_type}
 
-    def proxy_for(self, url: str) -> str | None:
+    def proxy_for(self, target: URL) -> str | None:
         if self._options.proxy:
             return self._options.proxy
         if not self._env:
             return None
-        parts = urlsplit(url)
-        if proxy_bypass_environment(parts.hostname or "", self._env):
+        if proxy_bypass_environment(target.host or "", self._env):
             return None
-        return self._env.get(parts.scheme)
+        return self._env.get(target.scheme)
 
-    def auth_for(self, url: str) -> aiohttp.BasicAuth | None:
+    def auth_for(self, target: URL) -> aiohttp.BasicAuth | None:
         if not self._use_netrc or self._netrc is None:
             return None
-        entry = self._netrc.authenticators(urlsplit(url).hostname or "")
+        entry = self._netrc.authenticators(target.host or "")
         if entry is None:
             return None
         login, _, password = entry
         return aiohttp.BasicAuth(login or "", password or "")
+
+
+class SetupError(ValueError):
+    """An option that cannot work (a CA bundle without certificates, a broken .netrc),
+    found before any request; the message says which and why."""
+
+
+def check_session_setup(options: FetchOptions) -> None:
+    """Build what the session will build, so a bad file fails now, not mid-run."""
+    try:
+        ssl_setting(options)
+    except (ssl.SSLError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, ssl.SSLError) and "NO_CERTIFICATE" in str(exc):
+            reason = "it holds no PEM certificate"
+        raise SetupError(f"cannot use --ca-bundle {options.ca_bundle}: {reason}") from None
+    if options.netrc:
+        try:
+            load_netrc()
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
 
 
 def load_netrc() -> netrc.netrc | None:

@@ -12,6 +12,8 @@ import asyncio
 import copy
 from collections.abc import Awaitable, Callable
 
+from yarl import URL
+
 from fetchmany.engine import Abandoned
 from fetchmany.records import Record
 from fetchmany.sources import Item
@@ -22,13 +24,13 @@ class Deduplicator:
 
     def __init__(self, fetch: Callable[[Item], Awaitable[Record]]) -> None:
         self._fetch = fetch
-        self._seen: dict[tuple[str, bytes | None], asyncio.Future[Record]] = {}
+        self._seen: dict[tuple[URL, bytes | None], asyncio.Future[Record]] = {}
         self.saved = 0
 
     async def __call__(self, item: Item) -> Record:
-        if item.url is None or item.error is not None:
+        if item.target is None or item.error is not None:
             return await self._fetch(item)
-        key = (item.url, item.data)
+        key = (item.target, item.data)
         first = self._seen.get(key)
         if first is None:
             future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()

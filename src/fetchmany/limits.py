@@ -12,7 +12,6 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from fetchmany.engine import Abandoned
 
@@ -26,6 +25,38 @@ def parse_rate(text: str) -> float:
     if match is None or float(match.group(1)) <= 0:
         raise ValueError(f"not a rate: {text!r} (try 20, 20/s, 600/m)")
     return float(match.group(1)) / _PER[(match.group(2) or "s").lower()]
+
+
+# Descriptors a run needs besides its requests: input and output files, the event
+# loop's own, the resolver's, and some room.
+_SPARE_FILES = 64
+
+
+def fit_open_file_limit(limit: int, per_request: int = 1) -> int:
+    """The concurrency this process can serve, raising its open-file limit for it.
+
+    Each request in flight holds a socket (and with --save-dir a body file). The
+    soft ``RLIMIT_NOFILE`` is often 1024 while the hard limit is far higher, so it
+    is raised toward what ``limit`` needs; if even the hard limit is too low, the
+    returned concurrency is capped to fit, rather than failing requests with
+    "Too many open files".
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to fit
+        return limit
+    needed = limit * per_request + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return limit
+    return max(1, (soft - _SPARE_FILES) // per_request)
 
 
 class RateLimiter:
@@ -94,12 +125,11 @@ class Limits:
             return
         raise Abandoned
 
-    async def acquire(self, url: str) -> None:
-        """Take a slot of ``url``'s host (if capped), then a global one, then wait for the rate."""
+    async def acquire(self, host: str) -> None:
+        """Take a slot of ``host`` (if capped), then a global one, then wait for the rate."""
         if self._stopping.is_set():
             raise Abandoned
         if self._per_host is not None:
-            host = urlsplit(url).netloc.lower()
             slots = self._hosts.get(host)
             if slots is None:
                 slots = self._hosts[host] = _HostSlots(self._per_host)
@@ -123,16 +153,15 @@ class Limits:
                 raise
         except BaseException:
             if self._per_host is not None:
-                self._release_host(url)
+                self._release_host(host)
             raise
 
-    def release(self, url: str) -> None:
+    def release(self, host: str) -> None:
         self._global.release()
         if self._per_host is not None:
-            self._release_host(url)
+            self._release_host(host)
 
-    def _release_host(self, url: str) -> None:
-        host = urlsplit(url).netloc.lower()
+    def _release_host(self, host: str) -> None:
         slots = self._hosts[host]
         slots.semaphore.release()
         self._leave_host(host, slots)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fetchmany._version import __version__
 from fetchmany.picks import Pick
 from fetchmany.records import BodyMode
+from fetchmany.redaction import redact_text
 from fetchmany.retry import RetryPolicy
 from fetchmany.saving import DEFAULT_NAME
 
@@ -26,7 +27,8 @@ class FetchOptions:
     window: int | None = None
     """Records that may be started but not yet emitted; ``None`` picks a size from ``limit``."""
     ordered: bool = True
-    method: str = "GET"
+    method: str | None = None
+    """None: GET, or POST when a body template is given (``policy.plan_request``)."""
     headers: tuple[tuple[str, str], ...] = ()
     user_agent: str = DEFAULT_USER_AGENT
     timeout: float = 30.0
@@ -75,10 +77,16 @@ class FetchOptions:
         if self.per_host is not None and self.per_host < 1:
             raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
         if self.proxy is not None and not self.proxy.lower().startswith(("http://", "https://")):
-            raise ValueError(f"proxy must be an http:// or https:// URL, got {self.proxy!r}")
-        if not self.method or not self.method.isascii() or not self.method.isalpha():
-            raise ValueError(f"not an HTTP method: {self.method!r}")
-        object.__setattr__(self, "method", self.method.upper())
+            shown = redact_text(self.proxy)
+            raise ValueError(f"proxy must be an http:// or https:// URL, got {shown!r}")
+        if self.method is not None:
+            if not self.method or not self.method.isascii() or not self.method.isalpha():
+                raise ValueError(f"not an HTTP method: {self.method!r}")
+            object.__setattr__(self, "method", self.method.upper())
+
+    @property
+    def http_method(self) -> str:
+        return self.method or "GET"
 
     @property
     def effective_window(self) -> int:

@@ -31,6 +31,7 @@ class ErrorKind(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     PROTOCOL = "protocol"
     INVALID_JSON = "invalid_json"
+    INVALID_CHARSET = "invalid_charset"
     UNEXPECTED = "unexpected"
 
 
@@ -163,19 +164,74 @@ def is_text_type(media: str) -> bool:
     )
 
 
-def decode_text(raw: bytes, charset: str | None, default: str = "utf-8") -> str:
-    """Decode with the response's charset; an unknown charset falls back to UTF-8.
+# Labels servers send that Python does not know, for encodings it does (MySQL's names).
+_CHARSET_ALIASES: Final = {"utf8mb4": "utf-8", "utf8mb3": "utf-8"}
+# Python's own codecs that are text codecs in name only: they cannot decode a body
+# with replacement (idna, undefined) or would reinterpret it (unicode_escape).
+_NOT_BODY_CODECS: Final = frozenset(
+    {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"}
+)
+
+
+@functools.lru_cache(maxsize=256)
+def text_encoding(charset: str) -> str | None:
+    """The Python codec for a Content-Type charset, or None when it cannot decode text.
+
+    A charset comes from the server, so it may name anything Python knows, including
+    bytes-to-bytes codecs (``base64``, ``zlib``, ``rot13``) that raise instead of
+    decoding, or nothing at all. Cached: a run sees a handful of distinct labels.
+    """
+    label = charset.strip().lower()
+    try:
+        name = codecs.lookup(_CHARSET_ALIASES.get(label, label)).name
+        b"".decode(name)  # raises LookupError for a codec that is not a text encoding
+    except (LookupError, ValueError):
+        return None
+    return None if name in _NOT_BODY_CODECS else name
+
+
+def decode_text(raw: bytes, charset: str | None) -> tuple[str, FetchError | None]:
+    """Decode with the response's charset, and say so when it could not be used.
 
     Undecodable bytes become U+FFFD rather than an exception: a body is data we
-    report on, not something that may stop the run.
+    report on, not something that may stop the run. A charset that cannot decode
+    text gives UTF-8 with replacement, and an ``invalid_charset`` error so the
+    record does not pass the text off as what the server meant.
     """
-    encoding = default
-    if charset:
+    if not charset:
+        return raw.decode("utf-8", "replace"), None
+    encoding = text_encoding(charset)
+    if encoding is not None:
         try:
-            encoding = codecs.lookup(charset).name
-        except LookupError:
-            encoding = default
-    return raw.decode(encoding, errors="replace")
+            return raw.decode(encoding, "replace"), None
+        except (UnicodeError, LookupError):  # a codec that breaks its contract
+            pass
+    problem = FetchError(
+        ErrorKind.INVALID_CHARSET,
+        f"charset {valid_text(charset)!r} cannot decode text; body decoded as UTF-8",
+    )
+    return raw.decode("utf-8", "replace"), problem
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode, so no record field can hold a string that cannot be
+    written out: bytes that were not UTF-8 (kept as surrogate escapes by aiohttp's
+    header parsing and by our input reader) become ``\\xNN``, other lone surrogates
+    (a JSON ``"\\ud800"``) ``\\uXXXX``. The fast path is one encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(_escape_surrogate(char) for char in text)
+    return text
+
+
+def _escape_surrogate(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"\\u{code:04x}"
+    return char
 
 
 # A 19-digit run, found with two C-speed passes (a regex here cost 6x the parse itself):
@@ -188,20 +244,48 @@ def _has_long_number(data: bytes) -> bool:
     return _NINETEEN_DIGITS in data.translate(_DIGIT_MASK)
 
 
+# orjson writes at most this many levels of nesting; a body nested deeper could be
+# parsed but never written, so it is kept as text instead.
+MAX_JSON_DEPTH: Final = 254
+
+
 def parse_json(raw: bytes | str) -> Any:
     """Parse JSON quickly with orjson, falling back to the stdlib for what orjson refuses.
 
     orjson turns integers beyond 64 bits (which real APIs do send: snowflake IDs,
     balances) into floats, losing digits, so text holding a 19-digit run goes to
-    the stdlib, which keeps them exact. Raises ``ValueError`` when it is not JSON.
+    the stdlib, which keeps them exact. Raises ``ValueError`` when it is not JSON,
+    or is nested deeper than a record can hold (``MAX_JSON_DEPTH``).
     """
     data = raw.encode() if isinstance(raw, str) else raw
-    if not _has_long_number(data):
+    value: Any
+    try:
+        if _has_long_number(data):
+            raise ValueError("long number")  # the stdlib keeps its digits
+        value = orjson.loads(data)
+    except ValueError:  # orjson.JSONDecodeError too: the stdlib decides, and words the error
         try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass  # the stdlib decides, and words the error
-    return json.loads(data.decode("utf-8", errors="replace"))
+            value = json.loads(data.decode("utf-8", errors="replace"))
+        except RecursionError:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion (it may be deep)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node)
+    return deepest
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,17 +307,17 @@ def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> Decoded
         return DecodedBody(base64.b64encode(raw).decode("ascii"))
     media, charset = split_content_type(content_type)
     if mode is BodyMode.TEXT:
-        return DecodedBody(decode_text(raw, charset))
+        return DecodedBody(*decode_text(raw, charset))
     if mode is BodyMode.JSON or is_json_type(media):
         if not raw and mode is BodyMode.AUTO:
             return DecodedBody(None)
         try:
             return DecodedBody(parse_json(raw))
         except ValueError as exc:
-            text = decode_text(raw, charset)
+            text, _ = decode_text(raw, charset)
             return DecodedBody(text, FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}"))
     if is_text_type(media) or (not media and _looks_textual(raw)):
-        return DecodedBody(decode_text(raw, charset))
+        return DecodedBody(*decode_text(raw, charset))
     return DecodedBody(base64.b64encode(raw).decode("ascii"))
 
 

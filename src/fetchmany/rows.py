@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class InputError(ValueError):
+    """Input that cannot be read as the format says (a CSV header naming a column twice);
+    the run stops before fetching what it cannot read right."""
+
+
 class InputFormat(StrEnum):
     LINES = "lines"
     CSV = "csv"
@@ -95,7 +100,14 @@ class CsvRows:
             return None
         cells = next(csv.reader([text + "\n"]), [])
         if self.header is None:
-            self.header = [cell.strip() for cell in cells]
+            header = [cell.strip() for cell in cells]
+            named = [name for name in header if name]
+            if duplicated := sorted({name for name in named if named.count(name) > 1}):
+                raise InputError(
+                    f"the CSV header names column {duplicated[0]!r} twice; "
+                    "rename one so every column has its own name"
+                )
+            self.header = header
             return None
         fields = {name: cell for name, cell in zip(self.header, cells, strict=False) if name}
         if len(cells) > len(self.header):

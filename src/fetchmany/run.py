@@ -25,15 +25,17 @@ from dataclasses import dataclass
 
 from fetchmany.client import open_client
 from fetchmany.dedupe import Deduplicator
+from fetchmany.destination import OutputClosed
 from fetchmany.engine import Engine, FetchFunction
 from fetchmany.options import FetchOptions
+from fetchmany.policy import plan_request
 from fetchmany.progress import Display
 from fetchmany.records import Record
 from fetchmany.resume import ResumePoint, recorded_inputs, skip_recorded
 from fetchmany.rows import InputFormat
 from fetchmany.sources import Item, count_items, items_from, read_items
 from fetchmany.stats import RunStats
-from fetchmany.templates import RequestTemplate, TemplateError, data_template, url_template
+from fetchmany.templates import RequestTemplate
 from fetchmany.writers import OutputFormat, RecordWriter
 
 
@@ -80,35 +82,18 @@ async def fetch_many(
     template filled the same way (``json`` inserts values as JSON strings). Every
     item given yields a record, invalid ones included; items are consumed lazily,
     so a generator over a huge source keeps memory flat. Raises ``TemplateError``
-    (a ``ValueError``) for a template that cannot work.
+    (a ``ValueError``) for a template that cannot work. Method and content type are
+    settled by ``policy.plan_request``, as on the command line: a body makes it POST.
     """
     options = options or FetchOptions()
-    request = request_template(template, data, json)
-    if request.data is not None and options.content_type is None:
-        default_type = "application/json" if json is not None else FORM_CONTENT_TYPE
-        options = dataclasses.replace(options, content_type=default_type)
-    async with aclosing(fetch_batches(items_from(items, request), options)) as batches:
+    plan = plan_request(
+        template=template, data=data, json=json, method=options.method, headers=options.headers
+    )
+    options = dataclasses.replace(options, method=plan.method, content_type=plan.content_type)
+    async with aclosing(fetch_batches(items_from(items, plan.templates), options)) as batches:
         async for batch in batches:
             for record in batch:
                 yield record
-
-
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-
-
-def request_template(
-    template: str | None, data: str | None = None, json: str | None = None
-) -> RequestTemplate:
-    """The templates of a run, checked: at most one body template."""
-    if data is not None and json is not None:
-        raise TemplateError("give a body as --data or --json, not both")
-    body = None
-    if data is not None:
-        body = data_template(data, as_json=False)
-    elif json is not None:
-        body = data_template(json, as_json=True)
-    url = url_template(template, fixed_ok=body is not None) if template is not None else None
-    return RequestTemplate(url, body)
 
 
 @dataclass(frozen=True)
@@ -215,21 +200,28 @@ def _count_total(
 
 
 async def run_job(job: Job) -> Outcome:
-    """Run a CLI job to the end and close its output validly whatever happens."""
+    """Run a CLI job to the end and leave its output right, however it ends.
+
+    Done, or interrupted (Ctrl-C, SIGTERM, the reader of stdout gone): the output
+    holds every record completed in order, as a valid document. Failed (an error
+    raised out of the run, such as ``OutputError`` for a full disk): the previous
+    output is left as it was, and the error propagates for the CLI to report.
+    """
     stats = RunStats()
     outcome = Outcome(stats)
     interruption = _Interruption(job.display, job.grace)
     counting_stop = threading.Event()
     resume = job.resume
     skipped = resume.point.records if resume else 0
-    job.display.start(None)
-    _count_total(job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format)
-    interruption.install()
     writer = job.writer
+    failed = True
+    job.display.start(None)
     try:
+        _count_total(job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format)
+        interruption.install()
         items: AsyncIterable[Item] = read_items(job.inputs, job.request, job.input_format)
         if resume is not None and skipped:
-            job.display.note(f"Resuming: {skipped} records already in {resume.path}")
+            job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
             recorded = recorded_inputs(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path)
         async with aclosing(fetch_batches(items, job.options, interruption.watch)) as batches:
@@ -238,9 +230,10 @@ async def run_job(job: Job) -> Outcome:
                 job.display.update(stats)
                 try:
                     writer.write(batch)
-                except BrokenPipeError:
+                except OutputClosed:
                     outcome.broken_pipe = True
                     break
+        failed = False
     finally:
         counting_stop.set()
         interruption.uninstall()
@@ -248,9 +241,17 @@ async def run_job(job: Job) -> Outcome:
         job.display.update(stats)
         job.display.stop()
         outcome.signal = interruption.signal
-        if not outcome.broken_pipe:
+        if failed:
+            writer.abandon()
+        elif outcome.broken_pipe:
+            writer.output.abandon()  # nobody reads it any more: nothing to finish
+        else:
             try:
                 writer.close()
-            except BrokenPipeError:
+            except OutputClosed:
                 outcome.broken_pipe = True
     return outcome
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import BinaryIO
 
+from fetchmany.files import new_file_mode
 from fetchmany.records import split_content_type
 from fetchmany.templates import MissingField, Template, raw_text
 
@@ -57,11 +58,18 @@ def sanitise(name: str, limit: int = 200) -> str:
 
 
 class SaveDir:
-    """Where bodies go and what each file is called."""
+    """Where bodies go and what each file is called.
+
+    No two items of a run get one name: a template that can map two items to the
+    same name (any that does not start with ``{index}``, which is unique) has the
+    later item's name made distinct with ``-2``, ``-3``... before the extension.
+    The names of such a run are remembered, so memory grows with the files saved.
+    """
 
     def __init__(self, directory: str, name_template: str = DEFAULT_NAME) -> None:
         self.directory = os.path.realpath(directory)
-        self.template = Template(name_template, raw_text, what="--save-name")
+        self.template = Template.plain(name_template, raw_text, what="--save-name")
+        self._taken: set[str] | None = None if name_template.startswith("{index}") else set()
 
     def name_for(
         self, index: int, text: str, fields: Mapping[str, str] | None, content_type: str | None
@@ -78,9 +86,25 @@ class SaveDir:
             name = self.template.expand(values)
         except MissingField:
             name = f"{index:08d}{values['ext']}"
-        return sanitise(name)
+        return self._distinct(sanitise(name))
 
-    def path_for(self, name: str) -> str:
+    def _distinct(self, name: str) -> str:
+        taken = self._taken
+        if taken is None:
+            return name
+        if name in taken:
+            stem, ext = os.path.splitext(name)
+            copy = 2
+            while (name := f"{stem}-{copy}{ext}") in taken:
+                copy += 1
+        taken.add(name)
+        return name
+
+    def path_for(
+        self, index: int, text: str, fields: Mapping[str, str] | None, content_type: str | None
+    ) -> str:
+        """The path of one item's body file, inside the directory whatever the input."""
+        name = self.name_for(index, text, fields, content_type)
         path = os.path.join(self.directory, name)
         if os.path.dirname(os.path.realpath(path)) != self.directory:
             raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
@@ -111,6 +135,7 @@ class BodyFile:
     def keep(self, path: str) -> None:
         """Close and move into place under its final name."""
         self._stream.close()
+        os.chmod(self._temp, new_file_mode())
         os.replace(self._temp, path)
 
     def discard(self) -> None:

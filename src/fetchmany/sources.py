@@ -21,8 +21,9 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from fetchmany.records import ErrorKind, FetchError
-from fetchmany.rows import CsvRows, InputFormat, Row, jsonl_row
+from fetchmany.records import ErrorKind, FetchError, valid_text
+from fetchmany.redaction import redact_text
+from fetchmany.rows import CsvRows, InputError, InputFormat, Row, jsonl_row
 from fetchmany.templates import MissingField, RequestTemplate
 
 STDIN: Final = "-"
@@ -55,15 +56,22 @@ def _normalise_url(text: str) -> str:
     return text
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def parse_url(url: str) -> URL | str:
     """The parsed URL, or why ``url`` cannot be fetched.
 
     The parsed object travels with the item to aiohttp, so each URL is parsed once.
+    Control characters are refused rather than silently dropped or encoded on the
+    wire (yarl strips tabs and newlines), so a record's ``url`` is what was sent.
     """
+    if (control := _CONTROL.search(url)) is not None:
+        return f"URL contains a control character ({valid_text(repr(control.group()))})"
     try:
         parsed = URL(url)
-    except ValueError as exc:
-        return f"not a valid URL: {exc}"
+    except (ValueError, TypeError) as exc:
+        return f"not a valid URL: {valid_text(str(exc))}"
     if parsed.scheme not in ("http", "https"):
         return "only http and https URLs are fetched"
     if not parsed.host:
@@ -73,11 +81,7 @@ def parse_url(url: str) -> URL | str:
 
 def display_text(text: str) -> str:
     """The input as it goes into records: valid UTF-8, undecodable bytes shown as ``\\xNN``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text
+    return valid_text(text)
 
 
 def _invalid(index: int, shown: str, url: str | None, message: str) -> Item:
@@ -116,8 +120,9 @@ def make_item(
         return _invalid(index, shown, None, f"row has no field {missing.name!r} for the template")
     parsed = parse_url(url)
     if isinstance(parsed, str):
-        return _invalid(index, shown, display_text(url), parsed)
-    return Item(index, shown, url, data=data, fields=fields, target=parsed)
+        return _invalid(index, shown, redact_text(display_text(url)), parsed)
+    # The URL as sent (yarl's encoding), with any credentials masked.
+    return Item(index, shown, redact_text(str(parsed)), data=data, fields=fields, target=parsed)
 
 
 def item_text(raw: bytes) -> str | None:
@@ -170,23 +175,39 @@ class LineFeed:
         try:
             for path in self._paths:
                 with _open_input(path) as stream:
-                    rest = b""
-                    while True:
-                        self._credits.acquire()
-                        if self._stopped.is_set():
-                            return
-                        chunk = stream.read(_CHUNK)
-                        if not chunk:
-                            break
-                        lines = (rest + chunk).split(b"\n")
-                        rest = lines.pop()
-                        if not self._hand_over(lines):
-                            return
-                    if rest and not self._hand_over([rest]):
+                    if not self._read(stream, path):
                         return
             self._hand_over(None)
         except BaseException as exc:  # handed to the loop, which raises it in context
             self._hand_over(exc)
+
+    def _read(self, stream: BinaryIO, path: str) -> bool:
+        """Hand over the lines of one input; False once nobody is listening."""
+        rest = b""
+        at_start = True
+        while True:
+            self._credits.acquire()
+            if self._stopped.is_set():
+                return False
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                self._credits.release()
+                break
+            data = rest + chunk
+            if at_start:
+                if len(data) < len(BOM) and BOM.startswith(data):
+                    rest = data  # a BOM may still be arriving, a byte at a time
+                    self._credits.release()
+                    continue
+                data = _without_bom(data, path)
+                at_start = False
+            lines = data.split(b"\n")
+            rest = lines.pop()
+            if not self._hand_over(lines):
+                return False
+        if at_start and rest:
+            rest = _without_bom(rest, path)
+        return not rest or self._hand_over([rest])
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
         """Lines in the batches the reader handed over (one await per chunk, not per line)."""
@@ -209,6 +230,27 @@ class LineFeed:
         self._credits.release()
 
 
+BOM: Final = b"\xef\xbb\xbf"
+
+
+def _is_utf16(data: bytes) -> bool:
+    """A UTF-16 byte-order mark followed by a character with a zero byte (ASCII text)."""
+    little = data.startswith(b"\xff\xfe") and data[3:4] == b"\x00"
+    return little or (data.startswith(b"\xfe\xff") and data[2:3] == b"\x00")
+
+
+def _without_bom(data: bytes, path: str) -> bytes:
+    """The start of an input without its UTF-8 byte-order mark (spreadsheets write one).
+
+    UTF-16 text (a spreadsheet's "Unicode text") would turn every line into garbage
+    items; it is refused with a way out instead.
+    """
+    if _is_utf16(data):
+        name = "stdin" if path == STDIN else path
+        raise InputError(f"{name} is UTF-16 text; convert it: iconv -f UTF-16 -t UTF-8")
+    return data.removeprefix(BOM)
+
+
 def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | None) -> list[Row]:
     """The rows a batch of raw lines completes (a CSV row may wait for a later line)."""
     rows: list[Row] = []
@@ -223,7 +265,7 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
             row = csv_rows.feed(line)
             if row is not None:
                 rows.append(row)
-        elif line.strip():
+        elif _is_item(line.strip().encode("utf-8", "surrogateescape")):
             rows.append(jsonl_row(line))
     return rows
 
@@ -299,10 +341,11 @@ def count_items(
     if path == STDIN or not os.path.isfile(path):
         return None
     count = 0
+    comments = input_format is not InputFormat.CSV  # CSV rows are data, # or not
     with open(path, "rb") as stream:
         for n, raw in enumerate(stream):
-            stripped = raw.strip()
-            if _is_item(stripped) or (stripped and input_format is not InputFormat.LINES):
+            stripped = (raw.removeprefix(BOM) if n == 0 else raw).strip()
+            if stripped and (not comments or not stripped.startswith(b"#")):
                 count += 1
             if stop is not None and n % 65536 == 0 and stop.is_set():
                 return None

@@ -1,9 +1,21 @@
-"""Placeholders filled per item: the URL (``-t``) and request bodies (``-d``, ``--json``).
+"""Placeholders filled per item: the URL (``-t``), request bodies (``-d``, ``--json``), file names.
 
 One syntax everywhere: ``{}`` or ``{id}`` is a whole input line, ``{name}`` is a
-column of a CSV or JSON Lines row. Each template encodes values for where they
-land, so an input can never change the structure around it: percent-encoding in
-a URL, a JSON string literal in ``--json``, the raw text in ``-d``.
+column of a CSV or JSON Lines row, and ``{{``/``}}`` are literal braces. Each
+template encodes values for where they land, so an input can never change the
+structure around it:
+
+- a URL: each value percent-encoded as one component;
+- a form body (``-d`` sent as ``application/x-www-form-urlencoded``): each value
+  form-encoded, so ``a&admin=1`` stays one value; raw text only when ``-H`` sets
+  another content type;
+- ``--json``: a placeholder inside a JSON string is escaped for that string
+  (``{"name": "{}"}``); one outside a string becomes a JSON string
+  (``{"id": {id}}``); and ``{}`` outside a string is JSON's empty object, not a
+  placeholder.
+
+Templates are compiled once into literal and placeholder parts, so filling one per
+item is a join, not a regular-expression pass.
 """
 
 from __future__ import annotations
@@ -13,9 +25,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
-_PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)?\}")
+_TOKEN: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)?\}")
+_NAMED: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_IN_STRING: Final = re.compile(r'\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)?\}|\\.|"', re.DOTALL)
+_OUTSIDE: Final = re.compile(r'\{([A-Za-z_][A-Za-z0-9_]*)\}|"')
+
+Encoder = Callable[[str], str]
 
 
 class TemplateError(ValueError):
@@ -30,72 +47,163 @@ class MissingField(KeyError):
         self.name = name
 
 
+def _as_bytes(value: str) -> bytes:
+    """Input text as bytes; undecodable input bytes (kept as surrogates) are the originals."""
+    return value.encode("utf-8", "surrogateescape")
+
+
 def quote_component(value: str) -> str:
-    """Percent-encode everything but unreserved characters; undecodable input bytes
-    (kept as surrogates) are encoded as the original bytes."""
-    return quote(value.encode("utf-8", "surrogateescape"), safe="")
+    """Percent-encode everything but unreserved characters."""
+    return quote(_as_bytes(value), safe="")
+
+
+def form_value(value: str) -> str:
+    """Encode as an ``application/x-www-form-urlencoded`` value (space as ``+``)."""
+    return quote_plus(_as_bytes(value), safe="")
+
+
+def _valid(value: str) -> str:
+    return _as_bytes(value).decode("utf-8", "replace")
 
 
 def json_string(value: str) -> str:
-    return json.dumps(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    """The value as a whole JSON string literal, quotes included."""
+    return json.dumps(_valid(value), ensure_ascii=False)
+
+
+def json_string_content(value: str) -> str:
+    """The value escaped to sit inside a JSON string literal the template already opened."""
+    return json_string(value)[1:-1]
 
 
 def raw_text(value: str) -> str:
     return value
 
 
-class Template:
-    """Text with placeholders, filled by ``expand`` with values encoded by ``encode``."""
+Part = str | tuple[str, Encoder]
+"""A literal, or a placeholder: (name, encoder); the name ``""`` is ``{}``."""
 
-    def __init__(
-        self, template: str, encode: Callable[[str], str], *, what: str = "template"
-    ) -> None:
-        names = [m.group(1) or "" for m in _PLACEHOLDER.finditer(template)]
+
+class Template:
+    """Text with placeholders, compiled once; ``expand`` fills them for one item."""
+
+    def __init__(self, template: str, parts: list[Part], *, what: str = "template") -> None:
         self.template = template
-        self.names: frozenset[str] = frozenset(names)
-        self._encode = encode
         self.what = what
+        self._parts = _merge(parts)
+        self.names: frozenset[str] = frozenset(p[0] for p in self._parts if isinstance(p, tuple))
+
+    @classmethod
+    def plain(cls, template: str, encode: Encoder, *, what: str = "template") -> Template:
+        """``{}``/``{name}`` placeholders encoded by ``encode``; ``{{``/``}}`` literal braces."""
+        parts: list[Part] = []
+        at = 0
+        for match in _TOKEN.finditer(template):
+            parts.append(template[at : match.start()])
+            token = match.group()
+            if token in ("{{", "}}"):
+                parts.append(token[0])
+            else:
+                parts.append((match.group(1) or "", encode))
+            at = match.end()
+        parts.append(template[at:])
+        return cls(template, parts, what=what)
 
     def expand(self, values: Mapping[str, str]) -> str:
         """Fill every placeholder; a name missing from ``values`` raises ``MissingField``."""
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1) or ""
+        out: list[str] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            name, encode = part
             try:
                 value = values[name]
             except KeyError:
                 raise MissingField(name or "{}") from None
-            return self._encode(value)
+            out.append(encode(value))
+        return "".join(out)
 
-        return _PLACEHOLDER.sub(substitute, self.template)
-
-
-def url_template(text: str, *, fixed_ok: bool = False) -> Template:
-    """A URL template; it must have a placeholder unless a body template varies instead."""
-    template = Template(text, quote_component, what="--template")
-    if not template.names and not fixed_ok:
-        raise TemplateError(f"template has no placeholder ({{}} or {{id}}): {text!r}")
-    return template
+    def expand_literal(self) -> str:
+        """The template with no placeholder left (only valid when ``names`` is empty)."""
+        return self.expand({})
 
 
-def data_template(text: str, *, as_json: bool) -> Template:
-    """A request body template; ``@path`` reads it from a file. A JSON one must stay JSON."""
-    if text.startswith("@"):
-        try:
-            with open(text[1:], encoding="utf-8") as stream:
-                text = stream.read()
-        except OSError as exc:
-            raise TemplateError(f"cannot read {text[1:]}: {exc.strerror or exc}") from None
-    if not as_json:
-        return Template(text, raw_text, what="--data")
-    template = Template(text, json_string, what="--json")
-    sample = template.expand(_Anything())
+def _merge(parts: list[Part]) -> list[Part]:
+    merged: list[Part] = []
+    for part in parts:
+        if isinstance(part, str):
+            if not part:
+                continue
+            if merged and isinstance(merged[-1], str):
+                merged[-1] += part
+                continue
+        merged.append(part)
+    return merged
+
+
+def json_template(text: str) -> Template:
+    """Compile ``--json``: placeholders are encoded for where they sit in the JSON text.
+
+    Outside strings only ``{name}`` is a placeholder (so ``{}`` and nested objects stay
+    JSON); inside a string ``{}``, ``{name}``, ``{{`` and ``}}`` work as everywhere.
+    """
+    parts: list[Part] = []
+    at = 0
+    inside = False
+    while True:
+        pattern = _IN_STRING if inside else _OUTSIDE
+        match = pattern.search(text, at)
+        if match is None:
+            parts.append(text[at:])
+            break
+        token = match.group()
+        parts.append(text[at : match.start()])
+        if token == '"':
+            parts.append(token)
+            inside = not inside
+        elif token in ("{{", "}}"):
+            parts.append(token[0])
+        elif token.startswith("\\"):
+            parts.append(token)  # an escape, \" included: the string goes on
+        else:
+            encode = json_string_content if inside else json_string
+            parts.append((match.group(1) or "", encode))
+        at = match.end()
+    return Template(text, parts, what="--json")
+
+
+def url_template(text: str) -> Template:
+    return Template.plain(text, quote_component, what="--template")
+
+
+def read_template(text: str) -> str:
+    """A body template as given, or read from a file for ``@path``."""
+    if not text.startswith("@"):
+        return text
     try:
-        json.loads(sample)
+        with open(text[1:], encoding="utf-8") as stream:
+            return stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise TemplateError(f"cannot read {text[1:]}: {reason or exc}") from None
+
+
+def body_template(text: str, *, as_json: bool, form: bool) -> Template:
+    """A request body template (``@path`` reads it from a file); a JSON one must stay JSON.
+
+    ``form``: values are form-encoded, for an ``application/x-www-form-urlencoded`` body.
+    """
+    text = read_template(text)
+    if not as_json:
+        return Template.plain(text, form_value if form else raw_text, what="--data")
+    template = json_template(text)
+    try:
+        json.loads(template.expand(_Anything()))
     except ValueError:
         raise TemplateError(
-            "--json must be JSON once placeholders are filled; write them without quotes, "
-            'as in {"id": {id}} (each becomes a JSON string)'
+            "--json must be JSON once placeholders are filled: write {id} for a JSON "
+            'string, or "{id}" inside one, as in {"id": {id}, "name": "item {}"}'
         ) from None
     return template
 

@@ -12,14 +12,13 @@ import csv
 import io
 import json
 import os
-import sys
-import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
+from fetchmany.destination import Output
 from fetchmany.records import FIELDS, Record
 
 
@@ -45,80 +44,17 @@ def format_for_path(path: str | None) -> OutputFormat | None:
 
 
 def encode_json(value: Any) -> bytes:
-    """Compact JSON, one line; falls back to the stdlib for integers beyond 64 bits."""
+    """Compact JSON, one line. Falls back to the stdlib for what orjson refuses: integers
+    beyond 64 bits, and lone surrogates (a JSON body's ``"\\ud800"``), which only an
+    ASCII escape can carry in valid UTF-8."""
     try:
         return orjson.dumps(value)
     except TypeError:
+        pass
+    try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-class Output:
-    """Where records go: stdout, or a file.
-
-    A new file is written as a temporary sibling renamed into place on close, so
-    a crash never destroys a previous complete result. Resuming (``append_at``)
-    instead continues the file itself from that byte offset, cutting off anything
-    after it (a torn record, a closing bracket): every record already there stays.
-    """
-
-    def __init__(self, path: str | None, append_at: int | None = None) -> None:
-        self.path = path
-        self._temp: str | None = None
-        self.at_start = not append_at
-        if path is None:
-            self.stream: BinaryIO = sys.stdout.buffer
-        elif append_at is not None:
-            self.stream = open(path, "r+b" if os.path.exists(path) else "wb")  # noqa: SIM115
-            self.stream.truncate(append_at)
-            self.stream.seek(append_at)
-        elif (target := replaceable_path(path)) is None:
-            # /dev/stdout, a FIFO, /dev/null: not a file to replace, a stream to write.
-            self.stream = open(path, "wb")  # noqa: SIM115
-        else:
-            self.path = target
-            directory = os.path.dirname(target)
-            fd, self._temp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
-            )
-            self.stream = os.fdopen(fd, "wb")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Finish the output: a file is moved into place only once fully written."""
-        if self._temp is None:
-            if self.path is None:
-                self.stream.flush()
-            else:
-                self.stream.close()
-            return
-        assert self.path is not None
-        self.stream.close()
-        os.chmod(self._temp, 0o666 & ~_umask())
-        os.replace(self._temp, self.path)
-        self._temp = None
-
-
-def replaceable_path(path: str) -> str | None:
-    """The regular file to replace for ``path``, or None when it must be written in place.
-
-    A symlink's target is replaced, never the link itself; devices, FIFOs and
-    anything under /dev or /proc (``-o /dev/stdout``) are written directly.
-    """
-    real = os.path.realpath(path)
-    for special in ("/dev/", "/proc/"):
-        if os.path.abspath(path).startswith(special) or real.startswith(special):
-            return None
-    if os.path.exists(real) and not os.path.isfile(real):
-        return None
-    return real
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 class RecordWriter:
@@ -133,17 +69,28 @@ class RecordWriter:
         self.csv_safe = csv_safe
 
     def write(self, records: Sequence[Record]) -> None:
-        """Write a batch and flush it, so a downstream reader sees it now."""
-        stream = self.output.stream
-        stream.write(self.encode(records))
+        """Write a batch and flush it, so a downstream reader sees it now. Raises
+        ``OutputError`` (or ``OutputClosed``) when the output cannot take it."""
+        self.output.write(self.encode(records))
         self.written += len(records)
-        self.output.flush()
+        self.output.mark()
 
     def encode(self, records: Sequence[Record]) -> bytes:
         raise NotImplementedError
 
+    def finish(self) -> bytes:
+        """What closes the document (a JSON array's bracket); written by ``close``."""
+        return b""
+
     def close(self) -> None:
-        self.output.close()
+        """Close the document and commit the output: done, or interrupted with every
+        record so far. Raises ``OutputError`` if the output cannot take it."""
+        self.output.write(self.finish())
+        self.output.commit()
+
+    def abandon(self) -> None:
+        """The run failed: the previous output stays as it was (see ``Output.abandon``)."""
+        self.output.abandon(closing=self.finish() if self.written else b"")
 
 
 class JsonLinesWriter(RecordWriter):
@@ -164,10 +111,9 @@ class JsonArrayWriter(RecordWriter):
             parts.append(encode_json(record.to_dict(fields)))
         return b"".join(parts)
 
-    def close(self) -> None:
+    def finish(self) -> bytes:
         empty = self.output.at_start and self.written == 0
-        self.output.stream.write(b"[]\n" if empty else b"\n]\n")
-        super().close()
+        return b"[]\n" if empty else b"\n]\n"
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -206,17 +152,31 @@ class CsvWriter(RecordWriter):
         super().__init__(output, fields, csv_safe=csv_safe)
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\r\n")
-        if output.at_start:
-            self._csv.writerow(csv_header(self.fields))
-            output.stream.write(self._take())
+        self._header_due = True
+
+    def _header(self) -> bytes:
+        """The header row, once, ahead of the first batch (or at close, for no records),
+        so that creating a writer writes nothing and cannot fail."""
+        if not self._header_due:
+            return b""
+        self._header_due = False
+        if not self.output.at_start:
+            return b""
+        self._csv.writerow(csv_header(self.fields))
+        return self._take()
+
+    def finish(self) -> bytes:
+        return self._header()
 
     def _take(self) -> bytes:
-        data = self._buffer.getvalue().encode()
+        # A lone surrogate (from a JSON body's "\\ud800") cannot be UTF-8: escape it.
+        data = self._buffer.getvalue().encode("utf-8", "backslashreplace")
         self._buffer.seek(0)
         self._buffer.truncate()
         return data
 
     def encode(self, records: Sequence[Record]) -> bytes:
+        header = self._header()
         fields = self.fields
         for record in records:
             row = record.to_dict(fields)
@@ -227,7 +187,7 @@ class CsvWriter(RecordWriter):
                     for name, cell in zip(fields, cells, strict=True)
                 ]
             self._csv.writerow(cells)
-        return self._take()
+        return header + self._take()
 
 
 WRITERS: dict[OutputFormat, type[RecordWriter]] = {

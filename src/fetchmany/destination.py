@@ -1,0 +1,289 @@
+"""Where records go: stdout, a stream the user named, or a file replaced only when whole.
+
+The promise to the user is about the previous result: whatever goes wrong, a file
+that was there before the run is either replaced by a complete new document or left
+exactly as it was. So a run writes a temporary sibling and ``commit()`` renames it
+into place, while ``abandon()`` (any failure that is not an interruption) removes it.
+Resuming continues the file itself; then ``abandon()`` cuts it back to the end of
+the last batch written whole, so it still holds only complete records.
+
+A file is locked (``flock``, advisory) for the whole run, so two runs on one output
+refuse instead of interleaving. The lock is taken on the destination itself: a
+destination that does not exist yet is created empty for the run and removed again
+if the run fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import sys
+import tempfile
+from typing import BinaryIO, Final
+
+from fetchmany.files import new_file_mode
+
+STDOUT: Final = "-"
+
+
+class OutputError(Exception):
+    """The output cannot be opened or written; the message names it and says why."""
+
+
+class OutputBusy(OutputError):
+    """Another run holds the output's lock."""
+
+
+class OutputClosed(OutputError):
+    """The reader of the output went away (``| head``): a clean end, not a failure."""
+
+
+def describe(path: str | None) -> str:
+    return "stdout" if path is None else path
+
+
+def os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def replaceable_path(path: str) -> str | None:
+    """The regular file to replace for ``path``, or None when it must be written in place.
+
+    A symlink's target is replaced, never the link itself; devices, FIFOs and
+    anything under /dev or /proc (``-o /dev/stdout``) are written directly.
+    """
+    real = os.path.realpath(path)
+    for special in ("/dev/", "/proc/"):
+        if os.path.abspath(path).startswith(special) or real.startswith(special):
+            return None
+    if os.path.exists(real) and not os.path.isfile(real):
+        return None
+    return real
+
+
+def _probe(fd: int, name: str) -> None:
+    """A zero-byte write: it fails at once on /dev/full (ENOSPC) or /proc files (EIO),
+    so such an output is refused before any request instead of after the first."""
+    try:
+        os.write(fd, b"")
+    except BrokenPipeError:
+        raise OutputClosed(name) from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {name}: {os_reason(exc)}") from None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte: a regular file on a full disk takes part of a write before
+    it fails, and a non-blocking pipe (set so by another process) may take none."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[written:]
+
+
+def _lock(path: str, shown: str) -> tuple[int, bool]:
+    """Open and lock ``path``, creating it if absent: (descriptor, whether we created it).
+
+    The path is checked again once locked: another run may have renamed a new file
+    into place meanwhile, and a lock on the old one would guard nothing.
+    """
+    for _ in range(10):
+        created = False
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, new_file_mode())
+            created = True
+        except FileExistsError:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except PermissionError:
+                fd = os.open(path, os.O_WRONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputBusy(
+                f"{shown} is being written by another fetchmany run; "
+                "wait for it to end or choose another --output"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            # A filesystem without locks (some network mounts): run unlocked.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, created
+        os.close(fd)
+    raise OutputBusy(f"{shown} keeps changing under another run; choose another --output")
+
+
+class Output:
+    """One run's destination. Open it with ``Output(path)`` (None is stdout), ``write``
+    batches, ``mark()`` after each batch written whole, and end with exactly one of
+    ``commit()`` (done or interrupted: keep what was written) or ``abandon()`` (failed:
+    leave the previous result as it was).
+
+    Writes go straight to the descriptor, unbuffered: a batch is one write, and on a
+    failure nothing is left in a buffer to be flushed later over a cut-back file.
+    Raises ``OutputError`` when the destination cannot be used, before any record.
+    """
+
+    def __init__(self, path: str | None, *, resume: bool = False) -> None:
+        self.path = path
+        self.shown = describe(path)
+        self.at_start = True
+        self._fd: int | None = None
+        self._owned = path is not None
+        self._stand_in: BinaryIO | None = None
+        self._temp: str | None = None
+        self._target: str | None = None
+        self._lock_fd: int | None = None
+        self._created = False
+        self._append = resume
+        self._good = 0
+        self._dirty = False
+        self._done = False
+        try:
+            self._open(path, resume)
+        except OSError as exc:
+            self._release()
+            raise OutputError(f"cannot write {self.shown}: {os_reason(exc)}") from None
+        except OutputError:
+            self._release()
+            raise
+
+    def _open(self, path: str | None, resume: bool) -> None:
+        if path is None:
+            if sys.stdout is None:
+                raise OutputError("stdout is closed; give --output FILE")
+            stream = sys.stdout.buffer
+            try:
+                self._fd = stream.fileno()
+            except (OSError, ValueError):  # a stand-in stdout with no descriptor (tests)
+                self._stand_in = stream
+                return
+            _probe(self._fd, "stdout")
+            return
+        target = replaceable_path(path)
+        if target is None:
+            # /dev/stdout, a FIFO, /dev/null: not a file to replace, a stream to write.
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resume else os.O_TRUNC)
+            self._fd = os.open(path, flags, new_file_mode())
+            self._append = False
+            _probe(self._fd, self.shown)
+            return
+        self._target = target
+        self._lock_fd, self._created = _lock(target, self.shown)
+        if resume:
+            self._fd = os.open(target, os.O_WRONLY)
+            return
+        self._fd, self._temp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".part", dir=os.path.dirname(target)
+        )
+
+    @property
+    def resumable(self) -> bool:
+        """A file continued in place (records already in it are kept)."""
+        return self._append
+
+    def start_at(self, offset: int) -> None:
+        """Resume: continue after the first ``offset`` bytes. Anything after them (a torn
+        record, a closing bracket) is cut off by the first write, not before, so a run
+        that fails before writing leaves the file exactly as it was."""
+        self._good = offset
+        self.at_start = offset == 0
+
+    def write(self, data: bytes) -> None:
+        """Write a batch, whole; a downstream reader sees it at once."""
+        try:
+            if not self._dirty:
+                self._dirty = True
+                if self._append and self._fd is not None:
+                    os.ftruncate(self._fd, self._good)
+                    os.lseek(self._fd, self._good, os.SEEK_SET)
+            if self._fd is not None:
+                write_all(self._fd, data)
+            elif self._stand_in is not None:
+                self._stand_in.write(data)
+                self._stand_in.flush()
+        except BrokenPipeError:
+            raise OutputClosed(self.shown) from None
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.shown}: {os_reason(exc)}") from None
+
+    def mark(self) -> None:
+        """Everything written so far is whole; a failure later is cut back to here."""
+        if self._append and self._fd is not None:
+            self._good = os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def commit(self) -> None:
+        """Finish the output: a new file is moved into place only now, fully written."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if self._owned and self._fd is not None:
+                if self._target is not None:
+                    os.fsync(self._fd)  # renamed or resumed: on disk before we say done
+                os.close(self._fd)
+                self._fd = None
+            if self._temp is not None and self._target is not None:
+                os.chmod(self._temp, new_file_mode())
+                os.replace(self._temp, self._target)
+                self._temp = None
+        except BrokenPipeError:
+            raise OutputClosed(self.shown) from None
+        except OSError as exc:
+            self._done = False
+            self.abandon()
+            raise OutputError(f"cannot write {self.shown}: {os_reason(exc)}") from None
+        finally:
+            self._release()
+
+    def abandon(self, closing: bytes = b"") -> None:
+        """The run failed: leave the previous result as it was. A new file's temporary
+        sibling is removed; a resumed file is cut back to the end of its last whole
+        batch and, if this run wrote to it, closed with ``closing`` (a JSON array's
+        bracket) when the disk allows, so it stays valid and resumable. Never raises."""
+        if self._done:
+            return
+        self._done = True
+        fd = self._fd
+        if self._append and self._dirty and fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._good)
+                os.lseek(fd, self._good, os.SEEK_SET)
+                if closing:
+                    try:
+                        write_all(fd, closing)
+                    except OSError:
+                        os.ftruncate(fd, self._good)
+        if self._owned and fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            self._fd = None
+        if self._temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
+            self._temp = None
+        if self._created and self._target is not None:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(self._target) == 0:
+                    os.unlink(self._target)  # it did not exist before this run
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
