@@ -321,7 +321,7 @@ def build_job(
             destination.abandon()
             raise
         destination.start_at(point.offset)
-        resume = Resume(path, out_format, fields, point)
+        resume = Resume(path, out_format, fields, point, csv_safe=params["csv_safe"])
     writer = make_writer(out_format, destination, fields, csv_safe=params["csv_safe"])
     return Job(inputs, request, options, writer, display, resume, params["grace"], input_format)
 

@@ -5,6 +5,11 @@ run left in FILE is a prefix of the full result. Resuming scans FILE once to
 find k and where the last complete record ends (a torn last line from a crash is
 dropped), checks lazily that the inputs still match the recorded ones, skips
 them, and appends the rest. Memory stays flat: nothing of FILE is held.
+
+Whatever cannot be verified is refused, never guessed at: a file in another
+format, records that are not objects or have other fields, indexes out of order,
+a line that does not parse before the end, or records with neither ``input`` nor
+``url`` to compare against the inputs. Refusing leaves FILE untouched.
 """
 
 from __future__ import annotations
@@ -12,9 +17,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO, Final
 
+from fetchmany.records import FIELDS, SAVED_FIELDS
+from fetchmany.redaction import redact_text
 from fetchmany.sources import Item
 from fetchmany.writers import OutputFormat, csv_header
 
@@ -45,7 +54,7 @@ def _jsonl_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
             except ValueError:
                 raise ResumeError(f"{path}: line {number} is not a JSON record") from None
             offset += len(line)
-            yield record, offset
+            yield _object(record, path, number), offset
 
 
 def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
@@ -68,8 +77,17 @@ def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
                     return  # torn by a crash: dropped
                 raise ResumeError(f"{path}: line {number} is not a JSON record") from None
             # One element per line: a line that parses is whole, newline or not.
-            yield record, offset + len(body)
+            yield _object(record, path, number), offset + len(body)
             offset += len(line)
+
+
+def _object(value: object, path: str, number: int) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ResumeError(
+            f"{path}: line {number} is not a record (a JSON object); "
+            "this is not a file fetchmany wrote: use a new output file"
+        )
+    return value
 
 
 def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, object], int]]:
@@ -90,12 +108,13 @@ def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, objec
         try:
             first = next(reader, None)
         except csv.Error:
-            return
+            first = [] if pending else None
         if first is None:
             return
         if first != header:
+            shown = ",".join(first) if first else "no CSV header"
             raise ResumeError(
-                f"{path} has columns {','.join(first)}; this run writes {','.join(header)}"
+                f"{path} has {shown}; this run writes CSV with columns {','.join(header)}"
             )
         consumed += sum(len(p) for p in pending)
         pending.clear()
@@ -103,11 +122,35 @@ def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, objec
         while True:
             try:
                 row = next(reader)
-            except (StopIteration, csv.Error):
+            except StopIteration:
+                return
+            except csv.Error:
+                # Only a row torn by a crash (the file's end) may be dropped.
+                if not _only_torn_after(stream, consumed):
+                    raise ResumeError(
+                        f"{path}: a row after byte {consumed} is not CSV; use a new output file"
+                    ) from None
                 return
             consumed += sum(len(p) for p in pending)
             pending.clear()
-            yield dict(zip(header, row, strict=False)), consumed
+            if len(row) != len(header):
+                raise ResumeError(
+                    f"{path}: a row after byte {consumed - 1} has {len(row)} cells, "
+                    f"not {len(header)}; use a new output file"
+                )
+            yield dict(zip(header, row, strict=True)), consumed
+
+
+def _only_torn_after(stream: BinaryIO, offset: int) -> bool:
+    """Whether the bytes after ``offset`` are one unterminated row (a crash's tear),
+    possibly spread over lines inside an open quote, rather than a bad row that
+    complete rows follow."""
+    stream.seek(offset)
+    rest = stream.read()
+    if not rest.endswith(b"\n"):
+        return True
+    # Complete lines follow: torn only if the quote opened in them never closes.
+    return rest.count(b'"') % 2 == 1
 
 
 def _records(
@@ -120,10 +163,69 @@ def _records(
     return _csv_records(path, csv_header(fields))
 
 
+FORMAT_NAMES: Final = {
+    OutputFormat.JSONL: "JSON Lines",
+    OutputFormat.JSON: "a JSON array",
+    OutputFormat.CSV: "CSV",
+}
+
+
+_CSV_HEADER: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*\r?(\n|$)")
+
+
+_KNOWN_NAMES: Final = frozenset(name.encode() for name in (*FIELDS, *SAVED_FIELDS))
+
+
+def detect_format(path: str) -> OutputFormat | None:
+    """The format of a file fetchmany wrote, from its start (None: empty).
+
+    Raises ``ResumeError`` for a file that starts like none of them.
+    """
+    with open(path, "rb") as stream:
+        start = stream.read(4096)
+    if not start:
+        return None
+    if start.startswith(b"{"):
+        return OutputFormat.JSONL
+    if start.startswith(b"["):
+        return OutputFormat.JSON
+    header = _CSV_HEADER.match(start)
+    if header is not None and _KNOWN_NAMES & set(header.group().strip().split(b",")):
+        return OutputFormat.CSV
+    raise ResumeError(
+        f"{path} is not records fetchmany wrote (JSON Lines, a JSON array or CSV); "
+        "use a new output file"
+    )
+
+
+def key_field(fields: tuple[str, ...]) -> str:
+    """The field that ties a record to its input: ``input``, else ``url``."""
+    for name in ("input", "url"):
+        if name in fields:
+            return name
+    raise ResumeError(
+        "cannot check that the records already written belong to these inputs: "
+        "--fields has neither input nor url; add input to --fields, or use a new output file"
+    )
+
+
 def scan(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> ResumePoint:
-    """Count the complete records in ``path`` and find where appending continues."""
+    """Count the complete records in ``path`` and find where appending continues.
+
+    Raises ``ResumeError`` for anything that does not look like the start of this
+    very run's output; ``path`` is only read.
+    """
     if not os.path.exists(path):
         return ResumePoint(0, 0)
+    found = detect_format(path)
+    if found is None:
+        return ResumePoint(0, 0)
+    if found is not fmt:
+        raise ResumeError(
+            f"{path} holds {FORMAT_NAMES[found]}, but this run writes {FORMAT_NAMES[fmt]}; "
+            f"resume with -f {found.value}, or use a new output file"
+        )
+    key_field(fields)
     count = 0
     offset = 0
     for record, end in _records(path, fmt, fields):
@@ -135,31 +237,46 @@ def scan(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> ResumePoint:
                 f"{path} holds records with fields {','.join(record)}; "
                 f"this run writes {','.join(fields)}"
             )
+        if "index" in record and str(record["index"]) != str(count):
+            raise ResumeError(
+                f"{path}: record {count} has index {record['index']}, so it is not the "
+                "in-order output of a run; use a new output file"
+            )
         count += 1
         offset = end
     return ResumePoint(count, offset)
 
 
-def recorded_inputs(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iterator[str | None]:
-    """Each recorded record's ``input`` (None when the field is not written), in order."""
+def recorded_keys(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iterator[str | None]:
+    """Each recorded record's ``key_field`` value (None for null), in order."""
+    name = key_field(fields)
     for record, end in _records(path, fmt, fields):
         if end >= 0:
-            value = record.get("input")
-            yield None if value is None else str(value)
+            value = record.get(name)
+            yield None if value is None or value == "" else str(value)
 
 
 async def skip_recorded(
-    items: AsyncIterable[Item], expected: Iterator[str | None], count: int, path: str
+    items: AsyncIterable[Item],
+    expected: Iterator[str | None],
+    count: int,
+    path: str,
+    key: Callable[[Item], str | None],
 ) -> AsyncGenerator[Item, None]:
-    """Drop the first ``count`` items after checking each against FILE; pass the rest on."""
+    """Drop the first ``count`` items after checking each against FILE; pass the rest on.
+
+    ``key`` gives an item's value as the file would hold it (its input, or its url).
+    """
     seen = 0
     async for item in items:
         if seen < count:
             recorded = next(expected, None)
-            if recorded is not None and recorded != item.input:
+            if recorded != key(item):
+                shown = redact_text(repr(key(item)))
                 raise ResumeError(
                     f"input changed since {path} was written: item {item.index} is "
-                    f"{item.input!r} but the file has {recorded!r}; use a new output file"
+                    f"{shown} but the file has {redact_text(repr(recorded))}; "
+                    "use a new output file"
                 )
             seen += 1
             continue

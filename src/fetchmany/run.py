@@ -31,12 +31,12 @@ from fetchmany.options import FetchOptions
 from fetchmany.policy import plan_request
 from fetchmany.progress import Display
 from fetchmany.records import Record
-from fetchmany.resume import ResumePoint, recorded_inputs, skip_recorded
+from fetchmany.resume import ResumePoint, key_field, recorded_keys, skip_recorded
 from fetchmany.rows import InputFormat
 from fetchmany.sources import Item, count_items, items_from, read_items
 from fetchmany.stats import RunStats
 from fetchmany.templates import RequestTemplate
-from fetchmany.writers import OutputFormat, RecordWriter
+from fetchmany.writers import OutputFormat, RecordWriter, neutralise_formula
 
 
 async def fetch_batches(
@@ -104,6 +104,14 @@ class Resume:
     format: OutputFormat
     fields: tuple[str, ...]
     point: ResumePoint
+    csv_safe: bool = False
+
+    def key(self, item: Item) -> str | None:
+        """The item's value as the file holds it, to compare with the recorded one."""
+        value = item.input if key_field(self.fields) == "input" else item.url
+        if value is not None and self.csv_safe and self.format is OutputFormat.CSV:
+            value = neutralise_formula(value)
+        return value
 
 
 @dataclass
@@ -222,8 +230,8 @@ async def run_job(job: Job) -> Outcome:
         items: AsyncIterable[Item] = read_items(job.inputs, job.request, job.input_format)
         if resume is not None and skipped:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
-            recorded = recorded_inputs(resume.path, resume.format, resume.fields)
-            items = skip_recorded(items, recorded, skipped, resume.path)
+            recorded = recorded_keys(resume.path, resume.format, resume.fields)
+            items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
         async with aclosing(fetch_batches(items, job.options, interruption.watch)) as batches:
             async for batch in batches:
                 stats.add(batch)
