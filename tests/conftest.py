@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import os
 import random
 import shutil
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -394,3 +395,88 @@ def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 60) -> CliR
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+class RawServer:
+    """Answers each request with bytes chosen per path, written to the socket as they are:
+    for what aiohttp's server will not send (non-ASCII header bytes, lying lengths).
+
+    ``routes`` maps a request path (with query) to the whole raw response.
+    """
+
+    def __init__(self, routes: dict[str, bytes]) -> None:
+        self.routes = routes
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("raw server did not start")
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._start())
+        self.loop.run_forever()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, HOST, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            path = request.split(b" ", 2)[1].decode("latin-1")
+            writer.write(
+                self.routes.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def close(self) -> None:
+        async def stop() -> None:
+            assert self._server is not None
+            self._server.close()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(stop()))
+        self._thread.join(10)
+
+
+def raw_response(
+    body: bytes = b"", headers: tuple[bytes, ...] = (), status: bytes = b"200 OK"
+) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection; Content-Length from the body
+    unless ``headers`` give one."""
+    lines = [b"HTTP/1.1 " + status, b"Connection: close", *headers]
+    if not any(h.lower().startswith(b"content-length:") for h in headers):
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[dict[str, bytes]], RawServer]]:
+    """Start raw servers for a test: ``raw_server({"/path": raw_response(...)})``."""
+    started: list[RawServer] = []
+
+    def start(routes: dict[str, bytes]) -> RawServer:
+        server = RawServer(routes)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def jsonl(data: bytes) -> list[dict[str, Any]]:
+    """Records of JSON Lines output."""
+    return [json.loads(line) for line in data.splitlines()]

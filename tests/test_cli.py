@@ -13,13 +13,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import LoopbackServer, TlsServer, fetchmany_command, run_cli
+from conftest import LoopbackServer, TlsServer, fetchmany_command, jsonl, run_cli
 
 from fetchmany.cli import cli
-
-
-def jsonl(data: bytes) -> list[dict[str, object]]:
-    return [json.loads(line) for line in data.splitlines()]
 
 
 def test_stdin_ids_with_template_stream_in_order(server: LoopbackServer) -> None:
@@ -28,7 +24,7 @@ def test_stdin_ids_with_template_stream_in_order(server: LoopbackServer) -> None
     assert result.returncode == 0, result.stderr
     records = jsonl(result.stdout)
     assert [r["index"] for r in records] == list(range(100))
-    assert [r["body"]["id"] for r in records] == [str(i) for i in range(1, 101)]  # type: ignore[index]
+    assert [r["body"]["id"] for r in records] == [str(i) for i in range(1, 101)]
     assert list(records[0]) == [
         "index", "input", "url", "ok", "status", "final_url", "content_type",
         "size", "elapsed_ms", "attempts", "error", "body",
@@ -50,7 +46,7 @@ def test_files_with_blanks_comments_and_bad_lines(server: LoopbackServer, tmp_pa
         server.url("/status/404"),
     ]
     assert [r["ok"] for r in records] == [True, False, False, False]
-    assert records[1]["error"]["kind"] == "invalid_url"  # type: ignore[index]
+    assert records[1]["error"]["kind"] == "invalid_url"
     assert records[3]["status"] == 404
     assert "Traceback" not in result.stderr
 
@@ -239,7 +235,7 @@ def test_csv_safe_neutralises_formulas(server: LoopbackServer) -> None:
 def test_tls_flags(tls_server: TlsServer) -> None:
     url = tls_server.server.url("/item?id=1").encode()
     verified = run_cli("--retries", "0", stdin=url)
-    assert jsonl(verified.stdout)[0]["error"]["kind"] == "tls"  # type: ignore[index]
+    assert jsonl(verified.stdout)[0]["error"]["kind"] == "tls"
     assert verified.returncode == 1
     assert run_cli("-k", stdin=url).returncode == 0
     assert run_cli("--ca-bundle", tls_server.ca_pem, stdin=url).returncode == 0

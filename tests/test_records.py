@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, decode_body
+from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, decode_body, valid_text
 
 
 def test_auto_parses_json_types() -> None:
@@ -68,3 +68,54 @@ def test_record_dict_has_the_documented_field_order_and_error_shape() -> None:
     ]  # fmt: skip
     assert data["error"] == {"kind": "dns", "message": "no such host"}
     assert list(record.to_dict(("url", "index"))) == ["url", "index"]
+
+
+@pytest.mark.parametrize(
+    "charset",
+    ["base64", "rot13", "zlib", "hex", "uu", "quopri", "bz2", "idna", "undefined",
+     "unicode_escape", "x-nonsense", "caf\udce9", "a\x00b", ""],
+)  # fmt: skip
+@pytest.mark.parametrize("mode", [BodyMode.AUTO, BodyMode.TEXT])
+def test_a_charset_that_cannot_decode_text_is_a_note_not_a_crash(
+    charset: str, mode: BodyMode
+) -> None:
+    decoded = decode_body(b"caf\xc3\xa9 \xff", f"text/plain; charset={charset}", mode)
+    assert decoded.value == "café \ufffd"  # UTF-8, with replacement
+    if charset:
+        assert decoded.error is not None
+        assert decoded.error.kind is ErrorKind.INVALID_CHARSET
+        assert "UTF-8" in decoded.error.message
+        assert decoded.error.message.encode()  # valid text, even for a name with bad bytes
+
+
+def test_usable_charsets_decode_without_a_note() -> None:
+    for charset, raw in (("utf8mb4", "é".encode()), ("latin1", b"\xe9"), ("UTF-8", b"\xc3\xa9")):
+        decoded = decode_body(raw, f"text/plain; charset={charset}", BodyMode.TEXT)
+        assert (decoded.value, decoded.error) == ("é", None)
+
+
+def test_json_with_a_bad_charset_still_parses_or_keeps_its_text() -> None:
+    assert decode_body(b'{"a": 1}', "application/json; charset=base64", BodyMode.AUTO).value == {
+        "a": 1
+    }
+    broken = decode_body(b"{nope", "application/json; charset=rot13", BodyMode.AUTO)
+    assert broken.value == "{nope"
+    assert broken.error is not None
+    assert broken.error.kind is ErrorKind.INVALID_JSON
+
+
+def test_json_nested_deeper_than_can_be_written_is_kept_as_text() -> None:
+    deep = b"[" * 3000 + b"]" * 3000
+    decoded = decode_body(deep, "application/json", BodyMode.AUTO)
+    assert decoded.error is not None
+    assert decoded.error.kind is ErrorKind.INVALID_JSON
+    assert "nested deeper" in decoded.error.message
+    assert decoded.value == deep.decode()
+    fits = b"[" * 200 + b"]" * 200
+    assert decode_body(fits, "application/json", BodyMode.AUTO).error is None
+
+
+def test_valid_text_escapes_what_cannot_be_written() -> None:
+    assert valid_text("caf\udce9") == "caf\\xe9"  # a byte that was not UTF-8
+    assert valid_text("a\ud800b") == "a\\ud800b"  # a lone surrogate from JSON
+    assert valid_text("plain é") == "plain é"

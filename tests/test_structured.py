@@ -9,11 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import LoopbackServer, run_cli
-
-
-def jsonl(data: bytes) -> list[dict[str, object]]:
-    return [json.loads(line) for line in data.splitlines()]
+from conftest import LoopbackServer, jsonl, run_cli
 
 
 def test_csv_rows_fill_named_placeholders(server: LoopbackServer, tmp_path: Path) -> None:
@@ -25,11 +21,11 @@ def test_csv_rows_fill_named_placeholders(server: LoopbackServer, tmp_path: Path
     result = run_cli("-t", server.url("/echo?o={owner}&n={name}"), str(rows), "-q")
     records = jsonl(result.stdout)
     assert [r["index"] for r in records] == [0, 1, 2, 3]
-    assert records[0]["body"]["query"] == {"o": "alice", "n": "tools"}  # type: ignore[index]
-    assert records[1]["body"]["query"] == {"o": "bob", "n": "multi\nline"}  # type: ignore[index]
+    assert records[0]["body"]["query"] == {"o": "alice", "n": "tools"}
+    assert records[1]["body"]["query"] == {"o": "bob", "n": "multi\nline"}
     assert records[1]["input"] == 'bob,"multi\nline"'  # the row as given
-    assert records[2]["body"]["query"] == {"o": "carol", "n": ""}  # type: ignore[index]
-    assert records[3]["body"]["query"]["o"] == "dave, jr"  # type: ignore[index]
+    assert records[2]["body"]["query"] == {"o": "carol", "n": ""}
+    assert records[3]["body"]["query"]["o"] == "dave, jr"
 
 
 def test_missing_field_is_an_invalid_record_naming_it(server: LoopbackServer) -> None:
@@ -40,12 +36,12 @@ def test_missing_field_is_an_invalid_record_naming_it(server: LoopbackServer) ->
     assert result.returncode == 1
     first, missing, typed, broken = jsonl(result.stdout)
     assert first["ok"] is True
-    assert missing["error"] == {  # type: ignore[comparison-overlap]
+    assert missing["error"] == {
         "kind": "invalid_url",
         "message": "row has no field 'name' for the template",
     }
-    assert typed["body"]["query"] == {"o": "7", "n": "true"}  # type: ignore[index]
-    assert broken["error"]["kind"] == "invalid_url"  # type: ignore[index]
+    assert typed["body"]["query"] == {"o": "7", "n": "true"}
+    assert broken["error"]["kind"] == "invalid_url"
     assert broken["input"] == "not json"
 
 
@@ -56,7 +52,7 @@ def test_input_format_is_inferred_and_rows_may_carry_a_url(
     rows.write_text(json.dumps({"url": server.url("/item?id=9")}) + "\n")
     (record,) = jsonl(run_cli(str(rows), "-q").stdout)
     assert record["ok"] is True
-    assert record["body"]["id"] == "9"  # type: ignore[index]
+    assert record["body"]["id"] == "9"
 
 
 def test_named_placeholder_with_line_input_is_a_usage_error(server: LoopbackServer) -> None:
@@ -71,7 +67,7 @@ def test_dedupe_fetches_each_url_once_but_records_every_input(server: LoopbackSe
     records = jsonl(result.stdout)
     assert [r["index"] for r in records] == [0, 1, 2, 3, 4, 5]
     assert [r["input"] for r in records] == ["1", "2", "1", "3", "2", "1"]
-    assert [r["body"]["query"]["id"] for r in records] == ["1", "2", "1", "3", "2", "1"]  # type: ignore[index]
+    assert [r["body"]["query"]["id"] for r in records] == ["1", "2", "1", "3", "2", "1"]
     assert server.state.requests == 3
     without = run_cli("-t", server.url("/echo?id={}"), "-q", stdin=ids)
     assert len(jsonl(without.stdout)) == 6
@@ -81,10 +77,10 @@ def test_dedupe_fetches_each_url_once_but_records_every_input(server: LoopbackSe
 def test_data_template_posts_form_bodies(server: LoopbackServer) -> None:
     result = run_cli("-t", server.url("/echo"), "-d", "id={}&kind=x", "-q", stdin=b"1\n2\n")
     first, second = jsonl(result.stdout)
-    assert first["body"]["method"] == "POST"  # type: ignore[index]
-    assert first["body"]["body"] == "id=1&kind=x"  # type: ignore[index]
-    assert second["body"]["body"] == "id=2&kind=x"  # type: ignore[index]
-    assert first["body"]["headers"]["Content-Type"] == "application/x-www-form-urlencoded"  # type: ignore[index]
+    assert first["body"]["method"] == "POST"
+    assert first["body"]["body"] == "id=1&kind=x"
+    assert second["body"]["body"] == "id=2&kind=x"
+    assert first["body"]["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
 
 
 def test_json_template_escapes_values(server: LoopbackServer, tmp_path: Path) -> None:
@@ -97,9 +93,9 @@ def test_json_template_escapes_values(server: LoopbackServer, tmp_path: Path) ->
     )
     (record,) = jsonl(result.stdout)
     echoed = record["body"]
-    assert echoed["method"] == "PUT"  # type: ignore[index]
-    assert json.loads(echoed["body"]) == {"name": 'say "hi" \\ bye', "tags": ["x"]}  # type: ignore[index]
-    assert echoed["headers"]["Content-Type"] == "application/json"  # type: ignore[index]
+    assert echoed["method"] == "PUT"
+    assert json.loads(echoed["body"]) == {"name": 'say "hi" \\ bye', "tags": ["x"]}
+    assert echoed["headers"]["Content-Type"] == "application/json"
 
 
 def test_json_placeholders_fill_by_where_they_stand(server: LoopbackServer) -> None:
@@ -107,7 +103,7 @@ def test_json_placeholders_fill_by_where_they_stand(server: LoopbackServer) -> N
     result = run_cli("-t", server.url("/echo"), "--json", template, "-q", stdin=b'7 "x"\n')
     assert result.returncode == 0, result.stderr
     (record,) = jsonl(result.stdout)
-    sent = json.loads(record["body"]["body"])  # type: ignore[index]
+    sent = json.loads(record["body"]["body"])
     assert sent == {"id": '7 "x"', "name": 'item 7 "x"!', "opts": {}, "lit": "{}", "n": [{}]}
 
 
@@ -180,5 +176,5 @@ def test_save_dir_keeps_the_size_cap(server: LoopbackServer, tmp_path: Path) -> 
         stdin=server.url("/big?bytes=50000").encode(),
     )  # fmt: skip
     (record,) = jsonl(result.stdout)
-    assert record["error"]["kind"] == "body_too_large"  # type: ignore[index]
+    assert record["error"]["kind"] == "body_too_large"
     assert Path(str(record["path"])).stat().st_size == 1000

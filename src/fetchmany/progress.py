@@ -4,7 +4,8 @@ Shaped like httpie's display: one small interface with a do-nothing implementati
 (progress off, or not a terminal) and a rich one. rich is imported only when a bar
 or summary is actually shown, so ``--version`` and quiet runs never pay for it.
 Everything that came from outside (inputs, URLs, error messages) is shown as plain
-text with control characters escaped: no rich markup, no terminal escape sequences.
+text with control characters escaped: no rich markup, no terminal escape sequences;
+and with the credentials in any URL masked.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING, Protocol
 
+from fetchmany.redaction import redact_text
 from fetchmany.stats import RunStats
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ def terminal_safe(text: str, limit: int = 200) -> str:
     """
     out = []
     for char in text[:limit]:
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             code = ord(char)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
@@ -175,8 +177,8 @@ def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
         )
     for sample in stats.failures:
         lines.append(
-            f"  e.g. {terminal_safe(sample.input, 120)}: {sample.outcome}: "
-            f"{terminal_safe(sample.message, 160)}"
+            f"  e.g. {terminal_safe(redact_text(sample.input), 120)}: {sample.outcome}: "
+            f"{terminal_safe(redact_text(sample.message), 160)}"
         )
     return lines
 

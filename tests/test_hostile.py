@@ -1,0 +1,323 @@
+"""The installed command in a hostile world: odd servers, closed streams, full disks, races.
+
+Each test is a defect that was found by trying (issue 8); each ends as a record or as
+one clean line with a meaningful exit status, and a previous output survives.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import resource
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import (
+    LoopbackServer,
+    RawServer,
+    fetchmany_command,
+    jsonl,
+    raw_response,
+    run_cli,
+)
+
+BAD_CHARSETS = (b"base64", b"rot13", b"zlib", b"hex", b"\xe9\xff", b"undefined", b"no-such")
+
+
+def charset_server(raw_server: Callable[[dict[str, bytes]], RawServer]) -> RawServer:
+    routes = {
+        f"/{n}": raw_response(
+            b'{"title": "caf\xc3\xa9"}',
+            (b"Content-Type: application/json; charset=" + charset,),
+        )
+        for n, charset in enumerate(BAD_CHARSETS)
+    }
+    routes |= {
+        f"/text{n}": raw_response(b"caf\xe9", (b"Content-Type: text/plain; charset=" + charset,))
+        for n, charset in enumerate(BAD_CHARSETS)
+    }
+    return raw_server(routes)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--body", "none"], ["--body", "text"], ["--pick", "title=title"], ["-f", "csv"]],
+)
+def test_any_charset_gives_a_record_for_every_item(
+    raw_server: Callable[[dict[str, bytes]], RawServer], args: list[str]
+) -> None:
+    server = charset_server(raw_server)
+    paths = [f"/{n}" for n in range(len(BAD_CHARSETS))]
+    paths += [f"/text{n}" for n in range(len(BAD_CHARSETS))]
+    urls = "".join(server.url(p) + "\n" for p in paths).encode()
+    result = run_cli("-q", *args, stdin=urls)
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 1), result.stderr
+    if "csv" in args:
+        rows = list(csv.DictReader(io.StringIO(result.text, newline="")))
+    else:
+        rows = jsonl(result.stdout)
+    assert len(rows) == len(paths)
+    assert all(str(row.get("status", "200")) == "200" for row in rows)
+    if args == ["--body", "text"]:
+        assert {r["error"]["kind"] for r in rows if r["error"]} == {"invalid_charset"}
+        assert rows[len(BAD_CHARSETS)]["body"] == "caf\ufffd"
+    if args == ["--pick", "title=title"]:
+        assert [r["title"] for r in rows[: len(BAD_CHARSETS)]] == ["café"] * len(BAD_CHARSETS)
+    if not args:
+        assert "\\xe9\\xff" in rows[4]["content_type"]  # the bytes escaped, not dropped
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"previous": "result"}\n')
+    bad_ca = tmp_path / "empty.pem"
+    bad_ca.write_bytes(b"")
+    result = run_cli("--ca-bundle", str(bad_ca), "-o", str(out), stdin=server.url("/").encode())
+    assert result.returncode == 2
+    assert result.stderr.startswith("fetchmany: cannot use --ca-bundle")
+    assert len(result.stderr.splitlines()) == 1
+    assert out.read_bytes() == b'{"previous": "result"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.pem", "out.jsonl"]
+
+
+def run_with_file_size_limit(
+    limit: int, *args: str, stdin: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    """Run with RLIMIT_FSIZE: writes past ``limit`` bytes fail (EFBIG) the way they do on
+    a full disk (ENOSPC), without needing a small filesystem."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [*fetchmany_command(), *args],
+        input=stdin,
+        capture_output=True,
+        preexec_fn=cap,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_full_disk_keeps_the_previous_file_and_says_why(
+    server: LoopbackServer, tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / f"out.{fmt}"
+    out.write_bytes(b"previous\n")
+    ids = "".join(f"{i}\n" for i in range(300)).encode()
+    proc = run_with_file_size_limit(
+        8000, "-t", server.url("/item?id={}"), "-o", str(out), "-q", stdin=ids
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == f"fetchmany: cannot write {out}: File too large\n"
+    assert out.read_bytes() == b"previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_full_disk_during_resume_leaves_a_valid_prefix_to_resume(
+    server: LoopbackServer, tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / f"out.{fmt}"
+    ids = "".join(f"{i}\n" for i in range(300)).encode()
+    args = ("-t", server.url("/item?id={}"), "-o", str(out), "-q", "--resume")
+    proc = run_with_file_size_limit(8000, *args, stdin=ids)
+    assert proc.returncode == 1
+    assert b"File too large" in proc.stderr
+    kept = read_records(out, fmt)  # parses: whole records only, a JSON array closed
+    assert 0 < len(kept) < 300
+    assert [int(r["index"]) for r in kept] == list(range(len(kept)))
+    again = run_cli(*args, stdin=ids)
+    assert again.returncode == 0, again.stderr
+    assert [int(r["index"]) for r in read_records(out, fmt)] == list(range(300))
+
+
+def read_records(path: Path, fmt: str) -> list[dict[str, object]]:
+    text = path.read_text()
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines()]
+    if fmt == "json":
+        return list(json.loads(text))
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("/dev/full", "fetchmany: cannot write /dev/full: No space left on device"),
+        ("/proc/version", "fetchmany: cannot write /proc/version: Input/output error"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_request(
+    server: LoopbackServer, output: str, message: str
+) -> None:
+    result = run_cli("-o", output, stdin=server.url("/item?id=1").encode())
+    assert (result.returncode, result.stderr.strip()) == (2, message)
+    assert server.state.requests == 0
+
+
+def run_with_closed(fd: int, *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    """Run with standard descriptor ``fd`` closed, as ``>&-`` or ``2>&-`` leave it."""
+    return subprocess.run(
+        [*fetchmany_command(), *args],
+        input=stdin,
+        stdout=subprocess.PIPE if fd != 1 else None,
+        stderr=subprocess.PIPE if fd != 2 else None,
+        preexec_fn=lambda: os.close(fd),
+        check=False,
+        timeout=60,
+    )
+
+
+def test_a_closed_stdout_is_a_usage_error(server: LoopbackServer) -> None:
+    proc = run_with_closed(1, stdin=server.url("/item?id=1").encode())
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == "fetchmany: stdout is closed; give --output FILE\n"
+    assert server.state.requests == 0
+
+
+def test_a_closed_stdout_does_not_stop_a_run_to_a_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    proc = run_with_closed(1, "-o", str(out), stdin=server.url("/item?id=1").encode())
+    assert proc.returncode == 0
+    assert jsonl(out.read_bytes())[0]["ok"] is True
+
+
+def test_a_closed_stderr_still_writes_every_record(server: LoopbackServer) -> None:
+    urls = "".join(server.url(f"/item?id={i}") + "\n" for i in range(20)).encode()
+    proc = run_with_closed(2, "--progress", stdin=urls + b"not a url\n")
+    assert proc.returncode == 1  # the invalid line
+    assert [r["index"] for r in jsonl(proc.stdout)] == list(range(21))
+
+
+def test_two_runs_on_one_output_do_not_interleave(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    server.hang_from(5, signal_when_hung=1)
+    first = subprocess.Popen(
+        [*fetchmany_command(), "-t", server.url("/maybe-hang?id={}"), "-o", str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert first.stdin is not None
+    first.stdin.write(b"".join(b"%d\n" % i for i in range(7)))
+    first.stdin.close()
+    assert server.state.hung_signal.wait(20)
+    for extra in ([], ["--resume"]):
+        second = run_cli("-t", server.url("/item?id={}"), "-o", str(out), *extra, stdin=b"9\n")
+        assert second.returncode == 2
+        assert "being written by another fetchmany run" in second.stderr
+    server.stop_hanging()
+    assert first.wait(30) == 0
+    assert [r["input"] for r in jsonl(out.read_bytes())] == [str(i) for i in range(7)]
+    first.stdout.close()  # type: ignore[union-attr]
+    first.stderr.close()  # type: ignore[union-attr]
+
+
+def test_a_second_run_after_the_first_ends_may_write_the_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    assert run_cli("-t", server.url("/item?id={}"), "-o", str(out), stdin=b"1\n").returncode == 0
+    assert run_cli("-t", server.url("/item?id={}"), "-o", str(out), stdin=b"2\n").returncode == 0
+    assert [r["input"] for r in jsonl(out.read_bytes())] == ["2"]
+
+
+def test_an_input_file_is_never_the_output(server: LoopbackServer, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b"1\n2\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(ids)
+    for output in (ids, link):
+        result = run_cli(str(ids), "-t", server.url("/item?id={}"), "-o", str(output))
+        assert result.returncode == 2
+        assert "is also an input" in result.stderr
+    assert ids.read_bytes() == b"1\n2\n"
+
+
+def test_dash_as_output_means_stdout(server: LoopbackServer, tmp_path: Path) -> None:
+    result = run_cli("-o", "-", "-q", stdin=server.url("/item?id=1").encode())
+    assert result.returncode == 0
+    assert jsonl(result.stdout)[0]["ok"] is True
+    assert not Path("-").exists()
+
+
+def test_a_url_password_is_never_printed_and_redacted_in_records(
+    server: LoopbackServer,
+) -> None:
+    secret = server.url("/status/500").replace("http://", "http://alice:s3cret@")
+    token = server.url("/redirect-to?url=").replace("http://", "http://TOKEN123@")
+    target = server.url("/item?id=1").replace("http://", "http://bob:hunter2@")
+    result = run_cli("--retries", "0", stdin=f"{secret}\n{token}{target}\n".encode())
+    assert "s3cret" not in result.stderr
+    assert "TOKEN123" not in result.stderr
+    assert "alice:****@" in result.stderr  # the failure is still shown
+    first, second = jsonl(result.stdout)
+    assert first["input"] == secret  # what the user gave, on the user's stdout
+    assert first["url"] == secret.replace("s3cret", "****")
+    assert "TOKEN123" not in second["url"] and "****@" in second["url"]
+    assert "hunter2" not in second["url"]
+    assert "hunter2" not in second["final_url"]
+    assert second["ok"] is True
+
+
+def test_an_invalid_url_with_a_password_is_redacted_too() -> None:
+    result = run_cli(stdin=b"http://user:pa55@exa mple.test:99999/\n")
+    (record,) = jsonl(result.stdout)
+    assert "pa55" not in record["url"]
+    assert "pa55" not in result.stderr
+    assert "pa55" in record["input"]
+
+
+def test_a_limit_above_the_open_file_limit_is_capped_with_a_note(
+    server: LoopbackServer,
+) -> None:
+    def low_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    urls = "".join(server.url(f"/item?id={i}&max_ms=50") + "\n" for i in range(400)).encode()
+    proc = subprocess.run(
+        [*fetchmany_command(), "--limit", "1000"],
+        input=urls,
+        capture_output=True,
+        preexec_fn=low_files,
+        check=False,
+        timeout=60,
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "--limit 1000 needs more open files than this process may have; using --limit 136" in (
+        stderr
+    )
+    records = jsonl(proc.stdout)
+    assert len(records) == 400
+    assert all(r["ok"] for r in records)  # no 'Too many open files' connect errors
+
+
+def test_the_soft_open_file_limit_is_raised_for_a_high_limit(server: LoopbackServer) -> None:
+    def low_soft() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 4096))
+
+    urls = "".join(server.url(f"/item?id={i}&max_ms=100") + "\n" for i in range(600)).encode()
+    proc = subprocess.run(
+        [*fetchmany_command(), "--limit", "500", "-q"],
+        input=urls,
+        capture_output=True,
+        preexec_fn=low_soft,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""  # no cap was needed: the soft limit went up instead
+    assert all(r["ok"] for r in jsonl(proc.stdout))
+    assert server.state.max_in_flight > 100  # beyond the soft limit it started with
