@@ -134,3 +134,96 @@ def test_resume_continues_after_a_crash_of_a_resumable_run(
     result = run_cli("-t", server.url("/maybe-hang?id={}"), "-o", str(out), "--resume", stdin=ids)
     assert result.returncode == 0, result.stderr
     assert indices(out, "jsonl") == list(range(N))
+
+
+def test_resume_refuses_a_file_in_another_format(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    template = server.url("/item?id={}")
+    assert run_cli("-t", template, "-o", str(out), stdin=b"1\n2\n").returncode == 0
+    before = out.read_bytes()
+    for fmt in ("csv", "json"):
+        result = run_cli("-t", template, "-o", str(out), "-f", fmt, "--resume", stdin=b"1\n2\n3\n")
+        assert result.returncode == 2
+        assert "holds JSON Lines" in result.stderr
+        assert "-f jsonl" in result.stderr
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"null\n", b"[1,2]\n", b"1\n2\n3\n", b'"text"\n', b"garbage\n", b"{}\nnot json\n"],
+)
+def test_resume_refuses_a_file_that_is_not_records(tmp_path: Path, content: bytes) -> None:
+    out = tmp_path / "results.jsonl"
+    out.write_bytes(content)
+    result = run_cli("-o", str(out), "--resume", stdin=b"http://127.0.0.1:1/\n")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert out.read_bytes() == content
+
+
+def test_resume_refuses_records_out_of_order(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    template = server.url("/item?id={}")
+    run_cli("-t", template, "-o", str(out), stdin=b"1\n1\n")
+    records = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(reversed(records)))  # as --unordered may have written them
+    result = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n1\n")
+    assert result.returncode == 2
+    assert "not the in-order output" in result.stderr
+
+
+def test_resume_needs_a_field_to_check_the_inputs_by(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.csv"
+    template = server.url("/item?id={}")
+    args = ("-t", template, "-o", str(out), "--fields", "status,ok")
+    assert run_cli(*args, stdin=b"1\n2\n").returncode == 0
+    before = out.read_bytes()
+    result = run_cli(*args, "--resume", stdin=b"7\n8\n9\n")
+    assert result.returncode == 2
+    assert "neither input nor url" in result.stderr
+    assert out.read_bytes() == before
+
+    by_url = ("-t", template, "-o", str(out), "--fields", "url,status")
+    out.unlink()
+    assert run_cli(*by_url, stdin=b"1\n2\n").returncode == 0
+    assert run_cli(*by_url, "--resume", stdin=b"7\n8\n9\n").returncode == 2  # other URLs
+    assert run_cli(*by_url, "--resume", stdin=b"1\n2\n3\n").returncode == 0
+    assert [row["url"].rsplit("=", 1)[1] for row in csv.DictReader(out.open())] == ["1", "2", "3"]
+
+
+def test_resume_of_csv_safe_output_compares_what_it_wrote(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.csv"
+    args = ("-t", server.url("/item?id={}"), "-o", str(out), "--csv-safe")
+    assert run_cli(*args, stdin=b"-1\n=2\n").returncode == 0
+    again = run_cli(*args, "--resume", stdin=b"-1\n=2\n+3\n")
+    assert again.returncode == 0, again.stderr
+    assert [row["input"] for row in csv.DictReader(out.open())] == ["'-1", "'=2", "'+3"]
+
+
+def test_a_broken_row_inside_a_csv_is_not_taken_for_a_torn_end(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.csv"
+    args = ("-t", server.url("/item?id={}"), "-o", str(out), "--fields", "index,input,status")
+    assert run_cli(*args, stdin=b"1\n2\n3\n").returncode == 0
+    lines = out.read_bytes().splitlines(keepends=True)
+    lines[2] = b'1,"2,200\r\n'  # an unclosed quote, with whole rows after it
+    out.write_bytes(b"".join(lines))
+    before = out.read_bytes()
+    result = run_cli(*args, "--resume", stdin=b"1\n2\n3\n4\n")
+    assert result.returncode == 2
+    assert out.read_bytes() == before
+
+
+def test_the_resume_note_counts_in_words(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    args = ("-t", server.url("/item?id={}"), "-o", str(out))
+    run_cli(*args, stdin=b"1\n")
+    assert "Resuming: 1 record already in" in run_cli(*args, "--resume", stdin=b"1\n2\n").stderr
+    assert "Resuming: 2 records already in" in run_cli(*args, "--resume", stdin=b"1\n2\n").stderr

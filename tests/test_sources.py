@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from fetchmany.policy import plan_request
 from fetchmany.records import ErrorKind
+from fetchmany.rows import InputError, InputFormat
 from fetchmany.sources import (
     _QUEUED_CHUNKS,
     LineFeed,
@@ -151,3 +154,88 @@ async def test_library_items_keep_every_value_including_blank() -> None:
     assert [i.index for i in items] == [0, 1, 2]
     assert items[1].error is not None
     assert items[2].error is not None
+
+
+@pytest.mark.parametrize(
+    ("input_format", "content", "expected"),
+    [
+        (InputFormat.LINES, b"\xef\xbb\xbf1\n2\n", ["1", "2"]),
+        (InputFormat.CSV, b"\xef\xbb\xbfid,name\r\n1,a\r\n", ["1,a"]),
+        (InputFormat.JSONL, b'\xef\xbb\xbf{"id": "1"}\n', ['{"id": "1"}']),
+        (InputFormat.LINES, b"\xef\xbb\xbf", []),
+        (InputFormat.LINES, b"1\n\xef\xbb\xbf2\n", ["1", "\ufeff2"]),  # only at the start
+    ],
+)
+async def test_a_leading_byte_order_mark_is_ignored(
+    tmp_path: Path, input_format: InputFormat, content: bytes, expected: list[str]
+) -> None:
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    request = RequestTemplate(url_template("http://h.test/{id}"))
+    items = [i async for i in read_items([str(path)], request, input_format)]
+    assert [i.input for i in items] == expected
+    assert all(i.error is None for i in items[: 1 if expected else 0])
+    if items and input_format is not InputFormat.CSV:
+        assert items[0].url == "http://h.test/1"
+    assert count_items(str(path), input_format=input_format) == len(expected)
+
+
+async def test_a_byte_order_mark_split_across_reads_is_still_found() -> None:
+    read, write = os.pipe()
+    os.set_blocking(read, True)
+
+    def produce() -> None:
+        for part in (b"\xef", b"\xbb", b"\xbf4", b"2\n"):
+            os.write(write, part)
+        os.close(write)
+
+    threading.Thread(target=produce).start()
+    feed = LineFeed([f"/dev/fd/{read}"])
+    lines = [line async for line in feed.lines()]
+    os.close(read)
+    assert lines == [b"42"]
+
+
+async def test_utf16_input_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes("1\n2\n".encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16"):
+        [i async for i in read_items([str(path)], NO_TEMPLATE)]
+
+
+async def test_comment_lines_are_skipped_in_json_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'# exported rows\n{"url": "http://h.test/1"}\n  # more\n\n')
+    items = [i async for i in read_items([str(path)], NO_TEMPLATE, InputFormat.JSONL)]
+    assert [i.url for i in items] == ["http://h.test/1"]
+    assert count_items(str(path), input_format=InputFormat.JSONL) == 1
+
+
+async def test_a_csv_header_naming_a_column_twice_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"id,name,id\n1,a,2\n")
+    with pytest.raises(InputError, match="column 'id' twice"):
+        [i async for i in read_items([str(path)], NO_TEMPLATE, InputFormat.CSV)]
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("http://h.test/a b", "http://h.test/a%20b"),
+        ("http://H.test:80/%7e?q=é", "http://h.test/~?q=%C3%A9"),
+        ("http://пример.рф/", "http://xn--e1afmkfd.xn--p1ai/"),
+    ],
+)
+def test_url_is_the_url_as_sent(text: str, sent: str) -> None:
+    item = make_item(0, text, NO_TEMPLATE)
+    assert item.target is not None
+    assert item.url == sent
+    assert item.url == str(item.target)  # what aiohttp is handed is what is recorded
+
+
+@pytest.mark.parametrize("control", ["\t", "\x00", "\x1b", "\x7f", "\r"])
+def test_a_url_with_a_control_character_is_invalid(control: str) -> None:
+    item = make_item(0, f"http://h.test/a{control}b", NO_TEMPLATE)
+    assert item.error is not None
+    assert item.error.kind is ErrorKind.INVALID_URL
+    assert "control character" in item.error.message

@@ -178,3 +178,64 @@ def test_save_dir_keeps_the_size_cap(server: LoopbackServer, tmp_path: Path) -> 
     (record,) = jsonl(result.stdout)
     assert record["error"]["kind"] == "body_too_large"
     assert Path(str(record["path"])).stat().st_size == 1000
+
+
+def test_picked_records_still_say_whether_they_failed(server: LoopbackServer) -> None:
+    urls = f"{server.url('/status/404')}\nhttp://127.0.0.1:1/\n{server.url('/item?id=3')}\n"
+    result = run_cli("--pick", "id=id", "--retries", "0", "-q", stdin=urls.encode())
+    missing, refused, found = jsonl(result.stdout)
+    assert (missing["ok"], missing["status"], missing["error"]) == (False, 404, None)
+    assert (refused["ok"], refused["status"], refused["error"]["kind"]) == (False, None, "connect")
+    assert (found["ok"], found["id"]) == (True, "3")
+    assert result.returncode == 1
+
+
+def test_options_that_would_drop_a_value_are_usage_errors(tmp_path: Path) -> None:
+    left_out = run_cli("--pick", "id=id", "--fields", "input,status", stdin=b"")
+    assert left_out.returncode == 2
+    assert "--pick id is not in --fields" in left_out.stderr
+    no_body = run_cli("--save-dir", str(tmp_path), "--fields", "input,body", stdin=b"")
+    assert no_body.returncode == 2
+    assert "records have no body" in no_body.stderr
+
+
+def test_a_csv_header_naming_a_column_twice_is_a_usage_error(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes(b"id,id\n1,2\n")
+    result = run_cli(str(rows), "-t", "http://127.0.0.1:1/{id}")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "fetchmany: the CSV header names column 'id' twice; "
+        "rename one so every column has its own name\n"
+    )
+    assert result.stdout == b""
+
+
+def test_spreadsheet_csv_with_a_byte_order_mark(server: LoopbackServer, tmp_path: Path) -> None:
+    rows = tmp_path / "export.csv"
+    rows.write_bytes(b"\xef\xbb\xbfid,name\r\n1,a\r\n2,b\r\n")
+    result = run_cli(str(rows), "-t", server.url("/item?id={id}"), "-q")
+    assert result.returncode == 0, result.stdout
+    assert [r["body"]["id"] for r in jsonl(result.stdout)] == ["1", "2"]
+
+
+def test_the_url_field_is_what_the_server_was_sent(server: LoopbackServer) -> None:
+    urls = server.url("/echo?q=a b&x=é") + "\n" + server.url("/echo?t=a\tb") + "\n"
+    result = run_cli("-q", stdin=urls.encode())
+    sent, with_tab = jsonl(result.stdout)
+    assert sent["url"].endswith(sent["body"]["raw_path"])  # the path and query as received
+    assert sent["url"].endswith("/echo?q=a+b&x=%C3%A9")  # yarl: a space in a query is +
+    assert with_tab["error"]["kind"] == "invalid_url"
+
+
+def test_form_bodies_cannot_gain_parameters_from_an_input(server: LoopbackServer) -> None:
+    result = run_cli(
+        "-t", server.url("/echo"), "-d", "user={}&role=guest", "-q", stdin=b"a&role=admin\n"
+    )
+    (record,) = jsonl(result.stdout)
+    assert record["body"]["body"] == "user=a%26role%3Dadmin&role=guest"
+    raw = run_cli(
+        "-t", server.url("/echo"), "-d", "<u>{}</u>", "-H", "Content-Type: text/xml", "-q",
+        stdin=b"a&b\n",
+    )  # fmt: skip
+    assert jsonl(raw.stdout)[0]["body"]["body"] == "<u>a&b</u>"

@@ -14,6 +14,7 @@ import click
 
 from fetchmany._version import __version__
 from fetchmany.records import FIELDS, BodyMode
+from fetchmany.redaction import redact_header
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -109,7 +110,8 @@ def _headers(
         if not sep or not name or any(c in name for c in " \t\r\n"):
             raise click.BadParameter(f"expected 'Name: value', got {value!r}")
         if any(c in content for c in "\r\n"):
-            raise click.BadParameter(f"header value may not contain a line break: {value!r}")
+            shown = f"{name}: {redact_header(name, content.strip())}"
+            raise click.BadParameter(f"header value may not contain a line break: {shown!r}")
         headers.append((name, content.strip()))
     return tuple(headers)
 

@@ -26,7 +26,7 @@ from fetchmany.options import FetchOptions
 from fetchmany.picks import apply_picks
 from fetchmany.records import ErrorKind, FetchError, Record, decode_body, valid_text
 from fetchmany.redaction import redact_text
-from fetchmany.saving import SaveDir
+from fetchmany.saving import SaveDir, SaveError
 from fetchmany.sources import Item
 
 _READ_CHUNK = 256 * 1024
@@ -76,7 +76,9 @@ def classify(exc: BaseException, options: FetchOptions) -> FetchError:
 def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]:
     message = str(exc) or type(exc).__name__
     kind: ErrorKind
-    if isinstance(exc, aiohttp.TooManyRedirects):
+    if isinstance(exc, SaveError):
+        kind = ErrorKind.SAVE
+    elif isinstance(exc, aiohttp.TooManyRedirects):
         kind = ErrorKind.TOO_MANY_REDIRECTS
         message = f"more than {options.max_redirects} redirects"
     elif isinstance(exc, aiohttp.RedirectClientError):
@@ -166,7 +168,11 @@ class Client:
         keep = bytearray() if self._options.picks else None
         truncated = False
         path = self._save.path_for(item.index, item.input, item.fields, content_type)
-        body_file = self._save.open_body()
+        try:
+            body_file = self._save.open_body()
+        except SaveError:
+            self._save.release(path)
+            raise
         try:
             while chunk := await resp.content.read(_READ_CHUNK):
                 room = cap - body_file.size
@@ -178,10 +184,11 @@ class Client:
                     keep += chunk
                 if truncated:
                     break
+            body_file.keep(path)
         except BaseException:
             body_file.discard()
+            self._save.release(path)
             raise
-        body_file.keep(path)
         saved = SavedBody(path, body_file.sha256, body_file.size)
         return saved, bytes(keep or b""), truncated
 

@@ -32,6 +32,7 @@ class ErrorKind(StrEnum):
     PROTOCOL = "protocol"
     INVALID_JSON = "invalid_json"
     INVALID_CHARSET = "invalid_charset"
+    SAVE = "save"
     UNEXPECTED = "unexpected"
 
 

@@ -142,15 +142,11 @@ def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, objec
 
 
 def _only_torn_after(stream: BinaryIO, offset: int) -> bool:
-    """Whether the bytes after ``offset`` are one unterminated row (a crash's tear),
-    possibly spread over lines inside an open quote, rather than a bad row that
-    complete rows follow."""
+    """Whether the bytes after ``offset`` can be a row torn by a crash: a write cut
+    short ends anywhere but at a row's end (CRLF), while a row that does not parse
+    and ends with CRLF was damaged otherwise, and rows after it may be whole."""
     stream.seek(offset)
-    rest = stream.read()
-    if not rest.endswith(b"\n"):
-        return True
-    # Complete lines follow: torn only if the quote opened in them never closes.
-    return rest.count(b'"') % 2 == 1
+    return not stream.read().endswith(b"\r\n")
 
 
 def _records(

@@ -9,6 +9,7 @@ that no input can write outside the directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mimetypes
 import os
@@ -62,7 +63,8 @@ class SaveDir:
 
     No two items of a run get one name: a template that can map two items to the
     same name (any that does not start with ``{index}``, which is unique) has the
-    later item's name made distinct with ``-2``, ``-3``... before the extension.
+    name of the item that finishes later made distinct with ``-2``, ``-3``... before
+    the extension; the record's ``path`` says which.
     The names of such a run are remembered, so memory grows with the files saved.
     """
 
@@ -110,21 +112,42 @@ class SaveDir:
             raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
         return path
 
+    def release(self, path: str) -> None:
+        """An attempt that saved nothing under ``path`` gives its name back, so the
+        item's retry gets the same name rather than the next free one."""
+        if self._taken is not None:
+            self._taken.discard(os.path.basename(path))
+
     def open_body(self) -> BodyFile:
         return BodyFile(self.directory)
 
 
+class SaveError(Exception):
+    """A body could not be written to its file (a full disk, permissions): the item's
+    record says so (error kind ``save``) and the run goes on."""
+
+
 class BodyFile:
-    """One body being written: a temporary file plus a running SHA-256."""
+    """One body being written: a temporary file plus a running SHA-256.
+
+    Every file operation raises ``SaveError`` rather than ``OSError``, so a disk
+    error is never taken for a network one.
+    """
 
     def __init__(self, directory: str) -> None:
-        fd, self._temp = tempfile.mkstemp(prefix=".fetchmany-", suffix=".part", dir=directory)
+        try:
+            fd, self._temp = tempfile.mkstemp(prefix=".fetchmany-", suffix=".part", dir=directory)
+        except OSError as exc:
+            raise SaveError(f"cannot create a file in {directory}: {exc.strerror}") from None
         self._stream: BinaryIO = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._stream.write(chunk)
+        try:
+            self._stream.write(chunk)
+        except OSError as exc:
+            raise SaveError(f"cannot write {self._temp}: {exc.strerror}") from None
         self._hash.update(chunk)
         self.size += len(chunk)
 
@@ -134,11 +157,15 @@ class BodyFile:
 
     def keep(self, path: str) -> None:
         """Close and move into place under its final name."""
-        self._stream.close()
-        os.chmod(self._temp, new_file_mode())
-        os.replace(self._temp, path)
+        try:
+            self._stream.close()
+            os.chmod(self._temp, new_file_mode())
+            os.replace(self._temp, path)
+        except OSError as exc:
+            raise SaveError(f"cannot write {path}: {exc.strerror}") from None
 
     def discard(self) -> None:
-        self._stream.close()
-        if os.path.exists(self._temp):
+        with contextlib.suppress(OSError):
+            self._stream.close()
+        with contextlib.suppress(OSError):
             os.unlink(self._temp)

@@ -1,0 +1,105 @@
+"""The output's life: locked for the run, replaced only when whole, untouched on failure."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from fetchmany.destination import Output, OutputBusy, OutputError
+
+
+def test_a_new_file_appears_only_on_commit(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    output = Output(str(path))
+    output.write(b"new\n")
+    assert path.read_bytes() == b"old\n"
+    output.commit()
+    assert path.read_bytes() == b"new\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_abandon_leaves_the_previous_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    output = Output(str(path))
+    output.write(b"half a rec")
+    output.abandon()
+    assert path.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_abandon_removes_a_file_the_run_created(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    output = Output(str(path))
+    assert path.exists()  # created empty, to hold the lock
+    output.abandon()
+    assert not path.exists()
+
+
+def test_a_second_output_on_the_same_file_is_refused_until_the_first_ends(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    first = Output(str(path))
+    with pytest.raises(OutputBusy, match="another fetchmany run"):
+        Output(str(path), resume=True)
+    with pytest.raises(OutputBusy):
+        Output(str(path))
+    first.write(b"1\n")
+    first.commit()
+    second = Output(str(path), resume=True)
+    second.start_at(2)
+    second.write(b"2\n")
+    second.commit()
+    assert path.read_bytes() == b"1\n2\n"
+
+
+def test_a_resumed_file_is_cut_back_to_its_last_whole_batch_and_closed(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    path.write_bytes(b'[\n{"i":0}\n]\n')
+    output = Output(str(path), resume=True)
+    output.start_at(len(b'[\n{"i":0}'))
+    output.write(b',\n{"i":1}')
+    output.mark()
+    output.write(b',\n{"i":')  # the disk filled up mid-batch
+    output.abandon(closing=b"\n]\n")
+    assert path.read_bytes() == b'[\n{"i":0},\n{"i":1}\n]\n'
+
+
+def test_a_resumed_file_is_untouched_when_nothing_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    path.write_bytes(b'[\n{"i":0}\n]\n')
+    output = Output(str(path), resume=True)
+    output.start_at(len(b'[\n{"i":0}'))
+    output.abandon(closing=b"\n]\n")
+    assert path.read_bytes() == b'[\n{"i":0}\n]\n'
+
+
+def test_devices_are_probed_before_use() -> None:
+    with pytest.raises(OutputError, match="No space left on device"):
+        Output("/dev/full")
+    output = Output("/dev/null")
+    output.write(b"x")
+    output.commit()
+    assert not stat.S_ISREG(os.stat("/dev/null").st_mode)
+
+
+def test_a_missing_directory_is_an_output_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="cannot write"):
+        Output(str(tmp_path / "missing" / "out.jsonl"))
+
+
+def test_committed_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        from fetchmany.files import new_file_mode
+
+        new_file_mode.cache_clear()
+        output = Output(str(tmp_path / "out.jsonl"))
+        output.commit()
+    finally:
+        os.umask(old)
+        new_file_mode.cache_clear()
+    assert stat.S_IMODE(os.stat(tmp_path / "out.jsonl").st_mode) == 0o640

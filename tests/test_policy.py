@@ -1,0 +1,73 @@
+"""One request policy for the CLI and the library: the same inputs send the same requests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import LoopbackServer, jsonl, run_cli
+
+from fetchmany import FetchOptions, fetch_many
+from fetchmany.policy import FORM_CONTENT_TYPE, JSON_CONTENT_TYPE, plan_request
+from fetchmany.rows import InputFormat
+from fetchmany.templates import TemplateError
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "method", "content_type"),
+    [
+        ({}, "GET", None),
+        ({"data": "a={}"}, "POST", FORM_CONTENT_TYPE),
+        ({"json": '{"a": {id}}'}, "POST", JSON_CONTENT_TYPE),
+        ({"json": '{"a": {id}}', "method": "PUT"}, "PUT", JSON_CONTENT_TYPE),
+        ({"data": "a={}", "headers": (("content-type", "text/plain"),)}, "POST", None),
+    ],
+)
+def test_method_and_content_type(kwargs: dict[str, object], method: str, content_type: str) -> None:
+    plan = plan_request(template="http://h.test/{}", **kwargs)  # type: ignore[arg-type]
+    assert (plan.method, plan.content_type) == (method, content_type)
+
+
+def test_another_content_type_inserts_form_values_raw() -> None:
+    typed = plan_request(data="<a>{}</a>", headers=(("Content-Type", "text/xml"),))
+    form = plan_request(data="a={}")
+    assert typed.templates.data is not None
+    assert form.templates.data is not None
+    assert typed.templates.data.expand({"": "x&y"}) == "<a>x&y</a>"
+    assert form.templates.data.expand({"": "x&y"}) == "a=x%26y"
+
+
+def test_checks_against_the_input_format() -> None:
+    with pytest.raises(TemplateError, match="line input only fills"):
+        plan_request(template="http://h.test/{owner}", input_format=InputFormat.LINES)
+    with pytest.raises(TemplateError, match="name the column"):
+        plan_request(template="http://h.test/{}", input_format=InputFormat.CSV)
+    with pytest.raises(TemplateError, match="not both"):
+        plan_request(data="a", json="{}")
+
+
+async def test_the_library_and_the_cli_send_identical_requests(server: LoopbackServer) -> None:
+    url = server.url("/echo?id={}")
+    body = '{"id": {id}, "name": "n {}"}'
+    ids = ["1", "a&b=c", 'q"x']
+    cli = run_cli("-t", url, "--json", body, "-q", "-H", "X-T: 1", stdin="\n".join(ids).encode())
+    assert cli.returncode == 0, cli.stderr
+    options = FetchOptions(headers=(("X-T", "1"),))
+    library = [r async for r in fetch_many(ids, options, template=url, json=body)]
+
+    def request(echo: dict[str, object]) -> tuple[object, ...]:
+        headers = echo["headers"]
+        assert isinstance(headers, dict)
+        return (
+            echo["method"],
+            echo["raw_path"],
+            json.loads(str(echo["body"])),
+            headers.get("Content-Type"),
+            headers.get("X-T"),
+        )
+
+    from_cli = [request(r["body"]) for r in jsonl(cli.stdout)]
+    from_library = [request(r.body) for r in library]
+    assert from_cli == from_library
+    assert from_cli[0][0] == "POST"
+    assert from_cli[1][2] == {"id": "a&b=c", "name": "n a&b=c"}

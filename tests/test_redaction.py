@@ -1,0 +1,38 @@
+"""Secrets the user gave stay out of what is printed and recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchmany.redaction import redact_header, redact_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http://u:p@h.test/x", "http://u:****@h.test/x"),
+        ("https://TOKEN@h.test:8/", "https://****@h.test:8/"),
+        ("see http://u:p@ss@h.test/a@b now", "see http://u:****@h.test/a@b now"),
+        ("https://medium.com/@user/post", "https://medium.com/@user/post"),
+        ("http://h.test/?mail=a@b.c", "http://h.test/?mail=a@b.c"),
+        ("no url at all a@b", "no url at all a@b"),
+        ("a http://x:1@h and https://y:2@k", "a http://x:****@h and https://y:****@k"),
+    ],
+)
+def test_credentials_in_urls_are_masked(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_secret_headers_are_masked() -> None:
+    assert redact_header("Authorization", "Bearer x") == "****"
+    assert redact_header("cookie", "a=b") == "****"
+    assert redact_header("Accept", "text/html") == "text/html"
+
+
+def test_a_rejected_secret_header_is_not_echoed() -> None:
+    from conftest import run_cli
+
+    result = run_cli("-H", "Authorization: Bearer s3cret\nX: y", stdin=b"")
+    assert result.returncode == 2
+    assert "s3cret" not in result.stderr
+    assert "Authorization: ****" in result.stderr

@@ -1,0 +1,95 @@
+"""--save-dir: names inside the directory, never two items on one file, the user's umask."""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
+
+from fetchmany.saving import SaveDir, sanitise
+
+
+def test_names_from_the_template_are_sanitised() -> None:
+    assert sanitise("../../etc/passwd") == "_.._.._etc_passwd"
+    assert sanitise(".hidden") == "_.hidden"
+    assert sanitise("a\x00b\nc") == "a_b_c"
+    assert len(sanitise("x" * 500 + ".json")) == 200
+
+
+def test_two_items_never_get_one_name(tmp_path: Path) -> None:
+    save = SaveDir(str(tmp_path), "{id}{ext}")
+    names = [save.name_for(i, "same", None, "application/json") for i in range(3)]
+    assert names == ["same.json", "same-2.json", "same-3.json"]
+    assert save.name_for(3, "same-2", None, "application/json") == "same-2-2.json"
+
+
+def test_names_that_start_with_the_index_are_unique_without_remembering(tmp_path: Path) -> None:
+    save = SaveDir(str(tmp_path))
+    assert save.name_for(7, "x", None, "text/plain") == "00000007.txt"
+    assert save._taken is None  # nothing grows with the number of files
+
+
+def test_colliding_names_become_distinct_files(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "bodies"
+    result = run_cli(
+        "--save-dir", str(out), "--save-name", "{id}{ext}", "-t", server.url("/item?id={}"),
+        "--limit", "1", "-q", "--fields", "input,path", stdin=b"a\na\nb\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    paths = [r["path"] for r in jsonl(result.stdout)]
+    assert [os.path.basename(p) for p in paths] == ["a.json", "a-2.json", "b.json"]
+    assert all(os.path.exists(p) for p in paths)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_saved_files_follow_the_umask(server: LoopbackServer, tmp_path: Path, umask: int) -> None:
+    out = tmp_path / "bodies"
+    old = os.umask(umask)
+    try:
+        result = run_cli("--save-dir", str(out), "-q", stdin=server.url("/item?id=1").encode())
+    finally:
+        os.umask(old)
+    (record,) = jsonl(result.stdout)
+    assert stat.S_IMODE(os.stat(record["path"]).st_mode) == 0o666 & ~umask
+
+
+def test_picks_work_with_save_dir(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "bodies"
+    result = run_cli(
+        "--save-dir", str(out), "--pick", "id=id", "-t", server.url("/item?id={}"), "-q",
+        stdin=b"5\n6\n",
+    )  # fmt: skip
+    records = jsonl(result.stdout)
+    assert [r["id"] for r in records] == ["5", "6"]
+    assert list(records[0]) == ["input", "id", "path", "sha256", "ok", "status", "error"]
+    assert Path(records[0]["path"]).read_bytes().startswith(b'{"id": "5"')
+
+
+def test_a_disk_error_while_saving_is_a_save_record_not_a_connect_one(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def small_files() -> None:  # writes past 50 kB fail (EFBIG), as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    out = tmp_path / "bodies"
+    proc = subprocess.run(
+        [*fetchmany_command(), "--save-dir", str(out), "-t", server.url("/big?bytes={}"), "-q"],
+        input=b"100\n200000\n300\n",
+        capture_output=True,
+        preexec_fn=small_files,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    small, big, other = jsonl(proc.stdout)
+    assert small["ok"]
+    assert other["ok"]
+    assert big["error"]["kind"] == "save"
+    assert "File too large" in big["error"]["message"]
+    assert big["attempts"] == 1  # a disk error is not retried like a network one
+    assert sorted(os.listdir(out)) == ["00000000.txt", "00000002.txt"]  # no partial file

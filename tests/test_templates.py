@@ -1,0 +1,89 @@
+"""Placeholders: encoded for where they land, so an input never changes the structure."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+import pytest
+
+from fetchmany.templates import (
+    MissingField,
+    Template,
+    TemplateError,
+    body_template,
+    quote_component,
+    raw_text,
+    url_template,
+)
+
+
+def test_double_braces_are_literal_braces_everywhere() -> None:
+    assert url_template("http://h.test/{{x}}/{}").expand({"": "7"}) == "http://h.test/{x}/7"
+    assert Template.plain("{{{}}}", raw_text).expand({"": "v"}) == "{v}"
+    assert body_template("a={{}}&b={}", as_json=False, form=True).expand({"": "1"}) == "a={}&b=1"
+
+
+def test_a_lone_brace_is_kept_as_text() -> None:
+    assert Template.plain("a{b}c{", raw_text).expand({"b": "X"}) == "aXc{"
+    assert Template.plain("x}y", raw_text).expand({}) == "x}y"
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "expected"),
+    [
+        ('{"id": {id}}', '7"x', {"id": '7"x'}),
+        ('{"name": "{}"}', 'say "hi" \\', {"name": 'say "hi" \\'}),
+        ('{"name": "item {} of {id}"}', "3", {"name": "item 3 of 3"}),
+        ('{"id": {id}, "opts": {}}', "9", {"id": "9", "opts": {}}),
+        ('{"lit": "{{}}", "esc": "a\\"{}\\""}', "v", {"lit": "{}", "esc": 'a"v"'}),
+        ('{"nested": {"a": {"b": {id}}}}', "z", {"nested": {"a": {"b": "z"}}}),
+        ('[{id}, "{}", {}]', "q", ["q", "q", {}]),
+    ],
+)
+def test_json_placeholders_are_encoded_for_where_they_stand(
+    template: str, value: str, expected: object
+) -> None:
+    compiled = body_template(template, as_json=True, form=False)
+    assert json.loads(compiled.expand({"": value, "id": value})) == expected
+
+
+def test_json_values_cannot_break_out_of_their_string() -> None:
+    compiled = body_template('{"q": "{}", "admin": false}', as_json=True, form=False)
+    hostile = '", "admin": true, "x": "'
+    assert json.loads(compiled.expand({"": hostile})) == {"q": hostile, "admin": False}
+
+
+def test_a_json_template_must_stay_json() -> None:
+    with pytest.raises(TemplateError, match="--json must be JSON"):
+        body_template('{"id": {id}', as_json=True, form=False)
+    with pytest.raises(TemplateError, match="--json must be JSON"):
+        body_template("{id} {id}", as_json=True, form=False)
+
+
+def test_form_values_are_encoded_so_an_input_is_one_value() -> None:
+    compiled = body_template("q={}&page=2", as_json=False, form=True)
+    body = compiled.expand({"": "a&admin=1 +é"})
+    assert body == "q=a%26admin%3D1+%2B%C3%A9&page=2"
+    assert parse_qs(body) == {"q": ["a&admin=1 +é"], "page": ["2"]}
+
+
+def test_raw_bodies_insert_values_as_given() -> None:
+    compiled = body_template("<q>{}</q>", as_json=False, form=False)
+    assert compiled.expand({"": "a&b=1"}) == "<q>a&b=1</q>"
+
+
+def test_a_missing_field_names_the_placeholder() -> None:
+    with pytest.raises(MissingField) as caught:
+        url_template("http://h.test/{owner}/{name}").expand({"owner": "a"})
+    assert caught.value.name == "name"
+
+
+def test_url_values_are_one_component() -> None:
+    assert quote_component("a/b?c#d e") == "a%2Fb%3Fc%23d%20e"
+    assert quote_component("\udcff") == "%FF"  # an undecodable input byte, as it was
+
+
+def test_a_body_template_file_that_is_missing_or_not_text(tmp_path: object) -> None:
+    with pytest.raises(TemplateError, match="cannot read /no/such"):
+        body_template("@/no/such", as_json=True, form=False)
