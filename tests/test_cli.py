@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import LoopbackServer, TlsServer, fetchmany_command, jsonl, run_cli
 
-from fetchmany.cli import cli
+from fetchmany.cli.command import cli
 
 
 def test_stdin_ids_with_template_stream_in_order(server: LoopbackServer) -> None:

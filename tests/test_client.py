@@ -13,12 +13,12 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from fetchmany.client import Client, classify, open_client
+from fetchmany.fetch.client import Client, classify, open_client
+from fetchmany.fetch.retry import RetryPolicy
+from fetchmany.input.sources import Item, make_item
+from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
 from fetchmany.records import ErrorKind, Record
-from fetchmany.retry import RetryPolicy
-from fetchmany.sources import Item, make_item
-from fetchmany.templates import RequestTemplate
 
 URL_A = "http://api.test/a"
 NO_RETRY = FetchOptions(retry=RetryPolicy(retries=0))
@@ -143,8 +143,8 @@ async def test_body_over_the_cap_is_cut_and_reported(mocked: aioresponses) -> No
 
 
 async def test_invalid_items_are_recorded_without_a_request(mocked: aioresponses) -> None:
-    from fetchmany.sources import make_item
-    from fetchmany.templates import RequestTemplate
+    from fetchmany.input.sources import make_item
+    from fetchmany.input.templates import RequestTemplate
 
     async with open_client(FetchOptions()) as client:
         record = await client.fetch(make_item(0, "not-a-url", RequestTemplate()))

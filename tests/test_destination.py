@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchmany.destination import Output, OutputBusy, OutputError
+from fetchmany.output.destination import Output, OutputBusy, OutputError
 
 
 def test_a_new_file_appears_only_on_commit(tmp_path: Path) -> None:

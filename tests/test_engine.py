@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fetchmany.engine import Engine
+from fetchmany.fetch.engine import Engine
+from fetchmany.input.sources import Item
 from fetchmany.records import Record
-from fetchmany.sources import Item
 
 
 def make_items(n: int) -> list[Item]:

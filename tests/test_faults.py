@@ -11,7 +11,7 @@ import pytest
 from conftest import LoopbackServer, TlsServer
 
 from fetchmany import FetchOptions, Record, fetch_many
-from fetchmany.retry import RetryPolicy
+from fetchmany.fetch.retry import RetryPolicy
 
 FAST = RetryPolicy(retries=2, backoff=0.01, max_backoff=0.05)
 NONE = RetryPolicy(retries=0)

@@ -8,9 +8,9 @@ import pytest
 from conftest import LoopbackServer, jsonl, run_cli
 
 from fetchmany import FetchOptions, fetch_many
-from fetchmany.policy import FORM_CONTENT_TYPE, JSON_CONTENT_TYPE, plan_request
-from fetchmany.rows import InputFormat
-from fetchmany.templates import TemplateError
+from fetchmany.fetch.policy import FORM_CONTENT_TYPE, JSON_CONTENT_TYPE, plan_request
+from fetchmany.input.rows import InputFormat
+from fetchmany.input.templates import TemplateError
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from email.utils import formatdate
 
 import pytest
 
+from fetchmany.fetch.retry import RetryPolicy, parse_retry_after
 from fetchmany.records import ErrorKind
-from fetchmany.retry import RetryPolicy, parse_retry_after
 
 
 def test_retry_after_in_seconds_and_as_an_http_date() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fetchmany.rows import CsvRows, InputFormat, Row, infer_input_format, jsonl_row
+from fetchmany.input.rows import CsvRows, InputFormat, Row, infer_input_format, jsonl_row
 
 
 def feed_all(lines: list[str]) -> list[Row]:

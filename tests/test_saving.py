@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
 
-from fetchmany.saving import SaveDir, sanitise
+from fetchmany.fetch.saving import SaveDir, sanitise
 
 
 def test_names_from_the_template_are_sanitised() -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fetchmany.policy import plan_request
-from fetchmany.records import ErrorKind
-from fetchmany.rows import InputError, InputFormat
-from fetchmany.sources import (
+from fetchmany.fetch.policy import plan_request
+from fetchmany.input.rows import InputError, InputFormat
+from fetchmany.input.sources import (
     _QUEUED_CHUNKS,
     LineFeed,
     count_items,
@@ -21,7 +20,8 @@ from fetchmany.sources import (
     make_item,
     read_items,
 )
-from fetchmany.templates import RequestTemplate, TemplateError, url_template
+from fetchmany.input.templates import RequestTemplate, TemplateError, url_template
+from fetchmany.records import ErrorKind
 
 NO_TEMPLATE = RequestTemplate()
 

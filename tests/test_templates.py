@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from fetchmany.templates import (
+from fetchmany.input.templates import (
     MissingField,
     Template,
     TemplateError,

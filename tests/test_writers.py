@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from fetchmany.records import ErrorKind, FetchError, Record
-from fetchmany.writers import (
+from fetchmany.output.writers import (
     Output,
     OutputFormat,
     format_for_path,
     make_writer,
 )
+from fetchmany.records import ErrorKind, FetchError, Record
 
 
 def sample_records() -> list[Record]:

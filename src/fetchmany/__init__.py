@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from fetchmany._version import __version__
 
 if TYPE_CHECKING:
+    from fetchmany.api import fetch_many
     from fetchmany.options import FetchOptions
     from fetchmany.records import BodyMode, ErrorKind, FetchError, Record
-    from fetchmany.run import fetch_many
 
 __all__ = [
     "BodyMode",
@@ -40,7 +40,7 @@ _LAZY = {
     "ErrorKind": "fetchmany.records",
     "FetchError": "fetchmany.records",
     "Record": "fetchmany.records",
-    "fetch_many": "fetchmany.run",
+    "fetch_many": "fetchmany.api",
 }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fetchmany._version import __version__
-from fetchmany.picks import Pick
+from fetchmany.fetch.picks import Pick
+from fetchmany.fetch.retry import RetryPolicy
+from fetchmany.fetch.saving import DEFAULT_NAME
 from fetchmany.records import BodyMode
 from fetchmany.redaction import redact_text
-from fetchmany.retry import RetryPolicy
-from fetchmany.saving import DEFAULT_NAME
 
 DEFAULT_USER_AGENT = f"fetchmany/{__version__}"
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import BinaryIO
 
 from fetchmany.files import new_file_mode
+from fetchmany.input.templates import MissingField, Template, raw_text
 from fetchmany.records import split_content_type
-from fetchmany.templates import MissingField, Template, raw_text
 
 DEFAULT_NAME = "{index}{ext}"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")

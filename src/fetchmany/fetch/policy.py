@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from fetchmany.rows import InputFormat
-from fetchmany.templates import (
+from fetchmany.input.rows import InputFormat
+from fetchmany.input.templates import (
     RequestTemplate,
     Template,
     TemplateError,

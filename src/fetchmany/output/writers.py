@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from fetchmany.destination import Output
+from fetchmany.output.destination import Output
 from fetchmany.records import FIELDS, Record
 
 

@@ -26,8 +26,8 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 
+from fetchmany.input.sources import Item
 from fetchmany.records import Record
-from fetchmany.sources import Item
 
 FetchFunction = Callable[[Item], Awaitable[Record]]
 _Job = tuple[Item, "asyncio.Future[Record]"]

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 
-from fetchmany.engine import Abandoned
+from fetchmany.fetch.engine import Abandoned
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}

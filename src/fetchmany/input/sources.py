@@ -21,10 +21,10 @@ from urllib.parse import quote
 
 from yarl import URL
 
+from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, jsonl_row
+from fetchmany.input.templates import MissingField, RequestTemplate
 from fetchmany.records import ErrorKind, FetchError, valid_text
 from fetchmany.redaction import redact_text
-from fetchmany.rows import CsvRows, InputError, InputFormat, Row, jsonl_row
-from fetchmany.templates import MissingField, RequestTemplate
 
 STDIN: Final = "-"
 _CHUNK: Final = 64 * 1024

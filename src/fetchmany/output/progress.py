@@ -13,8 +13,8 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING, Protocol
 
+from fetchmany.output.stats import RunStats
 from fetchmany.redaction import redact_text
-from fetchmany.stats import RunStats
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -100,7 +100,7 @@ class ProgressDisplay:
             TimeRemainingColumn,
         )
 
-        from fetchmany._progress_columns import CountColumn, RateColumn
+        from fetchmany.output._progress_columns import CountColumn, RateColumn
 
         self._progress = Progress(
             TextColumn("fetching", markup=False),

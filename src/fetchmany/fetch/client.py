@@ -21,13 +21,13 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from fetchmany.limits import Limits
+from fetchmany.fetch.limits import Limits
+from fetchmany.fetch.picks import apply_picks
+from fetchmany.fetch.saving import SaveDir, SaveError
+from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
-from fetchmany.picks import apply_picks
 from fetchmany.records import ErrorKind, FetchError, Record, decode_body, valid_text
 from fetchmany.redaction import redact_text
-from fetchmany.saving import SaveDir, SaveError
-from fetchmany.sources import Item
 
 _READ_CHUNK = 256 * 1024
 getproxies_environment = urllib_request.getproxies_environment

@@ -22,10 +22,10 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+from fetchmany.input.sources import Item
+from fetchmany.output.writers import OutputFormat, csv_header
 from fetchmany.records import FIELDS, SAVED_FIELDS
 from fetchmany.redaction import redact_text
-from fetchmany.sources import Item
-from fetchmany.writers import OutputFormat, csv_header
 
 
 class ResumeError(Exception):

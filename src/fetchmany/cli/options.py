@@ -57,7 +57,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
-    from fetchmany.limits import parse_rate
+    from fetchmany.fetch.limits import parse_rate
 
     try:
         return parse_rate(value)
@@ -78,7 +78,7 @@ def _statuses(ctx: click.Context, param: click.Parameter, value: str) -> frozens
 
 
 def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Any, ...]:
-    from fetchmany.picks import parse_pick
+    from fetchmany.fetch.picks import parse_pick
 
     picks = []
     for value in values:

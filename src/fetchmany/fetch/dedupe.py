@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 from yarl import URL
 
-from fetchmany.engine import Abandoned
+from fetchmany.fetch.engine import Abandoned
+from fetchmany.input.sources import Item
 from fetchmany.records import Record
-from fetchmany.sources import Item
 
 
 class Deduplicator:

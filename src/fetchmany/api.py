@@ -23,20 +23,20 @@ from collections.abc import (
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from fetchmany.client import open_client
-from fetchmany.dedupe import Deduplicator
-from fetchmany.destination import OutputClosed
-from fetchmany.engine import Engine, FetchFunction
+from fetchmany.fetch.client import open_client
+from fetchmany.fetch.dedupe import Deduplicator
+from fetchmany.fetch.engine import Engine, FetchFunction
+from fetchmany.fetch.policy import plan_request
+from fetchmany.input.rows import InputFormat
+from fetchmany.input.sources import Item, count_items, items_from, read_items
+from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
-from fetchmany.policy import plan_request
-from fetchmany.progress import Display
+from fetchmany.output.destination import OutputClosed
+from fetchmany.output.progress import Display
+from fetchmany.output.resume import ResumePoint, key_field, recorded_keys, skip_recorded
+from fetchmany.output.stats import RunStats
+from fetchmany.output.writers import OutputFormat, RecordWriter, neutralise_formula
 from fetchmany.records import Record
-from fetchmany.resume import ResumePoint, key_field, recorded_keys, skip_recorded
-from fetchmany.rows import InputFormat
-from fetchmany.sources import Item, count_items, items_from, read_items
-from fetchmany.stats import RunStats
-from fetchmany.templates import RequestTemplate
-from fetchmany.writers import OutputFormat, RecordWriter, neutralise_formula
 
 
 async def fetch_batches(

@@ -18,19 +18,19 @@ import click
 from click.core import ParameterSource
 
 from fetchmany._version import __version__
-from fetchmany.cli_options import GroupedCommand, apply_options
+from fetchmany.cli.options import GroupedCommand, apply_options
 from fetchmany.records import BodyMode
 
 if TYPE_CHECKING:
     import asyncio
 
+    from fetchmany.api import Job, Outcome
+    from fetchmany.fetch.policy import RequestPlan
+    from fetchmany.input.rows import InputFormat
+    from fetchmany.input.templates import RequestTemplate
     from fetchmany.options import FetchOptions
-    from fetchmany.policy import RequestPlan
-    from fetchmany.progress import Display
-    from fetchmany.rows import InputFormat
-    from fetchmany.run import Job, Outcome
-    from fetchmany.templates import RequestTemplate
-    from fetchmany.writers import OutputFormat
+    from fetchmany.output.progress import Display
+    from fetchmany.output.writers import OutputFormat
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -82,8 +82,8 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     with # are skipped. Records go to stdout (or --output) as JSON Lines, a JSON
     array or CSV; progress and the summary go to stderr.
     """
-    from fetchmany.progress import make_console, make_display, print_summary
-    from fetchmany.writers import OutputFormat, format_for_path
+    from fetchmany.output.progress import make_console, make_display, print_summary
+    from fetchmany.output.writers import OutputFormat, format_for_path
 
     ctx = click.get_current_context()
     output: str | None = params["output"]
@@ -142,7 +142,7 @@ def _stdin_is_terminal() -> bool:
 
 
 def input_format_of(inputs: tuple[str, ...], params: dict[str, Any]) -> InputFormat:
-    from fetchmany.rows import InputFormat, infer_input_format
+    from fetchmany.input.rows import InputFormat, infer_input_format
 
     chosen: str | None = params["input_format"]
     return InputFormat(chosen.lower()) if chosen else infer_input_format(inputs)
@@ -152,8 +152,8 @@ def build_plan(
     params: dict[str, Any], input_format: InputFormat, method_given: bool
 ) -> RequestPlan:
     """Templates, method and content type, by the same policy the library uses."""
-    from fetchmany.policy import plan_request
-    from fetchmany.templates import TemplateError
+    from fetchmany.fetch.policy import plan_request
+    from fetchmany.input.templates import TemplateError
 
     try:
         return plan_request(
@@ -209,8 +209,8 @@ def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...
 
 def build_options(params: dict[str, Any], plan: RequestPlan) -> FetchOptions:
     """The library's options from parsed CLI values; invalid combinations are usage errors."""
+    from fetchmany.fetch.retry import RetryPolicy
     from fetchmany.options import FetchOptions
-    from fetchmany.retry import RetryPolicy
 
     try:
         return FetchOptions(
@@ -262,7 +262,7 @@ def check_output_is_not_an_input(output: str | None, inputs: tuple[str, ...]) ->
 def check_setup(options: FetchOptions) -> None:
     """What would otherwise fail at the first request (a CA bundle with no certificate,
     a broken .netrc, a --save-dir that cannot be made) fails here, as a usage error."""
-    from fetchmany.client import SetupError, check_session_setup
+    from fetchmany.fetch.client import SetupError, check_session_setup
 
     try:
         check_session_setup(options)
@@ -276,7 +276,7 @@ def check_setup(options: FetchOptions) -> None:
 
 
 def fit_open_files(options: FetchOptions) -> int:
-    from fetchmany.limits import fit_open_file_limit
+    from fetchmany.fetch.limits import fit_open_file_limit
 
     per_request = 2 if options.save_dir is not None else 1  # a socket, and a body file
     return fit_open_file_limit(options.limit, per_request)
@@ -296,10 +296,10 @@ def build_job(
     The output is opened last, after every other check, so a usage error leaves no
     trace; if reading a file to resume then fails, the output is released untouched.
     """
-    from fetchmany.destination import Output, OutputClosed, OutputError
-    from fetchmany.resume import ResumeError, scan
-    from fetchmany.run import Job, Resume
-    from fetchmany.writers import make_writer
+    from fetchmany.api import Job, Resume
+    from fetchmany.output.destination import Output, OutputClosed, OutputError
+    from fetchmany.output.resume import ResumeError, scan
+    from fetchmany.output.writers import make_writer
 
     path: str | None = params["output"]
     fields: tuple[str, ...] = params["fields"]
@@ -335,10 +335,10 @@ class RunFailed(click.ClickException):
 def _run(job: Job, use_uvloop: bool) -> Outcome:
     import asyncio
 
-    from fetchmany.destination import OutputError
-    from fetchmany.resume import ResumeError
-    from fetchmany.rows import InputError
-    from fetchmany.run import run_job
+    from fetchmany.api import run_job
+    from fetchmany.input.rows import InputError
+    from fetchmany.output.destination import OutputError
+    from fetchmany.output.resume import ResumeError
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:

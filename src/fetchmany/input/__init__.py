@@ -1,0 +1,1 @@
+"""Input: lazy lines and rows from files or stdin, turned into items by the templates."""
