@@ -1,41 +1,21 @@
-"""A whole run, items → engine → records: the library's ``fetch_many`` and the CLI's ``run_job``.
+"""The library path: ``fetch_many`` and ``fetch_batches``, items in, records out.
 
-``run_job`` owns the things that exist once per run — the session, the engine,
-the writer, the display and the signal handlers — and guarantees that however
-the run ends (done, Ctrl-C, SIGTERM, a closed pipe) the output is closed validly.
+No click, no rich: this is what ``from fetchmany import fetch_many`` runs. The
+command line (``cli/run.py``) drives the same ``fetch_batches``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import signal
-import threading
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    Callable,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
 
 from fetchmany.fetch.client import open_client
 from fetchmany.fetch.dedupe import Deduplicator
 from fetchmany.fetch.engine import Engine, FetchFunction
 from fetchmany.fetch.policy import plan_request
-from fetchmany.input.rows import InputFormat
-from fetchmany.input.sources import Item, count_items, items_from, read_items
-from fetchmany.input.templates import RequestTemplate
+from fetchmany.input.sources import Item, items_from
 from fetchmany.options import FetchOptions
-from fetchmany.output.destination import OutputClosed
-from fetchmany.output.progress import Display
-from fetchmany.output.resume import ResumePoint, key_field, recorded_keys, skip_recorded
-from fetchmany.output.stats import RunStats
-from fetchmany.output.writers import OutputFormat, RecordWriter, neutralise_formula
 from fetchmany.records import Record
 
 
@@ -94,172 +74,3 @@ async def fetch_many(
         async for batch in batches:
             for record in batch:
                 yield record
-
-
-@dataclass(frozen=True)
-class Resume:
-    """An output file being continued: its records so far and how to read them back."""
-
-    path: str
-    format: OutputFormat
-    fields: tuple[str, ...]
-    point: ResumePoint
-    csv_safe: bool = False
-
-    def key(self, item: Item) -> str | None:
-        """The item's value as the file holds it, to compare with the recorded one."""
-        value = item.input if key_field(self.fields) == "input" else item.url
-        if value is not None and self.csv_safe and self.format is OutputFormat.CSV:
-            value = neutralise_formula(value)
-        return value
-
-
-@dataclass
-class Job:
-    """A CLI run, fully parsed and validated."""
-
-    inputs: Sequence[str]
-    request: RequestTemplate
-    options: FetchOptions
-    writer: RecordWriter
-    display: Display
-    resume: Resume | None = None
-    grace: float = 2.0
-    """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
-    input_format: InputFormat = InputFormat.LINES
-
-
-@dataclass
-class Outcome:
-    """How a run ended; the CLI turns it into an exit status."""
-
-    stats: RunStats
-    signal: int | None = None
-    broken_pipe: bool = False
-
-
-class _Interruption:
-    """First signal: stop starting work, let in-flight requests finish for a grace
-    period, then cancel them. Second signal: cancel at once. Output is closed
-    validly either way by ``run_job``."""
-
-    def __init__(self, display: Display, grace: float) -> None:
-        self.signal: int | None = None
-        self._display = display
-        self._grace = grace
-        self._engines: list[Engine] = []
-        self._loop = asyncio.get_running_loop()
-
-    def watch(self, engine: Engine) -> None:
-        """Make ``engine`` obey signals, including one that came before it existed."""
-        self._engines.append(engine)
-        if self.signal is not None:
-            engine.stop()
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def uninstall(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.remove_signal_handler(sig)
-
-    def _on_signal(self, sig: int) -> None:
-        if self.signal is not None:
-            self._abort()
-            return
-        self.signal = sig
-        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
-        self._display.note(
-            f"{name}: starting no new requests; waiting up to {self._grace:g}s for those in "
-            "flight (Ctrl-C again to stop now)"
-        )
-        for engine in self._engines:
-            engine.stop()
-        self._loop.call_later(self._grace, self._abort)
-
-    def _abort(self) -> None:
-        for engine in self._engines:
-            engine.abort()
-
-
-def _count_total(
-    inputs: Sequence[str],
-    display: Display,
-    stop: threading.Event,
-    skipped: int,
-    input_format: InputFormat,
-) -> None:
-    """Count items of regular files in a daemon thread and give the display its total."""
-    loop = asyncio.get_running_loop()
-
-    def count() -> None:
-        total = 0
-        for path in inputs:
-            n = count_items(path, stop, input_format)
-            if n is None:
-                return
-            total += n
-        if not stop.is_set():
-            with contextlib.suppress(RuntimeError):  # the run ended first
-                loop.call_soon_threadsafe(display.set_total, max(0, total - skipped))
-
-    threading.Thread(target=count, name="fetchmany-count", daemon=True).start()
-
-
-async def run_job(job: Job) -> Outcome:
-    """Run a CLI job to the end and leave its output right, however it ends.
-
-    Done, or interrupted (Ctrl-C, SIGTERM, the reader of stdout gone): the output
-    holds every record completed in order, as a valid document. Failed (an error
-    raised out of the run, such as ``OutputError`` for a full disk): the previous
-    output is left as it was, and the error propagates for the CLI to report.
-    """
-    stats = RunStats()
-    outcome = Outcome(stats)
-    interruption = _Interruption(job.display, job.grace)
-    counting_stop = threading.Event()
-    resume = job.resume
-    skipped = resume.point.records if resume else 0
-    writer = job.writer
-    failed = True
-    job.display.start(None)
-    try:
-        _count_total(job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format)
-        interruption.install()
-        items: AsyncIterable[Item] = read_items(job.inputs, job.request, job.input_format)
-        if resume is not None and skipped:
-            job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
-            recorded = recorded_keys(resume.path, resume.format, resume.fields)
-            items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
-        async with aclosing(fetch_batches(items, job.options, interruption.watch)) as batches:
-            async for batch in batches:
-                stats.add(batch)
-                job.display.update(stats)
-                try:
-                    writer.write(batch)
-                except OutputClosed:
-                    outcome.broken_pipe = True
-                    break
-        failed = False
-    finally:
-        counting_stop.set()
-        interruption.uninstall()
-        stats.finish()
-        job.display.update(stats)
-        job.display.stop()
-        outcome.signal = interruption.signal
-        if failed:
-            writer.abandon()
-        elif outcome.broken_pipe:
-            writer.output.abandon()  # nobody reads it any more: nothing to finish
-        else:
-            try:
-                writer.close()
-            except OutputClosed:
-                outcome.broken_pipe = True
-    return outcome
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

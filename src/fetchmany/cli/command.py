@@ -24,7 +24,7 @@ from fetchmany.records import BodyMode
 if TYPE_CHECKING:
     import asyncio
 
-    from fetchmany.api import Job, Outcome
+    from fetchmany.cli.run import Job, Outcome
     from fetchmany.fetch.policy import RequestPlan
     from fetchmany.input.rows import InputFormat
     from fetchmany.input.templates import RequestTemplate
@@ -296,7 +296,7 @@ def build_job(
     The output is opened last, after every other check, so a usage error leaves no
     trace; if reading a file to resume then fails, the output is released untouched.
     """
-    from fetchmany.api import Job, Resume
+    from fetchmany.cli.run import Job, Resume
     from fetchmany.output.destination import Output, OutputClosed, OutputError
     from fetchmany.output.resume import ResumeError, scan
     from fetchmany.output.writers import make_writer
@@ -335,7 +335,7 @@ class RunFailed(click.ClickException):
 def _run(job: Job, use_uvloop: bool) -> Outcome:
     import asyncio
 
-    from fetchmany.api import run_job
+    from fetchmany.cli.run import run_job
     from fetchmany.input.rows import InputError
     from fetchmany.output.destination import OutputError
     from fetchmany.output.resume import ResumeError
