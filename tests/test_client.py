@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -13,8 +14,10 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from fetchmany.fetch.client import Client, classify, open_client
+from fetchmany.fetch.client import Client, classify
+from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.retry import RetryPolicy
+from fetchmany.fetch.session import SessionSetup, open_session, session_headers
 from fetchmany.input.sources import Item, make_item
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
@@ -45,6 +48,14 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
         monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
     with aioresponses() as m:
         yield m
+
+
+@asynccontextmanager
+async def open_client(options: FetchOptions) -> AsyncIterator[Client]:
+    """A client assembled as fetch_batches assembles one, for one item at a time."""
+    setup = SessionSetup.prepare(options)
+    async with open_session(options, setup) as session:
+        yield Client(session, options, Limits(options.limit), setup)
 
 
 def item(index: int, url: str) -> Item:
@@ -120,17 +131,15 @@ async def test_method_headers_and_user_agent_are_sent(mocked: aioresponses) -> N
         record = await client.fetch(item(0, URL_A))
     assert record.status == 204
     ((_, call),) = [(k, v) for k, v in mocked.requests.items() if k[0] == "DELETE"]
-    sent = call[0].kwargs
-    assert sent["timeout"].total == options.timeout
-    headers = client._session.headers
+    assert call[0].kwargs["timeout"].total == options.timeout
+    headers = session_headers(options)  # every request's defaults
     assert headers["User-Agent"].startswith("fetchmany/")
     assert headers["X-Token"] == "t1"
 
 
-async def test_header_user_agent_wins_over_the_default(mocked: aioresponses) -> None:
+def test_header_user_agent_wins_over_the_default() -> None:
     options = FetchOptions(headers=(("user-agent", "mine/1"),))
-    async with open_client(options) as client:
-        assert client._session.headers.getall("User-Agent") == ["mine/1"]
+    assert session_headers(options).getall("User-Agent") == ["mine/1"]
 
 
 async def test_body_over_the_cap_is_cut_and_reported(mocked: aioresponses) -> None:

@@ -1,62 +1,8 @@
-"""Body decoding: what ends up in a record's ``body`` for each content type and mode."""
+"""The record: field order, error shape, typed extra fields, only valid text."""
 
 from __future__ import annotations
 
-import base64
-
-import pytest
-
-from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, decode_body, valid_text
-
-
-def test_auto_parses_json_types() -> None:
-    assert decode_body(b'{"a": [1, 2]}', "application/json", BodyMode.AUTO).value == {"a": [1, 2]}
-    assert decode_body(b"[1]", "application/vnd.api+json", BodyMode.AUTO).value == [1]
-
-
-def test_auto_keeps_integers_beyond_64_bits() -> None:
-    assert decode_body(
-        b"[123456789012345678901234567890]", "application/json", BodyMode.AUTO
-    ).value == [123456789012345678901234567890]
-
-
-def test_auto_decodes_text_with_the_response_charset() -> None:
-    raw = "café".encode("iso-8859-1")
-    assert decode_body(raw, "text/plain; charset=ISO-8859-1", BodyMode.AUTO).value == "café"
-    assert decode_body("café".encode(), "text/html", BodyMode.AUTO).value == "café"
-
-
-def test_unknown_charset_falls_back_without_failing() -> None:
-    assert (
-        decode_body(b"abc\xff", "text/plain; charset=x-nonsense", BodyMode.AUTO).value
-        == "abc\ufffd"
-    )
-
-
-def test_auto_base64_encodes_binary() -> None:
-    raw = bytes(range(256))
-    value = decode_body(raw, "image/png", BodyMode.AUTO).value
-    assert base64.b64decode(value) == raw
-
-
-def test_json_that_does_not_parse_keeps_the_text_and_says_so() -> None:
-    decoded = decode_body(b"{oops", "application/json", BodyMode.AUTO)
-    assert decoded.value == "{oops"
-    assert decoded.error is not None
-    assert decoded.error.kind is ErrorKind.INVALID_JSON
-
-
-@pytest.mark.parametrize(
-    ("mode", "expected"),
-    [
-        (BodyMode.TEXT, '{"a":1}'),
-        (BodyMode.JSON, {"a": 1}),
-        (BodyMode.BASE64, base64.b64encode(b'{"a":1}').decode()),
-        (BodyMode.NONE, None),
-    ],
-)
-def test_explicit_modes_override_the_content_type(mode: BodyMode, expected: object) -> None:
-    assert decode_body(b'{"a":1}', "application/octet-stream", mode).value == expected
+from fetchmany.records import ErrorKind, FetchError, Record, valid_text
 
 
 def test_record_dict_has_the_documented_field_order_and_error_shape() -> None:
@@ -70,49 +16,16 @@ def test_record_dict_has_the_documented_field_order_and_error_shape() -> None:
     assert list(record.to_dict(("url", "index"))) == ["url", "index"]
 
 
-@pytest.mark.parametrize(
-    "charset",
-    ["base64", "rot13", "zlib", "hex", "uu", "quopri", "bz2", "idna", "undefined",
-     "unicode_escape", "x-nonsense", "caf\udce9", "a\x00b", ""],
-)  # fmt: skip
-@pytest.mark.parametrize("mode", [BodyMode.AUTO, BodyMode.TEXT])
-def test_a_charset_that_cannot_decode_text_is_a_note_not_a_crash(
-    charset: str, mode: BodyMode
-) -> None:
-    decoded = decode_body(b"caf\xc3\xa9 \xff", f"text/plain; charset={charset}", mode)
-    assert decoded.value == "café \ufffd"  # UTF-8, with replacement
-    if charset:
-        assert decoded.error is not None
-        assert decoded.error.kind is ErrorKind.INVALID_CHARSET
-        assert "UTF-8" in decoded.error.message
-        assert decoded.error.message.encode()  # valid text, even for a name with bad bytes
-
-
-def test_usable_charsets_decode_without_a_note() -> None:
-    for charset, raw in (("utf8mb4", "é".encode()), ("latin1", b"\xe9"), ("UTF-8", b"\xc3\xa9")):
-        decoded = decode_body(raw, f"text/plain; charset={charset}", BodyMode.TEXT)
-        assert (decoded.value, decoded.error) == ("é", None)
-
-
-def test_json_with_a_bad_charset_still_parses_or_keeps_its_text() -> None:
-    assert decode_body(b'{"a": 1}', "application/json; charset=base64", BodyMode.AUTO).value == {
-        "a": 1
+def test_picks_and_saved_files_are_fields_too() -> None:
+    record = Record(0, "in", None, picks={"title": "x", "n": 2}, path="/d/0.json", sha256="ab")
+    assert record.to_dict(("input", "title", "n", "path", "sha256", "missing")) == {
+        "input": "in",
+        "title": "x",
+        "n": 2,
+        "path": "/d/0.json",
+        "sha256": "ab",
+        "missing": None,
     }
-    broken = decode_body(b"{nope", "application/json; charset=rot13", BodyMode.AUTO)
-    assert broken.value == "{nope"
-    assert broken.error is not None
-    assert broken.error.kind is ErrorKind.INVALID_JSON
-
-
-def test_json_nested_deeper_than_can_be_written_is_kept_as_text() -> None:
-    deep = b"[" * 3000 + b"]" * 3000
-    decoded = decode_body(deep, "application/json", BodyMode.AUTO)
-    assert decoded.error is not None
-    assert decoded.error.kind is ErrorKind.INVALID_JSON
-    assert "nested deeper" in decoded.error.message
-    assert decoded.value == deep.decode()
-    fits = b"[" * 200 + b"]" * 200
-    assert decode_body(fits, "application/json", BodyMode.AUTO).error is None
 
 
 def test_valid_text_escapes_what_cannot_be_written() -> None:

@@ -10,10 +10,12 @@ import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import aclosing
 
-from fetchmany.fetch.client import open_client
+from fetchmany.fetch.client import Client
 from fetchmany.fetch.dedupe import Deduplicator
 from fetchmany.fetch.engine import Engine, FetchFunction
+from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.policy import plan_request
+from fetchmany.fetch.session import SessionSetup, open_session
 from fetchmany.input.sources import Item, items_from
 from fetchmany.options import FetchOptions
 from fetchmany.records import Record
@@ -23,13 +25,20 @@ async def fetch_batches(
     items: AsyncIterable[Item],
     options: FetchOptions,
     on_engine: Callable[[Engine], None] | None = None,
+    setup: SessionSetup | None = None,
 ) -> AsyncGenerator[list[Record], None]:
     """Records for ``items`` in batches of those ready together (in order unless unordered).
 
-    ``on_engine`` receives the engine once it exists, so a caller can stop it.
+    The run is assembled here, each part made once: the session's setup (unless the
+    caller prepared it already, as the CLI does to check it early), the limits, the
+    session, the client and the engine. ``on_engine`` receives the engine once it
+    exists, so a caller can stop it.
     """
-    async with open_client(options) as client:
-        window = options.effective_window
+    setup = setup or SessionSetup.prepare(options)
+    limits = Limits(options.limit, options.per_host, options.rate)
+    window = options.effective_window
+    async with open_session(options, setup) as session:
+        client = Client(session, options, limits, setup)
         fetch: FetchFunction = Deduplicator(client.fetch) if options.dedupe else client.fetch
         engine = Engine(
             fetch,
@@ -37,9 +46,8 @@ async def fetch_batches(
             max_workers=window,
             window=window,
             ordered=options.ordered,
-            on_stop=client.limits.stop,
+            limits=limits,
         )
-        client.limits.on_park = engine.grow
         if on_engine is not None:
             on_engine(engine)
         async with aclosing(engine.batches(items)) as batches:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from fetchmany.cli.run import Job, Outcome
     from fetchmany.fetch.policy import RequestPlan
+    from fetchmany.fetch.session import SessionSetup
     from fetchmany.input.rows import InputFormat
     from fetchmany.input.templates import RequestTemplate
     from fetchmany.options import FetchOptions
@@ -101,7 +102,7 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if params["resume"] and params["unordered"]:
         raise click.UsageError("--resume continues input order; drop --unordered")
     check_output_is_not_an_input(output, inputs)
-    check_setup(options)
+    setup = check_setup(options)
 
     console = make_console()
     limit = fit_open_files(options)
@@ -119,6 +120,7 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
     display = make_display(show_bar, console)
     job = build_job(inputs, params, options, plan.templates, out_format, display, input_format)
+    job.setup = setup
     try:
         outcome = _run(job, use_uvloop=params["uvloop"])
     except BaseException:
@@ -259,13 +261,14 @@ def check_output_is_not_an_input(output: str | None, inputs: tuple[str, ...]) ->
             )
 
 
-def check_setup(options: FetchOptions) -> None:
+def check_setup(options: FetchOptions) -> SessionSetup:
     """What would otherwise fail at the first request (a CA bundle with no certificate,
-    a broken .netrc, a --save-dir that cannot be made) fails here, as a usage error."""
-    from fetchmany.fetch.client import SetupError, check_session_setup
+    a broken .netrc, a --save-dir that cannot be made) fails here, as a usage error.
+    The setup is kept for the run, so nothing is read twice."""
+    from fetchmany.fetch.session import SessionSetup, SetupError
 
     try:
-        check_session_setup(options)
+        setup = SessionSetup.prepare(options)
     except SetupError as exc:
         raise click.UsageError(str(exc)) from None
     if options.save_dir is not None:
@@ -273,6 +276,7 @@ def check_setup(options: FetchOptions) -> None:
             os.makedirs(options.save_dir, exist_ok=True)
         except OSError as exc:
             raise click.UsageError(f"cannot create {options.save_dir}: {exc.strerror}") from None
+    return setup
 
 
 def fit_open_files(options: FetchOptions) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from fetchmany.api import fetch_batches
 from fetchmany.fetch.engine import Engine
+from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
 from fetchmany.input.sources import Item, count_items, read_items
 from fetchmany.input.templates import RequestTemplate
@@ -61,6 +62,8 @@ class Job:
     grace: float = 2.0
     """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
     input_format: InputFormat = InputFormat.LINES
+    setup: SessionSetup | None = None
+    """The session's setup, prepared when the command checked it."""
 
 
 @dataclass
@@ -166,7 +169,9 @@ async def run_job(job: Job) -> Outcome:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
-        async with aclosing(fetch_batches(items, job.options, interruption.watch)) as batches:
+        async with aclosing(
+            fetch_batches(items, job.options, interruption.watch, job.setup)
+        ) as batches:
             async for batch in batches:
                 stats.add(batch)
                 job.display.update(stats)

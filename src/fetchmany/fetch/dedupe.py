@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from yarl import URL
 
-from fetchmany.fetch.engine import Abandoned
+from fetchmany.fetch.limits import Abandoned
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
 
@@ -52,5 +52,4 @@ class Deduplicator:
         duplicate = copy.copy(shared)
         duplicate.index = item.index
         duplicate.input = item.input
-        duplicate.extra = dict(shared.extra) if shared.extra else None
         return duplicate

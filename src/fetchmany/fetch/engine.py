@@ -26,15 +26,12 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 
+from fetchmany.fetch.limits import Abandoned, Limits
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
 
 FetchFunction = Callable[[Item], Awaitable[Record]]
 _Job = tuple[Item, "asyncio.Future[Record]"]
-
-
-class Abandoned(Exception):
-    """Raised by a fetch that gives up because the run is stopping: the item gets no record."""
 
 
 class Engine:
@@ -48,7 +45,7 @@ class Engine:
         window: int,
         ordered: bool,
         max_workers: int | None = None,
-        on_stop: Callable[[], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if workers < 1 or window < workers:
             raise ValueError("need workers >= 1 and window >= workers")
@@ -57,7 +54,9 @@ class Engine:
         self._initial_workers = workers
         self._ordered = ordered
         self._window = window
-        self._on_stop = on_stop
+        self._limits = limits
+        if limits is not None:
+            limits.attach(self)
         self._in_window = 0
         self._room: asyncio.Future[None] | None = None
         self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
@@ -86,8 +85,8 @@ class Engine:
     def stop(self) -> None:
         """Start no new item; fetches already running finish and are handed out."""
         self._stopping = True
-        if self._on_stop is not None:
-            self._on_stop()
+        if self._limits is not None:
+            self._limits.stop()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
 

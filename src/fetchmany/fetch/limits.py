@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
-
-from fetchmany.fetch.engine import Abandoned
+from typing import Protocol
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -59,6 +57,17 @@ def fit_open_file_limit(limit: int, per_request: int = 1) -> int:
     return max(1, (soft - _SPARE_FILES) // per_request)
 
 
+class Abandoned(Exception):
+    """Raised by a wait (for a slot, a rate, a backoff) once the run is stopping: the item
+    gets no record, so a stopped run never writes a half-made one."""
+
+
+class Pool(Protocol):
+    """What the limits tell about waits that hold no request slot: the worker pool."""
+
+    def grow(self) -> None: ...
+
+
 class RateLimiter:
     """Spaces request starts evenly, ``1/rate`` apart, shared by every worker.
 
@@ -87,9 +96,13 @@ class _HostSlots:
 
 
 class Limits:
-    """The caps of one run. ``acquire(url)`` is paired with ``release(url)`` around exactly
-    one attempt; ``on_park`` is told before a wait that holds no request slot (a backoff,
-    a busy host), so the engine can keep its concurrency with another worker."""
+    """The caps of one run, made once where the run is assembled and shared by the client
+    (which takes them) and the engine (which stops them and is told about parking).
+
+    ``acquire(host)`` is paired with ``release(host)`` around exactly one attempt. The
+    attached pool is told before a wait that holds no request slot (a backoff, a busy
+    host), so it can keep its concurrency with another worker.
+    """
 
     def __init__(self, limit: int, per_host: int | None = None, rate: float | None = None) -> None:
         self._global = asyncio.Semaphore(limit)
@@ -97,15 +110,19 @@ class Limits:
         self._hosts: dict[str, _HostSlots] = {}
         self._rate = RateLimiter(rate) if rate else None
         self._stopping = asyncio.Event()
-        self.on_park: Callable[[], None] | None = None
+        self._pool: Pool | None = None
+
+    def attach(self, pool: Pool) -> None:
+        """The pool to tell when an item parks (the engine attaches itself)."""
+        self._pool = pool
 
     def stop(self) -> None:
         """No attempt starts from now on; waiting items are abandoned."""
         self._stopping.set()
 
     def _park(self) -> None:
-        if self.on_park is not None:
-            self.on_park()
+        if self._pool is not None:
+            self._pool.grow()
 
     async def backoff(self, seconds: float) -> None:
         """Wait before a retry, holding no slot; the engine is told so it can keep busy."""

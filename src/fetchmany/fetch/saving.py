@@ -15,12 +15,13 @@ import mimetypes
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
+from dataclasses import dataclass
 from typing import BinaryIO
 
+from fetchmany.fetch.bodies import split_content_type
 from fetchmany.files import new_file_mode
 from fetchmany.input.templates import MissingField, Template, raw_text
-from fetchmany.records import split_content_type
 
 DEFAULT_NAME = "{index}{ext}"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
@@ -56,6 +57,18 @@ def sanitise(name: str, limit: int = 200) -> str:
         stem, ext = os.path.splitext(cleaned)
         cleaned = stem[: limit - len(ext)] + ext
     return cleaned or "_"
+
+
+@dataclass(frozen=True, slots=True)
+class SavedBody:
+    """What ``SaveDir.save`` wrote: where, its hash and size, whether the size cap cut
+    it, and the body itself when it was asked to keep it."""
+
+    path: str
+    sha256: str
+    size: int
+    truncated: bool
+    body: bytes = b""
 
 
 class SaveDir:
@@ -120,6 +133,48 @@ class SaveDir:
 
     def open_body(self) -> BodyFile:
         return BodyFile(self.directory)
+
+    async def save(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        index: int,
+        text: str,
+        fields: Mapping[str, str] | None,
+        content_type: str | None,
+        cap: int,
+        keep: bool = False,
+    ) -> SavedBody:
+        """Stream a body into its file, at most ``cap`` bytes, and say what was saved.
+
+        ``keep``: also return the body itself (for ``--pick``). Raises ``SaveError``
+        for a disk error; on any failure no file is left and the name is given back.
+        """
+        path = self.path_for(index, text, fields, content_type)
+        try:
+            body_file = self.open_body()
+        except SaveError:
+            self.release(path)
+            raise
+        kept = bytearray() if keep else None
+        truncated = False
+        try:
+            async for chunk in chunks:
+                room = cap - body_file.size
+                if len(chunk) > room:
+                    chunk = chunk[:room]
+                    truncated = True
+                body_file.write(chunk)
+                if kept is not None:
+                    kept += chunk
+                if truncated:
+                    break
+            body_file.keep(path)
+        except BaseException:
+            body_file.discard()
+            self.release(path)
+            raise
+        return SavedBody(path, body_file.sha256, body_file.size, truncated, bytes(kept or b""))
 
 
 class SaveError(Exception):

@@ -1,0 +1,147 @@
+"""The session a run shares: TLS settings, default headers, proxies and .netrc credentials.
+
+Everything here is settled once per run, before the first request, by
+``SessionSetup.prepare``: a CA bundle with no certificate or an unreadable .netrc
+fails there (``SetupError``), not at the first request, and .netrc is parsed once.
+The per-request choices that depend on the URL (which proxy, which credentials)
+are ``SessionSetup.proxy_for`` and ``auth_for``.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+from urllib import request as urllib_request
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from fetchmany._version import __version__
+from fetchmany.fetch.policy import header_value
+from fetchmany.options import FetchOptions
+
+DEFAULT_USER_AGENT: Final = f"fetchmany/{__version__}"
+
+getproxies_environment = urllib_request.getproxies_environment
+# Not in typeshed, but public and documented alongside getproxies_environment.
+proxy_bypass_environment: Callable[[str, dict[str, str]], bool] = (
+    urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
+)
+
+
+class SetupError(ValueError):
+    """An option that cannot work (a CA bundle without certificates, a broken .netrc),
+    found before any request; the message says which and why."""
+
+
+def load_netrc() -> netrc.netrc | None:
+    """The .netrc in $NETRC or ~/.netrc (None if there is none); SetupError if unreadable."""
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path)
+    except FileNotFoundError:
+        return None
+    except (netrc.NetrcParseError, OSError) as exc:
+        raise SetupError(f"cannot read {path}: {exc}") from None
+
+
+def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
+    """Verified TLS by default (aiohttp's own context); a private CA bundle replaces the
+    system store; -k turns verification off. SetupError for a bundle that cannot be used."""
+    if not options.verify_tls:
+        return False
+    if options.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=options.ca_bundle)
+    except (ssl.SSLError, OSError) as exc:
+        reason: object = exc
+        if isinstance(exc, ssl.SSLError) and "NO_CERTIFICATE" in str(exc):
+            reason = "it holds no PEM certificate"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        raise SetupError(f"cannot use --ca-bundle {options.ca_bundle}: {reason}") from None
+
+
+def session_headers(options: FetchOptions) -> CIMultiDict[str]:
+    """Default headers for every request: the User-Agent unless -H set one, then -H as given."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    if header_value(options.headers, "User-Agent") is None:
+        headers["User-Agent"] = options.user_agent
+    for name, value in options.headers:
+        headers.add(name, value)
+    return headers
+
+
+@dataclass(frozen=True)
+class SessionSetup:
+    """What the session of a run is built from, prepared (and checked) once."""
+
+    ssl: bool | ssl.SSLContext
+    headers: CIMultiDict[str]
+    body_headers: dict[str, str] | None
+    """Added to requests that carry a body: the plan's Content-Type, unless -H sets one."""
+    proxy: str | None
+    env_proxies: dict[str, str]
+    netrc: netrc.netrc | None
+
+    @classmethod
+    def prepare(cls, options: FetchOptions) -> SessionSetup:
+        """Read and check everything the session needs; raises ``SetupError``."""
+        body_headers = None
+        if options.content_type and header_value(options.headers, "Content-Type") is None:
+            body_headers = {"Content-Type": options.content_type}
+        use_env = options.env_proxy and not options.proxy
+        # -H Authorization wins over .netrc, which is then not even read.
+        wants_netrc = options.netrc and header_value(options.headers, "Authorization") is None
+        return cls(
+            ssl=ssl_setting(options),
+            headers=session_headers(options),
+            body_headers=body_headers,
+            proxy=options.proxy,
+            env_proxies=getproxies_environment() if use_env else {},
+            netrc=load_netrc() if wants_netrc else None,
+        )
+
+    def proxy_for(self, target: URL) -> str | None:
+        if self.proxy:
+            return self.proxy
+        if not self.env_proxies:
+            return None
+        if proxy_bypass_environment(target.host or "", self.env_proxies):
+            return None
+        return self.env_proxies.get(target.scheme)
+
+    def auth_for(self, target: URL) -> aiohttp.BasicAuth | None:
+        if self.netrc is None:
+            return None
+        entry = self.netrc.authenticators(target.host or "")
+        if entry is None:
+            return None
+        login, _, password = entry
+        return aiohttp.BasicAuth(login or "", password or "")
+
+
+@asynccontextmanager
+async def open_session(
+    options: FetchOptions, setup: SessionSetup
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """The one ClientSession of a run, its pool sized to the concurrency limit.
+
+    Keep-alive connections are reused across items; there is no cookie jar, so one
+    response cannot change what later, unrelated requests send.
+    """
+    connector = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        headers=setup.headers,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+    ) as session:
+        yield session
