@@ -1,17 +1,38 @@
-"""The options of a run, as one typed, validated object shared by the CLI and the library."""
+"""The options of a run, as one typed, validated object shared by the CLI and the library.
+
+This module owns the default of every setting of a fetch (the retry policy's live
+in ``fetch/retry.py``, which owns it): the command line's declarations read them
+from here, so each default is written once. It is imported by ``--help``, so it
+stays light: nothing here imports aiohttp, orjson or rich.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 
 from fetchmany._version import __version__
-from fetchmany.fetch.picks import Pick
 from fetchmany.fetch.retry import RetryPolicy
-from fetchmany.fetch.saving import DEFAULT_NAME
 from fetchmany.records import BodyMode
 from fetchmany.redaction import redact_text
 
-DEFAULT_USER_AGENT = f"fetchmany/{__version__}"
+if TYPE_CHECKING:
+    from fetchmany.fetch.picks import Pick
+
+DEFAULT_LIMIT: Final = 10
+DEFAULT_METHOD: Final = "GET"
+"""Without a body; ``fetch/policy.py`` makes it POST when there is one."""
+DEFAULT_USER_AGENT: Final = f"fetchmany/{__version__}"
+DEFAULT_TIMEOUT: Final = 30.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_MAX_REDIRECTS: Final = 10
+DEFAULT_MAX_BODY_SIZE: Final = 10 * 1000 * 1000
+DEFAULT_BODY: Final = BodyMode.AUTO
+DEFAULT_SAVE_NAME: Final = "{index}{ext}"
+WINDOW_PER_WORKER: Final = 4
+MIN_WINDOW: Final = 256
+WINDOW_RULE: Final = f"max({WINDOW_PER_WORKER} x limit, {MIN_WINDOW})"
+"""The default reorder window, in words (for --help)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +43,7 @@ class FetchOptions:
     errors (``ValueError`` with a message fit to show a user).
     """
 
-    limit: int = 10
+    limit: int = DEFAULT_LIMIT
     """Hard cap on requests in flight at any moment."""
     window: int | None = None
     """Records that may be started but not yet emitted; ``None`` picks a size from ``limit``."""
@@ -31,14 +52,14 @@ class FetchOptions:
     """None: GET, or POST when a body template is given (``policy.plan_request``)."""
     headers: tuple[tuple[str, str], ...] = ()
     user_agent: str = DEFAULT_USER_AGENT
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
     """Seconds for one whole attempt: connect, send, headers and body."""
-    connect_timeout: float = 10.0
-    max_redirects: int = 10
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
     """0 disables following redirects: the 3xx response itself becomes the record."""
     verify_tls: bool = True
-    body: BodyMode = BodyMode.AUTO
-    max_body_size: int = 10 * 1000 * 1000
+    body: BodyMode = DEFAULT_BODY
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rate: float | None = None
     """Request starts per second across all workers (retries included); None: unlimited."""
@@ -55,7 +76,7 @@ class FetchOptions:
     """Basic auth from .netrc ($NETRC or ~/.netrc) for the hosts listed there."""
     picks: tuple[Pick, ...] = ()
     save_dir: str | None = None
-    save_name: str = DEFAULT_NAME
+    save_name: str = DEFAULT_SAVE_NAME
     dedupe: bool = False
     """Fetch each distinct URL once; every item still gets its own record."""
 
@@ -86,7 +107,7 @@ class FetchOptions:
 
     @property
     def http_method(self) -> str:
-        return self.method or "GET"
+        return self.method or DEFAULT_METHOD
 
     @property
     def effective_window(self) -> int:
@@ -95,4 +116,4 @@ class FetchOptions:
         do not stall the others at once."""
         if self.window is not None:
             return max(self.window, self.limit)
-        return max(4 * self.limit, 256)
+        return max(WINDOW_PER_WORKER * self.limit, MIN_WINDOW)

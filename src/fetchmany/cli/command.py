@@ -15,11 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from click.core import ParameterSource
 
 from fetchmany._version import __version__
-from fetchmany.cli.options import GroupedCommand, apply_options
-from fetchmany.records import BodyMode
+from fetchmany.cli.options import CommandLine, GroupedCommand, apply_options
 
 if TYPE_CHECKING:
     import asyncio
@@ -28,7 +26,6 @@ if TYPE_CHECKING:
     from fetchmany.fetch.policy import RequestPlan
     from fetchmany.fetch.session import SessionSetup
     from fetchmany.input.rows import InputFormat
-    from fetchmany.input.templates import RequestTemplate
     from fetchmany.options import FetchOptions
     from fetchmany.output.progress import Display
     from fetchmany.output.writers import OutputFormat
@@ -83,56 +80,56 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     with # are skipped. Records go to stdout (or --output) as JSON Lines, a JSON
     array or CSV; progress and the summary go to stderr.
     """
-    from fetchmany.output.progress import make_console, make_display, print_summary
-    from fetchmany.output.writers import OutputFormat, format_for_path
+    args = CommandLine(inputs=inputs, **params)
+    if args.output == "-":
+        args = dataclasses.replace(args, output=None)
+    job = prepare(args)
+    try:
+        outcome = _run(job, use_uvloop=args.uvloop)
+    except BaseException:
+        job.writer.abandon()  # a no-op when the run already did
+        raise
+    if not args.quiet and not outcome.broken_pipe:
+        from fetchmany.output.progress import summary_lines
 
-    ctx = click.get_current_context()
-    output: str | None = params["output"]
-    if output == "-":
-        output = params["output"] = None
-    input_format = input_format_of(inputs, params)
-    plan = build_plan(params, input_format, method_given=_given(ctx, "method"))
-    params["fields"] = choose_fields(params, explicit_body=_given(ctx, "body"))
-    options = build_options(params, plan)
-    fmt: str | None = params["format"]
-    quiet: bool = params["quiet"]
-    out_format = OutputFormat(fmt.lower()) if fmt else format_for_path(output) or OutputFormat.JSONL
-    if params["resume"] and output is None:
+        for line in summary_lines(outcome.stats, interrupted=outcome.signal is not None):
+            job.display.note(line)
+    _exit(outcome)
+
+
+def prepare(args: CommandLine) -> Job:
+    """Every check that can fail before a request, in the order that leaves no trace:
+    templates, fields and options, the session's files, then the output (last)."""
+    from fetchmany.output.progress import make_display
+
+    input_format = input_format_of(args)
+    plan = build_plan(args, input_format)
+    fields = choose_fields(args)
+    try:
+        options = args.fetch_options(plan.method, plan.content_type)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if args.resume and args.output is None:
         raise click.UsageError("--resume needs --output FILE to continue")
-    if params["resume"] and params["unordered"]:
+    if args.resume and args.unordered:
         raise click.UsageError("--resume continues input order; drop --unordered")
-    check_output_is_not_an_input(output, inputs)
+    check_output_is_not_an_input(args.output, args.inputs)
     setup = check_setup(options)
-
-    console = make_console()
     limit = fit_open_files(options)
     if limit != options.limit:
-        if not quiet:
+        if not args.quiet:
             click.echo(
                 f"fetchmany: --limit {options.limit} needs more open files than this process "
                 f"may have; using --limit {limit}",
                 err=True,
             )
         options = dataclasses.replace(options, limit=limit)
-    progress: bool | None = params["progress"]
-    show_bar = progress if progress is not None else (not quiet and _stderr_is_terminal())
-    if not inputs and _stdin_is_terminal() and not quiet:
+    show_bar = (
+        args.progress if args.progress is not None else (not args.quiet and _stderr_is_terminal())
+    )
+    if not args.inputs and _stdin_is_terminal() and not args.quiet:
         click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
-    display = make_display(show_bar, console)
-    job = build_job(inputs, params, options, plan.templates, out_format, display, input_format)
-    job.setup = setup
-    try:
-        outcome = _run(job, use_uvloop=params["uvloop"])
-    except BaseException:
-        job.writer.abandon()  # a no-op when the run already did
-        raise
-    if not quiet and not outcome.broken_pipe:
-        print_summary(console, outcome.stats, interrupted=outcome.signal is not None)
-    _exit(outcome)
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    return build_job(args, fields, options, plan, setup, make_display(show_bar), input_format)
 
 
 def _stderr_is_terminal() -> bool:
@@ -143,34 +140,40 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
-def input_format_of(inputs: tuple[str, ...], params: dict[str, Any]) -> InputFormat:
+def input_format_of(args: CommandLine) -> InputFormat:
     from fetchmany.input.rows import InputFormat, infer_input_format
 
-    chosen: str | None = params["input_format"]
-    return InputFormat(chosen.lower()) if chosen else infer_input_format(inputs)
+    chosen = args.input_format
+    return InputFormat(chosen.lower()) if chosen else infer_input_format(args.inputs)
 
 
-def build_plan(
-    params: dict[str, Any], input_format: InputFormat, method_given: bool
-) -> RequestPlan:
+def output_format_of(args: CommandLine) -> OutputFormat:
+    from fetchmany.output.writers import OutputFormat, format_for_path
+
+    if args.format:
+        return OutputFormat(args.format.lower())
+    return format_for_path(args.output) or OutputFormat.JSONL
+
+
+def build_plan(args: CommandLine, input_format: InputFormat) -> RequestPlan:
     """Templates, method and content type, by the same policy the library uses."""
     from fetchmany.fetch.policy import plan_request
     from fetchmany.input.templates import TemplateError
 
     try:
         return plan_request(
-            template=params["template"],
-            data=params["data"],
-            json=params["json"],
-            method=params["method"] if method_given else None,
-            headers=params["header"],
+            template=args.template,
+            data=args.data,
+            json=args.json,
+            method=args.method,
+            headers=args.header,
             input_format=input_format,
         )
     except TemplateError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...]:
+def choose_fields(args: CommandLine) -> tuple[str, ...]:
     """--fields as given (checked), else the default for what this run records.
 
     Nothing asked for may be silently left out: a --pick that --fields does not name,
@@ -178,9 +181,9 @@ def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...
     """
     from fetchmany.records import FIELDS, SAVED_FIELDS
 
-    pick_names = tuple(p.name for p in params["pick"])
-    saved = SAVED_FIELDS if params["save_dir"] else ()
-    given: tuple[str, ...] | None = params["fields"]
+    pick_names = tuple(p.name for p in args.pick)
+    saved = SAVED_FIELDS if args.save_dir else ()
+    given = args.fields
     if given is not None:
         known = (*FIELDS, *pick_names, *saved)
         unknown = [name for name in given if name not in known]
@@ -202,52 +205,11 @@ def choose_fields(params: dict[str, Any], explicit_body: bool) -> tuple[str, ...
             )
         return given
     if pick_names:
-        body = ("body",) if explicit_body and not saved else ()
+        body = ("body",) if args.body is not None and not saved else ()
         return ("input", *pick_names, *saved, "ok", "status", "error", *body)
     if saved:
         return (*(f for f in FIELDS if f != "body"), *saved)
     return FIELDS
-
-
-def build_options(params: dict[str, Any], plan: RequestPlan) -> FetchOptions:
-    """The library's options from parsed CLI values; invalid combinations are usage errors."""
-    from fetchmany.fetch.retry import RetryPolicy
-    from fetchmany.options import FetchOptions
-
-    try:
-        return FetchOptions(
-            limit=params["limit"],
-            window=params["window"],
-            ordered=not params["unordered"],
-            method=plan.method,
-            headers=params["header"],
-            user_agent=params["user_agent"],
-            timeout=params["timeout"],
-            connect_timeout=params["connect_timeout"],
-            max_redirects=params["max_redirects"],
-            verify_tls=not params["insecure"],
-            body=BodyMode(params["body"].lower()),
-            max_body_size=params["max_body_size"],
-            retry=RetryPolicy(
-                retries=params["retries"],
-                retry_on=params["retry_on"],
-                backoff=params["backoff"],
-                max_backoff=params["max_backoff"],
-                retry_all_methods=params["retry_all_methods"],
-            ),
-            rate=params["rate"],
-            per_host=params["per_host"],
-            ca_bundle=params["ca_bundle"],
-            content_type=plan.content_type,
-            proxy=params["proxy"],
-            netrc=params["netrc"],
-            picks=params["pick"],
-            save_dir=params["save_dir"],
-            save_name=params["save_name"],
-            dedupe=params["dedupe"],
-        )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def check_output_is_not_an_input(output: str | None, inputs: tuple[str, ...]) -> None:
@@ -287,11 +249,11 @@ def fit_open_files(options: FetchOptions) -> int:
 
 
 def build_job(
-    inputs: tuple[str, ...],
-    params: dict[str, Any],
+    args: CommandLine,
+    fields: tuple[str, ...],
     options: FetchOptions,
-    request: RequestTemplate,
-    out_format: OutputFormat,
+    plan: RequestPlan,
+    setup: SessionSetup,
     display: Display,
     input_format: InputFormat,
 ) -> Job:
@@ -305,10 +267,10 @@ def build_job(
     from fetchmany.output.resume import ResumeError, scan
     from fetchmany.output.writers import make_writer
 
-    path: str | None = params["output"]
-    fields: tuple[str, ...] = params["fields"]
+    path = args.output
+    out_format = output_format_of(args)
     try:
-        destination = Output(path, resume=params["resume"])
+        destination = Output(path, resume=args.resume)
     except OutputClosed:
         _exit_broken_pipe()
     except OutputError as exc:
@@ -325,9 +287,19 @@ def build_job(
             destination.abandon()
             raise
         destination.start_at(point.offset)
-        resume = Resume(path, out_format, fields, point, csv_safe=params["csv_safe"])
-    writer = make_writer(out_format, destination, fields, csv_safe=params["csv_safe"])
-    return Job(inputs, request, options, writer, display, resume, params["grace"], input_format)
+        resume = Resume(path, out_format, fields, point, csv_safe=args.csv_safe)
+    writer = make_writer(out_format, destination, fields, csv_safe=args.csv_safe)
+    return Job(
+        inputs=args.inputs,
+        request=plan.templates,
+        options=options,
+        writer=writer,
+        display=display,
+        resume=resume,
+        grace=args.grace,
+        input_format=input_format,
+        setup=setup,
+    )
 
 
 class RunFailed(click.ClickException):

@@ -1,20 +1,48 @@
 """The command-line options: declarations, value parsing, and help grouped under headings.
 
-Declarations live here so ``cli.py`` stays the wiring between parsed values and
-the library. Parsing callbacks turn text into typed values and raise
-``click.BadParameter`` with a message a user can act on.
+Declarations live here so ``command.py`` stays the wiring between parsed values and
+the library. Every default is read from the module that owns it (``options.py`` for
+a fetch's settings, ``fetch/retry.py`` for the retry policy; the command's own
+settings are owned here). Parsing callbacks turn text into typed values and raise
+``click.BadParameter`` with a message a user can act on; ``CommandLine`` is the one
+typed object the parsed values become.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
-from fetchmany._version import __version__
-from fetchmany.records import FIELDS, BodyMode
+from fetchmany.fetch.retry import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_ON,
+    RetryPolicy,
+)
+from fetchmany.options import (
+    DEFAULT_BODY,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_LIMIT,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_SAVE_NAME,
+    DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    WINDOW_RULE,
+    FetchOptions,
+)
+from fetchmany.records import FIELDS, SAVED_FIELDS, BodyMode
 from fetchmany.redaction import redact_header
+
+if TYPE_CHECKING:
+    from fetchmany.fetch.picks import Pick
+
+DEFAULT_GRACE: Final = 2.0
+"""After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +75,17 @@ def parse_size(text: str) -> int:
     return int(value * _SIZE_UNITS[unit])
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+def format_size(size: int) -> str:
+    """Bytes as the shortest decimal unit that is exact: 10000000 -> 10MB."""
+    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
     try:
         return parse_size(value)
     except ValueError as exc:
@@ -65,7 +103,11 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
         raise click.BadParameter(str(exc)) from None
 
 
-def _statuses(ctx: click.Context, param: click.Parameter, value: str) -> frozenset[int]:
+def _statuses(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> frozenset[int] | None:
+    if value is None:
+        return None
     codes = set()
     for part in value.split(","):
         part = part.strip()
@@ -77,7 +119,7 @@ def _statuses(ctx: click.Context, param: click.Parameter, value: str) -> frozens
     return frozenset(codes)
 
 
-def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Any, ...]:
+def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Pick, ...]:
     from fetchmany.fetch.picks import parse_pick
 
     picks = []
@@ -87,7 +129,7 @@ def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     names = [p.name for p in picks]
-    duplicated = {n for n in names if names.count(n) > 1} | (set(names) & set(FIELDS))
+    duplicated = {n for n in names if names.count(n) > 1} | (set(names) & {*FIELDS, *SAVED_FIELDS})
     if duplicated:
         raise click.BadParameter(f"field name used twice: {sorted(duplicated)[0]!r}")
     return tuple(picks)
@@ -194,7 +236,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "limit",
         group=CONCURRENCY,
         type=click.IntRange(min=1),
-        default=10,
+        default=DEFAULT_LIMIT,
         show_default=True,
         help="Requests in flight at most.",
     ),
@@ -219,13 +261,13 @@ OPTIONS: list[Callable[[F], F]] = [
         type=click.IntRange(min=1),
         default=None,
         help="Items started but not yet written, at most (they wait for an earlier slow one, "
-        "or out a backoff). Default: max(4 x limit, 256).",
+        f"or out a backoff). Default: {WINDOW_RULE}.",
     ),
     option(
         "--retries",
         group=RETRIES,
         type=click.IntRange(min=0),
-        default=2,
+        default=DEFAULT_RETRIES,
         show_default=True,
         help="Retries after a connection error, a timeout or a --retry-on status.",
     ),
@@ -233,8 +275,8 @@ OPTIONS: list[Callable[[F], F]] = [
         "--retry-on",
         group=RETRIES,
         callback=_statuses,
-        default="429,500,502,503,504",
-        show_default=True,
+        default=None,
+        show_default=",".join(map(str, sorted(DEFAULT_RETRY_ON))),
         metavar="CODES",
         help="Statuses that are retried.",
     ),
@@ -242,7 +284,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "--backoff",
         group=RETRIES,
         type=click.FloatRange(min=0),
-        default=0.5,
+        default=DEFAULT_BACKOFF,
         show_default=True,
         help="First backoff in seconds; doubles each retry, with full jitter.",
     ),
@@ -250,7 +292,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "--max-backoff",
         group=RETRIES,
         type=click.FloatRange(min=0),
-        default=60.0,
+        default=DEFAULT_MAX_BACKOFF,
         show_default=True,
         help="Longest wait before a retry, Retry-After included.",
     ),
@@ -264,9 +306,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "-X",
         "--method",
         group=REQUEST,
-        default="GET",
-        show_default=True,
-        help="HTTP method (POST when --data or --json is given).",
+        help="HTTP method. Default: GET, or POST when --data or --json is given.",
     ),
     option(
         "-d",
@@ -298,7 +338,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "-A",
         "--user-agent",
         group=REQUEST,
-        default=f"fetchmany/{__version__}",
+        default=DEFAULT_USER_AGENT,
         show_default=True,
         help="User-Agent header.",
     ),
@@ -306,7 +346,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "--timeout",
         group=REQUEST,
         type=click.FloatRange(min=0, min_open=True),
-        default=30.0,
+        default=DEFAULT_TIMEOUT,
         show_default=True,
         help="Seconds for one whole attempt (connect, headers and body).",
     ),
@@ -314,7 +354,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "--connect-timeout",
         group=REQUEST,
         type=click.FloatRange(min=0, min_open=True),
-        default=10.0,
+        default=DEFAULT_CONNECT_TIMEOUT,
         show_default=True,
         help="Seconds to establish a connection.",
     ),
@@ -322,7 +362,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "--max-redirects",
         group=REQUEST,
         type=click.IntRange(min=0),
-        default=10,
+        default=DEFAULT_MAX_REDIRECTS,
         show_default=True,
         help="Redirects to follow; 0 records the redirect response itself.",
     ),
@@ -330,8 +370,8 @@ OPTIONS: list[Callable[[F], F]] = [
         "--max-body-size",
         group=REQUEST,
         callback=_size,
-        default="10MB",
-        show_default=True,
+        default=None,
+        show_default=format_size(DEFAULT_MAX_BODY_SIZE),
         metavar="SIZE",
         help="Stop reading a body at this size, decoded (500KB, 10MB, 1GB): body_too_large.",
     ),
@@ -397,7 +437,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--save-name",
         group=OUTPUT,
-        default="{index}{ext}",
+        default=DEFAULT_SAVE_NAME,
         show_default=True,
         metavar="TEMPLATE",
         help="File name in --save-dir: {index} (zero-padded), {ext} (from the content type), "
@@ -407,8 +447,8 @@ OPTIONS: list[Callable[[F], F]] = [
         "--body",
         group=OUTPUT,
         type=click.Choice([m.value for m in BodyMode], case_sensitive=False),
-        default=BodyMode.AUTO.value,
-        show_default=True,
+        default=None,
+        show_default=DEFAULT_BODY.value,
         help="auto: parsed JSON for JSON types, text for text types, base64 otherwise.",
     ),
     option(
@@ -433,7 +473,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "--grace",
         group=DISPLAY,
         type=click.FloatRange(min=0),
-        default=2.0,
+        default=DEFAULT_GRACE,
         show_default=True,
         help="After Ctrl-C or SIGTERM, seconds that requests in flight may still finish.",
     ),
@@ -460,3 +500,90 @@ def apply_options(function: F) -> F:
     for decorator in reversed(OPTIONS):
         function = decorator(function)
     return function
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    """The parsed command line: one typed field per option, named as click names it.
+
+    ``cli`` builds it with ``CommandLine(inputs=..., **params)``, so an option declared
+    above without a field here (or the reverse) fails on the first run, in any test.
+    None means "not given": the owner's default applies.
+    """
+
+    inputs: tuple[str, ...]
+    template: str | None
+    input_format: str | None
+    dedupe: bool
+    limit: int
+    per_host: int | None
+    rate: float | None
+    window: int | None
+    retries: int
+    retry_on: frozenset[int] | None
+    backoff: float
+    max_backoff: float
+    retry_all_methods: bool
+    method: str | None
+    data: str | None
+    json: str | None
+    header: tuple[tuple[str, str], ...]
+    user_agent: str
+    timeout: float
+    connect_timeout: float
+    max_redirects: int
+    max_body_size: int | None
+    insecure: bool
+    proxy: str | None
+    netrc: bool
+    ca_bundle: str | None
+    output: str | None
+    format: str | None
+    fields: tuple[str, ...] | None
+    pick: tuple[Pick, ...]
+    save_dir: str | None
+    save_name: str
+    body: str | None
+    unordered: bool
+    resume: bool
+    csv_safe: bool
+    grace: float
+    uvloop: bool
+    progress: bool | None
+    quiet: bool
+
+    def fetch_options(self, method: str, content_type: str | None) -> FetchOptions:
+        """The library's options; ``ValueError`` for a combination it refuses."""
+        return FetchOptions(
+            limit=self.limit,
+            window=self.window,
+            ordered=not self.unordered,
+            method=method,
+            headers=self.header,
+            user_agent=self.user_agent,
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            max_redirects=self.max_redirects,
+            verify_tls=not self.insecure,
+            body=BodyMode(self.body.lower()) if self.body else DEFAULT_BODY,
+            max_body_size=(
+                DEFAULT_MAX_BODY_SIZE if self.max_body_size is None else self.max_body_size
+            ),
+            retry=RetryPolicy(
+                retries=self.retries,
+                retry_on=DEFAULT_RETRY_ON if self.retry_on is None else self.retry_on,
+                backoff=self.backoff,
+                max_backoff=self.max_backoff,
+                retry_all_methods=self.retry_all_methods,
+            ),
+            rate=self.rate,
+            per_host=self.per_host,
+            ca_bundle=self.ca_bundle,
+            content_type=content_type,
+            proxy=self.proxy,
+            netrc=self.netrc,
+            picks=self.pick,
+            save_dir=self.save_dir,
+            save_name=self.save_name,
+            dedupe=self.dedupe,
+        )

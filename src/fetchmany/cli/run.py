@@ -18,6 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from fetchmany.api import fetch_batches
+from fetchmany.cli.options import DEFAULT_GRACE
 from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
@@ -59,8 +60,7 @@ class Job:
     writer: RecordWriter
     display: Display
     resume: Resume | None = None
-    grace: float = 2.0
-    """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
+    grace: float = DEFAULT_GRACE
     input_format: InputFormat = InputFormat.LINES
     setup: SessionSetup | None = None
     """The session's setup, prepared when the command checked it."""

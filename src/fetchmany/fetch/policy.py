@@ -21,10 +21,10 @@ from fetchmany.input.templates import (
     body_template,
     url_template,
 )
+from fetchmany.options import DEFAULT_METHOD
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 JSON_CONTENT_TYPE: Final = "application/json"
-DEFAULT_METHOD: Final = "GET"
 BODY_METHOD: Final = "POST"
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from typing import Final
 
 from fetchmany.records import ErrorKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 RETRYABLE_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.PROTOCOL})
-DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
+DEFAULT_RETRIES: Final = 2
+DEFAULT_RETRY_ON: Final = frozenset({429, 500, 502, 503, 504})
+DEFAULT_BACKOFF: Final = 0.5
+DEFAULT_MAX_BACKOFF: Final = 60.0
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -26,6 +29,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isascii() and value.isdigit():  # not str.isdigit alone: it accepts "²"
         return float(value)
+    from email.utils import parsedate_to_datetime  # rarely needed: not at start-up
+
     try:
         when = parsedate_to_datetime(value)
         if when.tzinfo is None:
@@ -37,10 +42,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    retries: int = 2
+    retries: int = DEFAULT_RETRIES
     retry_on: frozenset[int] = DEFAULT_RETRY_ON
-    backoff: float = 0.5
-    max_backoff: float = 60.0
+    backoff: float = DEFAULT_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
     retry_all_methods: bool = False
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 

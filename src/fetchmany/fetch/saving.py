@@ -22,8 +22,8 @@ from typing import BinaryIO
 from fetchmany.fetch.bodies import split_content_type
 from fetchmany.files import new_file_mode
 from fetchmany.input.templates import MissingField, Template, raw_text
+from fetchmany.options import DEFAULT_SAVE_NAME
 
-DEFAULT_NAME = "{index}{ext}"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _KNOWN_EXTENSIONS = {
     "application/json": ".json",
@@ -81,7 +81,7 @@ class SaveDir:
     The names of such a run are remembered, so memory grows with the files saved.
     """
 
-    def __init__(self, directory: str, name_template: str = DEFAULT_NAME) -> None:
+    def __init__(self, directory: str, name_template: str = DEFAULT_SAVE_NAME) -> None:
         self.directory = os.path.realpath(directory)
         self.template = Template.plain(name_template, raw_text, what="--save-name")
         self._taken: set[str] | None = None if name_template.startswith("{index}") else set()

@@ -15,18 +15,14 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
 from urllib import request as urllib_request
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from fetchmany._version import __version__
 from fetchmany.fetch.policy import header_value
 from fetchmany.options import FetchOptions
-
-DEFAULT_USER_AGENT: Final = f"fetchmany/{__version__}"
 
 getproxies_environment = urllib_request.getproxies_environment
 # Not in typeshed, but public and documented alongside getproxies_environment.

@@ -1,8 +1,9 @@
 """The progress bar and the closing summary, both on stderr.
 
-Shaped like httpie's display: one small interface with a do-nothing implementation
-(progress off, or not a terminal) and a rich one. rich is imported only when a bar
-or summary is actually shown, so ``--version`` and quiet runs never pay for it.
+Shaped like httpie's display: one small interface with a plain implementation
+(progress off, or not a terminal: lines on stderr) and a rich one. rich is imported
+only when a bar is actually shown, so ``--version``, quiet runs and runs in a
+pipeline never pay for it.
 Everything that came from outside (inputs, URLs, error messages) is shown as plain
 text with control characters escaped: no rich markup, no terminal escape sequences;
 and with the credentials in any URL masked.
@@ -10,6 +11,8 @@ and with the credentials in any URL masked.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import unicodedata
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,11 +56,20 @@ class Display(Protocol):
     def stop(self) -> None: ...
 
 
-class NoDisplay:
-    """Progress off: notes still reach stderr, but nothing is drawn."""
+def write_stderr(line: str) -> None:
+    """One line on stderr, if there is a stderr: a closed one (``2>&-``) or a reader that
+    went away must never cost the run its records."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(line + "\n")
+        stream.flush()
 
-    def __init__(self, console: Console | None = None) -> None:
-        self._console = console
+
+class NoDisplay:
+    """Progress off: notes and the summary still reach stderr, as plain lines; nothing is
+    drawn, and rich is never imported."""
 
     def start(self, total: int | None) -> None:
         pass
@@ -69,10 +81,7 @@ class NoDisplay:
         pass
 
     def note(self, message: str) -> None:
-        if self._console is not None:
-            from rich.text import Text
-
-            self._console.print(Text(message))
+        write_stderr(message)
 
     def stop(self) -> None:
         pass
@@ -82,16 +91,18 @@ class ProgressDisplay:
     """A rich bar: done/total (or a pulse when the total is unknown, as for stdin),
     requests per second, ok and failed counts, elapsed and ETA.
 
-    rich redraws from its own timer a few times a second; ``update`` only stores
-    numbers, so the cost per batch of records is constant and tiny.
+    rich is imported in ``start()``, so nothing pays for it unless a bar is shown. It
+    redraws from its own timer a few times a second; ``update`` only stores numbers,
+    so the cost per batch of records is constant and tiny.
     """
 
-    def __init__(self, console: Console) -> None:
-        self._console = console
+    def __init__(self) -> None:
+        self._console: Console | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
     def start(self, total: int | None) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             Progress,
@@ -102,6 +113,7 @@ class ProgressDisplay:
 
         from fetchmany.output._progress_columns import CountColumn, RateColumn
 
+        self._console = Console(stderr=True, highlight=False, soft_wrap=True)
         self._progress = Progress(
             TextColumn("fetching", markup=False),
             BarColumn(),
@@ -130,25 +142,25 @@ class ProgressDisplay:
             )
 
     def note(self, message: str) -> None:
+        """A line above the bar (plain text: never markup)."""
+        if self._console is None:
+            write_stderr(message)
+            return
         from rich.text import Text
 
-        self._console.print(Text(message))
+        with contextlib.suppress(OSError, ValueError):
+            self._console.print(Text(message))
 
     def stop(self) -> None:
         if self._progress is not None:
-            self._progress.refresh()
-            self._progress.stop()
+            with contextlib.suppress(OSError, ValueError):
+                self._progress.refresh()
+                self._progress.stop()
             self._progress = None
 
 
-def make_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def make_display(show_bar: bool, console: Console) -> Display:
-    return ProgressDisplay(console) if show_bar else NoDisplay(console)
+def make_display(show_bar: bool) -> Display:
+    return ProgressDisplay() if show_bar else NoDisplay()
 
 
 def format_ms(value: float | None) -> str:
@@ -181,10 +193,3 @@ def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
             f"{terminal_safe(redact_text(sample.message), 160)}"
         )
     return lines
-
-
-def print_summary(console: Console, stats: RunStats, interrupted: bool) -> None:
-    from rich.text import Text
-
-    for line in summary_lines(stats, interrupted):
-        console.print(Text(line))
