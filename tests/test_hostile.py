@@ -22,7 +22,7 @@ from conftest import (
     fetchmany_command,
     jsonl,
     raw_response,
-    run_cli,
+    run_process,
 )
 
 BAD_CHARSETS = (b"base64", b"rot13", b"zlib", b"hex", b"\xe9\xff", b"undefined", b"no-such")
@@ -54,7 +54,7 @@ def test_any_charset_gives_a_record_for_every_item(
     paths = [f"/{n}" for n in range(len(BAD_CHARSETS))]
     paths += [f"/text{n}" for n in range(len(BAD_CHARSETS))]
     urls = "".join(server.url(p) + "\n" for p in paths).encode()
-    result = run_cli("-q", *args, stdin=urls)
+    result = run_process("-q", *args, stdin=urls)
     assert "Traceback" not in result.stderr
     assert result.returncode in (0, 1), result.stderr
     if "csv" in args:
@@ -79,7 +79,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched(
     out.write_bytes(b'{"previous": "result"}\n')
     bad_ca = tmp_path / "empty.pem"
     bad_ca.write_bytes(b"")
-    result = run_cli("--ca-bundle", str(bad_ca), "-o", str(out), stdin=server.url("/").encode())
+    result = run_process("--ca-bundle", str(bad_ca), "-o", str(out), stdin=server.url("/").encode())
     assert result.returncode == 2
     assert result.stderr.startswith("fetchmany: cannot use --ca-bundle")
     assert len(result.stderr.splitlines()) == 1
@@ -135,7 +135,7 @@ def test_a_full_disk_during_resume_leaves_a_valid_prefix_to_resume(
     kept = read_records(out, fmt)  # parses: whole records only, a JSON array closed
     assert 0 < len(kept) < 300
     assert [int(r["index"]) for r in kept] == list(range(len(kept)))
-    again = run_cli(*args, stdin=ids)
+    again = run_process(*args, stdin=ids)
     assert again.returncode == 0, again.stderr
     assert [int(r["index"]) for r in read_records(out, fmt)] == list(range(300))
 
@@ -159,7 +159,7 @@ def read_records(path: Path, fmt: str) -> list[dict[str, object]]:
 def test_an_output_that_cannot_be_written_is_refused_before_any_request(
     server: LoopbackServer, output: str, message: str
 ) -> None:
-    result = run_cli("-o", output, stdin=server.url("/item?id=1").encode())
+    result = run_process("-o", output, stdin=server.url("/item?id=1").encode())
     assert (result.returncode, result.stderr.strip()) == (2, message)
     assert server.state.requests == 0
 
@@ -214,7 +214,7 @@ def test_two_runs_on_one_output_do_not_interleave(server: LoopbackServer, tmp_pa
     first.stdin.close()
     assert server.state.hung_signal.wait(20)
     for extra in ([], ["--resume"]):
-        second = run_cli("-t", server.url("/item?id={}"), "-o", str(out), *extra, stdin=b"9\n")
+        second = run_process("-t", server.url("/item?id={}"), "-o", str(out), *extra, stdin=b"9\n")
         assert second.returncode == 2
         assert "being written by another fetchmany run" in second.stderr
     server.stop_hanging()
@@ -228,8 +228,12 @@ def test_a_second_run_after_the_first_ends_may_write_the_file(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.jsonl"
-    assert run_cli("-t", server.url("/item?id={}"), "-o", str(out), stdin=b"1\n").returncode == 0
-    assert run_cli("-t", server.url("/item?id={}"), "-o", str(out), stdin=b"2\n").returncode == 0
+    assert (
+        run_process("-t", server.url("/item?id={}"), "-o", str(out), stdin=b"1\n").returncode == 0
+    )
+    assert (
+        run_process("-t", server.url("/item?id={}"), "-o", str(out), stdin=b"2\n").returncode == 0
+    )
     assert [r["input"] for r in jsonl(out.read_bytes())] == ["2"]
 
 
@@ -239,14 +243,14 @@ def test_an_input_file_is_never_the_output(server: LoopbackServer, tmp_path: Pat
     link = tmp_path / "link.txt"
     link.symlink_to(ids)
     for output in (ids, link):
-        result = run_cli(str(ids), "-t", server.url("/item?id={}"), "-o", str(output))
+        result = run_process(str(ids), "-t", server.url("/item?id={}"), "-o", str(output))
         assert result.returncode == 2
         assert "is also an input" in result.stderr
     assert ids.read_bytes() == b"1\n2\n"
 
 
 def test_dash_as_output_means_stdout(server: LoopbackServer, tmp_path: Path) -> None:
-    result = run_cli("-o", "-", "-q", stdin=server.url("/item?id=1").encode())
+    result = run_process("-o", "-", "-q", stdin=server.url("/item?id=1").encode())
     assert result.returncode == 0
     assert jsonl(result.stdout)[0]["ok"] is True
     assert not Path("-").exists()
@@ -258,7 +262,7 @@ def test_a_url_password_is_never_printed_and_redacted_in_records(
     secret = server.url("/status/500").replace("http://", "http://alice:s3cret@")
     token = server.url("/redirect-to?url=").replace("http://", "http://TOKEN123@")
     target = server.url("/item?id=1").replace("http://", "http://bob:hunter2@")
-    result = run_cli("--retries", "0", stdin=f"{secret}\n{token}{target}\n".encode())
+    result = run_process("--retries", "0", stdin=f"{secret}\n{token}{target}\n".encode())
     assert "s3cret" not in result.stderr
     assert "TOKEN123" not in result.stderr
     assert "alice:****@" in result.stderr  # the failure is still shown
@@ -273,7 +277,7 @@ def test_a_url_password_is_never_printed_and_redacted_in_records(
 
 
 def test_an_invalid_url_with_a_password_is_redacted_too() -> None:
-    result = run_cli(stdin=b"http://user:pa55@exa mple.test:99999/\n")
+    result = run_process(stdin=b"http://user:pa55@exa mple.test:99999/\n")
     (record,) = jsonl(result.stdout)
     assert "pa55" not in record["url"]
     assert "pa55" not in result.stderr

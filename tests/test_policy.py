@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from conftest import LoopbackServer, jsonl, run_cli
 
-from fetchmany import FetchOptions, fetch_many
+from fetchmany import FetchOptions, Record, fetch_many
 from fetchmany.fetch.policy import FORM_CONTENT_TYPE, JSON_CONTENT_TYPE, plan_request
 from fetchmany.input.rows import InputFormat
 from fetchmany.input.templates import TemplateError
@@ -46,14 +47,18 @@ def test_checks_against_the_input_format() -> None:
         plan_request(data="a", json="{}")
 
 
-async def test_the_library_and_the_cli_send_identical_requests(server: LoopbackServer) -> None:
+def test_the_library_and_the_cli_send_identical_requests(server: LoopbackServer) -> None:
     url = server.url("/echo?id={}")
     body = '{"id": {id}, "name": "n {}"}'
     ids = ["1", "a&b=c", 'q"x']
     cli = run_cli("-t", url, "--json", body, "-q", "-H", "X-T: 1", stdin="\n".join(ids).encode())
     assert cli.returncode == 0, cli.stderr
     options = FetchOptions(headers=(("X-T", "1"),))
-    library = [r async for r in fetch_many(ids, options, template=url, json=body)]
+
+    async def through_the_library() -> list[Record]:
+        return [r async for r in fetch_many(ids, options, template=url, json=body)]
+
+    library = asyncio.run(through_the_library())
 
     def request(echo: dict[str, object]) -> tuple[object, ...]:
         headers = echo["headers"]

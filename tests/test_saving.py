@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
+from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
 
 from fetchmany.fetch.saving import SaveDir, sanitise
 
@@ -51,7 +51,8 @@ def test_saved_files_follow_the_umask(server: LoopbackServer, tmp_path: Path, um
     out = tmp_path / "bodies"
     old = os.umask(umask)
     try:
-        result = run_cli("--save-dir", str(out), "-q", stdin=server.url("/item?id=1").encode())
+        # A process of its own: the umask is read once per process.
+        result = run_process("--save-dir", str(out), "-q", stdin=server.url("/item?id=1").encode())
     finally:
         os.umask(old)
     (record,) = jsonl(result.stdout)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import LoopbackServer, fetchmany_command, run_cli
+from conftest import LoopbackServer, fetchmany_command, run_process
 
 
 def run_env(
@@ -127,7 +127,7 @@ def test_progress_bar_in_a_real_terminal(server: LoopbackServer, tmp_path: Path)
 
 
 def test_no_bar_when_stderr_is_not_a_terminal(server: LoopbackServer) -> None:
-    result = run_cli(stdin=server.url("/item?id=1").encode())
+    result = run_process(stdin=server.url("/item?id=1").encode())
     assert "\x1b" not in result.stderr
     assert "fetching" not in result.stderr
 
