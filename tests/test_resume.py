@@ -227,3 +227,35 @@ def test_the_resume_note_counts_in_words(server: LoopbackServer, tmp_path: Path)
     run_cli(*args, stdin=b"1\n")
     assert "Resuming: 1 record already in" in run_cli(*args, "--resume", stdin=b"1\n2\n").stderr
     assert "Resuming: 2 records already in" in run_cli(*args, "--resume", stdin=b"1\n2\n").stderr
+
+
+def test_scan_finds_the_records_and_where_to_continue(tmp_path: Path) -> None:
+    from fetchmany.output.resume import scan
+    from fetchmany.output.writers import OutputFormat
+
+    fields = ("index", "input")
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"index":0,"input":"a"}\n{"index":1,"input":"b"}\n{"index":2,"in')
+    point = scan(str(path), OutputFormat.JSONL, fields)
+    assert (point.records, point.offset) == (2, 48)  # the torn third is dropped
+    array = tmp_path / "out.json"
+    array.write_bytes(b'[\n{"index":0,"input":"a"},\n{"index":1,"input":"b"}\n]\n')
+    point = scan(str(array), OutputFormat.JSON, fields)
+    assert (point.records, array.read_bytes()[: point.offset].endswith(b'"b"}')) == (2, True)
+    table = tmp_path / "out.csv"
+    table.write_bytes(b"index,input\r\n0,a\r\n1,b\r\n2,")
+    point = scan(str(table), OutputFormat.CSV, fields)
+    assert (point.records, point.offset) == (2, len(b"index,input\r\n0,a\r\n1,b\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [(b"", None), (b'{"a":1}\n', "jsonl"), (b"[\n", "json"), (b"index,url\r\n", "csv")],
+)
+def test_detect_format(tmp_path: Path, content: bytes, found: str | None) -> None:
+    from fetchmany.output.resume import detect_format
+
+    path = tmp_path / "out"
+    path.write_bytes(content)
+    detected = detect_format(str(path))
+    assert (detected.value if detected else None) == found

@@ -31,7 +31,8 @@ def test_two_items_never_get_one_name(tmp_path: Path) -> None:
 def test_names_that_start_with_the_index_are_unique_without_remembering(tmp_path: Path) -> None:
     save = SaveDir(str(tmp_path))
     assert save.name_for(7, "x", None, "text/plain") == "00000007.txt"
-    assert save._taken is None  # nothing grows with the number of files
+    # Not remembered (nothing grows with the number of files): asked again, the same name.
+    assert save.name_for(7, "x", None, "text/plain") == "00000007.txt"
 
 
 def test_colliding_names_become_distinct_files(server: LoopbackServer, tmp_path: Path) -> None:

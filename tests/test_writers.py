@@ -126,7 +126,6 @@ def test_a_symlink_is_followed_not_replaced(tmp_path: Path) -> None:
 
 def test_dev_paths_are_written_in_place() -> None:
     output = Output("/dev/null")
-    assert output._temp is None
     writer = make_writer(OutputFormat.JSON, output)
     writer.write(sample_records())
     writer.close()

@@ -1,0 +1,68 @@
+"""--dedupe: one fetch per distinct request, one record per item."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fetchmany.fetch.dedupe import Deduplicator
+from fetchmany.fetch.limits import Abandoned
+from fetchmany.input.sources import Item, make_item
+from fetchmany.input.templates import RequestTemplate
+from fetchmany.records import Record
+
+
+def item(index: int, url: str) -> Item:
+    return make_item(index, url, RequestTemplate())
+
+
+async def test_duplicates_share_one_fetch_and_keep_their_own_index() -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    async def fetch(it: Item) -> Record:
+        calls.append(it.input)
+        await gate.wait()
+        return Record(it.index, it.input, it.url, ok=True, status=200, picks={"a": 1})
+
+    dedupe = Deduplicator(fetch)
+    tasks = [asyncio.create_task(dedupe(item(i, u))) for i, u in enumerate(
+        ["http://h.test/1", "http://h.test/1", "http://h.test/2", "http://h.test/1"]
+    )]  # fmt: skip
+    await asyncio.sleep(0)
+    gate.set()
+    records = await asyncio.gather(*tasks)
+    assert calls == ["http://h.test/1", "http://h.test/2"]
+    assert [r.index for r in records] == [0, 1, 2, 3]
+    assert [r.status for r in records] == [200] * 4
+    assert records[3].picks == {"a": 1}
+    assert dedupe.saved == 2
+
+
+async def test_urls_differing_only_in_credentials_are_not_the_same_request() -> None:
+    async def fetch(it: Item) -> Record:
+        return Record(it.index, it.input, it.url)
+
+    dedupe = Deduplicator(fetch)
+    await dedupe(item(0, "http://a:1@h.test/"))
+    await dedupe(item(1, "http://a:2@h.test/"))
+    assert dedupe.saved == 0
+
+
+async def test_an_abandoned_first_fetch_abandons_its_duplicates() -> None:
+    started = asyncio.Event()
+
+    async def fetch(it: Item) -> Record:
+        started.set()
+        await asyncio.sleep(0)
+        raise Abandoned
+
+    dedupe = Deduplicator(fetch)
+    first = asyncio.create_task(dedupe(item(0, "http://h.test/1")))
+    await started.wait()
+    second = asyncio.create_task(dedupe(item(1, "http://h.test/1")))
+    with pytest.raises(Abandoned):
+        await first
+    with pytest.raises(Abandoned):
+        await second

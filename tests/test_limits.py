@@ -1,0 +1,94 @@
+"""The caps of a run: in flight, per host, rate; waits that give up when the run stops."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+
+import pytest
+
+from fetchmany.fetch.limits import Abandoned, Limits, fit_open_file_limit, parse_rate
+
+
+@pytest.mark.parametrize(
+    ("text", "per_second"), [("20", 20.0), ("20/s", 20.0), ("600/m", 10.0), ("36/h", 0.01)]
+)
+def test_rates(text: str, per_second: float) -> None:
+    assert parse_rate(text) == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize("text", ["0", "fast", "-1/s", "5/d", ""])
+def test_bad_rates(text: str) -> None:
+    with pytest.raises(ValueError, match="not a rate"):
+        parse_rate(text)
+
+
+async def test_the_global_cap_holds_and_frees() -> None:
+    limits = Limits(2)
+    await limits.acquire("a:80")
+    await limits.acquire("b:80")
+    third = asyncio.create_task(limits.acquire("c:80"))
+    await asyncio.sleep(0)
+    assert not third.done()
+    limits.release("a:80")
+    await asyncio.wait_for(third, 5)
+
+
+class CountingPool:
+    def __init__(self) -> None:
+        self.grown = 0
+
+    def grow(self) -> None:
+        self.grown += 1
+
+
+async def test_a_busy_host_parks_the_item_and_tells_the_pool() -> None:
+    limits = Limits(10, per_host=1)
+    pool = CountingPool()
+    limits.attach(pool)
+    await limits.acquire("a:80")
+    waiting = asyncio.create_task(limits.acquire("a:80"))
+    await asyncio.sleep(0)
+    assert pool.grown == 1  # the worker waits holding no global slot: the pool grows
+    other = asyncio.create_task(limits.acquire("b:80"))
+    await asyncio.wait_for(other, 5)  # another host is not held up
+    limits.release("a:80")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_backoff_tells_the_pool_and_a_stop_abandons_it() -> None:
+    limits = Limits(1)
+    pool = CountingPool()
+    limits.attach(pool)
+    backing_off = asyncio.create_task(limits.backoff(3600))
+    await asyncio.sleep(0)
+    assert pool.grown == 1
+    limits.stop()
+    with pytest.raises(Abandoned):
+        await asyncio.wait_for(backing_off, 5)
+    with pytest.raises(Abandoned):
+        await limits.acquire("a:80")  # nothing starts once stopping
+
+
+async def test_the_rate_spaces_starts() -> None:
+    limits = Limits(10, rate=50)
+    started = time.monotonic()
+    for _ in range(6):
+        await limits.acquire("a:80")
+        limits.release("a:80")
+    assert time.monotonic() - started >= 5 / 50 * 0.9  # five intervals between six starts
+
+
+def test_the_soft_open_file_limit_is_raised_for_the_concurrency() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert fit_open_file_limit(100) == 100
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 256  # enough already
+        assert fit_open_file_limit(500) == 500
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 564  # 500 sockets and spare
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # A hard limit too low to raise to is capped instead: test_hostile runs that in a
+    # process of its own, since a hard limit cannot be raised again once lowered.

@@ -1,0 +1,39 @@
+"""--pick NAME=PATH: keys and indexes into a JSON body; a path that breaks gives null."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchmany.fetch.picks import Pick, apply_picks, parse_pick
+
+BODY = {"data": {"items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "0": "zero", "n": None}
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("data.items.2.id", 3),
+        ("data.items.-1.id", 3),
+        ("data.items.3.id", None),
+        ("data.items.x", None),
+        ("0", "zero"),  # a key that looks like an index, in an object
+        ("n", None),
+        ("data.items.0.id.deeper", None),
+        ("", BODY),
+    ],
+)
+def test_paths(path: str, value: object) -> None:
+    assert parse_pick(f"v={path}").extract(BODY) == value
+
+
+def test_picks_from_a_body_that_is_not_json_are_null() -> None:
+    assert apply_picks([Pick("a", ("x",)), Pick("b", ())], "plain text") == {
+        "a": None,
+        "b": "plain text",
+    }
+
+
+@pytest.mark.parametrize("text", ["noequals", "1st=a", "a b=c", "=x", "a=b..c"])
+def test_malformed_picks(text: str) -> None:
+    with pytest.raises(ValueError, match=r"expected NAME=PATH|empty step"):
+        parse_pick(text)

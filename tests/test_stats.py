@@ -1,0 +1,40 @@
+"""Run totals: counts by outcome and latency percentiles in constant memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchmany.output.stats import LatencyHistogram, RunStats, outcome_label
+from fetchmany.records import ErrorKind, FetchError, Record
+
+
+def test_percentiles_are_within_one_percent() -> None:
+    histogram = LatencyHistogram()
+    for ms in range(1, 1001):
+        histogram.add(float(ms))
+    assert histogram.percentile(50) == pytest.approx(500, rel=0.011)
+    assert histogram.percentile(95) == pytest.approx(950, rel=0.011)
+    assert histogram.max == 1000
+    assert LatencyHistogram().percentile(50) is None
+
+
+def test_outcomes_failures_and_latency() -> None:
+    stats = RunStats()
+    stats.add(
+        [
+            Record(0, "a", "u", ok=True, status=200, elapsed_ms=10.0),
+            Record(1, "b", "u", status=404, elapsed_ms=20.0),
+            Record(2, "c", None, error=FetchError(ErrorKind.INVALID_URL, "bad")),
+            Record(3, "d", "u", status=200, error=FetchError(ErrorKind.INVALID_CHARSET, "x")),
+        ]
+    )
+    assert (stats.done, stats.ok, stats.failed) == (4, 1, 3)
+    assert dict(stats.outcomes) == {"2xx": 1, "4xx": 1, "invalid_url": 1, "invalid_charset": 1}
+    assert [f.outcome for f in stats.failures] == ["4xx", "invalid_url", "invalid_charset"]
+    assert stats.failures[0].message == "HTTP 404"
+    assert stats.latency.count == 2
+
+
+def test_labels() -> None:
+    assert outcome_label(Record(0, "a", "u", status=503)) == "5xx"
+    assert outcome_label(Record(0, "a", "u")) == "no_response"
