@@ -8,7 +8,6 @@ it. It only ever listens on loopback.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import os
 import random
@@ -18,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +37,6 @@ class ServerState:
     gate_size: int = 0
     gate: asyncio.Event | None = None
     seen_headers: list[dict[str, str]] = field(default_factory=list)
-    flaky_counts: dict[str, int] = field(default_factory=dict)
     peers: set[object] = field(default_factory=set)
     arrivals: list[tuple[float, str]] = field(default_factory=list)
     hanging_from: int | None = None
@@ -108,22 +105,12 @@ def make_app(state: ServerState) -> web.Application:
             headers={"Content-Type": "text/plain; charset=ISO-8859-1"},
         )
 
-    async def binary(request: web.Request) -> web.Response:
-        return web.Response(body=bytes(range(256)), content_type="application/octet-stream")
-
     async def not_json(request: web.Request) -> web.Response:
         return web.Response(text="{not json", content_type="application/json")
 
     async def big(request: web.Request) -> web.Response:
         size = int(request.query.get("bytes", "100000"))
         return web.Response(body=b"x" * size, content_type="text/plain")
-
-    async def gzip_body(request: web.Request) -> web.Response:
-        size = int(request.query.get("bytes", "100000"))
-        return web.Response(
-            body=gzip.compress(b"y" * size),
-            headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
-        )
 
     async def redirect(request: web.Request) -> web.Response:
         hops = int(request.match_info["hops"])
@@ -134,29 +121,9 @@ def make_app(state: ServerState) -> web.Application:
     async def redirect_loop(request: web.Request) -> web.Response:
         raise web.HTTPFound("/redirect-loop")
 
-    async def flaky(request: web.Request) -> web.StreamResponse:
-        """Fail ``fail`` times per key (a status, or a reset), then succeed."""
-        key = request.query["key"]
-        seen = state.flaky_counts.get(key, 0)
-        state.flaky_counts[key] = seen + 1
-        if seen < int(request.query.get("fail", "1")):
-            how = request.query.get("how", "503")
-            if how == "reset":
-                return await reset(request)
-            headers = {}
-            if "after" in request.query:
-                headers["Retry-After"] = request.query["after"]
-            return web.Response(status=int(how), text="try later", headers=headers)
-        return _json({"key": key, "attempt": seen + 1})
-
     async def sleep(request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.query.get("ms", "100")) / 1000)
         return _json({"id": request.query.get("id")})
-
-    async def hang(request: web.Request) -> web.Response:
-        """Accept and never answer (until the test server stops)."""
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
 
     async def maybe_hang(request: web.Request) -> web.Response:
         """Answer at once, unless hanging is switched on for this id and above."""
@@ -169,62 +136,20 @@ def make_app(state: ServerState) -> web.Application:
             await state.release_hangs.wait()
         return _json({"id": item_id})
 
-    async def trickle(request: web.Request) -> web.StreamResponse:
-        """Send headers, then a byte every 50 ms forever: only a total timeout ends it."""
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        while True:
-            await response.write(b".")
-            await asyncio.sleep(0.05)
-
-    async def reset(request: web.Request) -> web.StreamResponse:
-        """Promise a body, send part of it, then drop the connection."""
-        response = web.StreamResponse(headers={"Content-Length": "100000"})
-        await response.prepare(request)
-        await response.write(b"partial")
-        assert request.transport is not None
-        request.transport.abort()
-        return response
-
-    async def gzip_bomb(request: web.Request) -> web.Response:
-        """A small gzip body that inflates to ``mb`` megabytes of zeros."""
-        mb = int(request.query.get("mb", "200"))
-        if mb not in bombs:
-            packer = zlib.compressobj(9, zlib.DEFLATED, 31)
-            zeros = bytes(1 << 20)
-            bombs[mb] = b"".join(packer.compress(zeros) for _ in range(mb)) + packer.flush()
-        return web.Response(
-            body=bombs[mb], headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"}
-        )
-
     async def redirect_to(request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["url"])
 
-    async def bad_charset(request: web.Request) -> web.Response:
-        return web.Response(
-            body=b"caf\xe9 \xff", headers={"Content-Type": "text/plain; charset=no-such-charset"}
-        )
-
-    bombs: dict[int, bytes] = {}
     app = web.Application(middlewares=[middleware])
-    app.router.add_get("/flaky", flaky)
     app.router.add_get("/sleep", sleep)
-    app.router.add_get("/hang", hang)
     app.router.add_get("/maybe-hang", maybe_hang)
-    app.router.add_get("/trickle", trickle)
-    app.router.add_get("/reset", reset)
-    app.router.add_get("/gzip-bomb", gzip_bomb)
     app.router.add_get("/redirect-to", redirect_to)
-    app.router.add_get("/bad-charset", bad_charset)
     app.router.add_get("/item", item)
     app.router.add_get("/gated", gated)
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/latin1", latin1)
-    app.router.add_get("/binary", binary)
     app.router.add_get("/not-json", not_json)
     app.router.add_get("/big", big)
-    app.router.add_get("/gzip", gzip_body)
     app.router.add_get("/redirect/{hops}", redirect)
     app.router.add_get("/redirect-loop", redirect_loop)
     return app
@@ -233,8 +158,13 @@ def make_app(state: ServerState) -> web.Application:
 class LoopbackServer:
     """The test app served from a background thread on 127.0.0.1 and a free port."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        app: Callable[[ServerState], web.Application] | None = None,
+    ) -> None:
         self._ssl = ssl_context
+        self._make_app = app or make_app
         self.scheme = "https" if ssl_context else "http"
         self.state = ServerState()
         self.loop = asyncio.new_event_loop()
@@ -251,7 +181,9 @@ class LoopbackServer:
         self.loop.run_until_complete(self._main())
 
     async def _main(self) -> None:
-        runner = web.AppRunner(make_app(self.state), handle_signals=False, shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            self._make_app(self.state), handle_signals=False, shutdown_timeout=0.5
+        )
         await runner.setup()
         site = web.TCPSite(runner, HOST, 0, ssl_context=self._ssl)
         await site.start()
@@ -276,7 +208,6 @@ class LoopbackServer:
             self.state.max_in_flight = 0
             self.state.requests = 0
             self.state.seen_headers.clear()
-            self.state.flaky_counts.clear()
             self.state.peers.clear()
             self.state.arrivals.clear()
             self.state.hanging_from = None
@@ -322,6 +253,22 @@ def _server_instance() -> Iterator[LoopbackServer]:
 def server(_server_instance: LoopbackServer) -> LoopbackServer:
     _server_instance.reset()
     return _server_instance
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[web.Application], LoopbackServer]]:
+    """Serve a small app of the test's own on 127.0.0.1, for as long as the test runs:
+    ``base = serve(app).url("")``. The handlers live beside the assertions."""
+    started: list[LoopbackServer] = []
+
+    def start(app: web.Application) -> LoopbackServer:
+        server = LoopbackServer(app=lambda state: app)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import itertools
 import resource
 import time
+import zlib
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from conftest import LoopbackServer, TlsServer
 
 from fetchmany import FetchOptions, Record, fetch_many
@@ -21,52 +26,95 @@ async def fetch(urls: list[str], **options: object) -> list[Record]:
     return [r async for r in fetch_many(urls, FetchOptions(**options))]  # type: ignore[arg-type]
 
 
-async def test_flaky_server_succeeds_within_the_retries(server: LoopbackServer) -> None:
+def flaky_app(
+    failures: int, how: str = "503", retry_after: str | None = None
+) -> tuple[web.Application, list[tuple[float, str]]]:
+    """An app whose /k/{key} fails ``failures`` times per key (a status, or a reset mid-
+    body), then answers; and the list of (time, path) of every request it saw."""
+    seen: dict[str, int] = {}
+    arrivals: list[tuple[float, str]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        arrivals.append((time.monotonic(), request.path))
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > failures:
+            return web.json_response({"key": key, "attempt": seen[key]})
+        if how == "reset":
+            response = web.StreamResponse(headers={"Content-Length": "1000"})
+            await response.prepare(request)
+            await response.write(b"partial")
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return web.Response(status=int(how), text="try later", headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/k/{key}", handler)
+    return app, arrivals
+
+
+async def test_flaky_servers_succeed_within_the_retries(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    twice, _ = flaky_app(2)
+    always, _ = flaky_app(99)
+    resets, _ = flaky_app(1, how="reset")
     ok, exhausted, reset = await fetch(
-        [
-            server.url("/flaky?key=a&fail=2"),
-            server.url("/flaky?key=b&fail=5"),
-            server.url("/flaky?key=c&fail=1&how=reset"),
-        ],
+        [serve(twice).url("/k/a"), serve(always).url("/k/b"), serve(resets).url("/k/c")],
         retry=FAST,
     )
-    assert ok.ok
-    assert ok.attempts == 3
-    assert ok.body["attempt"] == 3
-    assert not exhausted.ok
-    assert exhausted.status == 503
-    assert exhausted.attempts == 3
-    assert reset.ok
-    assert reset.attempts == 2
+    assert (ok.ok, ok.attempts, ok.body["attempt"]) == (True, 3, 3)
+    assert (exhausted.ok, exhausted.status, exhausted.attempts) == (False, 503, 3)
+    assert (reset.ok, reset.attempts) == (True, 2)
 
 
-async def test_retry_after_seconds_is_waited(server: LoopbackServer) -> None:
+async def test_retry_after_seconds_is_waited(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    app, arrivals = flaky_app(1, how="429", retry_after="1")
     policy = RetryPolicy(retries=2, backoff=0.01, max_backoff=5)
-    (record,) = await fetch([server.url("/flaky?key=ra&fail=1&how=429&after=1")], retry=policy)
-    assert record.ok
-    assert record.attempts == 2
-    (first, _), (second, _) = server.state.arrivals
+    (record,) = await fetch([serve(app).url("/k/ra")], retry=policy)
+    assert (record.ok, record.attempts) == (True, 2)
+    (first, _), (second, _) = arrivals
     assert second - first >= 0.9  # its own backoff would be under 0.01 s
 
 
-async def test_retry_after_is_capped_by_max_backoff(server: LoopbackServer) -> None:
+async def test_retry_after_is_capped_by_max_backoff(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    app, arrivals = flaky_app(1, how="503", retry_after="3600")
     capped = RetryPolicy(retries=1, backoff=0.01, max_backoff=0.2)
-    started = time.monotonic()
-    (record,) = await fetch([server.url("/flaky?key=cap&fail=1&how=503&after=3600")], retry=capped)
+    (record,) = await fetch([serve(app).url("/k/cap")], retry=capped)
     assert record.ok
-    assert time.monotonic() - started < 30  # not an hour
+    (first, _), (second, _) = arrivals
+    assert second - first < 30  # not an hour
 
 
-async def test_a_backoff_does_not_hold_the_pool(server: LoopbackServer) -> None:
+@pytest.mark.parametrize("after", ["soon", "²", "-5", "Wed, 99 Foo 2026 99:99:99 GMT", ""])
+async def test_a_retry_after_that_means_nothing_is_ignored(
+    serve: Callable[[web.Application], LoopbackServer], after: str
+) -> None:
+    app, _ = flaky_app(1, how="503", retry_after=after)
+    (record,) = await fetch([serve(app).url("/k/x")], retry=FAST)
+    assert (record.ok, record.attempts) == (True, 2)
+
+
+async def test_a_backoff_does_not_hold_the_pool(
+    serve: Callable[[web.Application], LoopbackServer], server: LoopbackServer
+) -> None:
     # limit=1: while the first item waits out Retry-After, the others must use the slot.
-    slow_retry = server.url("/flaky?key=bo&fail=1&how=503&after=1")
+    app, arrivals = flaky_app(1, how="503", retry_after="1")
+    slow_retry = serve(app).url("/k/bo")
     others = [server.url(f"/item?id={i}&max_ms=1") for i in range(5)]
     policy = RetryPolicy(retries=2, backoff=0.01, max_backoff=5)
     records = await fetch([slow_retry, *others], limit=1, retry=policy)
     assert all(r.ok for r in records)
-    order = [path for _, path in server.state.arrivals]
-    assert order[0].startswith("/flaky")
-    assert order[-1].startswith("/flaky")  # its retry came after every other item
+    (first, _), (retry, _) = arrivals
+    others_at = sorted(t for t, _ in server.state.arrivals)
+    assert first < others_at[0]
+    assert retry > others_at[-1]  # its retry came after every other item
     assert [r.index for r in records] == list(range(6))  # and output order is unchanged
 
 
@@ -81,11 +129,14 @@ async def test_rate_limit_spaces_request_starts(server: LoopbackServer) -> None:
     assert sum(1 for g in gaps if g < 0.02) <= 2  # smooth: no bursts of back-to-back starts
 
 
-async def test_rate_limit_counts_retries(server: LoopbackServer) -> None:
-    urls = [server.url(f"/flaky?key=rr{i}&fail=1") for i in range(4)]
-    records = await fetch(urls, limit=4, rate=10.0, retry=FAST)
+async def test_rate_limit_counts_retries(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    app, arrivals = flaky_app(1)
+    base = serve(app)
+    records = await fetch([base.url(f"/k/rr{i}") for i in range(4)], limit=4, rate=10.0, retry=FAST)
     assert all(r.attempts == 2 for r in records)
-    starts = sorted(t for t, _ in server.state.arrivals)
+    starts = sorted(t for t, _ in arrivals)
     assert len(starts) == 8
     assert starts[-1] - starts[0] >= 7 / 10 * 0.8
 
@@ -103,17 +154,37 @@ async def test_per_host_caps_each_host(
     assert other_server.state.max_in_flight == 2
 
 
-@pytest.mark.parametrize("path", ["/hang", "/trickle"])
-async def test_hanging_and_trickling_servers_time_out(server: LoopbackServer, path: str) -> None:
-    (record,) = await fetch([server.url(path)], timeout=0.5, retry=NONE)
-    assert record.error is not None
-    assert record.error.kind == "timeout"
-    assert record.elapsed_ms is not None
-    assert record.elapsed_ms < 10_000
+async def test_hanging_and_trickling_servers_time_out(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.Event().wait()  # never answers (until the server stops)
+        raise AssertionError("unreachable")
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        while True:  # a byte every 50 ms, forever: only a total timeout ends it
+            await response.write(b".")
+            await asyncio.sleep(0.05)
+
+    app = web.Application()
+    app.router.add_get("/hang", hang)
+    app.router.add_get("/trickle", trickle)
+    base = serve(app)
+    records = await fetch([base.url("/hang"), base.url("/trickle")], timeout=0.5, retry=NONE)
+    for record in records:
+        assert record.error is not None
+        assert record.error.kind == "timeout"
+        assert record.elapsed_ms is not None
+        assert record.elapsed_ms < 10_000
 
 
-async def test_reset_mid_response_is_an_error_record(server: LoopbackServer) -> None:
-    (record,) = await fetch([server.url("/reset")], retry=NONE)
+async def test_reset_mid_response_is_an_error_record(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    app, _ = flaky_app(99, how="reset")
+    (record,) = await fetch([serve(app).url("/k/r")], retry=NONE)
     assert not record.ok
     assert record.error is not None
     assert record.error.kind in ("connect", "protocol")
@@ -127,10 +198,23 @@ async def test_huge_body_stops_at_the_cap(server: LoopbackServer) -> None:
     assert record.status == 200
 
 
-async def test_gzip_bomb_is_caught_without_inflating_it(server: LoopbackServer) -> None:
-    await fetch([server.url("/gzip-bomb?mb=300")], max_body_size=1, retry=NONE)  # warm the bomb
+async def test_gzip_bomb_is_caught_without_inflating_it(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    bomb = b"".join(packer.compress(zeros) for _ in range(300)) + packer.flush()  # 300 MB
+
+    async def handler(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain"}
+        return web.Response(body=bomb, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/bomb", handler)
+    url = serve(app).url("/bomb")
+    await fetch([url], max_body_size=1, retry=NONE)  # warm up: imports, connections
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    (record,) = await fetch([server.url("/gzip-bomb?mb=300")], max_body_size=1_000_000)
+    (record,) = await fetch([url], max_body_size=1_000_000)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert record.error is not None
     assert record.error.kind == "body_too_large"
@@ -146,15 +230,28 @@ async def test_redirect_to_another_scheme_is_refused(server: LoopbackServer) -> 
     assert record.body is None
 
 
-async def test_bad_charset_and_binary_bodies_decode_safely(server: LoopbackServer) -> None:
-    bad, binary = await fetch([server.url("/bad-charset"), server.url("/binary")])
+async def test_bad_charset_and_binary_bodies_decode_safely(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    async def bad_charset(request: web.Request) -> web.Response:
+        headers = {"Content-Type": "text/plain; charset=no-such-charset"}
+        return web.Response(body=b"caf\xe9 \xff", headers=headers)
+
+    async def binary(request: web.Request) -> web.Response:
+        return web.Response(body=bytes(range(256)), content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get("/bad-charset", bad_charset)
+    app.router.add_get("/binary", binary)
+    base = serve(app)
+    bad, raw = await fetch([base.url("/bad-charset"), base.url("/binary")])
     assert bad.body == "caf\ufffd \ufffd"  # UTF-8 with replacement characters
     assert bad.status == 200
     assert bad.error is not None  # the record says the text may not be what was meant
     assert bad.error.kind == "invalid_charset"
     assert not bad.ok
-    assert binary.ok
-    assert isinstance(binary.body, str)
+    assert raw.ok
+    assert base64.b64decode(raw.body) == bytes(range(256))
 
 
 CREDENTIALS = (("Authorization", "Bearer s3cret"), ("Cookie", "session=s3cret"))
