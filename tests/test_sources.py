@@ -251,3 +251,81 @@ def test_a_url_with_a_control_character_is_invalid(control: str) -> None:
     assert item.error is not None
     assert item.error.kind is ErrorKind.INVALID_URL
     assert "control character" in item.error.message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://xn--zz/", "http://a.xn--zz.example/", "https://xn--a.test/"]
+)
+def test_a_host_that_is_not_valid_idna_is_an_invalid_url(url: str) -> None:
+    item = make_item(0, url, NO_TEMPLATE)
+    assert item.error is not None
+    assert item.error.kind is ErrorKind.INVALID_URL
+    assert "internationalised" in item.error.message
+
+
+@pytest.mark.parametrize(
+    ("value", "request_template"),
+    [
+        ("http://h.test/\ud800", NO_TEMPLATE),
+        ("\udfff", with_url("http://h.test/{}")),
+        ("1", plan_request(template="http://h.test/", data="x=\ud800{}").templates),
+    ],
+)
+def test_a_lone_surrogate_is_an_invalid_item_not_a_crash(
+    value: str, request_template: RequestTemplate
+) -> None:
+    item = make_item(0, value, request_template)
+    assert item.error is not None
+    assert "lone surrogate" in item.error.message
+
+
+async def test_library_mappings_take_any_json_value_as_json_lines_rows_do() -> None:
+    rows = [{"id": 5, "tags": ["a", 1], "gone": None}, {"id": 6, "tags": None}]
+    first, second = [i async for i in items_from(rows, with_url("http://h.test/{id}?t={tags}"))]
+    assert first.url == "http://h.test/5?t=%5B%22a%22,1%5D"
+    assert second.error is not None  # None is a missing field, as in JSON Lines
+    assert "'tags'" in second.error.message
+
+
+async def test_library_scalars_are_ids_and_none_is_an_empty_item() -> None:
+    values = [7, None, b"x\xff", 2.5]
+    items = [i async for i in items_from(values, with_url("http://h.test/{}"))]
+    assert [i.url for i in items] == [
+        "http://h.test/7",
+        None,
+        "http://h.test/x%FF",
+        "http://h.test/2.5",
+    ]
+    assert items[1].error is not None
+
+
+@pytest.mark.parametrize("value", [".", ".."])
+def test_a_dot_segment_value_cannot_move_the_request_up_the_path(value: str) -> None:
+    item = make_item(0, value, with_url("http://h.test/api/{}/detail"))
+    assert item.error is not None
+    assert item.target is None
+
+
+@pytest.mark.parametrize(
+    ("value", "template", "url"),
+    [
+        ("...", "http://h.test/api/{}", "http://h.test/api/..."),
+        ("..", "http://h.test/api?q={}", "http://h.test/api?q=.."),
+        ("a", "http://h.test/x/../{}", "http://h.test/a"),  # the template's own, as written
+    ],
+)
+def test_dots_elsewhere_are_plain_values(value: str, template: str, url: str) -> None:
+    assert make_item(0, value, with_url(template)).url == url
+
+
+async def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "mac.txt"
+    path.write_bytes(b"1\r2\r\n3\r")
+    items = [i.input async for i in read_items([str(path)], with_url("http://h.test/{}"))]
+    assert items == ["1", "2", "3"]
+    assert count_items(str(path)) == 3
+
+
+async def test_an_input_that_fails_while_read_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(sources.InputUnreadable, match=f"cannot read {tmp_path}: Is a directory"):
+        [i async for i in read_items([str(tmp_path)], NO_TEMPLATE)]

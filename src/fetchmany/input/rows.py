@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
+
+# An input cell may be long (a JSON payload, a resumed output's body column); the
+# csv module refuses cells over 128 KiB unless told otherwise.
+csv.field_size_limit(sys.maxsize)
 
 
 class InputError(ValueError):
@@ -54,7 +59,7 @@ def json_field(value: object) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def jsonl_row(text: str) -> Row:

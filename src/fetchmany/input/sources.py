@@ -21,10 +21,10 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, jsonl_row
-from fetchmany.input.templates import MissingField, RequestTemplate
+from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, json_field, jsonl_row
+from fetchmany.input.templates import LoneSurrogate, MissingField, RequestTemplate, encode_text
 from fetchmany.records import ErrorKind, FetchError, valid_text
-from fetchmany.redaction import redact_text
+from fetchmany.redaction import redact_parsed, redact_url
 
 STDIN: Final = "-"
 _CHUNK: Final = 64 * 1024
@@ -52,11 +52,12 @@ def _normalise_url(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return quote(text.encode("utf-8", "surrogateescape"), safe=":/?#[]@!$&'()*+,;=%~")
+        return quote(encode_text(text), safe=":/?#[]@!$&'()*+,;=%~")
     return text
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_SEGMENT: Final = re.compile(r"/\.{1,2}(?=[/?#]|$)")
 
 
 def parse_url(url: str) -> URL | str:
@@ -74,8 +75,16 @@ def parse_url(url: str) -> URL | str:
         return f"not a valid URL: {valid_text(str(exc))}"
     if parsed.scheme not in ("http", "https"):
         return "only http and https URLs are fetched"
-    if not parsed.host:
+    try:
+        host = parsed.host  # decoded lazily: an invalid IDNA label raises only here
+    except UnicodeError:
+        return f"host is not a valid internationalised name: {valid_text(parsed.raw_host or '')}"
+    if not host:
         return "URL has no host"
+    try:
+        encode_text(url)
+    except LoneSurrogate as exc:  # yarl would drop the character from the path silently
+        return str(exc)
     return parsed
 
 
@@ -107,6 +116,12 @@ def make_item(
             url = _normalise_url(text)
         elif request.url is not None:
             url = request.url.expand(values)
+            if _DOT_SEGMENT.search(url) and not _DOT_SEGMENT.search(request.url.template):
+                # An ID of "." or ".." would be resolved away (to /api/ or /), silently
+                # fetching another resource than the template names.
+                return _invalid(
+                    index, shown, None, "value makes a '.' or '..' path segment in the template"
+                )
         elif fields is not None and "url" in fields:
             url = _normalise_url(fields["url"])
         elif fields is None:
@@ -115,14 +130,16 @@ def make_item(
             return _invalid(index, shown, None, "row has no url field; use --template")
         data = None
         if request.data is not None:
-            data = request.data.expand(values).encode("utf-8", "surrogateescape")
+            data = encode_text(request.data.expand(values))
     except MissingField as missing:
         return _invalid(index, shown, None, f"row has no field {missing.name!r} for the template")
+    except LoneSurrogate as exc:
+        return _invalid(index, shown, None, str(exc))
     parsed = parse_url(url)
     if isinstance(parsed, str):
-        return _invalid(index, shown, redact_text(display_text(url)), parsed)
+        return _invalid(index, shown, redact_url(display_text(url)), parsed)
     # The URL as sent (yarl's encoding), with any credentials masked.
-    return Item(index, shown, redact_text(str(parsed)), data=data, fields=fields, target=parsed)
+    return Item(index, shown, redact_parsed(parsed), data=data, fields=fields, target=parsed)
 
 
 def item_text(raw: bytes) -> str | None:
@@ -141,10 +158,21 @@ def _open_input(path: str) -> BinaryIO:
     """Unbuffered, so a read returns what a pipe has now instead of waiting for a full chunk."""
     if path != STDIN:
         return open(path, "rb", buffering=0)
+    if sys.stdin is None:  # started with stdin closed (<&-)
+        raise InputError("stdin is closed; name an input file, or - with something on stdin")
     try:
         return os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
     except (AttributeError, OSError, ValueError):  # a stand-in stdin with no descriptor
         return io.BytesIO(sys.stdin.buffer.read())
+
+
+class InputUnreadable(Exception):
+    """An input that fails while being read (a disk error, a file removed under us):
+    the run cannot go on without losing items, so it ends with this one line."""
+
+
+def _name(path: str) -> str:
+    return "stdin" if path == STDIN else path
 
 
 class LineFeed:
@@ -155,8 +183,9 @@ class LineFeed:
     not keep the process alive after the run has ended.
     """
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, cr_ends_lines: bool = True) -> None:
         self._paths = list(paths) or [STDIN]
+        self._cr_ends_lines = cr_ends_lines
         self._queue: asyncio.Queue[list[bytes] | BaseException | None] = asyncio.Queue()
         self._credits = threading.Semaphore(_QUEUED_CHUNKS)
         self._stopped = threading.Event()
@@ -174,9 +203,13 @@ class LineFeed:
     def _run(self) -> None:
         try:
             for path in self._paths:
-                with _open_input(path) as stream:
-                    if not self._read(stream, path):
-                        return
+                try:
+                    with _open_input(path) as stream:
+                        if not self._read(stream, path):
+                            return
+                except OSError as exc:
+                    reason = exc.strerror or str(exc)
+                    raise InputUnreadable(f"cannot read {_name(path)}: {reason}") from None
             self._hand_over(None)
         except BaseException as exc:  # handed to the loop, which raises it in context
             self._hand_over(exc)
@@ -201,6 +234,10 @@ class LineFeed:
                     continue
                 data = _without_bom(data, path)
                 at_start = False
+            if self._cr_ends_lines and b"\r" in data:
+                # A lone CR ends a line too (classic Mac files). A CRLF split across two
+                # chunks gives an extra blank line, and blank lines are skipped.
+                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             lines = data.split(b"\n")
             rest = lines.pop()
             if not self._hand_over(lines):
@@ -246,8 +283,7 @@ def _without_bom(data: bytes, path: str) -> bytes:
     items; it is refused with a way out instead.
     """
     if _is_utf16(data):
-        name = "stdin" if path == STDIN else path
-        raise InputError(f"{name} is UTF-16 text; convert it: iconv -f UTF-16 -t UTF-8")
+        raise InputError(f"{_name(path)} is UTF-16 text; convert it: iconv -f UTF-16 -t UTF-8")
     return data.removeprefix(BOM)
 
 
@@ -283,7 +319,8 @@ async def read_items(
     index = 0
     lines = input_format is InputFormat.LINES
     for path in paths or [STDIN]:
-        feed = LineFeed([path])
+        # CSV keeps CRs: a quoted cell may hold one, and its rows end in CRLF anyway.
+        feed = LineFeed([path], cr_ends_lines=input_format is not InputFormat.CSV)
         csv_rows = CsvRows() if input_format is InputFormat.CSV else None
         try:
             async for batch in feed.batches():
@@ -312,10 +349,19 @@ async def items_from(
     """Items for the library API: every value given is one item, nothing is skipped.
     A string is a URL or an ID; a mapping is a row whose fields fill the templates."""
 
-    def make(index: int, value: str | Mapping[str, str]) -> Item:
-        if isinstance(value, str):
-            return make_item(index, value, request)
-        return make_item(index, json.dumps(dict(value), ensure_ascii=False), request, value)
+    def make(index: int, value: object) -> Item:
+        if isinstance(value, Mapping):
+            # As a JSON Lines row is read: numbers and lists as JSON text, None as missing.
+            fields = {str(k): text for k, v in value.items() if (text := json_field(v)) is not None}
+            shown = json.dumps(dict(value), ensure_ascii=False, default=str)
+            return make_item(index, shown, request, fields)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "surrogateescape")
+        elif not isinstance(value, str):
+            value = json_field(value) or ""  # an int ID is its digits, None an empty item
+        if not value.strip():
+            return _invalid(index, value, None, "empty item")
+        return make_item(index, value, request)
 
     index = 0
     if isinstance(values, AsyncIterable):
@@ -345,7 +391,9 @@ def count_items(
     with open(path, "rb") as stream:
         for n, raw in enumerate(stream):
             stripped = (raw.removeprefix(BOM) if n == 0 else raw).strip()
-            if stripped and (not comments or not stripped.startswith(b"#")):
+            if comments and b"\r" in stripped:  # lone CRs end lines, as the reader splits
+                count += sum(1 for part in stripped.split(b"\r") if _is_item(part.strip()))
+            elif stripped and (not comments or not stripped.startswith(b"#")):
                 count += 1
             if stop is not None and n % 65536 == 0 and stop.is_set():
                 return None

@@ -47,23 +47,38 @@ class MissingField(KeyError):
         self.name = name
 
 
-def _as_bytes(value: str) -> bytes:
-    """Input text as bytes; undecodable input bytes (kept as surrogates) are the originals."""
-    return value.encode("utf-8", "surrogateescape")
+class LoneSurrogate(ValueError):
+    """Text holding a UTF-16 surrogate that stands for no byte (``"\\ud800"`` in JSON),
+    which no encoding can send."""
+
+    def __init__(self, char: str) -> None:
+        super().__init__(f"text holds a lone surrogate (U+{ord(char):04X}), which cannot be sent")
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8 bytes of ``text``, undecodable input bytes (``surrogateescape``) restored.
+
+    Raises ``LoneSurrogate`` for any other surrogate rather than ``UnicodeEncodeError``
+    from somewhere deep in a request.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise LoneSurrogate(text[exc.start]) from None
 
 
 def quote_component(value: str) -> str:
     """Percent-encode everything but unreserved characters."""
-    return quote(_as_bytes(value), safe="")
+    return quote(encode_text(value), safe="")
 
 
 def form_value(value: str) -> str:
     """Encode as an ``application/x-www-form-urlencoded`` value (space as ``+``)."""
-    return quote_plus(_as_bytes(value), safe="")
+    return quote_plus(encode_text(value), safe="")
 
 
 def _valid(value: str) -> str:
-    return _as_bytes(value).decode("utf-8", "replace")
+    return encode_text(value).decode("utf-8", "replace")
 
 
 def json_string(value: str) -> str:
@@ -182,7 +197,7 @@ def read_template(text: str) -> str:
     if not text.startswith("@"):
         return text
     try:
-        with open(text[1:], encoding="utf-8") as stream:
+        with open(text[1:], encoding="utf-8-sig") as stream:  # an editor's BOM is not body
             return stream.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
