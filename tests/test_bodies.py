@@ -103,3 +103,26 @@ def test_json_nested_deeper_than_can_be_written_is_kept_as_text() -> None:
     assert decoded.value == deep.decode()
     fits = b"[" * 200 + b"]" * 200
     assert decode_body(fits, "application/json", BodyMode.AUTO).error is None
+
+
+@pytest.mark.parametrize("raw", [b"[NaN]", b'{"a": Infinity}', b"-Infinity"])
+def test_nan_and_infinity_are_not_json(raw: bytes) -> None:
+    decoded = decode_body(raw, "application/json", BodyMode.AUTO)
+    assert decoded.value == raw.decode()
+    assert decoded.error is not None
+    assert decoded.error.kind is ErrorKind.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        ('{"a": "café"}'.encode("latin-1"), "application/json; charset=ISO-8859-1"),
+        ('{"a": "café"}'.encode("utf-16"), "application/json; charset=utf-16"),
+        ('{"a": "café"}'.encode("utf-16-le"), "application/json"),
+        ('\ufeff{"a": "café"}'.encode(), "application/json"),
+        ('{"a": "café"}'.encode(), "application/json; charset=utf-8"),
+    ],
+)
+def test_json_in_any_labelled_or_detectable_encoding_parses(raw: bytes, content_type: str) -> None:
+    decoded = decode_body(raw, content_type, BodyMode.AUTO)
+    assert (decoded.value, decoded.error) == ({"a": "café"}, None)

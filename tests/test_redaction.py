@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from yarl import URL
 
-from fetchmany.redaction import redact_header, redact_text
+from fetchmany.redaction import redact_header, redact_parsed, redact_text, redact_url
 
 
 @pytest.mark.parametrize(
@@ -36,3 +37,26 @@ def test_a_rejected_secret_header_is_not_echoed() -> None:
     assert result.returncode == 2
     assert "s3cret" not in result.stderr
     assert "Authorization: ****" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("http://u:pa ss@h.test/", "pa ss"),
+        ("http://u:p\tw@h.test/", "p\tw"),
+        ("http://u:p#w@h.test/", "p#w"),
+        ("http://u:p?w/x@h.test/", "p?w/x"),
+        ("http://u:p@w@h.test/a", "p@w"),
+    ],
+)
+def test_a_url_as_typed_is_masked_whatever_its_password_holds(url: str, secret: str) -> None:
+    masked = redact_url(url)
+    assert secret not in masked
+    assert masked.startswith("http://u:****@")
+
+
+def test_a_parsed_url_is_masked_exactly_and_nested_urls_too() -> None:
+    url = URL("http://u:p@h.test/@me?next=http://bob:hunter2@k.test/")
+    assert redact_parsed(url) == "http://u:****@h.test/@me?next=http://bob:****@k.test/"
+    assert redact_parsed(URL("http://TOKEN@h.test/x")) == "http://****@h.test/x"
+    assert redact_parsed(URL("http://h.test/@me")) == "http://h.test/@me"

@@ -8,13 +8,14 @@ stays light: nothing here imports aiohttp, orjson or rich.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from fetchmany._version import __version__
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.records import BodyMode
-from fetchmany.redaction import redact_text
+from fetchmany.redaction import redact_url
 
 if TYPE_CHECKING:
     from fetchmany.fetch.picks import Pick
@@ -85,20 +86,22 @@ class FetchOptions:
             raise ValueError(f"limit must be at least 1, got {self.limit}")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be at least 1, got {self.window}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout}")
-        if self.connect_timeout <= 0:
-            raise ValueError(f"connect timeout must be positive, got {self.connect_timeout}")
+        if not 0 < self.timeout < math.inf:  # written so that nan fails too
+            raise ValueError(f"timeout must be a positive number, got {self.timeout}")
+        if not 0 < self.connect_timeout < math.inf:
+            raise ValueError(
+                f"connect timeout must be a positive number, got {self.connect_timeout}"
+            )
         if self.max_redirects < 0:
             raise ValueError(f"max redirects cannot be negative, got {self.max_redirects}")
         if self.max_body_size < 0:
             raise ValueError(f"max body size cannot be negative, got {self.max_body_size}")
-        if self.rate is not None and self.rate <= 0:
+        if self.rate is not None and not 0 < self.rate < math.inf:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.per_host is not None and self.per_host < 1:
             raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
         if self.proxy is not None and not self.proxy.lower().startswith(("http://", "https://")):
-            shown = redact_text(self.proxy)
+            shown = redact_url(self.proxy)
             raise ValueError(f"proxy must be an http:// or https:// URL, got {shown!r}")
         if self.method is not None:
             if not self.method or not self.method.isascii() or not self.method.isalpha():

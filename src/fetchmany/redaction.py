@@ -10,18 +10,29 @@ the exception: it is what the user gave, on stdout, where the user sent it.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from yarl import URL
 
 MASK: Final = "****"
-# scheme://userinfo@ : the userinfo ends at the last @ before the path, query or
-# fragment begins (a password may hold an unescaped @; a path may too, after a /).
-_USERINFO: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s]*)@")
+_SCHEME: Final = r"([A-Za-z][A-Za-z0-9+.\-]*://)"
+# In free text: scheme://userinfo@, where the userinfo ends at the last @ before the
+# path, query or fragment begins (a password may hold an unescaped @; a path may
+# too, after a /). Such text comes from URLs already parsed and re-encoded, where a
+# password's space, / ? or # are escaped; a URL as the user typed it goes through
+# redact_url instead.
+_USERINFO: Final = re.compile(_SCHEME + r"(?:([^/?#\s:@]*):[^/?#\s]*|([^/?#\s:]*))@")
+# A whole string known to be one URL (a record's url): the password runs to its last @,
+# whitespace included, since there is nothing else in the string it could belong to.
+_WHOLE_URL: Final = re.compile(_SCHEME + r"([^/?#\s:@]*):(.*)@(?=[^@]*$)", re.DOTALL)
 
 
 def _mask(match: re.Match[str]) -> str:
-    user, colon, _ = match.group(2).partition(":")
     # user:password keeps the user; a lone user name may be a token, as pip treats it.
-    return f"{match.group(1)}{user}:{MASK}@" if colon else f"{match.group(1)}{MASK}@"
+    if match.group(2) is not None:
+        return f"{match.group(1)}{match.group(2)}:{MASK}@"
+    return f"{match.group(1)}{MASK}@"
 
 
 def redact_text(text: str) -> str:
@@ -29,6 +40,25 @@ def redact_text(text: str) -> str:
     if "@" not in text:
         return text
     return _USERINFO.sub(_mask, text)
+
+
+def redact_url(url: str) -> str:
+    """One URL, possibly invalid, with its credentials masked, whatever they hold."""
+    if "@" not in url:
+        return url
+    return _WHOLE_URL.sub(_mask, redact_text(url), count=1)
+
+
+def redact_parsed(url: URL) -> str:
+    """A parsed URL as text, credentials masked exactly (an @ in its path is kept)."""
+    text = str(url)
+    if "@" not in text:
+        return text
+    if url.raw_password is not None:
+        text = str(url.with_password(MASK))
+    elif url.raw_user is not None:
+        text = str(url.with_user(MASK))
+    return redact_text(text)  # URLs nested in the path or query (?next=http://u:p@...)
 
 
 SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})

@@ -145,12 +145,20 @@ def parse_json(raw: bytes | str) -> Any:
         value = orjson.loads(data)
     except ValueError:  # orjson.JSONDecodeError too: the stdlib decides, and words the error
         try:
-            value = json.loads(data.decode("utf-8", errors="replace"))
+            # detect_encoding: a BOM, or UTF-16/32 told by its zero bytes (RFC 8259 8.1)
+            text = data.decode(json.detect_encoding(data), errors="replace")
+            value = json.loads(text, parse_constant=_no_constant)
         except RecursionError:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); the stdlib would accept them, and no
+    writer can put them back (orjson writes null, the stdlib writes invalid JSON)."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _depth(value: Any) -> int:
@@ -192,13 +200,27 @@ def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> Decoded
         if not raw and mode is BodyMode.AUTO:
             return DecodedBody(None)
         try:
-            return DecodedBody(parse_json(raw))
+            return DecodedBody(parse_json(_json_text(raw, charset)))
         except ValueError as exc:
             text, _ = decode_text(raw, charset)
             return DecodedBody(text, FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}"))
     if is_text_type(media) or (not media and _looks_textual(raw)):
         return DecodedBody(*decode_text(raw, charset))
     return DecodedBody(base64.b64encode(raw).decode("ascii"))
+
+
+def _json_text(raw: bytes, charset: str | None) -> bytes | str:
+    """JSON as sent, or decoded first when the server names a charset other than UTF-8
+    (JSON is UTF-8 by RFC 8259, but servers do send Latin-1 and UTF-16 with a label)."""
+    if charset is None:
+        return raw
+    encoding = text_encoding(charset)
+    if encoding is None or encoding == "utf-8":
+        return raw
+    try:
+        return raw.decode(encoding, "replace").removeprefix("\ufeff")
+    except (UnicodeError, LookupError):  # a codec that breaks its contract
+        return raw
 
 
 def _looks_textual(raw: bytes) -> bool:

@@ -10,20 +10,21 @@ from __future__ import annotations
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
-from fetchmany.fetch.bodies import decode_body
+from fetchmany.fetch.bodies import DecodedBody, decode_body
+from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.picks import apply_picks
 from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
-from fetchmany.records import ErrorKind, FetchError, Record, valid_text
-from fetchmany.redaction import redact_text
+from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
+from fetchmany.redaction import redact_parsed, redact_text
 
 _READ_CHUNK: Final = 256 * 1024
 
@@ -40,6 +41,8 @@ class Response:
     truncated: bool
     retry_after: str | None
     saved: SavedBody | None = None
+    problem: FetchError | None = None
+    """Something wrong with a body that still arrived (an encoding we cannot undo)."""
 
 
 def host_key(target: URL) -> str:
@@ -62,6 +65,8 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
     kind: ErrorKind
     if isinstance(exc, SaveError):
         kind = ErrorKind.SAVE
+    elif isinstance(exc, ContentDecodingError):
+        kind = ErrorKind.PROTOCOL
     elif isinstance(exc, aiohttp.TooManyRedirects):
         kind = ErrorKind.TOO_MANY_REDIRECTS
         message = f"more than {options.max_redirects} redirects"
@@ -136,15 +141,19 @@ class Client:
                 content_type = valid_text(content_type)
             response = Response(
                 status=resp.status,
-                final_url=redact_text(valid_text(str(resp.url))),
+                final_url=valid_text(redact_parsed(resp.url)),
                 content_type=content_type,
                 body=b"",
                 truncated=False,
                 retry_after=resp.headers.get("Retry-After"),
             )
+            encoding = resp.headers.get("Content-Encoding")
+            if (why := unsupported(encoding)) is not None:
+                response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
+                encoding = None  # read (and save) the bytes as they came
             if self._save is not None:
                 saved = await self._save.save(
-                    resp.content.iter_chunked(_READ_CHUNK),
+                    decoded(resp.content.iter_chunked(_READ_CHUNK), encoding),
                     index=item.index,
                     text=item.input,
                     fields=item.fields,
@@ -158,7 +167,9 @@ class Client:
                     saved.truncated,
                 )
             else:
-                response.body, response.truncated = await _read_capped(resp, options.max_body_size)
+                response.body, response.truncated = await _read_capped(
+                    resp, encoding, options.max_body_size
+                )
             return response
 
     async def fetch(self, item: Item) -> Record:
@@ -206,16 +217,18 @@ class Client:
         return record
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
-    """The body, or its first ``cap`` bytes and True when there was more."""
+async def _read_capped(
+    resp: aiohttp.ClientResponse, encoding: str | None, cap: int
+) -> tuple[bytes, bool]:
+    """The decoded body, or its first ``cap`` bytes and True when there was more."""
     length = resp.content_length
-    if length is not None and length <= cap and "Content-Encoding" not in resp.headers:
+    if length is not None and length <= cap and not is_encoded(encoding):
         return await resp.read(), False
-    # Read the decoded stream in chunks so a body over the cap, including a
+    # Read the decoded stream in pieces so a body over the cap, including a
     # compressed one that inflates, is cut off instead of held whole.
     buffer = bytearray()
-    while chunk := await resp.content.read(_READ_CHUNK):
-        buffer += chunk
+    async for piece in decoded(resp.content.iter_chunked(_READ_CHUNK), encoding):
+        buffer += piece
         if len(buffer) > cap:
             del buffer[cap:]
             return bytes(buffer), True
@@ -229,7 +242,12 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
     record.content_type = response.content_type
     saved = response.saved
     record.size = saved.size if saved is not None else len(response.body)
-    if response.truncated:
+    body_mode = options.body
+    if response.problem is not None:
+        record.error = response.problem
+        if body_mode is BodyMode.AUTO:
+            body_mode = BodyMode.BASE64  # still encoded: not the text its type says
+    elif response.truncated:
         record.error = FetchError(
             ErrorKind.BODY_TOO_LARGE,
             f"body larger than {options.max_body_size} bytes; kept the first {record.size}",
@@ -237,11 +255,19 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
     if saved is not None:
         record.path, record.sha256 = saved.path, saved.sha256
     if saved is None or options.picks:  # with --save-dir, the body is kept only for picks
-        decoded = decode_body(response.body, response.content_type, options.body)
+        decoded = decode_body(response.body, response.content_type, body_mode)
         if saved is None:
             record.body = decoded.value
         if record.error is None:
             record.error = decoded.error
         if options.picks:
-            record.picks = apply_picks(options.picks, decoded.value)
-    record.ok = response.status < 400 and record.error is None
+            record.picks = apply_picks(options.picks, _pick_source(response, body_mode, decoded))
+    record.ok = 200 <= response.status < 400 and record.error is None  # not 000, not 1xx
+
+
+def _pick_source(response: Response, mode: BodyMode, decoded: DecodedBody) -> Any:
+    """What ``--pick`` reads: the parsed JSON body, whatever ``--body`` shows (``none``
+    or ``base64`` keep it out of the record, not out of reach of picks)."""
+    if mode is BodyMode.JSON or (mode is BodyMode.AUTO and not isinstance(decoded.value, str)):
+        return decoded.value
+    return decode_body(response.body, response.content_type, BodyMode.JSON).value

@@ -7,6 +7,7 @@ struggling server; a server's own ``Retry-After`` on 429/503 wins, up to the cap
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -52,8 +53,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.retries < 0:
             raise ValueError(f"retries cannot be negative, got {self.retries}")
-        if self.backoff < 0 or self.max_backoff < 0:
-            raise ValueError("backoff times cannot be negative")
+        if not (0 <= self.backoff < math.inf and 0 <= self.max_backoff < math.inf):
+            raise ValueError("backoff times must be finite and not negative")
 
     def delay(
         self,

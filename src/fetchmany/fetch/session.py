@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import netrc
 import os
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Final
 from urllib import request as urllib_request
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from fetchmany.fetch.encodings import ACCEPT_ENCODING
 from fetchmany.fetch.policy import header_value
 from fetchmany.options import FetchOptions
+from fetchmany.redaction import redact_url
 
 getproxies_environment = urllib_request.getproxies_environment
 # Not in typeshed, but public and documented alongside getproxies_environment.
@@ -34,6 +38,25 @@ proxy_bypass_environment: Callable[[str, dict[str, str]], bool] = (
 class SetupError(ValueError):
     """An option that cannot work (a CA bundle without certificates, a broken .netrc),
     found before any request; the message says which and why."""
+
+
+def checked_proxy(proxy: str) -> str:
+    """``--proxy`` if aiohttp can use it; a ``SetupError`` (credentials masked) if not,
+    rather than the same error in every record."""
+    shown = redact_url(proxy)
+    if _CONTROL.search(proxy):
+        raise SetupError(f"--proxy {shown!r} contains a control character or space")
+    try:
+        parsed = URL(proxy)
+        host = parsed.host
+    except (ValueError, TypeError):
+        raise SetupError(f"--proxy {shown!r} is not a valid URL") from None
+    if not host:
+        raise SetupError(f"--proxy {shown!r} has no host")
+    return proxy
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x20\x7f]")
 
 
 def load_netrc() -> netrc.netrc | None:
@@ -66,10 +89,13 @@ def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
 
 
 def session_headers(options: FetchOptions) -> CIMultiDict[str]:
-    """Default headers for every request: the User-Agent unless -H set one, then -H as given."""
+    """Default headers for every request: the User-Agent and Accept-Encoding unless -H
+    set them, then -H as given. We ask only for the encodings ``encodings`` undoes."""
     headers: CIMultiDict[str] = CIMultiDict()
     if header_value(options.headers, "User-Agent") is None:
         headers["User-Agent"] = options.user_agent
+    if header_value(options.headers, "Accept-Encoding") is None:
+        headers["Accept-Encoding"] = ACCEPT_ENCODING
     for name, value in options.headers:
         headers.add(name, value)
     return headers
@@ -100,7 +126,7 @@ class SessionSetup:
             ssl=ssl_setting(options),
             headers=session_headers(options),
             body_headers=body_headers,
-            proxy=options.proxy,
+            proxy=checked_proxy(options.proxy) if options.proxy else None,
             env_proxies=getproxies_environment() if use_env else {},
             netrc=load_netrc() if wants_netrc else None,
         )
@@ -139,5 +165,6 @@ async def open_session(
         headers=setup.headers,
         cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
+        auto_decompress=False,  # fetch.encodings decodes, and reports what it cannot
     ) as session:
         yield session

@@ -17,7 +17,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Protocol
 
 from fetchmany.output.stats import RunStats
-from fetchmany.redaction import redact_text
+from fetchmany.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -189,7 +189,7 @@ def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
         )
     for sample in stats.failures:
         lines.append(
-            f"  e.g. {terminal_safe(redact_text(sample.input), 120)}: {sample.outcome}: "
+            f"  e.g. {terminal_safe(redact_url(sample.input), 120)}: {sample.outcome}: "
             f"{terminal_safe(redact_text(sample.message), 160)}"
         )
     return lines
