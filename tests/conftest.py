@@ -329,11 +329,16 @@ class CliResult:
         return self.stdout.decode()
 
 
-def run_process(*args: str, stdin: bytes | None = None, timeout: float = 60) -> CliResult:
+def run_process(
+    *args: str, stdin: bytes | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> CliResult:
     """Run the installed ``fetchmany`` as a process and capture both streams: for what
-    needs a real process (pipes, signals, descriptors, limits, a terminal)."""
+    needs a real process (pipes, signals, descriptors, limits, a terminal). ``env`` adds
+    variables to an environment without any FETCHMANY_* of the caller's."""
+    given = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("FETCHMANY_")}
     env["COLUMNS"] = "200"
+    env.update(given)
     proc = subprocess.run(
         [*fetchmany_command(), *args],
         input=stdin if stdin is not None else b"",

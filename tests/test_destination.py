@@ -103,3 +103,31 @@ def test_committed_files_follow_the_umask(tmp_path: Path) -> None:
         os.umask(old)
         new_file_mode.cache_clear()
     assert stat.S_IMODE(os.stat(tmp_path / "out.jsonl").st_mode) == 0o640
+
+
+def test_a_commit_cut_short_leaves_the_previous_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    output = Output(str(path))
+    output.write(b"new\n")
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        output.commit()
+    assert path.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_a_replaced_file_keeps_the_previous_mode(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    path.chmod(0o604)
+    output = Output(str(path))
+    output.write(b"new\n")
+    output.commit()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604

@@ -22,6 +22,7 @@ from conftest import (
     fetchmany_command,
     jsonl,
     raw_response,
+    run_cli,
     run_process,
 )
 
@@ -326,3 +327,200 @@ def test_the_soft_open_file_limit_is_raised_for_a_high_limit(server: LoopbackSer
     assert proc.stderr == b""  # no cap was needed: the soft limit went up instead
     assert all(r["ok"] for r in jsonl(proc.stdout))
     assert server.state.max_in_flight > 100  # beyond the soft limit it started with
+
+
+# ---- found by the second hostile pass (after issue 8's list) ----
+
+
+@pytest.mark.parametrize(
+    ("proxy", "shown"),
+    [
+        ("http://u:pa ss@127.0.0.1:1", "contains a control character or space"),
+        ("http://u:secret@xn--zz:1/", "is not a valid URL"),
+        ("http://u:secret@/x", "is not a valid URL"),
+    ],
+)
+def test_an_unusable_proxy_is_refused_at_set_up_without_its_password(
+    proxy: str, shown: str
+) -> None:
+    result = run_cli("--proxy", proxy, stdin=b"http://127.0.0.1:9/\n")
+    assert result.returncode == 2
+    assert shown in result.stderr
+    assert "secret" not in result.stderr
+    assert "pa ss" not in result.stderr
+    assert result.stdout == b""
+
+
+def test_a_resumed_csv_reads_back_cells_longer_than_the_csv_module_allows(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    big = "x" * 200_000
+    row = f'0,{server.url("/big")},true,200,"{big}"\r\n'
+    out.write_text("index,input,ok,status,body\r\n" + row)
+    urls = f"{server.url('/big')}\n{server.url('/item?id=2')}\n"
+    result = run_cli(
+        "-o",
+        str(out),
+        "--resume",
+        "-f",
+        "csv",
+        "--fields",
+        "index,input,ok,status,body",
+        stdin=urls.encode(),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
+    assert [r["index"] for r in rows] == ["0", "1"]
+    assert rows[0]["body"] == big
+
+
+def test_a_replaced_output_keeps_its_mode(server: LoopbackServer, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"old\n")
+    out.chmod(0o640)
+    result = run_cli("-q", "-o", str(out), stdin=f"{server.url('/item?id=1')}\n".encode())
+    assert result.returncode == 0
+    assert jsonl(out.read_bytes())[0]["ok"] is True
+    assert out.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_closed_stdin_is_a_usage_error() -> None:
+    command = " ".join(fetchmany_command())
+    result = subprocess.run(["bash", "-c", f"{command} -q <&-"], capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == b"fetchmany: stdin is closed; name an input file, or - with something on stdin\n"
+    )
+
+
+def test_the_output_is_never_the_file_on_stdin(server: LoopbackServer, tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/item?id=1") + "\n")
+    with urls.open("rb") as stdin:
+        result = subprocess.run(
+            [*fetchmany_command(), "-q", "-o", str(urls)],
+            stdin=stdin,
+            capture_output=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert b"is also the input on stdin" in result.stderr
+    assert urls.read_text() == server.url("/item?id=1") + "\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-body-size", "inf"],
+        ["--max-body-size", "nan"],
+        ["--max-body-size", "1e999"],
+        ["--timeout", "inf"],
+        ["--connect-timeout", "nan"],
+        ["--grace", "nan"],
+        ["--backoff", "nan"],
+        ["--max-backoff", "inf"],
+    ],
+)
+def test_non_finite_numbers_are_usage_errors(args: list[str]) -> None:
+    result = run_cli(*args, stdin=b"http://127.0.0.1:9/\n")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"fetchmany: Invalid value for '{args[0]}'")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-H", "X-A: b\x01c"],
+        ["-H", "X-A: b\x1b[31m"],
+        ["-H", "Bad Name: v"],
+        ["-H", "Bad(name): v"],
+        ["-A", "agent\x7f"],
+        ["--fields", "input,ok,input"],
+    ],
+)
+def test_what_cannot_be_sent_or_written_is_a_usage_error(args: list[str]) -> None:
+    result = run_cli(*args, stdin=b"http://127.0.0.1:9/\n")
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr
+    assert "\x01" not in result.stderr
+    assert result.stdout == b""
+
+
+def test_a_header_value_may_hold_a_tab_and_an_env_list_may_end_in_a_newline(
+    server: LoopbackServer,
+) -> None:
+    env = {"FETCHMANY_HEADER": "X-One: 1\nX-Two: a\tb\n"}
+    result = run_process("-q", stdin=f"{server.url('/echo')}\n".encode(), env=env)
+    assert result.returncode == 0, result.stderr
+    headers = jsonl(result.stdout)[0]["body"]["headers"]
+    assert (headers["X-One"], headers["X-Two"]) == ("1", "a\tb")
+
+
+def test_a_fetchmany_version_variable_is_not_the_version_option(server: LoopbackServer) -> None:
+    result = run_process(
+        "-q", stdin=f"{server.url('/item?id=1')}\n".encode(), env={"FETCHMANY_VERSION": "1"}
+    )
+    assert result.returncode == 0
+    assert jsonl(result.stdout)[0]["ok"] is True
+
+
+@pytest.mark.parametrize("body", ["none", "base64", "text"])
+def test_picks_read_the_json_whatever_the_body_shows(server: LoopbackServer, body: str) -> None:
+    result = run_cli(
+        "-q", "--body", body, "--pick", "id=id", stdin=f"{server.url('/item?id=7')}\n".encode()
+    )
+    assert jsonl(result.stdout)[0]["id"] == "7"
+
+
+def test_a_status_outside_200_to_399_is_not_ok(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    server = raw_server({"/zero": raw_response(b"x", status=b"000 Nothing")})
+    result = run_cli("-q", "--retries", "0", stdin=f"{server.url('/zero')}\n".encode())
+    (record,) = jsonl(result.stdout)
+    assert record["ok"] is False
+    assert result.returncode == 1
+
+
+def test_resume_to_a_stream_is_refused(server: LoopbackServer) -> None:
+    result = run_cli(
+        "--resume", "-o", "/dev/stdout", stdin=f"{server.url('/item?id=1')}\n".encode()
+    )
+    assert result.returncode == 2
+    assert "--resume continues a regular file" in result.stderr
+
+
+def test_a_resumed_run_exits_1_when_the_file_already_holds_a_failure(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    urls = f"{server.url('/status/500')}\n{server.url('/item?id=2')}\n".encode()
+    first = run_process(
+        "-q", "--retries", "0", "-o", str(out), stdin=urls.splitlines(keepends=True)[0]
+    )
+    assert first.returncode == 1
+    resumed = run_cli("-q", "--retries", "0", "-o", str(out), "--resume", stdin=urls)
+    assert [r["ok"] for r in jsonl(out.read_bytes())] == [False, True]
+    assert resumed.returncode == 1
+
+
+def test_escape_sequences_read_from_a_file_are_not_replayed_on_the_terminal(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"\\u001b[2Jinput": 1}\n')
+    result = run_cli("--resume", "-o", str(out), stdin=f"{server.url('/item?id=1')}\n".encode())
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr
+    assert "\\x1b[2J" in result.stderr
+
+
+def test_a_body_template_file_may_start_with_a_byte_order_mark(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    template = tmp_path / "body.json"
+    template.write_bytes(b'\xef\xbb\xbf{"id": "{}"}')
+    result = run_cli("-q", "-t", server.url("/echo"), "--json", f"@{template}", stdin=b"7\n")
+    assert jsonl(result.stdout)[0]["body"]["body"] == '{"id": "7"}'

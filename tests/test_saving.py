@@ -95,3 +95,10 @@ def test_a_disk_error_while_saving_is_a_save_record_not_a_connect_one(
     assert "File too large" in big["error"]["message"]
     assert big["attempts"] == 1  # a disk error is not retried like a network one
     assert sorted(os.listdir(out)) == ["00000000.txt", "00000002.txt"]  # no partial file
+
+
+@pytest.mark.parametrize(
+    "name", ["界" * 300 + ".json", "x." + "é" * 400, "\udcff" * 300, "a" * 500]
+)
+def test_a_sanitised_name_fits_a_file_system_in_bytes(name: str) -> None:
+    assert len(os.fsencode(sanitise(name))) <= 200

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -71,7 +73,9 @@ Exit status: 0 every record ok, 1 some record not ok, 2 usage error,
     type=click.Path(exists=True, dir_okay=False, allow_dash=True),
 )
 @apply_options
-@click.version_option(__version__, "-V", "--version", prog_name="fetchmany")
+@click.version_option(
+    __version__, "-V", "--version", prog_name="fetchmany", allow_from_autoenv=False
+)
 def cli(inputs: tuple[str, ...], **params: Any) -> None:
     """Fetch many URLs concurrently; write one record per input line, in input order.
 
@@ -216,10 +220,16 @@ def check_output_is_not_an_input(output: str | None, inputs: tuple[str, ...]) ->
     """Writing over an input would destroy it mid-read; refuse before anything starts."""
     if output is None or not os.path.exists(output):
         return
-    for path in inputs:
-        if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
+    target = os.stat(output)
+    for path in inputs or ("-",):
+        try:
+            source = os.fstat(STDIN_FD) if path == "-" else os.stat(path)
+        except OSError:
+            continue  # reading it will say what is wrong
+        if os.path.samestat(source, target) and stat.S_ISREG(target.st_mode):
+            what = "the input on stdin" if path == "-" else "an input"
             raise click.UsageError(
-                f"--output {output} is also an input; write the records to another file"
+                f"--output {output} is also {what}; write the records to another file"
             )
 
 
@@ -276,6 +286,12 @@ def build_job(
     except OutputError as exc:
         raise click.UsageError(str(exc)) from None
     resume = None
+    if args.resume and not destination.resumable:
+        destination.abandon()
+        raise click.UsageError(
+            f"--resume continues a regular file, and {path} is not one; "
+            "write to a file, or run without --resume"
+        )
     if destination.resumable:
         assert path is not None
         try:
@@ -313,16 +329,18 @@ def _run(job: Job, use_uvloop: bool) -> Outcome:
 
     from fetchmany.cli.run import run_job
     from fetchmany.input.rows import InputError
+    from fetchmany.input.sources import InputUnreadable
     from fetchmany.output.destination import OutputError
     from fetchmany.output.resume import ResumeError
+    from fetchmany.records import valid_text
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
             return runner.run(run_job(job))
     except (ResumeError, InputError) as exc:
         raise click.UsageError(str(exc)) from None
-    except OutputError as exc:
-        raise RunFailed(str(exc)) from None
+    except (OutputError, InputUnreadable) as exc:
+        raise RunFailed(valid_text(str(exc))) from None
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -341,7 +359,7 @@ def _exit(outcome: Outcome) -> NoReturn:
         _exit_broken_pipe()
     if outcome.signal is not None:
         sys.exit(128 + outcome.signal)
-    sys.exit(EXIT_OK if outcome.stats.failed == 0 else EXIT_FAILED)
+    sys.exit(EXIT_OK if outcome.stats.failed + outcome.earlier_failures == 0 else EXIT_FAILED)
 
 
 def _exit_broken_pipe() -> NoReturn:
@@ -374,6 +392,15 @@ def _fill_closed_standard_streams() -> None:
                 os.close(devnull)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(message: str) -> str:
+    """A message fit for a terminal: control characters (an escape sequence read from a
+    file or a URL) shown as ``\\xNN`` instead of acted on."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: usage errors are one line and exit 2, a run that
     cannot go on is one line and exit 1, never a traceback."""
@@ -388,7 +415,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"fetchmany: {exc.format_message()}", err=True)
+        click.echo(f"fetchmany: {printable(exc.format_message())}", err=True)
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(128 + signal.SIGINT)
@@ -400,7 +427,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from fetchmany.redaction import redact_text
 
         click.echo(
-            f"fetchmany: internal error: {type(exc).__name__}: {redact_text(str(exc))} "
+            f"fetchmany: internal error: {type(exc).__name__}: {printable(redact_text(str(exc)))} "
             "(a bug; FETCHMANY_DEBUG=1 shows where, please report it)",
             err=True,
         )

@@ -10,11 +10,14 @@ typed object the parsed values become.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from fetchmany.fetch.retry import (
     DEFAULT_BACKOFF,
@@ -70,9 +73,22 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         raise ValueError(f"not a size: {text!r} (try 500KB, 10MB, 1GB)") from None
-    if unit not in _SIZE_UNITS or value < 0:
+    if unit not in _SIZE_UNITS or not math.isfinite(value) or value < 0:
         raise ValueError(f"not a size: {text!r} (try 500KB, 10MB, 1GB)")
     return int(value * _SIZE_UNITS[unit])
+
+
+class Seconds(click.FloatRange):
+    """A duration: a finite number of seconds (``inf`` and ``nan`` parse as floats, and
+    would wait forever or compare false with every deadline)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
 
 
 def format_size(size: int) -> str:
@@ -142,20 +158,41 @@ class LinesType(click.types.StringParamType):
     envvar_list_splitter = "\n"
 
 
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is allowed
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a header value (RFC 9110 5.5), or None."""
+    if (bad := _VALUE_CONTROL.search(value)) is not None:
+        return f"contains a control character ({bad.group()!r})"
+    return None
+
+
 def _headers(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
     headers = []
     for value in values:
+        from_env = ctx.get_parameter_source(param.name or "") is ParameterSource.ENVIRONMENT
+        if from_env and not value.strip():
+            continue  # FETCHMANY_HEADER ending in a newline: no header there
         name, sep, content = value.partition(":")
         name = name.strip()
-        if not sep or not name or any(c in name for c in " \t\r\n"):
+        if not sep or not _TOKEN.fullmatch(name):
             raise click.BadParameter(f"expected 'Name: value', got {value!r}")
-        if any(c in content for c in "\r\n"):
-            shown = f"{name}: {redact_header(name, content.strip())}"
-            raise click.BadParameter(f"header value may not contain a line break: {shown!r}")
-        headers.append((name, content.strip()))
+        content = content.strip(" \t")
+        if (problem := header_value_problem(content)) is not None:
+            shown = f"{name}: {redact_header(name, content)}"
+            raise click.BadParameter(f"header value {problem}: {shown!r}")
+        headers.append((name, content))
     return tuple(headers)
+
+
+def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if (problem := header_value_problem(value)) is not None:
+        raise click.BadParameter(f"User-Agent {problem}: {value!r}")
+    return value
 
 
 def _fields(
@@ -167,6 +204,8 @@ def _fields(
     names = tuple(name.strip() for name in value.split(",") if name.strip())
     if not names:
         raise click.BadParameter("no fields given")
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise click.BadParameter(f"field {repeated[0]!r} is named twice")
     return names
 
 
@@ -283,7 +322,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--backoff",
         group=RETRIES,
-        type=click.FloatRange(min=0),
+        type=Seconds(min=0),
         default=DEFAULT_BACKOFF,
         show_default=True,
         help="First backoff in seconds; doubles each retry, with full jitter.",
@@ -291,7 +330,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--max-backoff",
         group=RETRIES,
-        type=click.FloatRange(min=0),
+        type=Seconds(min=0),
         default=DEFAULT_MAX_BACKOFF,
         show_default=True,
         help="Longest wait before a retry, Retry-After included.",
@@ -339,13 +378,14 @@ OPTIONS: list[Callable[[F], F]] = [
         "--user-agent",
         group=REQUEST,
         default=DEFAULT_USER_AGENT,
+        callback=_user_agent,
         show_default=True,
         help="User-Agent header.",
     ),
     option(
         "--timeout",
         group=REQUEST,
-        type=click.FloatRange(min=0, min_open=True),
+        type=Seconds(min=0, min_open=True),
         default=DEFAULT_TIMEOUT,
         show_default=True,
         help="Seconds for one whole attempt (connect, headers and body).",
@@ -353,7 +393,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--connect-timeout",
         group=REQUEST,
-        type=click.FloatRange(min=0, min_open=True),
+        type=Seconds(min=0, min_open=True),
         default=DEFAULT_CONNECT_TIMEOUT,
         show_default=True,
         help="Seconds to establish a connection.",
@@ -472,7 +512,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--grace",
         group=DISPLAY,
-        type=click.FloatRange(min=0),
+        type=Seconds(min=0),
         default=DEFAULT_GRACE,
         show_default=True,
         help="After Ctrl-C or SIGTERM, seconds that requests in flight may still finish.",

@@ -73,6 +73,8 @@ class Outcome:
     stats: RunStats
     signal: int | None = None
     broken_pipe: bool = False
+    earlier_failures: int = 0
+    """Failed records a resumed file already held."""
 
 
 class _Interruption:
@@ -86,6 +88,7 @@ class _Interruption:
         self._grace = grace
         self._engines: list[Engine] = []
         self._loop = asyncio.get_running_loop()
+        self._installed = False
 
     def watch(self, engine: Engine) -> None:
         """Make ``engine`` obey signals, including one that came before it existed."""
@@ -94,14 +97,25 @@ class _Interruption:
             engine.stop()
 
     def install(self) -> None:
+        self._installed = True
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self._on_signal, sig)
 
+    def finishing(self) -> None:
+        """The run is closing its output: later signals are noted, not acted on (the
+        commit is quick, and cutting it short could lose the file)."""
+        self._engines.clear()
+
     def uninstall(self) -> None:
+        if not self._installed:
+            return
+        self._installed = False
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: int) -> None:
+        if not self._installed:
+            return
         if self.signal is not None:
             self._abort()
             return
@@ -133,7 +147,10 @@ def _count_total(
     def count() -> None:
         total = 0
         for path in inputs:
-            n = count_items(path, stop, input_format)
+            try:
+                n = count_items(path, stop, input_format)
+            except OSError:  # the reader meets the same error and reports it
+                return
             if n is None:
                 return
             total += n
@@ -153,7 +170,7 @@ async def run_job(job: Job) -> Outcome:
     output is left as it was, and the error propagates for the CLI to report.
     """
     stats = RunStats()
-    outcome = Outcome(stats)
+    outcome = Outcome(stats, earlier_failures=job.resume.point.failed if job.resume else 0)
     interruption = _Interruption(job.display, job.grace)
     counting_stop = threading.Event()
     resume = job.resume
@@ -183,7 +200,7 @@ async def run_job(job: Job) -> Outcome:
         failed = False
     finally:
         counting_stop.set()
-        interruption.uninstall()
+        interruption.finishing()  # a signal from now on must not cut the commit short
         stats.finish()
         job.display.update(stats)
         job.display.stop()
@@ -197,6 +214,7 @@ async def run_job(job: Job) -> Outcome:
                 writer.close()
             except OutputClosed:
                 outcome.broken_pipe = True
+        interruption.uninstall()
     return outcome
 
 

@@ -53,9 +53,14 @@ def sanitise(name: str, limit: int = 200) -> str:
     cleaned = _UNSAFE.sub("_", name).strip()
     if cleaned.startswith("."):
         cleaned = "_" + cleaned
-    if len(cleaned) > limit:
+    if len(os.fsencode(cleaned)) > limit:  # file systems count bytes (255), not characters
         stem, ext = os.path.splitext(cleaned)
-        cleaned = stem[: limit - len(ext)] + ext
+        if len(os.fsencode(ext)) > limit // 4:
+            stem, ext = cleaned, ""  # a "suffix" that long is no extension
+        room = limit - len(os.fsencode(ext))
+        while len(os.fsencode(stem)) > room:
+            stem = stem[: max(len(stem) - 1, (len(stem) * room) // len(os.fsencode(stem)))]
+        cleaned = stem + ext
     return cleaned or "_"
 
 

@@ -149,6 +149,7 @@ class Output:
         self._target: str | None = None
         self._lock_fd: int | None = None
         self._created = False
+        self._previous: os.stat_result | None = None
         self._append = resume
         self._good = 0
         self._dirty = False
@@ -184,6 +185,8 @@ class Output:
             return
         self._target = target
         self._lock_fd, self._created = _lock(target, self.shown)
+        if not self._created:  # the replacement keeps the file's permissions and owner
+            self._previous = os.fstat(self._lock_fd)
         if resume:
             self._fd = os.open(target, os.O_WRONLY)
             return
@@ -238,7 +241,7 @@ class Output:
                 os.close(self._fd)
                 self._fd = None
             if self._temp is not None and self._target is not None:
-                os.chmod(self._temp, new_file_mode())
+                self._take_on_previous(self._temp)
                 os.replace(self._temp, self._target)
                 self._temp = None
         except BrokenPipeError:
@@ -247,8 +250,24 @@ class Output:
             self._done = False
             self.abandon()
             raise OutputError(f"cannot write {self.shown}: {os_reason(exc)}") from None
+        except BaseException:  # cut short (a signal with no handler): no .part left behind
+            self._done = False
+            self.abandon()
+            raise
         finally:
             self._release()
+
+    def _take_on_previous(self, temp: str) -> None:
+        """Give the new file the old one's mode and, where allowed, owner (a shared
+        output stays shared); a new file gets the umask's mode, as ``open`` would."""
+        previous = self._previous
+        if previous is None:
+            os.chmod(temp, new_file_mode())
+            return
+        with contextlib.suppress(OSError):  # only root may give a file away
+            if (previous.st_uid, previous.st_gid) != (os.geteuid(), os.getegid()):
+                os.chown(temp, previous.st_uid, previous.st_gid)
+        os.chmod(temp, previous.st_mode & 0o7777)
 
     def abandon(self, closing: bytes = b"") -> None:
         """The run failed: leave the previous result as it was. A new file's temporary

@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import re
+import sys
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
@@ -26,6 +27,10 @@ from fetchmany.input.sources import Item
 from fetchmany.output.writers import OutputFormat, csv_header
 from fetchmany.records import FIELDS, SAVED_FIELDS
 from fetchmany.redaction import redact_text
+
+# A cell holds a whole record body (10 MB by default, more with --max-body-size);
+# the csv module refuses cells over 128 KiB unless told otherwise.
+csv.field_size_limit(sys.maxsize)
 
 
 class ResumeError(Exception):
@@ -40,6 +45,9 @@ class ResumePoint:
     """Complete records already in the file."""
     offset: int
     """Byte offset at which the next record's bytes go (after truncating anything torn)."""
+    failed: int = 0
+    """Records already written that are not ``ok`` (known when ``ok`` is a field), so the
+    exit status of a resumed run speaks for the whole file."""
 
 
 def _jsonl_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
@@ -222,7 +230,7 @@ def scan(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> ResumePoint:
             f"resume with -f {found.value}, or use a new output file"
         )
     key_field(fields)
-    count = 0
+    count = failed = 0
     offset = 0
     for record, end in _records(path, fmt, fields):
         if end < 0:  # CSV header
@@ -240,7 +248,9 @@ def scan(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> ResumePoint:
             )
         count += 1
         offset = end
-    return ResumePoint(count, offset)
+        if record.get("ok") in (False, "false"):
+            failed += 1
+    return ResumePoint(count, offset, failed)
 
 
 def recorded_keys(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iterator[str | None]:
