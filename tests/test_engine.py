@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from fetchmany.fetch.engine import Engine
+from fetchmany.fetch.engine import ITEM_COST, Engine
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
+
+
+def same(record: Record) -> Record:
+    return record
 
 
 def make_items(n: int) -> list[Item]:
@@ -49,7 +53,7 @@ class ControlledFetch:
         return Record(item.index, item.input, item.url, ok=True, status=200)
 
 
-async def collect(engine: Engine, items: list[Item]) -> list[Record]:
+async def collect(engine: Engine[Record], items: list[Item]) -> list[Record]:
     out: list[Record] = []
     async for batch in engine.batches(aiter_items(items)):
         out.extend(batch)
@@ -75,7 +79,7 @@ async def release_in_random_order(fetch: ControlledFetch, n: int, seed: int) -> 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_ordered_output_is_in_input_order_whatever_the_completion_order(seed: int) -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, workers=7, window=20, ordered=True)
+    engine = Engine(fetch, same, workers=7, window=20, ordered=True)
     items = make_items(200)
     releaser = asyncio.create_task(release_in_random_order(fetch, 200, seed))
     records = await collect(engine, items)
@@ -86,7 +90,7 @@ async def test_ordered_output_is_in_input_order_whatever_the_completion_order(se
 
 async def test_unordered_output_follows_completion_and_loses_nothing() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, workers=4, window=8, ordered=False)
+    engine = Engine(fetch, same, workers=4, window=8, ordered=False)
     out: list[int] = []
     progressed = asyncio.Event()
 
@@ -110,7 +114,7 @@ async def test_unordered_output_follows_completion_and_loses_nothing() -> None:
 
 async def test_limit_is_never_exceeded_and_is_reached() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, workers=5, window=50, ordered=True)
+    engine = Engine(fetch, same, workers=5, window=50, ordered=True)
     releaser = asyncio.create_task(release_in_random_order(fetch, 60, seed=9))
     records = await collect(engine, make_items(60))
     await releaser
@@ -120,7 +124,7 @@ async def test_limit_is_never_exceeded_and_is_reached() -> None:
 
 async def test_full_window_starts_nothing_new_while_the_head_is_slow() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, workers=3, window=10, ordered=True)
+    engine = Engine(fetch, same, workers=3, window=10, ordered=True)
     pulled: list[int] = []
     out: list[int] = []
 
@@ -145,19 +149,85 @@ async def test_full_window_starts_nothing_new_while_the_head_is_slow() -> None:
     assert out == list(range(100))
 
 
+def sized(size: int) -> Callable[[Record], tuple[Record, bytes]]:
+    """A finish that makes each result hold ``size`` bytes, as an encoded record would."""
+
+    def finish(record: Record) -> tuple[Record, bytes]:
+        return record, b"x" * size
+
+    return finish
+
+
+def held(result: tuple[Record, bytes]) -> int:
+    return len(result[1])
+
+
+async def test_the_byte_budget_starts_nothing_new_while_the_head_is_slow() -> None:
+    fetch = ControlledFetch()
+    budget = 20 * ITEM_COST + 20 * 1000
+    engine = Engine(fetch, sized(1000), workers=3, window_bytes=budget, cost=held, ordered=True)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(400))):
+            out.extend(r.index for r, _ in batch)
+
+    consumer = asyncio.create_task(consume())
+    for i in range(1, 400):
+        fetch.gate(i).set()
+    for _ in range(200):  # the pool runs ahead of the slow head until the budget is spent
+        await asyncio.sleep(0)
+    started = len(fetch.started)
+    # 20 items x (ITEM_COST + 1000) spend the budget; items queued for the pool (at
+    # most two pools, 6) may already be past the check when it is spent.
+    assert 15 <= started <= 20 + 2 * 3
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(fetch.started) == started
+    assert out == []
+    fetch.gate(0).set()
+    await consumer
+    assert out == list(range(400))
+
+
+async def test_a_result_larger_than_the_budget_still_gets_through() -> None:
+    async def fetch(item: Item) -> Record:
+        await asyncio.sleep(0)
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, sized(10_000), workers=2, window_bytes=100, cost=held, ordered=True)
+    out = [r.index async for batch in engine.batches(aiter_items(make_items(50))) for r, _ in batch]
+    assert out == list(range(50))
+
+
+async def test_no_count_cap_lets_a_tail_of_slow_items_overlap() -> None:
+    """Without --window the count of items out is not what stops the pool: with one
+    slow head, everything cheap behind it runs (here 2,000 items, far past 4 x limit)."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=5, ordered=True)
+    consumer = asyncio.create_task(collect(engine, make_items(2000)))
+    for i in range(1, 2000):
+        fetch.gate(i).set()
+    while len(fetch.started) < 2000:
+        fetch.any_started.clear()
+        await fetch.any_started.wait()
+    fetch.gate(0).set()
+    assert [r.index for r in await consumer] == list(range(2000))
+
+
 async def test_every_item_gets_exactly_one_record_with_many_workers() -> None:
     async def fetch(item: Item) -> Record:
         await asyncio.sleep(0)
         return Record(item.index, item.input, item.url)
 
-    engine = Engine(fetch, workers=50, window=60, ordered=True)
+    engine = Engine(fetch, same, workers=50, window=60, ordered=True)
     records = await collect(engine, make_items(3000))
     assert [r.index for r in records] == list(range(3000))
 
 
 async def test_stop_finishes_in_flight_and_ends_output_in_order() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, workers=3, window=10, ordered=True)
+    engine = Engine(fetch, same, workers=3, window=10, ordered=True)
     out: list[int] = []
 
     async def consume() -> None:
@@ -182,7 +252,7 @@ async def test_stop_finishes_in_flight_and_ends_output_in_order() -> None:
 
 async def test_abort_ends_at_the_first_unfinished_record() -> None:
     fetch = ControlledFetch()
-    engine = Engine(fetch, workers=4, window=10, ordered=True)
+    engine = Engine(fetch, same, workers=4, window=10, ordered=True)
     out: list[int] = []
     progressed = asyncio.Event()
 
@@ -204,7 +274,7 @@ async def test_a_bug_in_fetch_surfaces_instead_of_hanging() -> None:
     async def fetch(item: Item) -> Record:
         raise RuntimeError("boom")
 
-    engine = Engine(fetch, workers=2, window=4, ordered=True)
+    engine = Engine(fetch, same, workers=2, window=4, ordered=True)
     with pytest.raises(RuntimeError, match="boom"):
         await collect(engine, make_items(3))
 
@@ -217,7 +287,7 @@ async def test_an_input_error_surfaces_after_the_records_before_it() -> None:
         yield Item(0, "0", "http://127.0.0.1/0")
         raise OSError("disk gone")
 
-    engine = Engine(fetch, workers=2, window=4, ordered=True)
+    engine = Engine(fetch, same, workers=2, window=4, ordered=True)
     seen: list[int] = []
 
     async def consume() -> None:
@@ -234,7 +304,7 @@ def test_window_smaller_than_limit_is_refused() -> None:
         raise AssertionError
 
     with pytest.raises(ValueError, match="window >= workers"):
-        Engine(fetch, workers=5, window=4, ordered=True)
+        Engine(fetch, same, workers=5, window=4, ordered=True)
 
 
 async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
@@ -250,7 +320,7 @@ async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
             parked.set()
         return Record(item.index, item.input, item.url)
 
-    engine = Engine(fetch, workers=1, max_workers=3, window=10, ordered=True)
+    engine = Engine(fetch, same, workers=1, max_workers=3, window=10, ordered=True)
     records = await collect(engine, make_items(8))
     assert [r.index for r in records] == list(range(8))  # item 0 parked; the rest went on
     assert engine.workers == 2

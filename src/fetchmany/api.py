@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import aclosing
+from typing import TypeVar
 
 from fetchmany.fetch.client import Client
 from fetchmany.fetch.dedupe import Deduplicator
@@ -20,31 +21,64 @@ from fetchmany.input.sources import Item, items_from
 from fetchmany.options import FetchOptions
 from fetchmany.records import Record
 
+T = TypeVar("T")
+
+
+def record_cost(record: Record) -> int:
+    """What a finished record holds, roughly, for the window's byte budget: its body
+    as Python objects is a small multiple of the bytes that arrived."""
+    return 3 * (record.size or 0)
+
+
+def _same(record: Record) -> Record:
+    return record
+
 
 async def fetch_batches(
     items: AsyncIterable[Item],
     options: FetchOptions,
-    on_engine: Callable[[Engine], None] | None = None,
+    on_engine: Callable[[Engine[Record]], None] | None = None,
     setup: SessionSetup | None = None,
 ) -> AsyncGenerator[list[Record], None]:
     """Records for ``items`` in batches of those ready together (in order unless unordered).
 
+    ``on_engine`` receives the engine once it exists, so a caller can stop it.
+    """
+    async with aclosing(
+        fetch_finished(items, options, _same, record_cost, on_engine, setup)
+    ) as batches:
+        async for batch in batches:
+            yield batch
+
+
+async def fetch_finished(
+    items: AsyncIterable[Item],
+    options: FetchOptions,
+    finish: Callable[[Record], T],
+    cost: Callable[[T], int],
+    on_engine: Callable[[Engine[T]], None] | None = None,
+    setup: SessionSetup | None = None,
+) -> AsyncGenerator[list[T], None]:
+    """``fetch_batches`` with each record turned by ``finish`` as soon as it completes;
+    the reorder window holds those results and counts ``cost(result)`` bytes each.
+
     The run is assembled here, each part made once: the session's setup (unless the
     caller prepared it already, as the CLI does to check it early), the limits, the
-    session, the client and the engine. ``on_engine`` receives the engine once it
-    exists, so a caller can stop it.
+    session, the client and the engine.
     """
     setup = setup or SessionSetup.prepare(options)
     limits = Limits(options.limit, options.per_host, options.rate)
-    window = options.effective_window
     async with open_session(options, setup) as session:
         client = Client(session, options, limits, setup)
         fetch: FetchFunction = Deduplicator(client.fetch) if options.dedupe else client.fetch
         engine = Engine(
             fetch,
+            finish,
             workers=options.limit,
-            max_workers=window,
-            window=window,
+            max_workers=options.pool_size,
+            window=options.effective_window,
+            window_bytes=options.window_bytes,
+            cost=cost,
             ordered=options.ordered,
             limits=limits,
         )

@@ -30,10 +30,12 @@ DEFAULT_MAX_REDIRECTS: Final = 10
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1000 * 1000
 DEFAULT_BODY: Final = BodyMode.AUTO
 DEFAULT_SAVE_NAME: Final = "{index}{ext}"
-WINDOW_PER_WORKER: Final = 4
-MIN_WINDOW: Final = 256
-WINDOW_RULE: Final = f"max({WINDOW_PER_WORKER} x limit, {MIN_WINDOW})"
-"""The default reorder window, in words (for --help)."""
+DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
+"""What records waiting for their turn in the output may hold, encoded, at most."""
+POOL_PER_SLOT: Final = 4
+MIN_POOL: Final = 256
+"""Workers beyond ``limit`` exist only while items park (a backoff, a busy host);
+at most max(POOL_PER_SLOT x limit, MIN_POOL) of them, and never more than --window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,10 @@ class FetchOptions:
     limit: int = DEFAULT_LIMIT
     """Hard cap on requests in flight at any moment."""
     window: int | None = None
-    """Records that may be started but not yet emitted; ``None`` picks a size from ``limit``."""
+    """Items that may be started but not yet emitted, at most; ``None``: no count, only
+    ``window_bytes`` bounds them."""
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+    """What the started but not yet emitted items may hold (see ``engine.py``)."""
     ordered: bool = True
     method: str | None = None
     """None: GET, or POST when a body template is given (``policy.plan_request``)."""
@@ -86,6 +91,8 @@ class FetchOptions:
             raise ValueError(f"limit must be at least 1, got {self.limit}")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be at least 1, got {self.window}")
+        if self.window_bytes < 1:
+            raise ValueError(f"window bytes must be at least 1, got {self.window_bytes}")
         if not 0 < self.timeout < math.inf:  # written so that nan fails too
             raise ValueError(f"timeout must be a positive number, got {self.timeout}")
         if not 0 < self.connect_timeout < math.inf:
@@ -113,10 +120,16 @@ class FetchOptions:
         return self.method or DEFAULT_METHOD
 
     @property
-    def effective_window(self) -> int:
-        """The reorder window: never below ``limit`` (or the pool could not fill),
-        and a few times larger so one slow request, or items waiting out a backoff,
-        do not stall the others at once."""
+    def effective_window(self) -> int | None:
+        """The count cap of the reorder window, if any: never below ``limit`` (or the
+        pool could not fill)."""
         if self.window is not None:
             return max(self.window, self.limit)
-        return max(WINDOW_PER_WORKER * self.limit, MIN_WINDOW)
+        return None
+
+    @property
+    def pool_size(self) -> int:
+        """Workers at most: ``limit`` fetching, and room for items parked meanwhile."""
+        size = max(POOL_PER_SLOT * self.limit, MIN_POOL)
+        window = self.effective_window
+        return size if window is None else min(size, window)

@@ -35,7 +35,7 @@ from fetchmany.options import (
     DEFAULT_SAVE_NAME,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
-    WINDOW_RULE,
+    DEFAULT_WINDOW_BYTES,
     FetchOptions,
 )
 from fetchmany.records import FIELDS, SAVED_FIELDS, BodyMode
@@ -93,7 +93,8 @@ class Seconds(click.FloatRange):
 
 def format_size(size: int) -> str:
     """Bytes as the shortest decimal unit that is exact: 10000000 -> 10MB."""
-    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+    units = (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000))
+    for unit, factor in (*units, ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
@@ -300,7 +301,17 @@ OPTIONS: list[Callable[[F], F]] = [
         type=click.IntRange(min=1),
         default=None,
         help="Items started but not yet written, at most (they wait for an earlier slow one, "
-        f"or out a backoff). Default: {WINDOW_RULE}.",
+        "or out a backoff). Default: no count; --window-bytes bounds them.",
+    ),
+    option(
+        "--window-bytes",
+        group=CONCURRENCY,
+        callback=_size,
+        metavar="SIZE",
+        default=format_size(DEFAULT_WINDOW_BYTES),
+        show_default=True,  # the default is the text, parsed like any value
+        help="Memory that records waiting for an earlier slow one may hold, encoded; when it "
+        "is spent, no new item starts (one record larger than this still gets through).",
     ),
     option(
         "--retries",
@@ -559,6 +570,7 @@ class CommandLine:
     per_host: int | None
     rate: float | None
     window: int | None
+    window_bytes: int
     retries: int
     retry_on: frozenset[int] | None
     backoff: float
@@ -597,6 +609,7 @@ class CommandLine:
         return FetchOptions(
             limit=self.limit,
             window=self.window,
+            window_bytes=self.window_bytes,
             ordered=not self.unordered,
             method=method,
             headers=self.header,

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any, Final
 
-from fetchmany.api import fetch_batches
+from fetchmany.api import fetch_finished
 from fetchmany.cli.options import DEFAULT_GRACE
 from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.session import SessionSetup
@@ -30,6 +31,7 @@ from fetchmany.output.progress import Display
 from fetchmany.output.resume import ResumePoint, key_field, recorded_keys, skip_recorded
 from fetchmany.output.stats import RunStats
 from fetchmany.output.writers import OutputFormat, RecordWriter, neutralise_formula
+from fetchmany.records import Record
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,11 @@ class _Interruption:
         self.signal: int | None = None
         self._display = display
         self._grace = grace
-        self._engines: list[Engine] = []
+        self._engines: list[Engine[Any]] = []
         self._loop = asyncio.get_running_loop()
         self._installed = False
 
-    def watch(self, engine: Engine) -> None:
+    def watch(self, engine: Engine[Any]) -> None:
         """Make ``engine`` obey signals, including one that came before it existed."""
         self._engines.append(engine)
         if self.signal is not None:
@@ -132,6 +134,28 @@ class _Interruption:
     def _abort(self) -> None:
         for engine in self._engines:
             engine.abort()
+
+
+Finished = tuple[Record, bytes]
+"""A completed record, its body dropped, and its encoded output."""
+
+RECORD_COST: Final = 512
+"""What a finished record costs the window besides its encoded bytes (its object)."""
+
+
+def _encoder(writer: RecordWriter) -> Callable[[Record], Finished]:
+    encode = writer.encode_one
+
+    def finish(record: Record) -> Finished:
+        data = encode(record)
+        record.body = record.picks = None  # written into data: held once, not twice
+        return record, data
+
+    return finish
+
+
+def _cost(finished: Finished) -> int:
+    return len(finished[1]) + RECORD_COST
 
 
 def _count_total(
@@ -186,14 +210,15 @@ async def run_job(job: Job) -> Outcome:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
-        async with aclosing(
-            fetch_batches(items, job.options, interruption.watch, job.setup)
-        ) as batches:
+        finished = fetch_finished(
+            items, job.options, _encoder(writer), _cost, interruption.watch, job.setup
+        )
+        async with aclosing(finished) as batches:
             async for batch in batches:
-                stats.add(batch)
+                stats.add(record for record, _ in batch)
                 job.display.update(stats)
                 try:
-                    writer.write(batch)
+                    writer.write_encoded([data for _, data in batch])
                 except OutputClosed:
                     outcome.broken_pipe = True
                     break

@@ -46,7 +46,7 @@ class Deduplicator:
                     future.exception()  # retrieved here; waiters raise their own copy
                 raise
             future.set_result(record)
-            return record
+            return copy.copy(record)  # the kept one stays whole whatever the caller does
         self.saved += 1
         shared = await asyncio.shield(first)
         duplicate = copy.copy(shared)

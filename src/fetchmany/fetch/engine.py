@@ -6,9 +6,16 @@ Guarantees:
   ``max_workers``; so a parked item never costs the pool its concurrency, and the
   common path has exactly as many workers as request slots. The hard cap on
   requests in flight is the fetch's business (``limits.py``);
-- at most ``window`` items are started but not yet handed to the consumer; when
-  the window is full no new item is started, so memory stays bounded even while
-  one slow request holds up ordered output;
+- the items started but not yet handed to the consumer (the window) are bounded in
+  bytes: each costs ``ITEM_COST`` from its start, plus what its finished result
+  costs (``cost``, e.g. the encoded record a writer will write) once complete.
+  When the budget (``window_bytes``) is spent, or ``window`` items are out (an
+  optional count cap), no new item starts; so memory stays bounded while one slow
+  request holds up ordered output, and a fast run is never held back by a count
+  that a tail of slow requests exhausts. The head of the order is always started,
+  so a single result larger than the budget still gets through. Items are queued
+  at most two pools' worth ahead of the workers, so the budget is checked close to
+  when an item starts, and overshoots it by at most what the pool has in hand;
 - in ordered mode records come out in item order, each as soon as it and all
   before it are complete; unordered mode hands them out as they complete;
 - every dispatched item yields exactly one record unless the run is stopped, in
@@ -25,43 +32,67 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from typing import Final, Generic, TypeVar
 
 from fetchmany.fetch.limits import Abandoned, Limits
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
 
 FetchFunction = Callable[[Item], Awaitable[Record]]
-_Job = tuple[Item, "asyncio.Future[Record]"]
+T = TypeVar("T")
+
+ITEM_COST: Final = 1024
+"""What an item costs the window before its result exists: the item, its parsed URL,
+its future and queue slot (about 1 KB, measured with tracemalloc)."""
 
 
-class Engine:
-    """Runs ``fetch`` over items with a pool of workers; see the module docstring."""
+def _no_cost(result: object) -> int:
+    return 0
+
+
+class Engine(Generic[T]):
+    """Runs ``fetch`` over items with a pool of workers; see the module docstring.
+
+    ``finish`` turns each record into what the consumer takes (and the window holds)
+    as soon as it completes, in the worker: the CLI encodes it there, so a record
+    waiting its turn holds its output bytes once instead of its body's objects.
+    """
 
     def __init__(
         self,
         fetch: FetchFunction,
+        finish: Callable[[Record], T],
         *,
         workers: int,
-        window: int,
         ordered: bool,
+        window: int | None = None,
+        window_bytes: int | None = None,
+        cost: Callable[[T], int] = _no_cost,
         max_workers: int | None = None,
         limits: Limits | None = None,
     ) -> None:
-        if workers < 1 or window < workers:
+        if workers < 1 or (window is not None and window < workers):
             raise ValueError("need workers >= 1 and window >= workers")
         self._fetch = fetch
+        self._finish = finish
+        self._cost = cost
         self._max_workers = max(workers, max_workers or workers)
         self._initial_workers = workers
         self._ordered = ordered
-        self._window = window
+        self._window = window if window is not None else 1 << 62
+        self._window_bytes = window_bytes if window_bytes is not None else 1 << 62
+        self._held = 0  # bytes the window holds now
+        self._finished = 0  # items in the window whose result exists
+        self._cost_sum = 0  # what results have cost, to expect as much of those to come
+        self._cost_count = 0
         self._limits = limits
         if limits is not None:
             limits.attach(self)
         self._in_window = 0
         self._room: asyncio.Future[None] | None = None
-        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
-        self._pending: deque[asyncio.Future[Record]] = deque()
-        self._completed: deque[asyncio.Future[Record]] = deque()
+        self._jobs: asyncio.Queue[tuple[Item, asyncio.Future[T]] | None] = asyncio.Queue()
+        self._pending: deque[asyncio.Future[T]] = deque()
+        self._completed: deque[asyncio.Future[T]] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._dispatched = 0
         self._queued = 0
@@ -116,11 +147,18 @@ class Engine:
         loop = asyncio.get_running_loop()
         try:
             async for item in items:
-                while self._in_window >= self._window:
+                # Queue at most a pool's worth ahead of the workers: the budget is
+                # checked when an item can start, not long before its result exists.
+                while self._in_window and (
+                    self._in_window >= self._window
+                    or self._held + self._expected() >= self._window_bytes
+                    or self._queued >= 2 * self._initial_workers
+                ):
                     self._room = loop.create_future()
                     await self._room
                 self._in_window += 1
-                future: asyncio.Future[Record] = loop.create_future()
+                self._held += ITEM_COST
+                future: asyncio.Future[T] = loop.create_future()
                 if self._ordered:
                     self._pending.append(future)
                     if len(self._pending) == 1:
@@ -138,20 +176,30 @@ class Engine:
                 self._jobs.put_nowait(None)
             self._signal()
 
-    def _head_done(self, future: asyncio.Future[Record]) -> None:
+    def _head_done(self, future: asyncio.Future[T]) -> None:
         self._signal()
 
     async def _work(self) -> None:
         fetch = self._fetch
+        finish = self._finish
+        cost = self._cost
         ordered = self._ordered
         while (job := await self._jobs.get()) is not None:
             self._queued -= 1
+            if self._queued <= self._initial_workers and self._room is not None:
+                self._make_room()  # wakes the dispatcher once per pool's worth, not per item
             item, future = job
             if self._stopping:
                 future.cancel()
             else:
                 try:
-                    future.set_result(await fetch(item))
+                    result = finish(await fetch(item))
+                    size = cost(result)
+                    self._held += size
+                    self._finished += 1
+                    self._cost_sum += size
+                    self._cost_count += 1
+                    future.set_result(result)
                 except Abandoned:
                     future.cancel()
                 except asyncio.CancelledError:
@@ -163,7 +211,7 @@ class Engine:
                 self._completed.append(future)
                 self._signal()
 
-    async def batches(self, items: AsyncIterable[Item]) -> AsyncGenerator[list[Record], None]:
+    async def batches(self, items: AsyncIterable[Item]) -> AsyncGenerator[list[T], None]:
         """Records in batches of those ready together, so a writer can flush per batch."""
         self._dispatcher = asyncio.create_task(self._dispatch(items))
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._initial_workers)]
@@ -183,22 +231,35 @@ class Engine:
                 if future.done() and not future.cancelled():
                     future.exception()  # retrieved: the first error was already raised
 
-    def _release(self, count: int) -> None:
+    def _expected(self) -> int:
+        """What the items still running will add once done: as much as results so far,
+        on average, so a budget is not spent many times over by work in hand."""
+        if not self._cost_count:
+            return 0
+        return (self._in_window - self._finished) * self._cost_sum // self._cost_count
+
+    def _release(self, count: int, held: int, results: int) -> None:
         self._in_window -= count
+        self._finished -= results
+        self._held -= held + count * ITEM_COST
         self._handed_out += count
+        self._make_room()
+
+    def _make_room(self) -> None:
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
 
-    async def _ordered_ready(self) -> list[Record] | None:
+    async def _ordered_ready(self) -> list[T] | None:
         pending = self._pending
         while not pending or not pending[0].done():
             if not pending and self._dispatch_done:
                 return None
             await self._sleep()
-        batch: list[Record] = []
-        taken = 0
+        batch: list[T] = []
+        taken = held = 0
         stopped = False
+        cost = self._cost
         while pending and pending[0].done():
             future = pending.popleft()
             taken += 1
@@ -206,8 +267,10 @@ class Engine:
                 # A record that never completed: nothing after it may be written in order.
                 stopped = True
                 break
-            batch.append(future.result())
-        self._release(taken)
+            result = future.result()
+            held += cost(result)
+            batch.append(result)
+        self._release(taken, held, len(batch))
         if stopped:
             self._pending.clear()
             self._dispatch_done = True
@@ -216,17 +279,21 @@ class Engine:
             pending[0].add_done_callback(self._head_done)
         return batch
 
-    async def _unordered_ready(self) -> list[Record] | None:
+    async def _unordered_ready(self) -> list[T] | None:
         completed = self._completed
         while not completed:
             if self._aborted or (self._dispatch_done and self._handed_out == self._dispatched):
                 return None
             await self._sleep()
-        batch: list[Record] = []
+        batch: list[T] = []
         taken = len(completed)
+        held = 0
+        cost = self._cost
         while completed:
             future = completed.popleft()
             if not future.cancelled():
-                batch.append(future.result())
-        self._release(taken)
+                result = future.result()
+                held += cost(result)
+                batch.append(result)
+        self._release(taken, held, len(batch))
         return batch

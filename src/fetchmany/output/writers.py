@@ -71,12 +71,22 @@ class RecordWriter:
     def write(self, records: Sequence[Record]) -> None:
         """Write a batch and flush it, so a downstream reader sees it now. Raises
         ``OutputError`` (or ``OutputClosed``) when the output cannot take it."""
-        self.output.write(self.encode(records))
-        self.written += len(records)
+        self.write_encoded([self.encode_one(record) for record in records])
+
+    def write_encoded(self, encoded: Sequence[bytes]) -> None:
+        """Write a batch of ``encode_one`` results, framed for their place in the document."""
+        self.output.write(self.frame(encoded))
+        self.written += len(encoded)
         self.output.mark()
 
-    def encode(self, records: Sequence[Record]) -> bytes:
+    def encode_one(self, record: Record) -> bytes:
+        """One record's bytes, wherever it lands: done as soon as the record completes
+        (in the engine's worker), so a record waiting its turn holds only these."""
         raise NotImplementedError
+
+    def frame(self, encoded: Sequence[bytes]) -> bytes:
+        """The bytes that put a batch of encoded records in the document."""
+        return b"".join(encoded)
 
     def finish(self) -> bytes:
         """What closes the document (a JSON array's bracket); written by ``close``."""
@@ -94,22 +104,21 @@ class RecordWriter:
 
 
 class JsonLinesWriter(RecordWriter):
-    def encode(self, records: Sequence[Record]) -> bytes:
-        fields = self.fields
-        return b"".join(encode_json(r.to_dict(fields)) + b"\n" for r in records)
+    def encode_one(self, record: Record) -> bytes:
+        return encode_json(record.to_dict(self.fields)) + b"\n"
 
 
 class JsonArrayWriter(RecordWriter):
     """A JSON array streamed one element per line; ``close`` writes the closing bracket."""
 
-    def encode(self, records: Sequence[Record]) -> bytes:
-        fields = self.fields
-        parts: list[bytes] = []
-        for record in records:
-            first = self.output.at_start and self.written + len(parts) == 0
-            parts.append(b"[\n" if first else b",\n")
-            parts.append(encode_json(record.to_dict(fields)))
-        return b"".join(parts)
+    def encode_one(self, record: Record) -> bytes:
+        return encode_json(record.to_dict(self.fields))
+
+    def frame(self, encoded: Sequence[bytes]) -> bytes:
+        if not encoded:
+            return b""
+        first = self.output.at_start and self.written == 0
+        return (b"[\n" if first else b",\n") + b",\n".join(encoded)
 
     def finish(self) -> bytes:
         empty = self.output.at_start and self.written == 0
@@ -175,19 +184,20 @@ class CsvWriter(RecordWriter):
         self._buffer.truncate()
         return data
 
-    def encode(self, records: Sequence[Record]) -> bytes:
-        header = self._header()
+    def encode_one(self, record: Record) -> bytes:
         fields = self.fields
-        for record in records:
-            row = record.to_dict(fields)
-            cells = [csv_cell(name, row[name]) for name in fields]
-            if self.csv_safe:
-                cells = [
-                    cell if isinstance(row[name], int | float) else neutralise_formula(cell)
-                    for name, cell in zip(fields, cells, strict=True)
-                ]
-            self._csv.writerow(cells)
-        return header + self._take()
+        row = record.to_dict(fields)
+        cells = [csv_cell(name, row[name]) for name in fields]
+        if self.csv_safe:
+            cells = [
+                cell if isinstance(row[name], int | float) else neutralise_formula(cell)
+                for name, cell in zip(fields, cells, strict=True)
+            ]
+        self._csv.writerow(cells)
+        return self._take()
+
+    def frame(self, encoded: Sequence[bytes]) -> bytes:
+        return self._header() + b"".join(encoded)
 
 
 WRITERS: dict[OutputFormat, type[RecordWriter]] = {
