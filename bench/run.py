@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import http.client
 import importlib.util
 import json
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -30,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -138,6 +142,53 @@ def curl_config(urls: Path) -> Path:
         for line in src:
             dst.write(f'url = "{line.strip()}"\noutput = "/dev/null"\n')
     return path
+
+
+class FaultServer:
+    """bench/fault_server.py in a process of its own (see there for its paths)."""
+
+    def __enter__(self) -> FaultServer:
+        self.proc = subprocess.Popen(
+            [PY, str(HERE / "fault_server.py"), "--max-seconds", "14400"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=CLEAN_ENV,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if line[:1] != ["ready"]:
+            self.proc.kill()
+            raise RuntimeError("fault server did not start")
+        self.port = int(line[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
+    def reset(self) -> None:
+        """Forget which /flaky ids were answered, so each run sees its 503s."""
+        self.get("/__reset")
+
+    def cpu(self) -> float:
+        """The server's CPU seconds so far (user + sys)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- measuring
@@ -478,6 +529,175 @@ def scenario_e(nginx: Nginx, rounds: int, report: list[str]) -> dict[str, float]
     return {"e_one_url_ms": ms[0], "e_empty_ms": ms[1], "e_version_ms": ms[2], "e_help_ms": ms[3]}
 
 
+# (f): (tail fraction, seconds). Around the tail, every shape also has 1% resets, 1%
+# answering 503 once, 0.5% 404s and a few lines that are no URL at all.
+TAIL_SHAPES: tuple[tuple[float, float], ...] = ((0.005, 1.5), (0.01, 1.0), (0.001, 5.0))
+INVALID_LINES = ("not a url", "ftp://127.0.0.1/file", "http:///no-host")
+
+
+def shape_name(tail: float, delay: float) -> str:
+    return f"{tail * 100:g}% × {delay:g} s"
+
+
+def fault_kinds(n: int, tail: float, seed: str) -> list[str]:
+    """What each input line asks the fault server for, drawn with a fixed seed."""
+    rng = random.Random(seed)
+    kinds = []
+    for _ in range(n):
+        r = rng.random()
+        if r < tail:
+            kinds.append("tail")
+        elif r < tail + 0.01:
+            kinds.append("reset")
+        elif r < tail + 0.02:
+            kinds.append("flaky")
+        elif r < tail + 0.025:
+            kinds.append("missing")
+        else:
+            kinds.append("ok")
+    for j in range(len(INVALID_LINES)):
+        kinds[(j + 1) * n // (len(INVALID_LINES) + 1)] = "invalid"
+    return kinds
+
+
+def fault_line(server: FaultServer, kinds: list[str], i: int, delay: float) -> str:
+    kind = kinds[i]
+    if kind == "invalid":
+        return INVALID_LINES[kinds[:i].count("invalid")]
+    query = f"id={i}&d={delay:g}" if kind == "tail" else f"id={i}"
+    return server.url(f"/{kind}?{query}")
+
+
+def _served(record: dict[str, Any]) -> bool:
+    return record.get("ok") is True and record.get("status") == 200
+
+
+EXPECTED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "ok": _served,
+    "tail": _served,
+    "flaky": lambda r: _served(r) and r.get("attempts", 0) >= 2,
+    "missing": lambda r: r.get("ok") is False and r.get("status") == 404,
+    "reset": lambda r: r.get("ok") is False and r.get("error") is not None,
+    "invalid": lambda r: (
+        r.get("ok") is False and (r.get("error") or {}).get("kind") == "invalid_url"
+    ),
+}
+
+
+def record_check(kinds: list[str], ordered: bool) -> Callable[[Path], str | None]:
+    """Exactly one record per input line (in index order when ``ordered``), each with the
+    outcome its line asked for; None when so, else what is wrong."""
+    n = len(kinds)
+
+    def check(path: Path) -> str | None:
+        indexes: list[object] = []
+        wrong: collections.Counter[str] = collections.Counter()
+        not_json = 0
+        with path.open("rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    not_json += 1
+                    continue
+                index = record.get("index") if isinstance(record, dict) else None
+                indexes.append(index)
+                if isinstance(index, int) and 0 <= index < n and not EXPECTED[kinds[index]](record):
+                    wrong[kinds[index]] += 1
+        problems = []
+        if not_json:
+            problems.append(f"{not_json} output lines are not JSON")
+        if len(indexes) != n:
+            problems.append(f"{len(indexes)} records for {n} input lines")
+        if ordered:
+            first = next((pos for pos, index in enumerate(indexes) if index != pos), None)
+            if first is not None:
+                problems.append(f"record {first} has index {indexes[first]!r}, not {first}")
+        else:
+            seen = collections.Counter(indexes)
+            lost = sum(1 for i in range(n) if i not in seen)
+            repeated = sum(count - 1 for count in seen.values() if count > 1)
+            if lost or repeated:
+                problems.append(f"{lost} indexes without a record, {repeated} repeated")
+        if wrong:
+            outcome = ", ".join(f"{count} {kind}" for kind, count in sorted(wrong.items()))
+            problems.append(f"unexpected outcome for {outcome}")
+        return "; ".join(problems) or None
+
+    return check
+
+
+def scenario_f(server: FaultServer, n: int, rounds: int, report: list[str]) -> dict[str, float]:
+    print(f"(f) latency tail: {n} requests to the fault server, limit 50", flush=True)
+    rows: list[str] = []
+    mixes: list[str] = []
+    results: dict[str, float] = {}
+    failures: list[str] = []
+    for tail, delay in TAIL_SHAPES:
+        shape = shape_name(tail, delay)
+        kinds = fault_kinds(n, tail, f"{n}/{tail}/{delay}")
+        lines = [fault_line(server, kinds, i, delay) for i in range(n)]
+        urls = url_file(f"fault_{n}_{tail:g}x{delay:g}", n, lines.__getitem__)
+        command = [*fetchmany_cmd(), "-q", "--limit", "50"]
+        ordered, unordered = contenders = [
+            Contender(
+                f"ordered, {shape}", command, urls, n, OUT / "f_ordered.jsonl",
+                server.reset, record_check(kinds, ordered=True),
+            ),
+            Contender(
+                f"--unordered, {shape}", [*command, "--unordered"], urls, n,
+                OUT / "f_unordered.jsonl", server.reset, record_check(kinds, ordered=False),
+            ),
+        ]  # fmt: skip
+        cpu_before = server.cpu()
+        interleave(contenders, rounds, "f")
+        server_cpu = (server.cpu() - cpu_before) / (len(contenders) * rounds)
+        ratio = ordered.median("wall") / unordered.median("wall")
+        checked = [f"{c.name.split(',')[0]}: {f}" for c in contenders for f in c.failures]
+        failures += [f"{shape}, {f}" for f in checked]
+        rows.append(
+            f"| {shape} | {ordered.median('wall'):.3f} s | {unordered.median('wall'):.3f} s | "
+            f"**{ratio:.3f}** | {cpu_per_request(ordered)} | {cpu_per_request(unordered)} | "
+            f"{ordered.peak():.1f} MiB | {unordered.peak():.1f} MiB | {server_cpu:.2f} s | "
+            f"{'ok' if not checked else '**FAILED**'} |"
+        )
+        counts = collections.Counter(kinds)
+        mixes.append(
+            f"- {shape}: "
+            + ", ".join(f"{counts[k]:,} {k}" for k in ("ok", "tail", "reset", "flaky", "missing"))
+            + f", {counts['invalid']} invalid"
+        )
+        results[f"f_ratio {shape}"] = ratio
+        results[f"f_check {shape}"] = 0.0 if checked else 1.0
+        results[f"f_rss {shape}"] = ordered.peak()
+    report += [
+        f"## (f) latency tail: {n:,} requests at --limit 50, ordered (default) vs --unordered",
+        "",
+        "bench/fault_server.py answers by path: most lines get ~250 B of JSON at once; a",
+        "fraction (the tail) gets it after a delay; 1% have the connection reset (retried,",
+        "then a connect error), 1% get a 503 the first time (retried, then 200), 0.5% a 404,",
+        "and three lines are no URL. Lines per shape:",
+        "",
+        *mixes,
+        "",
+        "Every run's output is checked: one record per input line, in index order for the",
+        "ordered run (each index once for --unordered), each with the outcome its line asked",
+        "for. Server CPU is the fault server's per run.",
+        "",
+        "| tail shape | ordered wall | --unordered wall | ordered ÷ unordered | "
+        "ordered CPU / request | --unordered CPU / request | ordered peak RSS | "
+        "--unordered peak RSS | server CPU | output check |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+        "",
+        f"Target: ordered ÷ unordered ≤ 1.1 for every shape ({rounds} round(s), medians).",
+        "",
+    ]
+    if failures:
+        report += ["Output check failures:", "", *(f"- {f}" for f in failures), ""]
+    return results
+
+
 def machine() -> list[str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -507,7 +727,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="a,x,b,c,d,e", help="scenarios: a,x,b,c,d,e")
+    parser.add_argument("--only", default="a,x,b,c,d,e,f", help="scenarios: a,x,b,c,d,e,f")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -532,6 +752,10 @@ def main() -> None:
             results |= scenario_d(rounds, report)
         if "e" in only:
             results |= scenario_e(nginx, rounds, report)
+    if "f" in only:
+        with FaultServer() as server:
+            if "f" in only:
+                results |= scenario_f(server, 5_000 if args.quick else 50_000, rounds, report)
     command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
     header = [
         "# fetchmany benchmark results",
