@@ -698,6 +698,43 @@ def scenario_f(server: FaultServer, n: int, rounds: int, report: list[str]) -> d
     return results
 
 
+def scenario_g(
+    server: FaultServer, big: int, size: int, head: float, rounds: int, report: list[str]
+) -> dict[str, float]:
+    lines = [server.url(f"/tail?id=0&d={head:g}")]
+    lines += [server.url(f"/big?id={i}&size={size}") for i in range(1, big + 1)]
+    urls = url_file(f"big_{big}_{size}_{head:g}", len(lines), lambda i: lines[i])
+    contenders = [
+        Contender("fetchmany (defaults)", [*fetchmany_cmd(), "-q"], urls, len(lines)),
+        Contender(
+            "fetchmany --unordered", [*fetchmany_cmd(), "-q", "--unordered"], urls, len(lines)
+        ),
+    ]
+    mib = size / 1024 / 1024
+    print(f"(g) big bodies: one {head:g} s request, then {big} × {mib:g} MiB", flush=True)
+    interleave(contenders, rounds, "g")
+    ordered, unordered = contenders
+    report += [
+        f"## (g) memory under big bodies: one {head:g} s request first, then {big} bodies of "
+        f"{mib:g} MiB",
+        "",
+        "Each big body is a JSON string (application/json) from bench/fault_server.py;",
+        "fetchmany runs at its defaults (--limit 10, the default window), records to",
+        "/dev/null. In order, the slow first record holds back every later one.",
+        "",
+        *table(contenders, "fetchmany (defaults)"),
+        "",
+        f"- peak RSS, defaults: **{ordered.peak():.1f} MiB** (target < 128 MiB); "
+        f"--unordered: {unordered.peak():.1f} MiB",
+        "",
+    ]
+    return {
+        "g_rss": ordered.peak(),
+        "g_wall": ordered.median("wall"),
+        "g_unordered_rss": unordered.peak(),
+    }
+
+
 def machine() -> list[str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -727,7 +764,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="a,x,b,c,d,e,f", help="scenarios: a,x,b,c,d,e,f")
+    parser.add_argument("--only", default="a,x,b,c,d,e,f,g", help="scenarios: a,x,b,c,d,e,f,g")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -752,10 +789,12 @@ def main() -> None:
             results |= scenario_d(rounds, report)
         if "e" in only:
             results |= scenario_e(nginx, rounds, report)
-    if "f" in only:
+    if only & {"f", "g"}:
         with FaultServer() as server:
             if "f" in only:
                 results |= scenario_f(server, 5_000 if args.quick else 50_000, rounds, report)
+            if "g" in only:
+                results |= scenario_g(server, 400, 1024 * 1024, 3.0, rounds, report)
     command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
     header = [
         "# fetchmany benchmark results",
