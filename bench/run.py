@@ -1,15 +1,17 @@
 """fetchmany against its peers, side by side, in one run. Not part of the test suite.
 
-    python bench/run.py                 # everything, 3 interleaved rounds (about 30 min)
+    python bench/run.py                 # everything, 3 interleaved rounds (well over an hour)
     python bench/run.py --quick         # smaller inputs, 1 round: a smoke test of the bench
-    python bench/run.py --only a,e      # some scenarios
+    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g)
 
 Sets up what it needs on a fresh Debian machine (nginx with the echo module, curl;
-apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template, and
-stops it at the end. Every measurement is a fresh process under bench/measure.py
-(wall time, CPU time, peak RSS). Runs are interleaved (A B C A B C ...) so drift on
-a noisy machine hits every contender alike; medians and ratios go to
-bench/RESULTS.md with the machine description and the command line.
+apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template and, for (f)
+and (g), bench/fault_server.py, and stops them at the end. Every measurement is a fresh
+process under bench/measure.py (wall time, CPU time, peak RSS). Runs are interleaved
+(A B C A B C ...) so drift on a noisy machine hits every contender alike; medians,
+ratios and a Targets table go to bench/RESULTS.md (bench/out/RESULTS-quick.md with
+--quick, so a smoke test never replaces real figures) with the machine description and
+the command line. bench/README.md lists the scenarios.
 """
 
 from __future__ import annotations
@@ -735,6 +737,81 @@ def scenario_g(
     }
 
 
+def targets(results: dict[str, float]) -> list[str]:
+    """The Targets table: one row per target of the scenarios that ran."""
+    rows: list[str] = []
+
+    def row(target: str, measured: str, met: bool | None) -> None:
+        verdict = "" if met is None else "met" if met else "**missed**"
+        rows.append(f"| {target} | {measured} | {verdict} |")
+
+    r = results
+    if "a_vs_bare" in r:
+        row(
+            "(a) fetchmany ≤ 1.05 × bare pool (uvloop), wall",
+            f"{r['a_vs_bare']:.3f}",
+            r["a_vs_bare"] <= 1.05,
+        )
+        row(
+            "(a) fetchmany ≤ 0.87 × gather recipe, wall",
+            f"{r['a_vs_gather']:.3f}",
+            r["a_vs_gather"] <= 0.87,
+        )
+        row("(a) fetchmany ÷ curl -Z, reported", f"{r['a_vs_curl']:.2f}", None)
+    if "b_efficiency" in r:
+        row(
+            "(b) efficiency = ideal ÷ (wall − wall on empty input) ≥ 0.95",
+            f"{r['b_efficiency']:.3f}",
+            r["b_efficiency"] >= 0.95,
+        )
+    if "c_growth" in r:
+        row(
+            "(c) RSS at the big input ≤ 1.15 × at the small one, < 80 MiB",
+            f"{r['c_growth']:.3f}, {r['c_peak']:.1f} MiB",
+            r["c_growth"] <= 1.15 and r["c_peak"] < 80,
+        )
+    if "d_ms" in r:
+        row(
+            "(d) first record ≤ 200 ms after the first response",
+            f"{r['d_ms']:.1f} ms",
+            r["d_ms"] <= 200,
+        )
+    if "e_one_url_ms" in r:
+        row(
+            "(e) one URL, -q, end to end ≤ 180 ms",
+            f"{r['e_one_url_ms']:.0f} ms",
+            r["e_one_url_ms"] <= 180,
+        )
+        row("(e) `--version` ≤ 60 ms", f"{r['e_version_ms']:.0f} ms", r["e_version_ms"] <= 60)
+        row("(e) `--help` ≤ 60 ms", f"{r['e_help_ms']:.0f} ms", r["e_help_ms"] <= 60)
+        row("(e) empty input, reported", f"{r['e_empty_ms']:.0f} ms", None)
+    for key, ratio in r.items():
+        if key.startswith("f_ratio "):
+            shape = key.removeprefix("f_ratio ")
+            checked = r[f"f_check {shape}"] == 1.0
+            measured = f"{ratio:.3f}" + ("" if checked else "; output check FAILED")
+            row(
+                f"(f) ordered ≤ 1.1 × --unordered, tail {shape}", measured, ratio <= 1.1 and checked
+            )
+    if "g_rss" in r:
+        row(
+            "(g) peak RSS < 128 MiB, 1 MiB bodies behind a slow head",
+            f"{r['g_rss']:.1f} MiB (--unordered {r['g_unordered_rss']:.1f} MiB)",
+            r["g_rss"] < 128,
+        )
+    if not rows:
+        return []
+    return ["## Targets", "", "| target | measured | |", "| --- | --- | --- |", *rows, ""]
+
+
+def commit() -> str:
+    out = subprocess.run(
+        ["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return out.stdout.strip() or "unknown"
+
+
 def machine() -> list[str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -765,9 +842,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--only", default="a,x,b,c,d,e,f,g", help="scenarios: a,x,b,c,d,e,f,g")
-    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="default: bench/RESULTS.md, or bench/out/RESULTS-quick.md with --quick",
+    )
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
+    output = Path(args.output or (OUT / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md"))
     only = set(args.only.split(","))
     ensure_tools()
     OUT.mkdir(exist_ok=True)
@@ -799,18 +881,23 @@ def main() -> None:
     header = [
         "# fetchmany benchmark results",
         "",
-        f"Run {started} with `{command}`; {rounds} interleaved round(s) per scenario.",
+        f"Run {started} with `{command}` at commit {commit()}; {rounds} interleaved",
+        "round(s) per scenario."
+        + (" **Quick run: small inputs, figures for a sanity check only.**" if args.quick else ""),
         "Times are wall-clock and CPU (user+sys) of the client process; peak RSS from",
-        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine.",
+        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine, and so does",
+        "bench/fault_server.py (its own process) for (f) and (g). Commands run without",
+        "PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE (see bench/measure.py).",
         "",
         "Machine:",
         "",
         *machine(),
         "",
     ]
-    Path(args.output).write_text("\n".join(header + report) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"wrote {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(header + report + targets(results)) + "\n")
+    print(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
