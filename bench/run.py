@@ -1,24 +1,30 @@
 """fetchmany against its peers, side by side, in one run. Not part of the test suite.
 
-    python bench/run.py                 # everything, 3 interleaved rounds (about 30 min)
+    python bench/run.py                 # everything, 3 interleaved rounds (well over an hour)
     python bench/run.py --quick         # smaller inputs, 1 round: a smoke test of the bench
-    python bench/run.py --only a,e      # some scenarios
+    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g)
 
 Sets up what it needs on a fresh Debian machine (nginx with the echo module, curl;
-apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template, and
-stops it at the end. Every measurement is a fresh process under bench/measure.py
-(wall time, CPU time, peak RSS). Runs are interleaved (A B C A B C ...) so drift on
-a noisy machine hits every contender alike; medians and ratios go to
-bench/RESULTS.md with the machine description and the command line.
+apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template and, for (f)
+and (g), bench/fault_server.py, and stops them at the end. Every measurement is a fresh
+process under bench/measure.py (wall time, CPU time, peak RSS). Runs are interleaved
+(A B C A B C ...) so drift on a noisy machine hits every contender alike; medians,
+ratios and a Targets table go to bench/RESULTS.md (bench/out/RESULTS-quick.md with
+--quick, so a smoke test never replaces real figures) with the machine description and
+the command line. bench/README.md lists the scenarios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import http.client
+import importlib.util
 import json
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -29,11 +35,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 PY = sys.executable
 MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+BARE_POOL = str(HERE / "peers/bare_pool.py")
+GATHER = str(HERE / "peers/gather_recipe.py")
+# What measure.py also drops for the commands it runs (see there): for the commands this
+# file starts itself.
+CLEAN_ENV = {
+    k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+}
 
 
 def fetchmany_cmd() -> list[str]:
@@ -57,6 +71,15 @@ def ensure_tools() -> None:
             check=True,
             env=env,
         )
+
+
+def warm_bytecode() -> None:
+    """Compile fetchmany's modules once, so no measured run pays for it (an editable
+    install's sources are otherwise compiled by the first run that imports them)."""
+    spec = importlib.util.find_spec("fetchmany")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            subprocess.run([PY, "-m", "compileall", "-q", location], check=False, env=CLEAN_ENV)
 
 
 def free_port() -> int:
@@ -123,6 +146,53 @@ def curl_config(urls: Path) -> Path:
     return path
 
 
+class FaultServer:
+    """bench/fault_server.py in a process of its own (see there for its paths)."""
+
+    def __enter__(self) -> FaultServer:
+        self.proc = subprocess.Popen(
+            [PY, str(HERE / "fault_server.py"), "--max-seconds", "14400"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=CLEAN_ENV,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if line[:1] != ["ready"]:
+            self.proc.kill()
+            raise RuntimeError("fault server did not start")
+        self.port = int(line[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
+    def reset(self) -> None:
+        """Forget which /flaky ids were answered, so each run sees its 503s."""
+        self.get("/__reset")
+
+    def cpu(self) -> float:
+        """The server's CPU seconds so far (user + sys)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------- measuring
 
 
@@ -139,7 +209,16 @@ class Contender:
     name: str
     command: list[str]
     stdin: Path | None
+    requests: int | None = None
+    """Requests the run makes, for the CPU µs per request column (None: not shown)."""
+    stdout: Path | None = None
+    """Where the command's output goes (None: /dev/null)."""
+    before: Callable[[], None] | None = None
+    """Called before each measured run (resets a server's state)."""
+    check: Callable[[Path], str | None] | None = None
+    """Called on ``stdout`` after each run: None when the output is right, else why not."""
     samples: list[Sample] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     def median(self, attr: str) -> float:
         return statistics.median(getattr(s, attr) for s in self.samples)
@@ -152,6 +231,8 @@ def measure(contender: Contender) -> Sample:
     args = [PY, str(HERE / "measure.py")]
     if contender.stdin is not None:
         args += ["--stdin", str(contender.stdin)]
+    if contender.stdout is not None:
+        args += ["--stdout", str(contender.stdout)]
     out = subprocess.run([*args, "--", *contender.command], capture_output=True, text=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     return Sample(data["wall_s"], data["cpu_s"], data["peak_rss_mib"], data["rc"])
@@ -160,6 +241,8 @@ def measure(contender: Contender) -> Sample:
 def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
     for r in range(rounds):
         for c in contenders:
+            if c.before is not None:
+                c.before()
             sample = measure(c)
             c.samples.append(sample)
             print(
@@ -167,18 +250,32 @@ def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
                 f"cpu {sample.cpu:8.3f}s rss {sample.rss:7.1f} MiB rc {sample.rc}",
                 flush=True,
             )
+            if c.check is not None and c.stdout is not None:
+                problem = c.check(c.stdout)
+                if problem is not None:
+                    c.failures.append(problem)
+                    print(f"  FAILED output check, {c.name}: {problem}", flush=True)
 
 
-def table(contenders: list[Contender], base: str) -> list[str]:
+def cpu_per_request(c: Contender) -> str:
+    """(user + sys) ÷ requests, in µs, start-up included; a dash when not a request run."""
+    if not c.requests:
+        return "—"
+    return f"{c.median('cpu') / c.requests * 1e6:.0f} µs"
+
+
+def table(contenders: list[Contender], base: str, per_request: bool = False) -> list[str]:
     ref = next(c for c in contenders if c.name == base)
+    extra = " CPU µs / request |" if per_request else ""
     rows = [
-        f"| contender | wall (median) | CPU (median) | peak RSS | wall ÷ {base} | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| contender | wall (median) | CPU (median) |{extra} peak RSS | wall ÷ {base} | runs |",
+        "| --- | ---: | ---: |" + (" ---: |" if per_request else "") + " ---: | ---: | ---: |",
     ]
     for c in contenders:
         ratio = c.median("wall") / ref.median("wall")
+        cell = f" {cpu_per_request(c)} |" if per_request else ""
         rows.append(
-            f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s | "
+            f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s |{cell} "
             f"{c.peak():.1f} MiB | {ratio:.3f} | {len(c.samples)} |"
         )
     return rows
@@ -237,7 +334,7 @@ def first_record_delay(command: list[str], urls: Path, server: FirstResponseServ
     """Seconds from the server's first response to the first line on the command's stdout."""
     server.reset()
     with urls.open("rb") as stdin:
-        proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, env=CLEAN_ENV)
         assert proc.stdout is not None
         proc.stdout.readline()
         seen = time.monotonic()
@@ -254,27 +351,34 @@ def scenario_a(nginx: Nginx, n: int, rounds: int, report: list[str]) -> dict[str
     urls = url_file(f"posts_{n}", n, lambda i: nginx.url(f"/posts?id={i}"))
     cfg = curl_config(urls)
     contenders = [
-        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "50"], urls),
-        Contender("bare aiohttp pool", [PY, str(HERE / "peers/bare_pool.py"), "50"], urls),
-        Contender("gather recipe", [PY, str(HERE / "peers/gather_recipe.py"), "50"], urls),
-        Contender("curl -Z", ["curl", "-s", "-Z", "--parallel-max", "50", "-K", str(cfg)], None),
+        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "50"], urls, n),
+        Contender("bare pool (uvloop)", [PY, BARE_POOL, "50"], urls, n),
+        Contender("bare pool (asyncio)", [PY, BARE_POOL, "50", "--asyncio"], urls, n),
+        Contender("gather recipe", [PY, GATHER, "50"], urls, n),
+        Contender("curl -Z", ["curl", "-s", "-Z", "--parallel-max", "50", "-K", str(cfg)], None, n),
     ]
     print(f"(a) CPU-bound: {n} requests to nginx, limit 50", flush=True)
     interleave(contenders, rounds, "a")
-    fm, bare, gather, curl = (c.median("wall") for c in contenders)
+    fm, bare, bare_asyncio, gather, curl = (c.median("wall") for c in contenders)
     report += [
         f"## (a) CPU-bound: {n:,} requests to nginx at --limit 50, output to /dev/null",
         "",
-        "fetchmany runs with its defaults (JSON bodies parsed, ordered output, uvloop).",
+        "fetchmany runs with its defaults (JSON bodies parsed, ordered output, uvloop). The",
+        "bare pool does the same work with nothing else (lazy stdin, N workers, a record per",
+        "response with the JSON body parsed by orjson, ordered JSON Lines by orjson), on",
+        "uvloop and on asyncio's loop; the gather recipe is plain asyncio, every task up",
+        "front, printed at the end. CPU µs / request is (user + sys) ÷ requests, start-up",
+        "included.",
         "",
-        *table(contenders, "bare aiohttp pool"),
+        *table(contenders, "bare pool (uvloop)", per_request=True),
         "",
-        f"- fetchmany ÷ bare aiohttp pool: **{fm / bare:.3f}** (target ≤ 1.05)",
-        f"- gather recipe ÷ fetchmany: **{gather / fm:.3f}** (target ≥ 1.15)",
+        f"- fetchmany ÷ bare pool (uvloop): **{fm / bare:.3f}** (target ≤ 1.05)",
+        f"- fetchmany ÷ gather recipe: **{fm / gather:.3f}** (target ≤ 0.87)",
+        f"- bare pool (asyncio) ÷ bare pool (uvloop): {bare_asyncio / bare:.3f} (the loop's share)",
         f"- fetchmany ÷ curl -Z: **{fm / curl:.3f}**",
         "",
     ]
-    return {"a_vs_bare": fm / bare, "a_gather_vs": gather / fm}
+    return {"a_vs_bare": fm / bare, "a_vs_gather": fm / gather, "a_vs_curl": fm / curl}
 
 
 def scenario_xargs(nginx: Nginx, rounds: int, report: list[str]) -> None:
@@ -305,13 +409,16 @@ def scenario_b(nginx: Nginx, rounds: int, report: list[str]) -> dict[str, float]
     empty.write_text("")
     cfg = curl_config(urls)
     contenders = [
-        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "100"], urls),
+        Contender("fetchmany", [*fetchmany_cmd(), "-q", "--limit", "100"], urls, n),
         Contender(
-            "fetchmany start-up (no input)", [*fetchmany_cmd(), "-q", "--limit", "100"], empty
+            "fetchmany start-up (empty input)", [*fetchmany_cmd(), "-q", "--limit", "100"], empty
         ),
-        Contender("bare aiohttp pool", [PY, str(HERE / "peers/bare_pool.py"), "100"], urls),
-        Contender("gather recipe", [PY, str(HERE / "peers/gather_recipe.py"), "100"], urls),
-        Contender("curl -Z", ["curl", "-s", "-Z", "--parallel-max", "100", "-K", str(cfg)], None),
+        Contender("bare pool (uvloop)", [PY, BARE_POOL, "100"], urls, n),
+        Contender("bare pool (asyncio)", [PY, BARE_POOL, "100", "--asyncio"], urls, n),
+        Contender("gather recipe", [PY, GATHER, "100"], urls, n),
+        Contender(
+            "curl -Z", ["curl", "-s", "-Z", "--parallel-max", "100", "-K", str(cfg)], None, n
+        ),
     ]
     print(f"(b) latency-bound: {n} requests to a 50 ms endpoint, limit 100", flush=True)
     interleave(contenders, rounds, "b")
@@ -321,9 +428,10 @@ def scenario_b(nginx: Nginx, rounds: int, report: list[str]) -> dict[str, float]
     report += [
         f"## (b) latency-bound: {n:,} requests to a 50 ms endpoint at --limit 100",
         "",
-        f"Ideal: {n} / 100 × 50 ms = {ideal:.2f} s.",
+        f"Ideal: {n} / 100 × 50 ms = {ideal:.2f} s. The start-up row is the same command on",
+        "an empty input.",
         "",
-        *table(contenders, "fetchmany"),
+        *table(contenders, "fetchmany", per_request=True),
         "",
         f"- fetchmany efficiency = ideal ÷ (wall − start-up) = {ideal:.2f} ÷ "
         f"({contenders[0].median('wall'):.3f} − {startup:.3f}) = **{efficiency:.3f}** "
@@ -341,12 +449,8 @@ def scenario_c(
     contenders = [
         Contender(f"fetchmany {small:,}", [*fetchmany_cmd(), "-q", "--limit", "50"], urls_small),
         Contender(f"fetchmany {big:,}", [*fetchmany_cmd(), "-q", "--limit", "50"], urls_big),
-        Contender(
-            f"gather recipe {small:,}", [PY, str(HERE / "peers/gather_recipe.py"), "50"], urls_small
-        ),
-        Contender(
-            f"gather recipe {big:,}", [PY, str(HERE / "peers/gather_recipe.py"), "50"], urls_big
-        ),
+        Contender(f"gather recipe {small:,}", [PY, GATHER, "50"], urls_small),
+        Contender(f"gather recipe {big:,}", [PY, GATHER, "50"], urls_big),
     ]
     print(f"(c) memory: {small} vs {big} inputs", flush=True)
     interleave(contenders, rounds, "c")
@@ -372,8 +476,8 @@ def scenario_d(rounds: int, report: list[str]) -> dict[str, float]:
     urls = url_file(f"first_{server.port}", n, lambda i: f"http://127.0.0.1:{server.port}/p?id={i}")
     commands = {
         "fetchmany (ordered)": [*fetchmany_cmd(), "-q", "--limit", "50"],
-        "bare aiohttp pool": [PY, str(HERE / "peers/bare_pool.py"), "50"],
-        "gather recipe": [PY, str(HERE / "peers/gather_recipe.py"), "50"],
+        "bare pool (uvloop)": [PY, BARE_POOL, "50"],
+        "gather recipe": [PY, GATHER, "50"],
     }
     delays: dict[str, list[float]] = {name: [] for name in commands}
     print("(d) time to first record", flush=True)
@@ -392,14 +496,21 @@ def scenario_d(rounds: int, report: list[str]) -> dict[str, float]:
             for name, v in delays.items()
         ),
         "",
-        "The bare pool writes to a block-buffered stdout; the gather recipe prints at the end.",
+        "The bare pool writes through its own 8 KB buffer (its first line appears once 8 KB",
+        "of records have piled up); the gather recipe prints everything at the end.",
         "",
     ]
     return {"d_ms": statistics.median(delays["fetchmany (ordered)"]) * 1000}
 
 
-def scenario_e(rounds: int, report: list[str]) -> dict[str, float]:
+def scenario_e(nginx: Nginx, rounds: int, report: list[str]) -> dict[str, float]:
+    one = OUT / "one_url.txt"
+    one.write_text(nginx.url("/posts?id=1") + "\n")
+    empty = OUT / "empty.txt"
+    empty.write_text("")
     contenders = [
+        Contender("fetchmany one URL, -q", [*fetchmany_cmd(), "-q"], one),
+        Contender("fetchmany empty input", [*fetchmany_cmd(), "-q"], empty),
         Contender("fetchmany --version", [*fetchmany_cmd(), "--version"], None),
         Contender("fetchmany --help", [*fetchmany_cmd(), "--help"], None),
         Contender("python -c pass", [PY, "-c", "pass"], None),
@@ -409,11 +520,296 @@ def scenario_e(rounds: int, report: list[str]) -> dict[str, float]:
     report += [
         "## (e) start-up",
         "",
+        "End to end, process start to exit: one URL (nginx's small JSON document) read from",
+        "stdin and its record written; an empty stdin (imports, set-up and tear-down with no",
+        "request); `--version` and `--help`; the interpreter alone.",
+        "",
         *table(contenders, "python -c pass"),
         "",
     ]
-    return {"e_version_ms": contenders[0].median("wall") * 1000,
-            "e_help_ms": contenders[1].median("wall") * 1000}  # fmt: skip
+    ms = [c.median("wall") * 1000 for c in contenders]
+    return {"e_one_url_ms": ms[0], "e_empty_ms": ms[1], "e_version_ms": ms[2], "e_help_ms": ms[3]}
+
+
+# (f): (tail fraction, seconds). Around the tail, every shape also has 1% resets, 1%
+# answering 503 once, 0.5% 404s and a few lines that are no URL at all.
+TAIL_SHAPES: tuple[tuple[float, float], ...] = ((0.005, 1.5), (0.01, 1.0), (0.001, 5.0))
+INVALID_LINES = ("not a url", "ftp://127.0.0.1/file", "http:///no-host")
+
+
+def shape_name(tail: float, delay: float) -> str:
+    return f"{tail * 100:g}% × {delay:g} s"
+
+
+def fault_kinds(n: int, tail: float, seed: str) -> list[str]:
+    """What each input line asks the fault server for, drawn with a fixed seed."""
+    rng = random.Random(seed)
+    kinds = []
+    for _ in range(n):
+        r = rng.random()
+        if r < tail:
+            kinds.append("tail")
+        elif r < tail + 0.01:
+            kinds.append("reset")
+        elif r < tail + 0.02:
+            kinds.append("flaky")
+        elif r < tail + 0.025:
+            kinds.append("missing")
+        else:
+            kinds.append("ok")
+    for j in range(len(INVALID_LINES)):
+        kinds[(j + 1) * n // (len(INVALID_LINES) + 1)] = "invalid"
+    return kinds
+
+
+def fault_line(server: FaultServer, kinds: list[str], i: int, delay: float) -> str:
+    kind = kinds[i]
+    if kind == "invalid":
+        return INVALID_LINES[kinds[:i].count("invalid")]
+    query = f"id={i}&d={delay:g}" if kind == "tail" else f"id={i}"
+    return server.url(f"/{kind}?{query}")
+
+
+def _served(record: dict[str, Any]) -> bool:
+    return record.get("ok") is True and record.get("status") == 200
+
+
+EXPECTED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "ok": _served,
+    "tail": _served,
+    "flaky": lambda r: _served(r) and r.get("attempts", 0) >= 2,
+    "missing": lambda r: r.get("ok") is False and r.get("status") == 404,
+    "reset": lambda r: r.get("ok") is False and r.get("error") is not None,
+    "invalid": lambda r: (
+        r.get("ok") is False and (r.get("error") or {}).get("kind") == "invalid_url"
+    ),
+}
+
+
+def record_check(kinds: list[str], ordered: bool) -> Callable[[Path], str | None]:
+    """Exactly one record per input line (in index order when ``ordered``), each with the
+    outcome its line asked for; None when so, else what is wrong."""
+    n = len(kinds)
+
+    def check(path: Path) -> str | None:
+        indexes: list[object] = []
+        wrong: collections.Counter[str] = collections.Counter()
+        not_json = 0
+        with path.open("rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    not_json += 1
+                    continue
+                index = record.get("index") if isinstance(record, dict) else None
+                indexes.append(index)
+                if isinstance(index, int) and 0 <= index < n and not EXPECTED[kinds[index]](record):
+                    wrong[kinds[index]] += 1
+        problems = []
+        if not_json:
+            problems.append(f"{not_json} output lines are not JSON")
+        if len(indexes) != n:
+            problems.append(f"{len(indexes)} records for {n} input lines")
+        if ordered:
+            first = next((pos for pos, index in enumerate(indexes) if index != pos), None)
+            if first is not None:
+                problems.append(f"record {first} has index {indexes[first]!r}, not {first}")
+        else:
+            seen = collections.Counter(indexes)
+            lost = sum(1 for i in range(n) if i not in seen)
+            repeated = sum(count - 1 for count in seen.values() if count > 1)
+            if lost or repeated:
+                problems.append(f"{lost} indexes without a record, {repeated} repeated")
+        if wrong:
+            outcome = ", ".join(f"{count} {kind}" for kind, count in sorted(wrong.items()))
+            problems.append(f"unexpected outcome for {outcome}")
+        return "; ".join(problems) or None
+
+    return check
+
+
+def scenario_f(server: FaultServer, n: int, rounds: int, report: list[str]) -> dict[str, float]:
+    print(f"(f) latency tail: {n} requests to the fault server, limit 50", flush=True)
+    rows: list[str] = []
+    mixes: list[str] = []
+    results: dict[str, float] = {}
+    failures: list[str] = []
+    for tail, delay in TAIL_SHAPES:
+        shape = shape_name(tail, delay)
+        kinds = fault_kinds(n, tail, f"{n}/{tail}/{delay}")
+        lines = [fault_line(server, kinds, i, delay) for i in range(n)]
+        urls = url_file(f"fault_{n}_{tail:g}x{delay:g}", n, lines.__getitem__)
+        command = [*fetchmany_cmd(), "-q", "--limit", "50"]
+        ordered, unordered = contenders = [
+            Contender(
+                f"ordered, {shape}", command, urls, n, OUT / "f_ordered.jsonl",
+                server.reset, record_check(kinds, ordered=True),
+            ),
+            Contender(
+                f"--unordered, {shape}", [*command, "--unordered"], urls, n,
+                OUT / "f_unordered.jsonl", server.reset, record_check(kinds, ordered=False),
+            ),
+        ]  # fmt: skip
+        cpu_before = server.cpu()
+        interleave(contenders, rounds, "f")
+        server_cpu = (server.cpu() - cpu_before) / (len(contenders) * rounds)
+        ratio = ordered.median("wall") / unordered.median("wall")
+        checked = [f"{c.name.split(',')[0]}: {f}" for c in contenders for f in c.failures]
+        failures += [f"{shape}, {f}" for f in checked]
+        rows.append(
+            f"| {shape} | {ordered.median('wall'):.3f} s | {unordered.median('wall'):.3f} s | "
+            f"**{ratio:.3f}** | {cpu_per_request(ordered)} | {cpu_per_request(unordered)} | "
+            f"{ordered.peak():.1f} MiB | {unordered.peak():.1f} MiB | {server_cpu:.2f} s | "
+            f"{'ok' if not checked else '**FAILED**'} |"
+        )
+        counts = collections.Counter(kinds)
+        mixes.append(
+            f"- {shape}: "
+            + ", ".join(f"{counts[k]:,} {k}" for k in ("ok", "tail", "reset", "flaky", "missing"))
+            + f", {counts['invalid']} invalid"
+        )
+        results[f"f_ratio {shape}"] = ratio
+        results[f"f_check {shape}"] = 0.0 if checked else 1.0
+        results[f"f_rss {shape}"] = ordered.peak()
+    report += [
+        f"## (f) latency tail: {n:,} requests at --limit 50, ordered (default) vs --unordered",
+        "",
+        "bench/fault_server.py answers by path: most lines get ~250 B of JSON at once; a",
+        "fraction (the tail) gets it after a delay; 1% have the connection reset (retried,",
+        "then a connect error), 1% get a 503 the first time (retried, then 200), 0.5% a 404,",
+        "and three lines are no URL. Lines per shape:",
+        "",
+        *mixes,
+        "",
+        "Every run's output is checked: one record per input line, in index order for the",
+        "ordered run (each index once for --unordered), each with the outcome its line asked",
+        "for. Server CPU is the fault server's per run.",
+        "",
+        "| tail shape | ordered wall | --unordered wall | ordered ÷ unordered | "
+        "ordered CPU / request | --unordered CPU / request | ordered peak RSS | "
+        "--unordered peak RSS | server CPU | output check |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+        "",
+        f"Target: ordered ÷ unordered ≤ 1.1 for every shape ({rounds} round(s), medians).",
+        "",
+    ]
+    if failures:
+        report += ["Output check failures:", "", *(f"- {f}" for f in failures), ""]
+    return results
+
+
+def scenario_g(
+    server: FaultServer, big: int, size: int, head: float, rounds: int, report: list[str]
+) -> dict[str, float]:
+    lines = [server.url(f"/tail?id=0&d={head:g}")]
+    lines += [server.url(f"/big?id={i}&size={size}") for i in range(1, big + 1)]
+    urls = url_file(f"big_{big}_{size}_{head:g}", len(lines), lambda i: lines[i])
+    contenders = [
+        Contender("fetchmany (defaults)", [*fetchmany_cmd(), "-q"], urls, len(lines)),
+        Contender(
+            "fetchmany --unordered", [*fetchmany_cmd(), "-q", "--unordered"], urls, len(lines)
+        ),
+    ]
+    mib = size / 1024 / 1024
+    print(f"(g) big bodies: one {head:g} s request, then {big} × {mib:g} MiB", flush=True)
+    interleave(contenders, rounds, "g")
+    ordered, unordered = contenders
+    report += [
+        f"## (g) memory under big bodies: one {head:g} s request first, then {big} bodies of "
+        f"{mib:g} MiB",
+        "",
+        "Each big body is a JSON string (application/json) from bench/fault_server.py;",
+        "fetchmany runs at its defaults (--limit 10, the default window), records to",
+        "/dev/null. In order, the slow first record holds back every later one.",
+        "",
+        *table(contenders, "fetchmany (defaults)"),
+        "",
+        f"- peak RSS, defaults: **{ordered.peak():.1f} MiB** (target < 128 MiB); "
+        f"--unordered: {unordered.peak():.1f} MiB",
+        "",
+    ]
+    return {
+        "g_rss": ordered.peak(),
+        "g_wall": ordered.median("wall"),
+        "g_unordered_rss": unordered.peak(),
+    }
+
+
+def targets(results: dict[str, float]) -> list[str]:
+    """The Targets table: one row per target of the scenarios that ran."""
+    rows: list[str] = []
+
+    def row(target: str, measured: str, met: bool | None) -> None:
+        verdict = "" if met is None else "met" if met else "**missed**"
+        rows.append(f"| {target} | {measured} | {verdict} |")
+
+    r = results
+    if "a_vs_bare" in r:
+        row(
+            "(a) fetchmany ≤ 1.05 × bare pool (uvloop), wall",
+            f"{r['a_vs_bare']:.3f}",
+            r["a_vs_bare"] <= 1.05,
+        )
+        row(
+            "(a) fetchmany ≤ 0.87 × gather recipe, wall",
+            f"{r['a_vs_gather']:.3f}",
+            r["a_vs_gather"] <= 0.87,
+        )
+        row("(a) fetchmany ÷ curl -Z, reported", f"{r['a_vs_curl']:.2f}", None)
+    if "b_efficiency" in r:
+        row(
+            "(b) efficiency = ideal ÷ (wall − wall on empty input) ≥ 0.95",
+            f"{r['b_efficiency']:.3f}",
+            r["b_efficiency"] >= 0.95,
+        )
+    if "c_growth" in r:
+        row(
+            "(c) RSS at the big input ≤ 1.15 × at the small one, < 80 MiB",
+            f"{r['c_growth']:.3f}, {r['c_peak']:.1f} MiB",
+            r["c_growth"] <= 1.15 and r["c_peak"] < 80,
+        )
+    if "d_ms" in r:
+        row(
+            "(d) first record ≤ 200 ms after the first response",
+            f"{r['d_ms']:.1f} ms",
+            r["d_ms"] <= 200,
+        )
+    if "e_one_url_ms" in r:
+        row(
+            "(e) one URL, -q, end to end ≤ 180 ms",
+            f"{r['e_one_url_ms']:.0f} ms",
+            r["e_one_url_ms"] <= 180,
+        )
+        row("(e) `--version` ≤ 60 ms", f"{r['e_version_ms']:.0f} ms", r["e_version_ms"] <= 60)
+        row("(e) `--help` ≤ 60 ms", f"{r['e_help_ms']:.0f} ms", r["e_help_ms"] <= 60)
+        row("(e) empty input, reported", f"{r['e_empty_ms']:.0f} ms", None)
+    for key, ratio in r.items():
+        if key.startswith("f_ratio "):
+            shape = key.removeprefix("f_ratio ")
+            checked = r[f"f_check {shape}"] == 1.0
+            measured = f"{ratio:.3f}" + ("" if checked else "; output check FAILED")
+            row(
+                f"(f) ordered ≤ 1.1 × --unordered, tail {shape}", measured, ratio <= 1.1 and checked
+            )
+    if "g_rss" in r:
+        row(
+            "(g) peak RSS < 128 MiB, 1 MiB bodies behind a slow head",
+            f"{r['g_rss']:.1f} MiB (--unordered {r['g_unordered_rss']:.1f} MiB)",
+            r["g_rss"] < 128,
+        )
+    if not rows:
+        return []
+    return ["## Targets", "", "| target | measured | |", "| --- | --- | --- |", *rows, ""]
+
+
+def commit() -> str:
+    out = subprocess.run(
+        ["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return out.stdout.strip() or "unknown"
 
 
 def machine() -> list[str]:
@@ -445,13 +841,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="a,x,b,c,d,e", help="scenarios: a,x,b,c,d,e")
-    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--only", default="a,x,b,c,d,e,f,g", help="scenarios: a,x,b,c,d,e,f,g")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="default: bench/RESULTS.md, or bench/out/RESULTS-quick.md with --quick",
+    )
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
+    output = Path(args.output or (OUT / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md"))
     only = set(args.only.split(","))
     ensure_tools()
     OUT.mkdir(exist_ok=True)
+    warm_bytecode()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report: list[str] = []
     results: dict[str, float] = {}
@@ -468,23 +870,34 @@ def main() -> None:
         if "d" in only:
             results |= scenario_d(rounds, report)
         if "e" in only:
-            results |= scenario_e(rounds, report)
+            results |= scenario_e(nginx, rounds, report)
+    if only & {"f", "g"}:
+        with FaultServer() as server:
+            if "f" in only:
+                results |= scenario_f(server, 5_000 if args.quick else 50_000, rounds, report)
+            if "g" in only:
+                results |= scenario_g(server, 400, 1024 * 1024, 3.0, rounds, report)
     command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
     header = [
         "# fetchmany benchmark results",
         "",
-        f"Run {started} with `{command}`; {rounds} interleaved round(s) per scenario.",
+        f"Run {started} with `{command}` at commit {commit()}; {rounds} interleaved",
+        "round(s) per scenario."
+        + (" **Quick run: small inputs, figures for a sanity check only.**" if args.quick else ""),
         "Times are wall-clock and CPU (user+sys) of the client process; peak RSS from",
-        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine.",
+        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine, and so does",
+        "bench/fault_server.py (its own process) for (f) and (g). Commands run without",
+        "PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE (see bench/measure.py).",
         "",
         "Machine:",
         "",
         *machine(),
         "",
     ]
-    Path(args.output).write_text("\n".join(header + report) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"wrote {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(header + report + targets(results)) + "\n")
+    print(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
