@@ -257,3 +257,31 @@ def test_runs_on_either_event_loop(server: LoopbackServer, loop_flag: str) -> No
     result = run_cli(loop_flag, "-t", server.url("/item?id={}"), "-q", stdin=ids)
     assert result.returncode == 0
     assert [r["index"] for r in jsonl(result.stdout)] == list(range(30))
+
+
+@pytest.mark.parametrize(
+    ("args", "absent"),
+    [
+        (["-q", os.devnull], ("aiohttp", "rich", "urllib.request")),
+        (["--version"], ("aiohttp", "rich", "asyncio")),
+        (["--help"], ("aiohttp", "rich", "asyncio")),
+    ],
+)
+def test_start_up_imports_only_what_the_run_needs(args: list[str], absent: tuple[str, ...]) -> None:
+    """What start-up costs is mostly imports: aiohttp builds a TLS context as it is
+    imported, so a run that fetches nothing must not import it."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted(m for m in sys.modules if m in "
+        f"{absent!r}), file=sys.stderr))\n"
+        "from fetchmany.cli import main\n"
+        f"main({args!r})\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.endswith("_proxy") and not k.endswith("_PROXY")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().splitlines()[-1] == "[]"

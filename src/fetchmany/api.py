@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from typing import TypeVar
 
-from fetchmany.fetch.client import Client
 from fetchmany.fetch.dedupe import Deduplicator
 from fetchmany.fetch.engine import Engine, FetchFunction
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.policy import plan_request
-from fetchmany.fetch.session import SessionSetup, open_session
+from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.sources import Item, items_from
 from fetchmany.options import FetchOptions
 from fetchmany.records import Record
@@ -68,11 +67,20 @@ async def fetch_finished(
     """
     setup = setup or SessionSetup.prepare(options)
     limits = Limits(options.limit, options.per_host, options.rate)
-    async with open_session(options, setup) as session:
-        client = Client(session, options, limits, setup)
-        fetch: FetchFunction = Deduplicator(client.fetch) if options.dedupe else client.fetch
+    async with AsyncExitStack() as stack:
+
+        async def make_fetch() -> FetchFunction:
+            """The session and client, made when the first item arrives (aiohttp is
+            imported here: an empty input never pays for it)."""
+            from fetchmany.fetch.client import Client
+            from fetchmany.fetch.session import open_session
+
+            session = await stack.enter_async_context(open_session(options, setup))
+            client = Client(session, options, limits, setup)
+            return Deduplicator(client.fetch) if options.dedupe else client.fetch
+
         engine = Engine(
-            fetch,
+            None,
             finish,
             workers=options.limit,
             max_workers=options.pool_size,
@@ -81,6 +89,7 @@ async def fetch_finished(
             cost=cost,
             ordered=options.ordered,
             limits=limits,
+            make_fetch=make_fetch,
         )
         if on_engine is not None:
             on_engine(engine)

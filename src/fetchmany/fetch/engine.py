@@ -60,7 +60,7 @@ class Engine(Generic[T]):
 
     def __init__(
         self,
-        fetch: FetchFunction,
+        fetch: FetchFunction | None,
         finish: Callable[[Record], T],
         *,
         workers: int,
@@ -70,10 +70,16 @@ class Engine(Generic[T]):
         cost: Callable[[T], int] = _no_cost,
         max_workers: int | None = None,
         limits: Limits | None = None,
+        make_fetch: Callable[[], Awaitable[FetchFunction]] | None = None,
     ) -> None:
+        """``fetch`` may be None with ``make_fetch`` given: that makes the fetch function
+        when the first item arrives, so an empty input never builds a session."""
         if workers < 1 or (window is not None and window < workers):
             raise ValueError("need workers >= 1 and window >= workers")
+        if fetch is None and make_fetch is None:
+            raise ValueError("need fetch or make_fetch")
         self._fetch = fetch
+        self._make_fetch = make_fetch
         self._finish = finish
         self._cost = cost
         self._max_workers = max(workers, max_workers or workers)
@@ -147,6 +153,9 @@ class Engine(Generic[T]):
         loop = asyncio.get_running_loop()
         try:
             async for item in items:
+                if self._fetch is None:
+                    assert self._make_fetch is not None
+                    self._fetch = await self._make_fetch()
                 # Queue at most a pool's worth ahead of the workers: the budget is
                 # checked when an item can start, not long before its result exists.
                 while self._in_window and (
@@ -180,7 +189,6 @@ class Engine(Generic[T]):
         self._signal()
 
     async def _work(self) -> None:
-        fetch = self._fetch
         finish = self._finish
         cost = self._cost
         ordered = self._ordered
@@ -192,6 +200,8 @@ class Engine(Generic[T]):
             if self._stopping:
                 future.cancel()
             else:
+                fetch = self._fetch
+                assert fetch is not None  # set before the first job is queued
                 try:
                     result = finish(await fetch(item))
                     size = cost(result)

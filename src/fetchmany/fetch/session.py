@@ -12,14 +12,11 @@ from __future__ import annotations
 import netrc
 import os
 import re
-import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
-from urllib import request as urllib_request
+from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -28,11 +25,31 @@ from fetchmany.fetch.policy import header_value
 from fetchmany.options import FetchOptions
 from fetchmany.redaction import redact_url
 
-getproxies_environment = urllib_request.getproxies_environment
-# Not in typeshed, but public and documented alongside getproxies_environment.
-proxy_bypass_environment: Callable[[str, dict[str, str]], bool] = (
-    urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
-)
+if TYPE_CHECKING:
+    import ssl
+
+    import aiohttp
+
+# aiohttp (which builds a TLS context as it is imported), ssl and urllib.request are
+# imported when first needed: a run that fetches nothing (empty input, a usage
+# error found late) and a run without proxy variables never pay for them.
+
+
+def env_proxies() -> dict[str, str]:
+    """HTTP(S)_PROXY and friends, as urllib reads them; {} at no cost when none is set."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return {}
+    from urllib.request import getproxies_environment
+
+    return getproxies_environment()
+
+
+def bypasses_proxy(host: str, proxies: dict[str, str]) -> bool:
+    """NO_PROXY, as urllib reads it (public and documented, though not in typeshed)."""
+    from urllib import request
+
+    bypass: Any = request.proxy_bypass_environment  # type: ignore[attr-defined]
+    return bool(bypass(host, proxies))
 
 
 class SetupError(ValueError):
@@ -77,6 +94,8 @@ def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
         return False
     if options.ca_bundle is None:
         return True
+    import ssl
+
     try:
         return ssl.create_default_context(cafile=options.ca_bundle)
     except (ssl.SSLError, OSError) as exc:
@@ -127,7 +146,7 @@ class SessionSetup:
             headers=session_headers(options),
             body_headers=body_headers,
             proxy=checked_proxy(options.proxy) if options.proxy else None,
-            env_proxies=getproxies_environment() if use_env else {},
+            env_proxies=env_proxies() if use_env else {},
             netrc=load_netrc() if wants_netrc else None,
         )
 
@@ -136,7 +155,7 @@ class SessionSetup:
             return self.proxy
         if not self.env_proxies:
             return None
-        if proxy_bypass_environment(target.host or "", self.env_proxies):
+        if bypasses_proxy(target.host or "", self.env_proxies):
             return None
         return self.env_proxies.get(target.scheme)
 
@@ -147,7 +166,9 @@ class SessionSetup:
         if entry is None:
             return None
         login, _, password = entry
-        return aiohttp.BasicAuth(login or "", password or "")
+        from aiohttp import BasicAuth
+
+        return BasicAuth(login or "", password or "")
 
 
 @asynccontextmanager
@@ -159,6 +180,8 @@ async def open_session(
     Keep-alive connections are reused across items; there is no cookie jar, so one
     response cannot change what later, unrelated requests send.
     """
+    import aiohttp
+
     connector = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300)
     async with aiohttp.ClientSession(
         connector=connector,
