@@ -14,7 +14,7 @@ import signal
 import stat
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import click
 
@@ -87,6 +87,11 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     args = CommandLine(inputs=inputs, **params)
     if args.output == "-":
         args = dataclasses.replace(args, output=None)
+    if args.merge:
+        check_merge_options(click.get_current_context())
+        merge_parts(args)
+    if args.allow_gaps:
+        raise click.UsageError("--allow-gaps goes with --merge")
     job = prepare(args)
     try:
         outcome = _run(job, use_uvloop=args.uvloop)
@@ -99,6 +104,86 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         for line in summary_lines(outcome.stats, interrupted=outcome.signal is not None):
             job.display.note(line)
     _exit(outcome)
+
+
+# Options that shape fetching: with --merge, nothing is fetched, so giving one is a mistake.
+_FETCH_ONLY: Final = (
+    "template", "input_format", "dedupe", "limit", "per_host", "rate", "window", "window_bytes",
+    "retries", "retry_on", "backoff", "max_backoff", "retry_all_methods", "method", "data",
+    "json", "header", "user_agent", "timeout", "connect_timeout", "max_redirects",
+    "max_body_size", "insecure", "proxy", "netrc", "ca_bundle", "pick", "save_dir",
+    "save_name", "body", "unordered", "resume", "shard",
+)  # fmt: skip
+
+
+def check_merge_options(ctx: click.Context) -> None:
+    from click.core import ParameterSource
+
+    for name in _FETCH_ONLY:
+        if ctx.get_parameter_source(name) in (
+            ParameterSource.COMMANDLINE,
+            ParameterSource.ENVIRONMENT,
+        ):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} does nothing with --merge, which fetches nothing")
+
+
+def merge_parts(args: CommandLine) -> NoReturn:
+    """``--merge``: the parts (INPUTS) as one output in index order; exits."""
+    from fetchmany.output.destination import Output, OutputClosed, OutputError
+    from fetchmany.output.merge import MergedRecord, MergeError, check_parts, merged, open_part
+    from fetchmany.output.writers import make_writer
+    from fetchmany.records import FIELDS
+
+    if not args.inputs or "-" in args.inputs:
+        raise click.UsageError("--merge reads record files: name them (stdin is not one)")
+    check_output_is_not_an_input(args.output, args.inputs)
+    try:
+        parts = [open_part(path) for path in args.inputs]
+        fields = check_parts(parts)
+    except MergeError as exc:
+        raise click.UsageError(str(exc)) from None
+    if args.fields is not None:
+        if unknown := [name for name in args.fields if fields and name not in fields]:
+            raise click.UsageError(f"--fields names {unknown[0]!r}, which the parts do not hold")
+        fields = args.fields
+    try:
+        destination = Output(args.output)
+    except OutputClosed:
+        _exit_broken_pipe()
+    except OutputError as exc:
+        raise click.UsageError(str(exc)) from None
+    writer = make_writer(
+        output_format_of(args), destination, fields or FIELDS, csv_safe=args.csv_safe
+    )
+    count = failed = 0
+    try:
+        batch: list[MergedRecord] = []
+        for values in merged(parts, allow_gaps=args.allow_gaps):
+            batch.append(MergedRecord(values))
+            count += 1
+            failed += values.get("ok") is False
+            if len(batch) == 1024:
+                writer.write(batch)
+                batch = []
+        writer.write(batch)
+        writer.close()
+    except OutputClosed:
+        writer.output.abandon()
+        _exit_broken_pipe()
+    except (MergeError, OutputError) as exc:
+        writer.abandon()
+        raise RunFailed(str(exc)) from None
+    except BaseException:
+        writer.abandon()
+        raise
+    if not args.quiet:
+        click.echo(
+            f"Merged {count} records from {len(parts)} parts"
+            + (f"; {failed} not ok" if failed else ""),
+            err=True,
+        )
+    sys.exit(EXIT_OK if failed == 0 else EXIT_FAILED)
 
 
 def prepare(args: CommandLine) -> Job:
@@ -295,7 +380,7 @@ def build_job(
     if destination.resumable:
         assert path is not None
         try:
-            point = scan(path, out_format, fields)
+            point = scan(path, out_format, fields, args.shard)
         except ResumeError as exc:
             destination.abandon()
             raise click.UsageError(str(exc)) from None
@@ -315,6 +400,7 @@ def build_job(
         grace=args.grace,
         input_format=input_format,
         setup=setup,
+        shard=args.shard,
     )
 
 

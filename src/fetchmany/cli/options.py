@@ -43,6 +43,7 @@ from fetchmany.redaction import redact_header
 
 if TYPE_CHECKING:
     from fetchmany.fetch.picks import Pick
+    from fetchmany.input.sources import Shard
 
 DEFAULT_GRACE: Final = 2.0
 """After the first Ctrl-C or SIGTERM, how long requests in flight may still finish."""
@@ -196,6 +197,17 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    from fetchmany.input.sources import Shard
+
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _fields(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> tuple[str, ...] | None:
@@ -244,6 +256,7 @@ CONCURRENCY = "Concurrency and politeness"
 RETRIES = "Retries"
 REQUEST = "Request"
 OUTPUT = "Output"
+SCALE_OUT = "Scale out"
 DISPLAY = "Display"
 
 OPTIONS: list[Callable[[F], F]] = [
@@ -521,6 +534,27 @@ OPTIONS: list[Callable[[F], F]] = [
         help="In CSV, prefix cells starting with = + - @ with ' so spreadsheets do not run them.",
     ),
     option(
+        "--shard",
+        group=SCALE_OUT,
+        callback=_shard,
+        metavar="K/N",
+        help="Fetch only the items whose index mod N is K (K from 0, as Kubernetes' "
+        "JOB_COMPLETION_INDEX); records keep their index in the whole input, for --merge.",
+    ),
+    option(
+        "--merge",
+        group=SCALE_OUT,
+        is_flag=True,
+        help="INPUTS are record files (shard outputs, any format): write them as one output "
+        "in index order, fetching nothing.",
+    ),
+    option(
+        "--allow-gaps",
+        group=SCALE_OUT,
+        is_flag=True,
+        help="With --merge: missing indexes are not an error.",
+    ),
+    option(
         "--grace",
         group=DISPLAY,
         type=Seconds(min=0),
@@ -599,6 +633,9 @@ class CommandLine:
     unordered: bool
     resume: bool
     csv_safe: bool
+    shard: Shard | None
+    merge: bool
+    allow_gaps: bool
     grace: float
     uvloop: bool
     progress: bool | None

@@ -23,7 +23,7 @@ from fetchmany.cli.options import DEFAULT_GRACE
 from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
-from fetchmany.input.sources import Item, count_items, read_items
+from fetchmany.input.sources import Item, Shard, count_items, read_items
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
 from fetchmany.output.destination import OutputClosed
@@ -66,6 +66,7 @@ class Job:
     input_format: InputFormat = InputFormat.LINES
     setup: SessionSetup | None = None
     """The session's setup, prepared when the command checked it."""
+    shard: Shard | None = None
 
 
 @dataclass
@@ -164,6 +165,7 @@ def _count_total(
     stop: threading.Event,
     skipped: int,
     input_format: InputFormat,
+    shard: Shard | None = None,
 ) -> None:
     """Count items of regular files in a daemon thread and give the display its total."""
     loop = asyncio.get_running_loop()
@@ -178,6 +180,8 @@ def _count_total(
             if n is None:
                 return
             total += n
+        if shard is not None:
+            total = shard.size(total)
         if not stop.is_set():
             with contextlib.suppress(RuntimeError):  # the run ended first
                 loop.call_soon_threadsafe(display.set_total, max(0, total - skipped))
@@ -203,9 +207,13 @@ async def run_job(job: Job) -> Outcome:
     failed = True
     job.display.start(None)
     try:
-        _count_total(job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format)
+        _count_total(
+            job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format, job.shard
+        )
         interruption.install()
-        items: AsyncIterable[Item] = read_items(job.inputs, job.request, job.input_format)
+        items: AsyncIterable[Item] = read_items(
+            job.inputs, job.request, job.input_format, job.shard
+        )
         if resume is not None and skipped:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
             recorded = recorded_keys(resume.path, resume.format, resume.fields)

@@ -33,6 +33,32 @@ _URL_SCHEME: Final = re.compile(r"^https?://", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
+class Shard:
+    """``--shard K/N``: the items whose index mod ``count`` is ``number``."""
+
+    number: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        number, slash, count = text.strip().partition("/")
+        try:
+            shard = cls(int(number), int(count))
+        except ValueError:
+            raise ValueError(f"expected K/N such as 0/4, got {text!r}") from None
+        if not slash or shard.count < 1 or not 0 <= shard.number < shard.count:
+            raise ValueError(f"expected K/N with 0 <= K < N, got {text!r}")
+        return shard
+
+    def holds(self, index: int) -> bool:
+        return index % self.count == self.number
+
+    def size(self, total: int) -> int:
+        """How many of ``total`` items fall in this shard."""
+        return max(0, (total - self.number + self.count - 1) // self.count)
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     """One unit of work: its position, the text as given, a URL or why there is none,
     its request body (from ``-d``/``--json``) and its fields (for ``--save-name``)."""
@@ -310,14 +336,19 @@ async def read_items(
     paths: Sequence[str],
     request: RequestTemplate,
     input_format: InputFormat = InputFormat.LINES,
+    shard: Shard | None = None,
 ) -> AsyncGenerator[Item, None]:
     """Items of files (``-`` is stdin) in order, indexed from 0; blank lines (and for
-    line input, ``#`` comments) skipped; each CSV file brings its own header.
+    line input, ``#`` comments) skipped; each CSV file brings its own header. With
+    ``shard``, only its items, keeping their index in the whole input (the others
+    are counted, not parsed).
 
     One generator over whole batches of lines: the per-line work is plain calls.
     """
     index = 0
     lines = input_format is InputFormat.LINES
+    skip = shard.count if shard is not None else 1
+    mine = shard.number if shard is not None else 0
     for path in paths or [STDIN]:
         # CSV keeps CRs: a quoted cell may hold one, and its rows end in CRLF anyway.
         feed = LineFeed([path], cr_ends_lines=input_format is not InputFormat.CSV)
@@ -325,6 +356,9 @@ async def read_items(
         try:
             async for batch in feed.batches():
                 for row in _rows_of(batch, input_format, csv_rows):
+                    if skip > 1 and index % skip != mine:
+                        index += 1
+                        continue
                     if row.problem is not None:
                         yield _invalid(index, display_text(row.text), None, row.problem)
                     elif lines:
@@ -333,7 +367,9 @@ async def read_items(
                         yield make_item(index, row.text, request, row.fields or {})
                     index += 1
             if csv_rows is not None and (last := csv_rows.finish()) is not None:
-                if last.problem is not None:
+                if skip > 1 and index % skip != mine:
+                    pass
+                elif last.problem is not None:
                     yield _invalid(index, display_text(last.text), None, last.problem)
                 else:
                     yield make_item(index, last.text, request, last.fields or {})

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from fetchmany.input.sources import Item
+from fetchmany.input.sources import Item, Shard
 from fetchmany.output.writers import OutputFormat, csv_header
 from fetchmany.records import FIELDS, SAVED_FIELDS
 from fetchmany.redaction import redact_text
@@ -213,7 +213,9 @@ def key_field(fields: tuple[str, ...]) -> str:
     )
 
 
-def scan(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> ResumePoint:
+def scan(
+    path: str, fmt: OutputFormat, fields: tuple[str, ...], shard: Shard | None = None
+) -> ResumePoint:
     """Count the complete records in ``path`` and find where appending continues.
 
     Raises ``ResumeError`` for anything that does not look like the start of this
@@ -241,10 +243,12 @@ def scan(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> ResumePoint:
                 f"{path} holds records with fields {','.join(record)}; "
                 f"this run writes {','.join(fields)}"
             )
-        if "index" in record and str(record["index"]) != str(count):
+        expected = count if shard is None else shard.number + count * shard.count
+        if "index" in record and str(record["index"]) != str(expected):
+            what = "a run" if shard is None else f"shard {shard.number}/{shard.count}"
             raise ResumeError(
                 f"{path}: record {count} has index {record['index']}, so it is not the "
-                "in-order output of a run; use a new output file"
+                f"in-order output of {what}; use a new output file"
             )
         count += 1
         offset = end

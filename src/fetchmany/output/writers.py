@@ -14,12 +14,12 @@ import json
 import os
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from fetchmany.output.destination import Output
-from fetchmany.records import FIELDS, Record
+from fetchmany.records import FIELDS
 
 
 class OutputFormat(StrEnum):
@@ -57,6 +57,12 @@ def encode_json(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+class Encodable(Protocol):
+    """What a writer writes: a Record, or a record read back from a file (--merge)."""
+
+    def to_dict(self, fields: tuple[str, ...]) -> dict[str, Any]: ...
+
+
 class RecordWriter:
     """Base of the format writers: holds the output and the fields to emit."""
 
@@ -68,7 +74,7 @@ class RecordWriter:
         self.written = 0
         self.csv_safe = csv_safe
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Encodable]) -> None:
         """Write a batch and flush it, so a downstream reader sees it now. Raises
         ``OutputError`` (or ``OutputClosed``) when the output cannot take it."""
         self.write_encoded([self.encode_one(record) for record in records])
@@ -79,7 +85,7 @@ class RecordWriter:
         self.written += len(encoded)
         self.output.mark()
 
-    def encode_one(self, record: Record) -> bytes:
+    def encode_one(self, record: Encodable) -> bytes:
         """One record's bytes, wherever it lands: done as soon as the record completes
         (in the engine's worker), so a record waiting its turn holds only these."""
         raise NotImplementedError
@@ -104,14 +110,14 @@ class RecordWriter:
 
 
 class JsonLinesWriter(RecordWriter):
-    def encode_one(self, record: Record) -> bytes:
+    def encode_one(self, record: Encodable) -> bytes:
         return encode_json(record.to_dict(self.fields)) + b"\n"
 
 
 class JsonArrayWriter(RecordWriter):
     """A JSON array streamed one element per line; ``close`` writes the closing bracket."""
 
-    def encode_one(self, record: Record) -> bytes:
+    def encode_one(self, record: Encodable) -> bytes:
         return encode_json(record.to_dict(self.fields))
 
     def frame(self, encoded: Sequence[bytes]) -> bytes:
@@ -184,7 +190,7 @@ class CsvWriter(RecordWriter):
         self._buffer.truncate()
         return data
 
-    def encode_one(self, record: Record) -> bytes:
+    def encode_one(self, record: Encodable) -> bytes:
         fields = self.fields
         row = record.to_dict(fields)
         cells = [csv_cell(name, row[name]) for name in fields]

@@ -1,0 +1,191 @@
+"""``--merge``: shard outputs back into one ordered output, in constant memory.
+
+Each part is a record file fetchmany wrote (JSON Lines, a JSON array or CSV), in
+index order, as ``--shard K/N`` writes it. Parts are read lazily and interleaved
+by ``index`` (``heapq.merge``, the ``sort -m`` idea), so memory does not grow with
+their size. The merged indexes must run 0, 1, 2... with nothing missing or twice,
+or the merge stops and says which index (``--allow-gaps`` accepts missing ones).
+
+CSV keeps no types, so a CSV part's known fields are read back as what fetchmany
+wrote: numbers, booleans, and ``error`` as its kind; other cells stay text.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fetchmany.output.resume import ResumeError, detect_format
+from fetchmany.output.writers import OutputFormat
+
+csv.field_size_limit(sys.maxsize)  # a cell holds a whole body
+
+
+class MergeError(Exception):
+    """Parts that cannot make one ordered output; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    path: str
+    format: OutputFormat
+    fields: tuple[str, ...]
+
+
+_INTEGERS: Final = frozenset({"index", "status", "size", "attempts"})
+_FLOATS: Final = frozenset({"elapsed_ms"})
+
+
+def _typed(name: str, cell: str) -> Any:
+    """A CSV cell as the JSON value fetchmany wrote it from (see ``writers.csv_cell``)."""
+    if cell == "":
+        return None
+    try:
+        if name in _INTEGERS:
+            return int(cell)
+        if name in _FLOATS:
+            return float(cell)
+    except ValueError:
+        return cell
+    if name == "ok":
+        return {"true": True, "false": False}.get(cell, cell)
+    if name == "error":
+        return {"kind": cell, "message": None}
+    return cell
+
+
+def _jsonl(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.endswith(b"\n"):
+                return  # torn by an interrupted run: the records before it stand
+            yield _record(line, path, number)
+
+
+def _json_array(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as stream:
+        first = stream.readline()
+        if first in (b"[]\n", b""):
+            return
+        if first != b"[\n":
+            raise MergeError(f"{path}: not a JSON array written by fetchmany")
+        for number, line in enumerate(stream, 2):
+            if line in (b"]\n", b"]"):
+                return
+            if not line.endswith(b"\n"):
+                return
+            yield _record(line.removesuffix(b"\n").removesuffix(b","), path, number)
+
+
+def _csv(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+        rows = csv.reader(stream)
+        header = next(rows, None)
+        if header is None:
+            return
+        for row in rows:
+            if len(row) != len(header):
+                return  # a row torn by an interrupted run
+            yield {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
+
+
+def _record(line: bytes, path: str, number: int) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        raise MergeError(f"{path}: line {number} is not a JSON record") from None
+    if not isinstance(value, dict):
+        raise MergeError(f"{path}: line {number} is not a record (a JSON object)")
+    return value
+
+
+_READERS = {OutputFormat.JSONL: _jsonl, OutputFormat.JSON: _json_array, OutputFormat.CSV: _csv}
+
+
+def open_part(path: str) -> Part:
+    """What a part holds (format and fields), read from its start; MergeError if unusable."""
+    try:
+        found = detect_format(path)
+    except ResumeError:
+        raise MergeError(
+            f"{path} is not records fetchmany wrote (JSON Lines, a JSON array or CSV)"
+        ) from None
+    except OSError as exc:
+        raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if found is None:
+        return Part(path, OutputFormat.JSONL, ())  # empty: a shard with no items
+    first = next(_READERS[found](path), None)
+    if found is OutputFormat.CSV:
+        with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+            fields = tuple(next(csv.reader(stream), []))
+    else:
+        fields = tuple(first) if first is not None else ()
+    if fields and "index" not in fields:
+        raise MergeError(f"{path} has no index field; shards must be written with index")
+    return Part(path, found, fields)
+
+
+def check_parts(parts: Sequence[Part]) -> tuple[str, ...]:
+    """The fields every part shares, or MergeError naming the first that differs."""
+    written = [part for part in parts if part.fields]
+    if not written:
+        return ()
+    fields = written[0].fields
+    for part in written[1:]:
+        if part.fields != fields:
+            raise MergeError(
+                f"{part.path} has fields {','.join(part.fields)} but {written[0].path} has "
+                f"{','.join(fields)}; merge parts written with the same --fields"
+            )
+    return fields
+
+
+def merged(parts: Sequence[Part], *, allow_gaps: bool = False) -> Iterator[dict[str, Any]]:
+    """Records of all parts in index order; MergeError at the first missing or repeated
+    index (missing ones are allowed with ``allow_gaps``)."""
+    streams = [_indexed(part, number) for number, part in enumerate(parts)]
+    expected = 0
+    for index, _, record in heapq.merge(*streams):
+        if index < expected:
+            raise MergeError(f"index {index} appears twice (again in one of the parts)")
+        if index > expected and not allow_gaps:
+            missing = f"{expected}" if index == expected + 1 else f"{expected} to {index - 1}"
+            raise MergeError(
+                f"index {missing} is in no part; merge every shard, or pass --allow-gaps"
+            )
+        expected = index + 1
+        yield record
+
+
+def _indexed(part: Part, number: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(index, part number, record) of one part, checking that its indexes rise (so two
+    tuples never tie on both and the records themselves are never compared)."""
+    previous = -1
+    for position, record in enumerate(_READERS[part.format](part.path)):
+        index = record.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise MergeError(f"{part.path}: record {position} has no integer index")
+        if index <= previous:
+            raise MergeError(
+                f"{part.path}: index {index} after {previous}; a part must be in index order"
+            )
+        previous = index
+        yield index, number, record
+
+
+class MergedRecord:
+    """A record read from a part, as the writers take it."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def to_dict(self, fields: tuple[str, ...]) -> dict[str, Any]:
+        values = self._values
+        return {name: values.get(name) for name in fields}

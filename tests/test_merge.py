@@ -1,0 +1,206 @@
+"""--shard K/N and --merge: shard outputs merged equal the unsharded run, record for record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import LoopbackServer, jsonl, run_cli
+
+from fetchmany.input.sources import Shard
+from fetchmany.output.merge import MergeError, merged, open_part
+
+TIMING = ("elapsed_ms",)
+
+
+def ids_file(tmp_path: Path, server: LoopbackServer) -> Path:
+    """IDs with a failure (a 500), a line that is no URL and a blank line among them."""
+    lines = [server.url(f"/item?id={i}&max_ms=5") for i in range(17)]
+    lines[4] = server.url("/status/500")
+    lines[9] = "not a url"
+    lines.insert(12, "")
+    path = tmp_path / "urls.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def records(path: Path, fmt: str) -> list[dict[str, object]]:
+    data = path.read_text()
+    if fmt == "jsonl":
+        rows: list[dict[str, object]] = jsonl(data.encode())
+    elif fmt == "json":
+        rows = json.loads(data)
+    else:
+        rows = list(csv.DictReader(io.StringIO(data, newline="")))
+    for row in rows:
+        for name in TIMING:
+            row.pop(name, None)
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("shards", [1, 3, 5])
+def test_shards_merged_equal_the_unsharded_run(
+    server: LoopbackServer, tmp_path: Path, fmt: str, shards: int
+) -> None:
+    urls = ids_file(tmp_path, server)
+    whole = tmp_path / f"whole.{fmt}"
+    assert run_cli(str(urls), "-q", "--retries", "0", "-o", str(whole)).returncode == 1
+    parts = []
+    for k in range(shards):
+        part = tmp_path / f"part-{k}.{fmt}"
+        run_cli(str(urls), "-q", "--retries", "0", "--shard", f"{k}/{shards}", "-o", str(part))
+        parts.append(str(part))
+        indexes = [int(str(r["index"])) for r in records(part, fmt)]
+        assert indexes == list(range(k, 17, shards))  # global indexes, this shard's only
+    out = tmp_path / f"merged.{fmt}"
+    result = run_cli("--merge", *reversed(parts), "-o", str(out))
+    assert result.returncode == 1  # a record is not ok, as in the unsharded run
+    assert records(out, fmt) == records(whole, fmt)
+
+
+def test_parts_in_one_format_merge_into_another(server: LoopbackServer, tmp_path: Path) -> None:
+    urls = ids_file(tmp_path, server)
+    whole = tmp_path / "whole.jsonl"
+    run_cli(str(urls), "-q", "--retries", "0", "-o", str(whole))
+    for k in range(2):
+        fmt = "json" if k else "jsonl"
+        run_cli(
+            str(urls),
+            "-q",
+            "--retries",
+            "0",
+            "--shard",
+            f"{k}/2",
+            "-o",
+            str(tmp_path / f"p{k}.{fmt}"),
+        )
+    out = tmp_path / "merged.jsonl"
+    run_cli("--merge", str(tmp_path / "p0.jsonl"), str(tmp_path / "p1.json"), "-o", str(out))
+    assert records(out, "jsonl") == records(whole, "jsonl")
+
+
+def test_a_missing_shard_is_named_and_leaves_no_output(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    urls = ids_file(tmp_path, server)
+    for k in (0, 2):
+        run_cli(str(urls), "-q", "--shard", f"{k}/3", "-o", str(tmp_path / f"p{k}.jsonl"))
+    out = tmp_path / "merged.jsonl"
+    result = run_cli(
+        "--merge", str(tmp_path / "p0.jsonl"), str(tmp_path / "p2.jsonl"), "-o", str(out)
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == "fetchmany: index 1 is in no part; merge every shard, or pass --allow-gaps\n"
+    )
+    assert not out.exists()
+    allowed = run_cli(
+        "--merge",
+        "--allow-gaps",
+        str(tmp_path / "p0.jsonl"),
+        str(tmp_path / "p2.jsonl"),
+        "-o",
+        str(out),
+    )
+    assert allowed.returncode in (0, 1)
+    assert [r["index"] for r in records(out, "jsonl")] == [i for i in range(17) if i % 3 != 1]
+
+
+def test_a_part_given_twice_is_a_repeated_index(tmp_path: Path) -> None:
+    part = tmp_path / "p.jsonl"
+    part.write_text('{"index": 0, "ok": true}\n{"index": 1, "ok": true}\n')
+    result = run_cli("--merge", str(part), str(part))
+    assert result.returncode == 1
+    assert "index 0 appears twice" in result.stderr
+
+
+def test_parts_with_different_fields_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"index": 0, "ok": true}\n')
+    (tmp_path / "b.jsonl").write_text('{"index": 1, "status": 200}\n')
+    result = run_cli("--merge", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"))
+    assert result.returncode == 2
+    assert "has fields index,status but" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content", ['{"index": 2}\n{"index": 1}\n', '{"ok": true}\n', '{"index": "0"}\n', "[1]\n"]
+)
+def test_a_part_out_of_order_or_without_indexes_is_refused(tmp_path: Path, content: str) -> None:
+    part = tmp_path / "p.jsonl"
+    part.write_text(content)
+    with pytest.raises(MergeError):
+        list(merged([open_part(str(part))]))
+
+
+def test_a_torn_last_line_of_an_interrupted_shard_is_left_out(tmp_path: Path) -> None:
+    part = tmp_path / "p.jsonl"
+    part.write_text('{"index": 0}\n{"index": 1}\n{"ind')
+    assert [r["index"] for r in merged([open_part(str(part))])] == [0, 1]
+
+
+def test_an_empty_shard_merges_as_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"index": 0}\n')
+    (tmp_path / "b.jsonl").write_text("")
+    parts = [open_part(str(tmp_path / name)) for name in ("a.jsonl", "b.jsonl")]
+    assert [r["index"] for r in merged(parts)] == [0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--merge", "-t", "http://h.test/{}"],
+        ["--merge", "--shard", "0/2"],
+        ["--merge", "--resume"],
+        ["--merge", "--limit", "5"],
+        ["--allow-gaps"],
+        ["--shard", "2/2"],
+        ["--shard", "1"],
+        ["--shard", "-1/2"],
+    ],
+)
+def test_scale_out_misuse_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    part = tmp_path / "p.jsonl"
+    part.write_text('{"index": 0}\n')
+    result = run_cli(*args, str(part))
+    assert result.returncode == 2
+    assert result.stdout == b""
+
+
+def test_merge_reads_named_files_not_stdin() -> None:
+    result = run_cli("--merge", stdin=b'{"index": 0}\n')
+    assert result.returncode == 2
+    assert "name them" in result.stderr
+
+
+def test_a_sharded_run_resumes_its_own_file(server: LoopbackServer, tmp_path: Path) -> None:
+    urls = ids_file(tmp_path, server)
+    out = tmp_path / "p1.jsonl"
+    head = [line for i, line in enumerate(urls.read_text().splitlines(keepends=True)) if i < 8]
+    (tmp_path / "head.txt").write_text("".join(head))
+    run_cli(str(tmp_path / "head.txt"), "-q", "--retries", "0", "--shard", "1/3", "-o", str(out))
+    assert [r["index"] for r in records(out, "jsonl")] == [1, 4, 7]
+    resumed = run_cli(
+        str(urls), "-q", "--retries", "0", "--shard", "1/3", "-o", str(out), "--resume"
+    )
+    assert resumed.returncode == 1  # index 4 is the 500
+    assert [r["index"] for r in records(out, "jsonl")] == list(range(1, 17, 3))
+
+
+@pytest.mark.parametrize(
+    ("text", "shard"), [("0/1", Shard(0, 1)), ("3/4", Shard(3, 4)), (" 1/2 ", Shard(1, 2))]
+)
+def test_shard_parsing(text: str, shard: Shard) -> None:
+    assert Shard.parse(text) == shard
+
+
+@pytest.mark.parametrize(
+    ("shard", "total", "size"), [(Shard(0, 3), 10, 4), (Shard(2, 3), 10, 3), (Shard(4, 5), 3, 0)]
+)
+def test_a_shard_knows_its_share_of_a_total(shard: Shard, total: int, size: int) -> None:
+    assert shard.size(total) == size
+    assert sum(1 for i in range(total) if shard.holds(i)) == size
