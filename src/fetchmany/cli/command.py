@@ -92,9 +92,14 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         merge_parts(args)
     if args.allow_gaps:
         raise click.UsageError("--allow-gaps goes with --merge")
+    processes = check_processes(args)
     job = prepare(args)
+    if processes > 1:
+        from fetchmany.cli.processes import usable_processes
+
+        processes = usable_processes(job, processes)
     try:
-        outcome = _run(job, use_uvloop=args.uvloop)
+        outcome = _run(job, use_uvloop=args.uvloop, processes=processes)
     except BaseException:
         job.writer.abandon()  # a no-op when the run already did
         raise
@@ -112,7 +117,7 @@ _FETCH_ONLY: Final = (
     "retries", "retry_on", "backoff", "max_backoff", "retry_all_methods", "method", "data",
     "json", "header", "user_agent", "timeout", "connect_timeout", "max_redirects",
     "max_body_size", "insecure", "proxy", "netrc", "ca_bundle", "pick", "save_dir",
-    "save_name", "body", "unordered", "resume", "shard",
+    "save_name", "body", "unordered", "resume", "shard", "processes",
 )  # fmt: skip
 
 
@@ -410,9 +415,23 @@ class RunFailed(click.ClickException):
     exit_code = EXIT_FAILED
 
 
-def _run(job: Job, use_uvloop: bool) -> Outcome:
+def check_processes(args: CommandLine) -> int:
+    """-P with what cannot be split between processes is a usage error."""
+    if args.processes == 1:
+        return 1
+    if args.shard is not None:
+        raise click.UsageError("-P runs shards itself; drop --shard (or run shards with -P 1)")
+    if args.save_dir is not None and not args.save_name.startswith("{index}"):
+        raise click.UsageError(
+            "with -P, --save-name must start with {index}: names are made distinct per process"
+        )
+    return args.processes
+
+
+def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     import asyncio
 
+    from fetchmany.cli.processes import WorkerFailed, run_parallel
     from fetchmany.cli.run import run_job
     from fetchmany.input.rows import InputError
     from fetchmany.input.sources import InputUnreadable
@@ -422,10 +441,12 @@ def _run(job: Job, use_uvloop: bool) -> Outcome:
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
+            if processes > 1:
+                return runner.run(run_parallel(job, processes))
             return runner.run(run_job(job))
     except (ResumeError, InputError) as exc:
         raise click.UsageError(str(exc)) from None
-    except (OutputError, InputUnreadable) as exc:
+    except (OutputError, InputUnreadable, WorkerFailed) as exc:
         raise RunFailed(valid_text(str(exc))) from None
 
 

@@ -197,6 +197,24 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _processes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    if value.strip().lower() == "auto":
+        import os
+
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number of processes or auto, got {value!r}") from None
+    if count < 1:
+        raise click.BadParameter(f"needs at least 1 process, got {count}")
+    return count
+
+
 def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
     if value is None:
         return None
@@ -542,6 +560,17 @@ OPTIONS: list[Callable[[F], F]] = [
         "JOB_COMPLETION_INDEX); records keep their index in the whole input, for --merge.",
     ),
     option(
+        "-P",
+        "--processes",
+        group=SCALE_OUT,
+        callback=_processes,
+        default="1",
+        show_default=True,
+        metavar="N|auto",
+        help="Worker processes on this machine, each a shard, merged in order into the one "
+        "output; auto: one per core. --limit, --rate and --per-host stay totals.",
+    ),
+    option(
         "--merge",
         group=SCALE_OUT,
         is_flag=True,
@@ -634,6 +663,7 @@ class CommandLine:
     resume: bool
     csv_safe: bool
     shard: Shard | None
+    processes: int
     merge: bool
     allow_gaps: bool
     grace: float

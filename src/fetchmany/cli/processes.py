@@ -1,0 +1,442 @@
+"""``-P N``: N worker processes, each a shard of the input, merged in order on the fly.
+
+One process tops out at one core; the work per record is CPU in aiohttp and the
+interpreter, so processes are the lever. Each worker is a fork of the prepared
+run with ``--shard k/N`` and its share of ``--limit``, ``--rate`` and
+``--per-host`` (so the totals hold across processes). A worker encodes its
+records in the run's final format and sends them to the parent in pickled
+batches (record without body, encoded bytes) over a pipe; the parent writes them
+in index order (item *i* comes from worker *i* mod N, so no sorting is needed),
+or as they come with ``--unordered``, and keeps the one progress bar and summary.
+
+Workers run in their own process group, so a terminal's Ctrl-C reaches only the
+parent, which forwards it (and SIGTERM) once: every worker then finishes as a
+single process would, and the parent writes the in-order prefix they completed.
+Stdin is read once, by the parent, and passed to every worker (each parses only
+its shard's lines). A worker that dies is an error the user sees: the others are
+stopped and the output is the valid prefix, exit 1.
+
+The parent stops reading from workers that are ahead while what it holds for the
+order exceeds ``--window-bytes``; their pipes fill, and they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+from collections import deque
+from typing import Final
+
+from fetchmany.cli.run import (
+    Finished,
+    Job,
+    Outcome,
+    _cost,
+    _count_total,
+    _encoder,
+    _Interruption,
+    plural,
+)
+from fetchmany.input.sources import Shard, read_items
+from fetchmany.output.destination import OutputClosed, write_all
+from fetchmany.output.resume import recorded_keys, skip_recorded
+from fetchmany.output.stats import RunStats
+
+_HEADER: Final = struct.Struct("<I")
+_END: Final = _HEADER.pack(0)
+
+
+class WorkerFailed(Exception):
+    """A worker process ended without finishing its shard."""
+
+
+def split(total: int, parts: int, part: int) -> int:
+    """``part``'s share of ``total`` split as evenly as whole numbers allow."""
+    return total // parts + (1 if part < total % parts else 0)
+
+
+class _Silent:
+    """A worker's display: the parent shows the one bar, summary and notes."""
+
+    def start(self, total: int | None) -> None:
+        pass
+
+    def set_total(self, total: int) -> None:
+        pass
+
+    def update(self, stats: RunStats) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def worker_job(job: Job, part: int, processes: int) -> Job:
+    options = job.options
+    per_host = options.per_host
+    return dataclasses.replace(
+        job,
+        display=_Silent(),
+        shard=Shard(part, processes),
+        options=dataclasses.replace(
+            options,
+            limit=split(options.limit, processes, part),
+            rate=options.rate / processes if options.rate is not None else None,
+            per_host=split(per_host, processes, part) if per_host is not None else None,
+        ),
+    )
+
+
+def usable_processes(job: Job, asked: int) -> int:
+    """At most one process per request slot (and per per-host slot), so every worker
+    has at least one and the totals are never exceeded."""
+    caps = [asked, job.options.limit]
+    if job.options.per_host is not None:
+        caps.append(job.options.per_host)
+    return max(1, min(caps))
+
+
+# ------------------------------------------------------------------ the worker side
+
+
+def _worker_main(job: Job, out_fd: int, start: int) -> int:
+    """Run one shard in this (forked) process; its records go to ``out_fd``."""
+    os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent, which forwards it once
+    from fetchmany.cli.command import _loop_factory
+
+    with asyncio.Runner(loop_factory=_loop_factory(True)) as runner:
+        return runner.run(_work(job, out_fd, start))
+
+
+async def _work(job: Job, out_fd: int, start: int) -> int:
+    from fetchmany.api import fetch_finished
+
+    interruption = _Interruption(job.display, job.grace)
+    interruption.install()
+    shard = job.shard
+    assert shard is not None
+    items = read_items(job.inputs, job.request, job.input_format, shard)
+    resume = job.resume
+    if resume is not None and start:
+        keys = (
+            key
+            for number, key in enumerate(recorded_keys(resume.path, resume.format, resume.fields))
+            if shard.holds(number)
+        )
+        items = skip_recorded(items, keys, shard.size(start), resume.path, resume.key)
+    finished = fetch_finished(
+        items, job.options, _encoder(job.writer), _cost, interruption.watch, job.setup
+    )
+    try:
+        async with contextlib.aclosing(finished) as batches:
+            async for batch in batches:
+                payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+                write_all(out_fd, _HEADER.pack(len(payload)) + payload)
+        write_all(out_fd, _END)
+    except BrokenPipeError:
+        return 0  # the parent has gone (its reader closed): nothing left to do
+    return 0
+
+
+def _start_worker(
+    job: Job, start: int, stdin_fd: int | None, parents: list[int]
+) -> tuple[int, int]:
+    """Fork a worker: (pid, the read end of its record pipe). ``parents`` are the
+    parent's descriptors the worker must not keep open (other workers' stdin pipes:
+    a copy left open would keep them from ever seeing the end of their input)."""
+    read_fd, write_fd = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the worker: never returns into the parent's code
+        code = 70
+        try:
+            os.close(read_fd)
+            if stdin_fd is not None:
+                os.dup2(stdin_fd, 0)
+            for fd in parents:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            code = _worker_main(job, write_fd, start)
+        except BaseException as exc:  # one line, as main() would say it
+            with contextlib.suppress(Exception):
+                os.write(2, f"fetchmany: worker: {type(exc).__name__}: {exc}\n".encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+# ------------------------------------------------------------------ the parent side
+
+
+class _Worker:
+    def __init__(self, number: int, pid: int, fd: int) -> None:
+        self.number = number
+        self.pid = pid
+        self.fd = fd
+        self.buffer = bytearray()
+        self.ready: deque[Finished] = deque()
+        self.held = 0
+        self.ended = False  # its end frame arrived
+        self.closed = False  # its pipe reached EOF
+        self.reading = False
+
+
+class Parallel:
+    """The parent of a ``-P`` run: reads the workers, orders, writes, displays."""
+
+    def __init__(self, job: Job, processes: int, stats: RunStats) -> None:
+        self.job = job
+        self.processes = processes
+        self.stats = stats
+        self.workers: list[_Worker] = []
+        self.next_index = 0
+        self.outcome = Outcome(stats)
+        self.failure: str | None = None
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        self._held = 0
+        self._budget = job.options.window_bytes
+        self._ordered = job.options.ordered
+        self._signalled = False
+
+    # -- workers
+    def start(self, start: int, stdin_pipes: list[tuple[int, int]] | None) -> None:
+        """Fork the workers; call before any thread exists (a fork copies only the
+        calling thread, and a lock another thread held would stay held)."""
+        self.next_index = start
+        parents = [fd for pipe in stdin_pipes or [] for fd in pipe]
+        for number in range(self.processes):
+            job = worker_job(self.job, number, self.processes)
+            stdin_fd = stdin_pipes[number][0] if stdin_pipes is not None else None
+            pid, fd = _start_worker(job, start, stdin_fd, parents + [w.fd for w in self.workers])
+            os.set_blocking(fd, False)
+            worker = _Worker(number, pid, fd)
+            self.workers.append(worker)
+            self._read_from(worker)
+
+    def _read_from(self, worker: _Worker) -> None:
+        if not worker.reading and not worker.closed:
+            worker.reading = True
+            self._loop.add_reader(worker.fd, self._on_readable, worker)
+
+    def _pause(self, worker: _Worker) -> None:
+        if worker.reading:
+            worker.reading = False
+            self._loop.remove_reader(worker.fd)
+
+    def _on_readable(self, worker: _Worker) -> None:
+        try:
+            data = os.read(worker.fd, 1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            self._pause(worker)
+            worker.closed = True
+            os.close(worker.fd)
+            if not worker.ended and self.failure is None:
+                self.failure = (
+                    f"worker {worker.number} (shard {worker.number}/{self.processes}) ended early"
+                )
+                self.stop(signal.SIGTERM)
+        else:
+            worker.buffer += data
+            self._frames(worker)
+        self._emit()
+        if all(w.closed for w in self.workers) and not self._done.done():
+            self._done.set_result(None)
+
+    def _frames(self, worker: _Worker) -> None:
+        buffer = worker.buffer
+        at = 0
+        while len(buffer) - at >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, at)
+            if size == 0:
+                worker.ended = True
+                at += _HEADER.size
+                continue
+            if len(buffer) - at - _HEADER.size < size:
+                break
+            start = at + _HEADER.size
+            batch: list[Finished] = pickle.loads(buffer[start : start + size])
+            at = start + size
+            for finished in batch:
+                worker.ready.append(finished)
+                cost = len(finished[1])
+                worker.held += cost
+                self._held += cost
+        del buffer[:at]
+
+    def _emit(self) -> None:
+        """Write what can be written now: in index order, or everything with --unordered."""
+        out: list[Finished] = []
+        if self._ordered:
+            workers = self.workers
+            count = self.processes
+            while True:
+                worker = workers[self.next_index % count]
+                if not worker.ready or worker.ready[0][0].index != self.next_index:
+                    break
+                out.append(worker.ready.popleft())
+                self.next_index += 1
+        else:
+            for worker in self.workers:
+                out.extend(worker.ready)
+                worker.ready.clear()
+        if out:
+            self._write(out)
+        self._balance()
+
+    def _write(self, out: list[Finished]) -> None:
+        for worker in self.workers:  # recount what is still held
+            worker.held = sum(len(data) for _, data in worker.ready)
+        self._held = sum(worker.held for worker in self.workers)
+        self.stats.add(record for record, _ in out)
+        self.job.display.update(self.stats)
+        if self.outcome.broken_pipe:
+            return
+        try:
+            self.job.writer.write_encoded([data for _, data in out])
+        except OutputClosed:
+            self.outcome.broken_pipe = True
+            self.kill()
+
+    def _balance(self) -> None:
+        """Stop reading workers that are ahead while the order holds too much."""
+        if not self._ordered:
+            return
+        needed = self.workers[self.next_index % self.processes]
+        for worker in self.workers:
+            if worker is needed or self._held < self._budget or not worker.ready:
+                self._read_from(worker)
+            else:
+                self._pause(worker)
+
+    # -- signals and the end
+    def stop(self, sig: int) -> None:
+        """Forward a stop to every worker, once: each finishes as a single run would."""
+        if self._signalled:
+            sig = signal.SIGINT  # a second Ctrl-C: workers treat it as "stop now"
+        self._signalled = True
+        for worker in self.workers:
+            if not worker.closed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, sig)
+
+    def kill(self) -> None:
+        """Nobody reads the output any more: end the workers now."""
+        for worker in self.workers:
+            if not worker.closed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+
+    async def wait(self) -> None:
+        if self.workers:
+            await self._done
+        for worker in self.workers:
+            _, status = await asyncio.to_thread(os.waitpid, worker.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0 and self.failure is None and not self._signalled:
+                self.failure = f"worker {worker.number} exited with status {code}"
+
+
+def _tee_stdin(targets: list[int]) -> None:
+    """Copy stdin to every worker's stdin, in a thread (reads and writes block)."""
+    source = sys.stdin.fileno() if sys.stdin is not None else None
+    try:
+        while source is not None and (chunk := os.read(source, 1 << 16)):
+            for fd in list(targets):
+                try:
+                    write_all(fd, chunk)
+                except OSError:  # that worker stopped reading
+                    targets.remove(fd)
+                    os.close(fd)
+    finally:
+        for fd in targets:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def run_parallel(job: Job, processes: int) -> Outcome:
+    """Run ``job`` over ``processes`` workers; the output ends right however it ends
+    (as ``run_job`` guarantees for one process)."""
+    stats = RunStats()
+    parallel = Parallel(job, processes, stats)
+    resume = job.resume
+    start = resume.point.records if resume is not None else 0
+    parallel.outcome.earlier_failures = resume.point.failed if resume is not None else 0
+    counting_stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    stdin_pipes: list[tuple[int, int]] | None = None
+    if not job.inputs or "-" in job.inputs:
+        stdin_pipes = [os.pipe() for _ in range(processes)]
+    writer = job.writer
+    failed = True
+    interrupted: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        if not interrupted:
+            name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+            job.display.note(
+                f"{name}: starting no new requests; waiting up to {job.grace:g}s for those in "
+                "flight (Ctrl-C again to stop now)"
+            )
+        interrupted.append(sig)
+        parallel.stop(sig)
+
+    # aiohttp is imported once here, not once per worker: the forks share it.
+    import fetchmany.fetch.client  # noqa: F401
+
+    try:
+        parallel.start(start, stdin_pipes)  # first: no thread may exist at a fork
+        job.display.start(None)
+        _count_total(job.inputs or ["-"], job.display, counting_stop, start, job.input_format)
+        if resume is not None and start:
+            job.display.note(f"Resuming: {plural(start, 'record')} already in {resume.path}")
+        if stdin_pipes is not None:
+            for read_fd, _ in stdin_pipes:
+                os.close(read_fd)
+            threading.Thread(
+                target=_tee_stdin, args=([w for _, w in stdin_pipes],), daemon=True
+            ).start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        await parallel.wait()
+        failed = parallel.failure is not None and not interrupted
+    finally:
+        counting_stop.set()
+        stats.finish()
+        job.display.update(stats)
+        job.display.stop()
+        if interrupted:
+            parallel.outcome.signal = interrupted[0]
+        if parallel.outcome.broken_pipe:
+            writer.output.abandon()
+        elif failed and parallel.failure is None:
+            writer.abandon()
+        else:
+            try:
+                writer.close()  # the valid prefix, also after a worker failed
+            except OutputClosed:
+                parallel.outcome.broken_pipe = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if parallel.failure is not None and not parallel.outcome.broken_pipe and not interrupted:
+        raise WorkerFailed(
+            f"{parallel.failure}; the output holds the records before its first missing one"
+        )
+    return parallel.outcome

@@ -1,0 +1,183 @@
+"""-P N: worker processes, each a shard, merged in order; the same output as -P 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import LoopbackServer, fetchmany_command, jsonl, run_process
+from test_merge import ids_file, records
+
+from fetchmany.cli.processes import split
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("processes", ["2", "3"])
+def test_processes_write_what_one_process_writes(
+    server: LoopbackServer, tmp_path: Path, fmt: str, processes: str
+) -> None:
+    urls = ids_file(tmp_path, server)
+    one, many = tmp_path / f"one.{fmt}", tmp_path / f"many.{fmt}"
+    assert run_process(str(urls), "-q", "--retries", "0", "-o", str(one)).returncode == 1
+    result = run_process(str(urls), "-q", "--retries", "0", "-P", processes, "-o", str(many))
+    assert result.returncode == 1, result.stderr  # the 500, as with one process
+    assert result.stderr == ""
+    assert records(many, fmt) == records(one, fmt)
+
+
+def test_unordered_processes_write_the_same_records(server: LoopbackServer, tmp_path: Path) -> None:
+    urls = ids_file(tmp_path, server)
+    one = run_process(str(urls), "-q", "--retries", "0")
+    many = run_process(str(urls), "-q", "--retries", "0", "-P", "2", "--unordered")
+
+    def key(record: dict[str, object]) -> int:
+        return int(str(record["index"]))
+
+    strip = [{k: v for k, v in r.items() if k != "elapsed_ms"} for r in jsonl(many.stdout)]
+    expected = [{k: v for k, v in r.items() if k != "elapsed_ms"} for r in jsonl(one.stdout)]
+    assert sorted(strip, key=key) == expected
+
+
+def test_stdin_is_read_once_and_shared(server: LoopbackServer) -> None:
+    ids = "".join(f"{i}\n" for i in range(40)).encode()
+    result = run_process("-q", "-t", server.url("/item?id={}&max_ms=5"), "-P", "2", stdin=ids)
+    assert result.returncode == 0
+    assert [r["body"]["id"] for r in jsonl(result.stdout)] == [str(i) for i in range(40)]
+    assert server.state.requests == 40
+
+
+def test_the_limit_is_a_total_across_processes(server: LoopbackServer) -> None:
+    ids = "".join(f"{i}\n" for i in range(60)).encode()
+    url = server.url("/item?id={}&max_ms=30")
+    result = run_process("-q", "-t", url, "-P", "2", "--limit", "3", stdin=ids)
+    assert result.returncode == 0
+    assert len(jsonl(result.stdout)) == 60
+    assert server.state.max_in_flight <= 3
+
+
+@pytest.mark.parametrize(("total", "parts"), [(10, 3), (3, 3), (7, 2), (50, 4)])
+def test_limits_split_into_whole_shares_that_add_up(total: int, parts: int) -> None:
+    shares = [split(total, parts, part) for part in range(parts)]
+    assert sum(shares) == total
+    assert max(shares) - min(shares) <= 1
+
+
+def test_more_processes_than_the_limit_allows_use_fewer(server: LoopbackServer) -> None:
+    ids = "".join(f"{i}\n" for i in range(10)).encode()
+    result = run_process(
+        "-q", "-t", server.url("/item?id={}"), "-P", "4", "--limit", "2", stdin=ids
+    )
+    assert result.returncode == 0
+    assert len(jsonl(result.stdout)) == 10
+    assert server.state.max_in_flight <= 2
+
+
+def test_ctrl_c_leaves_the_valid_in_order_prefix(server: LoopbackServer, tmp_path: Path) -> None:
+    server.hang_from(15, signal_when_hung=4)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{i}\n" for i in range(60)))
+    out = tmp_path / "out.json"
+    url = server.url("/maybe-hang?id={}")
+    proc = subprocess.Popen(
+        [
+            *fetchmany_command(),
+            str(ids),
+            "-t",
+            url,
+            "--limit",
+            "4",
+            "-P",
+            "2",
+            "--grace",
+            "0.5",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert server.state.hung_signal.wait(20), "the run never reached the hanging items"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    written = json.loads(out.read_text())  # a whole JSON array
+    assert [r["index"] for r in written] == list(range(15))
+    assert "Traceback" not in stderr.decode()
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()]
+
+
+def test_a_worker_that_dies_is_an_error_and_the_output_a_valid_prefix(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.hang_from(20, signal_when_hung=2)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{i}\n" for i in range(60)))
+    out = tmp_path / "out.jsonl"
+    url = server.url("/maybe-hang?id={}")
+    proc = subprocess.Popen(
+        [*fetchmany_command(), str(ids), "-t", url, "--limit", "2", "-P", "2", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert server.state.hung_signal.wait(20)
+    workers = _children(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "worker 1 (shard 1/2) ended early" in stderr.decode()
+    indexes = [r["index"] for r in jsonl(out.read_bytes())]
+    assert indexes == list(range(len(indexes)))
+    assert len(indexes) <= 20
+
+
+def test_a_closed_pipe_ends_every_worker(server: LoopbackServer) -> None:
+    ids = "".join(f"{i}\n" for i in range(3000)).encode()
+    command = " ".join(fetchmany_command())
+    url = server.url("/item?id={}&max_ms=1")
+    result = subprocess.run(
+        ["bash", "-c", f"{command} -q -t '{url}' -P 2 | head -n 3; echo ${{PIPESTATUS[0]}}"],
+        input=ids,
+        capture_output=True,
+        timeout=60,
+    )
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 4
+    assert lines[-1] == "141"
+    assert result.stderr == b""
+
+
+def test_resume_under_processes_continues_the_file(server: LoopbackServer, tmp_path: Path) -> None:
+    urls = ids_file(tmp_path, server)
+    out = tmp_path / "out.jsonl"
+    head = "".join(urls.read_text().splitlines(keepends=True)[:7])
+    (tmp_path / "head.txt").write_text(head)
+    run_process(str(tmp_path / "head.txt"), "-q", "--retries", "0", "-o", str(out))
+    resumed = run_process(str(urls), "-q", "--retries", "0", "-P", "2", "-o", str(out), "--resume")
+    assert resumed.returncode == 1
+    whole = tmp_path / "whole.jsonl"
+    run_process(str(urls), "-q", "--retries", "0", "-o", str(whole))
+    assert records(out, "jsonl") == records(whole, "jsonl")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-P", "0"],
+        ["-P", "many"],
+        ["-P", "2", "--shard", "0/2"],
+        ["-P", "2", "--save-dir", "d", "--save-name", "{id}"],
+    ],
+)
+def test_process_misuse_is_a_usage_error(args: list[str], tmp_path: Path) -> None:
+    result = run_process(*args, stdin=b"")
+    assert result.returncode == 2
+    assert result.stderr.startswith("fetchmany: ")
