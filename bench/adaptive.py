@@ -21,14 +21,14 @@ from typing import Any
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from capacity_server import Capacity  # noqa: E402
+from capacity_server import Capacity
 
-from fetchmany import FetchOptions  # noqa: E402
-from fetchmany.api import fetch_batches  # noqa: E402
-from fetchmany.fetch.engine import Engine  # noqa: E402
-from fetchmany.input.sources import items_from  # noqa: E402
-from fetchmany.input.templates import RequestTemplate, url_template  # noqa: E402
-from fetchmany.options import Adaptive  # noqa: E402
+from fetchmany import FetchOptions
+from fetchmany.api import fetch_batches
+from fetchmany.fetch.engine import Engine
+from fetchmany.input.sources import items_from
+from fetchmany.input.templates import RequestTemplate, url_template
+from fetchmany.options import Adaptive
 
 
 async def run(capacity: Capacity, n: int, limit: int | None) -> dict[str, Any]:
@@ -42,7 +42,9 @@ async def run(capacity: Capacity, n: int, limit: int | None) -> dict[str, Any]:
     engines: list[Engine[Any]] = []
     started = time.monotonic()
     ok = 0
-    async for batch in fetch_batches(items_from(map(str, range(n)), template), options, engines.append):
+    async for batch in fetch_batches(
+        items_from(map(str, range(n)), template), options, engines.append
+    ):
         ok += sum(1 for record in batch if record.ok)
     wall = time.monotonic() - started
     await runner.cleanup()
@@ -64,6 +66,11 @@ def show_trace(trace: list[tuple[float, int]], every: float = 0.25) -> str:
     return " ".join(points)
 
 
+def dropping(after: int) -> Capacity:
+    """Capacity 40 until ``after`` requests are served, then 10."""
+    return Capacity(40, 0.04, change_after=after, changed_to=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -72,14 +79,16 @@ def main() -> None:
     cases = [
         ("capacity 12, 40 ms", lambda: Capacity(12, 0.04), int(800 * scale), [12, 10, 30]),
         ("capacity 1000, 40 ms", lambda: Capacity(1000, 0.04), int(2000 * scale), [10]),
-        ("capacity 40 then 10, 40 ms", lambda: Capacity(40, 0.04, change_after=int(800 * scale), changed_to=10), int(1600 * scale), [10, 40]),
+        ("capacity 40 then 10, 40 ms", lambda: dropping(int(800 * scale)), int(1600 * scale), [10, 40]),
     ]  # fmt: skip
     for name, make, n, fixed in cases:
         print(f"\n### {name}: {n} requests\n")
         print("| run | wall | served | overload answers | per request | max in flight |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         auto = asyncio.run(run(make(), n, None))
-        rows = [("--limit auto", auto)] + [(f"--limit {f}", asyncio.run(run(make(), n, f))) for f in fixed]
+        rows = [("--limit auto", auto)] + [
+            (f"--limit {f}", asyncio.run(run(make(), n, f))) for f in fixed
+        ]
         for label, r in rows:
             print(f"| {label} | {r['wall']:.2f} s | {r['served']} | {r['rejected']} | "
                   f"{r['rejected'] / n:.1%} | {r['max_in_flight']} |")  # fmt: skip
