@@ -79,8 +79,8 @@ def main() -> None:
     cases = [
         ("capacity 12, 40 ms", lambda: Capacity(12, 0.04), int(800 * scale), [12, 10, 30]),
         ("capacity 1000, 40 ms", lambda: Capacity(1000, 0.04), int(2000 * scale), [10]),
-        ("capacity 40 then 10, 40 ms", lambda: dropping(int(800 * scale)), int(1600 * scale), [10, 40]),
-    ]  # fmt: skip
+        ("capacity 40 then 10, 40 ms", lambda: dropping(int(800 * scale)), int(1600 * scale), [10]),
+    ]
     for name, make, n, fixed in cases:
         print(f"\n### {name}: {n} requests\n")
         print("| run | wall | served | overload answers | per request | max in flight |")
