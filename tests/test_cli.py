@@ -98,7 +98,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--limit", "0"], "Invalid value for '-l' / '-j' / '--limit' / '--concurrency': 0 is not in the range x>=1."),
         (["-t", "http://127.0.0.1/fixed"], "template has no placeholder ({} or {id}): 'http://127.0.0.1/fixed'"),
         (["-f", "xml"], "Invalid value for '-f' / '--format': 'xml' is not one of 'jsonl', 'json', 'csv'."),
-        (["--fields", "index,nope"], "unknown field 'nope' for --fields; choose from index, input, url, ok, status, final_url, content_type, size, elapsed_ms, attempts, error, body"),
+        (["--fields", "index,nope"], "unknown field 'nope' for --fields; choose from index, input, url, ok, status, final_url, content_type, size, elapsed_ms, attempts, error, body, timings, headers, redirects"),
         (["-H", "no colon"], "Invalid value for '-H' / '--header': expected 'Name: value', got 'no colon'"),
         (["--max-body-size", "lots"], "Invalid value for '--max-body-size': not a size: 'lots' (try 500KB, 10MB, 1GB)"),
         (["--rate", "fast"], "Invalid value for '-r' / '--rate': not a rate: 'fast' (try 20, 20/s, 600/m)"),

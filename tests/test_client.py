@@ -54,8 +54,8 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 async def open_client(options: FetchOptions) -> AsyncIterator[Client]:
     """A client assembled as fetch_batches assembles one, for one item at a time."""
     setup = SessionSetup.prepare(options)
-    async with open_session(options, setup) as session:
-        yield Client(session, options, Limits(options.limit), setup)
+    async with open_session(options, setup) as sessions:
+        yield Client(sessions, options, Limits(options.limit), setup)
 
 
 def item(index: int, url: str) -> Item:

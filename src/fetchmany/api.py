@@ -75,8 +75,8 @@ async def fetch_finished(
             from fetchmany.fetch.client import Client
             from fetchmany.fetch.session import open_session
 
-            session = await stack.enter_async_context(open_session(options, setup))
-            client = Client(session, options, limits, setup)
+            sessions = await stack.enter_async_context(open_session(options, setup))
+            client = Client(sessions, options, limits, setup)
             return Deduplicator(client.fetch) if options.dedupe else client.fetch
 
         engine = Engine(

@@ -30,6 +30,8 @@ DEFAULT_MAX_REDIRECTS: Final = 10
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1000 * 1000
 DEFAULT_BODY: Final = BodyMode.AUTO
 DEFAULT_SAVE_NAME: Final = "{index}{ext}"
+ALL_HEADERS: Final = frozenset({"*"})
+"""``--response-headers all``."""
 DEFAULT_CEILING: Final = 256
 """--limit auto's ceiling unless auto:MAX gives one."""
 DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
@@ -110,6 +112,12 @@ class FetchOptions:
     save_name: str = DEFAULT_SAVE_NAME
     dedupe: bool = False
     """Fetch each distinct URL once; every item still gets its own record."""
+    timings: bool = False
+    """Record the phases of the final attempt (``timings``); off, the hot path pays nothing."""
+    response_headers: frozenset[str] | None = None
+    """Response headers to record (lower-case names; ``ALL_HEADERS`` for all); None: none."""
+    redirects: bool = False
+    """Record the redirect chain (``redirects``)."""
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -132,9 +140,10 @@ class FetchOptions:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.per_host is not None and self.per_host < 1:
             raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
-        if self.proxy is not None and not self.proxy.lower().startswith(("http://", "https://")):
+        schemes = ("http://", "https://", "socks4://", "socks4a://", "socks5://", "socks5h://")
+        if self.proxy is not None and not self.proxy.lower().startswith(schemes):
             shown = redact_url(self.proxy)
-            raise ValueError(f"proxy must be an http:// or https:// URL, got {shown!r}")
+            raise ValueError(f"proxy must be an http(s):// or socks:// URL, got {shown!r}")
         if self.method is not None:
             if not self.method or not self.method.isascii() or not self.method.isalpha():
                 raise ValueError(f"not an HTTP method: {self.method!r}")

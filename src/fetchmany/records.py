@@ -58,7 +58,9 @@ FIELDS: Final[tuple[str, ...]] = (
 
 
 SAVED_FIELDS: Final[tuple[str, ...]] = ("path", "sha256")
-_ATTRIBUTES: Final = frozenset((*FIELDS, *SAVED_FIELDS))
+OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("timings", "headers", "redirects")
+"""Fields recorded only when asked for (--timings, --response-headers, --redirects)."""
+_ATTRIBUTES: Final = frozenset((*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,12 @@ class Record:
     """With ``--save-dir``: the file the body went to."""
     sha256: str | None = None
     """With ``--save-dir``: the SHA-256 of the saved body."""
+    timings: dict[str, float | None] | None = None
+    """With ``--timings``: the final attempt's phases in ms (see ``fetch/timings.py``)."""
+    headers: dict[str, Any] | None = None
+    """With ``--response-headers``: lower-case names, repeats comma-joined (set-cookie: a list)."""
+    redirects: list[dict[str, Any]] | None = None
+    """With ``--redirects``: each hop before the final URL, ``{"status", "url"}``."""
 
     def to_dict(self, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
         """The record as plain JSON-able values, only ``fields``, in that order; a name

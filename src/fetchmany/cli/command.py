@@ -273,13 +273,19 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
     Nothing asked for may be silently left out: a --pick that --fields does not name,
     or a body that --save-dir sends to files instead, is a usage error.
     """
-    from fetchmany.records import FIELDS, SAVED_FIELDS
+    from fetchmany.records import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
 
     pick_names = tuple(p.name for p in args.pick)
     saved = SAVED_FIELDS if args.save_dir else ()
+    asked = {
+        "timings": args.timings,
+        "headers": args.response_headers is not None,
+        "redirects": args.redirects,
+    }
+    extra = tuple(name for name in OPTIONAL_FIELDS if asked[name])
     given = args.fields
     if given is not None:
-        known = (*FIELDS, *pick_names, *saved)
+        known = (*FIELDS, *OPTIONAL_FIELDS, *pick_names, *saved)
         unknown = [name for name in given if name not in known]
         if unknown:
             hint = ""
@@ -292,6 +298,10 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
             raise click.UsageError(
                 f"--pick {left_out[0]} is not in --fields; add it to --fields or drop the --pick"
             )
+        if left_out := [name for name in extra if name not in given]:
+            raise click.UsageError(
+                f"{left_out[0]} was asked for but is not in --fields; add it to --fields"
+            )
         if saved and "body" in given:
             raise click.UsageError(
                 "--save-dir writes bodies to files, so records have no body; "
@@ -300,9 +310,11 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
         return given
     if pick_names:
         body = ("body",) if args.body is not None and not saved else ()
-        return ("input", *pick_names, *saved, "ok", "status", "error", *body)
+        return ("input", *pick_names, *saved, "ok", "status", "error", *extra, *body)
     if saved:
-        return (*(f for f in FIELDS if f != "body"), *saved)
+        return (*(f for f in FIELDS if f != "body"), *extra, *saved)
+    if extra:
+        return (*FIELDS[:-1], *extra, FIELDS[-1])  # before the body, which may be long
     return FIELDS
 
 

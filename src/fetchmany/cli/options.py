@@ -27,6 +27,7 @@ from fetchmany.fetch.retry import (
     RetryPolicy,
 )
 from fetchmany.options import (
+    ALL_HEADERS,
     DEFAULT_BODY,
     DEFAULT_CEILING,
     DEFAULT_CONNECT_TIMEOUT,
@@ -40,7 +41,7 @@ from fetchmany.options import (
     Adaptive,
     FetchOptions,
 )
-from fetchmany.records import FIELDS, SAVED_FIELDS, BodyMode
+from fetchmany.records import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS, BodyMode
 from fetchmany.redaction import redact_header
 
 if TYPE_CHECKING:
@@ -149,7 +150,9 @@ def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     names = [p.name for p in picks]
-    duplicated = {n for n in names if names.count(n) > 1} | (set(names) & {*FIELDS, *SAVED_FIELDS})
+    duplicated = {n for n in names if names.count(n) > 1} | (
+        set(names) & {*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS}
+    )
     if duplicated:
         raise click.BadParameter(f"field name used twice: {sorted(duplicated)[0]!r}")
     return tuple(picks)
@@ -197,6 +200,19 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if (problem := header_value_problem(value)) is not None:
         raise click.BadParameter(f"User-Agent {problem}: {value!r}")
     return value
+
+
+def _header_names(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "all":
+        return ALL_HEADERS
+    names = frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+    if not names or not all(_TOKEN.fullmatch(name) for name in names):
+        raise click.BadParameter(f"expected header names (a,b) or all, got {value!r}")
+    return names
 
 
 def _limit(ctx: click.Context, param: click.Parameter, value: str) -> int | Adaptive:
@@ -482,7 +498,8 @@ OPTIONS: list[Callable[[F], F]] = [
         "--proxy",
         group=REQUEST,
         metavar="URL",
-        help="HTTP proxy for every request. Default: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the "
+        help="Proxy for every request: http(s)://, socks5://, socks5h:// (names resolved by the "
+        "proxy), socks4://. Default: HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY from the "
         "environment.",
     ),
     option(
@@ -518,6 +535,27 @@ OPTIONS: list[Callable[[F], F]] = [
         callback=_fields,
         metavar="A,B,...",
         help=f"Fields to emit, in this order. Default: {','.join(FIELDS)}.",
+    ),
+    option(
+        "--timings",
+        group=OUTPUT,
+        is_flag=True,
+        help="Record a timings field: dns_ms, connect_ms, tls_ms, ttfb_ms, total_ms of the "
+        "final attempt (null for a phase that did not happen).",
+    ),
+    option(
+        "--response-headers",
+        group=OUTPUT,
+        callback=_header_names,
+        metavar="NAME,...|all",
+        help="Record a headers field with these response headers (lower-case names; "
+        "repeats comma-joined, set-cookie a list).",
+    ),
+    option(
+        "--redirects",
+        group=OUTPUT,
+        is_flag=True,
+        help="Record a redirects field: the chain of {status, url} before the final URL.",
     ),
     option(
         "--pick",
@@ -636,6 +674,11 @@ def apply_options(function: F) -> F:
     return function
 
 
+def _names(fields: tuple[str, ...] | None, name: str) -> bool:
+    """Whether --fields names ``name`` (which turns its option on)."""
+    return fields is not None and name in fields
+
+
 @dataclass(frozen=True, slots=True)
 class CommandLine:
     """The parsed command line: one typed field per option, named as click names it.
@@ -675,6 +718,9 @@ class CommandLine:
     output: str | None
     format: str | None
     fields: tuple[str, ...] | None
+    timings: bool
+    response_headers: frozenset[str] | None
+    redirects: bool
     pick: tuple[Pick, ...]
     save_dir: str | None
     save_name: str
@@ -698,6 +744,11 @@ class CommandLine:
             adaptive=self.limit if isinstance(self.limit, Adaptive) else None,
             window=self.window,
             window_bytes=self.window_bytes,
+            timings=self.timings or _names(self.fields, "timings"),
+            response_headers=self.response_headers
+            if self.response_headers is not None or not _names(self.fields, "headers")
+            else ALL_HEADERS,
+            redirects=self.redirects or _names(self.fields, "redirects"),
             ordered=not self.unordered,
             method=method,
             headers=self.header,

@@ -21,9 +21,10 @@ from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.picks import apply_picks
 from fetchmany.fetch.retry import parse_retry_after
 from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
-from fetchmany.fetch.session import SessionSetup
+from fetchmany.fetch.session import Sessions, SessionSetup
+from fetchmany.fetch.timings import Timings
 from fetchmany.input.sources import Item
-from fetchmany.options import FetchOptions
+from fetchmany.options import ALL_HEADERS, FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
 from fetchmany.redaction import redact_parsed, redact_text
 
@@ -44,6 +45,9 @@ class Response:
     saved: SavedBody | None = None
     problem: FetchError | None = None
     """Something wrong with a body that still arrived (an encoding we cannot undo)."""
+    timings: dict[str, float | None] | None = None
+    headers: dict[str, Any] | None = None
+    redirects: list[dict[str, Any]] | None = None
 
 
 def host_key(target: URL) -> str:
@@ -88,7 +92,7 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         message = f"attempt did not finish within {options.timeout:g}s"
     elif isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         kind = ErrorKind.PROTOCOL
-    elif isinstance(exc, aiohttp.ClientConnectionError | OSError):
+    elif isinstance(exc, aiohttp.ClientConnectionError | OSError) or _from_socks(exc):
         kind = ErrorKind.CONNECT
     elif isinstance(exc, aiohttp.ClientError):
         kind = ErrorKind.PROTOCOL
@@ -96,6 +100,12 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         kind = ErrorKind.UNEXPECTED
         message = f"{type(exc).__name__}: {message}"
     return kind, message
+
+
+def _from_socks(exc: BaseException) -> bool:
+    """python-socks' errors (a proxy that refuses, bad credentials) are not all OSError;
+    told by module so that python-socks is imported only when a SOCKS proxy is used."""
+    return type(exc).__module__.startswith(("python_socks", "aiohttp_socks"))
 
 
 class Client:
@@ -107,12 +117,12 @@ class Client:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        sessions: Sessions,
         options: FetchOptions,
         limits: Limits,
         setup: SessionSetup,
     ) -> None:
-        self._session = session
+        self._sessions = sessions
         self._options = options
         self._limits = limits
         self._setup = setup
@@ -126,12 +136,15 @@ class Client:
         """One request and its body, read up to the size cap. Raises on network failure."""
         options = self._options
         setup = self._setup
-        async with self._session.request(
+        timings = Timings() if options.timings else None
+        session, proxy = self._sessions.route(setup.proxy_for(target))
+        async with session.request(
             options.http_method,
             target,
+            trace_request_ctx=timings,
             data=item.data,
             headers=setup.body_headers if item.data is not None else None,
-            proxy=setup.proxy_for(target),
+            proxy=proxy,
             auth=setup.auth_for(target),
             allow_redirects=options.max_redirects > 0,
             max_redirects=options.max_redirects,
@@ -172,6 +185,16 @@ class Client:
                 response.body, response.truncated = await _read_capped(
                     resp, encoding, options.max_body_size
                 )
+            if timings is not None:
+                timings.end = time.perf_counter()
+                response.timings = timings.to_dict()
+            if options.response_headers is not None:
+                response.headers = response_headers(resp, options.response_headers)
+            if options.redirects:
+                response.redirects = [
+                    {"status": hop.status, "url": valid_text(redact_parsed(hop.url))}
+                    for hop in resp.history
+                ]
             return response
 
     def _lesson(
@@ -256,13 +279,37 @@ async def _read_capped(
     return bytes(buffer), False
 
 
+def response_headers(resp: aiohttp.ClientResponse, wanted: frozenset[str]) -> dict[str, Any]:
+    """The asked-for headers by lower-case name: repeats comma-joined (RFC 9110 5.3),
+    except Set-Cookie, which cannot be joined and is a list; values as valid text."""
+    out: dict[str, Any] = {}
+    every = wanted == ALL_HEADERS
+    for name, value in resp.headers.items():
+        key = valid_text(name).lower()
+        if not every and key not in wanted:
+            continue
+        text = valid_text(value)
+        if key == "set-cookie":
+            out.setdefault(key, []).append(text)
+        elif key in out:
+            out[key] = f"{out[key]}, {text}"
+        else:
+            out[key] = text
+    return out
+
+
 def fill_record(record: Record, response: Response, options: FetchOptions) -> None:
     """Copy a response into a record, decoding the body and judging ``ok``."""
     record.status = response.status
     record.final_url = response.final_url
     record.content_type = response.content_type
     saved = response.saved
-    record.size = saved.size if saved is not None else len(response.body)
+    # HEAD has no body: size is the bytes read, so null rather than a pretended 0
+    # (the Content-Length the server announced is in --response-headers).
+    head = options.http_method == "HEAD"
+    record.size = None if head else saved.size if saved is not None else len(response.body)
+    record.timings, record.headers = response.timings, response.headers
+    record.redirects = response.redirects
     body_mode = options.body
     if response.problem is not None:
         record.error = response.problem

@@ -13,7 +13,7 @@ import netrc
 import os
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -57,10 +57,22 @@ class SetupError(ValueError):
     found before any request; the message says which and why."""
 
 
+PROXY_SCHEMES: Final = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+_SOCKS: Final = frozenset({"socks4", "socks4a", "socks5", "socks5h"})
+
+
+def is_socks(proxy: str) -> bool:
+    return proxy.partition(":")[0].lower() in _SOCKS
+
+
 def checked_proxy(proxy: str) -> str:
-    """``--proxy`` if aiohttp can use it; a ``SetupError`` (credentials masked) if not,
+    """``--proxy`` if it can be used; a ``SetupError`` (credentials masked) if not,
     rather than the same error in every record."""
     shown = redact_url(proxy)
+    if proxy.partition(":")[0].lower() not in PROXY_SCHEMES:
+        raise SetupError(
+            f"--proxy {shown!r}: use one of {', '.join(s + '://' for s in PROXY_SCHEMES)}"
+        )
     if _CONTROL.search(proxy):
         raise SetupError(f"--proxy {shown!r} contains a control character or space")
     try:
@@ -151,13 +163,22 @@ class SessionSetup:
         )
 
     def proxy_for(self, target: URL) -> str | None:
+        """The proxy for ``target``: --proxy, else the environment's for its scheme, else
+        ALL_PROXY (as curl reads it), unless NO_PROXY names the host."""
         if self.proxy:
             return self.proxy
         if not self.env_proxies:
             return None
         if bypasses_proxy(target.host or "", self.env_proxies):
             return None
-        return self.env_proxies.get(target.scheme)
+        return self.env_proxies.get(target.scheme) or self.env_proxies.get("all")
+
+    def socks_proxies(self) -> set[str]:
+        """The SOCKS proxies this run may use: each gets its own connector."""
+        candidates = (
+            [self.proxy, *self.env_proxies.values()] if self.proxy is None else [self.proxy]
+        )
+        return {proxy for proxy in candidates if proxy and is_socks(proxy)}
 
     def auth_for(self, target: URL) -> aiohttp.BasicAuth | None:
         if self.netrc is None:
@@ -171,23 +192,64 @@ class SessionSetup:
         return BasicAuth(login or "", password or "")
 
 
+@dataclass
+class Sessions:
+    """The sessions of a run: one direct (HTTP proxies go through it per request), and
+    one per SOCKS proxy, since a SOCKS proxy is a connector, not a request option."""
+
+    direct: aiohttp.ClientSession
+    socks: dict[str, aiohttp.ClientSession]
+
+    def route(self, proxy: str | None) -> tuple[aiohttp.ClientSession, str | None]:
+        """The session for a request through ``proxy``, and the proxy to pass it."""
+        if proxy is not None and proxy in self.socks:
+            return self.socks[proxy], None
+        return self.direct, proxy
+
+
+def socks_connector(proxy: str, limit: int) -> aiohttp.BaseConnector:
+    """aiohttp-socks' connector for ``proxy``. socks5h and socks4a resolve names at the
+    proxy (as curl's), socks5 and socks4 here."""
+    from aiohttp_socks import ProxyConnector, ProxyType
+
+    parsed = URL(proxy)
+    scheme = parsed.scheme.lower()
+    return ProxyConnector(
+        proxy_type=ProxyType.SOCKS5 if scheme.startswith("socks5") else ProxyType.SOCKS4,
+        host=parsed.host or "",
+        port=parsed.port or 1080,
+        username=parsed.user,
+        password=parsed.password,
+        rdns=scheme in ("socks5h", "socks4a"),
+        limit=limit,
+    )
+
+
 @asynccontextmanager
-async def open_session(
-    options: FetchOptions, setup: SessionSetup
-) -> AsyncIterator[aiohttp.ClientSession]:
-    """The one ClientSession of a run, its pool sized to the concurrency limit.
+async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncIterator[Sessions]:
+    """The sessions of a run, each connection pool sized to the concurrency limit.
 
     Keep-alive connections are reused across items; there is no cookie jar, so one
     response cannot change what later, unrelated requests send.
     """
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        headers=setup.headers,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        raise_for_status=False,
-        auto_decompress=False,  # fetch.encodings decodes, and reports what it cannot
-    ) as session:
-        yield session
+    from fetchmany.fetch.timings import trace_config
+
+    def session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=setup.headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+            auto_decompress=False,  # fetch.encodings decodes, and reports what it cannot
+            trace_configs=[trace_config()] if options.timings else None,
+        )
+
+    async with AsyncExitStack() as stack:
+        direct = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300)
+        sessions = Sessions(await stack.enter_async_context(session(direct)), {})
+        for proxy in setup.socks_proxies():
+            connector = socks_connector(proxy, options.limit)
+            sessions.socks[proxy] = await stack.enter_async_context(session(connector))
+        yield sessions
