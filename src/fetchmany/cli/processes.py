@@ -32,6 +32,7 @@ import struct
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Final
 
 from fetchmany.cli.run import (
@@ -93,6 +94,9 @@ def worker_job(job: Job, part: int, processes: int) -> Job:
             limit=split(options.limit, processes, part),
             rate=options.rate / processes if options.rate is not None else None,
             per_host=split(per_host, processes, part) if per_host is not None else None,
+            # --window-bytes stays a total too: half for the workers' windows, half for
+            # what the parent holds for the order.
+            window_bytes=max(1, options.window_bytes // (2 * processes)),
         ),
     )
 
@@ -140,12 +144,32 @@ async def _work(job: Job, out_fd: int, start: int) -> int:
     try:
         async with contextlib.aclosing(finished) as batches:
             async for batch in batches:
-                payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-                write_all(out_fd, _HEADER.pack(len(payload)) + payload)
+                for frame in _frames_of(batch):
+                    payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+                    write_all(out_fd, _HEADER.pack(len(payload)))
+                    write_all(out_fd, payload)
         write_all(out_fd, _END)
     except BrokenPipeError:
         return 0  # the parent has gone (its reader closed): nothing left to do
     return 0
+
+
+_FRAME_BYTES: Final = 1 << 20
+
+
+def _frames_of(batch: list[Finished]) -> Iterator[list[Finished]]:
+    """A batch in frames of about ``_FRAME_BYTES``: the slow worker's whole window,
+    released at once, crosses the pipe (and the parent's buffer) a piece at a time."""
+    frame: list[Finished] = []
+    size = 0
+    for finished in batch:
+        frame.append(finished)
+        size += len(finished[1])
+        if size >= _FRAME_BYTES:
+            yield frame
+            frame, size = [], 0
+    if frame:
+        yield frame
 
 
 def _start_worker(
@@ -210,7 +234,7 @@ class Parallel:
         self._loop = asyncio.get_running_loop()
         self._done = self._loop.create_future()
         self._held = 0
-        self._budget = job.options.window_bytes
+        self._budget = job.options.window_bytes // 2  # the other half: the workers' windows
         self._ordered = job.options.ordered
         self._signalled = False
 
@@ -241,7 +265,7 @@ class Parallel:
 
     def _on_readable(self, worker: _Worker) -> None:
         try:
-            data = os.read(worker.fd, 1 << 20)
+            data = os.read(worker.fd, 1 << 18)
         except BlockingIOError:
             return
         if not data:
@@ -272,7 +296,8 @@ class Parallel:
             if len(buffer) - at - _HEADER.size < size:
                 break
             start = at + _HEADER.size
-            batch: list[Finished] = pickle.loads(buffer[start : start + size])
+            with memoryview(buffer) as view:  # no copy of the frame before unpickling
+                batch: list[Finished] = pickle.loads(view[start : start + size])
             at = start + size
             for finished in batch:
                 worker.ready.append(finished)
