@@ -30,12 +30,35 @@ DEFAULT_MAX_REDIRECTS: Final = 10
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1000 * 1000
 DEFAULT_BODY: Final = BodyMode.AUTO
 DEFAULT_SAVE_NAME: Final = "{index}{ext}"
+DEFAULT_CEILING: Final = 256
+"""--limit auto's ceiling unless auto:MAX gives one."""
 DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
 """What records waiting for their turn in the output may hold, encoded, at most."""
 POOL_PER_SLOT: Final = 4
 MIN_POOL: Final = 256
 """Workers beyond ``limit`` exist only while items park (a backoff, a busy host);
 at most max(POOL_PER_SLOT x limit, MIN_POOL) of them, and never more than --window."""
+
+
+@dataclass(frozen=True, slots=True)
+class Adaptive:
+    """The settings of ``--limit auto[:MAX]`` (the controller is ``fetch/adaptive.py``)."""
+
+    ceiling: int = DEFAULT_CEILING
+    """The most any host's limit may reach, and the cap on all requests in flight."""
+
+    @classmethod
+    def parse(cls, text: str) -> Adaptive:
+        _, colon, ceiling = text.partition(":")
+        if not colon:
+            return cls()
+        try:
+            value = int(ceiling)
+        except ValueError:
+            raise ValueError(f"expected auto or auto:MAX, got {text!r}") from None
+        if value < 1:
+            raise ValueError(f"the ceiling of --limit auto must be at least 1, got {value}")
+        return cls(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +70,9 @@ class FetchOptions:
     """
 
     limit: int = DEFAULT_LIMIT
-    """Hard cap on requests in flight at any moment."""
+    """Hard cap on requests in flight at any moment (with ``adaptive``, its ceiling)."""
+    adaptive: Adaptive | None = None
+    """``--limit auto``: each host's limit moves with its answers, up to ``limit``."""
     window: int | None = None
     """Items that may be started but not yet emitted, at most; ``None``: no count, only
     ``window_bytes`` bounds them."""

@@ -28,6 +28,7 @@ from fetchmany.fetch.retry import (
 )
 from fetchmany.options import (
     DEFAULT_BODY,
+    DEFAULT_CEILING,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_LIMIT,
     DEFAULT_MAX_BODY_SIZE,
@@ -36,6 +37,7 @@ from fetchmany.options import (
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
     DEFAULT_WINDOW_BYTES,
+    Adaptive,
     FetchOptions,
 )
 from fetchmany.records import FIELDS, SAVED_FIELDS, BodyMode
@@ -197,6 +199,22 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _limit(ctx: click.Context, param: click.Parameter, value: str) -> int | Adaptive:
+    text = value.strip().lower()
+    if text == "auto" or text.startswith("auto:"):
+        try:
+            return Adaptive.parse(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    try:
+        limit = int(text)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or auto, got {value!r}") from None
+    if limit < 1:
+        raise click.BadParameter(f"{limit} is not in the range x>=1.")
+    return limit
+
+
 def _processes(ctx: click.Context, param: click.Parameter, value: str) -> int:
     if value.strip().lower() == "auto":
         import os
@@ -306,10 +324,12 @@ OPTIONS: list[Callable[[F], F]] = [
         "--concurrency",
         "limit",
         group=CONCURRENCY,
-        type=click.IntRange(min=1),
-        default=DEFAULT_LIMIT,
+        callback=_limit,
+        default=str(DEFAULT_LIMIT),
         show_default=True,
-        help="Requests in flight at most.",
+        metavar="N|auto[:MAX]",
+        help="Requests in flight at most. auto: find each host's capacity from its answers "
+        f"(overload answers and latency), up to MAX (default {DEFAULT_CEILING}).",
     ),
     option(
         "--per-host",
@@ -629,7 +649,7 @@ class CommandLine:
     template: str | None
     input_format: str | None
     dedupe: bool
-    limit: int
+    limit: int | Adaptive
     per_host: int | None
     rate: float | None
     window: int | None
@@ -674,7 +694,8 @@ class CommandLine:
     def fetch_options(self, method: str, content_type: str | None) -> FetchOptions:
         """The library's options; ``ValueError`` for a combination it refuses."""
         return FetchOptions(
-            limit=self.limit,
+            limit=self.limit.ceiling if isinstance(self.limit, Adaptive) else self.limit,
+            adaptive=self.limit if isinstance(self.limit, Adaptive) else None,
             window=self.window,
             window_bytes=self.window_bytes,
             ordered=not self.unordered,

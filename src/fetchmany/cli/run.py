@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -205,6 +206,7 @@ async def run_job(job: Job) -> Outcome:
     skipped = resume.point.records if resume else 0
     writer = job.writer
     failed = True
+    engines: list[Engine[Any]] = []
     job.display.start(None)
     try:
         _count_total(
@@ -218,12 +220,22 @@ async def run_job(job: Job) -> Outcome:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
-        finished = fetch_finished(
-            items, job.options, _encoder(writer), _cost, interruption.watch, job.setup
-        )
+
+        def on_engine(engine: Engine[Any]) -> None:
+            interruption.watch(engine)
+            engines.append(engine)
+
+        finished = fetch_finished(items, job.options, _encoder(writer), _cost, on_engine, job.setup)
+        adaptive = job.options.adaptive is not None
+        shown = 0.0
         async with aclosing(finished) as batches:
             async for batch in batches:
                 stats.add(record for record, _ in batch)
+                if adaptive and engines and (limits := engines[0].limits) is not None:
+                    now = time.monotonic()
+                    if now - shown >= 0.25:  # a sum over hosts: a few times a second
+                        stats.limit, shown = limits.current_limit(), now
+                        stats.settled = limits.settled()
                 job.display.update(stats)
                 try:
                     writer.write_encoded([data for _, data in batch])
@@ -232,6 +244,8 @@ async def run_job(job: Job) -> Outcome:
                     break
         failed = False
     finally:
+        if engines and (limits := engines[0].limits) is not None and job.options.adaptive:
+            stats.settled = limits.settled()
         counting_stop.set()
         interruption.finishing()  # a signal from now on must not cut the commit short
         stats.finish()

@@ -19,6 +19,7 @@ from fetchmany.fetch.bodies import DecodedBody, decode_body
 from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.picks import apply_picks
+from fetchmany.fetch.retry import parse_retry_after
 from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.sources import Item
@@ -119,6 +120,7 @@ class Client:
             total=options.timeout, sock_connect=options.connect_timeout
         )
         self._save = SaveDir(options.save_dir, options.save_name) if options.save_dir else None
+        self._adaptive = options.adaptive is not None
 
     async def attempt(self, item: Item, target: URL) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
@@ -172,6 +174,19 @@ class Client:
                 )
             return response
 
+    def _lesson(
+        self, record: Record, latency: float | None, retry_after: str | None
+    ) -> tuple[float | None, bool, float | None]:
+        """What one attempt tells ``--limit auto``: (latency, overloaded, Retry-After s).
+        Overload is a --retry-on status, a timeout or a connection that failed."""
+        error = record.error.kind if record.error is not None else None
+        overloaded = (
+            record.status in self._options.retry.retry_on
+            if record.status is not None
+            else error in (ErrorKind.TIMEOUT, ErrorKind.CONNECT)
+        )
+        return latency, overloaded, parse_retry_after(retry_after)
+
     async def fetch(self, item: Item) -> Record:
         """The record for one item, after any retries.
 
@@ -192,17 +207,23 @@ class Client:
             record = Record(item.index, item.input, item.url, attempts=attempt)
             retry_after = None
             await limits.acquire(host)
+            began = time.perf_counter()
             if attempt == 1:  # latency, not time spent queueing for a slot
-                started = time.perf_counter()
+                started = began
+            answered: float | None = None
             try:
                 response = await self.attempt(item, target)
+                answered = time.perf_counter() - began
                 retry_after = response.retry_after
                 # Inside the try: whatever a response holds, judging it ends in a record.
                 fill_record(record, response, options)
             except Exception as exc:
                 record.error = classify(exc, options)
             finally:
-                limits.release(host)
+                if self._adaptive:
+                    limits.release(host, *self._lesson(record, answered, retry_after))
+                else:
+                    limits.release(host)
             wait = options.retry.delay(
                 attempt,
                 options.http_method,

@@ -111,6 +111,10 @@ class Engine(Generic[T]):
         self._dispatcher: asyncio.Task[None] | None = None
 
     @property
+    def limits(self) -> Limits | None:
+        return self._limits
+
+    @property
     def workers(self) -> int:
         return len(self._tasks)
 

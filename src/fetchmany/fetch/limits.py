@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Protocol
+from collections import OrderedDict
+from typing import Final, Protocol
+
+from fetchmany.fetch.adaptive import AdaptiveLimit
+from fetchmany.options import Adaptive
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -87,6 +91,9 @@ class RateLimiter:
         return start - now
 
 
+_KEPT_HOSTS: Final = 4096
+
+
 class _HostSlots:
     __slots__ = ("semaphore", "users")
 
@@ -104,10 +111,20 @@ class Limits:
     host), so it can keep its concurrency with another worker.
     """
 
-    def __init__(self, limit: int, per_host: int | None = None, rate: float | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        per_host: int | None = None,
+        rate: float | None = None,
+        adaptive: Adaptive | None = None,
+    ) -> None:
         self._global = asyncio.Semaphore(limit)
+        self._global_size = limit
         self._per_host = per_host
         self._hosts: dict[str, _HostSlots] = {}
+        self._adaptive = adaptive
+        self.hosts: OrderedDict[str, AdaptiveLimit] = OrderedDict()
+        """With --limit auto: each host's controller, the most recently used last."""
         self._rate = RateLimiter(rate) if rate else None
         self._stopping = asyncio.Event()
         self._pool: Pool | None = None
@@ -146,7 +163,9 @@ class Limits:
         """Take a slot of ``host`` (if capped), then a global one, then wait for the rate."""
         if self._stopping.is_set():
             raise Abandoned
-        if self._per_host is not None:
+        if self._adaptive is not None:
+            await self._acquire_adaptive(host)
+        elif self._per_host is not None:
             slots = self._hosts.get(host)
             if slots is None:
                 slots = self._hosts[host] = _HostSlots(self._per_host)
@@ -169,14 +188,55 @@ class Limits:
                 self._global.release()
                 raise
         except BaseException:
-            if self._per_host is not None:
+            if self._adaptive is not None:
+                self.hosts[host].give_back()
+            elif self._per_host is not None:
                 self._release_host(host)
             raise
 
-    def release(self, host: str) -> None:
+    async def _acquire_adaptive(self, host: str) -> None:
+        assert self._adaptive is not None
+        gate = self.hosts.get(host)
+        if gate is None:
+            ceiling = self._adaptive.ceiling
+            if self._per_host is not None:
+                ceiling = min(ceiling, self._per_host)
+            gate = self.hosts[host] = AdaptiveLimit(ceiling)
+            while len(self.hosts) > _KEPT_HOSTS:  # memory stays flat over millions of hosts
+                oldest, kept = next(iter(self.hosts.items()))
+                if kept.in_flight or kept.locked():
+                    break
+                del self.hosts[oldest]
+        self.hosts.move_to_end(host)
+        if gate.locked():
+            self._park()
+        await gate.acquire()
+
+    def release(
+        self,
+        host: str,
+        latency: float | None = None,
+        overloaded: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        """One attempt ended. With --limit auto, how it went moves the host's limit:
+        its ``latency`` (None: no answer), whether it was an ``overloaded`` answer, and
+        a ``retry_after`` the server asked for, in seconds."""
         self._global.release()
-        if self._per_host is not None:
+        if self._adaptive is not None:
+            self.hosts[host].release(latency, overloaded, retry_after)
+        elif self._per_host is not None:
             self._release_host(host)
+
+    def settled(self) -> dict[str, tuple[int, int]]:
+        """With --limit auto: each host's limit now and its overload answers so far."""
+        return {host: (gate.current, gate.overloads) for host, gate in self.hosts.items()}
+
+    def current_limit(self) -> int | None:
+        """With --limit auto: the limits in force now, summed over hosts (for display)."""
+        if self._adaptive is None:
+            return None
+        return min(sum(gate.current for gate in self.hosts.values()), self._global_size)
 
     def _release_host(self, host: str) -> None:
         slots = self._hosts[host]

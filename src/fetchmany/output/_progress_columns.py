@@ -20,3 +20,11 @@ class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.speed
         return Text(f"{speed:.1f}/s" if speed else "-/s", style="progress.data.speed")
+
+
+class LimitColumn(ProgressColumn):
+    """``--limit auto``'s current limit; nothing with a fixed limit."""
+
+    def render(self, task: Task) -> Text:
+        limit = task.fields.get("limit")
+        return Text(f"limit {limit}" if limit is not None else "", style="progress.data.speed")

@@ -111,7 +111,7 @@ class ProgressDisplay:
             TimeRemainingColumn,
         )
 
-        from fetchmany.output._progress_columns import CountColumn, RateColumn
+        from fetchmany.output._progress_columns import CountColumn, LimitColumn, RateColumn
 
         self._console = Console(stderr=True, highlight=False, soft_wrap=True)
         self._progress = Progress(
@@ -119,6 +119,7 @@ class ProgressDisplay:
             BarColumn(),
             CountColumn(),
             RateColumn(),
+            LimitColumn(),
             TextColumn("{task.fields[ok]} ok", style="green", markup=False),
             TextColumn("{task.fields[failed]} failed", style="red", markup=False),
             TimeElapsedColumn(),
@@ -128,7 +129,7 @@ class ProgressDisplay:
             refresh_per_second=4,
             speed_estimate_period=10,
         )
-        self._task = self._progress.add_task("fetching", total=total, ok=0, failed=0)
+        self._task = self._progress.add_task("fetching", total=total, ok=0, failed=0, limit=None)
         self._progress.start()
 
     def set_total(self, total: int) -> None:
@@ -138,7 +139,11 @@ class ProgressDisplay:
     def update(self, stats: RunStats) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.update(
-                self._task, completed=stats.done, ok=stats.ok, failed=stats.failed
+                self._task,
+                completed=stats.done,
+                ok=stats.ok,
+                failed=stats.failed,
+                limit=stats.limit,
             )
 
     def note(self, message: str) -> None:
@@ -187,6 +192,12 @@ def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
             f"  latency p50 {format_ms(latency.percentile(50))} · "
             f"p95 {format_ms(latency.percentile(95))} · max {format_ms(latency.max)}"
         )
+    if stats.settled:
+        hosts = sorted(stats.settled.items(), key=lambda kv: -kv[1][1])
+        overloads = sum(count for _, count in stats.settled.values())
+        shown = ", ".join(f"{terminal_safe(host, 60)} {limit}" for host, (limit, _) in hosts[:5])
+        more = f" and {len(hosts) - 5} more hosts" if len(hosts) > 5 else ""
+        lines.append(f"  limit auto settled at: {shown}{more}; {overloads} overload answers")
     for sample in stats.failures:
         lines.append(
             f"  e.g. {terminal_safe(redact_url(sample.input), 120)}: {sample.outcome}: "

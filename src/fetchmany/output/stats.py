@@ -76,6 +76,10 @@ class RunStats:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     failures: list[Sample] = field(default_factory=list)
     keep_failures: int = 3
+    limit: int | None = None
+    """With --limit auto: the limit in force now (summed over hosts)."""
+    settled: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """With --limit auto, at the end: each host's limit and its count of overload answers."""
 
     @property
     def failed(self) -> int:
