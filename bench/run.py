@@ -2,7 +2,7 @@
 
     python bench/run.py                 # everything, 3 interleaved rounds (well over an hour)
     python bench/run.py --quick         # smaller inputs, 1 round: a smoke test of the bench
-    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g)
+    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g, h)
 
 Sets up what it needs on a fresh Debian machine (nginx with the echo module, curl;
 apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template and, for (f)
@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -202,6 +203,8 @@ class Sample:
     cpu: float
     rss: float
     rc: int
+    stderr: str = ""
+    """What the command wrote on stderr (measure.py passes it through; see ``measure``)."""
 
 
 @dataclass
@@ -217,6 +220,8 @@ class Contender:
     """Called before each measured run (resets a server's state)."""
     check: Callable[[Path], str | None] | None = None
     """Called on ``stdout`` after each run: None when the output is right, else why not."""
+    env: dict[str, str] | None = None
+    """Variables added to the command's environment (e.g. FETCHMANY_DEBUG=1)."""
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -233,9 +238,12 @@ def measure(contender: Contender) -> Sample:
         args += ["--stdin", str(contender.stdin)]
     if contender.stdout is not None:
         args += ["--stdout", str(contender.stdout)]
-    out = subprocess.run([*args, "--", *contender.command], capture_output=True, text=True)
+    env = {**os.environ, **contender.env} if contender.env else None
+    # The command inherits measure.py's stderr, captured here: that is how a contender's
+    # stderr (FETCHMANY_DEBUG's line, an error) reaches the harness.
+    out = subprocess.run([*args, "--", *contender.command], capture_output=True, text=True, env=env)
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    return Sample(data["wall_s"], data["cpu_s"], data["peak_rss_mib"], data["rc"])
+    return Sample(data["wall_s"], data["cpu_s"], data["peak_rss_mib"], data["rc"], out.stderr)
 
 
 def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
@@ -250,6 +258,8 @@ def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
                 f"cpu {sample.cpu:8.3f}s rss {sample.rss:7.1f} MiB rc {sample.rc}",
                 flush=True,
             )
+            if sample.rc != 0 and sample.stderr.strip():
+                print(f"    stderr: {sample.stderr.strip().splitlines()[-1]}", flush=True)
             if c.check is not None and c.stdout is not None:
                 problem = c.check(c.stdout)
                 if problem is not None:
@@ -740,6 +750,109 @@ def scenario_g(
     }
 
 
+# (h): the line a -P run's parent prints on stderr at the end with FETCHMANY_DEBUG=1.
+PARENT_CPU = re.compile(r"parent CPU after start-up: ([0-9.]+) s, ([0-9.]+) us per record")
+
+
+def parent_us_per_record(c: Contender) -> float | None:
+    """Median of the parent's CPU µs per record over the runs that printed it."""
+    found = [PARENT_CPU.search(s.stderr) for s in c.samples]
+    values = [float(m.group(2)) for m in found if m is not None]
+    return statistics.median(values) if values else None
+
+
+def check_once(c: Contender, label: str) -> str | None:
+    """One unmeasured run of ``c`` with its output checked (and the caches warmed):
+    None when the output is right, else why not."""
+    assert c.check is not None
+    assert c.stdout is not None
+    sample = measure(c)
+    problem = c.check(c.stdout) if sample.rc == 0 else f"exit status {sample.rc}"
+    if problem is not None and sample.stderr.strip():
+        problem += f" ({sample.stderr.strip().splitlines()[-1]})"
+    verdict = "ok" if problem is None else f"FAILED output check: {problem}"
+    print(f"  [{label} check] {c.name:28s} wall {sample.wall:8.3f}s {verdict}", flush=True)
+    c.stdout.unlink(missing_ok=True)
+    return problem
+
+
+def scenario_h(nginx: Nginx, n: int, rounds: int, report: list[str]) -> dict[str, float]:
+    urls = url_file(f"posts_{n}", n, lambda i: nginx.url(f"/posts?id={i}"))
+    command = [*fetchmany_cmd(), "-q", "--limit", "50"]
+    debug = {"FETCHMANY_DEBUG": "1"}
+    contenders = [
+        Contender("fetchmany -P 1", [*command, "-P", "1"], urls, n),
+        Contender("fetchmany -P 2", [*command, "-P", "2"], urls, n, env=debug),
+        Contender("fetchmany -P 4", [*command, "-P", "4"], urls, n, env=debug),
+        Contender("bare pool (uvloop)", [PY, BARE_POOL, "50"], urls, n),
+    ]
+    print(f"(h) processes: {n} requests to nginx, limit 50, -P 1, 2, 4", flush=True)
+    check = record_check(["ok"] * n, ordered=True)
+    failures: list[str] = []
+    for c in contenders[:3]:
+        checking = Contender(
+            c.name, c.command, urls, n, OUT / "h_check.jsonl", check=check, env=c.env
+        )
+        problem = check_once(checking, "h")
+        if problem is not None:
+            failures.append(f"{c.name}: {problem}")
+    interleave(contenders, rounds, "h")
+    p1, p2, p4, bare = contenders
+    rate = {c.name: n / c.median("wall") for c in contenders}
+    speedup = rate[p2.name] / rate[p1.name]
+    speedup4 = rate[p4.name] / rate[p1.name]
+    parent = {c.name: parent_us_per_record(c) for c in contenders}
+    rows = []
+    for c in contenders:
+        us = parent[c.name]
+        cell = "—" if c in (p1, bare) else "not printed" if us is None else f"{us:.1f} µs"
+        rows.append(
+            f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s | "
+            f"{cpu_per_request(c)} | {c.peak():.1f} MiB | {rate[c.name]:,.0f} | {cell} | "
+            f"{c.median('wall') / p1.median('wall'):.3f} | {len(c.samples)} |"
+        )
+    report += [
+        f"## (h) processes: {n:,} requests to nginx at --limit 50, -P 1, 2 and 4",
+        "",
+        "The URLs of (a); fetchmany at its defaults otherwise, output to /dev/null. With",
+        "-P N, N forked workers each fetch a shard (--limit split between them) and the",
+        "parent merges their records in order. -P 1 is the single process of (a) (no",
+        "parent, no workers); the bare pool is (a)'s, for reference.",
+        "",
+        "- CPU is the whole process tree's: the parent waits for its workers, so their",
+        "  usage is in getrusage(RUSAGE_CHILDREN) as measure.py reads it.",
+        "- Peak RSS is **not** the tree's total: RUSAGE_CHILDREN's ru_maxrss is the largest",
+        "  peak of any one waited-for descendant (the parent or one worker), not a sum. With",
+        "  -P N, N + 1 processes are resident at once (workers share the parent's pages",
+        "  copy-on-write at the fork), so the tree's total is at most N + 1 times this.",
+        "- Parent CPU / record: with FETCHMANY_DEBUG=1 the -P parent prints its own CPU",
+        "  after start-up (forks, reading the pipes, ordering, writing) divided by records;",
+        "  the median of the runs.",
+        "- The machine has 2 cores and nginx (1 worker) serves from the same ones: -P 2",
+        "  competes with nginx for them, and -P 4 has more workers than cores.",
+        "- Each fetchmany command ran once, unmeasured, before the rounds, with its output",
+        "  checked: one record per URL, in index order, each a 200.",
+        "",
+        "| contender | wall (median) | CPU (median) | CPU µs / request | peak RSS (largest "
+        "process) | requests/s | parent CPU µs / record | wall ÷ -P 1 | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"- throughput -P 2 ÷ -P 1: **{speedup:.3f}** (target ≥ 1.4)",
+        f"- throughput -P 4 ÷ -P 1: {speedup4:.3f}",
+        f"- -P 1 ÷ bare pool (uvloop), wall: {p1.median('wall') / bare.median('wall'):.3f}",
+        "",
+    ]
+    if failures:
+        report += ["Output check failures:", "", *(f"- {f}" for f in failures), ""]
+    results = {"h_speedup": speedup, "h_speedup4": speedup4, "h_check": 0.0 if failures else 1.0}
+    for key, c in (("h_parent_us2", p2), ("h_parent_us4", p4)):
+        us = parent[c.name]
+        if us is not None:
+            results[key] = us
+    return results
+
+
 def targets(results: dict[str, float]) -> list[str]:
     """The Targets table: one row per target of the scenarios that ran."""
     rows: list[str] = []
@@ -802,6 +915,19 @@ def targets(results: dict[str, float]) -> list[str]:
             f"{r['g_rss']:.1f} MiB (--unordered {r['g_unordered_rss']:.1f} MiB)",
             r["g_rss"] < 128,
         )
+    if "h_speedup" in r:
+        checked = r["h_check"] == 1.0
+        row(
+            "(h) throughput -P 2 ≥ 1.4 × -P 1",
+            f"{r['h_speedup']:.3f}" + ("" if checked else "; output check FAILED"),
+            r["h_speedup"] >= 1.4 and checked,
+        )
+        row("(h) throughput -P 4 ÷ -P 1, reported", f"{r['h_speedup4']:.3f}", None)
+        parent = [
+            f"-P {p}: {r[key]:.1f} µs" if key in r else f"-P {p}: not printed"
+            for p, key in ((2, "h_parent_us2"), (4, "h_parent_us4"))
+        ]
+        row("(h) parent CPU per record, reported", "; ".join(parent), None)
     if not rows:
         return []
     return ["## Targets", "", "| target | measured | |", "| --- | --- | --- |", *rows, ""]
@@ -844,7 +970,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="a,x,b,c,d,e,f,g", help="scenarios: a,x,b,c,d,e,f,g")
+    parser.add_argument("--only", default="a,x,b,c,d,e,f,g,h", help="scenarios: a,x,b,c,d,e,f,g,h")
     parser.add_argument(
         "--output",
         default=None,
@@ -874,6 +1000,8 @@ def main() -> None:
             results |= scenario_d(rounds, report)
         if "e" in only:
             results |= scenario_e(nginx, rounds, report)
+        if "h" in only:
+            results |= scenario_h(nginx, 10_000 if args.quick else 100_000, rounds, report)
     if only & {"f", "g"}:
         with FaultServer() as server:
             if "f" in only:
