@@ -2,7 +2,7 @@
 
     python bench/run.py                 # everything, 3 interleaved rounds (well over an hour)
     python bench/run.py --quick         # smaller inputs, 1 round: a smoke test of the bench
-    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g, h)
+    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g, h, i)
 
 Sets up what it needs on a fresh Debian machine (nginx with the echo module, curl;
 apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template and, for (f)
@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import csv
 import http.client
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -853,6 +855,134 @@ def scenario_h(nginx: Nginx, n: int, rounds: int, report: list[str]) -> dict[str
     return results
 
 
+# (i): a synthetic record like fetchmany's JSON Lines (fields in its order), about 500 B.
+MERGE_TITLE = (
+    "sunt aut facere repellat provident occaecati excepturi optio reprehenderit quia et "
+    "suscipit suscipit recusandae consequuntur expedita et cum reprehenderit molestiae ut ut "
+    "quas totam nostrum rerum est autem sunt"
+)
+
+
+def merge_line(i: int) -> str:
+    url = f"https://example.test/item?id={i}"
+    body = f'{{"id":{i},"title":"{MERGE_TITLE}"}}'
+    return (
+        f'{{"index":{i},"input":"{url}","url":"{url}","ok":true,"status":200,'
+        f'"final_url":"{url}","content_type":"application/json","size":{len(body)},'
+        f'"elapsed_ms":{1 + i % 997 / 1000:.3f},"attempts":1,"error":null,"body":{body}}}\n'
+    )
+
+
+def shard_files(total: int, parts: int = 3) -> list[Path]:
+    """``parts`` JSON Lines files of ``total`` records in all, index i in part i % parts,
+    as ``--shard K/N`` writes them; a file is reused when its size is the expected one."""
+    paths = []
+    for k in range(parts):
+        path = OUT / f"merge_{total}_p{k}.jsonl"
+        indexes = range(k, total, parts)
+        size = sum(len(merge_line(i)) for i in indexes)  # ASCII: characters are bytes
+        if not path.exists() or path.stat().st_size != size:
+            print(f"  writing {path.name} ({len(indexes):,} records)", flush=True)
+            temp = path.with_suffix(".tmp")
+            with temp.open("w") as f:
+                for start in range(0, len(indexes), 50_000):
+                    f.writelines(map(merge_line, indexes[start : start + 50_000]))
+            temp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def merged_check(command: list[str], total: int, csv_out: bool) -> str | None:
+    """Run a merge once, unmeasured, reading its stdout as it comes: None when it holds
+    ``total`` records with indexes 0, 1, 2... in order, else what is wrong."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=CLEAN_ENV)
+    assert proc.stdout is not None
+    expected = 0
+    problem = None
+    if csv_out:
+        rows = csv.reader(io.TextIOWrapper(proc.stdout, encoding="utf-8", newline=""))
+        header = next(rows, [])
+        column = header.index("index") if "index" in header else 0
+        if "index" not in header:
+            problem = f"no index column in {header!r}"
+        for row in rows:
+            if problem is None and (column >= len(row) or row[column] != str(expected)):
+                problem = f"row {expected} is {row[:1]!r}…, not index {expected}"
+            expected += 1
+    else:
+        for line in proc.stdout:
+            if problem is None and not line.startswith(b'{"index":%d,' % expected):
+                problem = f"line {expected} starts {line[:24]!r}"
+            expected += 1
+    rc = proc.wait()
+    if rc != 0:
+        return f"exit status {rc}"
+    if problem is None and expected != total:
+        problem = f"{expected} records for {total}"
+    return problem
+
+
+def scenario_i(total: int, rounds: int, report: list[str]) -> dict[str, float]:
+    print(f"(i) merge: 3 shard files, {total} records in all", flush=True)
+    parts = [str(p) for p in shard_files(total)]
+    mib = sum(os.path.getsize(p) for p in parts) / 1024 / 1024
+    merge = [*fetchmany_cmd(), "--merge", *parts, "-q"]
+    failures = []
+    for name, command, csv_out in (
+        ("JSON Lines", merge, False),
+        ("CSV", [*merge, "-f", "csv"], True),
+    ):
+        problem = merged_check(command, total, csv_out)
+        print(f"  [i check] --merge, {name}: {problem or 'ok'}", flush=True)
+        if problem is not None:
+            failures.append(f"--merge, {name}: {problem}")
+    contenders = [
+        Contender("fetchmany --merge (JSON Lines)", [*merge, "-o", "/dev/null"], None, total),
+        Contender(
+            "fetchmany --merge -f csv", [*merge, "-f", "csv", "-o", "/dev/null"], None, total
+        ),
+        Contender("cat p0 p1 p2 (I/O floor)", ["cat", *parts], None, total),
+    ]
+    interleave(contenders, rounds, "i")
+    jsonl, as_csv, cat = contenders
+    rows = [
+        f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s | "
+        f"{c.median('cpu') / total * 1e6:.2f} µs | {c.peak():.1f} MiB | "
+        f"{total / c.median('wall'):,.0f} | {len(c.samples)} |"
+        for c in contenders
+    ]
+    report += [
+        f"## (i) merge: 3 shard files, {total:,} records in all ({mib:,.0f} MiB)",
+        "",
+        "Synthetic records like fetchmany's JSON Lines (its fields in its order, a ~250 B",
+        "JSON body, ~500 B a line), index i in part i % 3 as `--shard K/3` writes them,",
+        "generated once into bench/out/. `fetchmany --merge p0 p1 p2 -q -o /dev/null`, as",
+        "JSON Lines and with `-f csv`; `cat p0 p1 p2 > /dev/null` is the I/O floor (the",
+        "parts are in the page cache after the first run, so it is a memory copy). Each",
+        "merge ran once, unmeasured, before the rounds, with its output read back: every",
+        "index once, in order. cat's peak RSS is measure.py's own: Linux keeps the RSS",
+        "high-water mark of the image a command was started from across its exec, so no",
+        "row reads below about 12 MiB (`measure.py -- true` does too).",
+        "",
+        "| contender | wall (median) | CPU (median) | CPU / record | peak RSS | records/s | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"- --merge JSON Lines ÷ cat, wall: {jsonl.median('wall') / cat.median('wall'):.1f}",
+        "",
+    ]
+    if failures:
+        report += ["Output check failures:", "", *(f"- {f}" for f in failures), ""]
+    return {
+        "i_jsonl_rps": total / jsonl.median("wall"),
+        "i_csv_rps": total / as_csv.median("wall"),
+        "i_cat_rps": total / cat.median("wall"),
+        "i_jsonl_rss": jsonl.peak(),
+        "i_csv_rss": as_csv.peak(),
+        "i_check": 0.0 if failures else 1.0,
+    }
+
+
 def targets(results: dict[str, float]) -> list[str]:
     """The Targets table: one row per target of the scenarios that ran."""
     rows: list[str] = []
@@ -928,6 +1058,19 @@ def targets(results: dict[str, float]) -> list[str]:
             for p, key in ((2, "h_parent_us2"), (4, "h_parent_us4"))
         ]
         row("(h) parent CPU per record, reported", "; ".join(parent), None)
+    if "i_jsonl_rps" in r:
+        checked = r["i_check"] == 1.0
+        row(
+            "(i) --merge records/s, JSON Lines / CSV (cat: I/O floor), reported",
+            f"{r['i_jsonl_rps']:,.0f} / {r['i_csv_rps']:,.0f} (cat {r['i_cat_rps']:,.0f})"
+            + ("" if checked else "; output check FAILED"),
+            None if checked else False,
+        )
+        row(
+            "(i) --merge peak RSS, JSON Lines / CSV, reported",
+            f"{r['i_jsonl_rss']:.1f} / {r['i_csv_rss']:.1f} MiB",
+            None,
+        )
     if not rows:
         return []
     return ["## Targets", "", "| target | measured | |", "| --- | --- | --- |", *rows, ""]
@@ -970,7 +1113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="a,x,b,c,d,e,f,g,h", help="scenarios: a,x,b,c,d,e,f,g,h")
+    parser.add_argument(
+        "--only", default="a,x,b,c,d,e,f,g,h,i", help="scenarios: a,x,b,c,d,e,f,g,h,i"
+    )
     parser.add_argument(
         "--output",
         default=None,
@@ -1008,6 +1153,8 @@ def main() -> None:
                 results |= scenario_f(server, 5_000 if args.quick else 50_000, rounds, report)
             if "g" in only:
                 results |= scenario_g(server, 400, 1024 * 1024, 3.0, rounds, report)
+    if "i" in only:
+        results |= scenario_i(100_000 if args.quick else 1_000_000, rounds, report)
     command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
     header = [
         "# fetchmany benchmark results",
