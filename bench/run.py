@@ -1162,8 +1162,9 @@ def main() -> None:
         f"Run {started} with `{command}` at commit {commit()}; {rounds} interleaved",
         "round(s) per scenario."
         + (" **Quick run: small inputs, figures for a sanity check only.**" if args.quick else ""),
-        "Times are wall-clock and CPU (user+sys) of the client process; peak RSS from",
-        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine, and so does",
+        "Times are wall-clock and CPU (user+sys) of the client process (with its workers",
+        "for -P); peak RSS from getrusage, the largest one process's (see (h)). nginx",
+        "(1 worker) serves on 127.0.0.1 on the same machine, and so does",
         "bench/fault_server.py (its own process) for (f) and (g). Commands run without",
         "PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE (see bench/measure.py).",
         "",
