@@ -2,7 +2,10 @@
 
     python bench/measure.py --stdin urls.txt --stdout /dev/null -- fetchmany --limit 50
 
-A fresh process per measurement, so RUSAGE_CHILDREN's peak is this command's alone.
+A fresh process per measurement, so RUSAGE_CHILDREN's figures are this command's alone:
+its CPU and that of every descendant waited for (a -P run's workers), and as peak RSS
+the largest peak of any one of those processes, not their sum. The command's stderr is
+measure.py's own, so whoever runs measure.py reads it (run.py captures it).
 
 The command runs without PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE, which some
 sandboxes set: the first makes every write of a Python peer a system call, the second

@@ -2,7 +2,7 @@
 
     python bench/run.py                 # everything, 3 interleaved rounds (well over an hour)
     python bench/run.py --quick         # smaller inputs, 1 round: a smoke test of the bench
-    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g)
+    python bench/run.py --only a,e      # some scenarios (a, x, b, c, d, e, f, g, h, i)
 
 Sets up what it needs on a fresh Debian machine (nginx with the echo module, curl;
 apt-get as root), starts nginx on 127.0.0.1 from bench/nginx.conf.template and, for (f)
@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import csv
 import http.client
 import importlib.util
+import io
 import json
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -202,6 +205,8 @@ class Sample:
     cpu: float
     rss: float
     rc: int
+    stderr: str = ""
+    """What the command wrote on stderr (measure.py passes it through; see ``measure``)."""
 
 
 @dataclass
@@ -217,6 +222,8 @@ class Contender:
     """Called before each measured run (resets a server's state)."""
     check: Callable[[Path], str | None] | None = None
     """Called on ``stdout`` after each run: None when the output is right, else why not."""
+    env: dict[str, str] | None = None
+    """Variables added to the command's environment (e.g. FETCHMANY_DEBUG=1)."""
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -233,9 +240,12 @@ def measure(contender: Contender) -> Sample:
         args += ["--stdin", str(contender.stdin)]
     if contender.stdout is not None:
         args += ["--stdout", str(contender.stdout)]
-    out = subprocess.run([*args, "--", *contender.command], capture_output=True, text=True)
+    env = {**os.environ, **contender.env} if contender.env else None
+    # The command inherits measure.py's stderr, captured here: that is how a contender's
+    # stderr (FETCHMANY_DEBUG's line, an error) reaches the harness.
+    out = subprocess.run([*args, "--", *contender.command], capture_output=True, text=True, env=env)
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    return Sample(data["wall_s"], data["cpu_s"], data["peak_rss_mib"], data["rc"])
+    return Sample(data["wall_s"], data["cpu_s"], data["peak_rss_mib"], data["rc"], out.stderr)
 
 
 def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
@@ -250,6 +260,8 @@ def interleave(contenders: list[Contender], rounds: int, label: str) -> None:
                 f"cpu {sample.cpu:8.3f}s rss {sample.rss:7.1f} MiB rc {sample.rc}",
                 flush=True,
             )
+            if sample.rc != 0 and sample.stderr.strip():
+                print(f"    stderr: {sample.stderr.strip().splitlines()[-1]}", flush=True)
             if c.check is not None and c.stdout is not None:
                 problem = c.check(c.stdout)
                 if problem is not None:
@@ -721,8 +733,11 @@ def scenario_g(
         f"{mib:g} MiB",
         "",
         "Each big body is a JSON string (application/json) from bench/fault_server.py;",
-        "fetchmany runs at its defaults (--limit 10, the default window), records to",
-        "/dev/null. In order, the slow first record holds back every later one.",
+        "fetchmany runs at its defaults, records to /dev/null: --limit 10 and a reorder",
+        "window bounded in bytes (--window-bytes, 32 MiB by default; no count cap). In",
+        "order, the slow first record holds back every later one: records wait behind it",
+        "until they hold --window-bytes (encoded), then no new item starts until it is",
+        "written.",
         "",
         *table(contenders, "fetchmany (defaults)"),
         "",
@@ -734,6 +749,237 @@ def scenario_g(
         "g_rss": ordered.peak(),
         "g_wall": ordered.median("wall"),
         "g_unordered_rss": unordered.peak(),
+    }
+
+
+# (h): the line a -P run's parent prints on stderr at the end with FETCHMANY_DEBUG=1.
+PARENT_CPU = re.compile(r"parent CPU after start-up: ([0-9.]+) s, ([0-9.]+) us per record")
+
+
+def parent_us_per_record(c: Contender) -> float | None:
+    """Median of the parent's CPU µs per record over the runs that printed it."""
+    found = [PARENT_CPU.search(s.stderr) for s in c.samples]
+    values = [float(m.group(2)) for m in found if m is not None]
+    return statistics.median(values) if values else None
+
+
+def check_once(c: Contender, label: str) -> str | None:
+    """One unmeasured run of ``c`` with its output checked (and the caches warmed):
+    None when the output is right, else why not."""
+    assert c.check is not None
+    assert c.stdout is not None
+    sample = measure(c)
+    problem = c.check(c.stdout) if sample.rc == 0 else f"exit status {sample.rc}"
+    if problem is not None and sample.stderr.strip():
+        problem += f" ({sample.stderr.strip().splitlines()[-1]})"
+    verdict = "ok" if problem is None else f"FAILED output check: {problem}"
+    print(f"  [{label} check] {c.name:28s} wall {sample.wall:8.3f}s {verdict}", flush=True)
+    c.stdout.unlink(missing_ok=True)
+    return problem
+
+
+def scenario_h(nginx: Nginx, n: int, rounds: int, report: list[str]) -> dict[str, float]:
+    urls = url_file(f"posts_{n}", n, lambda i: nginx.url(f"/posts?id={i}"))
+    command = [*fetchmany_cmd(), "-q", "--limit", "50"]
+    debug = {"FETCHMANY_DEBUG": "1"}
+    contenders = [
+        Contender("fetchmany -P 1", [*command, "-P", "1"], urls, n),
+        Contender("fetchmany -P 2", [*command, "-P", "2"], urls, n, env=debug),
+        Contender("fetchmany -P 4", [*command, "-P", "4"], urls, n, env=debug),
+        Contender("bare pool (uvloop)", [PY, BARE_POOL, "50"], urls, n),
+    ]
+    print(f"(h) processes: {n} requests to nginx, limit 50, -P 1, 2, 4", flush=True)
+    check = record_check(["ok"] * n, ordered=True)
+    failures: list[str] = []
+    for c in contenders[:3]:
+        checking = Contender(
+            c.name, c.command, urls, n, OUT / "h_check.jsonl", check=check, env=c.env
+        )
+        problem = check_once(checking, "h")
+        if problem is not None:
+            failures.append(f"{c.name}: {problem}")
+    interleave(contenders, rounds, "h")
+    p1, p2, p4, bare = contenders
+    rate = {c.name: n / c.median("wall") for c in contenders}
+    speedup = rate[p2.name] / rate[p1.name]
+    speedup4 = rate[p4.name] / rate[p1.name]
+    parent = {c.name: parent_us_per_record(c) for c in contenders}
+    rows = []
+    for c in contenders:
+        us = parent[c.name]
+        cell = "—" if c in (p1, bare) else "not printed" if us is None else f"{us:.1f} µs"
+        rows.append(
+            f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s | "
+            f"{cpu_per_request(c)} | {c.peak():.1f} MiB | {rate[c.name]:,.0f} | {cell} | "
+            f"{c.median('wall') / p1.median('wall'):.3f} | {len(c.samples)} |"
+        )
+    report += [
+        f"## (h) processes: {n:,} requests to nginx at --limit 50, -P 1, 2 and 4",
+        "",
+        "The URLs of (a); fetchmany at its defaults otherwise, output to /dev/null. With",
+        "-P N, N forked workers each fetch a shard (--limit split between them) and the",
+        "parent merges their records in order. -P 1 is the single process of (a) (no",
+        "parent, no workers); the bare pool is (a)'s, for reference.",
+        "",
+        "- CPU is the whole process tree's: the parent waits for its workers, so their",
+        "  usage is in getrusage(RUSAGE_CHILDREN) as measure.py reads it.",
+        "- Peak RSS is **not** the tree's total: RUSAGE_CHILDREN's ru_maxrss is the largest",
+        "  peak of any one waited-for descendant (the parent or one worker), not a sum. With",
+        "  -P N, N + 1 processes are resident at once (workers share the parent's pages",
+        "  copy-on-write at the fork), so the tree's total is at most N + 1 times this.",
+        "- Parent CPU / record: with FETCHMANY_DEBUG=1 the -P parent prints its own CPU",
+        "  after start-up (forks, reading the pipes, ordering, writing) divided by records;",
+        "  the median of the runs.",
+        "- The machine has 2 cores and nginx (1 worker) serves from the same ones: -P 2",
+        "  competes with nginx for them, and -P 4 has more workers than cores.",
+        "- Each fetchmany command ran once, unmeasured, before the rounds, with its output",
+        "  checked: one record per URL, in index order, each a 200.",
+        "",
+        "| contender | wall (median) | CPU (median) | CPU µs / request | peak RSS (largest "
+        "process) | requests/s | parent CPU µs / record | wall ÷ -P 1 | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"- throughput -P 2 ÷ -P 1: **{speedup:.3f}** (target ≥ 1.4)",
+        f"- throughput -P 4 ÷ -P 1: {speedup4:.3f}",
+        f"- -P 1 ÷ bare pool (uvloop), wall: {p1.median('wall') / bare.median('wall'):.3f}",
+        "",
+    ]
+    if failures:
+        report += ["Output check failures:", "", *(f"- {f}" for f in failures), ""]
+    results = {"h_speedup": speedup, "h_speedup4": speedup4, "h_check": 0.0 if failures else 1.0}
+    for key, c in (("h_parent_us2", p2), ("h_parent_us4", p4)):
+        us = parent[c.name]
+        if us is not None:
+            results[key] = us
+    return results
+
+
+# (i): a synthetic record like fetchmany's JSON Lines (fields in its order), about 500 B.
+MERGE_TITLE = (
+    "sunt aut facere repellat provident occaecati excepturi optio reprehenderit quia et "
+    "suscipit suscipit recusandae consequuntur expedita et cum reprehenderit molestiae ut ut "
+    "quas totam nostrum rerum est autem sunt"
+)
+
+
+def merge_line(i: int) -> str:
+    url = f"https://example.test/item?id={i}"
+    body = f'{{"id":{i},"title":"{MERGE_TITLE}"}}'
+    return (
+        f'{{"index":{i},"input":"{url}","url":"{url}","ok":true,"status":200,'
+        f'"final_url":"{url}","content_type":"application/json","size":{len(body)},'
+        f'"elapsed_ms":{1 + i % 997 / 1000:.3f},"attempts":1,"error":null,"body":{body}}}\n'
+    )
+
+
+def shard_files(total: int, parts: int = 3) -> list[Path]:
+    """``parts`` JSON Lines files of ``total`` records in all, index i in part i % parts,
+    as ``--shard K/N`` writes them; a file is reused when its size is the expected one."""
+    paths = []
+    for k in range(parts):
+        path = OUT / f"merge_{total}_p{k}.jsonl"
+        indexes = range(k, total, parts)
+        size = sum(len(merge_line(i)) for i in indexes)  # ASCII: characters are bytes
+        if not path.exists() or path.stat().st_size != size:
+            print(f"  writing {path.name} ({len(indexes):,} records)", flush=True)
+            temp = path.with_suffix(".tmp")
+            with temp.open("w") as f:
+                for start in range(0, len(indexes), 50_000):
+                    f.writelines(map(merge_line, indexes[start : start + 50_000]))
+            temp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def merged_check(command: list[str], total: int, csv_out: bool) -> str | None:
+    """Run a merge once, unmeasured, reading its stdout as it comes: None when it holds
+    ``total`` records with indexes 0, 1, 2... in order, else what is wrong."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=CLEAN_ENV)
+    assert proc.stdout is not None
+    expected = 0
+    problem = None
+    if csv_out:
+        rows = csv.reader(io.TextIOWrapper(proc.stdout, encoding="utf-8", newline=""))
+        header = next(rows, [])
+        column = header.index("index") if "index" in header else 0
+        if "index" not in header:
+            problem = f"no index column in {header!r}"
+        for row in rows:
+            if problem is None and (column >= len(row) or row[column] != str(expected)):
+                problem = f"row {expected} is {row[:1]!r}…, not index {expected}"
+            expected += 1
+    else:
+        for line in proc.stdout:
+            if problem is None and not line.startswith(b'{"index":%d,' % expected):
+                problem = f"line {expected} starts {line[:24]!r}"
+            expected += 1
+    rc = proc.wait()
+    if rc != 0:
+        return f"exit status {rc}"
+    if problem is None and expected != total:
+        problem = f"{expected} records for {total}"
+    return problem
+
+
+def scenario_i(total: int, rounds: int, report: list[str]) -> dict[str, float]:
+    print(f"(i) merge: 3 shard files, {total} records in all", flush=True)
+    parts = [str(p) for p in shard_files(total)]
+    mib = sum(os.path.getsize(p) for p in parts) / 1024 / 1024
+    merge = [*fetchmany_cmd(), "--merge", *parts, "-q"]
+    failures = []
+    for name, command, csv_out in (
+        ("JSON Lines", merge, False),
+        ("CSV", [*merge, "-f", "csv"], True),
+    ):
+        problem = merged_check(command, total, csv_out)
+        print(f"  [i check] --merge, {name}: {problem or 'ok'}", flush=True)
+        if problem is not None:
+            failures.append(f"--merge, {name}: {problem}")
+    contenders = [
+        Contender("fetchmany --merge (JSON Lines)", [*merge, "-o", "/dev/null"], None, total),
+        Contender(
+            "fetchmany --merge -f csv", [*merge, "-f", "csv", "-o", "/dev/null"], None, total
+        ),
+        Contender("cat p0 p1 p2 (I/O floor)", ["cat", *parts], None, total),
+    ]
+    interleave(contenders, rounds, "i")
+    jsonl, as_csv, cat = contenders
+    rows = [
+        f"| {c.name} | {c.median('wall'):.3f} s | {c.median('cpu'):.3f} s | "
+        f"{c.median('cpu') / total * 1e6:.2f} µs | {c.peak():.1f} MiB | "
+        f"{total / c.median('wall'):,.0f} | {len(c.samples)} |"
+        for c in contenders
+    ]
+    report += [
+        f"## (i) merge: 3 shard files, {total:,} records in all ({mib:,.0f} MiB)",
+        "",
+        "Synthetic records like fetchmany's JSON Lines (its fields in its order, a ~250 B",
+        "JSON body, ~500 B a line), index i in part i % 3 as `--shard K/3` writes them,",
+        "generated once into bench/out/. `fetchmany --merge p0 p1 p2 -q -o /dev/null`, as",
+        "JSON Lines and with `-f csv`; `cat p0 p1 p2 > /dev/null` is the I/O floor (the",
+        "parts are in the page cache after the first run, so it is a memory copy). Each",
+        "merge ran once, unmeasured, before the rounds, with its output read back: every",
+        "index once, in order. cat's peak RSS is measure.py's own: Linux keeps the RSS",
+        "high-water mark of the image a command was started from across its exec, so no",
+        "row reads below about 12 MiB (`measure.py -- true` does too).",
+        "",
+        "| contender | wall (median) | CPU (median) | CPU / record | peak RSS | records/s | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"- --merge JSON Lines ÷ cat, wall: {jsonl.median('wall') / cat.median('wall'):.1f}",
+        "",
+    ]
+    if failures:
+        report += ["Output check failures:", "", *(f"- {f}" for f in failures), ""]
+    return {
+        "i_jsonl_rps": total / jsonl.median("wall"),
+        "i_csv_rps": total / as_csv.median("wall"),
+        "i_cat_rps": total / cat.median("wall"),
+        "i_jsonl_rss": jsonl.peak(),
+        "i_csv_rss": as_csv.peak(),
+        "i_check": 0.0 if failures else 1.0,
     }
 
 
@@ -799,6 +1045,32 @@ def targets(results: dict[str, float]) -> list[str]:
             f"{r['g_rss']:.1f} MiB (--unordered {r['g_unordered_rss']:.1f} MiB)",
             r["g_rss"] < 128,
         )
+    if "h_speedup" in r:
+        checked = r["h_check"] == 1.0
+        row(
+            "(h) throughput -P 2 ≥ 1.4 × -P 1",
+            f"{r['h_speedup']:.3f}" + ("" if checked else "; output check FAILED"),
+            r["h_speedup"] >= 1.4 and checked,
+        )
+        row("(h) throughput -P 4 ÷ -P 1, reported", f"{r['h_speedup4']:.3f}", None)
+        parent = [
+            f"-P {p}: {r[key]:.1f} µs" if key in r else f"-P {p}: not printed"
+            for p, key in ((2, "h_parent_us2"), (4, "h_parent_us4"))
+        ]
+        row("(h) parent CPU per record, reported", "; ".join(parent), None)
+    if "i_jsonl_rps" in r:
+        checked = r["i_check"] == 1.0
+        row(
+            "(i) --merge records/s, JSON Lines / CSV (cat: I/O floor), reported",
+            f"{r['i_jsonl_rps']:,.0f} / {r['i_csv_rps']:,.0f} (cat {r['i_cat_rps']:,.0f})"
+            + ("" if checked else "; output check FAILED"),
+            None if checked else False,
+        )
+        row(
+            "(i) --merge peak RSS, JSON Lines / CSV, reported",
+            f"{r['i_jsonl_rss']:.1f} / {r['i_csv_rss']:.1f} MiB",
+            None,
+        )
     if not rows:
         return []
     return ["## Targets", "", "| target | measured | |", "| --- | --- | --- |", *rows, ""]
@@ -841,7 +1113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="a,x,b,c,d,e,f,g", help="scenarios: a,x,b,c,d,e,f,g")
+    parser.add_argument(
+        "--only", default="a,x,b,c,d,e,f,g,h,i", help="scenarios: a,x,b,c,d,e,f,g,h,i"
+    )
     parser.add_argument(
         "--output",
         default=None,
@@ -871,12 +1145,16 @@ def main() -> None:
             results |= scenario_d(rounds, report)
         if "e" in only:
             results |= scenario_e(nginx, rounds, report)
+        if "h" in only:
+            results |= scenario_h(nginx, 10_000 if args.quick else 100_000, rounds, report)
     if only & {"f", "g"}:
         with FaultServer() as server:
             if "f" in only:
                 results |= scenario_f(server, 5_000 if args.quick else 50_000, rounds, report)
             if "g" in only:
                 results |= scenario_g(server, 400, 1024 * 1024, 3.0, rounds, report)
+    if "i" in only:
+        results |= scenario_i(100_000 if args.quick else 1_000_000, rounds, report)
     command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
     header = [
         "# fetchmany benchmark results",
@@ -884,8 +1162,9 @@ def main() -> None:
         f"Run {started} with `{command}` at commit {commit()}; {rounds} interleaved",
         "round(s) per scenario."
         + (" **Quick run: small inputs, figures for a sanity check only.**" if args.quick else ""),
-        "Times are wall-clock and CPU (user+sys) of the client process; peak RSS from",
-        "getrusage. nginx (1 worker) serves on 127.0.0.1 on the same machine, and so does",
+        "Times are wall-clock and CPU (user+sys) of the client process (with its workers",
+        "for -P); peak RSS from getrusage, the largest one process's (see (h)). nginx",
+        "(1 worker) serves on 127.0.0.1 on the same machine, and so does",
         "bench/fault_server.py (its own process) for (f) and (g). Commands run without",
         "PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE (see bench/measure.py).",
         "",

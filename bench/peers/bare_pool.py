@@ -9,7 +9,8 @@ features beyond it: the floor of what that work costs in Python, a peer for the 
   when the response says JSON, else text);
 - records are written in input order as JSON Lines with orjson, through a small reorder
   buffer keyed by index; at most ``--window`` items (default max(4 x LIMIT, 256), as
-  fetchmany) are started but not yet written, so memory stays bounded;
+  fetchmany's count window was before it was bounded in bytes by --window-bytes) are
+  started but not yet written, so memory stays bounded;
 - runs on uvloop, like fetchmany; ``--asyncio`` uses asyncio's own loop instead.
 
 No retries, timeouts of its own, progress, summary or options: what is left is the
