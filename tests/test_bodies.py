@@ -126,3 +126,10 @@ def test_nan_and_infinity_are_not_json(raw: bytes) -> None:
 def test_json_in_any_labelled_or_detectable_encoding_parses(raw: bytes, content_type: str) -> None:
     decoded = decode_body(raw, content_type, BodyMode.AUTO)
     assert (decoded.value, decoded.error) == ({"a": "café"}, None)
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 1e999}', b"[-1e400, 12345678901234567890]"])
+def test_a_number_beyond_a_double_is_not_json_we_can_keep(raw: bytes) -> None:
+    decoded = decode_body(raw, "application/json", BodyMode.AUTO)
+    assert decoded.error is not None
+    assert decoded.error.kind is ErrorKind.INVALID_JSON

@@ -110,3 +110,23 @@ def test_records_for_broken_unknown_and_good_encodings(
     assert brotli["attempts"] == 1  # what cannot be undone is not asked again
     assert good["ok"] is True
     assert good["body"] == {"title": "x" * 5000}
+
+
+def test_codings_in_several_header_fields_are_one_list(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    text = b"Content-Type: text/plain"
+    twice = gzip.compress(gzip.compress(b"hello"))
+    server = raw_server(
+        {
+            "/two": raw_response(
+                twice, (text, b"Content-Encoding: gzip", b"Content-Encoding: gzip")
+            ),
+            "/id": raw_response(
+                gzip.compress(b"hello"),
+                (text, b"Content-Encoding: identity", b"Content-Encoding: gzip"),
+            ),
+        }
+    )
+    result = run_cli("-q", stdin=f"{server.url('/two')}\n{server.url('/id')}\n".encode())
+    assert [r["body"] for r in jsonl(result.stdout)] == ["hello", "hello"]

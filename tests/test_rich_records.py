@@ -4,6 +4,7 @@ servers whose answers are known."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
@@ -236,3 +237,20 @@ def test_a_socks_proxy_that_refuses_is_a_connect_record(socks: SocksServer) -> N
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr + json.dumps(record)
+
+
+def test_url_credentials_beyond_latin1_are_sent_as_utf8(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    url = serve(app).url("/").replace("http://", "http://%C4%80:%E2%82%AC@")
+    record = one(url=url)
+    assert record["ok"] is True
+    assert seen == ["Basic " + base64.b64encode("Ā:€".encode()).decode()]

@@ -329,3 +329,17 @@ async def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
 async def test_an_input_that_fails_while_read_ends_the_run_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(sources.InputUnreadable, match=f"cannot read {tmp_path}: Is a directory"):
         [i async for i in read_items([str(tmp_path)], NO_TEMPLATE)]
+
+
+@pytest.mark.parametrize("url", ["http://a b/x", "http://a\u3000b/x", "http://a\tb/"])
+def test_a_host_with_a_space_is_an_invalid_url(url: str) -> None:
+    item = make_item(0, url, NO_TEMPLATE)
+    assert item.error is not None
+    assert item.error.kind is ErrorKind.INVALID_URL
+
+
+def test_a_control_character_after_a_non_utf8_byte_is_still_refused() -> None:
+    line = "http://h.test/\udc80\tx"  # the byte 0x80 as the reader keeps it, then a tab
+    item = make_item(0, line, NO_TEMPLATE)
+    assert item.error is not None
+    assert "control character" in item.error.message

@@ -10,6 +10,7 @@ import base64
 import codecs
 import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -147,7 +148,7 @@ def parse_json(raw: bytes | str) -> Any:
         try:
             # detect_encoding: a BOM, or UTF-16/32 told by its zero bytes (RFC 8259 8.1)
             text = data.decode(json.detect_encoding(data), errors="replace")
-            value = json.loads(text, parse_constant=_no_constant)
+            value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
         except RecursionError:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
@@ -159,6 +160,15 @@ def _no_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (RFC 8259); the stdlib would accept them, and no
     writer can put them back (orjson writes null, the stdlib writes invalid JSON)."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    """A JSON number that a double cannot hold (1e999) is refused as orjson refuses it:
+    the stdlib would make it infinity, which no writer can put back."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is beyond what a double holds")
+    return value
 
 
 def _depth(value: Any) -> int:

@@ -21,7 +21,7 @@ from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.picks import apply_picks
 from fetchmany.fetch.retry import parse_retry_after
 from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
-from fetchmany.fetch.session import Sessions, SessionSetup
+from fetchmany.fetch.session import Sessions, SessionSetup, basic_auth
 from fetchmany.fetch.timings import Timings
 from fetchmany.input.sources import Item
 from fetchmany.options import ALL_HEADERS, FetchOptions
@@ -75,6 +75,9 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
     elif isinstance(exc, aiohttp.TooManyRedirects):
         kind = ErrorKind.TOO_MANY_REDIRECTS
         message = f"more than {options.max_redirects} redirects"
+    elif isinstance(exc, ValueError) and "Cannot combine AUTHORIZATION" in message:
+        kind = ErrorKind.INVALID_REDIRECT  # aiohttp: a Location with credentials of its own
+        message = "redirect to a URL with credentials while others were being sent"
     elif isinstance(exc, aiohttp.RedirectClientError):
         kind = ErrorKind.INVALID_REDIRECT
         message = f"redirect to a URL that is not fetched: {exc}"
@@ -100,6 +103,14 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         kind = ErrorKind.UNEXPECTED
         message = f"{type(exc).__name__}: {message}"
     return kind, message
+
+
+def _latin1(target: URL) -> bool:
+    try:
+        f"{target.user}:{target.password}".encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _from_socks(exc: BaseException) -> bool:
@@ -138,14 +149,22 @@ class Client:
         setup = self._setup
         timings = Timings() if options.timings else None
         session, proxy = self._sessions.route(setup.proxy_for(target))
+        headers = setup.body_headers if item.data is not None else None
+        auth = None
+        if target.raw_user is None:
+            auth = setup.auth_for(target)
+        elif not _latin1(target):  # aiohttp sends a URL's credentials as Latin-1 only
+            auth = basic_auth(target.user or "", target.password or "")
+            target = target.with_user(None)
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": auth}
         async with session.request(
             options.http_method,
             target,
             trace_request_ctx=timings,
             data=item.data,
-            headers=setup.body_headers if item.data is not None else None,
+            headers=headers,
             proxy=proxy,
-            auth=setup.auth_for(target),
             allow_redirects=options.max_redirects > 0,
             max_redirects=options.max_redirects,
             timeout=self._timeout,
@@ -162,7 +181,8 @@ class Client:
                 truncated=False,
                 retry_after=resp.headers.get("Retry-After"),
             )
-            encoding = resp.headers.get("Content-Encoding")
+            codings = resp.headers.getall("Content-Encoding", None)
+            encoding = None if codings is None else ", ".join(codings)  # one list (RFC 9110)
             if (why := unsupported(encoding)) is not None:
                 response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
                 encoding = None  # read (and save) the bytes as they came

@@ -9,6 +9,7 @@ are ``SessionSetup.proxy_for`` and ``auth_for``.
 
 from __future__ import annotations
 
+import base64
 import netrc
 import os
 import re
@@ -180,16 +181,22 @@ class SessionSetup:
         )
         return {proxy for proxy in candidates if proxy and is_socks(proxy)}
 
-    def auth_for(self, target: URL) -> aiohttp.BasicAuth | None:
+    def auth_for(self, target: URL) -> str | None:
+        """The Authorization header .netrc gives ``target``'s host, if any."""
         if self.netrc is None:
             return None
         entry = self.netrc.authenticators(target.host or "")
         if entry is None:
             return None
         login, _, password = entry
-        from aiohttp import BasicAuth
+        return basic_auth(login or "", password or "")
 
-        return BasicAuth(login or "", password or "")
+
+def basic_auth(login: str, password: str) -> str:
+    """A Basic Authorization value, UTF-8 encoded as RFC 7617 allows and curl and browsers
+    send (aiohttp's own BasicAuth is Latin-1, deprecated, and raised on anything beyond)."""
+    token = base64.b64encode(f"{login}:{password}".encode("utf-8", "surrogateescape"))
+    return "Basic " + token.decode("ascii")
 
 
 @dataclass

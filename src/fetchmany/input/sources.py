@@ -74,15 +74,20 @@ class Item:
 
 
 def _normalise_url(text: str) -> str:
-    """Percent-encode raw non-UTF-8 bytes of a URL line; everything else is kept as given."""
+    """Percent-encode raw non-UTF-8 bytes of a URL line; everything else is kept as given
+    (control characters too, so that parse_url refuses the line rather than send them
+    percent-encoded)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
+        if _CONTROL.search(text):
+            return text
         return quote(encode_text(text), safe=":/?#[]@!$&'()*+,;=%~")
     return text
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_IN_HOST: Final = re.compile(r"[\x00-\x20\x7f]")
 _DOT_SEGMENT: Final = re.compile(r"/\.{1,2}(?=[/?#]|$)")
 
 
@@ -107,6 +112,8 @@ def parse_url(url: str) -> URL | str:
         return f"host is not a valid internationalised name: {valid_text(parsed.raw_host or '')}"
     if not host:
         return "URL has no host"
+    if _NOT_IN_HOST.search(parsed.raw_host or ""):  # "a b", or U+3000 that IDNA maps to " "
+        return f"host {valid_text(repr(parsed.raw_host))} holds a space or control character"
     try:
         encode_text(url)
     except LoneSurrogate as exc:  # yarl would drop the character from the path silently
