@@ -1224,3 +1224,75 @@ def test_a_url_with_control_characters_is_invalid(url: bytes) -> None:
     if _has_control(stripped.decode("utf-8", "surrogateescape")):
         assert record["error"] is not None
         assert record["error"]["kind"] == "invalid_url", f"{url!r} was requested: {record}"
+
+
+# -- kept examples: each failure a property found, re-checked forever ---------------------------
+
+
+def _one_line_run(hostile: HostileServer, reply: Reply, args: Sequence[str] = ()) -> Outcome:
+    (url,) = hostile.script([reply])
+    return run_in_process(["-q", "--timeout", "2", *args], stdin=url.encode() + b"\n")
+
+
+@pytest.mark.parametrize(
+    "charset",
+    [b"base64", b"rot13", b"zlib", b"hex", b"undefined", b"idna", b"punycode", b"caf\xe9"],
+)
+def test_kept_a_charset_that_is_not_a_text_codec(hostile: HostileServer, charset: bytes) -> None:
+    reply = Reply(headers=((b"Content-Type", b"text/plain; charset=" + charset),), body=b"caf\xe9")
+    outcome = _one_line_run(hostile, reply, ["--retries", "0"])
+    assert outcome.crash is None, outcome.describe()
+    (record,) = parse_records("jsonl", outcome.stdout, FIELDS)
+    assert record["status"] == 200
+    assert isinstance(record["body"], str)
+
+
+def test_kept_retry_after_of_non_ascii_digits_does_not_crash(hostile: HostileServer) -> None:
+    """'²' is a digit to str.isdigit() but not to float(): parse_retry_after raised."""
+    reply = Reply(503, b"Busy", ((b"Retry-After", "²".encode()),), b"busy")
+    outcome = _one_line_run(hostile, reply, ["--retries", "1", "--max-backoff", "0.01"])
+    assert outcome.crash is None, outcome.describe()
+    (record,) = parse_records("jsonl", outcome.stdout, FIELDS)
+    assert record["status"] == 503
+    assert record["attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(headers=(_JSON_TYPE,), body=b'["\\udc80"]'), id="json-lone-surrogate"),
+        pytest.param(
+            Reply(headers=((b"Content-Type", b"text/\xff"),), body=b"x"), id="header-byte"
+        ),
+        pytest.param(
+            Reply(
+                headers=((b"Content-Type", b"text/plain; charset=unicode_escape"),), body=b"\\udc80"
+            ),
+            id="unicode-escape-charset",
+        ),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_kept_text_that_is_not_unicode_reaches_no_writer(
+    hostile: HostileServer, reply: Reply, fmt: str
+) -> None:
+    """A lone surrogate (from a JSON escape, a header byte, a codec) must not crash a writer."""
+    outcome = _one_line_run(hostile, reply, ["--retries", "0", "-f", fmt])
+    assert outcome.crash is None, outcome.describe()
+    (record,) = parse_records(fmt, outcome.stdout, FIELDS)
+    assert record["status"] == 200
+
+
+def test_kept_an_input_file_that_vanishes_is_not_a_traceback(
+    hostile: HostileServer, tmp_path: Path
+) -> None:
+    """The second input is removed while the first is fetched (it is opened only when reached)."""
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    urls = hostile.script([Reply(body=b"x", before=second.unlink), Reply(body=b"y")])
+    # Two items fill the window of one; the padding keeps the reader in the first file.
+    first.write_bytes("\n".join(urls).encode() + b"\n" + b"# padding\n" * 100_000)
+    second.write_bytes(b"not a url\n")
+    args = ["-q", "--limit", "1", "--window", "1", str(first), str(second)]
+    outcome = run_in_process(args, b"")
+    assert outcome.crash is None, outcome.describe()
+    assert "Traceback" not in outcome.stderr, outcome.describe()
