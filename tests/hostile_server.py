@@ -44,7 +44,7 @@ class Framing(StrEnum):
 WELL_FRAMED = frozenset({Framing.LENGTH, Framing.CHUNKED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reply:
     """One scripted response. ``headers`` are sent as given, in order, duplicates included,
     except that ``{PORT}`` becomes the server's port and ``{SELF}`` this reply's own path
@@ -53,6 +53,9 @@ class Reply:
 
     status: int = 200
     reason: bytes = b"OK"
+    version: bytes = b"HTTP/1.1"
+    interim: bytes = b""
+    """Sent before the response itself: a 100 Continue, a 103 Early Hints, or junk."""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     body: bytes = b""
     framing: Framing = Framing.LENGTH
@@ -70,7 +73,7 @@ class Reply:
     a test's hook to change the world at a known point of a run (no sleeping)."""
 
     def head(self) -> bytes:
-        lines = [b"HTTP/1.1 %d %s" % (self.status, self.reason)]
+        lines = [self.interim + b"%s %d %s" % (self.version, self.status, self.reason)]
         lines += [name + b": " + value for name, value in self.headers]
         size = len(self.body)
         framing = self.framing
@@ -111,6 +114,8 @@ class Reply:
     def reusable(self) -> bool:
         return (
             self.keep_alive
+            and self.version == b"HTTP/1.1"
+            and not self.interim
             and self.framing in WELL_FRAMED
             and self.cut_after is None
             and not (100 <= self.status < 200 or self.status in (204, 304))
@@ -121,8 +126,9 @@ class Reply:
         return self.head(), self.framed_body()
 
 
-NOT_SCRIPTED = Reply(404, b"Not Scripted", ((b"Content-Type", b"text/plain"),), b"no such reply")
-BAD_REQUEST = Reply(400, b"Bad Request", ((b"Content-Type", b"text/plain"),), b"bad request")
+_TEXT = ((b"Content-Type", b"text/plain"),)
+NOT_SCRIPTED = Reply(status=404, reason=b"Not Scripted", headers=_TEXT, body=b"no such reply")
+BAD_REQUEST = Reply(status=400, reason=b"Bad Request", headers=_TEXT, body=b"bad request")
 
 
 @dataclass(frozen=True)
