@@ -1,37 +1,57 @@
-"""Property-based tests: for any input bytes and any server behaviour, the CLI keeps its promises.
+"""Property-based tests: for any input bytes and any server behaviour, fetchmany keeps its promises.
 
 The promises (README, "Records", "Exit status", "Output files") checked on every run:
 
-- no Python traceback, ever; a run that completes exits 0 (every record ok) or 1;
-- the output parses in its format: JSON Lines, a JSON array, or CSV with the fields as header;
+- no Python traceback and no internal error (exit 70), ever; a run that completes exits 0
+  (every record ok) or 1;
+- the output parses in its format: JSON Lines or a JSON array (strict RFC 8259: no NaN), or
+  CSV with the fields as header;
 - exactly one record per input item, in input order (``index`` 0, 1, 2, ...) unless
   ``--unordered`` (then the indexes are a permutation), with ``input`` the item's text;
-- an ``-o FILE`` is only ever written whole, and a failed run leaves a previous FILE as it was.
+- an ``-o FILE`` is only ever written whole, and a failed run leaves a previous FILE as it was;
+- a well-formed reply comes back as sent: its status, and its body once its Content-Encoding
+  is undone (``decoded_body``, an oracle of its own); a body those codings cannot produce is
+  not ``ok``; a JSON body is the value the stdlib's strict parser gives, or ``invalid_json``.
 
 Items of line input: the input is split on ``\\n``; a UTF-8 BOM at the very start of a file is
 ignored; each line is stripped of ASCII whitespace (``bytes.strip``); empty lines and lines
 starting with ``#`` are not items; every other line is one item, shown in ``input`` with
 undecodable bytes as ``\\xNN``. Without ``--template``, an item that is not an http(s) URL
-is an ``invalid_url`` record.
+is an ``invalid_url`` record. Library items (``fetchmany.fetch_many``) are taken as given.
 
 Servers come from ``hostile_server.HostileServer``: every response is drawn (status, headers,
 charsets, content encodings, lying lengths, broken chunking, resets). Most runs go through
-``fetchmany.cli.main`` in this process (fast; an exception escaping it is what a user would
-see as a traceback); a few run the installed command as a process.
+``fetchmany.cli.main`` in this process with ``FETCHMANY_DEBUG=1``, so that a bug escapes as
+the exception instead of exit 70 (fast, and it shows where); a few run the installed command
+as a process, and one property drives the library. Every request goes to 127.0.0.1 only.
 
-Profiles: ``ci`` (default) is bounded and deterministic; ``FETCHMANY_PROPERTY_PROFILE=long``
-explores randomly with 25 times as many examples, and ``FETCHMANY_PROPERTY_EXAMPLES=N``
-gives every property N examples (and implies ``long``).
+Open defects the properties found are strict xfail tests at the end of this module; until
+each is fixed the checks step around its exact shape ("known defects", counted as events in
+``--hypothesis-show-statistics``), so the properties keep looking for new ones.
+
+Profiles:
+
+- ``ci`` (the default): a few hundred examples in all, derandomized (the same on every run),
+  about 15 seconds;
+- ``FETCHMANY_PROPERTY_PROFILE=long``: random exploration with 25 times as many examples and
+  no per-test timeout; 5 to 10 minutes on 2 cores, for instance
+  ``FETCHMANY_PROPERTY_PROFILE=long python -m pytest tests/test_properties.py -p no:cacheprovider``;
+- ``FETCHMANY_PROPERTY_EXAMPLES=N``: N examples for every property (implies ``long``), to
+  make a long run shorter or longer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import subprocess
@@ -54,9 +74,10 @@ from hostile_server import WELL_FRAMED, Framing, HostileServer, Reply
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
+from fetchmany import BodyMode, ErrorKind, FetchOptions, fetch_many
 from fetchmany.cli import main
-from fetchmany.records import FIELDS, SAVED_FIELDS, BodyMode, ErrorKind, decode_body
-from fetchmany.retry import RetryPolicy, parse_retry_after
+from fetchmany.fetch.retry import RetryPolicy
+from fetchmany.records import FIELDS, SAVED_FIELDS
 
 # -- profiles ------------------------------------------------------------------------------
 
@@ -139,15 +160,22 @@ def _clean_environment() -> dict[str, str | None]:
     }
 
 
+EXIT_INTERNAL = 70
+"""README "Exit status": a bug in fetchmany, one line on stderr."""
+
+
 def run_in_process(args: Sequence[str], stdin: bytes) -> Outcome:
     """``fetchmany.cli.main``, the console-script entry point, with captured streams.
 
+    ``main`` turns a bug into one line and exit 70; with ``FETCHMANY_DEBUG=1`` (set here)
+    it lets the exception escape instead, so a failure shows where it happened.
     ``main`` always ends in ``SystemExit``; anything else escaping it is a traceback.
     """
     runner = CliRunner()
     crash = None
     code: int | None = None
-    with runner.isolation(input=stdin, env=_clean_environment()) as (out, err, _):
+    env = {**_clean_environment(), "FETCHMANY_DEBUG": "1"}
+    with runner.isolation(input=stdin, env=env) as (out, err, _):
         try:
             main(list(args))
         except SystemExit as exc:
@@ -179,7 +207,8 @@ def run_process(args: Sequence[str], stdin: bytes) -> Outcome:
         check=False,
     )
     stderr = proc.stderr.decode("utf-8", "replace")
-    crash = stderr if "Traceback (most recent call last)" in stderr else None
+    internal = proc.returncode == EXIT_INTERNAL or "internal error" in stderr
+    crash = stderr if internal or "Traceback (most recent call last)" in stderr else None
     return Outcome(proc.returncode, proc.stdout, stderr, crash)
 
 
@@ -325,6 +354,8 @@ RAW_BODIES = st.one_of(
     st.sampled_from(
         [b"", b"{", b"[1,", b"\xef\xbb\xbf{}", b'{"a": 1e999}', b"1" * 25, b"\x00", b"x" * 70000]
     ),
+    # Not JSON, though Python's parser takes them (the second also forces its slow path).
+    st.sampled_from([b'{"a": NaN}', b"[-Infinity, 12345678901234567890]"]),
 )
 CODINGS = st.sampled_from(
     [b"gzip", b"deflate", b"br", b"zstd", b"identity", b"x-garbage", b"gzip, deflate", b"GZIP"]
@@ -332,9 +363,11 @@ CODINGS = st.sampled_from(
 
 
 @st.composite
-def encoded_bodies(draw: st.DrawFn) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def encoded_bodies(
+    draw: st.DrawFn, raws: st.SearchStrategy[bytes] = RAW_BODIES
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """A body and the Content-Encoding headers sent with it (encoded, not, or broken)."""
-    raw = draw(RAW_BODIES)
+    raw = draw(raws)
     if draw(st.integers(0, 2)):
         return [], raw
     codings = draw(st.lists(CODINGS, min_size=1, max_size=2))
@@ -392,8 +425,8 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def is_plain(reply: Reply) -> bool:
-    """A reply any HTTP client must read back exactly: its status, and its body as sent."""
-    names = {name.lower() for name, _ in reply.headers}
+    """A reply any HTTP client must read back exactly: its status, and its body as sent
+    once its Content-Encoding is undone (``decoded_body``)."""
     return (
         reply.version == b"HTTP/1.1"
         and not reply.interim
@@ -402,10 +435,164 @@ def is_plain(reply: Reply) -> bool:
         and reply.cut_after is None
         and not 300 <= reply.status < 400
         and reply.status != 204
-        and b"content-encoding" not in names
         and all(_TOKEN.match(name) and len(value) < 8000 for name, value in reply.headers)
         and all(not re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", v) for _, v in reply.headers)
     )
+
+
+class Undecodable:
+    """A body its Content-Encoding cannot have produced: cut short, corrupt, or in a
+    coding no decoder here knows. README "Records": then ``ok`` is false."""
+
+    def __repr__(self) -> str:
+        return "UNDECODABLE"
+
+
+UNDECODABLE = Undecodable()
+
+
+def _header_values(reply: Reply, name: bytes) -> list[bytes]:
+    return [value for key, value in reply.headers if key.lower() == name]
+
+
+def _no_decoder(coding: str) -> bool:
+    """True when this client has no decoder for ``coding`` (then nothing can decode it)."""
+    try:
+        from aiohttp import compression_utils
+    except ImportError:  # pragma: no cover
+        return False
+    has = {"br": "HAS_BROTLI", "zstd": "HAS_ZSTD"}[coding]
+    return not getattr(compression_utils, has, True)
+
+
+def decoded_body(reply: Reply) -> bytes | Undecodable | None:
+    """What a client must make of a reply's body, an oracle independent of fetchmany.
+
+    Content codings are listed in the order they were applied (RFC 9110, 8.4), in one
+    header or several, and are undone in reverse: the decoded bytes; ``UNDECODABLE``
+    when a coding is unknown or the data is corrupt or stops before the end of its
+    compressed stream; ``None`` (no claim) where clients reasonably differ: an empty
+    body, bytes after the end of a compressed stream, a coding with a decoder that
+    random bytes might satisfy.
+    """
+    codings = [
+        token.strip().lower().decode("latin-1")
+        for value in _header_values(reply, b"content-encoding")
+        for token in value.split(b",")
+    ]
+    codings = [coding for coding in codings if coding not in ("", "identity")]
+    data = reply.body
+    if not codings:
+        return data
+    if not data:
+        return None
+    for coding in reversed(codings):
+        if coding in ("br", "zstd"):
+            return UNDECODABLE if _no_decoder(coding) else None
+        if coding == "gzip":
+            wbits = 16 + zlib.MAX_WBITS
+        elif coding == "deflate":  # zlib format; raw deflate is widely accepted too
+            wbits = zlib.MAX_WBITS if data and data[0] & 0x0F == 8 else -zlib.MAX_WBITS
+        else:
+            return UNDECODABLE
+        decoder = zlib.decompressobj(wbits)
+        try:
+            out = decoder.decompress(data)
+        except zlib.error:
+            return UNDECODABLE
+        if not decoder.eof:
+            return UNDECODABLE  # the stream stops short of its end
+        if decoder.unused_data:
+            return None
+        data = out
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is beyond a double")
+    return value
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, no number beyond a double."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(0xD800 <= ord(char) <= 0xDFFF for char in value)
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False
+
+
+def is_json_reply(reply: Reply) -> bool | None:
+    """Whether the reply's one Content-Type is a JSON type; None if that is not clear."""
+    types = _header_values(reply, b"content-type")
+    if len(types) != 1 or not types[0].isascii():
+        return None
+    media = types[0].partition(b";")[0].strip().lower()
+    return media in (b"application/json", b"text/json") or media.endswith(b"+json")
+
+
+# -- known defects ----------------------------------------------------------------------------
+# Each open defect the properties found has a strict xfail reproduction at the end of this
+# module. Until it is fixed, the checks step around exactly its shape (and count it with
+# ``event``) so that the properties go on looking for new ones. When a fix lands, its xfail
+# passes, strict makes that a failure, and the mark and the step-around here go together.
+
+
+def known_coding_defect(reply: Reply) -> str | None:
+    """The known defect a record for this reply may show, if its Content-Encoding has the
+    shape of one: a record that is ok for an undecodable body, or whose body is still
+    coded."""
+    tokens = [
+        token.strip().lower()
+        for value in _header_values(reply, b"content-encoding")
+        for token in value.split(b",")
+    ]
+    if len(tokens) > 1:
+        return "a list of Content-Encodings left undone"  # test_defect_coding_list_*
+    if tokens and tokens[0] not in (b"gzip", b"deflate", b"br", b"zstd", b"identity", b""):
+        return "an unknown Content-Encoding passed through"  # test_defect_unknown_coding_*
+    if tokens == [b"gzip"]:
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        with contextlib.suppress(zlib.error):
+            decoder.decompress(reply.body)
+            if not decoder.eof:
+                return "a gzip body cut short is ok"  # test_defect_truncated_gzip_is_ok
+    return None
+
+
+_USERINFO = re.compile(r"(?i)^https?://([^/?#]*)@")
+
+
+def known_unexpected_defect(error: dict[str, str], text: str) -> str | None:
+    """The known defect an ``unexpected`` error is, if it is one (CSV has no message: then
+    the item's text tells)."""
+    userinfo = _USERINFO.match(text)
+    beyond = userinfo is not None and any(ord(c) > 0xFF for c in userinfo.group(1))
+    if beyond or "'latin-1' codec can't encode" in error.get("message", ""):
+        return "credentials beyond Latin-1 are unexpected"  # test_defect_credentials_beyond_*
+    return None
+
+
+def known_json_defect(text: str) -> str | None:
+    """The known defect a body taken as JSON, though it is not, is: NaN, Infinity or a
+    number beyond a double, which Python's parser takes (test_defect_json_nan_infinity)."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return "NaN or Infinity taken as JSON"
 
 
 # -- what the input holds --------------------------------------------------------------------
@@ -479,6 +666,7 @@ FRAGMENTS = st.sampled_from(
         b"http://127.0.0.1:1/",
         b"https://127.0.0.1:{PORT}/",
         b"http://user:secret@127.0.0.1:{PORT}/r/0/",
+        "http://\u0100:p\u00e9@127.0.0.1:{PORT}/r/0/".encode(),  # credentials beyond Latin-1
         b"http://127.0.0.1:{PORT}/r/0/" + b"a" * 70000,
         b"b" * 70000,
         b"\xe2\x80\xa8",  # LINE SEPARATOR: a line break to str.splitlines, not to bytes
@@ -638,8 +826,11 @@ class Invocation:
         """The fields every record must have, in order; None where it is not pinned down."""
         if self.fields is not None:
             return self.fields
+        saved = SAVED_FIELDS if self.save else ()
         if self.picks:
-            return None
+            body = ("body",) if self.body is not None and not self.save else ()
+            names = (name for name, _ in self.picks)
+            return ("input", *names, *saved, "ok", "status", "error", *body)
         if self.save:
             return (*(name for name in FIELDS if name != "body"), *SAVED_FIELDS)
         return FIELDS
@@ -662,8 +853,17 @@ def invocations(draw: st.DrawFn, template: bool | None = None) -> Invocation:
     save = draw(st.integers(0, 5)) == 0
     fields = None
     if draw(st.integers(0, 3)) == 0:
-        names = [*FIELDS, *(name for name, _ in picks), *(SAVED_FIELDS if save else ())]
-        fields = tuple(draw(st.lists(st.sampled_from(names), min_size=1, unique=True)))
+        # --fields must name every --pick, and cannot ask for a body that --save-dir sends
+        # to files (both usage errors, README "Extraction"): draw among what is allowed.
+        pick_names = [name for name, _ in picks]
+        names = [
+            *(name for name in FIELDS if not (save and name == "body")),
+            *(SAVED_FIELDS if save else ()),
+        ]
+        chosen = draw(st.lists(st.sampled_from(names), min_size=0 if picks else 1, unique=True))
+        for name in pick_names:
+            chosen.insert(draw(st.integers(0, len(chosen))), name)
+        fields = tuple(chosen)
     use_template = draw(st.booleans()) if template is None else template
     chosen_template = None
     if use_template:
@@ -822,9 +1022,9 @@ def parse_records(fmt: str, data: bytes, fields: tuple[str, ...] | None) -> list
     text = data.decode("utf-8")  # strict: the output is UTF-8
     if fmt == "jsonl":
         assert text == "" or text.endswith("\n"), "JSON Lines output does not end a line"
-        records = [json.loads(line) for line in text.split("\n")[:-1]]
+        records = [strict_json(line) for line in text.split("\n")[:-1]]
     elif fmt == "json":
-        records = json.loads(text)
+        records = strict_json(text)
         assert isinstance(records, list), "JSON output is not an array"
     else:
         csv.field_size_limit(sys.maxsize)  # a 70 kB URL is one cell: read it, do not refuse it
@@ -884,6 +1084,10 @@ def check_records(
         check_record(record, items[position], inv, by_text, saved_in)
 
 
+def b64decode(text: str | None) -> bytes:
+    return base64.b64decode(text or "", validate=True)
+
+
 def check_saved(record: dict[str, Any], saved_in: Path | None) -> None:
     """A saved body is a whole file in the save directory, matching its hash and size."""
     assert saved_in is not None, f"a path without --save-dir: {record}"
@@ -906,6 +1110,9 @@ def check_record(
     error = record.get("error")
     kind = error["kind"] if error else None
     assert kind is None or kind in KINDS, f"unknown error kind {kind!r}"
+    if kind == "unexpected" and (defect := known_unexpected_defect(error, item.text)):
+        event(f"known defect: {defect}")
+        return
     assert kind != "unexpected", f"README: 'unexpected' is a bug, please report it: {error}"
     if "status" in record or "error" in record:
         event(f"outcome: {kind or record.get('status')}")
@@ -934,7 +1141,7 @@ def check_record(
     if "body" in record and inv.body == "none":
         assert record["body"] is None, "--body none, yet a body"
     if "body" in record and inv.body == "base64" and record["body"] is not None:
-        raw = base64.b64decode(record["body"], validate=True)
+        raw = b64decode(record["body"])
         if "size" in record:
             assert len(raw) == record["size"], f"base64 body of {len(raw)} bytes, size {record}"
     fetched = item.is_url or inv.template is not None
@@ -945,16 +1152,82 @@ def check_record(
         return  # a plain reply may still miss a deadline of a few milliseconds
     if inv.method is not None:
         return  # HEAD has no body, and a body sent anyway spoils the next response
+    expected = decoded_body(reply)
+    if expected is None:
+        return
+    if isinstance(expected, Undecodable):
+        # README "Records": ok only when nothing is wrong with the body.
+        event("an undecodable body checked")
+        codings = _header_values(reply, b"content-encoding")
+        if record.get("ok") and (defect := known_coding_defect(reply)):
+            event(f"known defect: {defect}")
+            return
+        if "ok" in record:
+            assert record["ok"] is False, f"Content-Encoding {codings} cannot give this body"
+        return
     # A well-formed answer to a plain request: it must come back as sent.
     event("a plain reply checked strictly")
+    if (defect := known_coding_defect(reply)) and not _shows_body(record, expected, inv):
+        event(f"known defect: {defect}")
+        return
     if "status" in record:
         assert record["status"] == reply.status, f"status {record['status']} for {reply.status}"
     if "size" in record:
-        assert record["size"] == len(reply.body), f"size {record['size']}, {len(reply.body)} sent"
+        assert record["size"] == len(expected), f"size {record['size']}, {len(expected)} sent"
     if inv.body in ("base64", "none") and "error" in record:
         assert error is None, f"a plain {reply.status} response gave {error}"
     if inv.body == "base64" and "body" in record:
-        assert base64.b64decode(record["body"] or "") == reply.body, "body differs from sent"
+        assert b64decode(record["body"]) == expected, "body differs from sent"
+    check_json_body(record, reply, expected, inv)
+
+
+def _shows_body(record: dict[str, Any], body: bytes, inv: Invocation) -> bool:
+    """The record shows it read exactly ``body``: by its size, and its base64 if it has it."""
+    if "size" not in record or record["size"] != len(body):
+        return False
+    return inv.body != "base64" or "body" not in record or b64decode(record["body"]) == body
+
+
+def check_json_body(record: dict[str, Any], reply: Reply, sent: bytes, inv: Invocation) -> None:
+    """README "--body": JSON types (or any body, with --body json) become the parsed value,
+    and a body that does not parse keeps its text with an ``invalid_json`` error. The oracle
+    is the stdlib's strict RFC 8259 parser: NaN, Infinity and numbers beyond a double are
+    not JSON, so no record may hold them as if they were (a writer cannot put them out)."""
+    if "body" not in record or inv.format == "csv":
+        return
+    mode = inv.body or "auto"
+    if mode == "auto":
+        if not is_json_reply(reply):
+            return
+        if not sent:
+            assert record["body"] is None, f"an empty JSON body became {record['body']!r}"
+            return
+    elif mode != "json":
+        return
+    try:
+        text = sent.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    error = record.get("error")
+    try:
+        value = strict_json(text)
+    except (ValueError, RecursionError):
+        event("a JSON body that does not parse")
+        if "error" in record and error is None and (defect := known_json_defect(text)):
+            event(f"known defect: {defect}")
+            return
+        if "error" in record:
+            assert error is not None, (
+                f"{sent[:80]!r} is not JSON, yet the body is {record['body']!r}"
+            )
+            assert error["kind"] == "invalid_json", f"{sent[:80]!r} is not JSON: {error}"
+        return
+    if _has_surrogate(value):
+        return
+    event("a JSON body compared")
+    assert record["body"] == value, f"body {record['body']!r}, sent {sent[:80]!r}"
+    if "error" in record:
+        assert error is None, f"{sent[:80]!r} parses, yet {error}"
 
 
 def check_outcome(trial: Trial, inv: Invocation, outcome: Outcome, rendered: Rendered) -> None:
@@ -962,7 +1235,8 @@ def check_outcome(trial: Trial, inv: Invocation, outcome: Outcome, rendered: Ren
     items = expected_items(trial.inputs)
     event(f"items: {min(len(items), 5)}{'+' if len(items) >= 5 else ''}")
     output = trial.output
-    if output is not None and trial.previous is not None and outcome.crash is not None:
+    failed = outcome.crash is not None or outcome.exit_code not in (0, 1)
+    if output is not None and trial.previous is not None and failed:
         assert output.read_bytes() == trial.previous, "a failed run replaced the previous -o file"
     assert outcome.crash is None, f"traceback:\n{outcome.describe()}"
     assert "Traceback" not in outcome.stderr, f"traceback on stderr:\n{outcome.describe()}"
@@ -1115,6 +1389,69 @@ def crowds(draw: st.DrawFn) -> tuple[list[Reply], list[tuple[bool, list[Line], b
     return replies_list, [(False, pattern * repeat, True)]
 
 
+@st.composite
+def well_formed(draw: st.DrawFn) -> tuple[list[Reply], list[tuple[bool, list[Line], bool]]]:
+    """Replies any client must read back (``is_plain``), with drawn content types, bodies
+    and content codings (some broken): where the hostile script rarely lands."""
+    replies_list = []
+    for _ in range(draw(st.integers(1, 3))):
+        json_body = JSON_VALUES.map(_json_text)
+        codings, body = draw(encoded_bodies(st.one_of(json_body, json_body, RAW_BODIES)))
+        json_type = st.sampled_from([b"application/json", b"application/json; charset=utf-8"])
+        headers = [(b"Content-Type", draw(json_type | content_types())), *codings]
+        replies_list.append(
+            Reply(
+                status=draw(st.sampled_from([200, 200, 200, 201, 299, 404, 418, 500])),
+                headers=tuple(headers),
+                body=body,
+                framing=draw(st.sampled_from([Framing.LENGTH, Framing.CHUNKED])),
+                chunk_size=draw(st.integers(1, 40)),
+                keep_alive=draw(st.booleans()),
+            )
+        )
+    lines = st.builds(Ref, reply=st.integers(0, len(replies_list) - 1), before=BEFORE, after=AFTER)
+    return replies_list, draw(sources_of(lines, 4, min_lines=1))
+
+
+@st.composite
+def reading_invocations(draw: st.DrawFn) -> Invocation:
+    """Any invocation that lets a reply be checked strictly; half of them keep every field
+    and parse bodies, so that the body itself is compared."""
+    inv = dataclasses.replace(draw(invocations()), timeout="2", method=None, max_body_size=None)
+    if draw(st.booleans()):
+        inv = dataclasses.replace(
+            inv,
+            picks=(),
+            fields=None,
+            save=False,
+            body=draw(st.sampled_from([None, "auto", "json"])),
+            fmt=draw(st.sampled_from([None, "jsonl", "json"])),
+            output=draw(st.sampled_from([None, "out.jsonl", "out.json"])),
+        )
+        inv = dataclasses.replace(inv, previous=inv.previous and inv.output is not None)
+    return inv
+
+
+@bounded
+@budget(60)
+@given(script=well_formed(), inv=reading_invocations())
+@example(
+    script=_one(
+        Reply(headers=((b"Content-Encoding", b"gzip"),), body=gzip.compress(b"hello", mtime=0)[:-8])
+    ),
+    inv=Invocation(),
+).via("known defect: a gzip body cut short is ok")
+def test_a_well_formed_reply_comes_back_as_sent(
+    hostile: HostileServer,
+    script: tuple[list[Reply], list[tuple[bool, list[Line], bool]]],
+    inv: Invocation,
+) -> None:
+    """Status, size and body as the server meant them, after undoing content codings; a body
+    they cannot produce is not ok; JSON is parsed exactly, or reported as invalid_json."""
+    replies_list, sources = script
+    execute(hostile, replies_list, sources, inv)
+
+
 @bounded
 @budget(10)
 @given(script=crowds(), inv=invocations())
@@ -1147,9 +1484,12 @@ def test_the_installed_command_keeps_the_promises(
 
 # -- request bodies ------------------------------------------------------------------------------
 
+# README "Placeholders are encoded for where they land": outside a string {id} becomes a
+# JSON string, inside one the value is escaped for it, and a bare {} is an empty object.
 JSON_BODY_TEMPLATES: dict[str, Any] = {
     '{"id": {id}}': lambda v: {"id": v},
-    '{"id": {}, "n": 1}': lambda v: {"id": v, "n": 1},
+    '{"id": "{}", "n": 1}': lambda v: {"id": v, "n": 1},
+    '{"name": "item {id}!", "opts": {}}': lambda v: {"name": f"item {v}!", "opts": {}},
     '{"a": {"b": {id}}}': lambda v: {"a": {"b": v}},
     '[{id}, {"k": "v"}]': lambda v: [v, {"k": "v"}],
 }
@@ -1209,36 +1549,151 @@ def test_a_request_body_carries_each_item_intact(
             assert got == want, f"{record['input']!r}: body {request.body!r}"
 
 
-# -- unit properties: the pieces a hostile response reaches directly ----------------------------
+# -- the library: fetchmany.fetch_many keeps the same promises -------------------------------
+
+LIBRARY_TAILS = ["", "/", "?q={id}", "/{}/"]
+_LIBRARY_URL = re.compile(r"(?i)^https?://")
+
+
+def library_text() -> st.SearchStrategy[str]:
+    """Any str, lone surrogates included (``st.text`` leaves them out by default, and rarely
+    draws them when let): surrogates of both kinds, controls and separators are mixed in."""
+    odd = st.sampled_from(
+        ["\ud800", "\udfff", "\udc80", "\udcff", "\x00", "\t", "\u2028", "\ufeff"]
+    )
+    # Not st.text(alphabet): it folds the alphabet into code point ranges and drops these.
+    return st.lists(st.characters(exclude_categories=()) | odd, max_size=8).map("".join)
+
+
+def confine_text(text: str) -> str:
+    return confine(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
+
+
+def shown(text: str) -> str:
+    """README "Records": ``input`` is the item, bytes that are not UTF-8 (kept by Python as
+    U+DC80..U+DCFF) shown as ``\\xNN``; any other lone surrogate, which no byte gives, as its
+    escape ``\\uXXXX``."""
+    return "".join(
+        f"\\x{ord(c) - 0xDC00:02x}"
+        if 0xDC80 <= ord(c) <= 0xDCFF
+        else f"\\u{ord(c):04x}"
+        if 0xD800 <= ord(c) <= 0xDFFF
+        else c
+        for c in text
+    )
+
+
+def _other_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF and not 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+async def _library_records(items: list[str], options: Any, template: str | None) -> list[Any]:
+    return [record async for record in fetch_many(items, options, template=template)]
 
 
 @bounded
-@budget(150)
+@budget(60)
 @given(
-    raw=st.binary(max_size=64),
-    content_type=st.one_of(
-        content_types().map(lambda b: b.decode("utf-8", "surrogateescape")), st.text()
-    ),
+    script=well_formed(),
+    extra=st.lists(library_text().map(confine_text), max_size=3),
+    template=st.none() | st.sampled_from(LIBRARY_TAILS),
     mode=st.sampled_from(BodyMode),
+    ordered=st.booleans(),
+    data=st.data(),
 )
-def test_decoding_a_body_never_raises(raw: bytes, content_type: str, mode: BodyMode) -> None:
-    """README: unknown charsets decode as UTF-8 with replacement characters; nothing raises."""
-    decoded = decode_body(raw, content_type, mode)
-    json.dumps(decoded.value)  # and what comes out can be written as a record
+@example(
+    script=_one(Reply(body=b"x")),
+    extra=["\ud800"],
+    template="",
+    mode=BodyMode.AUTO,
+    ordered=True,
+    data=None,
+).via("known defect: a lone surrogate in library input")
+def test_the_library_gives_one_record_per_item(
+    hostile: HostileServer,
+    script: tuple[list[Reply], list[tuple[bool, list[Line], bool]]],
+    extra: list[str],
+    template: str | None,
+    mode: BodyMode,
+    ordered: bool,
+    data: st.DataObject | None,
+) -> None:
+    """``fetch_many`` over any str items (every one an item, nothing stripped or skipped),
+    with or without a template: one record each, in order unless unordered, each one the
+    CLI would write, and a reply read back as the server sent it."""
+    replies_list, sources = script
+    urls = hostile.script(replies_list)
+    refs_ = [line for _, lines, _ in sources for line in lines if isinstance(line, Ref)]
+    by_text: dict[bytes, Reply] = {}
+    items: list[str] = []
+    for ref in refs_:
+        text = (
+            urls[ref.reply].rstrip("/").rsplit("/", 1)[1]
+            if template is not None
+            else urls[ref.reply]
+        )
+        by_text[text.encode()] = replies_list[ref.reply]
+        items.append(text)
+    for text in extra:
+        position = data.draw(st.integers(0, len(items))) if data is not None else len(items)
+        items.insert(position, text)
+    options = FetchOptions(
+        timeout=2,
+        body=mode,
+        ordered=ordered,
+        limit=3,
+        env_proxy=False,
+        retry=RetryPolicy(retries=0),
+    )
+    full = None if template is None else f"{hostile.base}/r/{{}}{template}"
+    try:
+        records = asyncio.run(_library_records(items, options, full))
+    except UnicodeEncodeError as exc:
+        if "surrogates not allowed" in str(exc) and any(map(_other_surrogate, items)):
+            event("known defect: a lone surrogate in library input")
+            return
+        raise
+    written = []
+    for record in records:
+        try:
+            line = json.dumps(record.to_dict(), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            event("known defect: NaN or Infinity taken as JSON")
+            line = json.dumps(record.to_dict(), ensure_ascii=False)
+        line.encode("utf-8")  # strict: a writer must be able to put it out
+        written.append(json.loads(line))
+    expected = [
+        Expected(shown(text), text.encode("utf-8", "surrogatepass"), bool(_LIBRARY_URL.match(text)))
+        for text in items
+    ]
+    inv = Invocation(body=mode.value, template=full, unordered=not ordered, retries=0, fmt="jsonl")
+    check_records(written, expected, inv, by_text)
 
 
 @bounded
-@budget(150)
+@budget(40)
 @given(
-    value=st.one_of(RETRY_AFTER.map(lambda b: b.decode("utf-8", "surrogateescape")), st.text()),
+    value=st.one_of(
+        RETRY_AFTER | st.just(b"3"),  # 3 s, were --max-backoff not its cap
+        _HEADER_TEXT,
+        st.text(max_size=12).map(lambda t: t.encode().replace(b"\r", b"").replace(b"\n", b"")),
+    ),
     status=st.sampled_from([429, 503]),
 )
-def test_any_retry_after_gives_a_bounded_wait(value: str, status: int) -> None:
-    """A server's Retry-After, whatever it holds, gives a wait within --max-backoff."""
-    parse_retry_after(value)
-    wait = RetryPolicy(retries=1, max_backoff=0.01).delay(1, "GET", status, None, value)
-    assert wait is not None
-    assert 0 <= wait <= 0.01
+def test_any_retry_after_gives_a_bounded_wait(
+    hostile: HostileServer, value: bytes, status: int
+) -> None:
+    """README "Politeness": a 429/503's Retry-After is honoured up to --max-backoff, and one
+    that means nothing is ignored: whatever it holds, the retry comes soon and nothing breaks."""
+    reply = Reply(status=status, headers=((b"Retry-After", value),), body=b"busy")
+    args = ["--retries", "1", "--backoff", "0.001", "--max-backoff", "0.01"]
+    outcome = _one_line_run(hostile, reply, args)
+    assert outcome.crash is None, outcome.describe()
+    assert outcome.exit_code == 1, outcome.describe()
+    (record,) = parse_records("jsonl", outcome.stdout, FIELDS)
+    assert record["attempts"] == 2, record
+    assert record["status"] in (status, None), record
+    assert record["elapsed_ms"] < 1500, f"waited {record['elapsed_ms']} ms for {value!r}"
 
 
 def _url_texts() -> st.SearchStrategy[bytes]:
@@ -1249,6 +1704,90 @@ def _url_texts() -> st.SearchStrategy[bytes]:
         st.sampled_from([b"\t", b"\x00", b"\x01", b"\x1b", b"\x7f", b"\x0b", b"\r"]),
         st.binary(max_size=6).map(lambda b: b.replace(b"\n", b"")),
     ).map(lambda parts: (parts[0] + parts[1] + parts[2] + parts[3] + b"x").replace(b"\n", b""))
+
+
+# Hosts: whatever a URL line may name. Each run has --proxy pointing at the hostile server,
+# so no name is ever looked up or contacted: every request goes to 127.0.0.1, which answers
+# an absolute-form request it was not scripted for with a 404.
+HOSTS = st.one_of(
+    st.sampled_from(
+        [
+            "xn--zz",
+            "xn--",
+            "xn--a.example",
+            "xn--ls8h.test",
+            "a..b",
+            "-a-.test",
+            "a_b.test",
+            "straße.test",
+            "例え.テスト",
+            "İ.test",
+            "a\u200db.test",
+            "%41.test",
+            "[::1]",
+            "[zz]",
+            "999.1.1.1",
+            "0x7f.1",
+            "a" * 64 + ".test",
+            ".".join(["a" * 63] * 5),
+            "a:99999",
+            "a:-1",
+            "@",
+            "a b",
+            "\u3002test",
+        ]
+    ),
+    st.lists(
+        st.characters(exclude_categories=("Cs",), exclude_characters="\n\r/?#") | st.just("."),
+        min_size=1,
+        max_size=12,
+    ).map("".join),
+)
+
+
+@bounded
+@budget(30)
+@given(hosts=st.lists(HOSTS, min_size=1, max_size=4))
+@example(hosts=["xn--zz"]).via("known defect: an IDNA-invalid host crashes the run")
+def test_any_host_gives_a_record(hostile: HostileServer, hosts: list[str]) -> None:
+    """A URL line naming any host: one record each, never a crash (and, through the proxy,
+    only ever a request to 127.0.0.1)."""
+    stdin = b"".join(b"http://" + host.encode("utf-8") + b"/x\n" for host in hosts)
+    items = expected_items([stdin])
+    before = len(hostile.hits.requests)
+    args = ["-q", "--retries", "0", "--timeout", "2", "--proxy", hostile.base]
+    outcome = run_in_process(args, stdin)
+    if outcome.crash is not None and "'idna' codec failed" in outcome.crash:
+        event("known defect: an IDNA-invalid host crashes the run")
+        return  # test_defect_idna_invalid_host
+    assert outcome.crash is None, outcome.describe()
+    assert outcome.exit_code in (0, 1), outcome.describe()
+    records = parse_records("jsonl", outcome.stdout, FIELDS)
+    assert [record["index"] for record in records] == list(range(len(items)))
+    assert [record["input"] for record in records] == [item.text for item in items]
+    for record in records:
+        kind = record["error"]["kind"] if record["error"] else None
+        event(f"outcome: {kind or record['status']}")
+        assert kind in KINDS | {None}, record
+        if kind == "unexpected" and (defect := known_unexpected_defect(record["error"], "")):
+            event(f"known defect: {defect}")
+            continue
+        assert kind != "unexpected", record
+        if record["status"] == 400 and " " in (record["url"] or ""):
+            event("known defect: a host with a space is requested")
+            continue  # test_defect_a_host_with_a_space_is_requested
+        # 400: the request line did not have three parts (hostile_server.BAD_REQUEST).
+        assert record["status"] in (None, 404), f"only the proxy answers, with 404: {record}"
+    answered = sum(record["status"] == 404 for record in records)
+    assert len(hostile.hits.requests) - before >= answered, "a 404 that 127.0.0.1 did not send"
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _has_control(text: str) -> bool:
@@ -1267,6 +1806,9 @@ def test_a_url_with_control_characters_is_invalid(url: bytes) -> None:
     (record,) = parse_records("jsonl", outcome.stdout, FIELDS)
     if _has_control(stripped.decode("utf-8", "surrogateescape")):
         assert record["error"] is not None
+        if record["error"]["kind"] != "invalid_url" and not is_utf8(stripped):
+            event("known defect: a control character after a non-UTF-8 byte is requested")
+            return  # test_defect_control_character_after_a_non_utf8_byte_is_requested
         assert record["error"]["kind"] == "invalid_url", f"{url!r} was requested: {record}"
 
 
@@ -1325,18 +1867,3 @@ def test_kept_text_that_is_not_unicode_reaches_no_writer(
     assert outcome.crash is None, outcome.describe()
     (record,) = parse_records(fmt, outcome.stdout, FIELDS)
     assert record["status"] == 200
-
-
-def test_kept_an_input_file_that_vanishes_is_not_a_traceback(
-    hostile: HostileServer, tmp_path: Path
-) -> None:
-    """The second input is removed while the first is fetched (it is opened only when reached)."""
-    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
-    urls = hostile.script([Reply(body=b"x", before=second.unlink), Reply(body=b"y")])
-    # Two items fill the window of one; the padding keeps the reader in the first file.
-    first.write_bytes("\n".join(urls).encode() + b"\n" + b"# padding\n" * 100_000)
-    second.write_bytes(b"not a url\n")
-    args = ["-q", "--limit", "1", "--window", "1", str(first), str(second)]
-    outcome = run_in_process(args, b"")
-    assert outcome.crash is None, outcome.describe()
-    assert "Traceback" not in outcome.stderr, outcome.describe()
