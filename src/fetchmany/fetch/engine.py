@@ -7,8 +7,9 @@ Guarantees:
   common path has exactly as many workers as request slots. The hard cap on
   requests in flight is the fetch's business (``limits.py``);
 - the items started but not yet handed to the consumer (the window) are bounded in
-  bytes: each costs ``ITEM_COST`` from its start, plus what its finished result
-  costs (``cost``, e.g. the encoded record a writer will write) once complete.
+  bytes: each costs ``ITEM_COST`` from its start until its result exists, then
+  what that result costs (``cost``, e.g. the encoded record a writer will write):
+  the item itself is let go once fetched.
   When the budget (``window_bytes``) is spent, or ``window`` items are out (an
   optional count cap), no new item starts; so memory stays bounded while one slow
   request holds up ordered output, and a fast run is never held back by a count
@@ -209,7 +210,7 @@ class Engine(Generic[T]):
                 try:
                     result = finish(await fetch(item))
                     size = cost(result)
-                    self._held += size
+                    self._held += size - ITEM_COST  # the item is let go; its result held
                     self._finished += 1
                     self._cost_sum += size
                     self._cost_count += 1
@@ -255,7 +256,7 @@ class Engine(Generic[T]):
     def _release(self, count: int, held: int, results: int) -> None:
         self._in_window -= count
         self._finished -= results
-        self._held -= held + count * ITEM_COST
+        self._held -= held + (count - results) * ITEM_COST  # results' items already left
         self._handed_out += count
         self._make_room()
 
