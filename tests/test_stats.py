@@ -38,3 +38,20 @@ def test_outcomes_failures_and_latency() -> None:
 def test_labels() -> None:
     assert outcome_label(Record(0, "a", "u", status=503)) == "5xx"
     assert outcome_label(Record(0, "a", "u")) == "no_response"
+
+
+def test_first_byte_percentiles_come_from_timings() -> None:
+    from fetchmany.output.progress import summary_lines
+
+    stats = RunStats()
+    records = [
+        Record(i, "x", "http://h.test/", ok=True, status=200, elapsed_ms=5.0) for i in range(3)
+    ]
+    for record, ttfb in zip(records, (1.0, 2.0, 40.0), strict=True):
+        record.timings = {"ttfb_ms": ttfb, "total_ms": ttfb + 1}
+    stats.add(records)
+    assert stats.ttfb.count == 3
+    assert any(line.startswith("  first byte p50") for line in summary_lines(stats, False))
+    plain = RunStats()
+    plain.add([Record(0, "x", "http://h.test/", ok=True, status=200, elapsed_ms=5.0)])
+    assert not any("first byte" in line for line in summary_lines(plain, False))

@@ -192,6 +192,12 @@ def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
             f"  latency p50 {format_ms(latency.percentile(50))} · "
             f"p95 {format_ms(latency.percentile(95))} · max {format_ms(latency.max)}"
         )
+    if stats.ttfb.count:
+        ttfb = stats.ttfb
+        lines.append(
+            f"  first byte p50 {format_ms(ttfb.percentile(50))} · "
+            f"p95 {format_ms(ttfb.percentile(95))} · max {format_ms(ttfb.max)}"
+        )
     if stats.settled:
         hosts = sorted(stats.settled.items(), key=lambda kv: -kv[1][1])
         overloads = sum(count for _, count in stats.settled.values())

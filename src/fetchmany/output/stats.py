@@ -74,6 +74,8 @@ class RunStats:
     ok: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    ttfb: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """With --timings: time to first byte of the final attempts."""
     failures: list[Sample] = field(default_factory=list)
     keep_failures: int = 3
     limit: int | None = None
@@ -102,6 +104,8 @@ class RunStats:
                 self.failures.append(Sample(record.input, label, message))
             if record.elapsed_ms is not None:
                 self.latency.add(record.elapsed_ms)
+            if record.timings is not None and (ttfb := record.timings.get("ttfb_ms")) is not None:
+                self.ttfb.add(ttfb)
 
     def finish(self) -> None:
         self.finished = time.monotonic()
