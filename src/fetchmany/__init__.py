@@ -21,10 +21,11 @@ from fetchmany._version import __version__
 
 if TYPE_CHECKING:
     from fetchmany.api import fetch_many
-    from fetchmany.options import FetchOptions
+    from fetchmany.options import Adaptive, FetchOptions
     from fetchmany.records import BodyMode, ErrorKind, FetchError, Record
 
 __all__ = [
+    "Adaptive",
     "BodyMode",
     "ErrorKind",
     "FetchError",
@@ -36,6 +37,7 @@ __all__ = [
 
 _LAZY = {
     "FetchOptions": "fetchmany.options",
+    "Adaptive": "fetchmany.options",
     "BodyMode": "fetchmany.records",
     "ErrorKind": "fetchmany.records",
     "FetchError": "fetchmany.records",
