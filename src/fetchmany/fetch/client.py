@@ -142,6 +142,7 @@ class Client:
         )
         self._save = SaveDir(options.save_dir, options.save_name) if options.save_dir else None
         self._adaptive = options.adaptive is not None
+        self._by_host = self._adaptive or options.per_host is not None  # limits keyed by host
 
     async def attempt(self, item: Item, target: URL) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
@@ -242,7 +243,7 @@ class Client:
             return Record(item.index, item.input, item.url, error=item.error)
         options = self._options
         limits = self._limits
-        host = host_key(target)
+        host = host_key(target) if self._by_host else ""
         started = 0.0
         attempt = 0
         while True:
