@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LoopbackServer, jsonl, run_cli
+from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
 
 from fetchmany.input.sources import Shard
 from fetchmany.output.merge import MergeError, merged, open_part
@@ -137,10 +138,61 @@ def test_a_part_out_of_order_or_without_indexes_is_refused(tmp_path: Path, conte
         list(merged([open_part(str(part))]))
 
 
-def test_a_torn_last_line_of_an_interrupted_shard_is_left_out(tmp_path: Path) -> None:
-    part = tmp_path / "p.jsonl"
-    part.write_text('{"index": 0}\n{"index": 1}\n{"ind')
-    assert [r["index"] for r in merged([open_part(str(part))])] == [0, 1]
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("p.jsonl", '{"index": 0}\n{"index": 1}\n{"ind'),
+        ("p.json", '[\n{"index": 0},\n{"index": 1}'),  # no closing bracket: never finished
+        ("p.csv", "index,ok\r\n0,true\r\n1,tr"),
+    ],
+)
+def test_a_part_cut_short_is_an_error_unless_gaps_are_allowed(
+    tmp_path: Path, name: str, content: str
+) -> None:
+    part = tmp_path / name
+    part.write_text(content, newline="")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("--merge", str(part), "-o", str(out))
+    assert result.returncode == 1
+    assert f"{part} ends in a torn record" in result.stderr
+    assert not out.exists()
+    allowed = run_cli("--merge", "--allow-gaps", str(part), "-o", str(out))
+    assert allowed.returncode == 0
+    assert [r["index"] for r in jsonl(out.read_bytes())] in ([0], [0, 1])
+
+
+def test_a_malformed_row_inside_a_csv_part_is_an_error_not_its_end(tmp_path: Path) -> None:
+    part = tmp_path / "p.csv"
+    part.write_text("index,ok\r\n0,true\r\n1,true,extra\r\n2,true\r\n", newline="")
+    result = run_cli("--merge", "--allow-gaps", str(part))
+    assert result.returncode == 1
+    assert "has 3 cells, not 2" in result.stderr
+
+
+def test_expect_catches_records_missing_after_every_part(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"index": 0}\n{"index": 2}\n')
+    (tmp_path / "b.jsonl").write_text('{"index": 1}\n')
+    parts = [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    assert run_cli("--merge", *parts, "--expect", "3").returncode == 0
+    short = run_cli("--merge", *parts, "--expect", "5")
+    assert short.returncode == 1
+    assert "index 3 to 4 is in no part (--expect 5)" in short.stderr
+    assert run_cli("--merge", *parts, "--expect", "2").returncode == 1
+    assert run_cli("--expect", "3", stdin=b"").returncode == 2
+
+
+def test_more_parts_than_open_files_is_a_clear_error(tmp_path: Path) -> None:
+    for k in range(150):
+        (tmp_path / f"p{k:03d}.jsonl").write_text(f'{{"index": {k}}}\n')
+    command = " ".join(fetchmany_command())
+    result = subprocess.run(
+        ["bash", "-c", f"ulimit -n 100; cd {tmp_path} && {command} --merge p*.jsonl -q"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"merge them in groups" in result.stderr
+    assert b"Traceback" not in result.stderr
 
 
 def test_an_empty_shard_merges_as_nothing(tmp_path: Path) -> None:

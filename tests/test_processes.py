@@ -181,3 +181,11 @@ def test_process_misuse_is_a_usage_error(args: list[str], tmp_path: Path) -> Non
     result = run_process(*args, stdin=b"")
     assert result.returncode == 2
     assert result.stderr.startswith("fetchmany: ")
+
+
+def test_limit_auto_under_processes_reports_where_it_settled(server: LoopbackServer) -> None:
+    ids = "".join(f"{i}\n" for i in range(200)).encode()
+    url = server.url("/item?id={}&max_ms=5")
+    result = run_process("-t", url, "-P", "2", "--limit", "auto", "-o", "/dev/null", stdin=ids)
+    assert result.returncode == 0
+    assert "limit auto settled at: 127.0.0.1:" in result.stderr

@@ -254,3 +254,65 @@ def test_url_credentials_beyond_latin1_are_sent_as_utf8(
     record = one(url=url)
     assert record["ok"] is True
     assert seen == ["Basic " + base64.b64encode("Ā:€".encode()).decode()]
+
+
+def test_credentials_in_a_location_header_are_masked(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    location = b"Location: http://user:s3cret@127.0.0.1:9/next"
+    server = raw_server({"/r": raw_response(b"", (location,), status=b"302 Found")})
+    record = one("--max-redirects", "0", "--response-headers", "location", url=server.url("/r"))
+    assert record["headers"] == {"location": "http://user:****@127.0.0.1:9/next"}
+
+
+def test_a_socks_proxy_that_rejects_the_credentials_is_a_connect_record() -> None:
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    port = 0
+
+    def run() -> None:
+        nonlocal port
+        asyncio.set_event_loop(loop)
+        server = pproxy.Server("socks5://127.0.0.1:0#alice:right")
+        handler = loop.run_until_complete(
+            server.start_server({"rserver": [], "verbose": lambda *a: None})
+        )
+        port = handler.sockets[0].getsockname()[1]
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        proxy = f"socks5://alice:wrong@127.0.0.1:{port}"
+        result = run_process("--retries", "0", "--proxy", proxy, stdin=b"http://127.0.0.1:9/x\n")
+        (record,) = jsonl(result.stdout)
+        assert record["error"]["kind"] == "connect", record
+        assert "wrong" not in result.stderr + json.dumps(record)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("ALL_PROXY", "socks5://", "ALL_PROXY in the environment 'socks5://' has no host"),
+        ("ALL_PROXY", "socks9://x:1", "ALL_PROXY in the environment 'socks9://x:1': use one of"),
+        ("HTTPS_PROXY", "http://u:s3cret@/x", "HTTPS_PROXY in the environment 'http://u:****@/x'"),
+    ],
+)
+def test_a_broken_proxy_variable_is_one_line_before_any_request(
+    variable: str, value: str, shown: str
+) -> None:
+    result = run_process("-q", stdin=b"http://127.0.0.1:9/\n", env={variable: value})
+    assert result.returncode == 2
+    assert shown in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_no_proxy_takes_cidr_ranges(hops: LoopbackServer) -> None:
+    env = {"ALL_PROXY": "socks5://127.0.0.1:9", "no_proxy": "localhost,127.0.0.0/8"}
+    result = run_process("-q", stdin=f"{hops.url('/end')}\n".encode(), env=env)
+    assert jsonl(result.stdout)[0]["ok"] is True

@@ -90,8 +90,9 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if args.merge:
         check_merge_options(click.get_current_context())
         merge_parts(args)
-    if args.allow_gaps:
-        raise click.UsageError("--allow-gaps goes with --merge")
+    if args.allow_gaps or args.expect is not None:
+        flag = "--allow-gaps" if args.allow_gaps else "--expect"
+        raise click.UsageError(f"{flag} goes with --merge")
     processes = check_processes(args)
     job = prepare(args)
     if processes > 1:
@@ -143,6 +144,13 @@ def merge_parts(args: CommandLine) -> NoReturn:
     if not args.inputs or "-" in args.inputs:
         raise click.UsageError("--merge reads record files: name them (stdin is not one)")
     check_output_is_not_an_input(args.output, args.inputs)
+    from fetchmany.fetch.limits import fit_open_file_limit
+
+    if fit_open_file_limit(len(args.inputs) + 8) < len(args.inputs) + 8:
+        raise click.UsageError(
+            f"{len(args.inputs)} parts are more files than this process may open at once; "
+            "merge them in groups with --allow-gaps, then merge the groups"
+        )
     try:
         parts = [open_part(path) for path in args.inputs]
         fields = check_parts(parts)
@@ -164,7 +172,7 @@ def merge_parts(args: CommandLine) -> NoReturn:
     count = failed = 0
     try:
         batch: list[MergedRecord] = []
-        for values in merged(parts, allow_gaps=args.allow_gaps):
+        for values in merged(parts, allow_gaps=args.allow_gaps, expect=args.expect):
             batch.append(MergedRecord(values))
             count += 1
             failed += values.get("ok") is False

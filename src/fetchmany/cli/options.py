@@ -639,7 +639,15 @@ OPTIONS: list[Callable[[F], F]] = [
         "--allow-gaps",
         group=SCALE_OUT,
         is_flag=True,
-        help="With --merge: missing indexes are not an error.",
+        help="With --merge: missing indexes, and parts cut short, are not an error.",
+    ),
+    option(
+        "--expect",
+        group=SCALE_OUT,
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="With --merge: the whole run has N records, so records missing at its end "
+        "(after every part's last index) are an error too.",
     ),
     option(
         "--grace",
@@ -732,6 +740,7 @@ class CommandLine:
     processes: int
     merge: bool
     allow_gaps: bool
+    expect: int | None
     grace: float
     uvloop: bool
     progress: bool | None

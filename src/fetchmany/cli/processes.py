@@ -33,6 +33,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final
 
 from fetchmany.cli.run import (
@@ -45,6 +46,7 @@ from fetchmany.cli.run import (
     _Interruption,
     plural,
 )
+from fetchmany.fetch.engine import Engine
 from fetchmany.input.sources import Shard, read_items
 from fetchmany.output.destination import OutputClosed, write_all
 from fetchmany.output.resume import recorded_keys, skip_recorded
@@ -52,6 +54,13 @@ from fetchmany.output.stats import RunStats
 
 _HEADER: Final = struct.Struct("<I")
 _END: Final = _HEADER.pack(0)
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A worker's last frame with --limit auto: where each host's limit settled."""
+
+    hosts: dict[str, tuple[int, int]]
 
 
 class WorkerFailed(Exception):
@@ -138,9 +147,13 @@ async def _work(job: Job, out_fd: int, start: int) -> int:
             if shard.holds(number)
         )
         items = skip_recorded(items, keys, shard.size(start), resume.path, resume.key)
-    finished = fetch_finished(
-        items, job.options, _encoder(job.writer), _cost, interruption.watch, job.setup
-    )
+    engines: list[Engine[Finished]] = []
+
+    def on_engine(engine: Engine[Finished]) -> None:
+        interruption.watch(engine)
+        engines.append(engine)
+
+    finished = fetch_finished(items, job.options, _encoder(job.writer), _cost, on_engine, job.setup)
     try:
         async with contextlib.aclosing(finished) as batches:
             async for batch in batches:
@@ -148,6 +161,11 @@ async def _work(job: Job, out_fd: int, start: int) -> int:
                     payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
                     write_all(out_fd, _HEADER.pack(len(payload)))
                     write_all(out_fd, payload)
+        limits = engines[0].limits if engines else None
+        if job.options.adaptive is not None and limits is not None:
+            payload = pickle.dumps(_Settled(limits.settled()))
+            write_all(out_fd, _HEADER.pack(len(payload)))
+            write_all(out_fd, payload)
         write_all(out_fd, _END)
     except BrokenPipeError:
         return 0  # the parent has gone (its reader closed): nothing left to do
@@ -297,14 +315,24 @@ class Parallel:
                 break
             start = at + _HEADER.size
             with memoryview(buffer) as view:  # no copy of the frame before unpickling
-                batch: list[Finished] = pickle.loads(view[start : start + size])
+                batch: list[Finished] | _Settled = pickle.loads(view[start : start + size])
             at = start + size
+            if isinstance(batch, _Settled):
+                self._settle(batch.hosts)
+                continue
             for finished in batch:
                 worker.ready.append(finished)
                 cost = len(finished[1])
                 worker.held += cost
                 self._held += cost
         del buffer[:at]
+
+    def _settle(self, hosts: dict[str, tuple[int, int]]) -> None:
+        """A worker's --limit auto limits: a host's limit is the sum of the workers' (each
+        adapts its share), and so is its count of overload answers."""
+        for host, (limit, overloads) in hosts.items():
+            total, seen = self.stats.settled.get(host, (0, 0))
+            self.stats.settled[host] = (total + limit, seen + overloads)
 
     def _emit(self) -> None:
         """Write what can be written now: in index order, or everything with --unordered."""

@@ -95,8 +95,10 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         message = f"attempt did not finish within {options.timeout:g}s"
     elif isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         kind = ErrorKind.PROTOCOL
-    elif isinstance(exc, aiohttp.ClientConnectionError | OSError) or _from_socks(exc):
+    elif isinstance(exc, aiohttp.ClientConnectionError | OSError | EOFError) or _from_socks(exc):
         kind = ErrorKind.CONNECT
+        if isinstance(exc, EOFError):  # a peer (a SOCKS proxy refusing) hung up mid-answer
+            message = f"connection closed early: {message}"
     elif isinstance(exc, aiohttp.ClientError):
         kind = ErrorKind.PROTOCOL
     else:
@@ -309,7 +311,7 @@ def response_headers(resp: aiohttp.ClientResponse, wanted: frozenset[str]) -> di
         key = valid_text(name).lower()
         if not every and key not in wanted:
             continue
-        text = valid_text(value)
+        text = redact_text(valid_text(value))  # a Location may carry the user's credentials
         if key == "set-cookie":
             out.setdefault(key, []).append(text)
         elif key in out:

@@ -46,11 +46,46 @@ def env_proxies() -> dict[str, str]:
 
 
 def bypasses_proxy(host: str, proxies: dict[str, str]) -> bool:
-    """NO_PROXY, as urllib reads it (public and documented, though not in typeshed)."""
+    """NO_PROXY, as urllib reads it (public and documented, though not in typeshed), and
+    CIDR entries (``127.0.0.0/8``) as curl reads them, which urllib does not."""
     from urllib import request
 
+    if "/" in proxies.get("no", "") and _in_network(host, proxies["no"]):
+        return True
     bypass: Any = request.proxy_bypass_environment  # type: ignore[attr-defined]
     return bool(bypass(host, proxies))
+
+
+def _in_network(host: str, no_proxy: str) -> bool:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    for entry in no_proxy.split(","):
+        if "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry.strip(), strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def checked_env_proxies(proxies: dict[str, str]) -> dict[str, str]:
+    """The environment's proxies, each checked as --proxy is: a broken HTTPS_PROXY is one
+    line before any request, not the same error in every record."""
+    for scheme, proxy in proxies.items():
+        if scheme == "no":
+            continue
+        try:
+            checked_proxy(proxy)
+        except SetupError as exc:
+            raise SetupError(
+                str(exc).replace("--proxy", f"{scheme.upper()}_PROXY in the environment", 1)
+            ) from None
+    return proxies
 
 
 class SetupError(ValueError):
@@ -159,7 +194,7 @@ class SessionSetup:
             headers=session_headers(options),
             body_headers=body_headers,
             proxy=checked_proxy(options.proxy) if options.proxy else None,
-            env_proxies=env_proxies() if use_env else {},
+            env_proxies=checked_env_proxies(env_proxies()) if use_env else {},
             netrc=load_netrc() if wants_netrc else None,
         )
 

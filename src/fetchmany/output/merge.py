@@ -59,11 +59,22 @@ def _typed(name: str, cell: str) -> Any:
     return cell
 
 
+class Torn(MergeError):
+    """A part ends in a record cut short: its shard was interrupted, so records are
+    missing after it (and maybe more, which the merge cannot know)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} ends in a torn record (its shard was interrupted): resume that shard "
+            "(--resume) and merge again, or pass --allow-gaps to merge what is there"
+        )
+
+
 def _jsonl(path: str) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as stream:
         for number, line in enumerate(stream, 1):
             if not line.endswith(b"\n"):
-                return  # torn by an interrupted run: the records before it stand
+                raise Torn(path)
             yield _record(line, path, number)
 
 
@@ -78,8 +89,9 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
             if line in (b"]\n", b"]"):
                 return
             if not line.endswith(b"\n"):
-                return
+                raise Torn(path)
             yield _record(line.removesuffix(b"\n").removesuffix(b","), path, number)
+        raise Torn(path)  # no closing bracket: the run that wrote it did not end
 
 
 def _csv(path: str) -> Iterator[dict[str, Any]]:
@@ -88,10 +100,36 @@ def _csv(path: str) -> Iterator[dict[str, Any]]:
         header = next(rows, None)
         if header is None:
             return
-        for row in rows:
-            if len(row) != len(header):
-                return  # a row torn by an interrupted run
-            yield {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
+        previous: list[str] | None = None
+        try:
+            for row in rows:
+                if previous is not None:
+                    yield _row(previous, header, path, rows.line_num)
+                previous = row
+        except csv.Error:
+            raise Torn(path) from None
+        if previous is not None:
+            if len(previous) != len(header) or not stream_ends_a_row(path):
+                raise Torn(path)
+            yield _row(previous, header, path, rows.line_num)
+
+
+def stream_ends_a_row(path: str) -> bool:
+    """A CSV part fetchmany wrote ends each row with CRLF; anything else was cut short."""
+    with open(path, "rb") as stream:
+        stream.seek(0, 2)
+        if stream.tell() < 2:
+            return False
+        stream.seek(-2, 2)
+        return stream.read() == b"\r\n"
+
+
+def _row(row: list[str], header: list[str], path: str, line: int) -> dict[str, Any]:
+    if len(row) != len(header):
+        raise MergeError(
+            f"{path}: the row ending on line {line} has {len(row)} cells, not {len(header)}"
+        )
+    return {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
 
 
 def _record(line: bytes, path: str, number: int) -> dict[str, Any]:
@@ -119,7 +157,7 @@ def open_part(path: str) -> Part:
         raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
     if found is None:
         return Part(path, OutputFormat.JSONL, ())  # empty: a shard with no items
-    first = next(_READERS[found](path), None)
+    first = next(_until_torn(_READERS[found](path)), None)
     if found is OutputFormat.CSV:
         with open(path, encoding="utf-8", errors="replace", newline="") as stream:
             fields = tuple(next(csv.reader(stream), []))
@@ -145,10 +183,14 @@ def check_parts(parts: Sequence[Part]) -> tuple[str, ...]:
     return fields
 
 
-def merged(parts: Sequence[Part], *, allow_gaps: bool = False) -> Iterator[dict[str, Any]]:
+def merged(
+    parts: Sequence[Part], *, allow_gaps: bool = False, expect: int | None = None
+) -> Iterator[dict[str, Any]]:
     """Records of all parts in index order; MergeError at the first missing or repeated
-    index (missing ones are allowed with ``allow_gaps``)."""
-    streams = [_indexed(part, number) for number, part in enumerate(parts)]
+    index (missing ones, and torn parts, are allowed with ``allow_gaps``). Records missing
+    after the last index of every part are invisible to the merge: ``expect``, the
+    number of records the whole run has, catches them."""
+    streams = [_indexed(part, number, allow_gaps) for number, part in enumerate(parts)]
     expected = 0
     for index, _, record in heapq.merge(*streams):
         if index < expected:
@@ -160,13 +202,23 @@ def merged(parts: Sequence[Part], *, allow_gaps: bool = False) -> Iterator[dict[
             )
         expected = index + 1
         yield record
+    if expect is not None and expected < expect and not allow_gaps:
+        missing = f"{expected}" if expected + 1 == expect else f"{expected} to {expect - 1}"
+        raise MergeError(f"index {missing} is in no part (--expect {expect})")
+    if expect is not None and expected > expect:
+        raise MergeError(f"the parts hold index {expected - 1}, beyond --expect {expect}")
 
 
-def _indexed(part: Part, number: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+def _indexed(
+    part: Part, number: int, allow_torn: bool = False
+) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """(index, part number, record) of one part, checking that its indexes rise (so two
     tuples never tie on both and the records themselves are never compared)."""
     previous = -1
-    for position, record in enumerate(_READERS[part.format](part.path)):
+    records = _READERS[part.format](part.path)
+    if allow_torn:
+        records = _until_torn(records)
+    for position, record in enumerate(records):
         index = record.get("index")
         if not isinstance(index, int) or isinstance(index, bool):
             raise MergeError(f"{part.path}: record {position} has no integer index")
@@ -176,6 +228,13 @@ def _indexed(part: Part, number: int) -> Iterator[tuple[int, int, dict[str, Any]
             )
         previous = index
         yield index, number, record
+
+
+def _until_torn(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    try:
+        yield from records
+    except Torn:
+        return
 
 
 class MergedRecord:
