@@ -316,3 +316,9 @@ def test_no_proxy_takes_cidr_ranges(hops: LoopbackServer) -> None:
     env = {"ALL_PROXY": "socks5://127.0.0.1:9", "no_proxy": "localhost,127.0.0.0/8"}
     result = run_process("-q", stdin=f"{hops.url('/end')}\n".encode(), env=env)
     assert jsonl(result.stdout)[0]["ok"] is True
+
+
+def test_a_redirect_loop_keeps_its_chain(server: LoopbackServer) -> None:
+    record = one("--redirects", "--max-redirects", "3", url=server.url("/redirect-loop"))
+    assert record["error"]["kind"] == "too_many_redirects"
+    assert [hop["status"] for hop in record["redirects"]] == [302, 302, 302]  # then refused

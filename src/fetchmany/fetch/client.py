@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -214,10 +215,7 @@ class Client:
             if options.response_headers is not None:
                 response.headers = response_headers(resp, options.response_headers)
             if options.redirects:
-                response.redirects = [
-                    {"status": hop.status, "url": valid_text(redact_parsed(hop.url))}
-                    for hop in resp.history
-                ]
+                response.redirects = hops(resp.history)
             return response
 
     def _lesson(
@@ -265,6 +263,8 @@ class Client:
                 fill_record(record, response, options)
             except Exception as exc:
                 record.error = classify(exc, options)
+                if options.redirects and isinstance(exc, aiohttp.TooManyRedirects):
+                    record.redirects = hops(exc.history)  # the loop a link checker wants
             finally:
                 if self._adaptive:
                     limits.release(host, *self._lesson(record, answered, retry_after))
@@ -300,6 +300,11 @@ async def _read_capped(
             del buffer[cap:]
             return bytes(buffer), True
     return bytes(buffer), False
+
+
+def hops(history: Sequence[aiohttp.ClientResponse]) -> list[dict[str, Any]]:
+    """The ``redirects`` field: each hop's status and URL, credentials masked."""
+    return [{"status": hop.status, "url": valid_text(redact_parsed(hop.url))} for hop in history]
 
 
 def response_headers(resp: aiohttp.ClientResponse, wanted: frozenset[str]) -> dict[str, Any]:
