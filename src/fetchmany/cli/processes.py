@@ -344,20 +344,22 @@ class Parallel:
                 worker = workers[self.next_index % count]
                 if not worker.ready or worker.ready[0][0].index != self.next_index:
                     break
-                out.append(worker.ready.popleft())
+                finished = worker.ready.popleft()
+                worker.held -= len(finished[1])
+                self._held -= len(finished[1])
+                out.append(finished)
                 self.next_index += 1
         else:
             for worker in self.workers:
                 out.extend(worker.ready)
                 worker.ready.clear()
+                self._held -= worker.held
+                worker.held = 0
         if out:
             self._write(out)
         self._balance()
 
     def _write(self, out: list[Finished]) -> None:
-        for worker in self.workers:  # recount what is still held
-            worker.held = sum(len(data) for _, data in worker.ready)
-        self._held = sum(worker.held for worker in self.workers)
         self.stats.add(record for record, _ in out)
         self.job.display.update(self.stats)
         if self.outcome.broken_pipe:
