@@ -179,7 +179,7 @@ class Client:
                 content_type = valid_text(content_type)
             response = Response(
                 status=resp.status,
-                final_url=valid_text(redact_parsed(resp.url)),
+                final_url=final_url(item, resp),
                 content_type=content_type,
                 body=b"",
                 truncated=False,
@@ -300,6 +300,15 @@ async def _read_capped(
             del buffer[cap:]
             return bytes(buffer), True
     return bytes(buffer), False
+
+
+def final_url(item: Item, resp: aiohttp.ClientResponse) -> str:
+    """Where the answer came from, as text: the item's own ``url`` when nothing redirected
+    it and it had no credentials (the same text; made once, when the item was read)."""
+    target = item.target
+    if not resp.history and item.url is not None and target is not None and target.raw_user is None:
+        return item.url
+    return valid_text(redact_parsed(resp.url))
 
 
 def hops(history: Sequence[aiohttp.ClientResponse]) -> list[dict[str, Any]]:
