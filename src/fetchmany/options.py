@@ -30,6 +30,8 @@ DEFAULT_MAX_REDIRECTS: Final = 10
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1000 * 1000
 DEFAULT_BODY: Final = BodyMode.AUTO
 DEFAULT_SAVE_NAME: Final = "{index}{ext}"
+PROXY_SCHEMES: Final = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+"""What --proxy (and the proxy variables) may name; the socks ones go through aiohttp-socks."""
 ALL_HEADERS: Final = frozenset({"*"})
 """``--response-headers all``."""
 DEFAULT_CEILING: Final = 256
@@ -140,7 +142,7 @@ class FetchOptions:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.per_host is not None and self.per_host < 1:
             raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
-        schemes = ("http://", "https://", "socks4://", "socks4a://", "socks5://", "socks5h://")
+        schemes = tuple(f"{scheme}://" for scheme in PROXY_SCHEMES)
         if self.proxy is not None and not self.proxy.lower().startswith(schemes):
             shown = redact_url(self.proxy)
             raise ValueError(f"proxy must be an http(s):// or socks:// URL, got {shown!r}")

@@ -38,17 +38,19 @@ from typing import Final
 
 from fetchmany.cli.run import (
     Finished,
+    Interruption,
     Job,
     Outcome,
-    _cost,
-    _count_total,
-    _encoder,
-    _Interruption,
+    count_total,
+    encoder,
+    finished_cost,
     plural,
+    stopping_note,
 )
 from fetchmany.fetch.engine import Engine
 from fetchmany.input.sources import Shard, read_items
 from fetchmany.output.destination import OutputClosed, write_all
+from fetchmany.output.progress import SilentDisplay
 from fetchmany.output.resume import recorded_keys, skip_recorded
 from fetchmany.output.stats import RunStats
 
@@ -72,31 +74,12 @@ def split(total: int, parts: int, part: int) -> int:
     return total // parts + (1 if part < total % parts else 0)
 
 
-class _Silent:
-    """A worker's display: the parent shows the one bar, summary and notes."""
-
-    def start(self, total: int | None) -> None:
-        pass
-
-    def set_total(self, total: int) -> None:
-        pass
-
-    def update(self, stats: RunStats) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
 def worker_job(job: Job, part: int, processes: int) -> Job:
     options = job.options
     per_host = options.per_host
     return dataclasses.replace(
         job,
-        display=_Silent(),
+        display=SilentDisplay(),
         shard=Shard(part, processes),
         options=dataclasses.replace(
             options,
@@ -134,7 +117,7 @@ def _worker_main(job: Job, out_fd: int, start: int) -> int:
 async def _work(job: Job, out_fd: int, start: int) -> int:
     from fetchmany.api import fetch_finished
 
-    interruption = _Interruption(job.display, job.grace)
+    interruption = Interruption(job.display, job.grace)
     interruption.install()
     shard = job.shard
     assert shard is not None
@@ -153,7 +136,9 @@ async def _work(job: Job, out_fd: int, start: int) -> int:
         interruption.watch(engine)
         engines.append(engine)
 
-    finished = fetch_finished(items, job.options, _encoder(job.writer), _cost, on_engine, job.setup)
+    finished = fetch_finished(
+        items, job.options, encoder(job.writer), finished_cost, on_engine, job.setup
+    )
     try:
         async with contextlib.aclosing(finished) as batches:
             async for batch in batches:
@@ -445,11 +430,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
 
     def on_signal(sig: int) -> None:
         if not interrupted:
-            name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
-            job.display.note(
-                f"{name}: starting no new requests; waiting up to {job.grace:g}s for those in "
-                "flight (Ctrl-C again to stop now)"
-            )
+            job.display.note(stopping_note(sig, job.grace))
         interrupted.append(sig)
         parallel.stop(sig)
 
@@ -461,7 +442,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     try:
         parallel.start(start, stdin_pipes)  # first: no thread may exist at a fork
         job.display.start(None)
-        _count_total(job.inputs or ["-"], job.display, counting_stop, start, job.input_format)
+        count_total(job.inputs or ["-"], job.display, counting_stop, start, job.input_format)
         if resume is not None and start:
             job.display.note(f"Resuming: {plural(start, 'record')} already in {resume.path}")
         if stdin_pipes is not None:

@@ -81,7 +81,16 @@ class Outcome:
     """Failed records a resumed file already held."""
 
 
-class _Interruption:
+def stopping_note(sig: int, grace: float) -> str:
+    """What the first Ctrl-C or SIGTERM prints, in one process or under -P."""
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    return (
+        f"{name}: starting no new requests; waiting up to {grace:g}s for those in "
+        "flight (Ctrl-C again to stop now)"
+    )
+
+
+class Interruption:
     """First signal: stop starting work, let in-flight requests finish for a grace
     period, then cancel them. Second signal: cancel at once. Output is closed
     validly either way by ``run_job``."""
@@ -124,11 +133,7 @@ class _Interruption:
             self._abort()
             return
         self.signal = sig
-        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
-        self._display.note(
-            f"{name}: starting no new requests; waiting up to {self._grace:g}s for those in "
-            "flight (Ctrl-C again to stop now)"
-        )
+        self._display.note(stopping_note(sig, self._grace))
         for engine in self._engines:
             engine.stop()
         self._loop.call_later(self._grace, self._abort)
@@ -145,7 +150,7 @@ RECORD_COST: Final = 512
 """What a finished record costs the window besides its encoded bytes (its object)."""
 
 
-def _encoder(writer: RecordWriter) -> Callable[[Record], Finished]:
+def encoder(writer: RecordWriter) -> Callable[[Record], Finished]:
     encode = writer.encode_one
 
     def finish(record: Record) -> Finished:
@@ -157,11 +162,11 @@ def _encoder(writer: RecordWriter) -> Callable[[Record], Finished]:
     return finish
 
 
-def _cost(finished: Finished) -> int:
+def finished_cost(finished: Finished) -> int:
     return len(finished[1]) + RECORD_COST
 
 
-def _count_total(
+def count_total(
     inputs: Sequence[str],
     display: Display,
     stop: threading.Event,
@@ -201,7 +206,7 @@ async def run_job(job: Job) -> Outcome:
     """
     stats = RunStats()
     outcome = Outcome(stats, earlier_failures=job.resume.point.failed if job.resume else 0)
-    interruption = _Interruption(job.display, job.grace)
+    interruption = Interruption(job.display, job.grace)
     counting_stop = threading.Event()
     resume = job.resume
     skipped = resume.point.records if resume else 0
@@ -210,7 +215,7 @@ async def run_job(job: Job) -> Outcome:
     engines: list[Engine[Any]] = []
     job.display.start(None)
     try:
-        _count_total(
+        count_total(
             job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format, job.shard
         )
         interruption.install()
@@ -226,7 +231,9 @@ async def run_job(job: Job) -> Outcome:
             interruption.watch(engine)
             engines.append(engine)
 
-        finished = fetch_finished(items, job.options, _encoder(writer), _cost, on_engine, job.setup)
+        finished = fetch_finished(
+            items, job.options, encoder(writer), finished_cost, on_engine, job.setup
+        )
         adaptive = job.options.adaptive is not None
         shown = 0.0
         async with aclosing(finished) as batches:

@@ -23,7 +23,7 @@ from yarl import URL
 
 from fetchmany.fetch.encodings import ACCEPT_ENCODING
 from fetchmany.fetch.policy import header_value
-from fetchmany.options import FetchOptions
+from fetchmany.options import PROXY_SCHEMES, FetchOptions
 from fetchmany.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -93,8 +93,7 @@ class SetupError(ValueError):
     found before any request; the message says which and why."""
 
 
-PROXY_SCHEMES: Final = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
-_SOCKS: Final = frozenset({"socks4", "socks4a", "socks5", "socks5h"})
+_SOCKS: Final = frozenset(scheme for scheme in PROXY_SCHEMES if scheme.startswith("socks"))
 
 
 def is_socks(proxy: str) -> bool:

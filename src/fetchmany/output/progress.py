@@ -87,6 +87,13 @@ class NoDisplay:
         pass
 
 
+class SilentDisplay(NoDisplay):
+    """A ``-P`` worker's display: the parent shows the one bar, summary and notes."""
+
+    def note(self, message: str) -> None:
+        pass
+
+
 class ProgressDisplay:
     """A rich bar: done/total (or a pulse when the total is unknown, as for stdin),
     requests per second, ok and failed counts, elapsed and ETA.
