@@ -107,16 +107,16 @@ def run_with_file_size_limit(
     )
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_a_full_disk_keeps_the_previous_file_and_says_why(
-    server: LoopbackServer, tmp_path: Path, fmt: str
+    server: LoopbackServer, tmp_path: Path, fmt: str, processes: str
 ) -> None:
     out = tmp_path / f"out.{fmt}"
     out.write_bytes(b"previous\n")
     ids = "".join(f"{i}\n" for i in range(300)).encode()
-    proc = run_with_file_size_limit(
-        8000, "-t", server.url("/item?id={}"), "-o", str(out), "-q", stdin=ids
-    )
+    args = ("-t", server.url("/item?id={}"), "-o", str(out), "-q", "-P", processes)
+    proc = run_with_file_size_limit(8000, *args, stdin=ids)
     assert proc.returncode == 1
     assert proc.stderr.decode() == f"fetchmany: cannot write {out}: File too large\n"
     assert out.read_bytes() == b"previous\n"

@@ -49,7 +49,7 @@ from fetchmany.cli.run import (
 )
 from fetchmany.fetch.engine import Engine
 from fetchmany.input.sources import Shard, read_items
-from fetchmany.output.destination import OutputClosed, write_all
+from fetchmany.output.destination import OutputClosed, OutputError, write_all
 from fetchmany.output.progress import SilentDisplay
 from fetchmany.output.resume import recorded_keys, skip_recorded
 from fetchmany.output.stats import RunStats
@@ -234,6 +234,7 @@ class Parallel:
         self.next_index = 0
         self.outcome = Outcome(stats)
         self.failure: str | None = None
+        self.output_error: OutputError | None = None
         self._loop = asyncio.get_running_loop()
         self._done = self._loop.create_future()
         self._held = 0
@@ -347,12 +348,15 @@ class Parallel:
     def _write(self, out: list[Finished]) -> None:
         self.stats.add(record for record, _ in out)
         self.job.display.update(self.stats)
-        if self.outcome.broken_pipe:
+        if self.outcome.broken_pipe or self.output_error is not None:
             return
         try:
             self.job.writer.write_encoded([data for _, data in out])
         except OutputClosed:
             self.outcome.broken_pipe = True
+            self.kill()
+        except OutputError as exc:  # a full disk: the run cannot go on, nor its workers
+            self.output_error = exc
             self.kill()
 
     def _balance(self) -> None:
@@ -464,7 +468,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
             parallel.outcome.signal = interrupted[0]
         if parallel.outcome.broken_pipe:
             writer.output.abandon()
-        elif failed and parallel.failure is None:
+        elif parallel.output_error is not None or (failed and parallel.failure is None):
             writer.abandon()
         else:
             try:
@@ -480,6 +484,8 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
         cpu = usage.ru_utime + usage.ru_stime - started_cpu
         per = cpu / stats.done * 1e6 if stats.done else 0.0
         job.display.note(f"parent CPU after start-up: {cpu:.3f} s, {per:.1f} us per record")
+    if parallel.output_error is not None:
+        raise parallel.output_error  # the previous output is left as it was
     if parallel.failure is not None and not parallel.outcome.broken_pipe and not interrupted:
         raise WorkerFailed(
             f"{parallel.failure}; the output holds the records before its first missing one"
