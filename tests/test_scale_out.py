@@ -368,6 +368,10 @@ host=$1
 shift
 if [ "$1" = -- ]; then shift; fi
 cd "$FAKE_HOSTS/$host" || exit 255
+# sshd sets HOME and SHELL from the user's passwd entry (parallel's remote wrapper runs
+# the job with $SHELL, so a caller without SHELL, such as a CI runner, must not leak in).
+SHELL=$(getent passwd "$(id -u)" | cut -d: -f7)
+export SHELL="${SHELL:-/bin/sh}"
 HOME=$PWD exec sh -c "$*"
 """
 
