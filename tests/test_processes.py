@@ -50,6 +50,29 @@ def test_stdin_is_read_once_and_shared(server: LoopbackServer) -> None:
     assert server.state.requests == 40
 
 
+def test_inputs_that_can_be_read_once_are_read_once_and_shared(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A FIFO and /dev/stdin (a pipe) between regular files: each worker opening them
+    would take lines from the others; every line must still get its record, in order."""
+    first, last = tmp_path / "first.txt", tmp_path / "last.txt"
+    first.write_text("".join(f"{i}\n" for i in range(0, 10)))
+    last.write_text("".join(f"{i}\n" for i in range(50, 60)))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(
+        ["sh", "-c", f"seq 10 29 > {fifo}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    piped = "".join(f"{i}\n" for i in range(30, 50)).encode()
+    url = server.url("/item?id={}&max_ms=3")
+    args = [str(first), str(fifo), "/dev/stdin", str(last)]
+    result = run_process("-q", "-t", url, "-P", "3", *args, stdin=piped)
+    writer.wait(10)
+    assert result.returncode == 0, result.stderr
+    assert [r["body"]["id"] for r in jsonl(result.stdout)] == [str(i) for i in range(60)]
+    assert server.state.requests == 60
+
+
 def test_the_limit_is_a_total_across_processes(server: LoopbackServer) -> None:
     ids = "".join(f"{i}\n" for i in range(60)).encode()
     url = server.url("/item?id={}&max_ms=30")

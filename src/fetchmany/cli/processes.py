@@ -12,8 +12,9 @@ or as they come with ``--unordered``, and keeps the one progress bar and summary
 Workers run in their own process group, so a terminal's Ctrl-C reaches only the
 parent, which forwards it (and SIGTERM) once: every worker then finishes as a
 single process would, and the parent writes the in-order prefix they completed.
-Stdin is read once, by the parent, and passed to every worker (each parses only
-its shard's lines). A worker that dies is an error the user sees: the others are
+Stdin, and any input that is not a regular file (a pipe, a FIFO, ``<(...)``), is
+read once, by the parent, and passed to every worker (each parses only its shard's
+lines). A worker that dies is an error the user sees: the others are
 stopped and the output is the valid prefix, exit 1.
 
 The parent stops reading from workers that are ahead while what it holds for the
@@ -28,11 +29,12 @@ import dataclasses
 import os
 import pickle
 import signal
+import stat
 import struct
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,7 +50,7 @@ from fetchmany.cli.run import (
     stopping_note,
 )
 from fetchmany.fetch.engine import Engine
-from fetchmany.input.sources import Shard, read_items
+from fetchmany.input.sources import STDIN, Shard, read_items
 from fetchmany.output.destination import OutputClosed, OutputError, write_all
 from fetchmany.output.progress import SilentDisplay
 from fetchmany.output.resume import recorded_keys, skip_recorded
@@ -105,23 +107,23 @@ def usable_processes(job: Job, asked: int) -> int:
 # ------------------------------------------------------------------ the worker side
 
 
-def _worker_main(job: Job, out_fd: int, start: int) -> int:
+def _worker_main(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> int:
     """Run one shard in this (forked) process; its records go to ``out_fd``."""
     os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent, which forwards it once
     from fetchmany.cli.command import _loop_factory
 
     with asyncio.Runner(loop_factory=_loop_factory(True)) as runner:
-        return runner.run(_work(job, out_fd, start))
+        return runner.run(_work(job, out_fd, start, streams))
 
 
-async def _work(job: Job, out_fd: int, start: int) -> int:
+async def _work(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> int:
     from fetchmany.api import fetch_finished
 
     interruption = Interruption(job.display, job.grace)
     interruption.install()
     shard = job.shard
     assert shard is not None
-    items = read_items(job.inputs, job.request, job.input_format, shard)
+    items = read_items(job.inputs, job.request, job.input_format, shard, streams)
     resume = job.resume
     if resume is not None and start:
         keys = (
@@ -176,11 +178,12 @@ def _frames_of(batch: list[Finished]) -> Iterator[list[Finished]]:
 
 
 def _start_worker(
-    job: Job, start: int, stdin_fd: int | None, parents: list[int]
+    job: Job, start: int, streams: Mapping[int, int], parents: list[int]
 ) -> tuple[int, int]:
-    """Fork a worker: (pid, the read end of its record pipe). ``parents`` are the
-    parent's descriptors the worker must not keep open (other workers' stdin pipes:
-    a copy left open would keep them from ever seeing the end of their input)."""
+    """Fork a worker: (pid, the read end of its record pipe). ``streams``: its copies
+    of the inputs only the parent can read, by position; ``parents`` are the parent's
+    descriptors the worker must not keep open (other workers' input pipes: a copy left
+    open would keep them from ever seeing the end of their input)."""
     read_fd, write_fd = os.pipe()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
@@ -191,12 +194,10 @@ def _start_worker(
         code = 70
         try:
             os.close(read_fd)
-            if stdin_fd is not None:
-                os.dup2(stdin_fd, 0)
-            for fd in parents:
+            for fd in set(parents) - set(streams.values()):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            code = _worker_main(job, write_fd, start)
+            code = _worker_main(job, write_fd, start, streams)
         except BaseException as exc:  # one line, as main() would say it
             with contextlib.suppress(Exception):
                 os.write(2, f"fetchmany: worker: {type(exc).__name__}: {exc}\n".encode())
@@ -243,15 +244,16 @@ class Parallel:
         self._signalled = False
 
     # -- workers
-    def start(self, start: int, stdin_pipes: list[tuple[int, int]] | None) -> None:
+    def start(self, start: int, pipes: Mapping[int, list[tuple[int, int]]]) -> None:
         """Fork the workers; call before any thread exists (a fork copies only the
-        calling thread, and a lock another thread held would stay held)."""
+        calling thread, and a lock another thread held would stay held). ``pipes``:
+        for each input only the parent reads, by position, a pipe per worker."""
         self.next_index = start
-        parents = [fd for pipe in stdin_pipes or [] for fd in pipe]
+        parents = [fd for each in pipes.values() for pipe in each for fd in pipe]
         for number in range(self.processes):
             job = worker_job(self.job, number, self.processes)
-            stdin_fd = stdin_pipes[number][0] if stdin_pipes is not None else None
-            pid, fd = _start_worker(job, start, stdin_fd, parents + [w.fd for w in self.workers])
+            streams = {position: each[number][0] for position, each in pipes.items()}
+            pid, fd = _start_worker(job, start, streams, parents + [w.fd for w in self.workers])
             os.set_blocking(fd, False)
             worker = _Worker(number, pid, fd)
             self.workers.append(worker)
@@ -398,21 +400,69 @@ class Parallel:
                 self.failure = f"worker {worker.number} exited with status {code}"
 
 
-def _tee_stdin(targets: list[int]) -> None:
-    """Copy stdin to every worker's stdin, in a thread (reads and writes block)."""
-    source = sys.stdin.fileno() if sys.stdin is not None else None
-    try:
-        while source is not None and (chunk := os.read(source, 1 << 16)):
-            for fd in list(targets):
-                try:
-                    write_all(fd, chunk)
-                except OSError:  # that worker stopped reading
-                    targets.remove(fd)
-                    os.close(fd)
-    finally:
-        for fd in targets:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+def read_once(inputs: Sequence[str]) -> list[int]:
+    """Positions of the inputs that can be read only once: stdin, and any path that is
+    not a regular file (a pipe, a FIFO, ``<(...)``, ``/dev/stdin``). Each worker
+    opening one of those would take lines from the others, so the parent reads it and
+    hands every worker a copy. (A path that cannot be examined is left to the workers,
+    which meet the same error and report it as one process would.)"""
+    positions = []
+    for position, path in enumerate(inputs):
+        if path != STDIN:
+            try:
+                if stat.S_ISREG(os.stat(path).st_mode):
+                    continue
+            except OSError:
+                continue
+        positions.append(position)
+    return positions
+
+
+class Tee:
+    """Copies each read-once input to every worker's pipe for it, in input order, in a
+    thread (reads and writes block). A worker reaches an input's pipe only after the
+    inputs before it, so writing them in order never waits on one that is not read."""
+
+    def __init__(self, inputs: Sequence[str], pipes: Mapping[int, list[tuple[int, int]]]) -> None:
+        self._sources = [(inputs[position], [w for _, w in pipes[position]]) for position in pipes]
+        self.error: str | None = None
+        """Why an input could not be read: its copies end early, so the run is not whole."""
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="fetchmany-tee", daemon=True).start()
+
+    def _run(self) -> None:
+        for path, targets in self._sources:
+            try:
+                self._copy(path, targets)
+            finally:
+                for fd in targets:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    def _copy(self, path: str, targets: list[int]) -> None:
+        try:
+            if path == STDIN:
+                if sys.stdin is None:  # started with <&-: the workers see an empty input
+                    return
+                source = os.dup(sys.stdin.fileno())
+            else:
+                source = os.open(path, os.O_RDONLY)
+        except (OSError, ValueError) as exc:
+            self.error = f"cannot read {'stdin' if path == STDIN else path}: {exc}"
+            return
+        try:
+            while chunk := os.read(source, 1 << 16):
+                for fd in list(targets):
+                    try:
+                        write_all(fd, chunk)
+                    except OSError:  # that worker stopped reading
+                        targets.remove(fd)
+                        os.close(fd)
+        except OSError as exc:
+            self.error = f"cannot read {'stdin' if path == STDIN else path}: {exc.strerror or exc}"
+        finally:
+            os.close(source)
 
 
 async def run_parallel(job: Job, processes: int) -> Outcome:
@@ -425,9 +475,9 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     parallel.outcome.earlier_failures = resume.point.failed if resume is not None else 0
     counting_stop = threading.Event()
     loop = asyncio.get_running_loop()
-    stdin_pipes: list[tuple[int, int]] | None = None
-    if not job.inputs or "-" in job.inputs:
-        stdin_pipes = [os.pipe() for _ in range(processes)]
+    inputs = list(job.inputs) or [STDIN]
+    pipes = {position: [os.pipe() for _ in range(processes)] for position in read_once(inputs)}
+    tee = Tee(inputs, pipes)
     writer = job.writer
     failed = True
     interrupted: list[int] = []
@@ -444,20 +494,20 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     started_cpu = sum(os.times()[:2])
 
     try:
-        parallel.start(start, stdin_pipes)  # first: no thread may exist at a fork
+        parallel.start(start, pipes)  # first: no thread may exist at a fork
         job.display.start(None)
         count_total(job.inputs or ["-"], job.display, counting_stop, start, job.input_format)
         if resume is not None and start:
             job.display.note(f"Resuming: {plural(start, 'record')} already in {resume.path}")
-        if stdin_pipes is not None:
-            for read_fd, _ in stdin_pipes:
+        for each in pipes.values():
+            for read_fd, _ in each:
                 os.close(read_fd)
-            threading.Thread(
-                target=_tee_stdin, args=([w for _, w in stdin_pipes],), daemon=True
-            ).start()
+        tee.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
         await parallel.wait()
+        if tee.error is not None and parallel.failure is None:
+            parallel.failure = tee.error  # its items after the error are missing
         failed = parallel.failure is not None and not interrupted
     finally:
         counting_stop.set()

@@ -187,8 +187,11 @@ def _is_item(stripped: bytes) -> bool:
     return bool(stripped) and not stripped.startswith(b"#")
 
 
-def _open_input(path: str) -> BinaryIO:
-    """Unbuffered, so a read returns what a pipe has now instead of waiting for a full chunk."""
+def _open_input(path: str, fd: int | None = None) -> BinaryIO:
+    """Unbuffered, so a read returns what a pipe has now instead of waiting for a full chunk.
+    ``fd``: the input is already open there (a ``-P`` worker's copy of a pipe)."""
+    if fd is not None:
+        return open(fd, "rb", buffering=0)
     if path != STDIN:
         return open(path, "rb", buffering=0)
     if sys.stdin is None:  # started with stdin closed (<&-)
@@ -216,9 +219,13 @@ class LineFeed:
     not keep the process alive after the run has ended.
     """
 
-    def __init__(self, paths: Sequence[str], *, cr_ends_lines: bool = True) -> None:
+    def __init__(
+        self, paths: Sequence[str], *, cr_ends_lines: bool = True, fd: int | None = None
+    ) -> None:
         self._paths = list(paths) or [STDIN]
         self._cr_ends_lines = cr_ends_lines
+        self._fd = fd  # the one path is already open there
+        assert fd is None or len(self._paths) == 1
         self._queue: asyncio.Queue[list[bytes] | BaseException | None] = asyncio.Queue()
         self._credits = threading.Semaphore(_QUEUED_CHUNKS)
         self._stopped = threading.Event()
@@ -237,7 +244,7 @@ class LineFeed:
         try:
             for path in self._paths:
                 try:
-                    with _open_input(path) as stream:
+                    with _open_input(path, self._fd) as stream:
                         if not self._read(stream, path):
                             return
                 except OSError as exc:
@@ -344,11 +351,13 @@ async def read_items(
     request: RequestTemplate,
     input_format: InputFormat = InputFormat.LINES,
     shard: Shard | None = None,
+    streams: Mapping[int, int] | None = None,
 ) -> AsyncGenerator[Item, None]:
     """Items of files (``-`` is stdin) in order, indexed from 0; blank lines (and for
     line input, ``#`` comments) skipped; each CSV file brings its own header. With
     ``shard``, only its items, keeping their index in the whole input (the others
-    are counted, not parsed).
+    are counted, not parsed). ``streams``: inputs, by position, already open on a
+    descriptor (a ``-P`` worker reads its copy of a pipe there, under the pipe's name).
 
     One generator over whole batches of lines: the per-line work is plain calls.
     """
@@ -356,9 +365,13 @@ async def read_items(
     lines = input_format is InputFormat.LINES
     skip = shard.count if shard is not None else 1
     mine = shard.number if shard is not None else 0
-    for path in paths or [STDIN]:
+    for position, path in enumerate(paths or [STDIN]):
         # CSV keeps CRs: a quoted cell may hold one, and its rows end in CRLF anyway.
-        feed = LineFeed([path], cr_ends_lines=input_format is not InputFormat.CSV)
+        feed = LineFeed(
+            [path],
+            cr_ends_lines=input_format is not InputFormat.CSV,
+            fd=streams.get(position) if streams else None,
+        )
         csv_rows = CsvRows() if input_format is InputFormat.CSV else None
         try:
             async for batch in feed.batches():
