@@ -55,6 +55,24 @@ def test_a_url_as_typed_is_masked_whatever_its_password_holds(url: str, secret: 
     assert masked.startswith("http://u:****@")
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("http://us er:SECRET@h.test/", "SECRET"),
+        ("http://us\ter:SECRET@h.test/", "SECRET"),
+        ("http://us\u00a0er:SECRET@h.test/", "SECRET"),
+        ("http://TO KEN@h.test/", "TO KEN"),
+        ("ftp://us er:HUN TER@h.test/x", "HUN TER"),
+    ],
+)
+def test_whitespace_in_a_user_name_does_not_hide_the_password(url: str, secret: str) -> None:
+    """Found by a hostile tester: the masks stopped at whitespace, so a user name holding
+    a space or a tab (as typed, or in a server's Location) left the password printed."""
+    assert secret not in redact_url(url)
+    assert secret not in redact_text(f"e.g. {url}: connect: refused")
+    assert secret not in redact_text(f"redirect to a URL that is not fetched: {url}")
+
+
 def test_a_parsed_url_is_masked_exactly_and_nested_urls_too() -> None:
     url = URL("http://u:p@h.test/@me?next=http://bob:hunter2@k.test/")
     assert redact_parsed(url) == "http://u:****@h.test/@me?next=http://bob:****@k.test/"

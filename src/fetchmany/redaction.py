@@ -19,13 +19,14 @@ MASK: Final = "****"
 _SCHEME: Final = r"([A-Za-z][A-Za-z0-9+.\-]*://)"
 # In free text: scheme://userinfo@, where the userinfo ends at the last @ before the
 # path, query or fragment begins (a password may hold an unescaped @; a path may
-# too, after a /). Such text comes from URLs already parsed and re-encoded, where a
-# password's space, / ? or # are escaped; a URL as the user typed it goes through
-# redact_url instead.
-_USERINFO: Final = re.compile(_SCHEME + r"(?:([^/?#\s:@]*):[^/?#\s]*|([^/?#\s:]*))@")
+# too, after a /). Spaces, tabs and other control characters do not end it: a URL
+# as the user typed it, or a Location header, may hold them in a user name or a
+# password (``http://us er:secret@host/``), and masking a little too much of a
+# message is better than printing a secret. Only a line break ends it.
+_USERINFO: Final = re.compile(_SCHEME + r"(?:([^/?#\n:@]*):[^/?#\n]*|([^/?#\n:]*))@")
 # A whole string known to be one URL (a record's url): the password runs to its last @,
 # whitespace included, since there is nothing else in the string it could belong to.
-_WHOLE_URL: Final = re.compile(_SCHEME + r"([^/?#\s:@]*):(.*)@(?=[^@]*$)", re.DOTALL)
+_WHOLE_URL: Final = re.compile(_SCHEME + r"([^/?#:@]*):(.*)@(?=[^@]*$)", re.DOTALL)
 
 
 def _mask(match: re.Match[str]) -> str:
