@@ -71,7 +71,7 @@ async def test_invalid_items_get_records_in_place(server: LoopbackServer) -> Non
 
 async def test_redirects_are_followed_up_to_the_limit(server: LoopbackServer) -> None:
     ok, capped, loop = await collect(
-        [server.url("/redirect/3"), server.url("/redirect/5"), server.url("/redirect-loop")],
+        [server.url("/redirect/4"), server.url("/redirect/5"), server.url("/redirect-loop")],
         FetchOptions(max_redirects=4),
     )
     assert ok.ok

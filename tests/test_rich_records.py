@@ -321,4 +321,32 @@ def test_no_proxy_takes_cidr_ranges(hops: LoopbackServer) -> None:
 def test_a_redirect_loop_keeps_its_chain(server: LoopbackServer) -> None:
     record = one("--redirects", "--max-redirects", "3", url=server.url("/redirect-loop"))
     assert record["error"]["kind"] == "too_many_redirects"
-    assert [hop["status"] for hop in record["redirects"]] == [302, 302, 302]  # then refused
+    assert record["error"]["message"] == "more than 3 redirects"
+    # Three followed, and the fourth, refused:
+    assert [hop["status"] for hop in record["redirects"]] == [302, 302, 302, 302]
+
+
+@pytest.mark.parametrize("limit", ["1", "2"])
+def test_max_redirects_n_follows_exactly_n(hops: LoopbackServer, limit: str) -> None:
+    """/hop/a -> /hop/b -> /end is two redirects: --max-redirects 2 follows both (as curl
+    --max-redirs 2 does), 1 follows one and refuses the second."""
+    record = one("--redirects", "--max-redirects", limit, url=hops.url("/hop/a"))
+    statuses = [hop["status"] for hop in record["redirects"]]
+    if limit == "2":
+        assert record["ok"] is True
+        assert record["final_url"] == hops.url("/end")
+        assert statuses == [301, 302]
+    else:
+        assert record["error"] == {"kind": "too_many_redirects", "message": "more than 1 redirects"}
+        assert statuses == [301, 302]
+
+
+@pytest.mark.parametrize("location", [(), (b"Location: ",)])
+def test_a_3xx_without_a_location_is_the_answer_not_a_hop(
+    raw_server: Callable[[dict[str, bytes]], RawServer], location: tuple[bytes, ...]
+) -> None:
+    server = raw_server({"/r": raw_response(b"", location, status=b"302 Found")})
+    record = one("--redirects", "--max-redirects", "1", url=server.url("/r"))
+    assert record["status"] == 302
+    assert record["error"] is None
+    assert record["redirects"] == []

@@ -170,7 +170,9 @@ class Client:
             headers=headers,
             proxy=proxy,
             allow_redirects=options.max_redirects > 0,
-            max_redirects=options.max_redirects,
+            # aiohttp raises on reaching its max, so it follows one fewer: N redirects
+            # followed is N + 1 for it (as curl --max-redirs N and requests count).
+            max_redirects=options.max_redirects + 1,
             timeout=self._timeout,
             ssl=setup.ssl,
         ) as resp:
@@ -215,7 +217,7 @@ class Client:
             if options.response_headers is not None:
                 response.headers = response_headers(resp, options.response_headers)
             if options.redirects:
-                response.redirects = hops(resp.history)
+                response.redirects = hops(resp.history, resp)
             return response
 
     def _lesson(
@@ -311,9 +313,17 @@ def final_url(item: Item, resp: aiohttp.ClientResponse) -> str:
     return valid_text(redact_parsed(resp.url))
 
 
-def hops(history: Sequence[aiohttp.ClientResponse]) -> list[dict[str, Any]]:
-    """The ``redirects`` field: each hop's status and URL, credentials masked."""
-    return [{"status": hop.status, "url": valid_text(redact_parsed(hop.url))} for hop in history]
+def hops(
+    history: Sequence[aiohttp.ClientResponse], final: aiohttp.ClientResponse | None = None
+) -> list[dict[str, Any]]:
+    """The ``redirects`` field: each hop's status and URL, credentials masked. A 3xx
+    without a Location ends the chain, and aiohttp lists it in its own history too: it
+    is the ``final`` answer, not a hop."""
+    return [
+        {"status": hop.status, "url": valid_text(redact_parsed(hop.url))}
+        for hop in history
+        if hop is not final
+    ]
 
 
 def response_headers(resp: aiohttp.ClientResponse, wanted: frozenset[str]) -> dict[str, Any]:
