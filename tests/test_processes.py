@@ -191,6 +191,29 @@ def test_resume_under_processes_continues_the_file(server: LoopbackServer, tmp_p
     assert records(out, "jsonl") == records(whole, "jsonl")
 
 
+@pytest.mark.parametrize("processes", ["2", "3"])
+def test_a_resume_onto_changed_input_is_refused_and_the_file_untouched(
+    server: LoopbackServer, tmp_path: Path, processes: str
+) -> None:
+    """As with one process: exit 2, one line, the file as it was (a hostile tester saw
+    exit 1 or 143 and the file's torn end trimmed, because a worker's refusal looked
+    like a worker dying)."""
+    url = server.url("/item?id={}&max_ms=2")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{i}\n" for i in range(1, 41)))
+    out = tmp_path / "out.jsonl"
+    assert run_process(str(ids), "-q", "-t", url, "-o", str(out)).returncode == 0
+    out.write_bytes(out.read_bytes()[:-5])  # torn, as an interrupted run may leave it
+    before = out.read_bytes()
+    ids.write_text("".join(f"{i}\n" for i in range(2, 42)))  # every line moved up one
+    result = run_process(str(ids), "-q", "-t", url, "-o", str(out), "--resume", "-P", processes)
+    assert result.returncode == 2, result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("fetchmany:")]
+    assert error.startswith("fetchmany: input changed since")
+    assert "worker" not in result.stderr
+    assert out.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -451,7 +451,7 @@ def check_processes(args: CommandLine) -> int:
 def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     import asyncio
 
-    from fetchmany.cli.processes import WorkerFailed, run_parallel
+    from fetchmany.cli.processes import WorkerFailed, WorkerRefused, run_parallel
     from fetchmany.cli.run import run_job
     from fetchmany.input.rows import InputError
     from fetchmany.input.sources import InputUnreadable
@@ -464,7 +464,7 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
             if processes > 1:
                 return runner.run(run_parallel(job, processes))
             return runner.run(run_job(job))
-    except (ResumeError, InputError) as exc:
+    except (ResumeError, InputError, WorkerRefused) as exc:
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:
         raise RunFailed(valid_text(str(exc))) from None

@@ -67,8 +67,29 @@ class _Settled:
     hosts: dict[str, tuple[int, int]]
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A resumed worker's first frame: its share of the file matches its inputs."""
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A worker refused its shard as one process refuses a run (an input that changed
+    since the file being resumed was written, an input it cannot read as text): the
+    whole run is refused, before anything is written."""
+
+    message: str
+
+
+_Frame = list[Finished] | _Settled | _Checked | _Refused
+
+
 class WorkerFailed(Exception):
     """A worker process ended without finishing its shard."""
+
+
+class WorkerRefused(Exception):
+    """A worker refused the run (see ``_Refused``): a usage error, the output untouched."""
 
 
 def split(total: int, parts: int, part: int) -> int:
@@ -116,7 +137,27 @@ def _worker_main(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) 
         return runner.run(_work(job, out_fd, start, streams))
 
 
+def _send(out_fd: int, frame: _Frame) -> None:
+    payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    write_all(out_fd, _HEADER.pack(len(payload)))
+    write_all(out_fd, payload)
+
+
 async def _work(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> int:
+    from fetchmany.input.rows import InputError
+    from fetchmany.output.resume import ResumeError
+
+    try:
+        await _fetch_shard(job, out_fd, start, streams)
+    except BrokenPipeError:
+        return 0  # the parent has gone (its reader closed): nothing left to do
+    except (ResumeError, InputError) as exc:
+        with contextlib.suppress(BrokenPipeError):
+            _send(out_fd, _Refused(str(exc)))
+    return 0
+
+
+async def _fetch_shard(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> None:
     from fetchmany.api import fetch_finished
 
     interruption = Interruption(job.display, job.grace)
@@ -131,7 +172,14 @@ async def _work(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -
             for number, key in enumerate(recorded_keys(resume.path, resume.format, resume.fields))
             if shard.holds(number)
         )
-        items = skip_recorded(items, keys, shard.size(start), resume.path, resume.key)
+        items = skip_recorded(
+            items,
+            keys,
+            shard.size(start),
+            resume.path,
+            resume.key,
+            on_checked=lambda: _send(out_fd, _Checked()),
+        )
     engines: list[Engine[Finished]] = []
 
     def on_engine(engine: Engine[Finished]) -> None:
@@ -141,22 +189,14 @@ async def _work(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -
     finished = fetch_finished(
         items, job.options, encoder(job.writer), finished_cost, on_engine, job.setup
     )
-    try:
-        async with contextlib.aclosing(finished) as batches:
-            async for batch in batches:
-                for frame in _frames_of(batch):
-                    payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-                    write_all(out_fd, _HEADER.pack(len(payload)))
-                    write_all(out_fd, payload)
-        limits = engines[0].limits if engines else None
-        if job.options.adaptive is not None and limits is not None:
-            payload = pickle.dumps(_Settled(limits.settled()))
-            write_all(out_fd, _HEADER.pack(len(payload)))
-            write_all(out_fd, payload)
-        write_all(out_fd, _END)
-    except BrokenPipeError:
-        return 0  # the parent has gone (its reader closed): nothing left to do
-    return 0
+    async with contextlib.aclosing(finished) as batches:
+        async for batch in batches:
+            for frame in _frames_of(batch):
+                _send(out_fd, frame)
+    limits = engines[0].limits if engines else None
+    if job.options.adaptive is not None and limits is not None:
+        _send(out_fd, _Settled(limits.settled()))
+    write_all(out_fd, _END)
 
 
 _FRAME_BYTES: Final = 1 << 20
@@ -242,6 +282,11 @@ class Parallel:
         self._budget = job.options.window_bytes // 2  # the other half: the workers' windows
         self._ordered = job.options.ordered
         self._signalled = False
+        self.refused: str | None = None
+        """Why a worker refused the run (then nothing is written)."""
+        self._unchecked: set[int] = set()
+        """Resumed workers whose share of the file is not yet checked: until it all is,
+        nothing is written, so a refused resume leaves the file as it was."""
 
     # -- workers
     def start(self, start: int, pipes: Mapping[int, list[tuple[int, int]]]) -> None:
@@ -249,6 +294,9 @@ class Parallel:
         calling thread, and a lock another thread held would stay held). ``pipes``:
         for each input only the parent reads, by position, a pipe per worker."""
         self.next_index = start
+        if start and self.job.resume is not None:
+            count = self.processes
+            self._unchecked = {n for n in range(count) if Shard(n, count).size(start) > 0}
         parents = [fd for each in pipes.values() for pipe in each for fd in pipe]
         for number in range(self.processes):
             job = worker_job(self.job, number, self.processes)
@@ -278,7 +326,7 @@ class Parallel:
             self._pause(worker)
             worker.closed = True
             os.close(worker.fd)
-            if not worker.ended and self.failure is None:
+            if not worker.ended and self.failure is None and self.refused is None:
                 self.failure = (
                     f"worker {worker.number} (shard {worker.number}/{self.processes}) ended early"
                 )
@@ -303,10 +351,18 @@ class Parallel:
                 break
             start = at + _HEADER.size
             with memoryview(buffer) as view:  # no copy of the frame before unpickling
-                batch: list[Finished] | _Settled = pickle.loads(view[start : start + size])
+                batch: _Frame = pickle.loads(view[start : start + size])
             at = start + size
             if isinstance(batch, _Settled):
                 self._settle(batch.hosts)
+                continue
+            if isinstance(batch, _Checked):
+                self._unchecked.discard(worker.number)
+                continue
+            if isinstance(batch, _Refused):
+                if self.refused is None:
+                    self.refused = batch.message
+                    self.kill()  # nothing will be written: no need to let them finish
                 continue
             for finished in batch:
                 worker.ready.append(finished)
@@ -324,6 +380,9 @@ class Parallel:
 
     def _emit(self) -> None:
         """Write what can be written now: in index order, or everything with --unordered."""
+        if self._unchecked or self.refused is not None:
+            self._hold()
+            return
         out: list[Finished] = []
         if self._ordered:
             workers = self.workers
@@ -368,6 +427,15 @@ class Parallel:
         needed = self.workers[self.next_index % self.processes]
         for worker in self.workers:
             if worker is needed or self._held < self._budget or not worker.ready:
+                self._read_from(worker)
+            else:
+                self._pause(worker)
+
+    def _hold(self) -> None:
+        """Until every resumed worker's share is checked: keep reading the ones still
+        checking, and the others only while what is held is within the budget."""
+        for worker in self.workers:
+            if worker.number in self._unchecked or self._held < self._budget:
                 self._read_from(worker)
             else:
                 self._pause(worker)
@@ -518,6 +586,8 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
             parallel.outcome.signal = interrupted[0]
         if parallel.outcome.broken_pipe:
             writer.output.abandon()
+        elif parallel.refused is not None:
+            writer.abandon()  # nothing was written: the file is as it was
         elif parallel.output_error is not None or (failed and parallel.failure is None):
             writer.abandon()
         else:
@@ -534,6 +604,8 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
         cpu = usage.ru_utime + usage.ru_stime - started_cpu
         per = cpu / stats.done * 1e6 if stats.done else 0.0
         job.display.note(f"parent CPU after start-up: {cpu:.3f} s, {per:.1f} us per record")
+    if parallel.refused is not None:
+        raise WorkerRefused(parallel.refused)
     if parallel.output_error is not None:
         raise parallel.output_error  # the previous output is left as it was
     if parallel.failure is not None and not parallel.outcome.broken_pipe and not interrupted:

@@ -272,12 +272,17 @@ async def skip_recorded(
     count: int,
     path: str,
     key: Callable[[Item], str | None],
+    on_checked: Callable[[], None] | None = None,
 ) -> AsyncGenerator[Item, None]:
     """Drop the first ``count`` items after checking each against FILE; pass the rest on.
 
     ``key`` gives an item's value as the file would hold it (its input, or its url).
+    ``on_checked`` is called once all ``count`` matched (a ``-P`` worker tells its
+    parent, which writes nothing until every worker's part of the file is checked).
     """
     seen = 0
+    if count == 0 and on_checked is not None:
+        on_checked()
     async for item in items:
         if seen < count:
             recorded = next(expected, None)
@@ -289,6 +294,8 @@ async def skip_recorded(
                     "use a new output file"
                 )
             seen += 1
+            if seen == count and on_checked is not None:
+                on_checked()
             continue
         yield item
     if seen < count:
