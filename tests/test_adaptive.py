@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 
 import pytest
+from aiohttp import web
 from capacity_server import Capacity
 from conftest import LoopbackServer, jsonl, run_cli
 
@@ -128,3 +130,30 @@ async def test_waiters_start_as_the_limit_allows() -> None:
     gate.release(0.01, False, None)
     await third
     assert gate.in_flight == 2
+
+
+def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """Found by a hostile tester: one 503 with Retry-After: 86400 froze the limit for the
+    rest of the run. The hold is capped by --max-backoff, as the retry's wait is."""
+    answered = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal answered
+        answered += 1
+        if answered == 1:
+            return web.Response(status=503, headers={"Retry-After": "86400"})
+        await asyncio.sleep(0.02)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{id}", handler)
+    url = serve(app).url("/{}")
+    ids = "".join(f"{i}\n" for i in range(600)).encode()
+    args = ("-t", url, "--limit", "auto", "--max-backoff", "0.2", "-o", "/dev/null")
+    result = run_cli(*args, stdin=ids)
+    assert result.returncode == 0, result.stderr
+    settled = re.search(r"limit auto settled at: 127\.0\.0\.1:\d+ (\d+)", result.stderr)
+    assert settled is not None, result.stderr
+    assert int(settled[1]) > 10  # it grew past its start once the hold ended

@@ -224,14 +224,18 @@ class Client:
         self, record: Record, latency: float | None, retry_after: str | None
     ) -> tuple[float | None, bool, float | None]:
         """What one attempt tells ``--limit auto``: (latency, overloaded, Retry-After s).
-        Overload is a --retry-on status, a timeout or a connection that failed."""
+        Overload is a --retry-on status, a timeout or a connection that failed. A
+        Retry-After holds the limit no longer than --max-backoff, as it delays a retry
+        no longer: one answer of "a day" must not freeze the run's concurrency."""
+        retry = self._options.retry
         error = record.error.kind if record.error is not None else None
         overloaded = (
-            record.status in self._options.retry.retry_on
+            record.status in retry.retry_on
             if record.status is not None
             else error in (ErrorKind.TIMEOUT, ErrorKind.CONNECT)
         )
-        return latency, overloaded, parse_retry_after(retry_after)
+        hold = parse_retry_after(retry_after)
+        return latency, overloaded, None if hold is None else min(hold, retry.max_backoff)
 
     async def fetch(self, item: Item) -> Record:
         """The record for one item, after any retries.
