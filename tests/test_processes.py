@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -235,3 +236,17 @@ def test_limit_auto_under_processes_reports_where_it_settled(server: LoopbackSer
     result = run_process("-t", url, "-P", "2", "--limit", "auto", "-o", "/dev/null", stdin=ids)
     assert result.returncode == 0
     assert "limit auto settled at: 127.0.0.1:" in result.stderr
+
+
+def test_limit_auto_under_processes_splits_its_ceiling_and_start(server: LoopbackServer) -> None:
+    """Each worker adapts its share of auto:MAX: never more than MAX in flight, and the
+    settled limits the summary adds up never above it (a hostile tester saw 16 for
+    auto:4 with -P 4, each worker reaching the whole ceiling)."""
+    ids = "".join(f"{i}\n" for i in range(200)).encode()
+    url = server.url("/item?id={}&max_ms=5")
+    result = run_process("-t", url, "-P", "3", "--limit", "auto:4", "-o", "/dev/null", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    settled = re.search(r"limit auto settled at: 127\.0\.0\.1:\d+ (\d+)", result.stderr)
+    assert settled is not None, result.stderr
+    assert 3 <= int(settled[1]) <= 4  # a share each, grown to its ceiling's share
+    assert server.state.max_in_flight <= 4

@@ -36,6 +36,9 @@ ALL_HEADERS: Final = frozenset({"*"})
 """``--response-headers all``."""
 DEFAULT_CEILING: Final = 256
 """--limit auto's ceiling unless auto:MAX gives one."""
+DEFAULT_START: Final = 10
+"""Where --limit auto starts every host's limit (the fixed default), unless the ceiling
+is lower."""
 DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
 """What records waiting for their turn in the output may hold, encoded, at most."""
 POOL_PER_SLOT: Final = 4
@@ -50,6 +53,8 @@ class Adaptive:
 
     ceiling: int = DEFAULT_CEILING
     """The most any host's limit may reach, and the cap on all requests in flight."""
+    start: int = DEFAULT_START
+    """Where each host's limit starts (a ``-P`` worker starts at its share)."""
 
     @classmethod
     def parse(cls, text: str) -> Adaptive:

@@ -109,6 +109,15 @@ def worker_job(job: Job, part: int, processes: int) -> Job:
             limit=split(options.limit, processes, part),
             rate=options.rate / processes if options.rate is not None else None,
             per_host=split(per_host, processes, part) if per_host is not None else None,
+            # --limit auto: each worker adapts its share, from its share of the start
+            # up to its share of the ceiling, so the totals hold as for --limit.
+            adaptive=dataclasses.replace(
+                options.adaptive,
+                ceiling=split(options.adaptive.ceiling, processes, part),
+                start=max(1, split(options.adaptive.start, processes, part)),
+            )
+            if options.adaptive is not None
+            else None,
             # --window-bytes stays a total too: half for the workers' windows, half for
             # what the parent holds for the order.
             window_bytes=max(1, options.window_bytes // (2 * processes)),

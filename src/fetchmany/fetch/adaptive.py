@@ -30,12 +30,10 @@ import time
 from collections import deque
 from typing import Final
 
-from fetchmany.options import Adaptive
+from fetchmany.options import DEFAULT_START, Adaptive
 
 __all__ = ["Adaptive", "AdaptiveLimit"]
 
-START: Final = 10
-"""Where every host's limit starts (the fixed default), unless the ceiling is lower."""
 DECREASE: Final = 0.7
 GENTLE: Final = 0.9
 QUEUEING: Final = 2.0
@@ -47,7 +45,7 @@ _TRACE_EVERY: Final = 0.1  # seconds between trace points
 class AdaptiveLimit:
     """One host's adaptive limit: a semaphore whose size the answers move."""
 
-    def __init__(self, ceiling: int, start: int = START) -> None:
+    def __init__(self, ceiling: int, start: int = DEFAULT_START) -> None:
         self.ceiling = ceiling
         self.limit = float(min(start, ceiling))
         self.in_flight = 0

@@ -201,7 +201,7 @@ class Limits:
             ceiling = self._adaptive.ceiling
             if self._per_host is not None:
                 ceiling = min(ceiling, self._per_host)
-            gate = self.hosts[host] = AdaptiveLimit(ceiling)
+            gate = self.hosts[host] = AdaptiveLimit(ceiling, self._adaptive.start)
             while len(self.hosts) > _KEPT_HOSTS:  # memory stays flat over millions of hosts
                 oldest, kept = next(iter(self.hosts.items()))
                 if kept.in_flight or kept.locked():
