@@ -112,6 +112,36 @@ def test_a_missing_shard_is_named_and_leaves_no_output(
     assert [r["index"] for r in records(out, "jsonl")] == [i for i in range(17) if i % 3 != 1]
 
 
+def test_a_gap_on_stdout_comes_after_the_records_before_it_and_no_closing(
+    tmp_path: Path,
+) -> None:
+    """What the docs promise for stdout, which cannot be replaced whole as -o is: the
+    records before the gap have been streamed, a JSON array is left unclosed (so no
+    reader takes it for a whole result), and the exit status says it failed."""
+    for k in (0, 1):
+        rows = (json.dumps({"index": i, "ok": True}) for i in range(k, 6000, 2) if i != 4001)
+        (tmp_path / f"p{k}.jsonl").write_text("".join(f"{row}\n" for row in rows))
+    parts = [str(tmp_path / "p0.jsonl"), str(tmp_path / "p1.jsonl")]
+    result = run_cli("--merge", *parts, "-f", "json")
+    assert result.returncode == 1
+    assert result.stderr.startswith("fetchmany: index 4001 is in no part")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stdout)
+    streamed = json.loads(result.stdout.rstrip().rstrip(b",") + b"]")
+    assert [r["index"] for r in streamed] == list(range(len(streamed)))
+    assert len(streamed) <= 4001
+
+
+def test_a_part_an_editor_saved_with_a_bom_is_refused_saying_so(tmp_path: Path) -> None:
+    part = tmp_path / "p.jsonl"
+    part.write_bytes(b'\xef\xbb\xbf{"index": 0, "ok": true}\n')
+    for args in (["--merge", str(part)], ["-o", str(part), "--resume"]):
+        result = run_cli(*args, stdin=b"")
+        assert result.returncode == 2
+        assert "starts with a byte-order mark" in result.stderr
+        assert part.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
 def test_a_part_given_twice_is_a_repeated_index(tmp_path: Path) -> None:
     part = tmp_path / "p.jsonl"
     part.write_text('{"index": 0, "ok": true}\n{"index": 1, "ok": true}\n')

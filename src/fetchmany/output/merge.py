@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fetchmany.output.resume import ResumeError, detect_format
+from fetchmany.output.resume import ByteOrderMark, ResumeError, detect_format
 from fetchmany.output.writers import OutputFormat
 
 csv.field_size_limit(sys.maxsize)  # a cell holds a whole body
@@ -149,6 +149,8 @@ def open_part(path: str) -> Part:
     """What a part holds (format and fields), read from its start; MergeError if unusable."""
     try:
         found = detect_format(path)
+    except ByteOrderMark as exc:
+        raise MergeError(str(exc)) from None
     except ResumeError:
         raise MergeError(
             f"{path} is not records fetchmany wrote (JSON Lines, a JSON array or CSV)"

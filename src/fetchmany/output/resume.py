@@ -37,6 +37,10 @@ class ResumeError(Exception):
     """FILE cannot be continued by this run; the message says why, for the user."""
 
 
+class ByteOrderMark(ResumeError):
+    """A record file that starts with a BOM: re-saved by an editor, to be told so."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResumePoint:
     """Where a resumed run picks up."""
@@ -189,6 +193,11 @@ def detect_format(path: str) -> OutputFormat | None:
         start = stream.read(4096)
     if not start:
         return None
+    if start.startswith(b"\xef\xbb\xbf"):  # an editor re-saved it: say so, not "not records"
+        raise ByteOrderMark(
+            f"{path} starts with a byte-order mark, which fetchmany never writes (was it "
+            f"saved by an editor?); remove it: sed -i '1s/^\\xEF\\xBB\\xBF//' {path}"
+        )
     if start.startswith(b"{"):
         return OutputFormat.JSONL
     if start.startswith(b"["):
