@@ -138,29 +138,48 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()]
 
 
-def test_a_worker_that_dies_is_an_error_and_the_output_a_valid_prefix(
-    server: LoopbackServer, tmp_path: Path
+@pytest.mark.parametrize("output", ["stdout", "file", "resumed"])
+def test_a_worker_that_dies_is_an_error_and_the_output_is_left_whole(
+    server: LoopbackServer, tmp_path: Path, output: str
 ) -> None:
+    """Exit 1 naming the worker. Stdout holds the valid in-order prefix; an -o file is
+    left as any failed run leaves it: the previous file in place, a resumed file with
+    its whole records (so --resume continues it)."""
     server.hang_from(20, signal_when_hung=2)
     ids = tmp_path / "ids.txt"
     ids.write_text("".join(f"{i}\n" for i in range(60)))
     out = tmp_path / "out.jsonl"
     url = server.url("/maybe-hang?id={}")
+    args = [str(ids), "-t", url, "--limit", "2", "-P", "2"]
+    if output == "file":
+        out.write_text('{"previous": true}\n')
+        args += ["-o", str(out)]
+    elif output == "resumed":
+        out.write_text("".join(f'{{"index":{i},"input":"{i}"}}\n' for i in range(4)))
+        args += ["-o", str(out), "--fields", "index,input", "--resume"]
+    before = out.read_bytes() if out.exists() else b""
     proc = subprocess.Popen(
-        [*fetchmany_command(), str(ids), "-t", url, "--limit", "2", "-P", "2", "-o", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [*fetchmany_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert server.state.hung_signal.wait(20)
     workers = _children(proc.pid)
     assert len(workers) == 2
     os.kill(workers[1], signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=30)
+    stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "worker 1 (shard 1/2) ended early" in stderr.decode()
-    indexes = [r["index"] for r in jsonl(out.read_bytes())]
-    assert indexes == list(range(len(indexes)))
-    assert len(indexes) <= 20
+    if output == "stdout":
+        indexes = [r["index"] for r in jsonl(stdout)]
+        assert indexes == list(range(len(indexes)))
+        assert len(indexes) <= 20
+    elif output == "file":
+        assert out.read_bytes() == before
+        assert f"{out} is left as it was" in stderr.decode()
+    else:
+        indexes = [r["index"] for r in jsonl(out.read_bytes())]
+        assert out.read_bytes().startswith(before)
+        assert indexes == list(range(len(indexes)))  # whole records, in order
+        assert "--resume continues it" in stderr.decode()
 
 
 def test_a_closed_pipe_ends_every_worker(server: LoopbackServer) -> None:

@@ -15,7 +15,8 @@ single process would, and the parent writes the in-order prefix they completed.
 Stdin, and any input that is not a regular file (a pipe, a FIFO, ``<(...)``), is
 read once, by the parent, and passed to every worker (each parses only its shard's
 lines). A worker that dies is an error the user sees: the others are
-stopped and the output is the valid prefix, exit 1.
+stopped, exit 1; stdout holds the valid prefix, and a file is left as a failed run
+leaves it (the previous one in place, a resumed one with its whole records).
 
 The parent stops reading from workers that are ahead while what it holds for the
 order exceeds ``--window-bytes``; their pipes fill, and they wait.
@@ -556,6 +557,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     pipes = {position: [os.pipe() for _ in range(processes)] for position in read_once(inputs)}
     tee = Tee(inputs, pipes)
     writer = job.writer
+    replaces, resumable = writer.output.replaces, writer.output.resumable  # before it ends
     failed = True
     interrupted: list[int] = []
 
@@ -599,6 +601,10 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
             writer.abandon()  # nothing was written: the file is as it was
         elif parallel.output_error is not None or (failed and parallel.failure is None):
             writer.abandon()
+        elif failed and (replaces or resumable):
+            # A worker died: a failure, so a file is left as one process leaves it (the
+            # previous one in place; a resumed one cut back to its whole records).
+            writer.abandon()
         else:
             try:
                 writer.close()  # the valid prefix, also after a worker failed
@@ -618,7 +624,11 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     if parallel.output_error is not None:
         raise parallel.output_error  # the previous output is left as it was
     if parallel.failure is not None and not parallel.outcome.broken_pipe and not interrupted:
-        raise WorkerFailed(
-            f"{parallel.failure}; the output holds the records before its first missing one"
-        )
+        if resumable:
+            kept = f"{writer.output.shown} keeps its whole records; --resume continues it"
+        elif replaces:
+            kept = f"{writer.output.shown} is left as it was"
+        else:
+            kept = "the output holds the records before its first missing one"
+        raise WorkerFailed(f"{parallel.failure}; {kept}")
     return parallel.outcome

@@ -199,6 +199,11 @@ class Output:
         """A file continued in place (records already in it are kept)."""
         return self._append
 
+    @property
+    def replaces(self) -> bool:
+        """A file written aside and put in place only by ``commit`` (a new run's -o)."""
+        return self._temp is not None
+
     def start_at(self, offset: int) -> None:
         """Resume: continue after the first ``offset`` bytes. Anything after them (a torn
         record, a closing bracket) is cut off by the first write, not before, so a run
