@@ -109,6 +109,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["-d", "a", "--json", "{}"], "give a body as --data or --json, not both"),
         (["--pick", "title"], "Invalid value for '--pick': expected NAME=PATH with NAME a plain word, got 'title'"),
         (["--pick", "path=a"], "Invalid value for '--pick': field name used twice: 'path'"),
+        (["-X", "head", "--save-dir", "d"], "HEAD answers have no body to save; drop --save-dir or -X HEAD"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:

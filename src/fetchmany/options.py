@@ -155,6 +155,9 @@ class FetchOptions:
             if not self.method or not self.method.isascii() or not self.method.isalpha():
                 raise ValueError(f"not an HTTP method: {self.method!r}")
             object.__setattr__(self, "method", self.method.upper())
+        if self.http_method == "HEAD" and self.save_dir is not None:
+            # An answer to HEAD has no body: every saved file would be empty.
+            raise ValueError("HEAD answers have no body to save; drop --save-dir or -X HEAD")
 
     @property
     def http_method(self) -> str:
