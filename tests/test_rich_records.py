@@ -318,6 +318,17 @@ def test_no_proxy_takes_cidr_ranges(hops: LoopbackServer) -> None:
     assert jsonl(result.stdout)[0]["ok"] is True
 
 
+def test_no_proxy_takes_a_host_and_port_for_that_port_only(hops: LoopbackServer) -> None:
+    url = hops.url("/end")
+    port = url.split(":")[2].split("/")[0]
+    env = {"ALL_PROXY": "socks5://127.0.0.1:9", "NO_PROXY": f"127.0.0.1:{port}"}
+    result = run_process("-q", "--retries", "0", stdin=f"{url}\n".encode(), env=env)
+    assert jsonl(result.stdout)[0]["ok"] is True
+    env["NO_PROXY"] = f"127.0.0.1:{int(port) + 1}"  # another port: through the (dead) proxy
+    result = run_process("-q", "--retries", "0", stdin=f"{url}\n".encode(), env=env)
+    assert jsonl(result.stdout)[0]["error"]["kind"] == "connect"
+
+
 def test_a_redirect_loop_keeps_its_chain(server: LoopbackServer) -> None:
     record = one("--redirects", "--max-redirects", "3", url=server.url("/redirect-loop"))
     assert record["error"]["kind"] == "too_many_redirects"

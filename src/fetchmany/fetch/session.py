@@ -45,15 +45,18 @@ def env_proxies() -> dict[str, str]:
     return getproxies_environment()
 
 
-def bypasses_proxy(host: str, proxies: dict[str, str]) -> bool:
-    """NO_PROXY, as urllib reads it (public and documented, though not in typeshed), and
-    CIDR entries (``127.0.0.0/8``) as curl reads them, which urllib does not."""
+def bypasses_proxy(host: str, proxies: dict[str, str], port: int | None = None) -> bool:
+    """NO_PROXY, as urllib reads it (public and documented, though not in typeshed): a
+    name or a suffix, or ``host:port`` for that port only; and CIDR entries
+    (``127.0.0.0/8``) as curl reads them, which urllib does not."""
     from urllib import request
 
     if "/" in proxies.get("no", "") and _in_network(host, proxies["no"]):
         return True
     bypass: Any = request.proxy_bypass_environment  # type: ignore[attr-defined]
-    return bool(bypass(host, proxies))
+    if bypass(host, proxies):
+        return True
+    return port is not None and bool(bypass(f"{host}:{port}", proxies))
 
 
 def _in_network(host: str, no_proxy: str) -> bool:
@@ -204,7 +207,7 @@ class SessionSetup:
             return self.proxy
         if not self.env_proxies:
             return None
-        if bypasses_proxy(target.host or "", self.env_proxies):
+        if bypasses_proxy(target.host or "", self.env_proxies, target.port):
             return None
         return self.env_proxies.get(target.scheme) or self.env_proxies.get("all")
 
