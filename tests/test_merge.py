@@ -159,7 +159,15 @@ def test_parts_with_different_fields_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", ['{"index": 2}\n{"index": 1}\n', '{"ok": true}\n', '{"index": "0"}\n', "[1]\n"]
+    "content",
+    [
+        '{"index": 2}\n{"index": 1}\n',
+        '{"ok": true}\n',
+        '{"index": "0"}\n',
+        "[1]\n",
+        '{"index": -1}\n',
+        '{"index": 0, "ok": true}\n{"index": 1}\n',  # a field short: it would merge as null
+    ],
 )
 def test_a_part_out_of_order_or_without_indexes_is_refused(tmp_path: Path, content: str) -> None:
     part = tmp_path / "p.jsonl"

@@ -220,10 +220,16 @@ def _indexed(
     records = _READERS[part.format](part.path)
     if allow_torn:
         records = _until_torn(records)
+    named = part.format is not OutputFormat.CSV  # a CSV row has its header's fields
     for position, record in enumerate(records):
         index = record.get("index")
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise MergeError(f"{part.path}: record {position} has no integer index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise MergeError(f"{part.path}: record {position} has no index of 0 or more")
+        if named and tuple(record) != part.fields:  # a field missing would merge as null
+            raise MergeError(
+                f"{part.path}: record {position} has fields {','.join(record)}, but the "
+                f"part's first has {','.join(part.fields)}"
+            )
         if index <= previous:
             raise MergeError(
                 f"{part.path}: index {index} after {previous}; a part must be in index order"
