@@ -148,7 +148,7 @@ async def test_reader_reads_a_bounded_number_of_chunks_ahead(
             lead.append(reads - taken)  # chunks read but not yet taken by the loop
             return super().read(size)
 
-    monkeypatch.setattr(sources, "_open_input", lambda name: CountingFile(name, "rb"))
+    monkeypatch.setattr(sources, "_open_input", lambda name, fd=None: CountingFile(name, "rb"))
     feed = LineFeed([str(path)])
     lines = 0
     async for batch in feed.batches():
