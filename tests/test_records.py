@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fetchmany.records import ErrorKind, FetchError, Record, valid_text
+from fetchmany.records import FIELDS, ErrorKind, FetchError, Record, valid_text
 
 
 def test_record_dict_has_the_documented_field_order_and_error_shape() -> None:
@@ -32,3 +32,14 @@ def test_valid_text_escapes_what_cannot_be_written() -> None:
     assert valid_text("caf\udce9") == "caf\\xe9"  # a byte that was not UTF-8
     assert valid_text("a\ud800b") == "a\\ud800b"  # a lone surrogate from JSON
     assert valid_text("plain é") == "plain é"
+
+
+def test_the_default_fields_fast_path_matches_the_general_one() -> None:
+    """to_dict spells the default fields out (it runs once per record); it must say
+    exactly what the general path says, in the same order."""
+    record = Record(3, "in", "http://h.test/", True, 200, "http://h.test/", "text/plain", 2)
+    record.error = FetchError(ErrorKind.INVALID_JSON, "no")
+    record.body, record.elapsed_ms, record.attempts = "ok", 1.5, 2
+    general = record.to_dict(tuple(list(FIELDS)))
+    assert list(record.to_dict()) == list(general) == list(FIELDS)
+    assert record.to_dict() == general

@@ -112,6 +112,22 @@ class Record:
     def to_dict(self, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
         """The record as plain JSON-able values, only ``fields``, in that order; a name
         that is not a field of the record is a pick."""
+        if fields is FIELDS:  # the default, once per record of most runs: spelled out
+            error = self.error
+            return {
+                "index": self.index,
+                "input": self.input,
+                "url": self.url,
+                "ok": self.ok,
+                "status": self.status,
+                "final_url": self.final_url,
+                "content_type": self.content_type,
+                "size": self.size,
+                "elapsed_ms": self.elapsed_ms,
+                "attempts": self.attempts,
+                "error": None if error is None else error.to_dict(),
+                "body": self.body,
+            }
         out: dict[str, Any] = {}
         for name in fields:
             if name in _ATTRIBUTES:

@@ -70,7 +70,7 @@ class RecordWriter:
         self, output: Output, fields: Sequence[str] = FIELDS, *, csv_safe: bool = False
     ) -> None:
         self.output = output
-        self.fields = tuple(fields)
+        self.fields = FIELDS if tuple(fields) == FIELDS else tuple(fields)  # the fast path
         self.written = 0
         self.csv_safe = csv_safe
 
