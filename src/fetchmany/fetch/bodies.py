@@ -11,8 +11,7 @@ import codecs
 import functools
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -121,10 +120,6 @@ _DIGIT_MASK: Final = bytes(49 if 48 <= c <= 57 else 48 for c in range(256))
 _NINETEEN_DIGITS: Final = b"1" * 19
 
 
-def _has_long_number(data: bytes) -> bool:
-    return _NINETEEN_DIGITS in data.translate(_DIGIT_MASK)
-
-
 # orjson writes at most this many levels of nesting; a body nested deeper could be
 # parsed but never written, so it is kept as text instead.
 MAX_JSON_DEPTH: Final = 254
@@ -141,7 +136,7 @@ def parse_json(raw: bytes | str) -> Any:
     data = raw.encode() if isinstance(raw, str) else raw
     value: Any
     try:
-        if _has_long_number(data):
+        if _NINETEEN_DIGITS in data.translate(_DIGIT_MASK):
             raise ValueError("long number")  # the stdlib keeps its digits
         value = orjson.loads(data)
     except ValueError:  # orjson.JSONDecodeError too: the stdlib decides, and words the error
@@ -151,7 +146,11 @@ def parse_json(raw: bytes | str) -> Any:
             value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
         except RecursionError:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+    if (
+        len(data) > 2 * MAX_JSON_DEPTH  # shorter cannot open that many levels
+        and data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
+        and _depth(value) > MAX_JSON_DEPTH
+    ):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
@@ -186,10 +185,12 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedBody:
+class DecodedBody(NamedTuple):
     value: Any
     error: FetchError | None = None
+
+
+_PLAIN_JSON: Final = frozenset({"application/json", "application/json; charset=utf-8"})
 
 
 def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> DecodedBody:
@@ -199,6 +200,15 @@ def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> Decoded
     decoded text, anything else base64. A JSON body that does not parse keeps its
     text and reports ``invalid_json`` so nothing the server sent is lost.
     """
+    if mode is BodyMode.AUTO and content_type in _PLAIN_JSON and raw:
+        # The common case first (an API's JSON, no charset): what the steps below do for it.
+        try:
+            return DecodedBody(parse_json(raw))
+        except ValueError as exc:
+            return DecodedBody(
+                raw.decode("utf-8", "replace"),
+                FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}"),
+            )
     if mode is BodyMode.NONE:
         return DecodedBody(None)
     if mode is BodyMode.BASE64:
