@@ -117,10 +117,11 @@ def parse_url(url: str) -> URL | str:
         return "URL has no host"
     if _NOT_IN_HOST.search(parsed.raw_host or ""):  # "a b", or U+3000 that IDNA maps to " "
         return f"host {valid_text(repr(parsed.raw_host))} holds a space or control character"
-    try:
-        encode_text(url)
-    except LoneSurrogate as exc:  # yarl would drop the character from the path silently
-        return str(exc)
+    if not url.isascii():
+        try:
+            encode_text(url)
+        except LoneSurrogate as exc:  # yarl would drop the character from the path silently
+            return str(exc)
     return parsed
 
 
@@ -145,11 +146,12 @@ def make_item(
     ``fields`` is None for a plain line (``{}``/``{id}`` are the line, and a line
     that is itself an http(s) URL is used as it is), or a row's columns.
     """
-    shown = display_text(text)
+    ascii = text.isascii()  # the common case, which no step below needs to encode
+    shown = text if ascii else display_text(text)
     values: Mapping[str, str] = {"": text, "id": text} if fields is None else fields
     try:
         if fields is None and _URL_SCHEME.match(text):
-            url = _normalise_url(text)
+            url = text if ascii else _normalise_url(text)
         elif request.url is not None:
             url = request.url.expand(values)
             if _DOT_SEGMENT.search(url) and not _DOT_SEGMENT.search(request.url.template):
