@@ -146,17 +146,24 @@ class Client:
         self._save = SaveDir(options.save_dir, options.save_name) if options.save_dir else None
         self._adaptive = options.adaptive is not None
         self._by_host = self._adaptive or options.per_host is not None  # limits keyed by host
+        # Asked once per attempt otherwise: no proxy anywhere, no .netrc to look up.
+        self._proxied = bool(setup.proxy or setup.env_proxies)
+        self._netrc = setup.netrc is not None
 
     async def attempt(self, item: Item, target: URL) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
         options = self._options
         setup = self._setup
         timings = Timings() if options.timings else None
-        session, proxy = self._sessions.route(setup.proxy_for(target))
+        if self._proxied:
+            session, proxy = self._sessions.route(setup.proxy_for(target))
+        else:
+            session, proxy = self._sessions.direct, None
         headers = setup.body_headers if item.data is not None else None
         auth = None
         if target.raw_user is None:
-            auth = setup.auth_for(target)
+            if self._netrc:
+                auth = setup.auth_for(target)
         elif not _latin1(target):  # aiohttp sends a URL's credentials as Latin-1 only
             auth = basic_auth(target.user or "", target.password or "")
             target = target.with_user(None)
@@ -188,10 +195,12 @@ class Client:
                 retry_after=resp.headers.get("Retry-After"),
             )
             codings = resp.headers.getall("Content-Encoding", None)
-            encoding = None if codings is None else ", ".join(codings)  # one list (RFC 9110)
-            if (why := unsupported(encoding)) is not None:
-                response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
-                encoding = None  # read (and save) the bytes as they came
+            encoding = None
+            if codings is not None:
+                encoding = ", ".join(codings)  # one list (RFC 9110)
+                if (why := unsupported(encoding)) is not None:
+                    response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
+                    encoding = None  # read (and save) the bytes as they came
             if self._save is not None:
                 saved = await self._save.save(
                     decoded(resp.content.iter_chunked(_READ_CHUNK), encoding),
@@ -207,6 +216,12 @@ class Client:
                     saved.body,
                     saved.truncated,
                 )
+            elif (
+                encoding is None
+                and (length := resp.content_length) is not None
+                and (length <= options.max_body_size)
+            ):
+                response.body = await resp.read()  # the common case, without another frame
             else:
                 response.body, response.truncated = await _read_capped(
                     resp, encoding, options.max_body_size
