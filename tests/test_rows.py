@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from fetchmany.input.rows import CsvRows, InputFormat, Row, infer_input_format, jsonl_row
 
 
@@ -48,3 +54,26 @@ def test_format_is_inferred_only_when_every_input_agrees() -> None:
     assert infer_input_format(["a.csv", "b.txt"]) is InputFormat.LINES
     assert infer_input_format(["a.csv", "-"]) is InputFormat.LINES
     assert infer_input_format([]) is InputFormat.LINES
+
+
+def test_a_quote_inside_a_plain_cell_is_a_quote_not_an_opening() -> None:
+    """Found by a hostile tester: ``5" screen`` opened a quoted cell, joined the next
+    lines into one row, and the csv module's error ended the run (exit 70)."""
+    rows = feed_all(["id,name", '1,5" screen', "2,b", "3,c"])
+    assert [r.fields for r in rows] == [
+        {"id": "1", "name": '5" screen'},
+        {"id": "2", "name": "b"},
+        {"id": "3", "name": "c"},
+    ]
+
+
+@given(st.text(alphabet='a,"\n', max_size=40))
+@example('1,5" x\n2,b')
+@example('"a""b",c\n"x\ny",z')
+def test_rows_split_where_the_csv_module_splits_them(body: str) -> None:
+    """Fed a line at a time after a header, the rows are the csv module's rows of the
+    whole text: a row spans lines exactly when the csv module's does."""
+    rows = feed_all(["h", *body.split("\n")])
+    got = [next(csv.reader([row.text + "\n"])) for row in rows]
+    expected = list(csv.reader(io.StringIO(body + "\n", newline="")))
+    assert [cells for cells in got if any(cells)] == [c for c in expected if any(c)]

@@ -77,20 +77,43 @@ def jsonl_row(text: str) -> Row:
     return Row(text, fields)
 
 
+def ends_quoted(line: str, quoted: bool) -> bool:
+    """Whether a CSV row is inside a quoted cell at the end of ``line``, given whether it
+    was at its start. As the csv module reads: a quote opens a quoted cell only at the
+    start of a cell (``5" screen`` is a plain cell holding a quote), and a doubled quote
+    inside one is a quote, not its end."""
+    at_start = not quoted
+    i, end = 0, len(line)
+    while i < end:
+        char = line[i]
+        if quoted:
+            if char == '"':
+                if i + 1 < end and line[i + 1] == '"':
+                    i += 1  # an escaped quote
+                else:
+                    quoted = False
+        elif char == '"' and at_start:
+            quoted = True
+        at_start = char == "," and not quoted
+        i += 1
+    return quoted
+
+
 class CsvRows:
     """Feed lines of one CSV file; get rows back once complete. The first row is the header."""
 
     def __init__(self) -> None:
         self.header: list[str] | None = None
         self._pending: list[str] = []
-        self._quotes = 0
+        self._quoted = False
 
     def feed(self, line: str) -> Row | None:
         """Add one line (without its newline); return a row when one is complete."""
         self._pending.append(line)
-        self._quotes += line.count('"')
-        if self._quotes % 2:
-            return None  # inside a quoted cell: the row goes on
+        if '"' in line or self._quoted:
+            self._quoted = ends_quoted(line, self._quoted)
+            if self._quoted:
+                return None  # inside a quoted cell: the row goes on
         return self._take()
 
     def finish(self) -> Row | None:
@@ -100,10 +123,15 @@ class CsvRows:
     def _take(self) -> Row | None:
         text = "\n".join(self._pending)
         self._pending = []
-        self._quotes = 0
+        self._quoted = False
         if not text.strip():
             return None
-        cells = next(csv.reader([text + "\n"]), [])
+        try:
+            cells = next(csv.reader([text + "\n"]), [])
+        except csv.Error as exc:  # whatever the csv module refuses is that row's problem
+            if self.header is None:
+                raise InputError(f"the CSV header cannot be read: {exc}") from None
+            return Row(text, None, f"not a CSV row: {exc}")
         if self.header is None:
             header = [cell.strip() for cell in cells]
             named = [name for name in header if name]
