@@ -167,6 +167,7 @@ def test_parts_with_different_fields_are_refused(tmp_path: Path) -> None:
         "[1]\n",
         '{"index": -1}\n',
         '{"index": 0, "ok": true}\n{"index": 1}\n',  # a field short: it would merge as null
+        '{"index": 0}\n' + "[" * 100_000 + "\n",  # was a RecursionError: exit 70
     ],
 )
 def test_a_part_out_of_order_or_without_indexes_is_refused(tmp_path: Path, content: str) -> None:

@@ -151,7 +151,16 @@ def test_resume_refuses_a_file_in_another_format(server: LoopbackServer, tmp_pat
 
 @pytest.mark.parametrize(
     "content",
-    [b"null\n", b"[1,2]\n", b"1\n2\n3\n", b'"text"\n', b"garbage\n", b"{}\nnot json\n"],
+    [
+        b"null\n",
+        b"[1,2]\n",
+        b"1\n2\n3\n",
+        b'"text"\n',
+        b"garbage\n",
+        b"{}\nnot json\n",
+        b'{"index":0}\n' + b"[" * 100_000 + b"\n",  # was a RecursionError: exit 70
+        b"[\n" + b"[" * 100_000 + b"\n]\n",
+    ],
 )
 def test_resume_refuses_a_file_that_is_not_records(tmp_path: Path, content: bytes) -> None:
     out = tmp_path / "results.jsonl"

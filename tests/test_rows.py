@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -46,6 +47,19 @@ def test_jsonl_values_become_placeholder_text() -> None:
     assert row.fields == {"s": "x", "n": "7", "f": "1.5", "b": "false", "l": '[1,"a"]'}
     assert jsonl_row("[1, 2]").problem == "not a JSON object"
     assert (jsonl_row("{oops").problem or "").startswith("not JSON")
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("[" * 100_000, "not JSON: nested too deeply to parse"),  # was a RecursionError: exit 70
+        ('{"id": NaN}', "not JSON: NaN is not a JSON value"),  # was sent as ?NaN
+        ('{"id": -Infinity}', "not JSON: -Infinity is not a JSON value"),
+        ('{"id": 1e999}', "not JSON: number 1e999 is beyond what a double holds"),
+    ],
+)
+def test_a_jsonl_row_that_is_not_strict_json_is_that_rows_problem(line: str, problem: str) -> None:
+    assert jsonl_row(line).problem == problem
 
 
 def test_format_is_inferred_only_when_every_input_agrees() -> None:

@@ -10,11 +10,11 @@ import base64
 import codecs
 import functools
 import json
-import math
 from typing import Any, Final, NamedTuple
 
 import orjson
 
+from fetchmany import jsontext
 from fetchmany.records import BodyMode, ErrorKind, FetchError, valid_text
 
 _TEXTUAL_APPLICATION_TYPES: Final = frozenset(
@@ -143,8 +143,8 @@ def parse_json(raw: bytes | str) -> Any:
         try:
             # detect_encoding: a BOM, or UTF-16/32 told by its zero bytes (RFC 8259 8.1)
             text = data.decode(json.detect_encoding(data), errors="replace")
-            value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-        except RecursionError:
+            value = jsontext.loads(text)
+        except jsontext.TooDeep:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     if (
         len(data) > 2 * MAX_JSON_DEPTH  # shorter cannot open that many levels
@@ -152,21 +152,6 @@ def parse_json(raw: bytes | str) -> Any:
         and _depth(value) > MAX_JSON_DEPTH
     ):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON (RFC 8259); the stdlib would accept them, and no
-    writer can put them back (orjson writes null, the stdlib writes invalid JSON)."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite(text: str) -> float:
-    """A JSON number that a double cannot hold (1e999) is refused as orjson refuses it:
-    the stdlib would make it infinity, which no writer can put back."""
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {text[:40]} is beyond what a double holds")
     return value
 
 

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fetchmany import jsontext
+
 # An input cell may be long (a JSON payload, a resumed output's body column); the
 # csv module refuses cells over 128 KiB unless told otherwise.
 csv.field_size_limit(sys.maxsize)
@@ -64,7 +66,7 @@ def json_field(value: object) -> str | None:
 
 def jsonl_row(text: str) -> Row:
     try:
-        value = json.loads(text)
+        value = jsontext.loads(text)
     except ValueError as exc:
         return Row(text, None, f"not JSON: {exc}")
     if not isinstance(value, dict):

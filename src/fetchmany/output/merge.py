@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import csv
 import heapq
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fetchmany import jsontext
 from fetchmany.output.resume import ByteOrderMark, ResumeError, detect_format
 from fetchmany.output.writers import OutputFormat
 
@@ -134,7 +134,7 @@ def _row(row: list[str], header: list[str], path: str, line: int) -> dict[str, A
 
 def _record(line: bytes, path: str, number: int) -> dict[str, Any]:
     try:
-        value = json.loads(line)
+        value = jsontext.loads(line)
     except ValueError:
         raise MergeError(f"{path}: line {number} is not a JSON record") from None
     if not isinstance(value, dict):

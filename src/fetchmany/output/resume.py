@@ -15,7 +15,6 @@ a line that does not parse before the end, or records with neither ``input`` nor
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import sys
@@ -23,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+from fetchmany import jsontext
 from fetchmany.input.sources import Item, Shard
 from fetchmany.output.writers import OutputFormat, csv_header
 from fetchmany.records import FIELDS, SAVED_FIELDS
@@ -62,7 +62,7 @@ def _jsonl_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
             if not line.endswith(b"\n"):
                 return
             try:
-                record = json.loads(line)
+                record = jsontext.loads(line)
             except ValueError:
                 raise ResumeError(f"{path}: line {number} is not a JSON record") from None
             offset += len(line)
@@ -83,7 +83,7 @@ def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
                 return
             body = line.removesuffix(b"\n").removesuffix(b",")
             try:
-                record = json.loads(body)
+                record = jsontext.loads(body)
             except ValueError:
                 if not line.endswith(b"\n"):
                     return  # torn by a crash: dropped
