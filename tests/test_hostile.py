@@ -302,12 +302,37 @@ def test_a_limit_above_the_open_file_limit_is_capped_with_a_note(
     )
     stderr = proc.stderr.decode()
     assert proc.returncode == 0, stderr
-    assert "--limit 1000 needs more open files than this process may have; using --limit 136" in (
+    assert "--limit 1000 needs more open files than this process may have; using --limit 168" in (
         stderr
     )
     records = jsonl(proc.stdout)
     assert len(records) == 400
     assert all(r["ok"] for r in records)  # no 'Too many open files' connect errors
+
+
+@pytest.mark.parametrize("loop", ["--uvloop", "--no-uvloop"])
+@pytest.mark.parametrize("files", [8, 12, 24])
+def test_an_open_file_limit_too_low_for_one_request_is_one_line(loop: str, files: int) -> None:
+    """Found by a hostile tester: under ulimit -n 12, uvloop's set-up failed inside the
+    running loop and fetchmany printed an internal error and pending-task noise, exit 70."""
+
+    def tiny() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    proc = subprocess.run(
+        [*fetchmany_command(), loop],
+        input=b"http://127.0.0.1:9/\n",
+        capture_output=True,
+        preexec_fn=tiny,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert proc.stderr.decode() == (
+        f"fetchmany: the open-file limit (ulimit -n) is {files}; fetchmany needs at least 33 "
+        "here: raise it (ulimit -n 1024)\n"
+    )
 
 
 def test_the_soft_open_file_limit_is_raised_for_a_high_limit(server: LoopbackServer) -> None:

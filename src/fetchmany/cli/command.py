@@ -217,7 +217,7 @@ def prepare(args: CommandLine) -> Job:
         raise click.UsageError("--resume continues input order; drop --unordered")
     check_output_is_not_an_input(args.output, args.inputs)
     setup = check_setup(options)
-    limit = fit_open_files(options)
+    limit = fit_open_files(options, args.processes)
     if limit != options.limit:
         if not args.quiet:
             click.echo(
@@ -361,11 +361,16 @@ def check_setup(options: FetchOptions) -> SessionSetup:
     return setup
 
 
-def fit_open_files(options: FetchOptions) -> int:
-    from fetchmany.fetch.limits import fit_open_file_limit
+def fit_open_files(options: FetchOptions, processes: int) -> int:
+    from fetchmany.fetch.limits import TooFewFiles, fit_open_file_limit
 
     per_request = 2 if options.save_dir is not None else 1  # a socket, and a body file
-    return fit_open_file_limit(options.limit, per_request)
+    # Under -P the parent holds a record pipe per worker and the copies of stdin.
+    extra = 3 * processes if processes > 1 else 0
+    try:
+        return fit_open_file_limit(options.limit, per_request, extra)
+    except TooFewFiles as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def build_job(

@@ -29,25 +29,33 @@ def parse_rate(text: str) -> float:
     return float(match.group(1)) / _PER[(match.group(2) or "s").lower()]
 
 
-# Descriptors a run needs besides its requests: input and output files, the event
-# loop's own, the resolver's, and some room.
-_SPARE_FILES = 64
+# Descriptors a run needs besides its requests: the standard streams, input and
+# output files (and the output's lock and temporary file), the event loop's own
+# (epoll, its wake-up pipe, uvloop's signal socket pair), and some room.
+_SPARE_FILES = 32
 
 
-def fit_open_file_limit(limit: int, per_request: int = 1) -> int:
+class TooFewFiles(Exception):
+    """The open-file limit leaves no room for even one request: the run cannot start."""
+
+
+def fit_open_file_limit(limit: int, per_request: int = 1, extra: int = 0) -> int:
     """The concurrency this process can serve, raising its open-file limit for it.
 
-    Each request in flight holds a socket (and with --save-dir a body file). The
+    Each request in flight holds a socket (and with --save-dir a body file); ``extra``
+    are descriptors the run holds besides (a -P parent's pipes to its workers). The
     soft ``RLIMIT_NOFILE`` is often 1024 while the hard limit is far higher, so it
     is raised toward what ``limit`` needs; if even the hard limit is too low, the
     returned concurrency is capped to fit, rather than failing requests with
-    "Too many open files".
+    "Too many open files". Raises ``TooFewFiles`` when not even one request fits
+    (``ulimit -n 10``), rather than failing somewhere in the event loop's set-up.
     """
     try:
         import resource
     except ImportError:  # not on this platform: nothing to fit
         return limit
-    needed = limit * per_request + _SPARE_FILES
+    spare = _SPARE_FILES + extra
+    needed = limit * per_request + spare
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -58,7 +66,12 @@ def fit_open_file_limit(limit: int, per_request: int = 1) -> int:
             pass
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return limit
-    return max(1, (soft - _SPARE_FILES) // per_request)
+    if soft < spare + per_request:
+        raise TooFewFiles(
+            f"the open-file limit (ulimit -n) is {soft}; fetchmany needs at least "
+            f"{spare + per_request} here: raise it (ulimit -n 1024)"
+        )
+    return max(1, (soft - spare) // per_request)
 
 
 class Abandoned(Exception):
