@@ -343,3 +343,25 @@ def test_a_control_character_after_a_non_utf8_byte_is_still_refused() -> None:
     item = make_item(0, line, NO_TEMPLATE)
     assert item.error is not None
     assert "control character" in item.error.message
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""])
+async def test_a_line_longer_than_an_item_may_be_is_its_invalid_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: bytes
+) -> None:
+    """Found by a hostile tester: a file with no newline (3 GB of zeros) was read whole
+    into memory, and a long line joined again at every chunk (a 100 MB line: 79 s)."""
+    monkeypatch.setattr(sources, "MAX_LINE", 200_000)
+    path = tmp_path / "ids.txt"
+    path.write_bytes(b"1\n" + b"x" * 300_000 + b"\n2\n" + b"y" * 250_000 + ending)
+    items = [i async for i in read_items([str(path)], with_url("http://h.test/{}"))]
+    assert [i.index for i in items] == [0, 1, 2, 3]
+    assert [i.url for i in (items[0], items[2])] == ["http://h.test/1", "http://h.test/2"]
+    for long, size in ((items[1], 300_000), (items[3], 250_000)):
+        assert long.error is not None
+        assert long.error.message == (
+            f"line of {size:,} bytes, longer than an item may be (200,000 bytes)"
+        )
+        assert long.input.endswith("...")
+        assert len(long.input) < 300
+    assert count_items(str(path)) == 4

@@ -14,7 +14,14 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 from urllib.parse import quote
@@ -29,6 +36,27 @@ from fetchmany.redaction import redact_parsed, redact_url
 STDIN: Final = "-"
 _CHUNK: Final = 64 * 1024
 _QUEUED_CHUNKS: Final = 8
+MAX_LINE: Final = 16 * 1024 * 1024
+"""The longest input line read as an item; a longer one becomes an invalid record, and
+memory stays bounded whatever the input (a 3 GB file with no newline)."""
+_SHOWN: Final = 200  # bytes of an over-long line kept to show in its record
+
+
+class LongLine(bytes):
+    """What stands for a line longer than ``MAX_LINE``: its first bytes, and its size."""
+
+    size: int
+
+    @classmethod
+    def of(cls, start: bytes, size: int) -> LongLine:
+        line = cls(start[:_SHOWN])
+        line.size = size
+        return line
+
+    def problem(self) -> str:
+        return f"line of {self.size:,} bytes, longer than an item may be ({MAX_LINE:,} bytes)"
+
+
 _URL_SCHEME: Final = re.compile(r"^https?://", re.IGNORECASE)
 
 
@@ -260,21 +288,28 @@ class LineFeed:
             self._hand_over(exc)
 
     def _read(self, stream: BinaryIO, path: str) -> bool:
-        """Hand over the lines of one input; False once nobody is listening."""
-        rest = b""
+        """Hand over the lines of one input; False once nobody is listening.
+
+        A line spanning chunks is kept in pieces and joined once, when its end arrives
+        (joining at every chunk would be quadratic in its length); past ``MAX_LINE`` it
+        is dropped to its end and handed over as a ``LongLine``."""
+        pieces: list[bytes] = []  # the unfinished line
+        held = 0
+        long: LongLine | None = None  # an over-long line, being skipped to its end
         at_start = True
         while True:
             self._credits.acquire()
             if self._stopped.is_set():
                 return False
-            chunk = stream.read(_CHUNK)
-            if not chunk:
+            data = stream.read(_CHUNK)
+            if not data:
                 self._credits.release()
                 break
-            data = rest + chunk
             if at_start:
+                data = b"".join(pieces) + data
+                pieces, held = [], 0
                 if len(data) < len(BOM) and BOM.startswith(data):
-                    rest = data  # a BOM may still be arriving, a byte at a time
+                    pieces, held = [data], len(data)  # a BOM may still be arriving
                     self._credits.release()
                     continue
                 data = _without_bom(data, path)
@@ -283,10 +318,30 @@ class LineFeed:
                 # A lone CR ends a line too (classic Mac files). A CRLF split across two
                 # chunks gives an extra blank line, and blank lines are skipped.
                 data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            lines = data.split(b"\n")
-            rest = lines.pop()
+            lines: list[bytes] = data.split(b"\n")
+            last = lines.pop()
+            if lines:  # the unfinished line ends in this chunk
+                if long is not None:
+                    long.size += len(lines[0])
+                    lines[0], long = long, None
+                elif pieces:
+                    lines[0] = b"".join((*pieces, lines[0]))
+                    if len(lines[0]) > MAX_LINE:
+                        lines[0] = LongLine.of(lines[0], len(lines[0]))
+                pieces, held = [], 0
+            if long is not None:
+                long.size += len(last)
+            elif last:
+                pieces.append(last)
+                held += len(last)
+                if held > MAX_LINE:
+                    long = LongLine.of(b"".join(pieces)[:_SHOWN], held)
+                    pieces, held = [], 0
             if not self._hand_over(lines):
                 return False
+        if long is not None:
+            return self._hand_over([long])
+        rest = b"".join(pieces)
         if at_start and rest:
             rest = _without_bom(rest, path)
         return not rest or self._hand_over([rest])
@@ -336,6 +391,9 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
     """The rows a batch of raw lines completes (a CSV row may wait for a later line)."""
     rows: list[Row] = []
     for raw in batch:
+        if isinstance(raw, LongLine):
+            rows.append(Row(raw.decode("utf-8", "surrogateescape") + "...", None, raw.problem()))
+            continue
         if input_format is InputFormat.LINES:
             text = item_text(raw)
             if text is not None:
@@ -450,7 +508,7 @@ def count_items(
     count = 0
     comments = input_format is not InputFormat.CSV  # CSV rows are data, # or not
     with open(path, "rb") as stream:
-        for n, raw in enumerate(stream):
+        for n, raw in enumerate(_bounded_lines(stream)):
             stripped = (raw.removeprefix(BOM) if n == 0 else raw).strip()
             if comments and b"\r" in stripped:  # lone CRs end lines, as the reader splits
                 count += sum(1 for part in stripped.split(b"\r") if _is_item(part.strip()))
@@ -461,3 +519,13 @@ def count_items(
     if input_format is InputFormat.CSV and count:
         count -= 1  # the header (a row spanning lines makes this an estimate)
     return count
+
+
+def _bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``stream``, each cut to its first ``_CHUNK`` bytes: counting a file
+    with a line of gigabytes must not hold it."""
+    while raw := stream.readline(_CHUNK):
+        if len(raw) == _CHUNK and not raw.endswith(b"\n"):
+            while (more := stream.readline(_CHUNK)) and not more.endswith(b"\n"):
+                pass
+        yield raw
