@@ -42,7 +42,7 @@ from fetchmany.options import (
     FetchOptions,
 )
 from fetchmany.records import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS, BodyMode
-from fetchmany.redaction import redact_header
+from fetchmany.redaction import MASK, redact_header
 
 if TYPE_CHECKING:
     from fetchmany.fetch.picks import Pick
@@ -187,13 +187,21 @@ def _headers(
         name, sep, content = value.partition(":")
         name = name.strip()
         if not sep or not _TOKEN.fullmatch(name):
-            raise click.BadParameter(f"expected 'Name: value', got {value!r}")
+            raise click.BadParameter(f"expected 'Name: value', got {_first_word(value)!r}")
         content = content.strip(" \t")
         if (problem := header_value_problem(content)) is not None:
             shown = f"{name}: {redact_header(name, content)}"
             raise click.BadParameter(f"header value {problem}: {shown!r}")
         headers.append((name, content))
     return tuple(headers)
+
+
+def _first_word(value: str) -> str:
+    """A malformed header as it may be shown: its first word, the rest masked. Without a
+    colon there is no telling name from value, and the value may be a secret
+    (``-H 'Authorization Bearer s3cret'``)."""
+    word = re.split(r"[\s=:]", value.strip(), maxsplit=1)[0][:40]
+    return word if word == value else f"{word} {MASK}"
 
 
 def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
