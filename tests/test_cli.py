@@ -192,6 +192,17 @@ def test_an_unwritable_output_is_a_usage_error(tmp_path: Path) -> None:
     assert "cannot write" in result.stderr
 
 
+@pytest.mark.parametrize("suffix", ["/", "/.", "/.."])
+def test_an_output_path_naming_a_directory_is_refused(tmp_path: Path, suffix: str) -> None:
+    """Found by a hostile tester: -o y.jsonl/ wrote (or replaced) the file y.jsonl."""
+    out = tmp_path / "y.jsonl"
+    out.write_text("previous\n")
+    result = run_cli("-o", f"{out}{suffix}", stdin=b"http://127.0.0.1:9/\n")
+    assert result.returncode == 2
+    assert "it names a directory, not a file" in result.stderr
+    assert out.read_text() == "previous\n"
+
+
 def test_env_does_not_leak_into_stdout_encoding(server: LoopbackServer) -> None:
     env_result = subprocess.run(
         [*fetchmany_command(), "-q"],

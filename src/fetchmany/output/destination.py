@@ -175,6 +175,9 @@ class Output:
                 return
             _probe(self._fd, "stdout")
             return
+        if path.endswith(("/", "/.", "/..")) or path in (".", ".."):
+            # realpath would drop the slash and write a file named like the directory
+            raise OutputError(f"cannot write {self.shown}: it names a directory, not a file")
         target = replaceable_path(path)
         if target is None:
             # /dev/stdout, a FIFO, /dev/null: not a file to replace, a stream to write.
