@@ -549,3 +549,36 @@ def test_a_body_template_file_may_start_with_a_byte_order_mark(
     template.write_bytes(b'\xef\xbb\xbf{"id": "{}"}')
     result = run_cli("-q", "-t", server.url("/echo"), "--json", f"@{template}", stdin=b"7\n")
     assert jsonl(result.stdout)[0]["body"]["body"] == '{"id": "7"}'
+
+
+def test_csv_on_a_terminal_shows_a_servers_control_characters_escaped(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """Found by a hostile tester: JSON escapes ESC itself, CSV wrote it as it came, so a
+    server's content type or body could recolour or rewrite the terminal. Piped, the
+    data stays as sent."""
+    body = b"hello \x1b[31mRED\x1b[0m"
+    server = raw_server({"/x": raw_response(body, (b"Content-Type: text/\x1b[31mplain",))})
+    args = [*fetchmany_command(), "-f", "csv", "-q", "--fields", "content_type,body"]
+    url = f"{server.url('/x')}\n".encode()
+    leader, follower = os.openpty()
+    with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        assert proc.stdin is not None
+        proc.stdin.write(url)
+        proc.stdin.close()
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"\x1b" not in shown
+    assert b"text/\\x1b[31mplain,hello \\x1b[31mRED\\x1b[0m" in shown
+    piped = subprocess.run(args, input=url, capture_output=True, check=False)
+    assert b"text/\x1b[31mplain,hello \x1b[31mRED\x1b[0m\r\n" in piped.stdout

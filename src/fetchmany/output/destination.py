@@ -203,6 +203,14 @@ class Output:
         return self._append
 
     @property
+    def is_terminal(self) -> bool:
+        """Records go to a terminal: a person reads them there, not a program."""
+        try:
+            return self._fd is not None and os.isatty(self._fd)
+        except OSError:
+            return False
+
+    @property
     def replaces(self) -> bool:
         """A file written aside and put in place only by ``commit`` (a new run's -o)."""
         return self._temp is not None

@@ -12,9 +12,10 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -143,6 +144,15 @@ def neutralise_formula(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
+_TERMINAL_UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(cell: str) -> str:
+    """A cell fit for a terminal: control characters (ESC, CR, NUL...) as ``\\xNN``;
+    tabs and line breaks, which CSV quoting holds, as they are."""
+    return _TERMINAL_UNSAFE.sub(lambda match: f"\\x{ord(match.group()):02x}", cell)
+
+
 def csv_cell(name: str, value: Any) -> str:
     """One CSV cell: null empty, booleans as in JSON, nested values as JSON, error as its kind."""
     if value is None:
@@ -165,6 +175,9 @@ class CsvWriter(RecordWriter):
         self, output: Output, fields: Sequence[str] = FIELDS, *, csv_safe: bool = False
     ) -> None:
         super().__init__(output, fields, csv_safe=csv_safe)
+        # JSON escapes control characters itself; CSV carries them as they are, which on
+        # a terminal would let a server's ESC sequences recolour or rewrite the screen.
+        self._terminal = output.is_terminal
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\r\n")
         self._header_due = True
@@ -199,6 +212,8 @@ class CsvWriter(RecordWriter):
                 cell if isinstance(row[name], int | float) else neutralise_formula(cell)
                 for name, cell in zip(fields, cells, strict=True)
             ]
+        if self._terminal:
+            cells = [terminal_text(cell) for cell in cells]
         self._csv.writerow(cells)
         return self._take()
 
