@@ -110,7 +110,9 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--resume"], "--resume needs --output FILE to continue"),
         (["-d", "a", "--json", "{}"], "give a body as --data or --json, not both"),
         (["--pick", "title"], "Invalid value for '--pick': expected NAME=PATH with NAME a plain word, got 'title'"),
-        (["--pick", "path=a"], "Invalid value for '--pick': field name used twice: 'path'"),
+        (["--pick", "path=a"], "Invalid value for '--pick': 'path' is a field of every record; give the pick another name"),
+        (["--pick", "t=a", "--pick", "t=b"], "Invalid value for '--pick': field name used twice: 't'"),
+        (["--save-dir", "d", "--save-name", "{nope}"], "--save-name: line input only fills {}, {id}, {index} or {ext}, not {nope}; for named columns use --input-format csv or jsonl"),
         (["-X", "head", "--save-dir", "d"], "HEAD answers have no body to save; drop --save-dir or -X HEAD"),
     ],
 )  # fmt: skip

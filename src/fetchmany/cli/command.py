@@ -259,10 +259,12 @@ def output_format_of(args: CommandLine) -> OutputFormat:
 
 def build_plan(args: CommandLine, input_format: InputFormat) -> RequestPlan:
     """Templates, method and content type, by the same policy the library uses."""
-    from fetchmany.fetch.policy import plan_request
+    from fetchmany.fetch.policy import check_save_name, plan_request
     from fetchmany.input.templates import TemplateError
 
     try:
+        if args.save_dir is not None:
+            check_save_name(args.save_name, input_format)
         return plan_request(
             template=args.template,
             data=args.data,

@@ -150,11 +150,12 @@ def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     names = [p.name for p in picks]
-    duplicated = {n for n in names if names.count(n) > 1} | (
-        set(names) & {*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS}
-    )
-    if duplicated:
-        raise click.BadParameter(f"field name used twice: {sorted(duplicated)[0]!r}")
+    if reserved := sorted(set(names) & {*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS}):
+        raise click.BadParameter(
+            f"{reserved[0]!r} is a field of every record; give the pick another name"
+        )
+    if duplicated := sorted({n for n in names if names.count(n) > 1}):
+        raise click.BadParameter(f"field name used twice: {duplicated[0]!r}")
     return tuple(picks)
 
 

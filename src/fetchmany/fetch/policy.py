@@ -19,6 +19,7 @@ from fetchmany.input.templates import (
     Template,
     TemplateError,
     body_template,
+    raw_text,
     url_template,
 )
 from fetchmany.options import DEFAULT_METHOD
@@ -106,3 +107,18 @@ def _check_fillable(templates: RequestTemplate, input_format: InputFormat) -> No
             )
     elif "" in names:
         raise TemplateError("with csv or jsonl input, name the column: {owner}, not {}")
+
+
+_SAVE_NAMES: Final = frozenset({"index", "ext"})
+"""What --save-name fills for every item, besides the input's own placeholders."""
+
+
+def check_save_name(template: str, input_format: InputFormat) -> None:
+    """A --save-name placeholder that line input can never fill is a mistake to say, not
+    a name silently replaced by the item's index for every file."""
+    names = Template.plain(template, raw_text, what="--save-name").names - _SAVE_NAMES
+    if input_format is InputFormat.LINES and (unknown := names - {"", "id"}):
+        raise TemplateError(
+            f"--save-name: line input only fills {{}}, {{id}}, {{index}} or {{ext}}, not "
+            f"{{{sorted(unknown)[0]}}}; for named columns use --input-format csv or jsonl"
+        )
