@@ -205,6 +205,14 @@ def test_an_output_path_naming_a_directory_is_refused(tmp_path: Path, suffix: st
     assert out.read_text() == "previous\n"
 
 
+def test_a_usage_error_exits_2_even_when_stderr_cannot_take_its_line() -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [*fetchmany_command(), "--limit", "0"], stdin=subprocess.DEVNULL, stderr=full
+        )
+    assert proc.returncode == 2
+
+
 def test_env_does_not_leak_into_stdout_encoding(server: LoopbackServer) -> None:
     env_result = subprocess.run(
         [*fetchmany_command(), "-q"],

@@ -7,6 +7,7 @@ library modules. Imports of aiohttp and rich happen only once a run starts, so
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"fetchmany: {printable(exc.format_message())}", err=True)
+        _say(f"fetchmany: {printable(exc.format_message())}")
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(128 + signal.SIGINT)
@@ -560,10 +561,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
             raise
         from fetchmany.redaction import redact_text
 
-        click.echo(
+        _say(
             f"fetchmany: internal error: {type(exc).__name__}: {printable(redact_text(str(exc)))} "
-            "(a bug; FETCHMANY_DEBUG=1 shows where, please report it)",
-            err=True,
+            "(a bug; FETCHMANY_DEBUG=1 shows where, please report it)"
         )
         sys.exit(EXIT_INTERNAL)
     sys.exit(EXIT_OK)
+
+
+def _say(line: str) -> None:
+    """The one line of an error on stderr; if stderr cannot take it (2>/dev/full), the
+    exit status still says what happened."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(line, err=True)
