@@ -264,6 +264,8 @@ class Client:
             return Record(item.index, item.input, item.url, error=item.error)
         options = self._options
         limits = self._limits
+        retry = options.retry
+        retry_on = retry.retry_on
         host = host_key(target) if self._by_host else ""
         started = 0.0
         attempt = 0
@@ -291,11 +293,14 @@ class Client:
                     limits.release(host, *self._lesson(record, answered, retry_after))
                 else:
                     limits.release(host)
-            wait = options.retry.delay(
+            status = record.status
+            if status is not None and status not in retry_on:
+                break  # an answer not to retry: most attempts end here
+            wait = retry.delay(
                 attempt,
                 options.http_method,
-                record.status,
-                record.error.kind if record.error and record.status is None else None,
+                status,
+                record.error.kind if record.error and status is None else None,
                 retry_after,
             )
             if wait is None:
