@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from yarl import URL
 
@@ -63,14 +64,50 @@ def test_a_url_as_typed_is_masked_whatever_its_password_holds(url: str, secret: 
         ("http://us\u00a0er:SECRET@h.test/", "SECRET"),
         ("http://TO KEN@h.test/", "TO KEN"),
         ("ftp://us er:HUN TER@h.test/x", "HUN TER"),
+        ("http://me@corp.com:hunter2@h.test/x", "hunter2"),  # an email as the user name
+        ("http://me@corp.com:hunter2\tx@h.test/ok", "hunter2"),
+        ("//u:hunter2@h.test/ok", "hunter2"),  # a scheme-relative Location
+        ("http://u:p[w\\x@h/", "p[w"),
     ],
 )
-def test_whitespace_in_a_user_name_does_not_hide_the_password(url: str, secret: str) -> None:
-    """Found by a hostile tester: the masks stopped at whitespace, so a user name holding
-    a space or a tab (as typed, or in a server's Location) left the password printed."""
-    assert secret not in redact_url(url)
-    assert secret not in redact_text(f"e.g. {url}: connect: refused")
-    assert secret not in redact_text(f"redirect to a URL that is not fetched: {url}")
+def test_a_whole_url_is_masked_whatever_its_userinfo_holds(url: str, secret: str) -> None:
+    """Found by hostile testers: the masks stopped at whitespace, at the first @ of an
+    email used as the user name, and missed //userinfo@ without a scheme."""
+    masked = redact_url(url)
+    assert secret not in masked
+    assert "****@h" in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "e.g. http://me@corp.com:hunter2@h.test/x: refused",
+            "e.g. http://me@corp.com:****@h.test/x: refused",
+        ),
+        ("<http://me@c.com:S3CR3T@y/>", "<http://me@c.com:****@y/>"),
+        ("see //u:pw@h/x", "see //u:****@h/x"),
+        # Harmless text stays as it is: no credential, nothing masked.
+        (
+            "<http://example.com:8080>; rel=a, <mailto:ops@example.com>",
+            "<http://example.com:8080>; rel=a, <mailto:ops@example.com>",
+        ),
+        ("http://host:80 see a@b", "http://host:80 see a@b"),
+    ],
+)
+def test_free_text_masks_userinfo_and_leaves_the_rest(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_an_invalid_redirects_message_masks_the_whole_location() -> None:
+    from fetchmany.fetch.client import classify
+    from fetchmany.options import FetchOptions
+
+    error = classify(
+        aiohttp.NonHttpUrlRedirectClientError("ftp://us er:HUN TER@h/x"), FetchOptions()
+    )
+    assert "HUN TER" not in error.message
+    assert error.message.endswith("ftp://us er:****@h/x")
 
 
 def test_a_parsed_url_is_masked_exactly_and_nested_urls_too() -> None:
@@ -78,3 +115,18 @@ def test_a_parsed_url_is_masked_exactly_and_nested_urls_too() -> None:
     assert redact_parsed(url) == "http://u:****@h.test/@me?next=http://bob:****@k.test/"
     assert redact_parsed(URL("http://TOKEN@h.test/x")) == "http://****@h.test/x"
     assert redact_parsed(URL("http://h.test/@me")) == "http://h.test/@me"
+
+
+def test_the_summary_never_shows_a_secret_a_template_put_in_the_url() -> None:
+    """Found by a hostile tester: the summary's e.g. line showed the input, which a
+    template had made the URL's user name or password; it shows the masked url."""
+    from conftest import run_cli
+
+    for template, given in (
+        ("http://{}@127.0.0.1:1/x", b"S3CR3TTOKEN\n"),
+        ("http://me:{}@127.0.0.1:1/x", b"S3CR3TTOKEN\n"),
+    ):
+        result = run_cli("-t", template, "--retries", "0", stdin=given)
+        assert result.returncode == 1
+        assert "S3CR3TTOKEN" not in result.stderr
+        assert "e.g. http://" in result.stderr

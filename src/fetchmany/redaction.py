@@ -1,10 +1,12 @@
 """Keeping secrets the user gave out of what fetchmany prints and records.
 
 A URL may carry credentials (``https://user:secret@host/``, or a token as the user
-name, ``https://TOKEN@host/``). Records show such URLs with the secret replaced,
-and anything printed on stderr passes through ``redact_text``, since error
-messages from the network layer can quote a URL whole. The ``input`` field is
-the exception: it is what the user gave, on stdout, where the user sent it.
+name, ``https://TOKEN@host/``). Records show such URLs with the secret replaced: a
+URL known to be one goes through ``redact_url`` (or ``redact_parsed``), which masks
+whatever its userinfo holds; free text (error messages, which can quote a URL whole,
+and header values) through ``redact_text``. The ``input`` field is the exception: it
+is what the user gave, on stdout, where the user sent it; stderr shows the record's
+masked ``url`` instead.
 """
 
 from __future__ import annotations
@@ -16,38 +18,43 @@ if TYPE_CHECKING:
     from yarl import URL
 
 MASK: Final = "****"
-_SCHEME: Final = r"([A-Za-z][A-Za-z0-9+.\-]*://)"
-# In free text: scheme://userinfo@, where the userinfo ends at the last @ before the
-# path, query or fragment begins (a password may hold an unescaped @; a path may
-# too, after a /). Spaces, tabs and other control characters do not end it: a URL
-# as the user typed it, or a Location header, may hold them in a user name or a
-# password (``http://us er:secret@host/``), and masking a little too much of a
-# message is better than printing a secret. Only a line break ends it.
-_USERINFO: Final = re.compile(_SCHEME + r"(?:([^/?#\n:@]*):[^/?#\n]*|([^/?#\n:]*))@")
-# A whole string known to be one URL (a record's url): the password runs to its last @,
-# whitespace included, since there is nothing else in the string it could belong to.
-_WHOLE_URL: Final = re.compile(_SCHEME + r"([^/?#:@]*):(.*)@(?=[^@]*$)", re.DOTALL)
+# A URL's start: a scheme, or none (a scheme-relative //host, as a Location may be).
+_START: Final = r"((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)"
+# In free text (a message, a header's value): START userinfo@, the userinfo running to
+# the last @ before the path, query or fragment begins, so a user name holding an @ (an
+# email address) is masked whole. Whitespace, <, > and " end it: they delimit URLs in
+# text (a Link header's <...>) and would otherwise take a neighbour's @ for the
+# userinfo's. Text holding a URL as a person typed it goes through redact_url instead.
+_USERINFO: Final = re.compile(_START + r'([^/?#\s<>"]*)@')
+# A whole string known to be one URL (a record's url, a Location): the userinfo runs
+# to its last @, whatever it holds, since there is nothing else in the string it could
+# belong to; a user name may hold an @ too.
+_WHOLE_URL: Final = re.compile(_START + r"(?:([^/?#:]*):(.*)|([^/?#:]*))@(?=[^@]*$)", re.DOTALL)
 
 
-def _mask(match: re.Match[str]) -> str:
+def _mask_userinfo(start: str, userinfo: str) -> str:
     # user:password keeps the user; a lone user name may be a token, as pip treats it.
-    if match.group(2) is not None:
-        return f"{match.group(1)}{match.group(2)}:{MASK}@"
-    return f"{match.group(1)}{MASK}@"
+    user, colon, _ = userinfo.partition(":")
+    return f"{start}{user}:{MASK}@" if colon else f"{start}{MASK}@"
 
 
 def redact_text(text: str) -> str:
     """``text`` with the credentials of every URL in it masked."""
     if "@" not in text:
         return text
-    return _USERINFO.sub(_mask, text)
+    return _USERINFO.sub(lambda m: _mask_userinfo(m[1], m[2]), text)
 
 
 def redact_url(url: str) -> str:
     """One URL, possibly invalid, with its credentials masked, whatever they hold."""
     if "@" not in url:
         return url
-    return _WHOLE_URL.sub(_mask, redact_text(url), count=1)
+    whole = _WHOLE_URL.match(url)
+    if whole is not None:
+        start, user = whole[1], whole[2]
+        masked = f"{start}{user}:{MASK}@" if user is not None else f"{start}{MASK}@"
+        url = masked + url[whole.end() :]
+    return redact_text(url)  # URLs nested in the path or query (?next=http://u:p@...)
 
 
 def redact_parsed(url: URL) -> str:

@@ -27,7 +27,7 @@ from fetchmany.fetch.timings import Timings
 from fetchmany.input.sources import Item
 from fetchmany.options import ALL_HEADERS, FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
-from fetchmany.redaction import redact_parsed, redact_text
+from fetchmany.redaction import redact_parsed, redact_text, redact_url
 
 _READ_CHUNK: Final = 256 * 1024
 
@@ -81,7 +81,7 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         message = "redirect to a URL with credentials while others were being sent"
     elif isinstance(exc, aiohttp.RedirectClientError):
         kind = ErrorKind.INVALID_REDIRECT
-        message = f"redirect to a URL that is not fetched: {exc}"
+        message = f"redirect to a URL that is not fetched: {redact_url(str(exc))}"
     elif isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         kind = ErrorKind.INVALID_URL
     elif isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -350,6 +350,9 @@ def hops(
     ]
 
 
+_URL_HEADERS: Final = frozenset({"location", "content-location"})
+
+
 def response_headers(resp: aiohttp.ClientResponse, wanted: frozenset[str]) -> dict[str, Any]:
     """The asked-for headers by lower-case name: repeats comma-joined (RFC 9110 5.3),
     except Set-Cookie, which cannot be joined and is a list; values as valid text."""
@@ -359,7 +362,9 @@ def response_headers(resp: aiohttp.ClientResponse, wanted: frozenset[str]) -> di
         key = valid_text(name).lower()
         if not every and key not in wanted:
             continue
-        text = redact_text(valid_text(value))  # a Location may carry the user's credentials
+        text = valid_text(value)
+        # A Location is one URL: masked whatever its userinfo holds; other values are text.
+        text = redact_url(text) if key in _URL_HEADERS else redact_text(text)
         if key == "set-cookie":
             out.setdefault(key, []).append(text)
         elif key in out:

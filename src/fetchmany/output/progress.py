@@ -213,7 +213,7 @@ def summary_lines(stats: RunStats, interrupted: bool) -> list[str]:
         lines.append(f"  limit auto settled at: {shown}{more}; {overloads} overload answers")
     for sample in stats.failures:
         lines.append(
-            f"  e.g. {terminal_safe(redact_url(sample.input), 120)}: {sample.outcome}: "
+            f"  e.g. {terminal_safe(redact_url(sample.shown), 120)}: {sample.outcome}: "
             f"{terminal_safe(redact_text(sample.message), 160)}"
         )
     return lines

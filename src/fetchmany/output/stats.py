@@ -59,7 +59,9 @@ def outcome_label(record: Record) -> str:
 class Sample:
     """A failed record kept for the summary, so users see what went wrong without jq."""
 
-    input: str
+    shown: str
+    """The record's url (masked) if it has one, else its input: never the input where a
+    template may have put a secret into the URL's userinfo."""
     outcome: str
     message: str
 
@@ -101,7 +103,8 @@ class RunStats:
                 self.ok += 1
             elif len(self.failures) < self.keep_failures:
                 message = record.error.message if record.error else f"HTTP {record.status}"
-                self.failures.append(Sample(record.input, label, message))
+                shown = record.url if record.url is not None else record.input
+                self.failures.append(Sample(shown, label, message))
             if record.elapsed_ms is not None:
                 self.latency.add(record.elapsed_ms)
             if record.timings is not None and (ttfb := record.timings.get("ttfb_ms")) is not None:
