@@ -91,3 +91,31 @@ def test_rows_split_where_the_csv_module_splits_them(body: str) -> None:
     got = [next(csv.reader([row.text + "\n"])) for row in rows]
     expected = list(csv.reader(io.StringIO(body + "\n", newline="")))
     assert [cells for cells in got if any(cells)] == [c for c in expected if any(c)]
+
+
+def test_a_row_past_the_limit_is_one_row_whose_problem_says_so_and_is_not_kept() -> None:
+    """Found by a hostile tester: a quote left open made the rest of a 300 MB file one
+    row, held whole (3.6 GB). Past the limit its text is dropped, its quotes followed."""
+    rows = CsvRows(max_row=100)
+    fed = [rows.feed(line) for line in ["a,b", "1,2", '"open,3', *["x" * 40] * 50, 'end"', "4,5"]]
+    done = [row for row in fed if row is not None]
+    assert [r.fields for r in done] == [{"a": "1", "b": "2"}, None, {"a": "4", "b": "5"}]
+    long = done[1]
+    assert long.problem == "a row of 2,063 characters, longer than an item may be"
+    assert long.text.startswith('"open,3\nxxx')
+    assert len(long.text) < 300
+    assert rows._pending == []  # nothing of it held
+
+
+def test_a_line_too_long_to_keep_inside_a_quoted_cell_is_one_row() -> None:
+    rows = CsvRows(max_row=100)
+    assert rows.feed("id,name") is None
+    assert rows.feed('3,"start') is None
+    assert rows.feed_long("yyyy", 10_000) is None  # still inside the quoted cell
+    row = rows.feed('end"')
+    assert row is not None
+    assert row.problem == "a row of 10,014 characters, longer than an item may be"
+    assert rows.feed_long("zz", 5_000) is not None  # outside quotes: a row of its own
+    last = rows.feed("4,d")
+    assert last is not None
+    assert last.fields == {"id": "4", "name": "d"}

@@ -102,30 +102,66 @@ def ends_quoted(line: str, quoted: bool) -> bool:
 
 
 class CsvRows:
-    """Feed lines of one CSV file; get rows back once complete. The first row is the header."""
+    """Feed lines of one CSV file; get rows back once complete. The first row is the header.
 
-    def __init__(self) -> None:
+    A row longer than ``max_row`` characters (a quote left open can make the rest of a
+    file one row) is no longer kept once past it: its quotes are still followed to its
+    end, and it comes back as one row whose problem says so, so memory stays bounded."""
+
+    def __init__(self, max_row: int = sys.maxsize) -> None:
         self.header: list[str] | None = None
         self._pending: list[str] = []
+        self._size = 0
         self._quoted = False
+        self._max_row = max_row
+        self._over: int | None = None  # the size so far of a row past max_row
+        self._shown = ""  # the start of that row
 
     def feed(self, line: str) -> Row | None:
         """Add one line (without its newline); return a row when one is complete."""
-        self._pending.append(line)
+        if self._over is not None:
+            self._over += len(line) + 1
+        else:
+            self._pending.append(line)
+            self._size += len(line) + 1
+            if self._size > self._max_row:
+                self._drop_text(self._size)
         if '"' in line or self._quoted:
             self._quoted = ends_quoted(line, self._quoted)
             if self._quoted:
                 return None  # inside a quoted cell: the row goes on
         return self._take()
 
+    def feed_long(self, start: str, size: int) -> Row | None:
+        """A line the reader could not keep (longer than an item may be): the row it is
+        in is too long. Its quotes are unknown; taken to leave the row's state as it was
+        (data inside a quoted cell, or a row of its own), which holds unless it holds
+        an odd number of quotes."""
+        if self._over is None:
+            self._pending.append(start)
+            self._drop_text(self._size + size)
+        else:
+            self._over += size
+        return None if self._quoted else self._take()
+
+    def _drop_text(self, size: int) -> None:
+        self._shown = "\n".join(self._pending)[:200]
+        self._pending = []
+        self._over = size
+
     def finish(self) -> Row | None:
         """End of file: an unterminated quoted row is still a row (with what it has)."""
-        return self._take() if self._pending else None
+        return self._take() if self._pending or self._over is not None else None
 
     def _take(self) -> Row | None:
         text = "\n".join(self._pending)
-        self._pending = []
-        self._quoted = False
+        over, shown = self._over, self._shown
+        self._pending, self._size, self._quoted, self._over, self._shown = [], 0, False, None, ""
+        if over is not None:
+            problem = f"a row of {over:,} characters, longer than an item may be"
+            if self.header is None:
+                raise InputError(f"the CSV header is {problem}")
+            return Row(shown + "...", None, problem)
         if not text.strip():
             return None
         try:

@@ -392,7 +392,11 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
     rows: list[Row] = []
     for raw in batch:
         if isinstance(raw, LongLine):
-            rows.append(Row(raw.decode("utf-8", "surrogateescape") + "...", None, raw.problem()))
+            start = raw.decode("utf-8", "surrogateescape")
+            if csv_rows is None:
+                rows.append(Row(start + "...", None, raw.problem()))
+            elif (row := csv_rows.feed_long(start, raw.size)) is not None:
+                rows.append(row)  # one record for the row the line was in
             continue
         if input_format is InputFormat.LINES:
             text = item_text(raw)
@@ -435,7 +439,7 @@ async def read_items(
             cr_ends_lines=input_format is not InputFormat.CSV,
             fd=streams.get(position) if streams else None,
         )
-        csv_rows = CsvRows() if input_format is InputFormat.CSV else None
+        csv_rows = CsvRows(MAX_LINE) if input_format is InputFormat.CSV else None
         try:
             async for batch in feed.batches():
                 for row in _rows_of(batch, input_format, csv_rows):
