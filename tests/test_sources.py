@@ -365,3 +365,13 @@ async def test_a_line_longer_than_an_item_may_be_is_its_invalid_record(
         assert long.input.endswith("...")
         assert len(long.input) < 300
     assert count_items(str(path)) == 4
+
+
+def test_counting_follows_the_reader_over_long_files_with_lone_crs(tmp_path: Path) -> None:
+    """Found by a hostile tester: a CR-only file over 64 KiB counted 12,775 of 100,000."""
+    path = tmp_path / "cr.txt"
+    path.write_bytes(b"\r".join(b"%d" % i for i in range(100_000)) + b"\r")
+    assert count_items(str(path)) == 100_000
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes(b"\xef\xbb\xbf1\r\n  \n#c\n2\r3\n   # x\n" + b"y" * 200_000 + b"\n\n4")
+    assert count_items(str(mixed)) == 5

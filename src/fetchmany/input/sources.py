@@ -18,7 +18,6 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -511,25 +510,28 @@ def count_items(
         return None
     count = 0
     comments = input_format is not InputFormat.CSV  # CSV rows are data, # or not
+    # The first byte that is not blank of the line being read (None: blank so far): all
+    # a line is needed for, so a line of any length costs a chunk at most.
+    first: bytes | None = None
     with open(path, "rb") as stream:
-        for n, raw in enumerate(_bounded_lines(stream)):
-            stripped = (raw.removeprefix(BOM) if n == 0 else raw).strip()
-            if comments and b"\r" in stripped:  # lone CRs end lines, as the reader splits
-                count += sum(1 for part in stripped.split(b"\r") if _is_item(part.strip()))
-            elif stripped and (not comments or not stripped.startswith(b"#")):
-                count += 1
-            if stop is not None and n % 65536 == 0 and stop.is_set():
+        for n, chunk in enumerate(iter(lambda: stream.read(_CHUNK), b"")):
+            if n == 0:
+                chunk = chunk.removeprefix(BOM)
+            if comments and b"\r" in chunk:  # lone CRs end lines, as the reader splits
+                chunk = chunk.replace(b"\r", b"\n")
+            *ended, last = chunk.split(b"\n")
+            for line in ended:
+                if first is None:
+                    first = line.lstrip()[:1] or None
+                if first is not None and not (comments and first == b"#"):
+                    count += 1
+                first = None
+            if first is None:
+                first = last.lstrip()[:1] or None
+            if stop is not None and n % 64 == 0 and stop.is_set():
                 return None
+    if first is not None and not (comments and first == b"#"):
+        count += 1  # the last line, without its newline
     if input_format is InputFormat.CSV and count:
         count -= 1  # the header (a row spanning lines makes this an estimate)
     return count
-
-
-def _bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """The lines of ``stream``, each cut to its first ``_CHUNK`` bytes: counting a file
-    with a line of gigabytes must not hold it."""
-    while raw := stream.readline(_CHUNK):
-        if len(raw) == _CHUNK and not raw.endswith(b"\n"):
-            while (more := stream.readline(_CHUNK)) and not more.endswith(b"\n"):
-                pass
-        yield raw
