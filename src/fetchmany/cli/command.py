@@ -473,6 +473,8 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
                 return runner.run(run_parallel(job, processes))
             return runner.run(run_job(job))
     except (ResumeError, InputError, WorkerRefused) as exc:
+        if job.writer.written:  # a later input, after records went out: the run stopped
+            raise RunFailed(valid_text(str(exc))) from None
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:
         raise RunFailed(valid_text(str(exc))) from None
