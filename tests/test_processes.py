@@ -234,6 +234,19 @@ def test_a_resume_onto_changed_input_is_refused_and_the_file_untouched(
     assert out.read_bytes() == before
 
 
+def test_a_resume_onto_a_shorter_input_names_the_files_records_not_a_workers(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    url = server.url("/item?id={}&max_ms=1")
+    out = tmp_path / "out.jsonl"
+    ids = "".join(f"{i}\n" for i in range(40)).encode()
+    assert run_process("-q", "-t", url, "-o", str(out), stdin=ids).returncode == 0
+    fewer = "".join(f"{i}\n" for i in range(30)).encode()
+    result = run_process("-q", "-t", url, "-o", str(out), "--resume", "-P", "3", stdin=fewer)
+    assert result.returncode == 2
+    assert "fewer items than the 40 records the file already holds" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [

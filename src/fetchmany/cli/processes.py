@@ -189,6 +189,7 @@ async def _fetch_shard(job: Job, out_fd: int, start: int, streams: Mapping[int, 
             resume.path,
             resume.key,
             on_checked=lambda: _send(out_fd, _Checked()),
+            whole=start,
         )
     engines: list[Engine[Finished]] = []
 

@@ -282,12 +282,15 @@ async def skip_recorded(
     path: str,
     key: Callable[[Item], str | None],
     on_checked: Callable[[], None] | None = None,
+    whole: int | None = None,
 ) -> AsyncGenerator[Item, None]:
     """Drop the first ``count`` items after checking each against FILE; pass the rest on.
 
     ``key`` gives an item's value as the file would hold it (its input, or its url).
     ``on_checked`` is called once all ``count`` matched (a ``-P`` worker tells its
     parent, which writes nothing until every worker's part of the file is checked).
+    ``whole``: the records of the whole file, when ``count`` is a shard's share of them
+    (what a refusal should name: the user's file, not a worker's part of it).
     """
     seen = 0
     if count == 0 and on_checked is not None:
@@ -308,7 +311,9 @@ async def skip_recorded(
             continue
         yield item
     if seen < count:
-        raise ResumeError(
-            f"input changed since {path} was written: it has {seen} items but the file "
-            f"already holds {count} records; use a new output file"
+        has = (
+            f"it has {seen} items but the file already holds {count} records"
+            if whole is None
+            else f"it has fewer items than the {whole} records the file already holds"
         )
+        raise ResumeError(f"input changed since {path} was written: {has}; use a new output file")
