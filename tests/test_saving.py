@@ -35,6 +35,24 @@ def test_names_that_start_with_the_index_are_unique_without_remembering(tmp_path
     assert save.name_for(7, "x", None, "text/plain") == "00000007.txt"
 
 
+def test_a_row_without_the_field_a_name_needs_is_a_save_error(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Found by a hostile tester: the file was silently named by the index instead."""
+    out = tmp_path / "bodies"
+    rows = b'{"id": 1}\n{"id": 2, "name": "b"}\n'
+    url = server.url("/item?id={id}")
+    result = run_cli(
+        "--input-format", "jsonl", "-t", url, "-q", "--save-dir", str(out),
+        "--save-name", "{name}{ext}", "--fields", "index,ok,path,error", stdin=rows,
+    )  # fmt: skip
+    first, second = jsonl(result.stdout)
+    assert first["error"] == {"kind": "save", "message": "row has no field 'name' for --save-name"}
+    assert first["path"] is None
+    assert second["path"] == str(out / "b.json")
+    assert os.listdir(out) == ["b.json"]
+
+
 def test_colliding_names_become_distinct_files(server: LoopbackServer, tmp_path: Path) -> None:
     out = tmp_path / "bodies"
     result = run_cli(

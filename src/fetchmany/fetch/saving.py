@@ -94,7 +94,9 @@ class SaveDir:
     def name_for(
         self, index: int, text: str, fields: Mapping[str, str] | None, content_type: str | None
     ) -> str:
-        """The sanitised file name of one item's body; a missing field names the item instead."""
+        """The sanitised file name of one item's body. A row without a field the name
+        needs is a ``save`` error for that item, as a missing field of --template is an
+        invalid_url one: never a name the user did not ask for."""
         values = {
             **(fields or {}),
             "": text,
@@ -104,8 +106,8 @@ class SaveDir:
         }
         try:
             name = self.template.expand(values)
-        except MissingField:
-            name = f"{index:08d}{values['ext']}"
+        except MissingField as missing:
+            raise SaveError(f"row has no field {missing.name!r} for --save-name") from None
         return self._distinct(sanitise(name))
 
     def _distinct(self, name: str) -> str:
