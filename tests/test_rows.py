@@ -9,7 +9,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fetchmany.input.rows import CsvRows, InputFormat, Row, infer_input_format, jsonl_row
+from fetchmany.input.rows import (
+    CsvRows,
+    InputError,
+    InputFormat,
+    Row,
+    infer_input_format,
+    jsonl_row,
+)
 
 
 def feed_all(lines: list[str]) -> list[Row]:
@@ -119,3 +126,9 @@ def test_a_line_too_long_to_keep_inside_a_quoted_cell_is_one_row() -> None:
     last = rows.feed("4,d")
     assert last is not None
     assert last.fields == {"id": "4", "name": "d"}
+
+
+def test_a_csv_with_lone_cr_line_ends_is_refused_with_the_way_out() -> None:
+    rows = CsvRows()
+    with pytest.raises(InputError, match="ends its lines with CR alone"):
+        rows.feed("a,b\r1,2\r3,4\r")

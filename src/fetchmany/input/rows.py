@@ -167,6 +167,11 @@ class CsvRows:
         try:
             cells = next(csv.reader([text + "\n"]), [])
         except csv.Error as exc:  # whatever the csv module refuses is that row's problem
+            if self.header is None and "\r" in text:  # lines ended by CR alone: one line
+                raise InputError(
+                    "the CSV file ends its lines with CR alone (old Mac files); convert "
+                    "them: tr '\\r' '\\n' < in.csv > out.csv"
+                ) from None
             if self.header is None:
                 raise InputError(f"the CSV header cannot be read: {exc}") from None
             return Row(text, None, f"not a CSV row: {exc}")
