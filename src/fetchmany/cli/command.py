@@ -220,13 +220,19 @@ def prepare(args: CommandLine) -> Job:
     setup = check_setup(options)
     limit = fit_open_files(options, args.processes)
     if limit != options.limit:
+        auto = options.adaptive
+        asked, used = (f"auto:{options.limit}", f"auto:{limit}") if auto else (options.limit, limit)
         if not args.quiet:
             click.echo(
-                f"fetchmany: --limit {options.limit} needs more open files than this process "
-                f"may have; using --limit {limit}",
+                f"fetchmany: --limit {asked} needs more open files than this process "
+                f"may have; using --limit {used}",
                 err=True,
             )
-        options = dataclasses.replace(options, limit=limit)
+        options = dataclasses.replace(
+            options,
+            limit=limit,
+            adaptive=dataclasses.replace(auto, ceiling=limit) if auto is not None else None,
+        )
     show_bar = (
         args.progress if args.progress is not None else (not args.quiet and _stderr_is_terminal())
     )
