@@ -17,12 +17,27 @@ class TooDeep(ValueError):
     """Nested deeper than the parser can go."""
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse JSON text; ValueError for anything that is not JSON a record can hold."""
+class NumberText(str):
+    """A JSON number as it was written (``1e2``, ``1.50``, ``-0``), for where the text is
+    what is wanted (a row's field filling a placeholder), not its value."""
+
+
+def loads(text: str | bytes, *, numbers_as_text: bool = False) -> Any:
+    """Parse JSON text; ValueError for anything that is not JSON a record can hold.
+    ``numbers_as_text``: numbers come back as ``NumberText``, as they were written."""
     try:
+        if numbers_as_text:
+            return json.loads(
+                text, parse_constant=_no_constant, parse_float=_finite_text, parse_int=NumberText
+            )
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise TooDeep("nested too deeply to parse") from None
+
+
+def _finite_text(text: str) -> NumberText:
+    _finite(text)
+    return NumberText(text)
 
 
 def _no_constant(name: str) -> Any:

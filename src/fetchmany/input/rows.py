@@ -12,6 +12,9 @@ import json
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+import orjson
 
 from fetchmany import jsontext
 
@@ -56,17 +59,32 @@ class Row:
 
 
 def json_field(value: object) -> str | None:
-    """A JSON value as placeholder text: strings as they are, others as JSON, null as missing."""
+    """A JSON value as placeholder text: strings as they are, numbers as they were written
+    (a row's are ``NumberText``: ``1e2`` stays ``1e2``), others as JSON, null as missing."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return orjson.dumps(_as_written(value), default=str).decode()
+    except TypeError:  # a library caller's int beyond 64 bits: the stdlib writes it
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _as_written(value: Any) -> Any:
+    """``value`` with the numbers inside it put back as written (orjson fragments)."""
+    if isinstance(value, jsontext.NumberText):
+        return orjson.Fragment(value.encode())
+    if isinstance(value, list):
+        return [_as_written(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_written(item) for key, item in value.items()}
+    return value
 
 
 def jsonl_row(text: str) -> Row:
     try:
-        value = jsontext.loads(text)
+        value = jsontext.loads(text, numbers_as_text=True)
     except ValueError as exc:
         return Row(text, None, f"not JSON: {exc}")
     if not isinstance(value, dict):
