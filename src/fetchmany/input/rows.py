@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from fetchmany import jsontext
 
 # An input cell may be long (a JSON payload, a resumed output's body column); the
@@ -59,27 +57,13 @@ class Row:
 
 
 def json_field(value: object) -> str | None:
-    """A JSON value as placeholder text: strings as they are, numbers as they were written
-    (a row's are ``NumberText``: ``1e2`` stays ``1e2``), others as JSON, null as missing."""
+    """A JSON value as placeholder text: strings as they are (a row's numbers come as
+    ``NumberText``: ``1e2`` stays ``1e2``), others as compact JSON, null as missing."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    try:
-        return orjson.dumps(_as_written(value), default=str).decode()
-    except TypeError:  # a library caller's int beyond 64 bits: the stdlib writes it
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _as_written(value: Any) -> Any:
-    """``value`` with the numbers inside it put back as written (orjson fragments)."""
-    if isinstance(value, jsontext.NumberText):
-        return orjson.Fragment(value.encode())
-    if isinstance(value, list):
-        return [_as_written(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _as_written(item) for key, item in value.items()}
-    return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def jsonl_row(text: str) -> Row:
@@ -89,11 +73,18 @@ def jsonl_row(text: str) -> Row:
         return Row(text, None, f"not JSON: {exc}")
     if not isinstance(value, dict):
         return Row(text, None, "not a JSON object")
+    plain: dict[str, Any] | None = None  # the row with numbers as numbers, for nested values
     fields = {}
-    for key, item in value.items():
-        as_text = json_field(item)
-        if as_text is not None:
-            fields[str(key)] = as_text
+    try:
+        for key, item in value.items():
+            if isinstance(item, list | dict):
+                plain = plain if plain is not None else jsontext.loads(text)
+                item = plain[key]  # lists and objects are written back as compact JSON
+            as_text = json_field(item)
+            if as_text is not None:
+                fields[str(key)] = as_text
+    except RecursionError:  # nested too deep to write back, though not to parse
+        return Row(text, None, "not JSON a placeholder can take: nested too deeply")
     return Row(text, fields)
 
 
