@@ -31,7 +31,7 @@ def test_the_summary_counts_and_masks() -> None:
     assert lines[1] == "  5xx 1 · invalid_url 1"
     assert lines[2].startswith("  latency p50 5.0 ms")
     assert lines[3] == "  e.g. http://u:****@h.test/: 5xx: HTTP 500"
-    assert lines[4] == "  e.g. x: invalid_url: bad \\x1b[2J"
+    assert lines[4] == "  e.g. item 1: invalid_url: bad \\x1b[2J"  # no url: never the input
 
 
 def test_without_a_bar_lines_go_to_stderr_plainly(capsys: pytest.CaptureFixture[str]) -> None:

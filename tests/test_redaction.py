@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 from yarl import URL
@@ -130,3 +132,43 @@ def test_the_summary_never_shows_a_secret_a_template_put_in_the_url() -> None:
         assert result.returncode == 1
         assert "S3CR3TTOKEN" not in result.stderr
         assert "e.g. http://" in result.stderr
+
+
+def test_no_summary_line_or_resume_message_shows_a_secret_from_the_input(
+    tmp_path: Path,
+) -> None:
+    """Found by a hostile tester: a row whose url could not be made (a field missing)
+    showed the raw row in the summary, and a resume refusal quoted a password holding a
+    space, a quote or < >."""
+    from conftest import run_cli
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("user,pw,path\nbob,SECRET6\n")
+    result = run_cli(str(rows), "-t", "http://{user}:{pw}@127.0.0.1:1/{path}")
+    assert "SECRET6" not in result.stderr
+    assert "e.g. item 0: invalid_url" in result.stderr
+    out = tmp_path / "out.jsonl"
+    run_cli("-o", str(out), "--retries", "0", stdin=b"http://127.0.0.1:1/a\n")
+    for secret in ("R SECRET2", 'R"SECRET', "R<SECRET", "R>SECRET"):
+        given = f"http://u:{secret}@127.0.0.1:1/ok\n".encode()
+        refused = run_cli("-o", str(out), "--resume", stdin=given)
+        assert refused.returncode == 2
+        assert secret not in refused.stderr
+        assert "u:****@" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:18731/@user/post",
+        "http://127.0.0.1:18731/ok?mail=a@b.c",
+        "http://127.0.0.1:18731/ok#x@y",
+        "ftp://files.example.com:21/pub/a@b.txt",
+    ],
+)
+def test_a_url_that_parses_without_userinfo_is_left_whole(url: str) -> None:
+    assert redact_url(url) == url
+
+
+def test_a_backslashed_location_is_read_as_browsers_read_it() -> None:
+    assert redact_url("http:\\\\u:pw@h/ok") == "http://u:****@h/ok"

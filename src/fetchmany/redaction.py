@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MASK: Final = "****"
 # A URL's start: a scheme, or none (a scheme-relative //host, as a Location may be).
-_START: Final = r"((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)"
+_START: Final = r"((?:[A-Za-z][A-Za-z0-9+.\-]*:)?[/\\]{2})"
 # In free text (a message, a header's value): START userinfo@, the userinfo running to
 # the last @ before the path, query or fragment begins, so a user name holding an @ (an
 # email address) is masked whole. Whitespace, <, > and " end it: they delimit URLs in
@@ -46,10 +46,16 @@ def redact_text(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """One URL, possibly invalid, with its credentials masked, whatever they hold."""
+    """One URL, possibly invalid, with its credentials masked, whatever they hold.
+
+    A URL that parses with no userinfo (``http://h:8080/@user?mail=a@b.c``: its @s are
+    in the path and query) is left whole; one that does not parse is masked up to its
+    last @, since a password typed raw may hold / ? # or @."""
     if "@" not in url:
         return url
-    whole = _WHOLE_URL.match(url)
+    if not _has_userinfo(url):
+        return redact_text(url)  # URLs nested in the path or query (?next=http://u:p@...)
+    whole = _WHOLE_URL.match(url.replace("\\", "/"))
     if whole is not None:
         start, user = whole[1], whole[2]
         masked = f"{start}{user}:{MASK}@" if user is not None else f"{start}{MASK}@"
@@ -67,6 +73,18 @@ def redact_parsed(url: URL) -> str:
     elif url.raw_user is not None:
         text = str(url.with_user(MASK))
     return redact_text(text)  # URLs nested in the path or query (?next=http://u:p@...)
+
+
+def _has_userinfo(url: str) -> bool:
+    """Whether ``url`` may carry credentials: it does not parse, or parses with a user.
+    Backslashes read as slashes, as browsers and aiohttp read a Location's."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url.replace("\\", "/"))
+        return parsed.raw_user is not None or parsed.raw_password is not None
+    except (ValueError, TypeError):
+        return True
 
 
 SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})

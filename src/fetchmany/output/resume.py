@@ -26,7 +26,7 @@ from fetchmany import jsontext
 from fetchmany.input.sources import Item, Shard
 from fetchmany.output.writers import OutputFormat, csv_header
 from fetchmany.records import FIELDS, SAVED_FIELDS
-from fetchmany.redaction import redact_text
+from fetchmany.redaction import redact_url
 
 # A cell holds a whole record body (10 MB by default, more with --max-body-size);
 # the csv module refuses cells over 128 KiB unless told otherwise.
@@ -299,11 +299,12 @@ async def skip_recorded(
         if seen < count:
             recorded = next(expected, None)
             if recorded != key(item):
-                shown = redact_text(repr(key(item)))
+                given = key(item)
+                shown = repr(redact_url(given)) if given is not None else "None"
+                kept = repr(redact_url(recorded)) if recorded is not None else "None"
                 raise ResumeError(
                     f"input changed since {path} was written: item {item.index} is "
-                    f"{shown} but the file has {redact_text(repr(recorded))}; "
-                    "use a new output file"
+                    f"{shown} but the file has {kept}; use a new output file"
                 )
             seen += 1
             if seen == count and on_checked is not None:

@@ -60,8 +60,8 @@ class Sample:
     """A failed record kept for the summary, so users see what went wrong without jq."""
 
     shown: str
-    """The record's url (masked) if it has one, else its input: never the input where a
-    template may have put a secret into the URL's userinfo."""
+    """The record's url (masked) if it has one, else which item it is: never its input,
+    which a template may have put into a URL's userinfo (``http://{user}:{pw}@...``)."""
     outcome: str
     message: str
 
@@ -103,7 +103,7 @@ class RunStats:
                 self.ok += 1
             elif len(self.failures) < self.keep_failures:
                 message = record.error.message if record.error else f"HTTP {record.status}"
-                shown = record.url if record.url is not None else record.input
+                shown = record.url if record.url is not None else f"item {record.index}"
                 self.failures.append(Sample(shown, label, message))
             if record.elapsed_ms is not None:
                 self.latency.add(record.elapsed_ms)
