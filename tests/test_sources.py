@@ -375,3 +375,13 @@ def test_counting_follows_the_reader_over_long_files_with_lone_crs(tmp_path: Pat
     mixed = tmp_path / "mixed.txt"
     mixed.write_bytes(b"\xef\xbb\xbf1\r\n  \n#c\n2\r3\n   # x\n" + b"y" * 200_000 + b"\n\n4")
     assert count_items(str(mixed)) == 5
+
+
+@pytest.mark.parametrize("url", ["http://a%3Ab:pw@h.test/", "http://tok%3ASECRET@h.test/"])
+def test_a_colon_in_the_user_name_is_an_invalid_url_not_an_unexpected_error(url: str) -> None:
+    """Found by a hostile tester: aiohttp's BasicAuth refused it inside the request, an
+    'unexpected' error (which the README calls a bug)."""
+    item = make_item(0, url, NO_TEMPLATE)
+    assert item.error is not None
+    assert item.error.kind is ErrorKind.INVALID_URL
+    assert "SECRET" not in (item.url or "")

@@ -144,6 +144,9 @@ def parse_url(url: str) -> URL | str:
         return "URL has no host"
     if _NOT_IN_HOST.search(parsed.raw_host or ""):  # "a b", or U+3000 that IDNA maps to " "
         return f"host {valid_text(repr(parsed.raw_host))} holds a space or control character"
+    if parsed.raw_user is not None and ":" in (parsed.user or ""):
+        # Basic auth joins user and password with ':' (RFC 7617): it cannot be sent.
+        return "the user name holds ':' (%3A), which Basic auth cannot send; put it in the password"
     if not url.isascii():
         try:
             encode_text(url)
