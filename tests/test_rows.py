@@ -45,8 +45,11 @@ def test_short_rows_lack_fields_and_long_rows_are_flagged() -> None:
 
 
 def test_blank_lines_are_skipped_and_an_unclosed_quote_ends_with_the_file() -> None:
-    rows = feed_all(["a", "", "x", '"never closed'])
-    assert [r.fields for r in rows] == [{"a": "x"}, {"a": "never closed\n"}]
+    rows = feed_all(["a", "", "x", '"never closed', "y"])
+    assert [r.fields for r in rows] == [{"a": "x"}, None]
+    # Found by a hostile tester: the rest of the file was fetched as one ok cell.
+    assert rows[1].problem == "a quoted cell is never closed: the file ends in it"
+    assert rows[1].text == '"never closed\ny'
 
 
 def test_jsonl_values_become_placeholder_text() -> None:
@@ -118,11 +121,20 @@ def test_a_line_too_long_to_keep_inside_a_quoted_cell_is_one_row() -> None:
     rows = CsvRows(max_row=100)
     assert rows.feed("id,name") is None
     assert rows.feed('3,"start') is None
-    assert rows.feed_long("yyyy", 10_000) is None  # still inside the quoted cell
+    assert rows.feed_long("yyyy", 10_000, quotes=2) is None  # still inside the quoted cell
     row = rows.feed('end"')
     assert row is not None
     assert row.problem == "a row of 10,014 characters, longer than an item may be"
-    assert rows.feed_long("zz", 5_000) is not None  # outside quotes: a row of its own
+    assert rows.feed_long("zz", 5_000, quotes=0) is not None  # outside quotes: its own row
+    # Found by a hostile tester: a long line that closes the cell ('xxx",tail') was taken
+    # to leave it open, and the rows after it were swallowed.
+    assert rows.feed('5,"start') is None
+    closed = rows.feed_long("xxx", 20_000, quotes=1)
+    assert closed is not None
+    assert closed.problem is not None
+    # And one that opens a cell ('6,xxx,"start') was taken to leave it closed.
+    assert rows.feed_long("6,xxx", 20_000, quotes=1) is None
+    assert rows.feed('end"') is not None
     last = rows.feed("4,d")
     assert last is not None
     assert last.fields == {"id": "4", "name": "d"}

@@ -141,16 +141,18 @@ class CsvRows:
                 return None  # inside a quoted cell: the row goes on
         return self._take()
 
-    def feed_long(self, start: str, size: int) -> Row | None:
+    def feed_long(self, start: str, size: int, quotes: int) -> Row | None:
         """A line the reader could not keep (longer than an item may be): the row it is
-        in is too long. Its quotes are unknown; taken to leave the row's state as it was
-        (data inside a quoted cell, or a row of its own), which holds unless it holds
-        an odd number of quotes."""
+        in is too long. Of its text only its count of quotes is known: an odd count
+        opens or closes a quoted cell (exact inside one, where every quote counts; a
+        plain cell's stray quote is the one case it misreads)."""
         if self._over is None:
             self._pending.append(start)
             self._drop_text(self._size + size)
         else:
             self._over += size
+        if quotes % 2:
+            self._quoted = not self._quoted
         return None if self._quoted else self._take()
 
     def _drop_text(self, size: int) -> None:
@@ -159,8 +161,16 @@ class CsvRows:
         self._over = size
 
     def finish(self) -> Row | None:
-        """End of file: an unterminated quoted row is still a row (with what it has)."""
-        return self._take() if self._pending or self._over is not None else None
+        """End of file: a row still inside a quoted cell is a row, whose problem is that
+        its quote is never closed (the csv module would fill the cell with the rest of
+        the file, and the row would be fetched as if whole)."""
+        if not self._pending and self._over is None:
+            return None
+        unclosed = self._quoted
+        row = self._take()
+        if unclosed and row is not None and row.problem is None:
+            return Row(row.text, None, "a quoted cell is never closed: the file ends in it")
+        return row
 
     def _take(self) -> Row | None:
         text = "\n".join(self._pending)

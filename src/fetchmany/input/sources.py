@@ -42,14 +42,17 @@ _SHOWN: Final = 200  # bytes of an over-long line kept to show in its record
 
 
 class LongLine(bytes):
-    """What stands for a line longer than ``MAX_LINE``: its first bytes, and its size."""
+    """What stands for a line longer than ``MAX_LINE``: its first bytes, its size, and
+    how many double quotes it held (what a CSV row it sits in needs of it)."""
 
     size: int
+    quotes: int
 
     @classmethod
-    def of(cls, start: bytes, size: int) -> LongLine:
+    def of(cls, start: bytes, size: int, quotes: int) -> LongLine:
         line = cls(start[:_SHOWN])
         line.size = size
+        line.quotes = quotes
         return line
 
     def problem(self) -> str:
@@ -325,19 +328,22 @@ class LineFeed:
             if lines:  # the unfinished line ends in this chunk
                 if long is not None:
                     long.size += len(lines[0])
+                    long.quotes += lines[0].count(b'"')
                     lines[0], long = long, None
                 elif pieces:
                     lines[0] = b"".join((*pieces, lines[0]))
                     if len(lines[0]) > MAX_LINE:
-                        lines[0] = LongLine.of(lines[0], len(lines[0]))
+                        lines[0] = LongLine.of(lines[0], len(lines[0]), lines[0].count(b'"'))
                 pieces, held = [], 0
             if long is not None:
                 long.size += len(last)
+                long.quotes += last.count(b'"')
             elif last:
                 pieces.append(last)
                 held += len(last)
                 if held > MAX_LINE:
-                    long = LongLine.of(b"".join(pieces)[:_SHOWN], held)
+                    quotes = sum(piece.count(b'"') for piece in pieces)
+                    long = LongLine.of(b"".join(pieces)[:_SHOWN], held, quotes)
                     pieces, held = [], 0
             if not self._hand_over(lines):
                 return False
@@ -397,7 +403,7 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
             start = raw.decode("utf-8", "surrogateescape")
             if csv_rows is None:
                 rows.append(Row(start + "...", None, raw.problem()))
-            elif (row := csv_rows.feed_long(start, raw.size)) is not None:
+            elif (row := csv_rows.feed_long(start, raw.size, raw.quotes)) is not None:
                 rows.append(row)  # one record for the row the line was in
             continue
         if input_format is InputFormat.LINES:
