@@ -16,6 +16,10 @@ from fetchmany.fetch.saving import SaveDir, sanitise
 
 def test_names_from_the_template_are_sanitised() -> None:
     assert sanitise("../../etc/passwd") == "_.._.._etc_passwd"
+    # Found by a hostile tester: a lone surrogate (a JSON "\ud800", an input's byte that
+    # is not UTF-8) crashed the save or left a path no record could carry.
+    assert sanitise("a\udcffb.json") == "a_xffb.json"
+    assert sanitise("\ud800.json") == "_ud800.json"
     assert sanitise(".hidden") == "_.hidden"
     assert sanitise("a\x00b\nc") == "a_b_c"
     assert len(sanitise("x" * 500 + ".json")) == 200

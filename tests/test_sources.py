@@ -365,6 +365,11 @@ async def test_a_line_longer_than_an_item_may_be_is_its_invalid_record(
         assert long.input.endswith("...")
         assert len(long.input) < 300
     assert count_items(str(path)) == 4
+    comment = tmp_path / "comment.txt"
+    comment.write_bytes(b"1\n# " + b"c" * 300_000 + b"\n2\n")
+    items = [i async for i in read_items([str(comment)], with_url("http://h.test/{}"))]
+    assert [i.input for i in items] == ["1", "2"]  # a comment, however long, is skipped
+    assert count_items(str(comment)) == 2
 
 
 def test_counting_follows_the_reader_over_long_files_with_lone_crs(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from fetchmany.fetch.bodies import split_content_type
 from fetchmany.files import new_file_mode
 from fetchmany.input.templates import MissingField, Template, raw_text
 from fetchmany.options import DEFAULT_SAVE_NAME
+from fetchmany.records import valid_text
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _KNOWN_EXTENSIONS = {
@@ -49,8 +50,10 @@ def extension_for(content_type: str | None) -> str:
 
 
 def sanitise(name: str, limit: int = 200) -> str:
-    """A single safe file name: no separators, controls or leading dots; bounded length."""
-    cleaned = _UNSAFE.sub("_", name).strip()
+    """A single safe file name: no separators, controls or leading dots; bounded length;
+    valid text (an input's undecodable byte as ``_xff``, not a lone surrogate that no
+    record could carry)."""
+    cleaned = _UNSAFE.sub("_", valid_text(name)).strip()
     if cleaned.startswith("."):
         cleaned = "_" + cleaned
     if len(os.fsencode(cleaned)) > limit:  # file systems count bytes (255), not characters

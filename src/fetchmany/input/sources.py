@@ -401,6 +401,8 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
     for raw in batch:
         if isinstance(raw, LongLine):
             start = raw.decode("utf-8", "surrogateescape")
+            if csv_rows is None and raw.lstrip().startswith(b"#"):
+                continue  # a comment, however long
             if csv_rows is None:
                 rows.append(Row(start + "...", None, raw.problem()))
             elif (row := csv_rows.feed_long(start, raw.size, raw.quotes)) is not None:
