@@ -130,7 +130,8 @@ def test_progress_and_summary_never_reach_stdout(server: LoopbackServer) -> None
 
 
 def test_outside_text_is_escaped_on_the_terminal() -> None:
-    hostile = b"\x1b[31mred\x1b[0m [bold]loud[/bold]\n"
+    # A URL line holding ESC is an invalid_url record whose url the summary shows.
+    hostile = b"http://127.0.0.1:9/\x1b[31mred\x1b[0m[bold]loud[/bold]\n"
     result = run_cli(stdin=hostile)
     assert result.returncode == 1
     assert "\x1b" not in result.stderr
