@@ -225,9 +225,12 @@ def test_a_resume_onto_changed_input_is_refused_and_the_file_untouched(
     assert run_process(str(ids), "-q", "-t", url, "-o", str(out)).returncode == 0
     out.write_bytes(out.read_bytes()[:-5])  # torn, as an interrupted run may leave it
     before = out.read_bytes()
+    requests = server.state.requests
     ids.write_text("".join(f"{i}\n" for i in range(2, 42)))  # every line moved up one
     result = run_process(str(ids), "-q", "-t", url, "-o", str(out), "--resume", "-P", processes)
     assert result.returncode == 2, result.stderr
+    # Exit 2 says nothing was fetched: no worker starts before every share is checked.
+    assert server.state.requests == requests
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("fetchmany:")]
     assert error.startswith("fetchmany: input changed since")
     assert "worker" not in result.stderr

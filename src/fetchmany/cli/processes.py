@@ -138,13 +138,15 @@ def usable_processes(job: Job, asked: int) -> int:
 # ------------------------------------------------------------------ the worker side
 
 
-def _worker_main(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> int:
+def _worker_main(
+    job: Job, out_fd: int, start: int, streams: Mapping[int, int], go_fd: int | None
+) -> int:
     """Run one shard in this (forked) process; its records go to ``out_fd``."""
     os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent, which forwards it once
     from fetchmany.cli.command import _loop_factory
 
     with asyncio.Runner(loop_factory=_loop_factory(True)) as runner:
-        return runner.run(_work(job, out_fd, start, streams))
+        return runner.run(_work(job, out_fd, start, streams, go_fd))
 
 
 def _send(out_fd: int, frame: _Frame) -> None:
@@ -153,13 +155,28 @@ def _send(out_fd: int, frame: _Frame) -> None:
     write_all(out_fd, payload)
 
 
-async def _work(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> int:
+class _NoGo(Exception):
+    """The parent closed the go-ahead without giving it: the run stops, nothing fetched."""
+
+
+def _checked(out_fd: int, go_fd: int | None) -> None:
+    """This worker's share of a resumed file matches its inputs: say so, then wait until
+    every worker's does (a blocking read: nothing else may happen before), so that a
+    refused resume has fetched nothing anywhere."""
+    _send(out_fd, _Checked())
+    if go_fd is not None and os.read(go_fd, 1) != b"g":
+        raise _NoGo
+
+
+async def _work(
+    job: Job, out_fd: int, start: int, streams: Mapping[int, int], go_fd: int | None
+) -> int:
     from fetchmany.input.rows import InputError
     from fetchmany.output.resume import ResumeError
 
     try:
-        await _fetch_shard(job, out_fd, start, streams)
-    except BrokenPipeError:
+        await _fetch_shard(job, out_fd, start, streams, go_fd)
+    except (BrokenPipeError, _NoGo):
         return 0  # the parent has gone (its reader closed): nothing left to do
     except (ResumeError, InputError) as exc:
         with contextlib.suppress(BrokenPipeError):
@@ -167,7 +184,9 @@ async def _work(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -
     return 0
 
 
-async def _fetch_shard(job: Job, out_fd: int, start: int, streams: Mapping[int, int]) -> None:
+async def _fetch_shard(
+    job: Job, out_fd: int, start: int, streams: Mapping[int, int], go_fd: int | None
+) -> None:
     from fetchmany.api import fetch_finished
 
     interruption = Interruption(job.display, job.grace)
@@ -188,7 +207,7 @@ async def _fetch_shard(job: Job, out_fd: int, start: int, streams: Mapping[int, 
             shard.size(start),
             resume.path,
             resume.key,
-            on_checked=lambda: _send(out_fd, _Checked()),
+            on_checked=lambda: _checked(out_fd, go_fd),
             whole=start,
         )
     engines: list[Engine[Finished]] = []
@@ -229,7 +248,7 @@ def _frames_of(batch: list[Finished]) -> Iterator[list[Finished]]:
 
 
 def _start_worker(
-    job: Job, start: int, streams: Mapping[int, int], parents: list[int]
+    job: Job, start: int, streams: Mapping[int, int], go_fd: int | None, parents: list[int]
 ) -> tuple[int, int]:
     """Fork a worker: (pid, the read end of its record pipe). ``streams``: its copies
     of the inputs only the parent can read, by position; ``parents`` are the parent's
@@ -245,10 +264,10 @@ def _start_worker(
         code = 70
         try:
             os.close(read_fd)
-            for fd in set(parents) - set(streams.values()):
+            for fd in set(parents) - {*streams.values(), go_fd}:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            code = _worker_main(job, write_fd, start, streams)
+            code = _worker_main(job, write_fd, start, streams, go_fd)
         except BaseException as exc:  # one line, as main() would say it
             with contextlib.suppress(Exception):
                 os.write(2, f"fetchmany: worker: {type(exc).__name__}: {exc}\n".encode())
@@ -295,6 +314,8 @@ class Parallel:
         self._signalled = False
         self.refused: str | None = None
         """Why a worker refused the run (then nothing is written)."""
+        self._go: list[int] = []
+        """With a resumed file: the go-ahead every worker waits for, once all are checked."""
         self._unchecked: set[int] = set()
         """Resumed workers whose share of the file is not yet checked: until it all is,
         nothing is written, so a refused resume leaves the file as it was."""
@@ -305,18 +326,27 @@ class Parallel:
         calling thread, and a lock another thread held would stay held). ``pipes``:
         for each input only the parent reads, by position, a pipe per worker."""
         self.next_index = start
+        go: list[tuple[int, int]] = []
         if start and self.job.resume is not None:
             count = self.processes
             self._unchecked = {n for n in range(count) if Shard(n, count).size(start) > 0}
+            go = [os.pipe() for _ in range(count)]  # every worker waits for all the checks
         parents = [fd for each in pipes.values() for pipe in each for fd in pipe]
+        parents += [fd for pipe in go for fd in pipe]
         for number in range(self.processes):
             job = worker_job(self.job, number, self.processes)
             streams = {position: each[number][0] for position, each in pipes.items()}
-            pid, fd = _start_worker(job, start, streams, parents + [w.fd for w in self.workers])
+            go_fd = go[number][0] if go else None
+            pid, fd = _start_worker(
+                job, start, streams, go_fd, parents + [w.fd for w in self.workers]
+            )
             os.set_blocking(fd, False)
             worker = _Worker(number, pid, fd)
             self.workers.append(worker)
             self._read_from(worker)
+        for read_fd, write_fd in go:
+            os.close(read_fd)
+            self._go.append(write_fd)
 
     def _read_from(self, worker: _Worker) -> None:
         if not worker.reading and not worker.closed:
@@ -369,6 +399,8 @@ class Parallel:
                 continue
             if isinstance(batch, _Checked):
                 self._unchecked.discard(worker.number)
+                if not self._unchecked:
+                    self.end_go(give=True)
                 continue
             if isinstance(batch, _Refused):
                 if self.refused is None:
@@ -451,9 +483,19 @@ class Parallel:
             else:
                 self._pause(worker)
 
+    def end_go(self, *, give: bool) -> None:
+        """Give every waiting worker the go-ahead, or (stopping) close it unanswered."""
+        for fd in self._go:
+            with contextlib.suppress(OSError):
+                if give:
+                    write_all(fd, b"g")
+                os.close(fd)
+        self._go = []
+
     # -- signals and the end
     def stop(self, sig: int) -> None:
         """Forward a stop to every worker, once: each finishes as a single run would."""
+        self.end_go(give=False)  # a worker waiting for it would not see the signal
         if self._signalled:
             sig = signal.SIGINT  # a second Ctrl-C: workers treat it as "stop now"
         self._signalled = True
@@ -464,6 +506,7 @@ class Parallel:
 
     def kill(self) -> None:
         """Nobody reads the output any more: end the workers now."""
+        self.end_go(give=False)
         for worker in self.workers:
             if not worker.closed:
                 with contextlib.suppress(ProcessLookupError):
@@ -590,6 +633,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
             parallel.failure = tee.error  # its items after the error are missing
         failed = parallel.failure is not None and not interrupted
     finally:
+        parallel.end_go(give=False)  # however it ended, no worker waits on it
         counting_stop.set()
         stats.finish()
         job.display.update(stats)
