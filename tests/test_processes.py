@@ -285,3 +285,20 @@ def test_limit_auto_under_processes_splits_its_ceiling_and_start(server: Loopbac
     assert settled is not None, result.stderr
     assert 3 <= int(settled[1]) <= 4  # a share each, grown to its ceiling's share
     assert server.state.max_in_flight <= 4
+
+
+def test_an_unreadable_later_input_stops_the_run_as_with_one_process(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Found by a hostile tester: under -P 2 a UTF-16 second input gave exit 2 (nothing
+    fetched) after requests were made, or exit 1, from run to run."""
+    first, utf16 = tmp_path / "first.txt", tmp_path / "utf16.txt"
+    first.write_text(server.url("/item?id=1&max_ms=100") + "\n")
+    utf16.write_bytes("2\n".encode("utf-16"))
+    for _ in range(3):
+        later = run_process(str(first), str(utf16), "-q", "-P", "2")
+        assert later.returncode == 1, later.stderr
+        assert "utf16.txt is UTF-16 text" in later.stderr
+    at_once = run_process(str(utf16), str(first), "-q", "-P", "2")
+    assert at_once.returncode == 2
+    assert at_once.stdout == b""

@@ -479,7 +479,9 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
                 return runner.run(run_parallel(job, processes))
             return runner.run(run_job(job))
     except (ResumeError, InputError, WorkerRefused) as exc:
-        if job.writer.written:  # a later input, after records went out: the run stopped
+        if isinstance(exc, InputError | WorkerRefused) and exc.later:
+            # Not the first input: what came before it may have been fetched (and written),
+            # so the run has begun and stopped: exit 1, as for a full disk.
             raise RunFailed(valid_text(str(exc))) from None
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:

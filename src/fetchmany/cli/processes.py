@@ -77,9 +77,11 @@ class _Checked:
 class _Refused:
     """A worker refused its shard as one process refuses a run (an input that changed
     since the file being resumed was written, an input it cannot read as text): the
-    whole run is refused, before anything is written."""
+    whole run is refused, before anything is written. ``later``: the input at fault is
+    not the first, so items before it may have been fetched (the run stopped, exit 1)."""
 
     message: str
+    later: bool = False
 
 
 _Frame = list[Finished] | _Settled | _Checked | _Refused
@@ -90,7 +92,12 @@ class WorkerFailed(Exception):
 
 
 class WorkerRefused(Exception):
-    """A worker refused the run (see ``_Refused``): a usage error, the output untouched."""
+    """A worker refused the run (see ``_Refused``): a usage error, the output untouched;
+    ``later`` as for ``InputError``."""
+
+    def __init__(self, message: str, later: bool = False) -> None:
+        super().__init__(message)
+        self.later = later
 
 
 def split(total: int, parts: int, part: int) -> int:
@@ -179,8 +186,9 @@ async def _work(
     except (BrokenPipeError, _NoGo):
         return 0  # the parent has gone (its reader closed): nothing left to do
     except (ResumeError, InputError) as exc:
+        later = isinstance(exc, InputError) and exc.later
         with contextlib.suppress(BrokenPipeError):
-            _send(out_fd, _Refused(str(exc)))
+            _send(out_fd, _Refused(str(exc), later))
     return 0
 
 
@@ -314,6 +322,7 @@ class Parallel:
         self._signalled = False
         self.refused: str | None = None
         """Why a worker refused the run (then nothing is written)."""
+        self.refused_later = False
         self._go: list[int] = []
         """With a resumed file: the go-ahead every worker waits for, once all are checked."""
         self._unchecked: set[int] = set()
@@ -405,6 +414,7 @@ class Parallel:
             if isinstance(batch, _Refused):
                 if self.refused is None:
                     self.refused = batch.message
+                    self.refused_later = batch.later
                     self.kill()  # nothing will be written: no need to let them finish
                 continue
             for finished in batch:
@@ -665,7 +675,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
         per = cpu / stats.done * 1e6 if stats.done else 0.0
         job.display.note(f"parent CPU after start-up: {cpu:.3f} s, {per:.1f} us per record")
     if parallel.refused is not None:
-        raise WorkerRefused(parallel.refused)
+        raise WorkerRefused(parallel.refused, parallel.refused_later)
     if parallel.output_error is not None:
         raise parallel.output_error  # the previous output is left as it was
     if parallel.failure is not None and not parallel.outcome.broken_pipe and not interrupted:

@@ -23,7 +23,10 @@ csv.field_size_limit(sys.maxsize)
 
 class InputError(ValueError):
     """Input that cannot be read as the format says (a CSV header naming a column twice);
-    the run stops before fetching what it cannot read right."""
+    the run stops before fetching what it cannot read right. ``later``: it is not the
+    first input, so the items of those before it may already have been fetched."""
+
+    later: bool = False
 
 
 class InputFormat(StrEnum):

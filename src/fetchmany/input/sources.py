@@ -471,6 +471,9 @@ async def read_items(
                 else:
                     yield make_item(index, last.text, request, last.fields or {})
                 index += 1
+        except InputError as exc:
+            exc.later = position > 0
+            raise
         finally:
             feed.close()
 
