@@ -390,3 +390,22 @@ def test_a_colon_in_the_user_name_is_an_invalid_url_not_an_unexpected_error(url:
     assert item.error is not None
     assert item.error.kind is ErrorKind.INVALID_URL
     assert "SECRET" not in (item.url or "")
+
+
+async def test_blank_looking_rows_are_data_where_the_format_says_so(tmp_path: Path) -> None:
+    """Found by a hostile tester: a CSV row of spaces (data, by the csv module and the
+    README) and a JSON Lines line of NBSP were dropped without a record."""
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes(b"a\n1\n   \n\n2\n")
+    items = [
+        i async for i in read_items([str(rows)], with_url("http://h.test/{a}"), InputFormat.CSV)
+    ]
+    assert [i.input for i in items] == ["1", "   ", "2"]
+    assert count_items(str(rows), input_format=InputFormat.CSV) == 3
+    lines = tmp_path / "rows.jsonl"
+    lines.write_bytes('{"a": "1"}\n\u00a0\n  \n'.encode())
+    got = [
+        i async for i in read_items([str(lines)], with_url("http://h.test/{a}"), InputFormat.JSONL)
+    ]
+    assert [i.error is None for i in got] == [True, False]  # the NBSP line: not JSON
+    assert count_items(str(lines), input_format=InputFormat.JSONL) == 2

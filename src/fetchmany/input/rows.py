@@ -184,8 +184,8 @@ class CsvRows:
             if self.header is None:
                 raise InputError(f"the CSV header is {problem}")
             return Row(shown + "...", None, problem)
-        if not text.strip():
-            return None
+        if not text.strip("\r"):
+            return None  # an empty line, which the csv module skips too; spaces are data
         try:
             cells = next(csv.reader([text + "\n"]), [])
         except csv.Error as exc:  # whatever the csv module refuses is that row's problem

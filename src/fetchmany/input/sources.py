@@ -418,7 +418,7 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
             row = csv_rows.feed(line)
             if row is not None:
                 rows.append(row)
-        elif _is_item(line.strip().encode("utf-8", "surrogateescape")):
+        elif _is_item(raw.strip()):  # ASCII blanks only, as counted: a line of NBSP is data
             rows.append(jsonl_row(line))
     return rows
 
@@ -527,6 +527,7 @@ def count_items(
     # The first byte that is not blank of the line being read (None: blank so far): all
     # a line is needed for, so a line of any length costs a chunk at most.
     first: bytes | None = None
+    blanks = None if comments else b"\r"  # a CSV line of spaces is a row (of data)
     with open(path, "rb") as stream:
         for n, chunk in enumerate(iter(lambda: stream.read(_CHUNK), b"")):
             if n == 0:
@@ -536,12 +537,12 @@ def count_items(
             *ended, last = chunk.split(b"\n")
             for line in ended:
                 if first is None:
-                    first = line.lstrip()[:1] or None
+                    first = line.lstrip(blanks)[:1] or None
                 if first is not None and not (comments and first == b"#"):
                     count += 1
                 first = None
             if first is None:
-                first = last.lstrip()[:1] or None
+                first = last.lstrip(blanks)[:1] or None
             if stop is not None and n % 64 == 0 and stop.is_set():
                 return None
     if first is not None and not (comments and first == b"#"):
