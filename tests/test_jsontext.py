@@ -1,0 +1,36 @@
+"""Strict JSON text: what is not JSON a record can hold is a ValueError, never a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchmany import jsontext
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("NaN", "NaN is not a JSON value"),
+        ('{"a": [Infinity]}', "Infinity is not a JSON value"),
+        ("-Infinity", "-Infinity is not a JSON value"),
+        ("[1e999]", "number 1e999 is beyond what a double holds"),
+        ("[" * 100_000, "nested too deeply to parse"),
+    ],
+)
+def test_what_a_record_cannot_hold_is_a_value_error(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        jsontext.loads(text)
+
+
+def test_deep_nesting_is_told_apart_from_other_refusals() -> None:
+    with pytest.raises(jsontext.TooDeep):
+        jsontext.loads("[" * 100_000)
+
+
+def test_numbers_come_back_as_written_when_text_is_wanted() -> None:
+    value = jsontext.loads('{"a": 1e2, "b": -0, "c": 1.50, "d": 7}', numbers_as_text=True)
+    assert value == {"a": "1e2", "b": "-0", "c": "1.50", "d": "7"}
+    assert all(isinstance(v, jsontext.NumberText) for v in value.values())
+    assert jsontext.loads('{"a": 1e2}') == {"a": 100.0}
+    with pytest.raises(ValueError, match="beyond what a double holds"):
+        jsontext.loads("[1e999]", numbers_as_text=True)
