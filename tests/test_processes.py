@@ -293,12 +293,15 @@ def test_an_unreadable_later_input_stops_the_run_as_with_one_process(
     """Found by a hostile tester: under -P 2 a UTF-16 second input gave exit 2 (nothing
     fetched) after requests were made, or exit 1, from run to run."""
     first, utf16 = tmp_path / "first.txt", tmp_path / "utf16.txt"
-    first.write_text(server.url("/item?id=1&max_ms=100") + "\n")
+    first.write_text("".join(server.url(f"/item?id={i}&max_ms=30") + "\n" for i in range(9)))
     utf16.write_bytes("2\n".encode("utf-16"))
     for _ in range(3):
         later = run_process(str(first), str(utf16), "-q", "-P", "2")
         assert later.returncode == 1, later.stderr
         assert "utf16.txt is UTF-16 text" in later.stderr
+        # One process's output: every record before the input that cannot be read (a
+        # second tester saw a random few, the parent killing the workers at the first).
+        assert [r["index"] for r in jsonl(later.stdout)] == list(range(9))
     at_once = run_process(str(utf16), str(first), "-q", "-P", "2")
     assert at_once.returncode == 2
     assert at_once.stdout == b""

@@ -415,7 +415,10 @@ class Parallel:
                 if self.refused is None:
                     self.refused = batch.message
                     self.refused_later = batch.later
-                    self.kill()  # nothing will be written: no need to let them finish
+                    if not batch.later:
+                        self.kill()  # nothing will be written: no need to let them finish
+                # A later input: each worker sends every record before it, then meets it
+                # too, so the output is one process's: everything before that input.
                 continue
             for finished in batch:
                 worker.ready.append(finished)
@@ -433,7 +436,7 @@ class Parallel:
 
     def _emit(self) -> None:
         """Write what can be written now: in index order, or everything with --unordered."""
-        if self._unchecked or self.refused is not None:
+        if self._unchecked or (self.refused is not None and not self.refused_later):
             self._hold()
             return
         out: list[Finished] = []
