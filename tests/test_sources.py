@@ -409,3 +409,17 @@ async def test_blank_looking_rows_are_data_where_the_format_says_so(tmp_path: Pa
     ]
     assert [i.error is None for i in got] == [True, False]  # the NBSP line: not JSON
     assert count_items(str(lines), input_format=InputFormat.JSONL) == 2
+
+
+async def test_a_crlf_inside_a_quoted_csv_cell_is_kept(tmp_path: Path) -> None:
+    """Found by a hostile tester: the cell's CRLF became LF (the csv module keeps it)."""
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b'id,name\r\n1,"a\r\nb"\r\n2,c\r\n')
+    items = [
+        i
+        async for i in read_items(
+            [str(path)], with_url("http://h.test/{id}?n={name}"), InputFormat.CSV
+        )
+    ]
+    assert [i.input for i in items] == ['1,"a\r\nb"', "2,c"]
+    assert [i.url for i in items] == ["http://h.test/1?n=a%0D%0Ab", "http://h.test/2?n=c"]

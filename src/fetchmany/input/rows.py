@@ -176,7 +176,7 @@ class CsvRows:
         return row
 
     def _take(self) -> Row | None:
-        text = "\n".join(self._pending)
+        text = "\n".join(self._pending).removesuffix("\r")  # the row's own line end
         over, shown = self._over, self._shown
         self._pending, self._size, self._quoted, self._over, self._shown = [], 0, False, None, ""
         if over is not None:

@@ -413,13 +413,14 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
             if text is not None:
                 rows.append(Row(text, None))
             continue
-        line = raw.rstrip(b"\r").decode("utf-8", "surrogateescape")
         if csv_rows is not None:
-            row = csv_rows.feed(line)
+            # The CR stays: inside a quoted cell a CRLF is the cell's (CsvRows drops the
+            # one that ends the row).
+            row = csv_rows.feed(raw.decode("utf-8", "surrogateescape"))
             if row is not None:
                 rows.append(row)
         elif _is_item(raw.strip()):  # ASCII blanks only, as counted: a line of NBSP is data
-            rows.append(jsonl_row(line))
+            rows.append(jsonl_row(raw.rstrip(b"\r").decode("utf-8", "surrogateescape")))
     return rows
 
 
