@@ -9,13 +9,14 @@ stays light: nothing here imports aiohttp, orjson or rich.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from fetchmany._version import __version__
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.records import BodyMode
-from fetchmany.redaction import redact_url
+from fetchmany.redaction import MASK, redact_url
 
 if TYPE_CHECKING:
     from fetchmany.fetch.picks import Pick
@@ -56,6 +57,10 @@ class Adaptive:
     start: int = DEFAULT_START
     """Where each host's limit starts (a ``-P`` worker starts at its share)."""
 
+    def __post_init__(self) -> None:
+        _whole("the ceiling of --limit auto", self.ceiling, 1)
+        _whole("the start of --limit auto", self.start, 1)
+
     @classmethod
     def parse(cls, text: str) -> Adaptive:
         _, colon, ceiling = text.partition(":")
@@ -68,6 +73,26 @@ class Adaptive:
         if value < 1:
             raise ValueError(f"the ceiling of --limit auto must be at least 1, got {value}")
         return cls(value)
+
+
+MAX_LIMIT: Final = 100_000
+"""The most requests in flight a run may ask for (each holds a socket and a task)."""
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _positive(value: object) -> bool:
+    """A positive, finite number (NaN, infinity, None and text are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _whole(name: str, value: object, least: int, most: int | None = None) -> None:
+    """A setting that must be a whole number in range: a ValueError naming it otherwise
+    (2.5, NaN, infinity or "5" would fail later, deep in a run, or never be a bound)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < least or (most is not None and value > most):
+        bound = f"between {least} and {most}" if most is not None else f"at least {least}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +115,7 @@ class FetchOptions:
     ordered: bool = True
     method: str | None = None
     """None: GET, or POST when a body template is given (``policy.plan_request``)."""
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a token
     user_agent: str = DEFAULT_USER_AGENT
     timeout: float = DEFAULT_TIMEOUT
     """Seconds for one whole attempt: connect, send, headers and body."""
@@ -109,7 +134,7 @@ class FetchOptions:
     """PEM file of CA certificates to trust instead of the system's."""
     content_type: str | None = None
     """Content-Type of request bodies (from ``-d``/``--json``), unless a header sets one."""
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # may hold a password
     """Proxy for every request; None uses HTTP(S)_PROXY/NO_PROXY from the environment."""
     env_proxy: bool = True
     netrc: bool = False
@@ -127,29 +152,42 @@ class FetchOptions:
     """Record the redirect chain (``redirects``)."""
 
     def __post_init__(self) -> None:
-        if self.limit < 1:
-            raise ValueError(f"limit must be at least 1, got {self.limit}")
-        if self.window is not None and self.window < 1:
-            raise ValueError(f"window must be at least 1, got {self.window}")
-        if self.window_bytes < 1:
-            raise ValueError(f"window bytes must be at least 1, got {self.window_bytes}")
-        if not 0 < self.timeout < math.inf:  # written so that nan fails too
+        _whole("limit", self.limit, 1, MAX_LIMIT)
+        if self.window is not None:
+            _whole("window", self.window, 1)
+        _whole("window bytes", self.window_bytes, 1)
+        _whole("max redirects", self.max_redirects, 0)
+        _whole("max body size", self.max_body_size, 0)
+        if self.per_host is not None:
+            _whole("per-host limit", self.per_host, 1)
+        if not isinstance(self.user_agent, str) or _CONTROL.search(self.user_agent):
+            raise ValueError("user agent must be text without control characters")
+        for header in self.headers:
+            if (
+                not isinstance(header, tuple)
+                or len(header) != 2
+                or not all(isinstance(part, str) and not _CONTROL.search(part) for part in header)
+            ):
+                raise ValueError(
+                    "headers must be (name, value) pairs of text without control characters"
+                )
+        if self.method is not None and not isinstance(self.method, str):
+            raise ValueError("method must be text such as GET or POST")
+        if not _positive(self.timeout):
             raise ValueError(f"timeout must be a positive number, got {self.timeout}")
-        if not 0 < self.connect_timeout < math.inf:
+        if not _positive(self.connect_timeout):
             raise ValueError(
                 f"connect timeout must be a positive number, got {self.connect_timeout}"
             )
-        if self.max_redirects < 0:
-            raise ValueError(f"max redirects cannot be negative, got {self.max_redirects}")
-        if self.max_body_size < 0:
-            raise ValueError(f"max body size cannot be negative, got {self.max_body_size}")
-        if self.rate is not None and not 0 < self.rate < math.inf:
+        if self.rate is not None and not _positive(self.rate):
             raise ValueError(f"rate must be positive, got {self.rate}")
-        if self.per_host is not None and self.per_host < 1:
-            raise ValueError(f"per-host limit must be at least 1, got {self.per_host}")
         schemes = tuple(f"{scheme}://" for scheme in PROXY_SCHEMES)
-        if self.proxy is not None and not self.proxy.lower().startswith(schemes):
-            shown = redact_url(self.proxy)
+        if self.proxy is not None and (
+            not isinstance(self.proxy, str) or not self.proxy.lower().startswith(schemes)
+        ):
+            shown = redact_url(str(self.proxy))
+            if "@" in shown:  # no scheme to tell a userinfo by (user:pw@host): mask up to @
+                shown = f"{MASK}@{shown.rsplit('@', 1)[1]}"
             raise ValueError(f"proxy must be an http(s):// or socks:// URL, got {shown!r}")
         if self.method is not None:
             if not self.method or not self.method.isascii() or not self.method.isalpha():

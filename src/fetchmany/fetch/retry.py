@@ -78,5 +78,7 @@ class RetryPolicy:
             asked = parse_retry_after(retry_after)
             if asked is not None:
                 return min(asked, self.max_backoff)
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        # 2.0 ** n stays a float: 2 ** 1100 would not convert (OverflowError), and past
+        # 2 ** 64 every ceiling is max_backoff anyway.
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 64))
         return self.rng.uniform(0, ceiling)

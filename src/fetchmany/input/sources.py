@@ -487,6 +487,13 @@ async def items_from(
     A string is a URL or an ID; a mapping is a row whose fields fill the templates."""
 
     def make(index: int, value: object) -> Item:
+        try:
+            return make_value(index, value)
+        except (ValueError, TypeError, RecursionError) as exc:  # no text can be made of it
+            shown = valid_text(f"{type(value).__name__} value")
+            return _invalid(index, shown, None, f"cannot be read as an item: {exc}")
+
+    def make_value(index: int, value: object) -> Item:
         if isinstance(value, Mapping):
             # As a JSON Lines row is read: numbers and lists as JSON text, None as missing.
             fields = {str(k): text for k, v in value.items() if (text := json_field(v)) is not None}
