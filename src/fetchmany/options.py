@@ -70,14 +70,19 @@ class Adaptive:
             value = int(ceiling)
         except ValueError:
             raise ValueError(f"expected auto or auto:MAX, got {text!r}") from None
-        if value < 1:
-            raise ValueError(f"the ceiling of --limit auto must be at least 1, got {value}")
-        return cls(value)
+        return cls(value)  # checked there, as for a library caller
 
 
 MAX_LIMIT: Final = 100_000
 """The most requests in flight a run may ask for (each holds a socket and a task)."""
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_VALUE_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is allowed
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a header value (RFC 9110 5.5), or None."""
+    if (bad := _VALUE_CONTROL.search(value)) is not None:
+        return f"contains a control character ({bad.group()!r})"
+    return None
 
 
 def _positive(value: object) -> bool:
@@ -160,13 +165,15 @@ class FetchOptions:
         _whole("max body size", self.max_body_size, 0)
         if self.per_host is not None:
             _whole("per-host limit", self.per_host, 1)
-        if not isinstance(self.user_agent, str) or _CONTROL.search(self.user_agent):
+        if not isinstance(self.user_agent, str) or header_value_problem(self.user_agent):
             raise ValueError("user agent must be text without control characters")
         for header in self.headers:
             if (
                 not isinstance(header, tuple)
                 or len(header) != 2
-                or not all(isinstance(part, str) and not _CONTROL.search(part) for part in header)
+                or not all(
+                    isinstance(part, str) and not header_value_problem(part) for part in header
+                )
             ):
                 raise ValueError(
                     "headers must be (name, value) pairs of text without control characters"

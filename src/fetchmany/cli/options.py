@@ -40,6 +40,7 @@ from fetchmany.options import (
     DEFAULT_WINDOW_BYTES,
     Adaptive,
     FetchOptions,
+    header_value_problem,
 )
 from fetchmany.records import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS, BodyMode
 from fetchmany.redaction import MASK, redact_header
@@ -167,14 +168,6 @@ class LinesType(click.types.StringParamType):
 
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VALUE_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is allowed
-
-
-def header_value_problem(value: str) -> str | None:
-    """Why ``value`` cannot be sent as a header value (RFC 9110 5.5), or None."""
-    if (bad := _VALUE_CONTROL.search(value)) is not None:
-        return f"contains a control character ({bad.group()!r})"
-    return None
 
 
 def _headers(
