@@ -10,10 +10,15 @@ import gzip
 import zlib
 from collections.abc import AsyncIterator, Callable
 
+import brotli
 import pytest
+from backports import zstd
 from conftest import RawServer, jsonl, raw_response, run_cli
 
-from fetchmany.fetch.encodings import ContentDecodingError, decoded, unsupported
+from fetchmany.fetch.encodings import ACCEPT_ENCODING, ContentDecodingError, decoded, unsupported
+
+BOMB = 200 * 1024 * 1024
+"""What each bomb below inflates to: 200 MiB of zeros, from a few hundred bytes."""
 
 DOC = b'{"title": "' + b"x" * 5000 + b'"}'
 
@@ -63,6 +68,15 @@ async def test_an_empty_encoded_body_is_empty() -> None:
         ("deflate", zlib.compress(DOC)[:-9], "ends before"),
         ("gzip", b"not gzip at all", "corrupt"),
         ("deflate", zlib.compress(b"a") + b"trailing", "after its end"),
+        ("br", brotli.compress(DOC)[:-3], "ends before"),
+        ("br", brotli.compress(DOC)[:1], "ends before"),
+        ("br", b"not brotli at all", "corrupt"),
+        ("br", brotli.compress(DOC) + b"trailing", "corrupt|after its end"),
+        ("zstd", zstd.compress(DOC)[:-3], "ends before"),
+        ("zstd", zstd.compress(DOC)[:5], "ends before"),
+        ("zstd", b"not zstd at all", "corrupt"),
+        ("zstd", zstd.compress(DOC) + b"trailing", "corrupt"),
+        ("gzip, br", brotli.compress(gzip.compress(DOC))[:-3], "ends before"),
     ],
 )
 async def test_a_broken_stream_raises_instead_of_passing_as_a_body(
@@ -72,9 +86,63 @@ async def test_a_broken_stream_raises_instead_of_passing_as_a_body(
         await _decode(data, header)
 
 
+@pytest.mark.parametrize(
+    ("header", "data"),
+    [
+        ("br", brotli.compress(DOC)),
+        ("zstd", zstd.compress(DOC)),
+        ("zstd", zstd.compress(DOC[:100]) + zstd.compress(DOC[100:])),  # two frames (RFC 8878)
+        ("gzip, br", brotli.compress(gzip.compress(DOC))),
+        ("zstd, deflate", zlib.compress(zstd.compress(DOC))),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 100_000])
+async def test_br_and_zstd_are_undone_whatever_the_chunks(
+    header: str, data: bytes, size: int
+) -> None:
+    assert await _decode(data, header, size) == DOC
+
+
+def test_only_what_can_be_undone_is_asked_for() -> None:
+    assert ACCEPT_ENCODING == "gzip, deflate, br, zstd"
+    for name in ACCEPT_ENCODING.split(", "):
+        assert unsupported(name) is None
+
+
+BOMBS = {"br": brotli.compress(b"\0" * BOMB), "zstd": zstd.compress(b"\0" * BOMB)}
+
+
+@pytest.mark.parametrize("header", ["br", "zstd"])
+async def test_a_br_or_zstd_bomb_comes_out_in_bounded_pieces(header: str) -> None:
+    bomb = BOMBS[header]
+    assert len(bomb) < 20_000
+    pieces = decoded(_chunks(bomb, len(bomb)), header)
+    seen = 0
+    async for piece in pieces:
+        assert 0 < len(piece) <= 128 * 1024  # brotli overshoots its limit a little
+        seen += len(piece)
+        if seen > 10 * 1024 * 1024:
+            break
+    await pieces.aclose()
+
+
+async def test_a_zstd_frame_asking_for_a_window_over_8_mb_is_refused() -> None:
+    """RFC 9659 3: a decoder may refuse a window over 8 MB, so that a hostile frame
+    cannot make every request in flight hold one of up to 2 GB."""
+    wide = zstd.compress(
+        bytes(range(256)) * 40_000, options={zstd.CompressionParameter.window_log: 24}
+    )
+    with pytest.raises(ContentDecodingError, match="corrupt"):
+        await _decode(wide, "zstd", 65536)
+    narrow = zstd.compress(
+        bytes(range(256)) * 40_000, options={zstd.CompressionParameter.window_log: 23}
+    )
+    assert len(await _decode(narrow, "zstd", 65536)) == 256 * 40_000
+
+
 def test_unknown_encodings_are_known_before_reading() -> None:
-    assert unsupported("br") is not None
-    assert unsupported("gzip, compress") is not None
+    assert unsupported("compress") is not None
+    assert unsupported("gzip, xz") is not None
     assert unsupported("gzip") is None
     assert unsupported(None) is None
     assert unsupported("identity") is None
@@ -95,21 +163,48 @@ def test_records_for_broken_unknown_and_good_encodings(
     server = raw_server(
         {
             "/cut": raw_response(gzip.compress(DOC)[:-20], (json_type, b"Content-Encoding: gzip")),
-            "/br": raw_response(b"\x8b\x00\x80abc", (json_type, b"Content-Encoding: br")),
+            "/xz": raw_response(b"\x8b\x00\x80abc", (json_type, b"Content-Encoding: xz")),
             "/good": raw_response(gzip.compress(DOC), (json_type, b"Content-Encoding: gzip")),
         }
     )
-    urls = "".join(server.url(p) + "\n" for p in ("/cut", "/br", "/good"))
+    urls = "".join(server.url(p) + "\n" for p in ("/cut", "/xz", "/good"))
     result = run_cli("-q", "--retries", "0", stdin=urls.encode())
-    cut, brotli, good = jsonl(result.stdout)
+    cut, unknown, good = jsonl(result.stdout)
     assert result.returncode == 1
     assert (cut["ok"], cut["error"]["kind"]) == (False, "protocol")
     assert "ends before" in cut["error"]["message"]
-    assert (brotli["ok"], brotli["status"], brotli["error"]["kind"]) == (False, 200, "protocol")
-    assert brotli["body"] == "iwCAYWJj"  # the bytes as sent, base64: not text, not JSON
-    assert brotli["attempts"] == 1  # what cannot be undone is not asked again
+    assert (unknown["ok"], unknown["status"], unknown["error"]["kind"]) == (False, 200, "protocol")
+    assert unknown["body"] == "iwCAYWJj"  # the bytes as sent, base64: not text, not JSON
+    assert unknown["attempts"] == 1  # what cannot be undone is not asked again
     assert good["ok"] is True
     assert good["body"] == {"title": "x" * 5000}
+
+
+def test_br_and_zstd_records_as_curl_decodes_them(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """br and zstd bodies are ok records holding the decoded body; one cut short is a
+    protocol error, and a bomb is cut at --max-body-size, as for gzip."""
+    json_type = b"Content-Type: application/json"
+    routes: dict[str, bytes] = {}
+    for name, compress in (("br", brotli.compress), ("zstd", zstd.compress)):
+        coding = b"Content-Encoding: " + name.encode()
+        routes[f"/{name}"] = raw_response(compress(DOC), (json_type, coding))
+        routes[f"/{name}-cut"] = raw_response(compress(DOC)[:-4], (json_type, coding))
+        routes[f"/{name}-bomb"] = raw_response(BOMBS[name], (json_type, coding))
+    server = raw_server(routes)
+    urls = "".join(server.url(path) + "\n" for path in routes)
+    result = run_cli("-q", "--retries", "0", "--max-body-size", "1000000", stdin=urls.encode())
+    records = jsonl(result.stdout)
+    for name, (whole, cut, bomb) in zip(("br", "zstd"), (records[:3], records[3:]), strict=True):
+        assert (whole["ok"], whole["body"]) == (True, {"title": "x" * 5000}), name
+        assert (cut["ok"], cut["error"]["kind"]) == (False, "protocol"), name
+        assert "ends before" in cut["error"]["message"]
+        assert (bomb["ok"], bomb["error"]["kind"], bomb["size"]) == (
+            False,
+            "body_too_large",
+            1_000_000,
+        )
 
 
 def test_codings_in_several_header_fields_are_one_list(
