@@ -373,15 +373,21 @@ def run_cli(*args: str, stdin: bytes | None = None) -> CliResult:
     return CliResult(code, stdout, stderr.decode("utf-8", "replace"))
 
 
+_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+"""Closes, as the server does after every answer: a client must not reuse the socket."""
+
+
 class RawServer:
     """Answers each request with bytes chosen per path, written to the socket as they are:
     for what aiohttp's server will not send (non-ASCII header bytes, lying lengths).
 
-    ``routes`` maps a request path (with query) to the whole raw response.
+    ``routes`` maps a request path (with query) to the whole raw response. ``received``
+    holds each request's head (request line and headers) as it came off the socket.
     """
 
     def __init__(self, routes: dict[str, bytes]) -> None:
         self.routes = routes
+        self.received: list[bytes] = []
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.port = 0
@@ -404,10 +410,9 @@ class RawServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await reader.readuntil(b"\r\n\r\n")
+            self.received.append(request)
             path = request.split(b" ", 2)[1].decode("latin-1")
-            writer.write(
-                self.routes.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-            )
+            writer.write(self.routes.get(path, _NOT_FOUND))
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

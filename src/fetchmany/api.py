@@ -120,7 +120,9 @@ async def fetch_many(
     plan = plan_request(
         template=template, data=data, json=json, method=options.method, headers=options.headers
     )
-    options = dataclasses.replace(options, method=plan.method, content_type=plan.content_type)
+    options = dataclasses.replace(
+        options, method=plan.method, content_type=plan.content_type, accept=plan.accept
+    )
     async with aclosing(fetch_batches(items_from(items, plan.templates), options)) as batches:
         async for batch in batches:
             for record in batch:

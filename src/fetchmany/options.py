@@ -139,6 +139,9 @@ class FetchOptions:
     """PEM file of CA certificates to trust instead of the system's."""
     content_type: str | None = None
     """Content-Type of request bodies (from ``-d``/``--json``), unless a header sets one."""
+    accept: str | None = None
+    """Accept of every request (``application/json`` with ``--json``), unless a header
+    sets one; None: ``*/*``. Settled with the method by ``policy.plan_request``."""
     proxy: str | None = field(default=None, repr=False)  # may hold a password
     """Proxy for every request; None uses HTTP(S)_PROXY/NO_PROXY from the environment."""
     env_proxy: bool = True

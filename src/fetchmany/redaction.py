@@ -2,7 +2,8 @@
 
 A URL may carry credentials (``https://user:secret@host/``, or a token as the user
 name, ``https://TOKEN@host/``). Records show such URLs with the secret replaced: a
-URL known to be one goes through ``redact_url`` (or ``redact_parsed``), which masks
+URL known to be one goes through ``redact_url`` (or ``redact_valid`` or ``redact_parsed``,
+for one known to parse), which masks
 whatever its userinfo holds; free text (error messages, which can quote a URL whole,
 and header values) through ``redact_text``. The ``input`` field is the exception: it
 is what the user gave, on stdout, where the user sent it; stderr shows the record's
@@ -61,6 +62,21 @@ def redact_url(url: str) -> str:
         masked = f"{start}{user}:{MASK}@" if user is not None else f"{start}{MASK}@"
         url = masked + url[whole.end() :]
     return redact_text(url)  # URLs nested in the path or query (?next=http://u:p@...)
+
+
+_AUTHORITY_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
+
+
+def redact_valid(url: str) -> str:
+    """One URL known to parse (a URL as sent), credentials masked exactly: its userinfo
+    is what stands between ``//`` and the authority's last @, and an @ in its path or
+    query is not one (``?next=http://u:p@...`` is masked as a URL of its own)."""
+    if "@" not in url:
+        return url
+    whole = _AUTHORITY_USERINFO.match(url)
+    if whole is not None:
+        url = _mask_userinfo(whole[1], whole[2]) + url[whole.end() :]
+    return redact_text(url)
 
 
 def redact_parsed(url: URL) -> str:

@@ -209,7 +209,7 @@ def prepare(args: CommandLine) -> Job:
     plan = build_plan(args, input_format)
     fields = choose_fields(args)
     try:
-        options = args.fetch_options(plan.method, plan.content_type)
+        options = args.fetch_options(plan.method, plan.content_type, plan.accept)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if args.resume and args.output is None:

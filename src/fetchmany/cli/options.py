@@ -748,7 +748,9 @@ class CommandLine:
     progress: bool | None
     quiet: bool
 
-    def fetch_options(self, method: str, content_type: str | None) -> FetchOptions:
+    def fetch_options(
+        self, method: str, content_type: str | None, accept: str | None
+    ) -> FetchOptions:
         """The library's options; ``ValueError`` for a combination it refuses."""
         return FetchOptions(
             limit=self.limit.ceiling if isinstance(self.limit, Adaptive) else self.limit,
@@ -783,6 +785,7 @@ class CommandLine:
             per_host=self.per_host,
             ca_bundle=self.ca_bundle,
             content_type=content_type,
+            accept=accept,
             proxy=self.proxy,
             netrc=self.netrc,
             picks=self.pick,

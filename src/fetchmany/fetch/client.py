@@ -28,6 +28,7 @@ from fetchmany.input.sources import Item
 from fetchmany.options import ALL_HEADERS, FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
 from fetchmany.redaction import redact_parsed, redact_text, redact_url
+from fetchmany.urls import fragment_of
 
 _READ_CHUNK: Final = 256 * 1024
 
@@ -53,7 +54,7 @@ class Response:
 
 def host_key(target: URL) -> str:
     """What ``--per-host`` counts by: host and port, never the credentials."""
-    return f"{target.raw_host}:{target.port}"
+    return f"{(target.raw_host or '').lower()}:{target.port}"
 
 
 def classify(exc: BaseException, options: FetchOptions) -> FetchError:
@@ -330,11 +331,19 @@ async def _read_capped(
 
 def final_url(item: Item, resp: aiohttp.ClientResponse) -> str:
     """Where the answer came from, as text: the item's own ``url`` when nothing redirected
-    it and it had no credentials (the same text; made once, when the item was read)."""
+    it and it had no credentials (made once, when the item was read), else the URL
+    requested last, with the fragment RFC 9110 10.2.2 gives it: the last ``Location``'s
+    own, or the one it inherited."""
     target = item.target
     if not resp.history and item.url is not None and target is not None and target.raw_user is None:
         return item.url
-    return valid_text(redact_parsed(resp.url))
+    fragment = fragment_of(item.url) if item.url is not None else None
+    for hop in resp.history:
+        location = hop.headers.get("Location")
+        if location is not None and (given := fragment_of(location)) is not None:
+            fragment = given
+    url = valid_text(redact_parsed(resp.url.with_fragment(None)))
+    return url if fragment is None else f"{url}#{valid_text(fragment)}"
 
 
 def hops(

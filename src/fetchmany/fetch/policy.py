@@ -52,6 +52,9 @@ class RequestPlan:
     content_type: str | None
     """The Content-Type header to add to requests with a body; None when there is no
     body or ``-H`` sets it (then that header is sent as given)."""
+    accept: str | None = None
+    """The Accept header to send: JSON for a ``--json`` body, as curl's ``--json`` and
+    httpie ask; None for aiohttp's ``*/*``, or when ``-H`` sets Accept."""
 
 
 def plan_request(
@@ -94,6 +97,9 @@ def plan_request(
         templates,
         method=method or (BODY_METHOD if body is not None else DEFAULT_METHOD),
         content_type=content_type if given_type is None else None,
+        accept=JSON_CONTENT_TYPE
+        if json is not None and header_value(headers, "Accept") is None
+        else None,
     )
 
 

@@ -158,11 +158,14 @@ def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
 
 
 def session_headers(options: FetchOptions) -> CIMultiDict[str]:
-    """Default headers for every request: the User-Agent and Accept-Encoding unless -H
-    set them, then -H as given. We ask only for the encodings ``encodings`` undoes."""
+    """Default headers for every request: the User-Agent, Accept-Encoding and the plan's
+    Accept unless -H set them, then -H as given. We ask only for the encodings
+    ``encodings`` undoes."""
     headers: CIMultiDict[str] = CIMultiDict()
     if header_value(options.headers, "User-Agent") is None:
         headers["User-Agent"] = options.user_agent
+    if options.accept is not None and header_value(options.headers, "Accept") is None:
+        headers["Accept"] = options.accept
     if header_value(options.headers, "Accept-Encoding") is None:
         headers["Accept-Encoding"] = ACCEPT_ENCODING
     for name, value in options.headers:
@@ -278,7 +281,10 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     """
     import aiohttp
 
+    from fetchmany.fetch.request import request_class
     from fetchmany.fetch.timings import trace_config
+
+    sent_as_given = request_class(options.http_method)
 
     def session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -288,6 +294,9 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
             raise_for_status=False,
             auto_decompress=False,  # fetch.encodings decodes, and reports what it cannot
             trace_configs=[trace_config()] if options.timings else None,
+            # A Location is taken as written and sent by the request class's rule.
+            requote_redirect_url=False,
+            request_class=sent_as_given,
         )
 
     async with AsyncExitStack() as stack:

@@ -23,14 +23,15 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from typing import BinaryIO, Final
-from urllib.parse import quote
 
 from yarl import URL
 
 from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, json_field, jsonl_row
 from fetchmany.input.templates import LoneSurrogate, MissingField, RequestTemplate, encode_text
 from fetchmany.records import ErrorKind, FetchError, valid_text
-from fetchmany.redaction import redact_parsed, redact_url
+from fetchmany.redaction import redact_url, redact_valid
+from fetchmany.urls import NotSendable, sendable
+from fetchmany.urls import parsed as as_url
 
 STDIN: Final = "-"
 _CHUNK: Final = 64 * 1024
@@ -106,26 +107,14 @@ class Item:
     """``url`` parsed, for the request."""
 
 
-def _normalise_url(text: str) -> str:
-    """Percent-encode raw non-UTF-8 bytes of a URL line; everything else is kept as given
-    (control characters too, so that parse_url refuses the line rather than send them
-    percent-encoded)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        if _CONTROL.search(text):
-            return text
-        return quote(encode_text(text), safe=":/?#[]@!$&'()*+,;=%~")
-    return text
-
-
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_IN_HOST: Final = re.compile(r"[\x00-\x20\x7f]")
 _DOT_SEGMENT: Final = re.compile(r"/\.{1,2}(?=[/?#]|$)")
 
 
-def parse_url(url: str) -> URL | str:
-    """The parsed URL, or why ``url`` cannot be fetched.
+def parse_url(url: str) -> tuple[str, URL] | str:
+    """The URL as sent (``fetchmany.urls.sendable``: as given, what cannot stand in a
+    URL escaped) and parsed, or why ``url`` cannot be fetched.
 
     The parsed object travels with the item to aiohttp, so each URL is parsed once.
     Control characters are refused rather than silently dropped or encoded on the
@@ -133,29 +122,34 @@ def parse_url(url: str) -> URL | str:
     """
     if (control := _CONTROL.search(url)) is not None:
         return f"URL contains a control character ({valid_text(repr(control.group()))})"
+    if not url.isascii():
+        try:
+            encode_text(url)
+        except LoneSurrogate as exc:  # no byte to send for it
+            return str(exc)
     try:
-        parsed = URL(url)
+        sent = sendable(url)
+    except NotSendable as exc:
+        return f"host is not a valid internationalised name: {valid_text(str(exc))}"
+    try:
+        parsed = as_url(sent)
+        scheme, raw_host = parsed.scheme, parsed.raw_host
     except (ValueError, TypeError) as exc:
         return f"not a valid URL: {valid_text(str(exc))}"
-    if parsed.scheme not in ("http", "https"):
+    if scheme not in ("http", "https"):
         return "only http and https URLs are fetched"
     try:
         host = parsed.host  # decoded lazily: an invalid IDNA label raises only here
     except UnicodeError:
-        return f"host is not a valid internationalised name: {valid_text(parsed.raw_host or '')}"
+        return f"host is not a valid internationalised name: {valid_text(raw_host or '')}"
     if not host:
         return "URL has no host"
-    if _NOT_IN_HOST.search(parsed.raw_host or ""):  # "a b", or U+3000 that IDNA maps to " "
-        return f"host {valid_text(repr(parsed.raw_host))} holds a space or control character"
+    if _NOT_IN_HOST.search(raw_host or ""):  # "a b"
+        return f"host {valid_text(repr(raw_host))} holds a space or control character"
     if parsed.raw_user is not None and ":" in (parsed.user or ""):
         # Basic auth joins user and password with ':' (RFC 7617): it cannot be sent.
         return "the user name holds ':' (%3A), which Basic auth cannot send; put it in the password"
-    if not url.isascii():
-        try:
-            encode_text(url)
-        except LoneSurrogate as exc:  # yarl would drop the character from the path silently
-            return str(exc)
-    return parsed
+    return sent, parsed
 
 
 def display_text(text: str) -> str:
@@ -184,7 +178,7 @@ def make_item(
     values: Mapping[str, str] = {"": text, "id": text} if fields is None else fields
     try:
         if fields is None and _URL_SCHEME.match(text):
-            url = text if ascii else _normalise_url(text)
+            url = text
         elif request.url is not None:
             url = request.url.expand(values)
             if _DOT_SEGMENT.search(url) and not _DOT_SEGMENT.search(request.url.template):
@@ -194,7 +188,7 @@ def make_item(
                     index, shown, None, "value makes a '.' or '..' path segment in the template"
                 )
         elif fields is not None and "url" in fields:
-            url = _normalise_url(fields["url"])
+            url = fields["url"]
         elif fields is None:
             return _invalid(index, shown, None, "not an http(s) URL; use --template to expand IDs")
         else:
@@ -209,8 +203,9 @@ def make_item(
     parsed = parse_url(url)
     if isinstance(parsed, str):
         return _invalid(index, shown, redact_url(display_text(url)), parsed)
-    # The URL as sent (yarl's encoding), with any credentials masked.
-    return Item(index, shown, redact_parsed(parsed), data=data, fields=fields, target=parsed)
+    sent, target = parsed
+    # The URL as sent (as given, unless a character had to be escaped), credentials masked.
+    return Item(index, shown, redact_valid(sent), data=data, fields=fields, target=target)
 
 
 def item_text(raw: bytes) -> str | None:

@@ -1,0 +1,147 @@
+"""URLs as they are sent: byte for byte as given, unless a character cannot stand there.
+
+A URL that is already valid (RFC 3986) goes out exactly as written: ``%2F`` stays
+``%2F``, ``%7e`` stays ``%7e``, ``+`` stays ``+``, since a signed URL, a cache key or
+a strict router sees any other spelling as another resource (RFC 3986 2.2, 6.2.2.2:
+only a client that knows the scheme's rules may decode, and then only unreserved
+characters). The one rewriting is the one every client does when it resolves a
+reference (RFC 3986 5.2.2, as curl and browsers do): ``.`` and ``..`` path segments
+are removed.
+
+What cannot stand in a URL is escaped, never dropped or decoded into something else:
+
+- in the userinfo, path, query and fragment, each character RFC 3986 does not allow
+  there (a space, ``"<>\\^`{|}``, anything beyond ASCII, and ``[`` ``]`` outside an IP
+  literal) becomes its UTF-8 bytes percent-encoded, upper case (a space is ``%20``
+  wherever it stands, as browsers send it); a ``%`` not followed by two hex digits
+  becomes ``%25``; a second ``#`` becomes ``%23`` in the fragment;
+- a host beyond ASCII becomes its IDNA (punycode) name, as a resolver needs it.
+
+Control characters are not escaped here: ``input.sources`` refuses a line holding
+one (an ``invalid_url`` record), since yarl would drop a tab or newline silently.
+The same rule applies to a redirect's ``Location`` (``fetch.session``), so every hop
+is sent as its server wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from yarl import URL
+
+_PERCENT: Final = re.compile(r"%[0-9A-Fa-f]{2}")
+_UNRESERVED: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_SUB_DELIMS: Final = "!$&'()*+,;="
+_USERINFO: Final = frozenset(_UNRESERVED + _SUB_DELIMS + ":")
+_PATH: Final = frozenset(_UNRESERVED + _SUB_DELIMS + ":@/")
+_QUERY: Final = frozenset(_PATH | {"?"})
+# RFC 3986 appendix B: the generic split, which holds for any string.
+_PARTS: Final = re.compile(
+    r"^(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?$", re.DOTALL
+)
+
+
+def escape(text: str, allowed: frozenset[str]) -> str:
+    """``text`` with every character outside ``allowed`` percent-encoded as UTF-8, and
+    each ``%`` that starts a valid ``%XX`` kept as it is.
+
+    Bytes that were not UTF-8 in the input (kept as surrogate escapes) are encoded as
+    the bytes they were. Idempotent: escaping escaped text changes nothing.
+    """
+    if all(char in allowed for char in text):  # the common case: nothing to escape
+        return text
+    out: list[str] = []
+    for at, char in enumerate(text):
+        if char in allowed or (char == "%" and _PERCENT.match(text, at)):
+            out.append(char)
+        else:
+            encoded = char.encode("utf-8", "surrogateescape")
+            out.append("".join(f"%{byte:02X}" for byte in encoded))
+    return "".join(out)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4: ``/a/./b/../c`` is ``/a/c``. Only the literal segments ``.`` and
+    ``..`` are dots (as curl reads them); ``%2e`` is text."""
+    if "." not in path:
+        return path
+    segments = path.split("/")
+    if not any(segment in (".", "..") for segment in segments):
+        return path
+    out: list[str] = []
+    for segment in segments[1:] if path.startswith("/") else segments:
+        if segment == ".":
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    # A path that ended in a dot segment names a directory: it keeps its final slash.
+    if segments[-1] in (".", ".."):
+        out.append("")
+    return ("/" if path.startswith("/") else "") + "/".join(out)
+
+
+class NotSendable(ValueError):
+    """A URL that no escaping can make sendable (a host IDNA refuses); the message says
+    why."""
+
+
+def _host(host: str) -> str:
+    """The host as a resolver takes it: as given when ASCII, its IDNA name when not."""
+    if host.isascii() or host.startswith("["):
+        return host
+    try:
+        encoded = URL.build(scheme="http", host=host).raw_host
+    except (ValueError, UnicodeError) as exc:
+        raise NotSendable(str(exc)) from None
+    assert encoded is not None
+    return encoded
+
+
+def sendable(url: str) -> str:
+    """``url`` as it is sent: as given, with the characters that cannot stand in a URL
+    escaped, dot segments removed and a host beyond ASCII in IDNA (see the module).
+
+    Raises ``NotSendable`` for a host that has no IDNA name.
+    """
+    match = _PARTS.match(url)
+    assert match is not None  # every string matches the generic split
+    scheme, authority, path, query, fragment = match.groups()
+    out = [f"{scheme}:" if scheme is not None else ""]
+    if authority is not None:
+        userinfo, at, hostport = authority.rpartition("@")
+        host, port = hostport, ""
+        if not hostport.endswith("]") and ":" in hostport:
+            host, colon, port = hostport.rpartition(":")
+            port = colon + port
+        out.append("//")
+        if at:
+            out.append(escape(userinfo, _USERINFO) + "@")
+        out.append(_host(host) + port)
+    out.append(escape(remove_dot_segments(path), _PATH))
+    if query is not None:
+        out.append("?" + escape(query, _QUERY))
+    if fragment is not None:
+        out.append("#" + escape(fragment, _QUERY))
+    return "".join(out)
+
+
+def parsed(sent: str) -> URL:
+    """``sent`` (a URL as ``sendable`` gives it) for aiohttp, which sends its path and
+    query as they stand; a ``?`` with an empty query is kept (yarl drops it, and
+    ``/a?`` is another target than ``/a`` to a server, as curl sends it). Raises
+    ``ValueError`` for a URL yarl cannot take (a bad port, a backslash in the host)."""
+    url = URL(sent, encoded=True)
+    if not url.raw_query_string and "?" in sent.partition("#")[0].partition("//")[2]:
+        url = url.with_path(url.raw_path + "?", encoded=True)
+    return url
+
+
+def fragment_of(reference: str) -> str | None:
+    """The fragment of a URL reference (a ``Location``), escaped as sent, or None when
+    it has none."""
+    _, hash_sign, fragment = reference.partition("#")
+    return escape(fragment, _QUERY) if hash_sign else None

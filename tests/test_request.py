@@ -1,0 +1,249 @@
+"""What goes on the wire, read off a raw socket: the request line and every header, byte
+for byte, for first requests and redirect hops (``fetch/request.py``, ``urls.py``).
+
+curl is the reference where it is right (``test_conformance.py`` compares the two on
+httpbin); here the bytes themselves are pinned, with the RFC section that asks for them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from conftest import RawServer, jsonl, raw_response, run_cli
+
+UA = "wire-test/1"
+GET_HEADERS = [
+    ("Host", "{host}"),
+    ("User-Agent", UA),
+    ("Accept-Encoding", "gzip, deflate, br, zstd"),
+    ("Accept", "*/*"),
+]
+
+
+def head(received: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """The request line and the headers, in order, of one request as received."""
+    line, *fields = received.decode("latin-1").removesuffix("\r\n\r\n").split("\r\n")
+    return line, [(name, value.strip()) for name, _, value in (f.partition(":") for f in fields)]
+
+
+def fetch(
+    server: RawServer, *args: str, path: str = "/x"
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Run fetchmany on one URL of ``server``; the requests it made, as received."""
+    result = run_cli("-q", "-A", UA, "--retries", "0", *args, stdin=server.url(path).encode())
+    assert result.returncode in (0, 1), result.stderr
+    return [head(request) for request in server.received]
+
+
+def expected(
+    server: RawServer, *extra: tuple[str, str], accept: str = "*/*"
+) -> list[tuple[str, str]]:
+    host = f"127.0.0.1:{server.port}"
+    headers = [(n, v.format(host=host)) for n, v in GET_HEADERS]
+    headers[-1] = ("Accept", accept)
+    return [*headers, *extra]
+
+
+OK = raw_response(b"ok", (b"Content-Type: text/plain",))
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "PURGE"])
+def test_a_request_without_content_sends_no_content_headers(
+    raw_server: Callable[[dict[str, bytes]], RawServer], method: str
+) -> None:
+    """RFC 9110 8.6: no Content-Length when there is no content and the method does not
+    anticipate any (aiohttp sent Content-Length: 0 with DELETE and with methods of
+    one's own); and no Content-Type, which would describe nothing."""
+    server = raw_server({"/x": OK})
+    ((line, headers),) = fetch(server, "-X", method)
+    assert line == f"{method} /x HTTP/1.1"
+    assert headers == expected(server)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_method_that_anticipates_content_says_it_has_none(
+    raw_server: Callable[[dict[str, bytes]], RawServer], method: str
+) -> None:
+    """RFC 9110 8.6: Content-Length: 0 where the method defines a meaning for content;
+    aiohttp's made-up Content-Type: application/octet-stream is not sent."""
+    server = raw_server({"/x": OK})
+    ((line, headers),) = fetch(server, "-X", method)
+    assert line == f"{method} /x HTTP/1.1"
+    assert headers == expected(server, ("Content-Length", "0"))
+
+
+def test_a_form_body_and_its_headers(raw_server: Callable[[dict[str, bytes]], RawServer]) -> None:
+    server = raw_server({"/x": OK})
+    ((line, headers),) = fetch(server, "-d", "a=1")
+    assert line == "POST /x HTTP/1.1"
+    assert sorted(headers) == sorted(
+        expected(
+            server,
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", "3"),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "accept"),
+    [((), "application/json"), (("-H", "Accept: text/csv"), "text/csv")],
+)
+def test_json_bodies_ask_for_json_unless_accept_is_given(
+    raw_server: Callable[[dict[str, bytes]], RawServer], given: tuple[str, ...], accept: str
+) -> None:
+    """--json sends Accept: application/json, as curl's --json and httpie do; -H Accept
+    wins."""
+    server = raw_server({"/x": OK})
+    ((_, headers),) = fetch(server, "--json", '{"a": 1}', *given)
+    assert ("Accept", accept) in headers
+    assert [v for n, v in headers if n.lower() == "accept"] == [accept]
+    assert ("Content-Type", "application/json") in headers
+
+
+def redirect(status: int, location: str) -> bytes:
+    return raw_response(
+        status=f"{status} Moved".encode(), headers=(b"Location: " + location.encode("utf-8"),)
+    )
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_a_redirect_that_makes_a_post_a_get_drops_the_content_headers(
+    raw_server: Callable[[dict[str, bytes]], RawServer], status: int
+) -> None:
+    """RFC 9110 15.4: when a redirect changes the method to GET, the content goes, and
+    the headers describing it with it (aiohttp kept Content-Type on the GET), -H ones
+    included (they describe content that is no longer sent)."""
+    server = raw_server({"/x": redirect(status, "/y"), "/y": OK})
+    first, second = fetch(server, "-d", "a=1", "-H", "Content-Language: en")
+    assert first[0] == "POST /x HTTP/1.1"
+    assert ("Content-Type", "application/x-www-form-urlencoded") in first[1]
+    assert second == ("GET /y HTTP/1.1", expected(server))
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_redirect_that_keeps_the_method_keeps_the_content(
+    raw_server: Callable[[dict[str, bytes]], RawServer], status: int
+) -> None:
+    server = raw_server({"/x": redirect(status, "/y"), "/y": OK})
+    first, second = fetch(server, "-d", "a=1")
+    assert second[0] == "POST /y HTTP/1.1"
+    assert second[1] == first[1]
+
+
+# Every character RFC 3986 allows in a path or a query, %-escapes of reserved characters
+# and of unreserved ones in both cases: all must go out exactly as given.
+VALID = (
+    "/a-._~!$&'()*+,;=:@/%2F%2f%7E%7e%41"
+    "?q=a+b&s=x%2Fy%3D&r=%3F%3A%40%21%24%27%28%29%2A%2C/?:@!$'()*"
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        (VALID, VALID),
+        ("/p?q=a b", "/p?q=a%20b"),  # a space is %20 wherever it stands, never +
+        ("/a b/c?d", "/a%20b/c?d"),
+        ("/é?é=€", "/%C3%A9?%C3%A9=%E2%82%AC"),
+        ('/q?x="<>\\^`{|}', "/q?x=%22%3C%3E%5C%5E%60%7B%7C%7D"),
+        ("/[x]?[y]", "/%5Bx%5D?%5By%5D"),
+        ("/100%?p=5%", "/100%25?p=5%25"),  # a % that starts no escape
+        ("/a/./b/../c", "/a/c"),  # dot segments resolved, as curl and browsers do
+        ("/p?q=1#frag ment", "/p?q=1"),  # the fragment is not sent
+    ],
+)
+def test_the_request_target_is_the_url_as_given(
+    raw_server: Callable[[dict[str, bytes]], RawServer], given: str, sent: str
+) -> None:
+    """RFC 3986 2.2, 6.2.2.2: a valid URL goes out byte for byte (yarl decoded %2F, %3F,
+    %40... in a query, and wrote a space as +); only what cannot stand in a URL is
+    escaped, and the record's url is the URL as sent."""
+    server = raw_server({})
+    result = run_cli("-q", "--retries", "0", stdin=server.url(given).encode())
+    (record,) = jsonl(result.stdout)
+    (request,) = server.received
+    assert head(request)[0] == f"GET {sent} HTTP/1.1"
+    fragment = given.partition("#")[2]
+    assert record["url"] == server.url(sent) + (
+        f"#{fragment.replace(' ', '%20')}" if fragment else ""
+    )
+
+
+def test_a_valid_url_goes_out_as_curl_sends_it(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """curl (--globoff: [] and {} are not patterns) is the reference for a valid URL."""
+    server = raw_server({})
+    run_cli("-q", stdin=server.url(VALID).encode())
+    subprocess.run(
+        ["curl", "-sS", "--globoff", "-o", "/dev/null", server.url(VALID)], check=False, timeout=30
+    )
+    ours, curls = (head(request)[0] for request in server.received)
+    assert ours == curls == f"GET {VALID} HTTP/1.1"
+
+
+@pytest.mark.parametrize(
+    ("location", "hop"),
+    [
+        ("/y?s=x%2Fy%3D&t=%40", "/y?s=x%2Fy%3D&t=%40"),  # kept, not requoted
+        ("/y?q=a b", "/y?q=a%20b"),  # what cannot stand, escaped by the same rule
+        ("/y/é", "/y/%C3%A9"),
+        ("z/../y?%7e", "/y?%7e"),  # relative, resolved against /x
+    ],
+)
+def test_a_redirect_is_followed_to_the_location_as_written(
+    raw_server: Callable[[dict[str, bytes]], RawServer], location: str, hop: str
+) -> None:
+    server = raw_server({"/x": redirect(302, location)})
+    result = run_cli("-q", "--redirects", stdin=server.url("/x").encode())
+    _, second = server.received
+    assert head(second)[0] == f"GET {hop} HTTP/1.1"
+    (record,) = jsonl(result.stdout)
+    assert record["final_url"] == server.url(hop)
+    assert record["redirects"] == [{"status": 302, "url": server.url("/x")}]
+
+
+@pytest.mark.parametrize(
+    ("given", "locations", "final"),
+    [
+        ("/a", ["/b#one"], "/b#one"),  # the Location's fragment
+        ("/a#given", ["/b"], "/b#given"),  # inherited from the URL given
+        ("/a#given", ["/b#one", "/c"], "/c#one"),  # inherited hop to hop
+        ("/a#given", ["/b#one", "/c#two"], "/c#two"),
+    ],
+)
+def test_the_fragment_of_a_location_stays_in_final_url(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    given: str,
+    locations: list[str],
+    final: str,
+) -> None:
+    """RFC 9110 10.2.2: a Location's fragment belongs to the resulting URI; one without
+    a fragment inherits the fragment of the URI it was reached from (final_url lost it)."""
+    paths = ["/a", "/b", "/c"]
+    routes = {paths[i]: redirect(302, loc) for i, loc in enumerate(locations)}
+    server = raw_server(routes)
+    result = run_cli("-q", stdin=server.url(given).encode())
+    (record,) = jsonl(result.stdout)
+    assert record["final_url"] == server.url(final)
+    assert all("#" not in head(request)[0] for request in server.received)
+
+
+def test_credentials_stay_masked_and_leave_with_the_origin(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    other = raw_server({})
+    server = raw_server({"/x?k=%2F": redirect(302, other.url("/y?t=%2F"))})
+    given = server.url("/x?k=%2F").replace("http://", "http://user:s%40cret@")
+    result = run_cli("-q", "--redirects", stdin=given.encode())
+    (record,) = jsonl(result.stdout)
+    assert record["url"] == server.url("/x?k=%2F").replace("http://", "http://user:****@")
+    assert record["final_url"] == other.url("/y?t=%2F")
+    assert "cret" not in str([record[name] for name in ("url", "final_url", "redirects")])
+    (first,) = server.received
+    assert ("Authorization", "Basic dXNlcjpzQGNyZXQ=") in head(first)[1]  # user:s@cret
+    (second,) = other.received
+    assert not any(name.lower() == "authorization" for name, _ in head(second)[1])
