@@ -82,7 +82,8 @@ def test_csv_output_to_a_file_from_its_extension(server: LoopbackServer, tmp_pat
     rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
     assert [row["index"] for row in rows] == ["0", "1"]
     assert json.loads(rows[0]["body"])["id"] == "a b&c"  # percent-encoded in, decoded by server
-    assert list(rows[0]) == ["index", "status", "error", "body"]
+    # error is two columns: its kind, then its message
+    assert list(rows[0]) == ["index", "status", "error", "error_message", "body"]
 
 
 def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: Path) -> None:

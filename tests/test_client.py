@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from conftest import RawServer, jsonl, raw_response, run_cli
 from yarl import URL
 
 from fetchmany.fetch.client import Client, classify
@@ -21,7 +22,7 @@ from fetchmany.fetch.session import SessionSetup, open_session, session_headers
 from fetchmany.input.sources import Item, make_item
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
-from fetchmany.records import ErrorKind, Record
+from fetchmany.records import ErrorKind, FetchError, Record
 
 URL_A = "http://api.test/a"
 NO_RETRY = FetchOptions(retry=RetryPolicy(retries=0))
@@ -88,7 +89,7 @@ async def test_http_error_status_is_a_record_not_ok(mocked: aioresponses) -> Non
     _, record = await fetch_one(NO_RETRY)
     assert record.ok is False
     assert record.status == 503
-    assert record.error is None
+    assert record.error == FetchError(ErrorKind.HTTP, "503 Service Unavailable")
     assert record.body == "busy"
 
 
@@ -219,3 +220,45 @@ async def test_tls_errors_are_not_retried(mocked: aioresponses) -> None:
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
     assert record.attempts == 1
     assert record.error.kind is ErrorKind.TLS
+
+
+@pytest.mark.parametrize(
+    ("status_line", "status", "message"),
+    [
+        (b"404 Not Found", 404, "404 Not Found"),
+        (b"418 I'm a teapot", 418, "418 I'm a teapot"),
+        (b"503 Nicht verf\xfcgbar", 503, "503 Nicht verf\\xfcgbar"),  # as sent, as text
+        (b"500 ", 500, "500"),  # no reason phrase: the bare status
+        (b"599 Whatever", 599, "599 Whatever"),
+    ],
+)
+def test_an_answer_of_400_or_more_is_an_http_error_with_its_reason(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    status_line: bytes,
+    status: int,
+    message: str,
+) -> None:
+    """error is null exactly when ok is true: `select(.ok|not) | .error.kind` counts
+    every failure, an HTTP one as kind http (it was error: null)."""
+    server = raw_server(
+        {"/x": raw_response(b"{not json", (b"Content-Type: application/json",), status_line)}
+    )
+    result = run_cli("-q", "--retries", "0", stdin=server.url("/x").encode())
+    (record,) = jsonl(result.stdout)
+    assert (record["ok"], record["status"]) == (False, status)
+    assert record["error"] == {"kind": "http", "message": message}  # not invalid_json
+    assert record["body"] == "{not json"
+    assert result.returncode == 1
+
+
+def test_a_3xx_that_is_not_followed_is_an_ok_answer(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """With --max-redirects 0 the redirect is the answer asked for: ok, error null, as
+    curl without -L reports it (a redirect that cannot be followed is an error of its
+    own: too_many_redirects, invalid_redirect)."""
+    server = raw_server({"/x": raw_response(b"", (b"Location: /y",), b"301 Moved Permanently")})
+    result = run_cli("-q", "--max-redirects", "0", stdin=server.url("/x").encode())
+    (record,) = jsonl(result.stdout)
+    assert (record["ok"], record["status"], record["error"]) == (True, 301, None)
+    assert result.returncode == 0

@@ -103,7 +103,8 @@ async def test_charset_and_broken_json_bodies(server: LoopbackServer) -> None:
     assert not broken.ok
     assert missing.status == 404
     assert not missing.ok
-    assert missing.error is None
+    assert missing.error is not None
+    assert (missing.error.kind, missing.error.message) == ("http", "404 Not Found")
 
 
 async def test_headers_method_and_user_agent_reach_the_server(server: LoopbackServer) -> None:

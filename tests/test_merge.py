@@ -84,6 +84,44 @@ def test_parts_in_one_format_merge_into_another(server: LoopbackServer, tmp_path
     assert records(out, "jsonl") == records(whole, "jsonl")
 
 
+def test_csv_parts_keep_every_error_message_through_a_merge(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """CSV kept only an error's kind, so a merge of CSV parts lost every message; the
+    message has a column of its own now, and comes back whole."""
+    urls = ids_file(tmp_path, server)
+    fields = ("--fields", "index,input,ok,status,error")
+    whole = tmp_path / "whole.jsonl"
+    run_cli(str(urls), "-q", "--retries", "0", *fields, "-o", str(whole))
+    parts = []
+    for k in range(2):
+        part = tmp_path / f"p{k}.csv"
+        run_cli(str(urls), "-q", "--retries", "0", *fields, "--shard", f"{k}/2", "-o", str(part))
+        parts.append(str(part))
+    out = tmp_path / "merged.jsonl"
+    assert run_cli("--merge", *parts, "-o", str(out)).returncode == 1
+    assert jsonl(out.read_bytes()) == jsonl(whole.read_bytes())
+    errors = [r["error"] for r in jsonl(whole.read_bytes()) if r["error"]]
+    assert {"kind": "http", "message": "500 Internal Server Error"} in errors
+    assert {
+        "kind": "invalid_url",
+        "message": "not an http(s) URL; use --template to expand IDs",
+    } in errors
+
+
+def test_a_csv_part_from_before_the_message_column_merges_with_null_messages(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "old.csv"
+    old.write_bytes(b"index,ok,error\r\n0,true,\r\n1,false,connect\r\n")
+    result = run_cli("--merge", str(old), "-f", "jsonl")
+    assert result.returncode == 1
+    assert jsonl(result.stdout) == [
+        {"index": 0, "ok": True, "error": None},
+        {"index": 1, "ok": False, "error": {"kind": "connect", "message": None}},
+    ]
+
+
 def test_a_missing_shard_is_named_and_leaves_no_output(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -991,8 +991,11 @@ def _typed_csv(row: dict[str, str]) -> dict[str, Any]:
         elif name == "ok":
             assert cell in ("true", "false"), f"ok cell {cell!r}"
             value = cell == "true"
-        elif name == "error":
-            value = {"kind": cell} if cell else None
+        elif name == "error":  # two columns: the kind, then the message
+            value = {"kind": cell, "message": row["error_message"]} if cell else None
+            assert bool(cell) == bool(row["error_message"]), f"error {cell!r} with {row!r}"
+        elif name == "error_message":
+            continue
         elif name in ("url", "final_url", "content_type", "body", "path", "sha256") and not cell:
             value = None
         typed[name] = value
@@ -1014,7 +1017,8 @@ def parse_records(fmt: str, data: bytes, fields: tuple[str, ...] | None) -> list
         assert rows, "CSV output has no header row"
         header, *body = rows
         if fields is not None:
-            assert header == list(fields), f"CSV header {header} is not the fields {fields}"
+            columns = [c for f in fields for c in ((f, "error_message") if f == "error" else (f,))]
+            assert header == columns, f"CSV header {header} is not the fields {fields}"
         assert all(len(row) == len(header) for row in body), "a CSV row is not whole"
         records = [_typed_csv(dict(zip(header, row, strict=True))) for row in body]
     for record in records:
@@ -1101,6 +1105,14 @@ def check_record(
         status = record["status"]
         ok = status is not None and 200 <= status < 400 and error is None  # README "ok"
         assert record["ok"] == ok, f"ok is {record['ok']} with status {status} and error {error}"
+        # README: error is null exactly when ok is true; an answer that is not 2xx or 3xx
+        # is kind http, "404 Not Found" (the reason as sent), whatever its body.
+        assert (error is None) == record["ok"], f"ok {record['ok']} with error {error}"
+        if status is not None and not 200 <= status < 400:
+            assert kind == "http", f"status {status} with error {error}"
+            assert error["message"].split(" ", 1)[0] == str(status), error
+        else:
+            assert kind != "http", f"status {status} with error {error}"
     if "attempts" in record:
         assert 0 <= record["attempts"] <= inv.retries + 1, f"attempts {record['attempts']}"
     if not item.is_url and inv.template is None and "error" in record:
@@ -1147,7 +1159,10 @@ def check_record(
     if "size" in record:
         assert record["size"] == len(expected), f"size {record['size']}, {len(expected)} sent"
     if inv.body in ("base64", "none") and "error" in record:
-        assert error is None, f"a plain {reply.status} response gave {error}"
+        if 200 <= reply.status < 400:
+            assert error is None, f"a plain {reply.status} response gave {error}"
+        else:
+            assert kind == "http", f"a plain {reply.status} response gave {error}"
     if inv.body == "base64" and "body" in record:
         assert b64decode(record["body"]) == expected, "body differs from sent"
     check_json_body(record, reply, expected, inv)
@@ -1178,6 +1193,8 @@ def check_json_body(record: dict[str, Any], reply: Reply, sent: bytes, inv: Invo
     except (UnicodeDecodeError, LookupError):
         return
     error = record.get("error")
+    # An answer that is not 2xx or 3xx is an http error whatever its body holds.
+    failed = not 200 <= reply.status < 400
     try:
         value = strict_json(text)
     except (ValueError, RecursionError):
@@ -1186,14 +1203,19 @@ def check_json_body(record: dict[str, Any], reply: Reply, sent: bytes, inv: Invo
             assert error is not None, (
                 f"{sent[:80]!r} is not JSON, yet the body is {record['body']!r}"
             )
-            assert error["kind"] == "invalid_json", f"{sent[:80]!r} is not JSON: {error}"
+            expected = "http" if failed else "invalid_json"
+            assert error["kind"] == expected, f"{sent[:80]!r} is not JSON: {error}"
         return
     if _has_surrogate(value):
         return
     event("a JSON body compared")
     assert record["body"] == value, f"body {record['body']!r}, sent {sent[:80]!r}"
     if "error" in record:
-        assert error is None, f"{sent[:80]!r} parses, yet {error}"
+        if failed:
+            assert error is not None, f"a {reply.status} answer, yet no error"
+            assert error["kind"] == "http", f"{reply.status}: {error}"
+        else:
+            assert error is None, f"{sent[:80]!r} parses, yet {error}"
 
 
 def check_outcome(trial: Trial, inv: Invocation, outcome: Outcome, rendered: Rendered) -> None:

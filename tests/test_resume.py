@@ -268,3 +268,27 @@ def test_detect_format(tmp_path: Path, content: bytes, found: str | None) -> Non
     path.write_bytes(content)
     detected = detect_format(str(path))
     assert (detected.value if detected else None) == found
+
+
+def test_resume_refuses_a_csv_from_before_the_message_column(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A CSV written before error had its message column cannot be continued in the new
+    layout (its rows would change shape half-way): refused, saying why, file untouched."""
+    out = tmp_path / "out.csv"
+    old = (
+        b"index,input,url,ok,status,final_url,content_type,size,elapsed_ms,attempts,error,body\r\n"
+        b"0,x,,false,,,,,,0,invalid_url,\r\n"
+    )
+    out.write_bytes(old)
+    result = run_cli(
+        "-o", str(out), "--resume", "-q", stdin=b"x\n" + server.url("/item?id=1").encode()
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"fetchmany: {out} was written by an earlier fetchmany, whose CSV has no "
+        "error_message column after error: finish it with that version, or use a new "
+        "output file\n"
+    )
+    assert out.read_bytes() == old
+    assert server.state.requests == 0

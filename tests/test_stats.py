@@ -23,7 +23,14 @@ def test_outcomes_failures_and_latency() -> None:
     stats.add(
         [
             Record(0, "a", "u", ok=True, status=200, elapsed_ms=10.0),
-            Record(1, "b", "u", status=404, elapsed_ms=20.0),
+            Record(
+                1,
+                "b",
+                "u",
+                status=404,
+                elapsed_ms=20.0,
+                error=FetchError(ErrorKind.HTTP, "404 Nope"),
+            ),
             Record(2, "c", None, error=FetchError(ErrorKind.INVALID_URL, "bad")),
             Record(3, "d", "u", status=200, error=FetchError(ErrorKind.INVALID_CHARSET, "x")),
         ]
@@ -31,7 +38,7 @@ def test_outcomes_failures_and_latency() -> None:
     assert (stats.done, stats.ok, stats.failed) == (4, 1, 3)
     assert dict(stats.outcomes) == {"2xx": 1, "4xx": 1, "invalid_url": 1, "invalid_charset": 1}
     assert [f.outcome for f in stats.failures] == ["4xx", "invalid_url", "invalid_charset"]
-    assert stats.failures[0].message == "HTTP 404"
+    assert stats.failures[0].message == "404 Nope"  # the reason as the server sent it
     assert stats.latency.count == 2
 
 

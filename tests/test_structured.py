@@ -120,10 +120,10 @@ def test_pick_gives_a_tidy_table(server: LoopbackServer) -> None:
         "-f", "csv", stdin=b"7\n8\n",
     )  # fmt: skip
     rows = list(csv.reader(io.StringIO(result.text, newline="")))
-    assert rows[0] == ["input", "id", "agent", "missing", "ok", "status", "error"]
+    assert rows[0] == ["input", "id", "agent", "missing", "ok", "status", "error", "error_message"]
     assert rows[1][:2] == ["7", "7"]
     assert rows[1][2].startswith("fetchmany/")
-    assert rows[1][3:] == ["", "true", "200", ""]
+    assert rows[1][3:] == ["", "true", "200", "", ""]
     assert rows[2][:2] == ["8", "8"]
 
 
@@ -184,7 +184,8 @@ def test_picked_records_still_say_whether_they_failed(server: LoopbackServer) ->
     urls = f"{server.url('/status/404')}\nhttp://127.0.0.1:1/\n{server.url('/item?id=3')}\n"
     result = run_cli("--pick", "id=id", "--retries", "0", "-q", stdin=urls.encode())
     missing, refused, found = jsonl(result.stdout)
-    assert (missing["ok"], missing["status"], missing["error"]) == (False, 404, None)
+    assert (missing["ok"], missing["status"]) == (False, 404)
+    assert missing["error"] == {"kind": "http", "message": "404 Not Found"}
     assert (refused["ok"], refused["status"], refused["error"]["kind"]) == (False, None, "connect")
     assert (found["ok"], found["id"]) == (True, "3")
     assert result.returncode == 1

@@ -24,7 +24,14 @@ def sample_records() -> list[Record]:
     return [
         Record(0, "1", "http://h.test/1", ok=True, status=200, body={"title": 'a,b "q"\nx'}),
         Record(1, "2", None, error=FetchError(ErrorKind.INVALID_URL, "bad")),
-        Record(2, "3", "http://h.test/3", ok=False, status=404, body="not found"),
+        Record(
+            2,
+            "3",
+            "http://h.test/3",
+            status=404,
+            error=FetchError(ErrorKind.HTTP, "404 Not Found"),
+            body="not found",
+        ),
     ]
 
 
@@ -53,15 +60,29 @@ def test_json_array_is_valid_for_any_number_of_records(
     assert [r["index"] for r in json.loads(data)] == [b[0].index for b in batches if b]
 
 
-def test_csv_header_nested_json_and_error_kind(tmp_path: Path) -> None:
+def test_csv_header_nested_json_and_error_kind_and_message(tmp_path: Path) -> None:
     data = write_to(tmp_path, OutputFormat.CSV, [sample_records()])
     rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
     assert len(rows) == 3
+    assert list(rows[0])[-3:] == ["error", "error_message", "body"]  # error is two columns
     assert json.loads(rows[0]["body"]) == {"title": 'a,b "q"\nx'}
     assert rows[0]["ok"] == "true"
-    assert rows[1]["error"] == "invalid_url"
+    assert (rows[0]["error"], rows[0]["error_message"]) == ("", "")
+    assert (rows[1]["error"], rows[1]["error_message"]) == ("invalid_url", "bad")
     assert rows[1]["status"] == ""
+    assert (rows[2]["error"], rows[2]["error_message"]) == ("http", "404 Not Found")
     assert rows[2]["body"] == "not found"
+
+
+def test_csv_safe_neutralises_an_error_message_too(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    writer = make_writer(OutputFormat.CSV, Output(str(path)), ("index", "error"), csv_safe=True)
+    writer.write([Record(0, "x", None, error=FetchError(ErrorKind.PROTOCOL, "=HYPERLINK()"))])
+    writer.close()
+    assert path.read_text().splitlines() == [
+        "index,error,error_message",
+        "0,protocol,'=HYPERLINK()",
+    ]
 
 
 def test_fields_select_and_order_columns(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ from typing import Any, Final
 
 
 class ErrorKind(StrEnum):
-    """Why a record has no usable response. Stable strings: users filter on them."""
+    """Why a record is not ok. Stable strings: users filter on them."""
 
+    HTTP = "http"
+    """The answer's status is not 2xx or 3xx (a 404, a 503 after retries, a 1xx)."""
     INVALID_URL = "invalid_url"
     CONNECT = "connect"
     DNS = "dns"
@@ -57,6 +59,10 @@ FIELDS: Final[tuple[str, ...]] = (
 )
 
 
+ERROR_MESSAGE_COLUMN: Final = "error_message"
+"""In CSV, ``error`` is two columns: its kind under ``error``, its message under this
+name, right after it (a pick may not take the name)."""
+
 SAVED_FIELDS: Final[tuple[str, ...]] = ("path", "sha256")
 OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("timings", "headers", "redirects")
 """Fields recorded only when asked for (--timings, --response-headers, --redirects)."""
@@ -65,7 +71,7 @@ _ATTRIBUTES: Final = frozenset((*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS))
 
 @dataclass(frozen=True, slots=True)
 class FetchError:
-    """A failure that is not an HTTP status: the kind is for machines, the message for people."""
+    """Why a record is not ok: the kind is for machines, the message for people."""
 
     kind: ErrorKind
     message: str
@@ -78,10 +84,11 @@ class FetchError:
 class Record:
     """The outcome for one input item, in the field order users see.
 
-    ``ok`` is true exactly when a response arrived with a status below 400 and
-    nothing is missing from it. A record can carry both a response and an error
-    (a body cut at the size cap, JSON that did not parse): then ``ok`` is false and
-    the error says what is wrong with the body that is there.
+    ``ok`` is true exactly when a response arrived with a status from 200 to 399 and
+    nothing is missing from it, and ``error`` is set exactly when ``ok`` is false. A
+    record can carry both a response and an error: an answer of 400 or more (kind
+    ``http``), or a body that is not right (cut at the size cap, JSON that did not
+    parse), and the error says what is wrong.
     """
 
     index: int

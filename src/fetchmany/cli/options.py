@@ -42,7 +42,13 @@ from fetchmany.options import (
     FetchOptions,
     header_value_problem,
 )
-from fetchmany.records import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS, BodyMode
+from fetchmany.records import (
+    ERROR_MESSAGE_COLUMN,
+    FIELDS,
+    OPTIONAL_FIELDS,
+    SAVED_FIELDS,
+    BodyMode,
+)
 from fetchmany.redaction import MASK, redact_header
 
 if TYPE_CHECKING:
@@ -151,7 +157,8 @@ def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     names = [p.name for p in picks]
-    if reserved := sorted(set(names) & {*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS}):
+    taken = {*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS, ERROR_MESSAGE_COLUMN}
+    if reserved := sorted(set(names) & taken):
         raise click.BadParameter(
             f"{reserved[0]!r} is a field of every record; give the pick another name"
         )

@@ -39,6 +39,7 @@ class Response:
     (or, with --save-dir, what was saved)."""
 
     status: int
+    reason: str | None
     final_url: str
     content_type: str | None
     body: bytes
@@ -189,6 +190,7 @@ class Client:
                 content_type = valid_text(content_type)
             response = Response(
                 status=resp.status,
+                reason=resp.reason,
                 final_url=final_url(item, resp),
                 content_type=content_type,
                 body=b"",
@@ -415,7 +417,16 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
             record.error = decoded.error
         if options.picks:
             record.picks = apply_picks(options.picks, _pick_source(response, body_mode, decoded))
-    record.ok = 200 <= response.status < 400 and record.error is None  # not 000, not 1xx
+    if not 200 <= response.status < 400:  # not 000, not 1xx: whatever the body holds
+        record.error = http_error(response.status, response.reason)
+    record.ok = record.error is None
+
+
+def http_error(status: int, reason: str | None) -> FetchError:
+    """An answer that is not 2xx or 3xx: ``404 Not Found``, the reason phrase as the
+    server sent it (made valid text), or the bare status when it sent none."""
+    message = f"{status} {valid_text(reason)}" if reason else str(status)
+    return FetchError(ErrorKind.HTTP, message)
 
 
 def _pick_source(response: Response, mode: BodyMode, decoded: DecodedBody) -> Any:

@@ -7,7 +7,9 @@ their size. The merged indexes must run 0, 1, 2... with nothing missing or twice
 or the merge stops and says which index (``--allow-gaps`` accepts missing ones).
 
 CSV keeps no types, so a CSV part's known fields are read back as what fetchmany
-wrote: numbers, booleans, and ``error`` as its kind; other cells stay text.
+wrote: numbers, booleans, and ``error`` from its two columns, kind and message (a
+part written before the message had its column gives a null message); other cells
+stay text.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any, Final
 
 from fetchmany import jsontext
 from fetchmany.output.resume import ByteOrderMark, ResumeError, detect_format
-from fetchmany.output.writers import OutputFormat
+from fetchmany.output.writers import OutputFormat, fields_of_header
+from fetchmany.records import ERROR_MESSAGE_COLUMN
 
 csv.field_size_limit(sys.maxsize)  # a cell holds a whole body
 
@@ -54,8 +57,6 @@ def _typed(name: str, cell: str) -> Any:
         return cell
     if name == "ok":
         return {"true": True, "false": False}.get(cell, cell)
-    if name == "error":
-        return {"kind": cell, "message": None}
     return cell
 
 
@@ -129,7 +130,12 @@ def _row(row: list[str], header: list[str], path: str, line: int) -> dict[str, A
         raise MergeError(
             f"{path}: the row ending on line {line} has {len(row)} cells, not {len(header)}"
         )
-    return {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
+    values = {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
+    if "error" in values:
+        kind = values["error"]
+        message = values.pop(ERROR_MESSAGE_COLUMN, None)
+        values["error"] = None if kind is None else {"kind": kind, "message": message}
+    return values
 
 
 def _record(line: bytes, path: str, number: int) -> dict[str, Any]:
@@ -162,7 +168,7 @@ def open_part(path: str) -> Part:
     first = next(_until_torn(_READERS[found](path)), None)
     if found is OutputFormat.CSV:
         with open(path, encoding="utf-8", errors="replace", newline="") as stream:
-            fields = tuple(next(csv.reader(stream), []))
+            fields = fields_of_header(next(csv.reader(stream), []))
     else:
         fields = tuple(first) if first is not None else ()
     if fields and "index" not in fields:

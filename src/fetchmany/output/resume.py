@@ -24,8 +24,8 @@ from typing import BinaryIO, Final
 
 from fetchmany import jsontext
 from fetchmany.input.sources import Item, Shard
-from fetchmany.output.writers import OutputFormat, csv_header
-from fetchmany.records import FIELDS, SAVED_FIELDS
+from fetchmany.output.writers import OutputFormat, csv_header, fields_of_header
+from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS, SAVED_FIELDS
 from fetchmany.redaction import redact_url
 
 # A cell holds a whole record body (10 MB by default, more with --max-body-size);
@@ -123,6 +123,12 @@ def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, objec
             first = [] if pending else None
         if first is None:
             return
+        if first != header and first == list(fields_of_header(header)):
+            raise ResumeError(
+                f"{path} was written by an earlier fetchmany, whose CSV has no "
+                f"{ERROR_MESSAGE_COLUMN} column after error: finish it with that version, or "
+                "use a new output file"
+            )
         if first != header:
             shown = ",".join(first) if first else "no CSV header"
             raise ResumeError(

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fetchmany.records import Record
+from fetchmany.records import ErrorKind, Record
 
 _BUCKET_RATIO = 1.01
 _LOG_RATIO = math.log(_BUCKET_RATIO)
@@ -47,8 +47,9 @@ class LatencyHistogram:
 
 
 def outcome_label(record: Record) -> str:
-    """How a record is counted in the summary: its error kind, else its status class."""
-    if record.error is not None:
+    """How a record is counted in the summary: its error kind, else its status class
+    (an HTTP failure by its class too: ``4xx``, ``5xx``)."""
+    if record.error is not None and record.error.kind is not ErrorKind.HTTP:
         return record.error.kind.value
     if record.status is None:
         return "no_response"

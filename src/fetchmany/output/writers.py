@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from fetchmany.output.destination import Output
-from fetchmany.records import FIELDS
+from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS
 
 
 class OutputFormat(StrEnum):
@@ -136,7 +136,23 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_header(fields: Sequence[str]) -> list[str]:
-    return list(fields)
+    """The columns of ``fields``: ``error`` is two, its kind and then its message."""
+    header: list[str] = []
+    for name in fields:
+        header.append(name)
+        if name == "error":
+            header.append(ERROR_MESSAGE_COLUMN)
+    return header
+
+
+def fields_of_header(header: Sequence[str]) -> tuple[str, ...]:
+    """The fields a CSV header holds (``csv_header`` undone); a header written before
+    the message had its column is the same fields."""
+    fields = list(header)
+    for at in range(len(fields) - 1, 0, -1):
+        if fields[at] == ERROR_MESSAGE_COLUMN and fields[at - 1] == "error":
+            del fields[at]
+    return tuple(fields)
 
 
 def neutralise_formula(cell: str) -> str:
@@ -153,12 +169,21 @@ def terminal_text(cell: str) -> str:
     return _TERMINAL_UNSAFE.sub(lambda match: f"\\x{ord(match.group()):02x}", cell)
 
 
-def csv_cell(name: str, value: Any) -> str:
-    """One CSV cell: null empty, booleans as in JSON, nested values as JSON, error as its kind."""
+def csv_cells(name: str, value: Any) -> list[str]:
+    """The cells of one field: ``error`` is its kind and its message (both empty when
+    there is none); any other field is one ``csv_cell``."""
+    if name != "error":
+        return [csv_cell(value)]
+    if value is None:
+        return ["", ""]
+    message = value.get("message")
+    return [str(value["kind"]), "" if message is None else str(message)]
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: null empty, booleans as in JSON, nested values as JSON."""
     if value is None:
         return ""
-    if name == "error":
-        return str(value["kind"])
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -204,14 +229,13 @@ class CsvWriter(RecordWriter):
         return data
 
     def encode_one(self, record: Encodable) -> bytes:
-        fields = self.fields
-        row = record.to_dict(fields)
-        cells = [csv_cell(name, row[name]) for name in fields]
-        if self.csv_safe:
-            cells = [
-                cell if isinstance(row[name], int | float) else neutralise_formula(cell)
-                for name, cell in zip(fields, cells, strict=True)
-            ]
+        row = record.to_dict(self.fields)
+        cells: list[str] = []
+        for name, value in row.items():
+            if self.csv_safe and not isinstance(value, int | float):
+                cells.extend(neutralise_formula(cell) for cell in csv_cells(name, value))
+            else:
+                cells.extend(csv_cells(name, value))
         if self._terminal:
             cells = [terminal_text(cell) for cell in cells]
         self._csv.writerow(cells)
