@@ -215,16 +215,17 @@ def test_a_usage_error_exits_2_even_when_stderr_cannot_take_its_line() -> None:
     assert proc.returncode == 2
 
 
-def test_an_unreadable_later_input_after_records_went_out_is_exit_1(
+def test_an_unreadable_later_input_after_records_went_out_is_exit_75(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
     """Exit 2 says nothing was fetched; once records have gone out, an input found to be
-    UTF-16 further on stops a run that had begun: exit 1, as for a full disk."""
+    UTF-16 further on stops a run that had begun: exit 75 (incomplete), as for a full
+    disk, not 1, which says the output is whole."""
     first, utf16 = tmp_path / "first.txt", tmp_path / "utf16.txt"
     first.write_text(server.url("/item?id=1") + "\n")
     utf16.write_bytes("2\n".encode("utf-16"))
     later = run_cli(str(first), str(utf16), "-q")
-    assert later.returncode == 1
+    assert later.returncode == 75
     assert "utf16.txt is UTF-16 text" in later.stderr
     assert len(jsonl(later.stdout)) == 1
     at_once = run_cli(str(utf16), str(first), "-q")

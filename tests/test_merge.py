@@ -132,7 +132,7 @@ def test_a_missing_shard_is_named_and_leaves_no_output(
     result = run_cli(
         "--merge", str(tmp_path / "p0.jsonl"), str(tmp_path / "p2.jsonl"), "-o", str(out)
     )
-    assert result.returncode == 1
+    assert result.returncode == 75
     assert (
         result.stderr
         == "fetchmany: index 1 is in no part; merge every shard, or pass --allow-gaps\n"
@@ -161,7 +161,7 @@ def test_a_gap_on_stdout_comes_after_the_records_before_it_and_no_closing(
         (tmp_path / f"p{k}.jsonl").write_text("".join(f"{row}\n" for row in rows))
     parts = [str(tmp_path / "p0.jsonl"), str(tmp_path / "p1.jsonl")]
     result = run_cli("--merge", *parts, "-f", "json")
-    assert result.returncode == 1
+    assert result.returncode == 75
     assert result.stderr.startswith("fetchmany: index 4001 is in no part")
     with pytest.raises(json.JSONDecodeError):
         json.loads(result.stdout)
@@ -184,7 +184,7 @@ def test_a_part_given_twice_is_a_repeated_index(tmp_path: Path) -> None:
     part = tmp_path / "p.jsonl"
     part.write_text('{"index": 0, "ok": true}\n{"index": 1, "ok": true}\n')
     result = run_cli("--merge", str(part), str(part))
-    assert result.returncode == 1
+    assert result.returncode == 75
     assert "index 0 appears twice" in result.stderr
 
 
@@ -230,7 +230,7 @@ def test_a_part_cut_short_is_an_error_unless_gaps_are_allowed(
     part.write_text(content, newline="")
     out = tmp_path / "out.jsonl"
     result = run_cli("--merge", str(part), "-o", str(out))
-    assert result.returncode == 1
+    assert result.returncode == 75
     assert f"{part} ends in a torn record" in result.stderr
     assert not out.exists()
     allowed = run_cli("--merge", "--allow-gaps", str(part), "-o", str(out))
@@ -242,7 +242,7 @@ def test_a_malformed_row_inside_a_csv_part_is_an_error_not_its_end(tmp_path: Pat
     part = tmp_path / "p.csv"
     part.write_text("index,ok\r\n0,true\r\n1,true,extra\r\n2,true\r\n", newline="")
     result = run_cli("--merge", "--allow-gaps", str(part))
-    assert result.returncode == 1
+    assert result.returncode == 75
     assert "has 3 cells, not 2" in result.stderr
 
 
@@ -252,9 +252,9 @@ def test_expect_catches_records_missing_after_every_part(tmp_path: Path) -> None
     parts = [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
     assert run_cli("--merge", *parts, "--expect", "3").returncode == 0
     short = run_cli("--merge", *parts, "--expect", "5")
-    assert short.returncode == 1
+    assert short.returncode == 75
     assert "index 3 to 4 is in no part (--expect 5)" in short.stderr
-    assert run_cli("--merge", *parts, "--expect", "2").returncode == 1
+    assert run_cli("--merge", *parts, "--expect", "2").returncode == 75
     assert run_cli("--expect", "3", stdin=b"").returncode == 2
 
 

@@ -166,7 +166,7 @@ def test_a_worker_that_dies_is_an_error_and_the_output_is_left_whole(
     assert len(workers) == 2
     os.kill(workers[1], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 1
+    assert proc.returncode == 75
     assert "worker 1 (shard 1/2) ended early" in stderr.decode()
     if output == "stdout":
         indexes = [r["index"] for r in jsonl(stdout)]
@@ -297,7 +297,7 @@ def test_an_unreadable_later_input_stops_the_run_as_with_one_process(
     utf16.write_bytes("2\n".encode("utf-16"))
     for _ in range(3):
         later = run_process(str(first), str(utf16), "-q", "-P", "2")
-        assert later.returncode == 1, later.stderr
+        assert later.returncode == 75, later.stderr
         assert "utf16.txt is UTF-16 text" in later.stderr
         # One process's output: every record before the input that cannot be read (a
         # second tester saw a random few, the parent killing the workers at the first).

@@ -238,6 +238,22 @@ def test_the_resume_note_counts_in_words(server: LoopbackServer, tmp_path: Path)
     assert "Resuming: 2 records already in" in run_cli(*args, "--resume", stdin=b"1\n2\n").stderr
 
 
+def test_a_resumed_runs_status_and_summary_are_the_whole_files(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The records a resumed file held count in its exit status, and the summary says so:
+    all of this run's records ok, an earlier one not, is exit 1."""
+    out = tmp_path / "results.jsonl"
+    urls = f"{server.url('/status/404')}\n{server.url('/item?id=2')}\n"
+    run_cli("-o", str(out), "--retries", "0", stdin=urls.split("\n")[0].encode())
+    resumed = run_cli("-o", str(out), "--resume", "--retries", "0", stdin=urls.encode())
+    assert resumed.returncode == 1
+    assert "1 ok, 0 failed" in resumed.stderr  # this run's records
+    assert (
+        "resumed: earlier records in the file 1, not ok 1; the exit status is the whole file's"
+    ) in resumed.stderr
+
+
 def test_scan_finds_the_records_and_where_to_continue(tmp_path: Path) -> None:
     from fetchmany.output.resume import scan
     from fetchmany.output.writers import OutputFormat

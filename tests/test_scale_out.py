@@ -9,18 +9,22 @@ gives, record for record (timing aside).
 - GNU parallel: the doc's commands run as written, with ``-S :`` (this machine) for the
   shared-filesystem variant, and for the ssh variant with two "hosts" that are directories
   here, reached through a stand-in for ssh, so that parallel's copies go through rsync.
+
+In each, one shard's disk fills up (a file size limit, which fails a write as a full disk
+does): that shard exits 75, and the recipe must run it again, and only it, to continue
+its file; a shard that exits 1 (a 404 among its records) must not be run again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +106,12 @@ def shell_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args,
         cwd=cwd,
@@ -112,21 +121,27 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
         text=True,
         timeout=120,
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 
-@contextmanager
-def held_by_another_run(path: Path, content: bytes) -> Iterator[None]:
-    """``path`` holding ``content``, locked as a running fetchmany locks its output: a
-    shard given it as ``-o`` fails at once (exit 2) and leaves it as it is."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
-    finally:
-        os.close(fd)
+FULL_AT = 400
+"""Bytes a shard whose disk fills may write: less than two records."""
+
+
+def disk_full() -> None:
+    """For a process and its children: writes past ``FULL_AT`` bytes fail (EFBIG), as
+    they do on a full disk (ENOSPC)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FULL_AT, FULL_AT))
+
+
+INCOMPLETE = 75
+"""fetchmany's exit status for a run that could not finish (README "Exit status")."""
+
+
+def kept_records(path: Path) -> int:
+    """Whole records in a shard's file (a run that could not finish keeps only those)."""
+    return len(records(path)) if path.exists() else 0
 
 
 def doc_match(pattern: str) -> str:
@@ -210,14 +225,42 @@ class Pod:
         mounts = "|".join(re.escape(m) for m in sorted(self.mounts, key=len, reverse=True))
         return re.sub(rf"(?<![\w./-])({mounts})(?=/|\s|$)", lambda m: str(self.mounts[m[1]]), text)
 
-    def run(self, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, env: dict[str, str], cwd: Path, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """The container's command and args expanded as Kubernetes does, with the
         manifest's environment and ``env`` (what the Job controller adds)."""
         variables = {e["name"]: e["value"] for e in self.container.get("env", [])}
         variables.update(env)
         words = [*self.container["command"], *self.container.get("args", [])]
         argv = [self.localize(k8s_expand(word, variables)) for word in words]
-        return run(argv, cwd, shell_env(**variables))
+        return run(argv, cwd, shell_env(**variables), preexec_fn)
+
+
+def pod_failure_action(policy: dict[str, Any], container: str, exit_code: int) -> str:
+    """What the Job controller does with a pod that failed with ``exit_code``: the action
+    of the first rule of ``podFailurePolicy`` that matches it, else ``Count`` (retry,
+    counting towards the backoff limit), as the Job controller decides it."""
+    for rule in policy["rules"]:
+        on = rule.get("onExitCodes")
+        if on is None or on.get("containerName", container) != container:
+            continue
+        listed = exit_code in on["values"]
+        if listed == (on["operator"] == "In"):
+            return str(rule["action"])
+    return "Count"
+
+
+@pytest.mark.parametrize(
+    ("code", "action"), [(1, "FailIndex"), (75, "Count"), (137, "Count"), (2, "Count")]
+)
+def test_the_indexed_jobs_failure_policy_retries_only_what_did_not_finish(
+    code: int, action: str
+) -> None:
+    (job,) = manifests("k8s-indexed-job.yaml")
+    spec = job["spec"]
+    (container,) = spec["template"]["spec"]["containers"]
+    assert pod_failure_action(spec["podFailurePolicy"], container["name"], code) == action
 
 
 def test_kubernetes_indexed_job(server: LoopbackServer, tmp_path: Path) -> None:
@@ -237,15 +280,11 @@ def test_kubernetes_indexed_job(server: LoopbackServer, tmp_path: Path) -> None:
     args = container["args"]
     assert args[args.index("--shard") + 1] == f"$(JOB_COMPLETION_INDEX)/{n}"
     assert "--resume" in args  # a retried index continues its file
-    # Exit 1 (some records not ok) fails that index alone, without a retry.
-    assert spec["backoffLimitPerIndex"] >= 1
-    (on_exit_1,) = [rule for rule in spec["podFailurePolicy"]["rules"] if "onExitCodes" in rule]
-    assert on_exit_1["action"] == "FailIndex"
-    assert on_exit_1["onExitCodes"] == {
-        "containerName": container["name"],
-        "operator": "In",
-        "values": [1],
-    }
+    # Exit 1 (some records not ok) fails that index alone, without a retry; exit 75 (the
+    # shard could not finish) is retried, up to backoffLimitPerIndex times.
+    retries = spec["backoffLimitPerIndex"]
+    assert retries >= 1
+    policy = spec["podFailurePolicy"]
     claim = one(storage, "PersistentVolumeClaim")
     assert "ReadWriteMany" in claim["spec"]["accessModes"]  # pods on several nodes
     merge_spec = merge_job["spec"]["template"]["spec"]
@@ -266,10 +305,34 @@ def test_kubernetes_indexed_job(server: LoopbackServer, tmp_path: Path) -> None:
     urls.write_text(url_list(server))
     reference = unsharded(urls, tmp_path)
 
-    for k in reversed(range(n)):  # the pods, one per completion index, in any order
-        result = shards.run({"JOB_COMPLETION_INDEX": str(k)}, tmp_path)
+    # The Job controller: each index's pod, in any order, run again as the failure policy
+    # says. Shard 2's volume fills up on its first run.
+    for k in reversed(range(n)):
+        part = shards.local(f"/out/part-{k}.jsonl")
+        attempts = 0
+        while True:
+            attempts += 1
+            server.reset()
+            first_of_2 = k == 2 and attempts == 1
+            result = shards.run(
+                {"JOB_COMPLETION_INDEX": str(k)}, tmp_path, disk_full if first_of_2 else None
+            )
+            if first_of_2:
+                assert result.returncode == INCOMPLETE, result.stderr
+                kept = kept_records(part)
+                assert kept < len(reference.records[2::n])
+            if result.returncode == 0:
+                break
+            action = pod_failure_action(policy, container["name"], result.returncode)
+            if action == "FailIndex":
+                break
+            assert action == "Count"
+            assert attempts <= retries, f"index {k} failed {attempts} times"
         assert result.returncode == reference.shard_status(k, n), result.stderr
-        assert shards.local(f"/out/part-{k}.jsonl").is_file()
+        assert attempts == (2 if k == 2 else 1)
+        if k == 2:  # the retry continued the file: only the records missing were fetched
+            assert server.state.requests == len(reference.records[2::n]) - kept
+        assert part.is_file()
 
     result = merge.run({}, tmp_path)
     assert result.returncode == 0, result.stderr  # a 404 among them: still a finished job
@@ -308,20 +371,52 @@ def test_slurm_job_array(server: LoopbackServer, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     reference = unsharded(tmp_path / "urls.txt", tmp_path)
 
-    def task(k: int, submitted: range = tasks) -> subprocess.CompletedProcess[str]:
-        """Array task k, with the variables Slurm sets for an array of ``submitted``."""
+    assert sbatch_options(array_script).get("--requeue") == ""  # so it may requeue itself
+    # scontrol, as the cluster's: what the tasks ask of it is noted, one line each.
+    bindir = tmp_path / "slurm-bin"
+    bindir.mkdir()
+    scontrol = bindir / "scontrol"
+    scontrol.write_text('#!/bin/sh\necho "$*" >> "$SCONTROL_LOG"\n')
+    scontrol.chmod(0o755)
+    asked = tmp_path / "scontrol.log"
+
+    def task(
+        k: int,
+        submitted: range = tasks,
+        restarts: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Array task k, with the variables Slurm sets for an array of ``submitted`` (and
+        SLURM_RESTART_COUNT in a task that was requeued)."""
         env = shell_env(
             SLURM_ARRAY_JOB_ID="1000",
             SLURM_ARRAY_TASK_ID=str(k),
             SLURM_ARRAY_TASK_COUNT=str(len(submitted)),
             SLURM_ARRAY_TASK_MIN=str(submitted.start),
             SLURM_ARRAY_TASK_MAX=str(submitted.stop - 1),
+            SCONTROL_LOG=str(asked),
         )
-        return run(["bash", "slurm-array.sh"], tmp_path, env)
+        env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+        if restarts is not None:
+            env["SLURM_RESTART_COUNT"] = str(restarts)
+        return run(["bash", "slurm-array.sh"], tmp_path, env, preexec_fn)
+
+    def requeues() -> list[str]:
+        return asked.read_text().splitlines() if asked.exists() else []
 
     for k in tasks:
-        result = task(k)
+        server.reset()
+        full = k == 2  # its disk fills up: it cannot finish, and requeues itself
+        result = task(k, preexec_fn=disk_full if full else None)
+        if full:
+            assert result.returncode == INCOMPLETE, result.stderr
+            assert requeues() == ["requeue 1000_2"]
+            kept = kept_records(tmp_path / "out" / "part-2.jsonl")
+            server.reset()
+            result = task(k, restarts=1)  # Slurm runs the requeued task again
+            assert server.state.requests == len(reference.records[2::n]) - kept
         assert result.returncode == reference.shard_status(k, n), result.stderr
+    assert requeues() == ["requeue 1000_2"]  # exit 1 (shard 0 and 3) is not retried
 
     merge = ["bash", "slurm-merge.sh"]
     result = run(merge, tmp_path, shell_env())
@@ -338,6 +433,13 @@ def test_slurm_job_array(server: LoopbackServer, tmp_path: Path) -> None:
     assert result.returncode == reference.shard_status(2, n), result.stderr
     assert server.state.requests == len(reference.records[2::n]) - 1
     assert records(part) == records_of(whole_part)
+
+    # Requeued 3 times already: a task that still cannot finish is left failed.
+    part.write_bytes(b"")
+    result = task(2, restarts=3, preexec_fn=disk_full)
+    assert result.returncode == INCOMPLETE
+    assert requeues() == ["requeue 1000_2"]
+    part.write_bytes(whole_part)
 
     # What the merge script catches: a record missing at the very end (no gap to see)...
     last = tmp_path / "out" / f"part-{(ITEMS - 1) % n}.jsonl"
@@ -400,49 +502,63 @@ def joblog(path: Path) -> dict[int, tuple[str, int]]:
     return jobs
 
 
+FILLS_UP = """#!{python}
+# fetchmany, on a host whose disk fills up under shard 2 (the test plays the host's part).
+import os, resource, sys
+if "2/4" in sys.argv:
+    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+def joblog_runs(path: Path) -> list[int]:
+    """The shard of each run in a parallel --joblog, in the order they are logged."""
+    lines = path.read_text().splitlines()[1:]
+    return [int(line.split("--shard ")[1].split("/")[0]) for line in lines]
+
+
 def run_parallel_recipe(
     server: LoopbackServer, here: Path, variant: str, hosts: str, env: dict[str, str]
 ) -> tuple[dict[int, tuple[str, int]], dict[int, tuple[str, int]]]:
-    """Recipe ``variant`` with shard 2 failing (its file held by another run), then the
-    ``-rerun`` recipe. Checks what the doc says: the merge names the torn shard; the
-    rerun runs the failed shards again, shard 2 continuing its file and the shards that
-    failed only for records not ok finding nothing to do; the result is one run's.
+    """Recipe ``variant`` with shard 2's disk filling up, then the ``-rerun`` recipe.
+    Checks what the doc says: shard 2 exits 75 and the others, done, count as such (a
+    404 is exit 1, which the recipe takes as done); the merge says a record is missing;
+    the rerun runs shard 2 alone, which continues its file; the result is one run's.
     Returns the joblog after each."""
     (here / "urls.txt").write_text(url_list(server))
     reference = unsharded(here / "urls.txt", here.parent)
     n = SHARDS
 
-    held = [here / "part-2.jsonl"]
-    remote = "--wd fetchmany-run" in recipe(variant, hosts)
-    if remote:  # shard 2 runs there, on either host
-        held = [Path(env["FAKE_HOSTS"], h, "fetchmany-run", "part-2.jsonl") for h in HOSTS]
-    with ExitStack() as stack:
-        for path in held:
-            stack.enter_context(held_by_another_run(path, reference.interrupted_shard(2)))
-        result = run(["bash", "-c", recipe(variant, hosts)], here, env)
-    # Shard 2's file ends in a torn record (index 2, then half of the next): named.
-    assert "part-2.jsonl ends in a torn record" in result.stderr
+    bindir = here.parent / "fills-up"
+    bindir.mkdir()
+    wrapper = bindir / "fetchmany"
+    wrapper.write_text(
+        FILLS_UP.format(python=sys.executable, limit=FULL_AT, real=fetchmany_command()[0])
+    )
+    wrapper.chmod(0o755)
+    filling = {**env, "PATH": f"{bindir}{os.pathsep}{env['PATH']}"}
+    result = run(["bash", "-c", recipe(variant, hosts)], here, filling)
+    assert re.search(r"index \d+ is in no part", result.stderr), result.stderr
     assert not (here / "all.jsonl").exists()
     first = joblog(here / "jobs.log")
     assert {k: status for k, (_, status) in first.items()} == {
-        k: 2 if k == 2 else reference.shard_status(k, n) for k in range(n)
+        k: INCOMPLETE if k == 2 else 0 for k in range(n)
     }
-    if remote:  # what the lock left on the host that did not run shard 2
-        for path in held:
-            path.unlink(missing_ok=True)
+    kept = kept_records(here / "part-2.jsonl")  # the whole records it wrote (returned)
+    assert kept < len(reference.records[2::n])
 
     server.reset()
     result = run(["bash", "-c", recipe(variant + "-rerun", hosts)], here, env)
     assert "not ok" in result.stderr, result.stderr  # the merge's summary: the 404
-    # Shard 2 fetched the items after its first; shards 0 (the line that is no URL) and 3
-    # (the 404), run again for their exit 1, found nothing to do.
-    assert server.state.requests == len(reference.records[2::n]) - 1
+    # Shard 2 alone ran again and fetched what its file was missing; shards 0 (the line
+    # that is no URL) and 3 (the 404), done with exit 1, were not run again.
+    runs = joblog_runs(here / "jobs.log")  # in the order they ended
+    assert (sorted(runs[:n]), runs[n:]) == (list(range(n)), [2])
+    assert server.state.requests == len(reference.records[2::n]) - kept
     assert f"{ITEMS} records for {ITEMS} inputs" in result.stdout
     assert records(here / "all.jsonl") == reference.records
     again = joblog(here / "jobs.log")
-    assert {k: status for k, (_, status) in again.items()} == {
-        k: reference.shard_status(k, n) for k in range(n)
-    }
+    assert {k: status for k, (_, status) in again.items()} == dict.fromkeys(range(n), 0)
     return first, again
 
 

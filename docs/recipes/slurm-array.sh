@@ -11,10 +11,20 @@
 # of 4 again (it continues out/part-2.jsonl where it stopped: --resume).
 #SBATCH --job-name=fetchmany
 #SBATCH --array=0-3
+#SBATCH --requeue
 #SBATCH --ntasks=1
 #SBATCH --cpus-per-task=1
 #SBATCH --time=04:00:00
 #SBATCH --output=out/slurm-%A_%a.log
 set -euo pipefail
 
-fetchmany urls.txt --shard ${SLURM_ARRAY_TASK_ID}/4 -o out/part-${SLURM_ARRAY_TASK_ID}.jsonl --resume
+status=0
+fetchmany urls.txt --shard ${SLURM_ARRAY_TASK_ID}/4 -o out/part-${SLURM_ARRAY_TASK_ID}.jsonl --resume || status=$?
+
+# 75: the shard could not finish (its disk filled, an input became unreadable). Requeue it,
+# at most 3 times, to continue its file. 1 (run to its end, some records not ok) is final.
+if [ "$status" -eq 75 ] && [ "${SLURM_RESTART_COUNT:-0}" -lt 3 ]; then
+    echo "shard ${SLURM_ARRAY_TASK_ID} could not finish; requeued to continue its file" >&2
+    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+fi
+exit "$status"

@@ -11,10 +11,10 @@
 #SBATCH --output=out/slurm-merge-%j.log
 set -euo pipefail
 
-# --merge exits 1 when a record is missing or twice (writing nothing), and also when it merged
-# them all but some are not ok (a 404): that is a finished job, so it counts as success here.
+# --merge exits 1 when it merged every record but some are not ok (a 404): that is a finished
+# job, so it counts as success here. 75 says a record is missing or twice (nothing written).
 rm -f out/all.jsonl
-fetchmany --merge out/part-*.jsonl -o out/all.jsonl || [ -e out/all.jsonl ]
+fetchmany --merge out/part-*.jsonl -o out/all.jsonl || [ $? -eq 1 ]
 
 # --merge names a record missing between two others; one missing at the very end (a shard
 # that stopped early) shows only in the count.

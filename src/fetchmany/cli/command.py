@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+"""The output is whole, and some record in it is not ok."""
 EXIT_USAGE = 2
+EXIT_INCOMPLETE = 75
+"""The run could not finish, so its output is incomplete: a full disk, a -P worker that
+died, a later input that could not be read, a merge with a record missing. sysexits.h's
+EX_TEMPFAIL ("the user is invited to retry"): run it again, with --resume, once the
+cause is fixed. Below 126, apart from 1 and 2 and from 128+N (signals), so a batch
+system can retry on it alone (docs/scale-out.md)."""
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 
@@ -59,6 +66,7 @@ Shell completion: eval "$(_FETCHMANY_COMPLETE=bash_source fetchmany)" (or zsh_so
 
 \b
 Exit status: 0 every record ok, 1 some record not ok, 2 usage error,
+75 could not finish (output incomplete: run again with --resume),
 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 output closed early.
 """
 
@@ -108,7 +116,10 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if not args.quiet and not outcome.broken_pipe:
         from fetchmany.output.progress import summary_lines
 
-        for line in summary_lines(outcome.stats, interrupted=outcome.signal is not None):
+        earlier = (outcome.earlier_records, outcome.earlier_failures) if job.resume else None
+        for line in summary_lines(
+            outcome.stats, interrupted=outcome.signal is not None, earlier=earlier
+        ):
             job.display.note(line)
     _exit(outcome)
 
@@ -444,9 +455,10 @@ def build_job(
 
 
 class RunFailed(click.ClickException):
-    """The run could not go on (its output cannot be written): one line, exit 1."""
+    """The run could not go on (its output cannot be written, a worker died, a later
+    input cannot be read): one line, and the output is incomplete."""
 
-    exit_code = EXIT_FAILED
+    exit_code = EXIT_INCOMPLETE
 
 
 def check_processes(args: CommandLine) -> int:
@@ -481,7 +493,7 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     except (ResumeError, InputError, WorkerRefused) as exc:
         if isinstance(exc, InputError | WorkerRefused) and exc.later:
             # Not the first input: what came before it may have been fetched (and written),
-            # so the run has begun and stopped: exit 1, as for a full disk.
+            # so the run has begun and stopped: incomplete, as for a full disk.
             raise RunFailed(valid_text(str(exc))) from None
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:
@@ -548,7 +560,7 @@ def printable(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: usage errors are one line and exit 2, a run that
-    cannot go on is one line and exit 1, never a traceback."""
+    cannot go on is one line and exit 75, never a traceback."""
     _fill_closed_standard_streams()
     try:
         cli.main(

@@ -15,7 +15,7 @@ single process would, and the parent writes the in-order prefix they completed.
 Stdin, and any input that is not a regular file (a pipe, a FIFO, ``<(...)``), is
 read once, by the parent, and passed to every worker (each parses only its shard's
 lines). A worker that dies is an error the user sees: the others are
-stopped, exit 1; stdout holds the valid prefix, and a file is left as a failed run
+stopped, exit 75 (incomplete); stdout holds the valid prefix, and a file is left as a failed run
 leaves it (the previous one in place, a resumed one with its whole records).
 
 The parent stops reading from workers that are ahead while what it holds for the
@@ -78,7 +78,7 @@ class _Refused:
     """A worker refused its shard as one process refuses a run (an input that changed
     since the file being resumed was written, an input it cannot read as text): the
     whole run is refused, before anything is written. ``later``: the input at fault is
-    not the first, so items before it may have been fetched (the run stopped, exit 1)."""
+    not the first, so items before it may have been fetched (the run stopped, exit 75)."""
 
     message: str
     later: bool = False
@@ -608,6 +608,7 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     resume = job.resume
     start = resume.point.records if resume is not None else 0
     parallel.outcome.earlier_failures = resume.point.failed if resume is not None else 0
+    parallel.outcome.earlier_records = start
     counting_stop = threading.Event()
     loop = asyncio.get_running_loop()
     inputs = list(job.inputs) or [STDIN]

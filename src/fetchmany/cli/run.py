@@ -79,6 +79,8 @@ class Outcome:
     broken_pipe: bool = False
     earlier_failures: int = 0
     """Failed records a resumed file already held."""
+    earlier_records: int = 0
+    """Records a resumed file already held."""
 
 
 def stopping_note(sig: int, grace: float) -> str:
@@ -205,7 +207,11 @@ async def run_job(job: Job) -> Outcome:
     output is left as it was, and the error propagates for the CLI to report.
     """
     stats = RunStats()
-    outcome = Outcome(stats, earlier_failures=job.resume.point.failed if job.resume else 0)
+    outcome = Outcome(
+        stats,
+        earlier_failures=job.resume.point.failed if job.resume else 0,
+        earlier_records=job.resume.point.records if job.resume else 0,
+    )
     interruption = Interruption(job.display, job.grace)
     counting_stop = threading.Event()
     resume = job.resume
