@@ -14,11 +14,11 @@ import pytest
 from conftest import RawServer, jsonl, raw_response, run_cli
 
 UA = "wire-test/1"
-GET_HEADERS = [
+GET_HEADERS = [  # in curl's order
     ("Host", "{host}"),
     ("User-Agent", UA),
-    ("Accept-Encoding", "gzip, deflate, br, zstd"),
     ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate, br, zstd"),
 ]
 
 
@@ -42,7 +42,7 @@ def expected(
 ) -> list[tuple[str, str]]:
     host = f"127.0.0.1:{server.port}"
     headers = [(n, v.format(host=host)) for n, v in GET_HEADERS]
-    headers[-1] = ("Accept", accept)
+    headers[2] = ("Accept", accept)
     return [*headers, *extra]
 
 
@@ -175,14 +175,21 @@ def test_the_request_target_is_the_url_as_given(
 def test_a_valid_url_goes_out_as_curl_sends_it(
     raw_server: Callable[[dict[str, bytes]], RawServer],
 ) -> None:
-    """curl (--globoff: [] and {} are not patterns) is the reference for a valid URL."""
+    """curl (--globoff: [] and {} are not patterns) is the reference for a valid URL, and
+    for the headers of a plain GET, asked alike: the same lines in the same order."""
     server = raw_server({})
-    run_cli("-q", stdin=server.url(VALID).encode())
+    run_cli("-q", "-A", UA, stdin=server.url(VALID).encode())
     subprocess.run(
-        ["curl", "-sS", "--globoff", "-o", "/dev/null", server.url(VALID)], check=False, timeout=30
-    )
-    ours, curls = (head(request)[0] for request in server.received)
-    assert ours == curls == f"GET {VALID} HTTP/1.1"
+        [
+            "curl", "-sS", "--globoff", "-A", UA, "-H", "Accept-Encoding: gzip, deflate, br, zstd",
+            "-o", "/dev/null", server.url(VALID),
+        ],
+        check=False,
+        timeout=30,
+    )  # fmt: skip
+    ours, curls = (head(request) for request in server.received)
+    assert ours == curls
+    assert ours == (f"GET {VALID} HTTP/1.1", expected(server))
 
 
 @pytest.mark.parametrize(

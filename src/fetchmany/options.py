@@ -25,6 +25,8 @@ DEFAULT_LIMIT: Final = 10
 DEFAULT_METHOD: Final = "GET"
 """Without a body; ``fetch/policy.py`` makes it POST when there is one."""
 DEFAULT_USER_AGENT: Final = f"fetchmany/{__version__}"
+DEFAULT_ACCEPT: Final = "*/*"
+"""Accept of a request unless -H sets one; ``--json`` asks for JSON instead."""
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_REDIRECTS: Final = 10
@@ -141,7 +143,8 @@ class FetchOptions:
     """Content-Type of request bodies (from ``-d``/``--json``), unless a header sets one."""
     accept: str | None = None
     """Accept of every request (``application/json`` with ``--json``), unless a header
-    sets one; None: ``*/*``. Settled with the method by ``policy.plan_request``."""
+    sets one; None: ``DEFAULT_ACCEPT``. Settled with the method by
+    ``policy.plan_request``."""
     proxy: str | None = field(default=None, repr=False)  # may hold a password
     """Proxy for every request; None uses HTTP(S)_PROXY/NO_PROXY from the environment."""
     env_proxy: bool = True

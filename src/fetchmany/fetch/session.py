@@ -23,7 +23,7 @@ from yarl import URL
 
 from fetchmany.fetch.encodings import ACCEPT_ENCODING
 from fetchmany.fetch.policy import header_value
-from fetchmany.options import PROXY_SCHEMES, FetchOptions
+from fetchmany.options import DEFAULT_ACCEPT, PROXY_SCHEMES, FetchOptions
 from fetchmany.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -158,14 +158,14 @@ def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
 
 
 def session_headers(options: FetchOptions) -> CIMultiDict[str]:
-    """Default headers for every request: the User-Agent, Accept-Encoding and the plan's
-    Accept unless -H set them, then -H as given. We ask only for the encodings
-    ``encodings`` undoes."""
+    """Default headers for every request: the User-Agent, Accept and Accept-Encoding
+    unless -H set them, in curl's order, then -H as given. We ask only for the
+    encodings ``encodings`` undoes."""
     headers: CIMultiDict[str] = CIMultiDict()
     if header_value(options.headers, "User-Agent") is None:
         headers["User-Agent"] = options.user_agent
-    if options.accept is not None and header_value(options.headers, "Accept") is None:
-        headers["Accept"] = options.accept
+    if header_value(options.headers, "Accept") is None:
+        headers["Accept"] = options.accept or DEFAULT_ACCEPT
     if header_value(options.headers, "Accept-Encoding") is None:
         headers["Accept-Encoding"] = ACCEPT_ENCODING
     for name, value in options.headers:
