@@ -14,7 +14,6 @@ import re
 import signal
 import stat
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import click
@@ -23,8 +22,6 @@ from fetchmany._version import __version__
 from fetchmany.cli.options import CommandLine, GroupedCommand, apply_options
 
 if TYPE_CHECKING:
-    import asyncio
-
     from fetchmany.cli.run import Job, Outcome
     from fetchmany.fetch.policy import RequestPlan
     from fetchmany.fetch.session import SessionSetup
@@ -465,6 +462,7 @@ def check_processes(args: CommandLine) -> int:
 def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     import asyncio
 
+    from fetchmany.cli.loop import loop_factory
     from fetchmany.cli.processes import WorkerFailed, WorkerRefused, run_parallel
     from fetchmany.cli.run import run_job
     from fetchmany.input.rows import InputError
@@ -474,7 +472,7 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     from fetchmany.records import valid_text
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
             if processes > 1:
                 return runner.run(run_parallel(job, processes))
             return runner.run(run_job(job))
@@ -486,17 +484,6 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:
         raise RunFailed(valid_text(str(exc))) from None
-
-
-def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when wanted and installed; None means asyncio's default."""
-    if not use_uvloop:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def _exit(outcome: Outcome) -> NoReturn:

@@ -39,6 +39,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from fetchmany.cli.loop import loop_factory
 from fetchmany.cli.run import (
     Finished,
     Interruption,
@@ -150,9 +151,7 @@ def _worker_main(
 ) -> int:
     """Run one shard in this (forked) process; its records go to ``out_fd``."""
     os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent, which forwards it once
-    from fetchmany.cli.command import _loop_factory
-
-    with asyncio.Runner(loop_factory=_loop_factory(True)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(True)) as runner:
         return runner.run(_work(job, out_fd, start, streams, go_fd))
 
 
