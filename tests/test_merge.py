@@ -200,6 +200,50 @@ def test_a_part_cut_short_is_an_error_unless_gaps_are_allowed(
     assert [r["index"] for r in jsonl(out.read_bytes())] in ([0], [0, 1])
 
 
+def test_a_csv_part_cut_after_a_line_break_inside_a_cell_is_torn(tmp_path: Path) -> None:
+    """The cut leaves CRLF at the end, as a whole row would, but a quote open: the last
+    record is torn, never merged as ok with half its body."""
+    part = tmp_path / "p.csv"
+    part.write_bytes(
+        b"index,ok,body\r\n"
+        b'0,true,"line1\r\nid=0\r\n"\r\n'
+        b'1,true,"line1\r\n'  # the real body went on: id=1
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_cli("--merge", str(part), "-o", str(out))
+    assert result.returncode == 1
+    assert f"{part} ends in a torn record" in result.stderr
+    assert not out.exists()
+    allowed = run_cli("--merge", "--allow-gaps", str(part), "-o", str(out))
+    assert allowed.returncode == 0
+    assert [r["body"] for r in jsonl(out.read_bytes())] == ["line1\r\nid=0\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("p.json", b"["),
+        ("p.csv", b"index,in"),
+        ("p.csv", b"index,ok\r"),
+        ("p.csv", b"index,"),
+        ("p.jsonl", b'{"ind'),
+    ],
+)
+def test_a_part_cut_before_its_first_record_is_torn(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    part = tmp_path / name
+    part.write_bytes(content)
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text('{"index": 0, "ok": true}\n')
+    result = run_cli("--merge", str(part), str(whole))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"fetchmany: {part} ends in a torn record (its shard was interrupted): resume "
+        "that shard (--resume) and merge again, or pass --allow-gaps to merge what is there\n"
+    )
+
+
 def test_a_malformed_row_inside_a_csv_part_is_an_error_not_its_end(tmp_path: Path) -> None:
     part = tmp_path / "p.csv"
     part.write_text("index,ok\r\n0,true\r\n1,true,extra\r\n2,true\r\n", newline="")

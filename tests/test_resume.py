@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from conftest import LoopbackServer, run_cli
 from test_interrupt import start, wait_hung
 
@@ -222,12 +224,49 @@ def test_a_broken_row_inside_a_csv_is_not_taken_for_a_torn_end(
     args = ("-t", server.url("/item?id={}"), "-o", str(out), "--fields", "index,input,status")
     assert run_cli(*args, stdin=b"1\n2\n3\n").returncode == 0
     lines = out.read_bytes().splitlines(keepends=True)
-    lines[2] = b'1,"2,200\r\n'  # an unclosed quote, with whole rows after it
+    lines[2] = b'1,"2"x,200\r\n'  # a quote closed too early: no crash writes that
     out.write_bytes(b"".join(lines))
     before = out.read_bytes()
     result = run_cli(*args, "--resume", stdin=b"1\n2\n3\n4\n")
     assert result.returncode == 2
+    assert "is not CSV" in result.stderr
     assert out.read_bytes() == before
+
+
+BODY_WITH_LINES = "line1\r\nid={}\r\n"
+
+
+def lines_app() -> web.Application:
+    """Bodies with CRLF line breaks, which CSV keeps inside a quoted cell."""
+
+    async def lines(request: web.Request) -> web.Response:
+        return web.Response(text=BODY_WITH_LINES.format(request.query["id"]))
+
+    app = web.Application()
+    app.router.add_get("/lines", lines)
+    return app
+
+
+def test_resume_drops_a_csv_row_cut_after_a_line_break_inside_its_body(
+    serve: Callable[[web.Application], LoopbackServer], tmp_path: Path
+) -> None:
+    """A crash can cut a CSV row right after a CRLF inside a quoted cell: the file then
+    ends in CRLF like a whole row, but its quote is open. That row is torn: dropped and
+    fetched again, not a reason to fetch the whole file again."""
+    base = serve(lines_app())
+    out = tmp_path / "results.csv"
+    args = ("-t", base.url("/lines?id={}"), "-o", str(out), "--fields", "index,input,ok,body")
+    ids = "".join(f"{i}\n" for i in range(10)).encode()
+    assert run_cli(*args, stdin=ids).returncode == 0
+    whole = out.read_bytes()
+    cut = whole.index(b'8,8,true,"line1\r\n') + len(b'8,8,true,"line1\r\n')
+    out.write_bytes(whole[:cut])  # as a killed shard leaves it
+    resumed = run_cli(*args, "--resume", stdin=ids)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming: 8 records" in resumed.stderr
+    assert out.read_bytes() == whole
+    rows = list(csv.DictReader(io.StringIO(out.read_bytes().decode(), newline="")))
+    assert [row["body"] for row in rows] == [BODY_WITH_LINES.format(i) for i in range(10)]
 
 
 def test_the_resume_note_counts_in_words(server: LoopbackServer, tmp_path: Path) -> None:
@@ -268,3 +307,31 @@ def test_detect_format(tmp_path: Path, content: bytes, found: str | None) -> Non
     path.write_bytes(content)
     detected = detect_format(str(path))
     assert (detected.value if detected else None) == found
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [("json", b"["), ("json", b"[]"), ("csv", b"index,in"), ("csv", b"index,input\r")],
+)
+def test_a_file_cut_before_its_first_record_is_started_again(
+    tmp_path: Path, fmt: str, content: bytes
+) -> None:
+    from fetchmany.output.resume import scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    point = scan(str(path), OutputFormat(fmt), ("index", "input"))
+    assert (point.records, point.offset) == (0, 0)
+
+
+def test_a_header_cut_short_must_be_this_runs(tmp_path: Path) -> None:
+    """Only the start of this run's own header is taken for one cut short: a file of
+    other words is not overwritten."""
+    from fetchmany.output.resume import ResumeError, scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"index,url")
+    with pytest.raises(ResumeError, match="not the CSV header index,input"):
+        scan(str(path), OutputFormat.CSV, ("index", "input"))

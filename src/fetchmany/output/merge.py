@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fetchmany import jsontext
-from fetchmany.output.resume import ByteOrderMark, ResumeError, detect_format
+from fetchmany.output.resume import (
+    ByteOrderMark,
+    DamagedRow,
+    ResumeError,
+    TornRow,
+    csv_rows,
+    detect_format,
+)
 from fetchmany.output.writers import OutputFormat
 
 csv.field_size_limit(sys.maxsize)  # a cell holds a whole body
@@ -81,8 +88,10 @@ def _jsonl(path: str) -> Iterator[dict[str, Any]]:
 def _json_array(path: str) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as stream:
         first = stream.readline()
-        if first in (b"[]\n", b""):
+        if first in (b"[]\n", b"[]", b""):
             return
+        if first == b"[":
+            raise Torn(path)  # cut before its first record
         if first != b"[\n":
             raise MergeError(f"{path}: not a JSON array written by fetchmany")
         for number, line in enumerate(stream, 2):
@@ -95,40 +104,23 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
 
 
 def _csv(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as stream:
-        rows = csv.reader(stream)
-        header = next(rows, None)
-        if header is None:
-            return
-        previous: list[str] | None = None
-        try:
-            for row in rows:
-                if previous is not None:
-                    yield _row(previous, header, path, rows.line_num)
-                previous = row
-        except csv.Error:
-            raise Torn(path) from None
-        if previous is not None:
-            if len(previous) != len(header) or not stream_ends_a_row(path):
-                raise Torn(path)
-            yield _row(previous, header, path, rows.line_num)
+    rows = csv_rows(path)
+    try:
+        header: list[str] | None = None
+        for number, (row, _) in enumerate(rows):
+            if header is None:
+                header = row
+                continue
+            yield _row(row, header, path, number)
+    except TornRow:
+        raise Torn(path) from None
+    except DamagedRow as exc:
+        raise MergeError(f"{path}: the row after byte {exc.offset} is not CSV") from None
 
 
-def stream_ends_a_row(path: str) -> bool:
-    """A CSV part fetchmany wrote ends each row with CRLF; anything else was cut short."""
-    with open(path, "rb") as stream:
-        stream.seek(0, 2)
-        if stream.tell() < 2:
-            return False
-        stream.seek(-2, 2)
-        return stream.read() == b"\r\n"
-
-
-def _row(row: list[str], header: list[str], path: str, line: int) -> dict[str, Any]:
+def _row(row: list[str], header: list[str], path: str, number: int) -> dict[str, Any]:
     if len(row) != len(header):
-        raise MergeError(
-            f"{path}: the row ending on line {line} has {len(row)} cells, not {len(header)}"
-        )
+        raise MergeError(f"{path}: row {number} has {len(row)} cells, not {len(header)}")
     return {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
 
 
@@ -159,11 +151,13 @@ def open_part(path: str) -> Part:
         raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
     if found is None:
         return Part(path, OutputFormat.JSONL, ())  # empty: a shard with no items
-    first = next(_until_torn(_READERS[found](path)), None)
     if found is OutputFormat.CSV:
-        with open(path, encoding="utf-8", errors="replace", newline="") as stream:
-            fields = tuple(next(csv.reader(stream), []))
+        try:
+            fields = tuple(next(csv_rows(path), ([], 0))[0])
+        except (TornRow, DamagedRow):
+            fields = ()  # a header cut short: the merge says the part is torn
     else:
+        first = next(_until_torn(_READERS[found](path)), None)
         fields = tuple(first) if first is not None else ()
     if fields and "index" not in fields:
         raise MergeError(f"{path} has no index field; shards must be written with index")
