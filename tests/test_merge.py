@@ -112,6 +112,30 @@ def test_a_missing_shard_is_named_and_leaves_no_output(
     assert [r["index"] for r in records(out, "jsonl")] == [i for i in range(17) if i % 3 != 1]
 
 
+def test_a_shard_that_stopped_early_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """Every shard given, one stopped early: the merge names that part and says to resume
+    it, rather than blaming the user for a shard not given."""
+    for k in range(3):
+        stop = 9 if k == 2 else 30  # shard 2 stopped after index 8
+        rows = (json.dumps({"index": i, "ok": True}) for i in range(k, min(stop, 30), 3))
+        (tmp_path / f"p{k}.jsonl").write_text("".join(f"{row}\n" for row in rows))
+    parts = [str(tmp_path / f"p{k}.jsonl") for k in range(3)]
+    result = run_cli("--merge", *parts, "-o", str(tmp_path / "all.jsonl"))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"fetchmany: index 11 is in no part: {parts[2]} stops at index 8, so its shard "
+        "stopped early; resume that shard (--resume) and merge again, or pass --allow-gaps "
+        "to merge what is there\n"
+    )
+    # At the very end only --expect sees it; an empty part is named as well.
+    (tmp_path / "p2.jsonl").write_text("")
+    (tmp_path / "p0.jsonl").write_text('{"index": 0}\n')
+    (tmp_path / "p1.jsonl").write_text('{"index": 1}\n')
+    result = run_cli("--merge", *parts, "--expect", "3")
+    assert result.returncode == 1
+    assert f"index 2 is in no part (--expect 3): {parts[2]} holds no record" in result.stderr
+
+
 def test_a_gap_on_stdout_comes_after_the_records_before_it_and_no_closing(
     tmp_path: Path,
 ) -> None:

@@ -179,14 +179,27 @@ def check_parts(parts: Sequence[Part]) -> tuple[str, ...]:
     return fields
 
 
+@dataclass
+class _Reach:
+    """How far a part's records went: to name the part that stops short at a gap."""
+
+    part: Part
+    last: int | None = None
+    step: int | None = None
+    """The distance between its last two indexes: N for the shard of a --shard K/N run."""
+    done: bool = False
+
+
 def merged(
     parts: Sequence[Part], *, allow_gaps: bool = False, expect: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """Records of all parts in index order; MergeError at the first missing or repeated
     index (missing ones, and torn parts, are allowed with ``allow_gaps``). Records missing
     after the last index of every part are invisible to the merge: ``expect``, the
-    number of records the whole run has, catches them."""
-    streams = [_indexed(part, number, allow_gaps) for number, part in enumerate(parts)]
+    number of records the whole run has, catches them. A missing index that a part
+    would hold next, had it not stopped, names that part (a shard to resume)."""
+    reach = [_Reach(part) for part in parts]
+    streams = [_indexed(r, number, allow_gaps) for number, r in enumerate(reach)]
     expected = 0
     for index, _, record in heapq.merge(*streams):
         if index < expected:
@@ -194,22 +207,46 @@ def merged(
         if index > expected and not allow_gaps:
             missing = f"{expected}" if index == expected + 1 else f"{expected} to {index - 1}"
             raise MergeError(
-                f"index {missing} is in no part; merge every shard, or pass --allow-gaps"
+                f"index {missing} is in no part"
+                + _stopped_short(reach, expected, "merge every shard, or pass --allow-gaps")
             )
         expected = index + 1
         yield record
     if expect is not None and expected < expect and not allow_gaps:
         missing = f"{expected}" if expected + 1 == expect else f"{expected} to {expect - 1}"
-        raise MergeError(f"index {missing} is in no part (--expect {expect})")
+        raise MergeError(
+            f"index {missing} is in no part (--expect {expect})"
+            + _stopped_short(reach, expected, "merge every shard, or pass --allow-gaps")
+        )
     if expect is not None and expected > expect:
         raise MergeError(f"the parts hold index {expected - 1}, beyond --expect {expect}")
 
 
+def _stopped_short(reach: Sequence[_Reach], missing: int, otherwise: str) -> str:
+    """What to say about a missing index: the part whose records stop right before it
+    (ended, and its next index would be this one), or else ``otherwise``."""
+    for each in reach:
+        if not each.done:
+            continue
+        if each.last is None:
+            short = missing < len(reach)  # an empty part: its shard's first index is below N
+        else:
+            short = each.last < missing == each.last + (each.step or len(reach))
+        if short:
+            at = "holds no record" if each.last is None else f"stops at index {each.last}"
+            return (
+                f": {each.part.path} {at}, so its shard stopped early; resume that shard "
+                "(--resume) and merge again, or pass --allow-gaps to merge what is there"
+            )
+    return f"; {otherwise}"
+
+
 def _indexed(
-    part: Part, number: int, allow_torn: bool = False
+    reach: _Reach, number: int, allow_torn: bool = False
 ) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """(index, part number, record) of one part, checking that its indexes rise (so two
     tuples never tie on both and the records themselves are never compared)."""
+    part = reach.part
     previous = -1
     records = _READERS[part.format](part.path)
     if allow_torn:
@@ -228,8 +265,11 @@ def _indexed(
             raise MergeError(
                 f"{part.path}: index {index} after {previous}; a part must be in index order"
             )
-        previous = index
+        if previous >= 0:
+            reach.step = index - previous
+        previous = reach.last = index
         yield index, number, record
+    reach.done = True
 
 
 def _until_torn(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
