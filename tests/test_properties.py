@@ -760,7 +760,7 @@ def expected_items(sources: Sequence[bytes]) -> list[Expected]:
 # -- the run ----------------------------------------------------------------------------------
 
 PICK_PATHS = ["0", "a", "a.b", "-1", "0.title", "x.0.y", "id"]
-TEMPLATE_TAILS = ["", "/", "/?a={", "?b=}", "/{1}/", "?again={}", "#{x-y}", "/{id}"]
+TEMPLATE_TAILS = ["", "/", "/?a={{", "?b=}}", "/{1}/", "?again={}", "#{x-y}", "/{id}"]
 
 
 @dataclass(frozen=True)
