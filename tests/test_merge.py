@@ -252,6 +252,39 @@ def test_a_part_cut_before_its_first_record_is_torn(
     )
 
 
+def test_csv_safe_parts_are_refused_and_csv_safe_goes_to_the_merge(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """--csv-safe adds a ' that cannot be told from data (=x and 'x both end as '=x), so
+    a merge of such parts would not be what one run writes: it is refused, saying what
+    to do instead, and that way gives exactly the one --csv-safe run."""
+    ids = b"=1+2\n-3\n@sum\n5\n"
+    template = server.url("/item?id={}&max_ms=1")
+    common = ("-t", template, "-q", "--fields", "index,input,ok,status")
+    whole = tmp_path / "whole.csv"
+    assert run_cli(*common, "--csv-safe", "-o", str(whole), stdin=ids).returncode == 0
+    for safe in (True, False):
+        for k in range(2):
+            part = tmp_path / f"{'safe' if safe else 'plain'}-{k}.csv"
+            flags = ("--csv-safe",) if safe else ()
+            args = (*common, *flags, "--shard", f"{k}/2", "-o", str(part))
+            assert run_cli(*args, stdin=ids).returncode == 0
+    out = tmp_path / "merged.csv"
+    safe_parts = [str(tmp_path / f"safe-{k}.csv") for k in range(2)]
+    refused = run_cli("--merge", *safe_parts, "-o", str(out))
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f'fetchmany: {safe_parts[0]}: row 1 has input "\'=1+2", as --csv-safe writes a '
+        "formula, and its ' cannot be told from data; write the shards without --csv-safe "
+        "(and give it to the merge), or as JSON Lines if their data starts so\n"
+    )
+    assert not out.exists()
+    plain_parts = [str(tmp_path / f"plain-{k}.csv") for k in range(2)]
+    merged_ = run_cli("--merge", *plain_parts, "--csv-safe", "-o", str(out))
+    assert merged_.returncode == 0, merged_.stderr
+    assert out.read_bytes() == whole.read_bytes()
+
+
 def test_a_malformed_row_inside_a_csv_part_is_an_error_not_its_end(tmp_path: Path) -> None:
     part = tmp_path / "p.csv"
     part.write_text("index,ok\r\n0,true\r\n1,true,extra\r\n2,true\r\n", newline="")

@@ -28,7 +28,7 @@ from fetchmany.output.resume import (
     csv_rows,
     detect_format,
 )
-from fetchmany.output.writers import OutputFormat
+from fetchmany.output.writers import OutputFormat, looks_neutralised
 
 csv.field_size_limit(sys.maxsize)  # a cell holds a whole body
 
@@ -121,6 +121,14 @@ def _csv(path: str) -> Iterator[dict[str, Any]]:
 def _row(row: list[str], header: list[str], path: str, number: int) -> dict[str, Any]:
     if len(row) != len(header):
         raise MergeError(f"{path}: row {number} has {len(row)} cells, not {len(header)}")
+    for name, cell in zip(header, row, strict=True):
+        if looks_neutralised(cell):
+            raise MergeError(
+                f"{path}: row {number} has {name} {cell[:20]!r}, as --csv-safe writes a "
+                "formula, and its ' cannot be told from data; write the shards without "
+                "--csv-safe (and give it to the merge), or as JSON Lines if their data "
+                "starts so"
+            )
     return {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
 
 
