@@ -335,3 +335,23 @@ def test_a_header_cut_short_must_be_this_runs(tmp_path: Path) -> None:
     path.write_bytes(b"index,url")
     with pytest.raises(ResumeError, match="not the CSV header index,input"):
         scan(str(path), OutputFormat.CSV, ("index", "input"))
+
+
+def test_a_resumed_runs_summary_speaks_of_the_whole_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The file already held a 404: this run fetched nothing, exit 1, and the summary says
+    why rather than "0 failed"."""
+    out = tmp_path / "results.jsonl"
+    urls = "".join(f"{server.url(path)}\n" for path in ("/item?id=1", "/status/404", "/item?id=2"))
+    assert run_cli("-o", str(out), stdin=urls.encode()).returncode == 1
+    again = run_cli("-o", str(out), "--resume", stdin=urls.encode())
+    assert again.returncode == 1
+    lines = again.stderr.splitlines()
+    assert lines[0] == f"Resuming: 3 records already in {out}"
+    assert lines[1].startswith("Done. This run: 0 records in ")
+    assert lines[1].endswith(": 0 ok, 0 failed")
+    assert lines[2] == f"  {out}: 3 records, 2 ok, 1 failed"
+    more = run_cli("-o", str(out), "--resume", stdin=(urls + server.url("/item?id=3")).encode())
+    assert more.returncode == 1
+    assert more.stderr.splitlines()[2] == f"  {out}: 4 records, 3 ok, 1 failed"

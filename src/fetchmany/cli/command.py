@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fetchmany.input.rows import InputFormat
     from fetchmany.options import FetchOptions
     from fetchmany.output.progress import Display
+    from fetchmany.output.stats import FileTotals
     from fetchmany.output.writers import OutputFormat
 
 EXIT_OK = 0
@@ -105,9 +106,22 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if not args.quiet and not outcome.broken_pipe:
         from fetchmany.output.progress import summary_lines
 
-        for line in summary_lines(outcome.stats, interrupted=outcome.signal is not None):
+        interrupted = outcome.signal is not None
+        for line in summary_lines(outcome.stats, interrupted, resumed_file(job, outcome)):
             job.display.note(line)
     _exit(outcome)
+
+
+def resumed_file(job: Job, outcome: Outcome) -> FileTotals | None:
+    """A resumed file's totals after the run: its records before, and this run's."""
+    from fetchmany.output.stats import FileTotals
+
+    resume = job.resume
+    if resume is None or resume.point.records == 0:
+        return None  # the file is this run's alone
+    stats = outcome.stats
+    failed = resume.point.failed + stats.failed if "ok" in resume.fields else None
+    return FileTotals(resume.path, resume.point.records + stats.done, failed)
 
 
 # Options that shape fetching: with --merge, nothing is fetched, so giving one is a mistake.
