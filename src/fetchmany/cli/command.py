@@ -20,6 +20,7 @@ import click
 
 from fetchmany._version import __version__
 from fetchmany.cli.options import CommandLine, GroupedCommand, apply_options
+from fetchmany.signals import Terminated, stop_at_once
 
 if TYPE_CHECKING:
     from fetchmany.cli.run import Job, Outcome
@@ -94,11 +95,11 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         raise click.UsageError(f"{flag} goes with --merge")
     processes = check_processes(args)
     job = prepare(args)
-    if processes > 1:
-        from fetchmany.cli.processes import usable_processes
-
-        processes = usable_processes(job, processes)
     try:
+        if processes > 1:
+            from fetchmany.cli.processes import usable_processes
+
+            processes = usable_processes(job, processes)
         outcome = _run(job, use_uvloop=args.uvloop, processes=processes)
     except BaseException:
         job.writer.abandon()  # a no-op when the run already did
@@ -109,7 +110,34 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         interrupted = outcome.signal is not None
         for line in summary_lines(outcome.stats, interrupted, resumed_file(job, outcome)):
             job.display.note(line)
+    stopped = outcome.signal is not None and not outcome.broken_pipe
+    if stopped and (note := kept_after_interruption(job, args)):
+        job.display.note(note)
     _exit(outcome)
+
+
+def kept_after_interruption(job: Job, args: CommandLine) -> str | None:
+    """After Ctrl-C or SIGTERM, what the -o file holds now and how to go on from it."""
+    from fetchmany.cli.run import plural
+    from fetchmany.output.resume import ResumeError, key_field
+
+    output = job.writer.output
+    if args.output is None or not output.to_file:
+        return None  # stdout, or a stream such as a FIFO: nothing to continue
+    shown = printable(args.output)
+    if not output.resumable and job.writer.written == 0:  # see run.keeps_nothing
+        return f"fetchmany: no record was complete; {shown} is left as it was"
+    held = job.writer.written + (job.resume.point.records if job.resume else 0)
+    line = f"fetchmany: {shown} holds {plural(held, 'record')}"
+    try:
+        key_field(job.writer.fields)
+    except ResumeError:
+        return line  # --resume could not check them against the inputs
+    if args.unordered:
+        return line  # in completion order: --resume continues only ordered output
+    if args.resume:
+        return f"{line}; the same command continues it"
+    return f"{line}; the same command with --resume continues it"
 
 
 def resumed_file(job: Job, outcome: Outcome) -> FileTotals | None:
@@ -411,47 +439,49 @@ def build_job(
     from fetchmany.output.destination import Output, OutputClosed, OutputError
     from fetchmany.output.resume import ResumeError, scan
     from fetchmany.output.writers import make_writer
+    from fetchmany.signals import held_back
 
     path = args.output
     out_format = output_format_of(args)
+    destination: Output | None = None
     try:
-        destination = Output(path, resume=args.resume)
+        with held_back():  # a signal comes once the output is noted for cleanup
+            destination = Output(path, resume=args.resume)
+        resume = None
+        if args.resume and not destination.resumable:
+            raise click.UsageError(
+                f"--resume continues a regular file, and {path} is not one; "
+                "write to a file, or run without --resume"
+            )
+        if destination.resumable:
+            assert path is not None
+            try:
+                point = scan(path, out_format, fields, args.shard)
+            except ResumeError as exc:
+                raise click.UsageError(str(exc)) from None
+            destination.start_at(point.offset)
+            resume = Resume(path, out_format, fields, point, csv_safe=args.csv_safe)
+        writer = make_writer(out_format, destination, fields, csv_safe=args.csv_safe)
+        return Job(
+            inputs=args.inputs,
+            request=plan.templates,
+            options=options,
+            writer=writer,
+            display=display,
+            resume=resume,
+            grace=args.grace,
+            input_format=input_format,
+            setup=setup,
+            shard=args.shard,
+        )
     except OutputClosed:
         _exit_broken_pipe()
     except OutputError as exc:
         raise click.UsageError(str(exc)) from None
-    resume = None
-    if args.resume and not destination.resumable:
-        destination.abandon()
-        raise click.UsageError(
-            f"--resume continues a regular file, and {path} is not one; "
-            "write to a file, or run without --resume"
-        )
-    if destination.resumable:
-        assert path is not None
-        try:
-            point = scan(path, out_format, fields, args.shard)
-        except ResumeError as exc:
+    except BaseException:  # a usage error, Ctrl-C or SIGTERM while the file is scanned
+        if destination is not None:
             destination.abandon()
-            raise click.UsageError(str(exc)) from None
-        except BaseException:
-            destination.abandon()
-            raise
-        destination.start_at(point.offset)
-        resume = Resume(path, out_format, fields, point, csv_safe=args.csv_safe)
-    writer = make_writer(out_format, destination, fields, csv_safe=args.csv_safe)
-    return Job(
-        inputs=args.inputs,
-        request=plan.templates,
-        options=options,
-        writer=writer,
-        display=display,
-        resume=resume,
-        grace=args.grace,
-        input_format=input_format,
-        setup=setup,
-        shard=args.shard,
-    )
+        raise
 
 
 class RunFailed(click.ClickException):
@@ -478,18 +508,27 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
 
     from fetchmany.cli.loop import loop_factory
     from fetchmany.cli.processes import WorkerFailed, WorkerRefused, run_parallel
-    from fetchmany.cli.run import run_job
+    from fetchmany.cli.run import Interruption, run_job
     from fetchmany.input.rows import InputError
     from fetchmany.input.sources import InputUnreadable
     from fetchmany.output.destination import OutputError
     from fetchmany.output.resume import ResumeError
     from fetchmany.records import valid_text
+    from fetchmany.signals import held_back, ignore_stops
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
-            if processes > 1:
-                return runner.run(run_parallel(job, processes))
-            return runner.run(run_job(job))
+            # The run takes SIGINT and SIGTERM before it starts: none falls between.
+            interruption = Interruption(runner.get_loop(), job.display, job.grace)
+            interruption.install()
+            try:
+                if processes > 1:
+                    return runner.run(run_parallel(job, processes, interruption))
+                return runner.run(run_job(job, interruption))
+            finally:
+                with held_back():  # never the default action in between
+                    interruption.uninstall()
+                    ignore_stops()
     except (ResumeError, InputError, WorkerRefused) as exc:
         if isinstance(exc, InputError | WorkerRefused) and exc.later:
             # Not the first input: what came before it may have been fetched (and written),
@@ -551,6 +590,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: usage errors are one line and exit 2, a run that
     cannot go on is one line and exit 1, never a traceback."""
     _fill_closed_standard_streams()
+    stop_at_once()  # until the run's loop takes them: abandon what is open and exit
     try:
         cli.main(
             args=argv,
@@ -565,6 +605,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(128 + signal.SIGINT)
+    except Terminated:
+        sys.exit(128 + signal.SIGTERM)
     except BrokenPipeError:
         _exit_broken_pipe()
     except Exception as exc:  # a bug: one line, unless asked for the traceback
