@@ -86,7 +86,15 @@ class _Refused:
     later: bool = False
 
 
-_Frame = list[Finished] | _Settled | _Checked | _Refused
+@dataclass(frozen=True)
+class _Stopped:
+    """A worker's last frame when a signal stopped it: its shard ends short. Forwarded by
+    the parent, that is the interruption; sent to the worker alone, a failure."""
+
+    signal: int
+
+
+_Frame = list[Finished] | _Settled | _Checked | _Refused | _Stopped
 
 
 class WorkerFailed(Exception):
@@ -251,6 +259,8 @@ async def _fetch_shard(
     limits = engines[0].limits if engines else None
     if job.options.adaptive is not None and limits is not None:
         _send(out_fd, _Settled(limits.settled()))
+    if interruption.signal is not None:
+        _send(out_fd, _Stopped(interruption.signal))
     write_all(out_fd, _END)
 
 
@@ -435,6 +445,15 @@ class Parallel:
             at = start + size
             if isinstance(batch, _Settled):
                 self._settle(batch.hosts)
+                continue
+            if isinstance(batch, _Stopped):
+                if not self._signalled and self.failure is None:
+                    name = signal.Signals(batch.signal).name
+                    self.failure = (
+                        f"worker {worker.number} (shard {worker.number}/{self.processes}) "
+                        f"was stopped by {name}"
+                    )
+                    self.stop(signal.SIGTERM)
                 continue
             if isinstance(batch, _Checked):
                 self._unchecked.discard(worker.number)
