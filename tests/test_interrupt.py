@@ -209,3 +209,22 @@ def test_an_interruption_before_any_record_leaves_the_previous_file(
     )
     assert out.read_text() == '[{"previous": "complete result"}]\n'
     assert sorted(os.listdir(tmp_path)) == ["results.json"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_resume_onto_no_file_interrupted_before_any_record_leaves_none(
+    server: LoopbackServer, tmp_path: Path, fmt: str
+) -> None:
+    """--resume creates the file to lock it; stopped before a record, it leaves no empty
+    file (nor an empty document) behind."""
+    out = tmp_path / f"results.{fmt}"
+    hang_after(server, 0)
+    proc = start(server, "-o", str(out), "--grace", "0.2", "--resume")
+    wait_hung(server)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert stderr.decode().splitlines()[-1] == (
+        f"fetchmany: no record was complete; {out} is left as it was"
+    )
+    assert os.listdir(tmp_path) == []

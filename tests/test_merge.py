@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
+from test_interrupt import wait_until
 
 from fetchmany.input.sources import Shard
 from fetchmany.output.merge import MergeError, merged, open_part
@@ -380,3 +382,23 @@ def test_shard_parsing(text: str, shard: Shard) -> None:
 def test_a_shard_knows_its_share_of_a_total(shard: Shard, total: int, size: int) -> None:
     assert shard.size(total) == size
     assert sum(1 for i in range(total) if shard.holds(i)) == size
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_merge_stopped_by_a_signal_leaves_no_trace(tmp_path: Path, sig: int) -> None:
+    """-o is written aside and renamed when whole: stopped midway, no temporary file is
+    left, and no output (a merge has nothing worth keeping half done)."""
+    part = tmp_path / "p.jsonl"
+    part.write_text("".join(f'{{"index":{i},"ok":true}}\n' for i in range(300_000)))
+    out = tmp_path / "all.jsonl"
+    proc = subprocess.Popen(
+        [*fetchmany_command(), "--merge", str(part), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_until(lambda: any(path.name.endswith(".part") for path in tmp_path.iterdir()))
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    assert b"Traceback" not in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.jsonl"]

@@ -1924,7 +1924,8 @@ class Moment:
     processes: int
     fmt: str
     output: str
-    """stdout, new (a file that does not exist), previous (one that does), resume."""
+    """stdout, new (a file that does not exist), previous (one that does), resume (a file
+    holding the first records, the last one torn), resume-new (--resume, no file)."""
     group: bool
     """Sent to the process group, as a terminal's Ctrl-C is; else to the process, as a
     pod's SIGTERM is."""
@@ -1939,7 +1940,7 @@ def moments(draw: st.DrawFn) -> Moment:
         after=draw(st.floats(0, 1.0)),
         processes=draw(st.sampled_from([1, 2, 3])),
         fmt=draw(st.sampled_from(FORMATS)),
-        output=draw(st.sampled_from(["stdout", "new", "previous", "resume"])),
+        output=draw(st.sampled_from(["stdout", "new", "previous", "resume", "resume-new"])),
         group=draw(st.booleans()),
         stdin=draw(st.booleans()),
         delay_ms=draw(st.integers(10, 60)),
@@ -1980,6 +1981,8 @@ def test_a_signal_at_any_moment_leaves_no_trace(hostile: HostileServer, moment: 
             assert run_in_process([*common, "-o", str(out)], lines).exit_code == 0
             whole = out.read_bytes()
             before = whole[: record_ends(moment.fmt, whole)[7] + 3]  # 7 whole records, torn
+            args += ["--resume"]
+        elif moment.output == "resume-new":
             args += ["--resume"]
         if before is not None:
             out.write_bytes(before)
@@ -2024,7 +2027,7 @@ def test_a_signal_at_any_moment_leaves_no_trace(hostile: HostileServer, moment: 
             assert len(records) == SIGNALLED_ITEMS, shown
         if "starting no new requests" in stderr and code != 0:
             assert "Interrupted." in stderr or "-q" in args, shown
-        if moment.output == "resume":  # the same command continues it, to the end
+        if moment.output.startswith("resume"):  # the same command continues it, to the end
             outcome = run_in_process([*common, "-o", str(out), "--resume"], lines)
             assert outcome.exit_code == 0, f"{shown}\n{outcome.describe()}"
             assert len(_document(moment.fmt, out.read_bytes())) == SIGNALLED_ITEMS, shown

@@ -125,7 +125,7 @@ def kept_after_interruption(job: Job, args: CommandLine) -> str | None:
     if args.output is None or not output.to_file:
         return None  # stdout, or a stream such as a FIFO: nothing to continue
     shown = printable(args.output)
-    if not output.resumable and job.writer.written == 0:  # see run.keeps_nothing
+    if job.writer.written == 0 and output.discardable:  # abandoned: see run.keeps_nothing
         return f"fetchmany: no record was complete; {shown} is left as it was"
     held = job.writer.written + (job.resume.point.records if job.resume else 0)
     line = f"fetchmany: {shown} holds {plural(held, 'record')}"
@@ -180,6 +180,7 @@ def merge_parts(args: CommandLine) -> NoReturn:
     from fetchmany.output.merge import MergedRecord, MergeError, check_parts, merged, open_part
     from fetchmany.output.writers import make_writer
     from fetchmany.records import FIELDS
+    from fetchmany.signals import held_back
 
     if not args.inputs or "-" in args.inputs:
         raise click.UsageError("--merge reads record files: name them (stdin is not one)")
@@ -200,17 +201,23 @@ def merge_parts(args: CommandLine) -> NoReturn:
         if unknown := [name for name in args.fields if fields and name not in fields]:
             raise click.UsageError(f"--fields names {unknown[0]!r}, which the parts do not hold")
         fields = args.fields
+    destination: Output | None = None
     try:
-        destination = Output(args.output)
+        with held_back():  # a signal comes once the output is noted for cleanup
+            destination = Output(args.output)
     except OutputClosed:
         _exit_broken_pipe()
     except OutputError as exc:
         raise click.UsageError(str(exc)) from None
-    writer = make_writer(
-        output_format_of(args), destination, fields or FIELDS, csv_safe=args.csv_safe
-    )
+    except BaseException:
+        if destination is not None:
+            destination.abandon()
+        raise
     count = failed = 0
     try:
+        writer = make_writer(
+            output_format_of(args), destination, fields or FIELDS, csv_safe=args.csv_safe
+        )
         batch: list[MergedRecord] = []
         for values in merged(parts, allow_gaps=args.allow_gaps, expect=args.expect):
             batch.append(MergedRecord(values))
@@ -222,13 +229,13 @@ def merge_parts(args: CommandLine) -> NoReturn:
         writer.write(batch)
         writer.close()
     except OutputClosed:
-        writer.output.abandon()
+        destination.abandon()
         _exit_broken_pipe()
     except (MergeError, OutputError) as exc:
         writer.abandon()
         raise RunFailed(str(exc)) from None
     except BaseException:
-        writer.abandon()
+        destination.abandon()  # what the writer's abandon does with nothing written
         raise
     if not args.quiet:
         click.echo(

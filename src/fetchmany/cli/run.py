@@ -212,9 +212,10 @@ def count_total(
 
 
 def keeps_nothing(writer: RecordWriter, signalled: bool) -> bool:
-    """Interrupted before any record completed, with a file to replace: leave the
-    previous file (or none) as it was, not an empty document in its place."""
-    return signalled and writer.written == 0 and writer.output.replaces
+    """Interrupted before any record completed, with a file to replace or one that did not
+    exist: leave the previous file (or none) as it was, not an empty document in its
+    place. (A resumed file keeps its records, and is closed as a whole document.)"""
+    return signalled and writer.written == 0 and writer.output.discardable
 
 
 async def run_job(job: Job, interruption: Interruption) -> Outcome:

@@ -219,6 +219,12 @@ class Output:
         return self._target is not None
 
     @property
+    def discardable(self) -> bool:
+        """A file that abandoning leaves as it was before the run, losing nothing: a new
+        run's (written aside), or one resumed onto nothing. Stays so once the run ends."""
+        return self._target is not None and (not self._append or self._created)
+
+    @property
     def replaces(self) -> bool:
         """A file written aside and put in place only by ``commit`` (a new run's -o)."""
         return self._temp is not None
