@@ -193,13 +193,23 @@ def test_after_an_interruption_one_line_says_what_the_file_holds_and_how_to_go_o
     assert [json.loads(line)["index"] for line in out.read_bytes().splitlines()] == list(range(20))
 
 
-def test_an_interruption_before_any_record_leaves_the_previous_file(
-    server: LoopbackServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "previous", "resume"),
+    [
+        ("results.json", b'[{"previous": "complete result"}]\n', False),
+        ("results.jsonl", None, False),
+        # --resume creates the file to lock it: no empty file (nor empty document) is left
+        *((f"results.{fmt}", None, True) for fmt in ("jsonl", "json", "csv")),
+    ],
+)
+def test_an_interruption_before_any_record_leaves_the_file_as_it_was(
+    server: LoopbackServer, tmp_path: Path, name: str, previous: bytes | None, resume: bool
 ) -> None:
-    out = tmp_path / "results.json"
-    out.write_text('[{"previous": "complete result"}]\n')
+    out = tmp_path / name
+    if previous is not None:
+        out.write_bytes(previous)
     hang_after(server, 0)
-    proc = start(server, "-o", str(out), "--grace", "0.2")
+    proc = start(server, "-o", str(out), "--grace", "0.2", *(["--resume"] if resume else []))
     wait_hung(server)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -207,24 +217,6 @@ def test_an_interruption_before_any_record_leaves_the_previous_file(
     assert stderr.decode().splitlines()[-1] == (
         f"fetchmany: no record was complete; {out} is left as it was"
     )
-    assert out.read_text() == '[{"previous": "complete result"}]\n'
-    assert sorted(os.listdir(tmp_path)) == ["results.json"]
-
-
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
-def test_a_resume_onto_no_file_interrupted_before_any_record_leaves_none(
-    server: LoopbackServer, tmp_path: Path, fmt: str
-) -> None:
-    """--resume creates the file to lock it; stopped before a record, it leaves no empty
-    file (nor an empty document) behind."""
-    out = tmp_path / f"results.{fmt}"
-    hang_after(server, 0)
-    proc = start(server, "-o", str(out), "--grace", "0.2", "--resume")
-    wait_hung(server)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130
-    assert stderr.decode().splitlines()[-1] == (
-        f"fetchmany: no record was complete; {out} is left as it was"
-    )
-    assert os.listdir(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == ([name] if previous is not None else [])
+    if previous is not None:
+        assert out.read_bytes() == previous
