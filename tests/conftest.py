@@ -461,3 +461,16 @@ def raw_server() -> Iterator[Callable[[dict[str, bytes]], RawServer]]:
 def jsonl(data: bytes) -> list[dict[str, Any]]:
     """Records of JSON Lines output."""
     return [json.loads(line) for line in data.splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_as_found() -> Iterator[None]:
+    """``main()`` and a run set SIGINT and SIGTERM handlers for the process they expect to
+    own; a test running them in this process gets pytest's back afterwards."""
+    import signal
+
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in kept.items():
+        if handler is not None:
+            signal.signal(sig, handler)

@@ -98,6 +98,9 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["missing-file.txt"], "Invalid value for '[INPUTS]...': File 'missing-file.txt' does not exist."),
         (["--limit", "0"], "Invalid value for '-l' / '-j' / '--limit' / '--concurrency': 0 is not in the range x>=1."),
         (["-t", "http://127.0.0.1/fixed"], "template has no placeholder ({} or {id}): 'http://127.0.0.1/fixed'"),
+        (["-t", "http://127.0.0.1/{id"], "--template: the { at character 18 is never closed; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id'"),
+        (["-t", "http://127.0.0.1/{id}}"], "--template: the } at character 22 closes nothing; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id}}'"),
+        (["-t", "ftp://127.0.0.1/{}"], "--template must start with http:// or https://: 'ftp://127.0.0.1/{}'"),
         (["-f", "xml"], "Invalid value for '-f' / '--format': 'xml' is not one of 'jsonl', 'json', 'csv'."),
         (["--fields", "index,nope"], "unknown field 'nope' for --fields; choose from index, input, url, ok, status, final_url, content_type, size, elapsed_ms, attempts, error, body, timings, headers, redirects"),
         (["-H", "no colon"], "Invalid value for '-H' / '--header': expected 'Name: value', got 'no ****'"),
@@ -120,6 +123,20 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = run_cli(*args, stdin=b"")
     assert (result.returncode, result.stdout, result.stderr) == (2, b"", f"fetchmany: {message}\n")
+
+
+def test_a_template_without_a_scheme_is_refused_before_any_request(
+    server: LoopbackServer,
+) -> None:
+    """Not a run of invalid_url records: one line saying what to write, exit 2."""
+    template = server.url("/item?id={}").removeprefix("http://")
+    result = run_process("-t", template, stdin=b"1\n2\n3\n")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr == (
+        f"fetchmany: --template must start with http:// or https://: {template!r} "
+        f"(did you mean {'http://' + template!r}?)\n"
+    )
+    assert server.state.requests == 0
 
 
 def test_progress_and_summary_never_reach_stdout(server: LoopbackServer) -> None:

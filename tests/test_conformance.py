@@ -244,8 +244,10 @@ def test_fetchmany_gets_what_curl_gets(httpbin: str, name: str) -> None:
 
 
 def test_the_installed_command_gets_what_curl_gets_in_one_run(httpbin: str) -> None:
-    """Every plain endpoint in one run of the installed command, records in input order."""
-    urls = [httpbin + path for path in PLAIN.values()]
+    """Every plain endpoint in one run of the installed command, records in input order.
+    (Not the seeded random bytes: httpbin seeds the process's one random generator per
+    request, so two of them served at once in its threads draw each other's bytes.)"""
+    urls = [httpbin + path for path in PLAIN.values() if "seed=" not in path]
     result = run_process(*FETCHMANY, "--limit", "8", stdin="\n".join(urls).encode() + b"\n")
     assert result.returncode == 1, result.stderr  # the 404, 418 and 500
     records = jsonl(result.stdout)

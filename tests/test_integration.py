@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterable
 
+import pytest
 from conftest import LoopbackServer
 
 from fetchmany import FetchOptions, Record, fetch_many
@@ -56,7 +59,9 @@ async def test_async_generator_input_is_consumed_lazily(server: LoopbackServer) 
         seen += 1
         if seen == 1:
             assert record.index == 0
-            assert pulled <= 6  # window + one ahead, not the whole input
+            # the window (4), one in the reader's hand, the batch just handed out (up to
+            # the window): not the whole input (50)
+            assert pulled <= 4 + 1 + 4
     assert seen == 50
 
 
@@ -193,3 +198,109 @@ def test_many_retries_with_a_tiny_backoff_stay_a_number() -> None:
     wait = policy.delay(1100, "GET", 503, None)
     assert wait is not None
     assert 0 <= wait <= 1e-300
+
+
+LEAVE_EARLY = r'''
+import asyncio, socketserver, sys, threading, time
+from contextlib import aclosing
+from fetchmany import FetchOptions, fetch_many
+
+how, then = sys.argv[1], sys.argv[2]
+lock = threading.Lock()
+connections = 0
+all_closed = threading.Event()
+
+
+class Answer(socketserver.StreamRequestHandler):
+    """HTTP/1.1 keep-alive answers after a short wait, so that requests are in flight
+    when the loop is left; counts open connections, to see the client close its session."""
+
+    def handle(self):
+        global connections
+        with lock:
+            connections += 1
+            all_closed.clear()
+        try:
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    head += line
+                time.sleep(0.02)
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except ConnectionError:
+            pass
+        finally:
+            with lock:
+                connections -= 1
+                if connections == 0:
+                    all_closed.set()
+
+
+socketserver.ThreadingTCPServer.daemon_threads = True
+server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def records():
+    return fetch_many((f"{url}?id={i}" for i in range(200)), FetchOptions(limit=8))
+
+
+async def main():
+    if how == "break":
+        async for record in records():
+            if record.index == 2:
+                break
+    elif how == "raise":
+        try:
+            async for record in records():
+                raise ValueError(record.index)
+        except ValueError:
+            pass
+    elif how == "cancel":
+        first = asyncio.Event()
+
+        async def consume():
+            async for record in records():
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    elif how == "aclosing":
+        async with aclosing(records()) as each:
+            async for record in each:
+                break
+    if then == "go on":  # the program goes on: the session is closed meanwhile
+        assert await asyncio.to_thread(all_closed.wait, 20), "session left open"
+
+
+asyncio.run(main())
+assert all_closed.wait(20), "session left open"
+print("left early, session closed")
+'''
+
+
+@pytest.mark.parametrize("then", ["return", "go on"])
+@pytest.mark.parametrize("how", ["break", "raise", "cancel", "aclosing"])
+def test_leaving_the_loop_early_is_silent_and_closes_the_session(how: str, then: str) -> None:
+    """A user's ``break``, an exception in the loop body, a cancelled task: no warning or
+    traceback at exit ("async generator ignored GeneratorExit", "aclose(): asynchronous
+    generator is already running"), and the session's connections are closed, whether
+    the program ends right there or goes on."""
+    result = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", LEAVE_EARLY, how, then],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stderr.decode() == ""
+    assert result.stdout == b"left early, session closed\n"
+    assert result.returncode == 0

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,106 @@ def test_output_file_is_complete_after_ctrl_c(server: LoopbackServer, tmp_path: 
     assert proc.returncode == 130
     assert [r["index"] for r in json.loads(out.read_text())] == list(range(12))
     assert sorted(os.listdir(tmp_path)) == ["results.json"]  # no temporary file left behind
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Spin until ``condition`` holds (a file appearing has no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.0005)
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["to-the-process", "to-its-group"])
+@pytest.mark.parametrize("processes", ["1", "2", "3"])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_as_the_output_file_appears_leaves_no_trace(
+    server: LoopbackServer, tmp_path: Path, sig: int, code: int, processes: str, group: bool
+) -> None:
+    """The moment a pod's SIGTERM or a terminal's Ctrl-C (sent to the whole process
+    group) likes to hit: the temporary file and the lock exist, the run is starting.
+    No temporary file, lock or empty file is left; a file left is a whole document;
+    nothing says "stopping" without the summary after it; exit 130 or 143."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{i}\n" for i in range(200)))
+    out = tmp_path / "new.json"
+    proc = subprocess.Popen(
+        [*fetchmany_command(), str(ids), "-t", server.url("/item?id={}"), "-P", processes,
+         "-o", str(out), "--grace", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    wait_until(lambda: any(path.name.endswith(".part") for path in tmp_path.iterdir()))
+    (os.killpg if group else os.kill)(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    said = stderr.decode()
+    assert proc.returncode == code, said
+    assert stdout == b""
+    assert "Traceback" not in said
+    assert "KeyboardInterrupt" not in said
+    assert "worker" not in said
+    if "starting no new requests" in said:
+        assert "Interrupted." in said
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left in (["ids.txt"], ["ids.txt", "new.json"])
+    if out.exists():
+        records = json.loads(out.read_bytes())
+        assert [r["index"] for r in records] == list(range(len(records)))
+        assert records  # an interrupted run that completed nothing leaves no file
+
+
+def test_after_an_interruption_one_line_says_what_the_file_holds_and_how_to_go_on(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    hang_after(server, 12)
+    proc = start(server, "-o", str(out), "--grace", "0.2", "-q")
+    wait_hung(server)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert stderr.decode().splitlines()[-1] == (
+        f"fetchmany: {out} holds 12 records; the same command with --resume continues it"
+    )
+    server.stop_hanging()
+    server.reset()
+    hang_after(server, 20)
+    proc = start(server, "-o", str(out), "--grace", "0.2", "--resume")
+    wait_hung(server)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert stderr.decode().splitlines()[-1] == (
+        f"fetchmany: {out} holds 20 records; the same command continues it"
+    )
+    assert [json.loads(line)["index"] for line in out.read_bytes().splitlines()] == list(range(20))
+
+
+@pytest.mark.parametrize(
+    ("name", "previous", "resume"),
+    [
+        ("results.json", b'[{"previous": "complete result"}]\n', False),
+        ("results.jsonl", None, False),
+        # --resume creates the file to lock it: no empty file (nor empty document) is left
+        *((f"results.{fmt}", None, True) for fmt in ("jsonl", "json", "csv")),
+    ],
+)
+def test_an_interruption_before_any_record_leaves_the_file_as_it_was(
+    server: LoopbackServer, tmp_path: Path, name: str, previous: bytes | None, resume: bool
+) -> None:
+    out = tmp_path / name
+    if previous is not None:
+        out.write_bytes(previous)
+    hang_after(server, 0)
+    proc = start(server, "-o", str(out), "--grace", "0.2", *(["--resume"] if resume else []))
+    wait_hung(server)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert stderr.decode().splitlines()[-1] == (
+        f"fetchmany: no record was complete; {out} is left as it was"
+    )
+    assert sorted(os.listdir(tmp_path)) == ([name] if previous is not None else [])
+    if previous is not None:
+        assert out.read_bytes() == previous

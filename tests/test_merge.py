@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
+from test_interrupt import wait_until
 
 from fetchmany.input.sources import Shard
 from fetchmany.output.merge import MergeError, merged, open_part
@@ -150,6 +152,30 @@ def test_a_missing_shard_is_named_and_leaves_no_output(
     assert [r["index"] for r in records(out, "jsonl")] == [i for i in range(17) if i % 3 != 1]
 
 
+def test_a_shard_that_stopped_early_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """Every shard given, one stopped early: the merge names that part and says to resume
+    it, rather than blaming the user for a shard not given."""
+    for k in range(3):
+        stop = 9 if k == 2 else 30  # shard 2 stopped after index 8
+        rows = (json.dumps({"index": i, "ok": True}) for i in range(k, min(stop, 30), 3))
+        (tmp_path / f"p{k}.jsonl").write_text("".join(f"{row}\n" for row in rows))
+    parts = [str(tmp_path / f"p{k}.jsonl") for k in range(3)]
+    result = run_cli("--merge", *parts, "-o", str(tmp_path / "all.jsonl"))
+    assert result.returncode == 75
+    assert result.stderr == (
+        f"fetchmany: index 11 is in no part: {parts[2]} stops at index 8, so its shard "
+        "stopped early; resume that shard (--resume) and merge again, or pass --allow-gaps "
+        "to merge what is there\n"
+    )
+    # At the very end only --expect sees it; an empty part is named as well.
+    (tmp_path / "p2.jsonl").write_text("")
+    (tmp_path / "p0.jsonl").write_text('{"index": 0}\n')
+    (tmp_path / "p1.jsonl").write_text('{"index": 1}\n')
+    result = run_cli("--merge", *parts, "--expect", "3")
+    assert result.returncode == 75
+    assert f"index 2 is in no part (--expect 3): {parts[2]} holds no record" in result.stderr
+
+
 def test_a_gap_on_stdout_comes_after_the_records_before_it_and_no_closing(
     tmp_path: Path,
 ) -> None:
@@ -216,15 +242,18 @@ def test_a_part_out_of_order_or_without_indexes_is_refused(tmp_path: Path, conte
 
 
 @pytest.mark.parametrize(
-    ("name", "content"),
+    ("name", "content", "whole"),
     [
-        ("p.jsonl", '{"index": 0}\n{"index": 1}\n{"ind'),
-        ("p.json", '[\n{"index": 0},\n{"index": 1}'),  # no closing bracket: never finished
-        ("p.csv", "index,ok\r\n0,true\r\n1,tr"),
+        ("p.jsonl", '{"index": 0}\n{"index": 1}\n{"ind', [0, 1]),
+        ("p.json", '[\n{"index": 0},\n{"index": 1}', [0]),  # no closing bracket: never finished
+        ("p.csv", "index,ok\r\n0,true\r\n1,tr", [0]),
+        # Cut right after a CRLF inside a quoted cell (a body with line breaks): it ends in
+        # CRLF as a whole row would, but its quote is open; never merged with half a body.
+        ("p.csv", 'index,ok,body\r\n0,true,"a\r\nb"\r\n1,true,"a\r\n', [0]),
     ],
 )
 def test_a_part_cut_short_is_an_error_unless_gaps_are_allowed(
-    tmp_path: Path, name: str, content: str
+    tmp_path: Path, name: str, content: str, whole: list[int]
 ) -> None:
     part = tmp_path / name
     part.write_text(content, newline="")
@@ -235,7 +264,65 @@ def test_a_part_cut_short_is_an_error_unless_gaps_are_allowed(
     assert not out.exists()
     allowed = run_cli("--merge", "--allow-gaps", str(part), "-o", str(out))
     assert allowed.returncode == 0
-    assert [r["index"] for r in jsonl(out.read_bytes())] in ([0], [0, 1])
+    assert [r["index"] for r in jsonl(out.read_bytes())] == whole
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("p.json", b"["),
+        ("p.csv", b"index,in"),
+        ("p.csv", b"index,ok\r"),
+        ("p.csv", b"index,"),
+        ("p.jsonl", b'{"ind'),
+    ],
+)
+def test_a_part_cut_before_its_first_record_is_torn(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    part = tmp_path / name
+    part.write_bytes(content)
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text('{"index": 0, "ok": true}\n')
+    result = run_cli("--merge", str(part), str(whole))
+    assert result.returncode == 75
+    assert result.stderr == (
+        f"fetchmany: {part} ends in a torn record (its shard was interrupted): resume "
+        "that shard (--resume) and merge again, or pass --allow-gaps to merge what is there\n"
+    )
+
+
+def test_csv_safe_parts_are_refused_and_csv_safe_goes_to_the_merge(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """--csv-safe adds a ' that cannot be told from data (=x and 'x both end as '=x), so
+    a merge of such parts would not be what one run writes: it is refused, saying what
+    to do instead, and that way gives exactly the one --csv-safe run."""
+    ids = b"=1+2\n-3\n@sum\n5\n"
+    template = server.url("/item?id={}&max_ms=1")
+    common = ("-t", template, "-q", "--fields", "index,input,ok,status")
+    whole = tmp_path / "whole.csv"
+    assert run_cli(*common, "--csv-safe", "-o", str(whole), stdin=ids).returncode == 0
+    for safe in (True, False):
+        for k in range(2):
+            part = tmp_path / f"{'safe' if safe else 'plain'}-{k}.csv"
+            flags = ("--csv-safe",) if safe else ()
+            args = (*common, *flags, "--shard", f"{k}/2", "-o", str(part))
+            assert run_cli(*args, stdin=ids).returncode == 0
+    out = tmp_path / "merged.csv"
+    safe_parts = [str(tmp_path / f"safe-{k}.csv") for k in range(2)]
+    refused = run_cli("--merge", *safe_parts, "-o", str(out))
+    assert refused.returncode == 75
+    assert refused.stderr == (
+        f'fetchmany: {safe_parts[0]}: row 1 has input "\'=1+2", as --csv-safe writes a '
+        "formula, and its ' cannot be told from data; write the shards without --csv-safe "
+        "(and give it to the merge), or as JSON Lines if their data starts so\n"
+    )
+    assert not out.exists()
+    plain_parts = [str(tmp_path / f"plain-{k}.csv") for k in range(2)]
+    merged_ = run_cli("--merge", *plain_parts, "--csv-safe", "-o", str(out))
+    assert merged_.returncode == 0, merged_.stderr
+    assert out.read_bytes() == whole.read_bytes()
 
 
 def test_a_malformed_row_inside_a_csv_part_is_an_error_not_its_end(tmp_path: Path) -> None:
@@ -333,3 +420,23 @@ def test_shard_parsing(text: str, shard: Shard) -> None:
 def test_a_shard_knows_its_share_of_a_total(shard: Shard, total: int, size: int) -> None:
     assert shard.size(total) == size
     assert sum(1 for i in range(total) if shard.holds(i)) == size
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_merge_stopped_by_a_signal_leaves_no_trace(tmp_path: Path, sig: int) -> None:
+    """-o is written aside and renamed when whole: stopped midway, no temporary file is
+    left, and no output (a merge has nothing worth keeping half done)."""
+    part = tmp_path / "p.jsonl"
+    part.write_text("".join(f'{{"index":{i},"ok":true}}\n' for i in range(300_000)))
+    out = tmp_path / "all.jsonl"
+    proc = subprocess.Popen(
+        [*fetchmany_command(), "--merge", str(part), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_until(lambda: any(path.name.endswith(".part") for path in tmp_path.iterdir()))
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    assert b"Traceback" not in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.jsonl"]

@@ -9,6 +9,10 @@ The promises (README, "Records", "Exit status", "Output files") checked on every
 - exactly one record per input item, in input order (``index`` 0, 1, 2, ...) unless
   ``--unordered`` (then the indexes are a permutation), with ``input`` the item's text;
 - an ``-o FILE`` is only ever written whole, and a failed run leaves a previous FILE as it was;
+- a shard's file cut at any byte, in any format: ``--merge`` names it or equals the unsharded
+  run, and ``--resume`` continues after exactly its whole records;
+- SIGINT or SIGTERM at any moment from the process's start, ``-P`` 1 to 3: no temporary file,
+  lock or empty file left, stdout a whole document or nothing, exit 130 or 143;
 - a well-formed reply comes back as sent: its status, and its body once its Content-Encoding
   is undone (``decoded_body``, an oracle of its own); a body those codings cannot produce is
   not ``ok``; a JSON body is the value the stdlib's strict parser gives, or ``invalid_json``.
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -54,10 +59,12 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import zlib
 from collections import Counter
@@ -760,7 +767,7 @@ def expected_items(sources: Sequence[bytes]) -> list[Expected]:
 # -- the run ----------------------------------------------------------------------------------
 
 PICK_PATHS = ["0", "a", "a.b", "-1", "0.title", "x.0.y", "id"]
-TEMPLATE_TAILS = ["", "/", "/?a={", "?b=}", "/{1}/", "?again={}", "#{x-y}", "/{id}"]
+TEMPLATE_TAILS = ["", "/", "/?a={{", "?b=}}", "/{1}/", "?again={}", "#{x-y}", "/{id}"]
 
 
 @dataclass(frozen=True)
@@ -872,7 +879,10 @@ def invocations(draw: st.DrawFn, template: bool | None = None) -> Invocation:
         dedupe=draw(st.integers(0, 4)) == 0,
         per_host=draw(st.sampled_from([None, None, None, 1, 2])),
         save=save,
-        method=draw(st.sampled_from([None] * 6 + ["HEAD", "POST", "DELETE", "OPTIONS"])),
+        # -X HEAD with --save-dir is a usage error (no body to save), not a run to check.
+        method=draw(
+            st.sampled_from([None] * 6 + ["POST", "DELETE", "OPTIONS", *([] if save else ["HEAD"])])
+        ),
         window=draw(st.sampled_from([None, None, None, 1, 2])),
         rate=draw(st.sampled_from([None] * 5 + ["1000/s"])),
         progress=draw(st.integers(0, 5)) == 0,
@@ -1772,6 +1782,277 @@ def test_a_url_with_control_characters_is_invalid(url: bytes) -> None:
 
 
 # -- kept examples: each failure a property found, re-checked forever ---------------------------
+
+
+# -- torn parts, resumed files and signals --------------------------------------------------
+#
+# A shard's file can be cut at any byte (a node killed mid-write, a disk that filled), and a
+# run can be stopped at any moment, from its first. README "--merge", "Resume" and "Ctrl-C
+# or SIGTERM" promise what follows; these properties cut every part at every byte and signal
+# drawn moments of real processes.
+
+PART_FIELDS = ("index", "input", "ok", "status", "error", "body")
+FORMATS = ("jsonl", "json", "csv")
+# Text that CSV must quote or escape, JSON must escape, and a spreadsheet would run.
+_PART_TEXT = st.lists(
+    st.sampled_from(["a", "é", '"', ",", "\r\n", "\n", "\r", "=", "-", "'", "\t", " ", "{", "]"]),
+    max_size=8,
+).map("".join)
+# Items that are no URL: invalid_url records, their input shown as given.
+_NOT_URLS = st.sampled_from(["=1+2", "-x", "a,b", 'q"q', "é'", "{}"])
+
+
+@st.composite
+def sharded_lists(draw: st.DrawFn) -> tuple[list[Reply | str], int]:
+    """Items (a reply to fetch, or a line that is no URL) and a shard count."""
+    items: list[Reply | str] = []
+    for _ in range(draw(st.integers(1, 5))):
+        if draw(st.integers(0, 4)) == 0:
+            items.append(draw(_NOT_URLS))
+        else:
+            body = draw(_PART_TEXT).encode()
+            status = draw(st.sampled_from([200, 200, 404]))
+            items.append(Reply(status=status, headers=(_TEXT_TYPE,), body=body))
+    return items, draw(st.integers(1, 3))
+
+
+_TEXT_TYPE = (b"Content-Type", b"text/plain; charset=utf-8")
+
+
+def _lines_for(hostile: HostileServer, items: Sequence[Reply | str]) -> bytes:
+    replies = [item for item in items if isinstance(item, Reply)]
+    urls = iter(hostile.script(replies))
+    return "".join(f"{next(urls) if isinstance(i, Reply) else i}\n" for i in items).encode()
+
+
+def record_ends(fmt: str, data: bytes) -> list[int]:
+    """Where each record of a whole file ends, found without fetchmany's readers: after
+    its line (JSON Lines), after its closing brace (a JSON array: one element per line),
+    after its row re-encoded as the csv module writes it (CSV; the header's end first)."""
+    ends: list[int] = []
+    if fmt == "jsonl":
+        at = 0
+        for line in data.splitlines(keepends=True):
+            at += len(line)
+            ends.append(at)
+    elif fmt == "json":
+        at = 2  # "[\n"
+        for line in data.split(b"\n")[1:]:
+            if line in (b"]", b""):
+                break
+            ends.append(at + len(line.removesuffix(b",")))
+            at += len(line) + 1
+    else:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        at = 0
+        for row in csv.reader(io.StringIO(data.decode(), newline="")):
+            writer.writerow(row)
+            at = len(out.getvalue().encode())
+            ends.append(at)
+        assert out.getvalue().encode() == data, "the CSV is not what csv.writer writes"
+    return ends
+
+
+def resume_point(fmt: str, ends: list[int], cut: int) -> tuple[int, int]:
+    """(records, offset): the whole records of ``ends`` within the first ``cut`` bytes, and
+    where the next one goes; what is after them is the torn record, dropped."""
+    if fmt == "csv":
+        header, ends = ends[0], ends[1:]
+        if cut < header:
+            return 0, 0
+        whole = [end for end in ends if end <= cut]
+        return len(whole), whole[-1] if whole else header
+    whole = [end for end in ends if end <= cut]
+    return len(whole), whole[-1] if whole else 0
+
+
+@bounded
+@budget(4)
+@given(run=sharded_lists(), data=st.data())
+def test_a_part_cut_at_any_byte_is_named_or_merges_whole_and_resumes(
+    hostile: HostileServer, run: tuple[list[Reply | str], int], data: st.DataObject
+) -> None:
+    """Every part of every format cut at every byte: a merge (``--expect`` the count) either
+    names that part or equals the unsharded run; a resume of it continues after exactly
+    its whole records (the torn one dropped), and finishing it gives the part whole."""
+    from fetchmany.input.sources import Shard
+    from fetchmany.output.merge import merged, open_part
+    from fetchmany.output.resume import scan
+    from fetchmany.output.writers import OutputFormat
+
+    items, shards = run
+    stdin = _lines_for(hostile, items)
+    common = ["-q", "--retries", "0", "--timeout", "5", "--fields", ",".join(PART_FIELDS)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in FORMATS:
+            whole = Path(tmp, f"whole.{fmt}")
+            outcome = run_in_process([*common, "-o", str(whole)], stdin)
+            assert outcome.exit_code in (0, 1), outcome.describe()
+            reference = list(merged([open_part(str(whole))]))
+            parts = [Path(tmp, f"part-{k}.{fmt}") for k in range(shards)]
+            for k, part in enumerate(parts):
+                args = [*common, "--shard", f"{k}/{shards}", "-o", str(part)]
+                assert run_in_process(args, stdin).exit_code in (0, 1)
+            together = Path(tmp, f"merged.{fmt}")
+            outcome = run_in_process(["--merge", *map(str, parts), "-o", str(together)], b"")
+            assert outcome.exit_code in (0, 1), outcome.describe()
+            assert together.read_bytes() == whole.read_bytes()
+            for k, part in enumerate(parts):
+                full = part.read_bytes()
+                ends = record_ends(fmt, full)
+                shard = Shard(k, shards)
+                for cut in range(len(full)):
+                    part.write_bytes(full[:cut])
+                    said = _merge_error(parts, len(items), reference)
+                    assert said is None or str(part) in said, f"{fmt} part {k} cut at {cut}"
+                    point = scan(str(part), OutputFormat(fmt), PART_FIELDS, shard)
+                    expected = resume_point(fmt, ends, cut)
+                    assert (point.records, point.offset) == expected, f"{fmt} cut at {cut}"
+                cut = data.draw(st.integers(0, len(full)), label=f"{fmt} part {k} cut")
+                part.write_bytes(full[:cut])
+                args = [*common, "--shard", f"{k}/{shards}", "-o", str(part), "--resume"]
+                outcome = run_in_process(args, stdin)
+                assert outcome.exit_code in (0, 1), outcome.describe()
+                assert part.read_bytes() == full, f"{fmt} part {k} resumed from {cut}"
+
+
+def _merge_error(parts: Sequence[Path], expect: int, reference: list[Any]) -> str | None:
+    """What a merge of ``parts`` says is wrong; None when it merges to ``reference``."""
+    from fetchmany.output.merge import MergeError, merged, open_part
+
+    try:
+        got = list(merged([open_part(str(p)) for p in parts], expect=expect))
+    except MergeError as exc:
+        return str(exc)
+    assert got == reference, "merged, but not as the unsharded run"
+    return None
+
+
+def _document(fmt: str, data: bytes) -> list[dict[str, Any]]:
+    """The records of a whole document in ``fmt``, in index order from 0."""
+    records = parse_records(fmt, data, PART_FIELDS)
+    assert [r["index"] for r in records] == list(range(len(records))), "not in order"
+    return records
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A signal at a drawn moment of a real run."""
+
+    sig: int
+    after: float
+    """Seconds from the process's start."""
+    processes: int
+    fmt: str
+    output: str
+    """stdout, new (a file that does not exist), previous (one that does), resume (a file
+    holding the first records, the last one torn), resume-new (--resume, no file)."""
+    group: bool
+    """Sent to the process group, as a terminal's Ctrl-C is; else to the process, as a
+    pod's SIGTERM is."""
+    stdin: bool
+    delay_ms: int
+
+
+@st.composite
+def moments(draw: st.DrawFn) -> Moment:
+    return Moment(
+        sig=draw(st.sampled_from([signal.SIGINT, signal.SIGTERM])),
+        after=draw(st.floats(0, 1.0)),
+        processes=draw(st.sampled_from([1, 2, 3])),
+        fmt=draw(st.sampled_from(FORMATS)),
+        output=draw(st.sampled_from(["stdout", "new", "previous", "resume", "resume-new"])),
+        group=draw(st.booleans()),
+        stdin=draw(st.booleans()),
+        delay_ms=draw(st.integers(10, 60)),
+    )
+
+
+SIGNALLED_ITEMS = 60
+
+
+@bounded
+@budget(5, shrink=False)
+@given(moment=moments())
+def test_a_signal_at_any_moment_leaves_no_trace(hostile: HostileServer, moment: Moment) -> None:
+    """SIGINT or SIGTERM at any moment from the process's start, -P 1 to 3: never a
+    temporary file, a lock or an empty file left; stdout a whole document or nothing; a
+    file a whole document, the previous one as it was, or one --resume completes; exit
+    130 or 143 (or 0/1 with every record, when the run had ended; or killed by that very
+    signal before fetchmany's code ran, having made nothing)."""
+    replies = [
+        Reply(headers=(_TEXT_TYPE,), body=b"b%d" % i, delay_ms=moment.delay_ms)
+        for i in range(SIGNALLED_ITEMS)
+    ]
+    lines = "".join(f"{url}\n" for url in hostile.script(replies)).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        here = Path(tmp)
+        ids = here / "ids.txt"
+        ids.write_bytes(lines)
+        out = here / f"out.{moment.fmt}"
+        common = ["--fields", ",".join(PART_FIELDS), "-f", moment.fmt, "--retries", "0"]
+        args = [*fetchmany_command(), *common, "-P", str(moment.processes), "--limit", "4"]
+        args += [] if moment.stdin else [str(ids)]
+        before: bytes | None = None
+        if moment.output != "stdout":
+            args += ["-o", str(out)]
+        if moment.output == "previous":
+            before = b"a previous result\n"
+        elif moment.output == "resume":
+            assert run_in_process([*common, "-o", str(out)], lines).exit_code == 0
+            whole = out.read_bytes()
+            before = whole[: record_ends(moment.fmt, whole)[7] + 3]  # 7 whole records, torn
+            args += ["--resume"]
+        elif moment.output == "resume-new":
+            args += ["--resume"]
+        if before is not None:
+            out.write_bytes(before)
+        env = {k: v for k, v in os.environ.items() if k not in _clean_environment()}
+        with ids.open("rb") as source:
+            proc = subprocess.Popen(
+                args,
+                stdin=source if moment.stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+            time.sleep(moment.after)  # the drawn moment, not a wait for something
+            with contextlib.suppress(ProcessLookupError):
+                (os.killpg if moment.group else os.kill)(proc.pid, moment.sig)
+            stdout, stderr_bytes = proc.communicate(timeout=60)
+        stderr = stderr_bytes.decode("utf-8", "replace")
+        code = proc.returncode
+        shown = f"{moment}\nexit {code}\n--- stderr ---\n{stderr[-2000:]}"
+        left = sorted(path.name for path in here.iterdir())
+        assert not [name for name in left if name.endswith(".part")], shown
+        after = out.read_bytes() if out.exists() else None
+        event(f"exit {code}")
+        if code == -moment.sig:  # before fetchmany's code could take it: nothing made
+            assert stdout == b"", shown
+            assert after == before, shown
+            return
+        assert "Traceback" not in stderr, shown
+        assert "internal error" not in stderr, shown
+        assert code in (0, 1, 128 + moment.sig), shown
+        if moment.output == "stdout":
+            records = _document(moment.fmt, stdout) if stdout else []
+        else:
+            assert stdout == b"", shown
+            if after == before:  # abandoned: left as it was
+                records = []
+            else:
+                assert after, f"an empty file left\n{shown}"
+                records = _document(moment.fmt, after)
+        if code in (0, 1):  # the run had ended: every record is there
+            assert len(records) == SIGNALLED_ITEMS, shown
+        if "starting no new requests" in stderr and code != 0:
+            assert "Interrupted." in stderr or "-q" in args, shown
+        if moment.output.startswith("resume"):  # the same command continues it, to the end
+            outcome = run_in_process([*common, "-o", str(out), "--resume"], lines)
+            assert outcome.exit_code == 0, f"{shown}\n{outcome.describe()}"
+            assert len(_document(moment.fmt, out.read_bytes())) == SIGNALLED_ITEMS, shown
 
 
 def _one_line_run(hostile: HostileServer, reply: Reply, args: Sequence[str] = ()) -> Outcome:

@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from conftest import LoopbackServer, run_cli
 from test_interrupt import start, wait_hung
 
@@ -222,12 +224,49 @@ def test_a_broken_row_inside_a_csv_is_not_taken_for_a_torn_end(
     args = ("-t", server.url("/item?id={}"), "-o", str(out), "--fields", "index,input,status")
     assert run_cli(*args, stdin=b"1\n2\n3\n").returncode == 0
     lines = out.read_bytes().splitlines(keepends=True)
-    lines[2] = b'1,"2,200\r\n'  # an unclosed quote, with whole rows after it
+    lines[2] = b'1,"2"x,200\r\n'  # a quote closed too early: no crash writes that
     out.write_bytes(b"".join(lines))
     before = out.read_bytes()
     result = run_cli(*args, "--resume", stdin=b"1\n2\n3\n4\n")
     assert result.returncode == 2
+    assert "is not CSV" in result.stderr
     assert out.read_bytes() == before
+
+
+BODY_WITH_LINES = "line1\r\nid={}\r\n"
+
+
+def lines_app() -> web.Application:
+    """Bodies with CRLF line breaks, which CSV keeps inside a quoted cell."""
+
+    async def lines(request: web.Request) -> web.Response:
+        return web.Response(text=BODY_WITH_LINES.format(request.query["id"]))
+
+    app = web.Application()
+    app.router.add_get("/lines", lines)
+    return app
+
+
+def test_resume_drops_a_csv_row_cut_after_a_line_break_inside_its_body(
+    serve: Callable[[web.Application], LoopbackServer], tmp_path: Path
+) -> None:
+    """A crash can cut a CSV row right after a CRLF inside a quoted cell: the file then
+    ends in CRLF like a whole row, but its quote is open. That row is torn: dropped and
+    fetched again, not a reason to fetch the whole file again."""
+    base = serve(lines_app())
+    out = tmp_path / "results.csv"
+    args = ("-t", base.url("/lines?id={}"), "-o", str(out), "--fields", "index,input,ok,body")
+    ids = "".join(f"{i}\n" for i in range(10)).encode()
+    assert run_cli(*args, stdin=ids).returncode == 0
+    whole = out.read_bytes()
+    cut = whole.index(b'8,8,true,"line1\r\n') + len(b'8,8,true,"line1\r\n')
+    out.write_bytes(whole[:cut])  # as a killed shard leaves it
+    resumed = run_cli(*args, "--resume", stdin=ids)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming: 8 records" in resumed.stderr
+    assert out.read_bytes() == whole
+    rows = list(csv.DictReader(io.StringIO(out.read_bytes().decode(), newline="")))
+    assert [row["body"] for row in rows] == [BODY_WITH_LINES.format(i) for i in range(10)]
 
 
 def test_the_resume_note_counts_in_words(server: LoopbackServer, tmp_path: Path) -> None:
@@ -249,9 +288,7 @@ def test_a_resumed_runs_status_and_summary_are_the_whole_files(
     resumed = run_cli("-o", str(out), "--resume", "--retries", "0", stdin=urls.encode())
     assert resumed.returncode == 1
     assert "1 ok, 0 failed" in resumed.stderr  # this run's records
-    assert (
-        "resumed: earlier records in the file 1, not ok 1; the exit status is the whole file's"
-    ) in resumed.stderr
+    assert f"  {out}: 2 records, 1 ok, 1 failed" in resumed.stderr  # and the file's
 
 
 def test_scan_finds_the_records_and_where_to_continue(tmp_path: Path) -> None:
@@ -308,3 +345,51 @@ def test_resume_refuses_a_csv_from_before_the_message_column(
     )
     assert out.read_bytes() == old
     assert server.state.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [("json", b"["), ("json", b"[]"), ("csv", b"index,in"), ("csv", b"index,input\r")],
+)
+def test_a_file_cut_before_its_first_record_is_started_again(
+    tmp_path: Path, fmt: str, content: bytes
+) -> None:
+    from fetchmany.output.resume import scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    point = scan(str(path), OutputFormat(fmt), ("index", "input"))
+    assert (point.records, point.offset) == (0, 0)
+
+
+def test_a_header_cut_short_must_be_this_runs(tmp_path: Path) -> None:
+    """Only the start of this run's own header is taken for one cut short: a file of
+    other words is not overwritten."""
+    from fetchmany.output.resume import ResumeError, scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"index,url")
+    with pytest.raises(ResumeError, match="not the CSV header index,input"):
+        scan(str(path), OutputFormat.CSV, ("index", "input"))
+
+
+def test_a_resumed_runs_summary_speaks_of_the_whole_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The file already held a 404: this run fetched nothing, exit 1, and the summary says
+    why rather than "0 failed"."""
+    out = tmp_path / "results.jsonl"
+    urls = "".join(f"{server.url(path)}\n" for path in ("/item?id=1", "/status/404", "/item?id=2"))
+    assert run_cli("-o", str(out), stdin=urls.encode()).returncode == 1
+    again = run_cli("-o", str(out), "--resume", stdin=urls.encode())
+    assert again.returncode == 1
+    lines = again.stderr.splitlines()
+    assert lines[0] == f"Resuming: 3 records already in {out}"
+    assert lines[1].startswith("Done. This run: 0 records in ")
+    assert lines[1].endswith(": 0 ok, 0 failed")
+    assert lines[2] == f"  {out}: 3 records, 2 ok, 1 failed"
+    more = run_cli("-o", str(out), "--resume", stdin=(urls + server.url("/item?id=3")).encode())
+    assert more.returncode == 1
+    assert more.stderr.splitlines()[2] == f"  {out}: 4 records, 3 ok, 1 failed"

@@ -441,19 +441,32 @@ def test_slurm_job_array(server: LoopbackServer, tmp_path: Path) -> None:
     assert requeues() == ["requeue 1000_2"]
     part.write_bytes(whole_part)
 
-    # What the merge script catches: a record missing at the very end (no gap to see)...
+    # What the merge script catches, its own message printed under set -e: a shard that
+    # stopped early, at the very end of the list (no gap to see without --expect)...
     last = tmp_path / "out" / f"part-{(ITEMS - 1) % n}.jsonl"
     kept = last.read_bytes()
     last.write_bytes(b"".join(kept.splitlines(keepends=True)[:-1]))
     result = run(merge, tmp_path, shell_env())
     assert result.returncode == 1
-    assert f"{ITEMS - 1} records for {ITEMS} inputs" in result.stderr
-    # ...and one missing between two others, which --merge names.
+    assert (
+        f"index {ITEMS - 1} is in no part (--expect {ITEMS}): out/{last.name} stops at "
+        f"index {ITEMS - 1 - n}, so its shard stopped early; resume that shard" in result.stderr
+    )
+    assert "sbatch --array=K slurm-array.sh" in result.stderr
+    assert not (tmp_path / "out" / "all.jsonl").exists()
+    # ...or before the others, which leaves a gap...
     last.write_bytes(kept)
+    part.write_bytes(reference.line(2))
+    result = run(merge, tmp_path, shell_env())
+    assert result.returncode == 1
+    assert f"index 6 is in no part: out/{part.name} stops at index 2" in result.stderr
+    assert "sbatch --array=K slurm-array.sh" in result.stderr
+    # ...and a record missing between two others in a shard.
     part.write_bytes(b"".join(whole_part.splitlines(keepends=True)[1:]))
     result = run(merge, tmp_path, shell_env())
     assert result.returncode == 1
-    assert "index 2 is in no part" in result.stderr
+    assert "index 2 is in no part; merge every shard" in result.stderr
+    assert "sbatch --array=K slurm-array.sh" in result.stderr
     assert not (tmp_path / "out" / "all.jsonl").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qs
 
 import pytest
@@ -22,6 +23,29 @@ def test_double_braces_are_literal_braces_everywhere() -> None:
     assert url_template("http://h.test/{{x}}/{}").expand({"": "7"}) == "http://h.test/{x}/7"
     assert Template.plain("{{{}}}", raw_text).expand({"": "v"}) == "{v}"
     assert body_template("a={{}}&b={}", as_json=False, form=True).expand({"": "1"}) == "a={}&b=1"
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("http://h.test/{id", "the { at character 15 is never closed"),
+        ("http://h.test/}{}", "the } at character 15 closes nothing"),
+        ("http://h.test/{}?a={", "the { at character 20 is never closed"),
+        ("h.test/{}", "must start with http:// or https://"),
+        ("127.0.0.1:8080/posts/{}", "did you mean 'http://127.0.0.1:8080/posts/{}'"),
+        ("file:///{}", "must start with http:// or https://"),
+    ],
+)
+def test_a_url_template_that_cannot_work_is_refused(template: str, says: str) -> None:
+    with pytest.raises(TemplateError, match=re.escape(says)):
+        url_template(template)
+
+
+@pytest.mark.parametrize(
+    "template", ["HTTPS://h.test/{}", "{}", "{scheme}://h.test/{id}", "ht{x}", "http://h/{}#{x-y}"]
+)
+def test_a_url_template_may_start_with_what_brings_its_scheme(template: str) -> None:
+    assert url_template(template).names
 
 
 def test_a_lone_brace_is_kept_as_text() -> None:

@@ -11,18 +11,17 @@
 #SBATCH --output=out/slurm-merge-%j.log
 set -euo pipefail
 
-# --merge exits 1 when it merged every record but some are not ok (a 404): that is a finished
-# job, so it counts as success here. 75 says a record is missing or twice (nothing written).
+items=$(grep -Evc '^[[:space:]]*(#|$)' urls.txt || true)
 rm -f out/all.jsonl
-fetchmany --merge out/part-*.jsonl -o out/all.jsonl || [ $? -eq 1 ]
-
-# --merge names a record missing between two others; one missing at the very end (a shard
-# that stopped early) shows only in the count.
-items=$(grep -Evc '^[[:space:]]*(#|$)' urls.txt)
-records=$(wc -l < out/all.jsonl)
-if [ "$records" -ne "$items" ]; then
-    echo "out/all.jsonl: $records records for $items inputs; a shard stopped early:" >&2
-    echo "see out/slurm-*.log, then sbatch --array=K slurm-array.sh for that shard" >&2
+# --expect: a record missing anywhere (at the very end too) or a shard's file ending torn
+# is an error (exit 75) naming the part whose shard stopped early; nothing is written then.
+# --merge also exits 1 when it merged every record but some are not ok (a 404): that is a
+# finished job, so it counts as success here. (Under set -e a failing command ends the
+# script, but not one tested by `if`: this message always prints.)
+if ! fetchmany --merge out/part-*.jsonl -o out/all.jsonl --expect "$items" \
+        && [ ! -e out/all.jsonl ]; then
+    echo "out/all.jsonl not written; to run the shard named above again, continuing its" >&2
+    echo "file: sbatch --array=K slurm-array.sh for out/part-K.jsonl (see out/slurm-*.log)" >&2
     exit 1
 fi
-echo "out/all.jsonl: $records records"
+echo "out/all.jsonl: $(wc -l < out/all.jsonl) records"

@@ -6,10 +6,11 @@ command line (``cli/run.py``) drives the same ``fetch_batches``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, aclosing
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from fetchmany.fetch.dedupe import Deduplicator
 from fetchmany.fetch.engine import Engine, FetchFunction
@@ -41,13 +42,15 @@ async def fetch_batches(
 ) -> AsyncGenerator[list[Record], None]:
     """Records for ``items`` in batches of those ready together (in order unless unordered).
 
-    ``on_engine`` receives the engine once it exists, so a caller can stop it.
+    ``on_engine`` receives the engine once it exists, so a caller can stop it. Leaving
+    the loop early is safe as for ``fetch_many``.
     """
-    async with aclosing(
-        fetch_finished(items, options, _same, record_cost, on_engine, setup)
-    ) as batches:
-        async for batch in batches:
+    run = Detached(fetch_finished(items, options, _same, record_cost, on_engine, setup))
+    try:
+        while (batch := await run.next()) is not None:
             yield batch
+    finally:
+        await run.close()
 
 
 async def fetch_finished(
@@ -115,6 +118,10 @@ async def fetch_many(
     so a generator over a huge source keeps memory flat. Raises ``TemplateError``
     (a ``ValueError``) for a template that cannot work. Method and content type are
     settled by ``policy.plan_request``, as on the command line: a body makes it POST.
+
+    Leaving the loop early (``break``, an exception, a cancelled task) is safe: the run
+    stops and its session is closed, at the latest when ``asyncio.run`` ends; wrap the
+    call in ``contextlib.aclosing`` to have that done when the block ends.
     """
     options = options or FetchOptions()
     plan = plan_request(
@@ -123,7 +130,68 @@ async def fetch_many(
     options = dataclasses.replace(
         options, method=plan.method, content_type=plan.content_type, accept=plan.accept
     )
-    async with aclosing(fetch_batches(items_from(items, plan.templates), options)) as batches:
-        async for batch in batches:
+    run = Detached(fetch_finished(items_from(items, plan.templates), options, _same, record_cost))
+    try:
+        while (batch := await run.next()) is not None:
             for record in batch:
                 yield record
+    finally:
+        await run.close()
+
+
+class Detached(Generic[T]):
+    """A run's batches made in a task of their own, each when the consumer asks for it.
+
+    Why: the user's ``async for`` over ``fetch_many`` may be left early (``break``, an
+    exception in its body, its task cancelled). Python does not close an async
+    generator left that way; the loop closes it later, from its finalizer or at the end
+    of ``asyncio.run``, where it closes every unfinished async generator at once, the
+    nested ones (engine, session) alongside the outer one, which fails loudly
+    ("aclose(): asynchronous generator is already running", "async generator ignored
+    GeneratorExit") and may leave the session open. Here the nested generators run
+    in this task, so the user holds the only generator: closing it cancels the task,
+    which unwinds them in order and closes the session; if nothing closes it, the
+    end of ``asyncio.run`` cancels the task and the same happens. A batch is taken
+    from the engine only when asked for, so the window bounds what is read ahead
+    exactly as when the consumer iterates the engine itself.
+    """
+
+    def __init__(self, source: AsyncGenerator[list[T], None]) -> None:
+        self._asked = asyncio.Event()
+        self._answer: asyncio.Future[list[T] | None] | None = None
+        self._task = asyncio.get_running_loop().create_task(self._make(source))
+
+    async def _make(self, source: AsyncGenerator[list[T], None]) -> None:
+        try:
+            async with aclosing(source) as batches:
+                while True:
+                    await self._asked.wait()
+                    self._asked.clear()
+                    answer = self._answer
+                    assert answer is not None
+                    try:
+                        batch = await anext(batches)
+                    except StopAsyncIteration:
+                        answer.set_result(None)
+                        return
+                    except Exception as exc:  # raised to the consumer, where it belongs
+                        if not answer.done():
+                            answer.set_exception(exc)
+                        return
+                    if not answer.done():  # done: cancelled with the consumer
+                        answer.set_result(batch)
+        finally:
+            if self._answer is not None and not self._answer.done():
+                self._answer.cancel()
+
+    async def next(self) -> list[T] | None:
+        """The next batch; None at the end. Raises what the run raised."""
+        self._answer = asyncio.get_running_loop().create_future()
+        self._asked.set()
+        return await self._answer
+
+    async def close(self) -> None:
+        """Stop the run, if it is still going, and wait until it has closed everything."""
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])

@@ -14,23 +14,22 @@ import re
 import signal
 import stat
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import click
 
 from fetchmany._version import __version__
 from fetchmany.cli.options import CommandLine, GroupedCommand, apply_options
+from fetchmany.signals import Terminated, stop_at_once
 
 if TYPE_CHECKING:
-    import asyncio
-
     from fetchmany.cli.run import Job, Outcome
     from fetchmany.fetch.policy import RequestPlan
     from fetchmany.fetch.session import SessionSetup
     from fetchmany.input.rows import InputFormat
     from fetchmany.options import FetchOptions
     from fetchmany.output.progress import Display
+    from fetchmany.output.stats import FileTotals
     from fetchmany.output.writers import OutputFormat
 
 EXIT_OK = 0
@@ -104,11 +103,11 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
         raise click.UsageError(f"{flag} goes with --merge")
     processes = check_processes(args)
     job = prepare(args)
-    if processes > 1:
-        from fetchmany.cli.processes import usable_processes
-
-        processes = usable_processes(job, processes)
     try:
+        if processes > 1:
+            from fetchmany.cli.processes import usable_processes
+
+            processes = usable_processes(job, processes)
         outcome = _run(job, use_uvloop=args.uvloop, processes=processes)
     except BaseException:
         job.writer.abandon()  # a no-op when the run already did
@@ -116,12 +115,49 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if not args.quiet and not outcome.broken_pipe:
         from fetchmany.output.progress import summary_lines
 
-        earlier = (outcome.earlier_records, outcome.earlier_failures) if job.resume else None
-        for line in summary_lines(
-            outcome.stats, interrupted=outcome.signal is not None, earlier=earlier
-        ):
+        interrupted = outcome.signal is not None
+        for line in summary_lines(outcome.stats, interrupted, resumed_file(job, outcome)):
             job.display.note(line)
+    stopped = outcome.signal is not None and not outcome.broken_pipe
+    if stopped and (note := kept_after_interruption(job, args)):
+        job.display.note(note)
     _exit(outcome)
+
+
+def kept_after_interruption(job: Job, args: CommandLine) -> str | None:
+    """After Ctrl-C or SIGTERM, what the -o file holds now and how to go on from it."""
+    from fetchmany.cli.run import plural
+    from fetchmany.output.resume import ResumeError, key_field
+
+    output = job.writer.output
+    if args.output is None or not output.to_file:
+        return None  # stdout, or a stream such as a FIFO: nothing to continue
+    shown = printable(args.output)
+    if job.writer.written == 0 and output.discardable:  # abandoned: see run.keeps_nothing
+        return f"fetchmany: no record was complete; {shown} is left as it was"
+    held = job.writer.written + (job.resume.point.records if job.resume else 0)
+    line = f"fetchmany: {shown} holds {plural(held, 'record')}"
+    try:
+        key_field(job.writer.fields)
+    except ResumeError:
+        return line  # --resume could not check them against the inputs
+    if args.unordered:
+        return line  # in completion order: --resume continues only ordered output
+    if args.resume:
+        return f"{line}; the same command continues it"
+    return f"{line}; the same command with --resume continues it"
+
+
+def resumed_file(job: Job, outcome: Outcome) -> FileTotals | None:
+    """A resumed file's totals after the run: its records before, and this run's."""
+    from fetchmany.output.stats import FileTotals
+
+    resume = job.resume
+    if resume is None or resume.point.records == 0:
+        return None  # the file is this run's alone
+    stats = outcome.stats
+    failed = resume.point.failed + stats.failed if "ok" in resume.fields else None
+    return FileTotals(resume.path, resume.point.records + stats.done, failed)
 
 
 # Options that shape fetching: with --merge, nothing is fetched, so giving one is a mistake.
@@ -152,6 +188,7 @@ def merge_parts(args: CommandLine) -> NoReturn:
     from fetchmany.output.merge import MergedRecord, MergeError, check_parts, merged, open_part
     from fetchmany.output.writers import make_writer
     from fetchmany.records import FIELDS
+    from fetchmany.signals import held_back
 
     if not args.inputs or "-" in args.inputs:
         raise click.UsageError("--merge reads record files: name them (stdin is not one)")
@@ -172,17 +209,23 @@ def merge_parts(args: CommandLine) -> NoReturn:
         if unknown := [name for name in args.fields if fields and name not in fields]:
             raise click.UsageError(f"--fields names {unknown[0]!r}, which the parts do not hold")
         fields = args.fields
+    destination: Output | None = None
     try:
-        destination = Output(args.output)
+        with held_back():  # a signal comes once the output is noted for cleanup
+            destination = Output(args.output)
     except OutputClosed:
         _exit_broken_pipe()
     except OutputError as exc:
         raise click.UsageError(str(exc)) from None
-    writer = make_writer(
-        output_format_of(args), destination, fields or FIELDS, csv_safe=args.csv_safe
-    )
+    except BaseException:
+        if destination is not None:
+            destination.abandon()
+        raise
     count = failed = 0
     try:
+        writer = make_writer(
+            output_format_of(args), destination, fields or FIELDS, csv_safe=args.csv_safe
+        )
         batch: list[MergedRecord] = []
         for values in merged(parts, allow_gaps=args.allow_gaps, expect=args.expect):
             batch.append(MergedRecord(values))
@@ -194,13 +237,13 @@ def merge_parts(args: CommandLine) -> NoReturn:
         writer.write(batch)
         writer.close()
     except OutputClosed:
-        writer.output.abandon()
+        destination.abandon()
         _exit_broken_pipe()
     except (MergeError, OutputError) as exc:
         writer.abandon()
         raise RunFailed(str(exc)) from None
     except BaseException:
-        writer.abandon()
+        destination.abandon()  # what the writer's abandon does with nothing written
         raise
     if not args.quiet:
         click.echo(
@@ -411,47 +454,49 @@ def build_job(
     from fetchmany.output.destination import Output, OutputClosed, OutputError
     from fetchmany.output.resume import ResumeError, scan
     from fetchmany.output.writers import make_writer
+    from fetchmany.signals import held_back
 
     path = args.output
     out_format = output_format_of(args)
+    destination: Output | None = None
     try:
-        destination = Output(path, resume=args.resume)
+        with held_back():  # a signal comes once the output is noted for cleanup
+            destination = Output(path, resume=args.resume)
+        resume = None
+        if args.resume and not destination.resumable:
+            raise click.UsageError(
+                f"--resume continues a regular file, and {path} is not one; "
+                "write to a file, or run without --resume"
+            )
+        if destination.resumable:
+            assert path is not None
+            try:
+                point = scan(path, out_format, fields, args.shard)
+            except ResumeError as exc:
+                raise click.UsageError(str(exc)) from None
+            destination.start_at(point.offset)
+            resume = Resume(path, out_format, fields, point, csv_safe=args.csv_safe)
+        writer = make_writer(out_format, destination, fields, csv_safe=args.csv_safe)
+        return Job(
+            inputs=args.inputs,
+            request=plan.templates,
+            options=options,
+            writer=writer,
+            display=display,
+            resume=resume,
+            grace=args.grace,
+            input_format=input_format,
+            setup=setup,
+            shard=args.shard,
+        )
     except OutputClosed:
         _exit_broken_pipe()
     except OutputError as exc:
         raise click.UsageError(str(exc)) from None
-    resume = None
-    if args.resume and not destination.resumable:
-        destination.abandon()
-        raise click.UsageError(
-            f"--resume continues a regular file, and {path} is not one; "
-            "write to a file, or run without --resume"
-        )
-    if destination.resumable:
-        assert path is not None
-        try:
-            point = scan(path, out_format, fields, args.shard)
-        except ResumeError as exc:
+    except BaseException:  # a usage error, Ctrl-C or SIGTERM while the file is scanned
+        if destination is not None:
             destination.abandon()
-            raise click.UsageError(str(exc)) from None
-        except BaseException:
-            destination.abandon()
-            raise
-        destination.start_at(point.offset)
-        resume = Resume(path, out_format, fields, point, csv_safe=args.csv_safe)
-    writer = make_writer(out_format, destination, fields, csv_safe=args.csv_safe)
-    return Job(
-        inputs=args.inputs,
-        request=plan.templates,
-        options=options,
-        writer=writer,
-        display=display,
-        resume=resume,
-        grace=args.grace,
-        input_format=input_format,
-        setup=setup,
-        shard=args.shard,
-    )
+        raise
 
 
 class RunFailed(click.ClickException):
@@ -477,19 +522,29 @@ def check_processes(args: CommandLine) -> int:
 def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     import asyncio
 
+    from fetchmany.cli.loop import loop_factory
     from fetchmany.cli.processes import WorkerFailed, WorkerRefused, run_parallel
-    from fetchmany.cli.run import run_job
+    from fetchmany.cli.run import Interruption, run_job
     from fetchmany.input.rows import InputError
     from fetchmany.input.sources import InputUnreadable
     from fetchmany.output.destination import OutputError
     from fetchmany.output.resume import ResumeError
     from fetchmany.records import valid_text
+    from fetchmany.signals import held_back, ignore_stops
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
-            if processes > 1:
-                return runner.run(run_parallel(job, processes))
-            return runner.run(run_job(job))
+        with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
+            # The run takes SIGINT and SIGTERM before it starts: none falls between.
+            interruption = Interruption(runner.get_loop(), job.display, job.grace)
+            interruption.install()
+            try:
+                if processes > 1:
+                    return runner.run(run_parallel(job, processes, interruption))
+                return runner.run(run_job(job, interruption))
+            finally:
+                with held_back():  # never the default action in between
+                    interruption.uninstall()
+                    ignore_stops()
     except (ResumeError, InputError, WorkerRefused) as exc:
         if isinstance(exc, InputError | WorkerRefused) and exc.later:
             # Not the first input: what came before it may have been fetched (and written),
@@ -498,17 +553,6 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:
         raise RunFailed(valid_text(str(exc))) from None
-
-
-def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when wanted and installed; None means asyncio's default."""
-    if not use_uvloop:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def _exit(outcome: Outcome) -> NoReturn:
@@ -562,6 +606,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: usage errors are one line and exit 2, a run that
     cannot go on is one line and exit 75, never a traceback."""
     _fill_closed_standard_streams()
+    stop_at_once()  # until the run's loop takes them: abandon what is open and exit
     try:
         cli.main(
             args=argv,
@@ -576,6 +621,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(128 + signal.SIGINT)
+    except Terminated:
+        sys.exit(128 + signal.SIGTERM)
     except BrokenPipeError:
         _exit_broken_pipe()
     except Exception as exc:  # a bug: one line, unless asked for the traceback

@@ -39,6 +39,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from fetchmany.cli.loop import loop_factory
 from fetchmany.cli.run import (
     Finished,
     Interruption,
@@ -47,8 +48,8 @@ from fetchmany.cli.run import (
     count_total,
     encoder,
     finished_cost,
+    keeps_nothing,
     plural,
-    stopping_note,
 )
 from fetchmany.fetch.engine import Engine
 from fetchmany.input.sources import STDIN, Shard, read_items
@@ -56,6 +57,7 @@ from fetchmany.output.destination import OutputClosed, OutputError, write_all
 from fetchmany.output.progress import SilentDisplay
 from fetchmany.output.resume import recorded_keys, skip_recorded
 from fetchmany.output.stats import RunStats
+from fetchmany.signals import WorkerSignals, held_back
 
 _HEADER: Final = struct.Struct("<I")
 _END: Final = _HEADER.pack(0)
@@ -84,7 +86,15 @@ class _Refused:
     later: bool = False
 
 
-_Frame = list[Finished] | _Settled | _Checked | _Refused
+@dataclass(frozen=True)
+class _Stopped:
+    """A worker's last frame when a signal stopped it: its shard ends short. Forwarded by
+    the parent, that is the interruption; sent to the worker alone, a failure."""
+
+    signal: int
+
+
+_Frame = list[Finished] | _Settled | _Checked | _Refused | _Stopped
 
 
 class WorkerFailed(Exception):
@@ -146,14 +156,21 @@ def usable_processes(job: Job, asked: int) -> int:
 
 
 def _worker_main(
-    job: Job, out_fd: int, start: int, streams: Mapping[int, int], go_fd: int | None
+    job: Job,
+    out_fd: int,
+    start: int,
+    streams: Mapping[int, int],
+    go_fd: int | None,
+    signals: WorkerSignals,
 ) -> int:
-    """Run one shard in this (forked) process; its records go to ``out_fd``."""
-    os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent, which forwards it once
-    from fetchmany.cli.command import _loop_factory
-
-    with asyncio.Runner(loop_factory=_loop_factory(True)) as runner:
-        return runner.run(_work(job, out_fd, start, streams, go_fd))
+    """Run one shard in this (forked) process; its records go to ``out_fd``. A stop the
+    parent sent before this loop existed is acted on as soon as it runs."""
+    with asyncio.Runner(loop_factory=loop_factory(True)) as runner:
+        interruption = Interruption(runner.get_loop(), job.display, job.grace)
+        interruption.install()
+        for sig in signals.received:
+            interruption.receive(sig)
+        return runner.run(_work(job, out_fd, start, streams, go_fd, interruption))
 
 
 def _send(out_fd: int, frame: _Frame) -> None:
@@ -176,13 +193,18 @@ def _checked(out_fd: int, go_fd: int | None) -> None:
 
 
 async def _work(
-    job: Job, out_fd: int, start: int, streams: Mapping[int, int], go_fd: int | None
+    job: Job,
+    out_fd: int,
+    start: int,
+    streams: Mapping[int, int],
+    go_fd: int | None,
+    interruption: Interruption,
 ) -> int:
     from fetchmany.input.rows import InputError
     from fetchmany.output.resume import ResumeError
 
     try:
-        await _fetch_shard(job, out_fd, start, streams, go_fd)
+        await _fetch_shard(job, out_fd, start, streams, go_fd, interruption)
     except (BrokenPipeError, _NoGo):
         return 0  # the parent has gone (its reader closed): nothing left to do
     except (ResumeError, InputError) as exc:
@@ -193,12 +215,15 @@ async def _work(
 
 
 async def _fetch_shard(
-    job: Job, out_fd: int, start: int, streams: Mapping[int, int], go_fd: int | None
+    job: Job,
+    out_fd: int,
+    start: int,
+    streams: Mapping[int, int],
+    go_fd: int | None,
+    interruption: Interruption,
 ) -> None:
     from fetchmany.api import fetch_finished
 
-    interruption = Interruption(job.display, job.grace)
-    interruption.install()
     shard = job.shard
     assert shard is not None
     items = read_items(job.inputs, job.request, job.input_format, shard, streams)
@@ -234,6 +259,8 @@ async def _fetch_shard(
     limits = engines[0].limits if engines else None
     if job.options.adaptive is not None and limits is not None:
         _send(out_fd, _Settled(limits.settled()))
+    if interruption.signal is not None:
+        _send(out_fd, _Stopped(interruption.signal))
     write_all(out_fd, _END)
 
 
@@ -267,21 +294,26 @@ def _start_worker(
         if stream is not None:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the worker: never returns into the parent's code
         code = 70
         try:
+            os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent, which forwards it once
+            signals = WorkerSignals(parent)
             os.close(read_fd)
             for fd in set(parents) - {*streams.values(), go_fd}:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            code = _worker_main(job, write_fd, start, streams, go_fd)
+            code = _worker_main(job, write_fd, start, streams, go_fd, signals)
         except BaseException as exc:  # one line, as main() would say it
             with contextlib.suppress(Exception):
                 os.write(2, f"fetchmany: worker: {type(exc).__name__}: {exc}\n".encode())
             code = 1
         finally:
             os._exit(code)
+    with contextlib.suppress(OSError):  # as the worker does: whichever runs first
+        os.setpgid(pid, pid)
     os.close(write_fd)
     return pid, read_fd
 
@@ -333,8 +365,16 @@ class Parallel:
     def start(self, start: int, pipes: Mapping[int, list[tuple[int, int]]]) -> None:
         """Fork the workers; call before any thread exists (a fork copies only the
         calling thread, and a lock another thread held would stay held). ``pipes``:
-        for each input only the parent reads, by position, a pipe per worker."""
+        for each input only the parent reads, by position, a pipe per worker. Signals
+        are held back meanwhile (each worker takes them once it is ready), and a run
+        stopped already forks none."""
         self.next_index = start
+        if self._signalled:
+            return
+        with held_back():
+            self._fork(start, pipes)
+
+    def _fork(self, start: int, pipes: Mapping[int, list[tuple[int, int]]]) -> None:
         go: list[tuple[int, int]] = []
         if start and self.job.resume is not None:
             count = self.processes
@@ -405,6 +445,15 @@ class Parallel:
             at = start + size
             if isinstance(batch, _Settled):
                 self._settle(batch.hosts)
+                continue
+            if isinstance(batch, _Stopped):
+                if not self._signalled and self.failure is None:
+                    name = signal.Signals(batch.signal).name
+                    self.failure = (
+                        f"worker {worker.number} (shard {worker.number}/{self.processes}) "
+                        f"was stopped by {name}"
+                    )
+                    self.stop(signal.SIGTERM)
                 continue
             if isinstance(batch, _Checked):
                 self._unchecked.discard(worker.number)
@@ -600,7 +649,23 @@ class Tee:
             os.close(source)
 
 
-async def run_parallel(job: Job, processes: int) -> Outcome:
+class _Forward:
+    """The workers as a signal stops them: the parent forwards it, once; a second (or the
+    end of the grace) reaches them as SIGINT, which they take as "stop now"."""
+
+    def __init__(self, parallel: Parallel, interruption: Interruption) -> None:
+        self._parallel = parallel
+        self._interruption = interruption
+
+    def stop(self) -> None:
+        assert self._interruption.signal is not None
+        self._parallel.stop(self._interruption.signal)
+
+    def abort(self) -> None:
+        self._parallel.stop(signal.SIGINT)
+
+
+async def run_parallel(job: Job, processes: int, interruption: Interruption) -> Outcome:
     """Run ``job`` over ``processes`` workers; the output ends right however it ends
     (as ``run_job`` guarantees for one process)."""
     stats = RunStats()
@@ -608,22 +673,14 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
     resume = job.resume
     start = resume.point.records if resume is not None else 0
     parallel.outcome.earlier_failures = resume.point.failed if resume is not None else 0
-    parallel.outcome.earlier_records = start
     counting_stop = threading.Event()
-    loop = asyncio.get_running_loop()
     inputs = list(job.inputs) or [STDIN]
     pipes = {position: [os.pipe() for _ in range(processes)] for position in read_once(inputs)}
     tee = Tee(inputs, pipes)
     writer = job.writer
     replaces, resumable = writer.output.replaces, writer.output.resumable  # before it ends
     failed = True
-    interrupted: list[int] = []
-
-    def on_signal(sig: int) -> None:
-        if not interrupted:
-            job.display.note(stopping_note(sig, job.grace))
-        interrupted.append(sig)
-        parallel.stop(sig)
+    interruption.watch(_Forward(parallel, interruption))
 
     # aiohttp is imported once here, not once per worker: the forks share it.
     import fetchmany.fetch.client  # noqa: F401
@@ -640,20 +697,18 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
             for read_fd, _ in each:
                 os.close(read_fd)
         tee.start()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
         await parallel.wait()
         if tee.error is not None and parallel.failure is None:
             parallel.failure = tee.error  # its items after the error are missing
-        failed = parallel.failure is not None and not interrupted
+        failed = parallel.failure is not None and interruption.signal is None
     finally:
+        interruption.finishing()
         parallel.end_go(give=False)  # however it ended, no worker waits on it
         counting_stop.set()
         stats.finish()
         job.display.update(stats)
         job.display.stop()
-        if interrupted:
-            parallel.outcome.signal = interrupted[0]
+        parallel.outcome.signal = interruption.signal
         if parallel.outcome.broken_pipe:
             writer.output.abandon()
         elif parallel.refused is not None:
@@ -664,13 +719,13 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
             # A worker died: a failure, so a file is left as one process leaves it (the
             # previous one in place; a resumed one cut back to its whole records).
             writer.abandon()
+        elif keeps_nothing(writer, interruption.signal is not None):
+            writer.abandon()
         else:
             try:
                 writer.close()  # the valid prefix, also after a worker failed
             except OutputClosed:
                 parallel.outcome.broken_pipe = True
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     if os.environ.get("FETCHMANY_DEBUG"):  # for bench/: what the merging parent costs
         import resource
 
@@ -682,7 +737,11 @@ async def run_parallel(job: Job, processes: int) -> Outcome:
         raise WorkerRefused(parallel.refused, parallel.refused_later)
     if parallel.output_error is not None:
         raise parallel.output_error  # the previous output is left as it was
-    if parallel.failure is not None and not parallel.outcome.broken_pipe and not interrupted:
+    if (
+        parallel.failure is not None
+        and not parallel.outcome.broken_pipe
+        and interruption.signal is None
+    ):
         if resumable:
             kept = f"{writer.output.shown} keeps its whole records; --resume continues it"
         elif replaces:

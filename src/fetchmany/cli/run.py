@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from fetchmany.api import fetch_finished
 from fetchmany.cli.options import DEFAULT_GRACE
@@ -33,6 +33,7 @@ from fetchmany.output.resume import ResumePoint, key_field, recorded_keys, skip_
 from fetchmany.output.stats import RunStats
 from fetchmany.output.writers import OutputFormat, RecordWriter, neutralise_formula
 from fetchmany.records import Record
+from fetchmany.signals import STOP_SIGNALS
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,6 @@ class Outcome:
     broken_pipe: bool = False
     earlier_failures: int = 0
     """Failed records a resumed file already held."""
-    earlier_records: int = 0
-    """Records a resumed file already held."""
 
 
 def stopping_note(sig: int, grace: float) -> str:
@@ -92,57 +91,71 @@ def stopping_note(sig: int, grace: float) -> str:
     )
 
 
+class Stoppable(Protocol):
+    """What a signal stops: an engine, or the workers of a -P run."""
+
+    def stop(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class Interruption:
     """First signal: stop starting work, let in-flight requests finish for a grace
     period, then cancel them. Second signal: cancel at once. Output is closed
-    validly either way by ``run_job``."""
+    validly either way by ``run_job``.
 
-    def __init__(self, display: Display, grace: float) -> None:
+    Installed on the loop before the run starts, so a signal at any moment of the run
+    is taken here; what it stops (``watch``) may come later and is stopped at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, display: Display, grace: float) -> None:
         self.signal: int | None = None
         self._display = display
         self._grace = grace
-        self._engines: list[Engine[Any]] = []
-        self._loop = asyncio.get_running_loop()
+        self._watched: list[Stoppable] = []
+        self._loop = loop
         self._installed = False
+        self._aborted = False
 
-    def watch(self, engine: Engine[Any]) -> None:
-        """Make ``engine`` obey signals, including one that came before it existed."""
-        self._engines.append(engine)
-        if self.signal is not None:
-            engine.stop()
+    def watch(self, target: Stoppable) -> None:
+        """Make ``target`` obey signals, including any that came before it existed."""
+        self._watched.append(target)
+        if self._aborted:
+            target.abort()
+        elif self.signal is not None:
+            target.stop()
 
     def install(self) -> None:
         self._installed = True
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._on_signal, sig)
+        for sig in STOP_SIGNALS:
+            self._loop.add_signal_handler(sig, self.receive, sig)
 
     def finishing(self) -> None:
         """The run is closing its output: later signals are noted, not acted on (the
         commit is quick, and cutting it short could lose the file)."""
-        self._engines.clear()
+        self._watched.clear()
 
     def uninstall(self) -> None:
         if not self._installed:
             return
         self._installed = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             self._loop.remove_signal_handler(sig)
 
-    def _on_signal(self, sig: int) -> None:
-        if not self._installed:
-            return
+    def receive(self, sig: int) -> None:
+        """A SIGINT or SIGTERM, from the loop or (a -P worker) kept since the fork."""
         if self.signal is not None:
             self._abort()
             return
         self.signal = sig
         self._display.note(stopping_note(sig, self._grace))
-        for engine in self._engines:
-            engine.stop()
+        for target in self._watched:
+            target.stop()
         self._loop.call_later(self._grace, self._abort)
 
     def _abort(self) -> None:
-        for engine in self._engines:
-            engine.abort()
+        self._aborted = True
+        for target in self._watched:
+            target.abort()
 
 
 Finished = tuple[Record, bytes]
@@ -198,21 +211,24 @@ def count_total(
     threading.Thread(target=count, name="fetchmany-count", daemon=True).start()
 
 
-async def run_job(job: Job) -> Outcome:
+def keeps_nothing(writer: RecordWriter, signalled: bool) -> bool:
+    """Interrupted before any record completed, with a file to replace or one that did not
+    exist: leave the previous file (or none) as it was, not an empty document in its
+    place. (A resumed file keeps its records, and is closed as a whole document.)"""
+    return signalled and writer.written == 0 and writer.output.discardable
+
+
+async def run_job(job: Job, interruption: Interruption) -> Outcome:
     """Run a CLI job to the end and leave its output right, however it ends.
 
     Done, or interrupted (Ctrl-C, SIGTERM, the reader of stdout gone): the output
-    holds every record completed in order, as a valid document. Failed (an error
+    holds every record completed in order, as a valid document (an interruption
+    before the first record leaves a file to replace as it was). Failed (an error
     raised out of the run, such as ``OutputError`` for a full disk): the previous
     output is left as it was, and the error propagates for the CLI to report.
     """
     stats = RunStats()
-    outcome = Outcome(
-        stats,
-        earlier_failures=job.resume.point.failed if job.resume else 0,
-        earlier_records=job.resume.point.records if job.resume else 0,
-    )
-    interruption = Interruption(job.display, job.grace)
+    outcome = Outcome(stats, earlier_failures=job.resume.point.failed if job.resume else 0)
     counting_stop = threading.Event()
     resume = job.resume
     skipped = resume.point.records if resume else 0
@@ -224,7 +240,6 @@ async def run_job(job: Job) -> Outcome:
         count_total(
             job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format, job.shard
         )
-        interruption.install()
         items: AsyncIterable[Item] = read_items(
             job.inputs, job.request, job.input_format, job.shard
         )
@@ -266,7 +281,7 @@ async def run_job(job: Job) -> Outcome:
         job.display.update(stats)
         job.display.stop()
         outcome.signal = interruption.signal
-        if failed:
+        if failed or keeps_nothing(writer, outcome.signal is not None):
             writer.abandon()
         elif outcome.broken_pipe:
             writer.output.abandon()  # nobody reads it any more: nothing to finish
@@ -275,7 +290,6 @@ async def run_job(job: Job) -> Outcome:
                 writer.close()
             except OutputClosed:
                 outcome.broken_pipe = True
-        interruption.uninstall()
     return outcome
 
 

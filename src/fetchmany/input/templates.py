@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NoReturn
 from urllib.parse import quote, quote_plus
 
 _TOKEN: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)?\}")
@@ -188,8 +188,49 @@ def json_template(text: str) -> Template:
     return Template(text, parts, what="--json")
 
 
+_SCHEMES: Final = ("http://", "https://")
+
+
 def url_template(text: str) -> Template:
+    """``--template``: a URL with placeholders. Refused (``TemplateError``) before any
+    request, rather than giving every item an ``invalid_url`` record: braces that do
+    not balance, and a start that is not ``http://`` or ``https://`` (unless a
+    placeholder comes first and may bring it)."""
+    _check_braces(text)
+    start = _TOKEN.search(text)
+    head = text[: start.start()] if start else text
+    lowered = head.lower()
+    if head and not any(lowered.startswith(s) or s.startswith(lowered) for s in _SCHEMES):
+        hint = "" if "://" in head else f" (did you mean {'http://' + text!r}?)"
+        raise TemplateError(f"--template must start with http:// or https://: {text!r}{hint}")
     return Template.plain(text, quote_component, what="--template")
+
+
+def _check_braces(text: str) -> None:
+    """Braces outside placeholders must pair up (``{x-y}`` is kept as text, as ever); a
+    ``{`` never closed or a ``}`` that closes nothing is a typo for a placeholder."""
+    opened: list[int] = []
+    at = 0
+    for match in [*_TOKEN.finditer(text), None]:
+        end = match.start() if match else len(text)
+        for where in range(at, end):
+            if text[where] == "{":
+                opened.append(where)
+            elif text[where] == "}" and not opened:
+                _unbalanced(text, f"the }} at character {where + 1} closes nothing")
+            elif text[where] == "}":
+                opened.pop()
+        if match:
+            at = match.end()
+    if opened:
+        _unbalanced(text, f"the {{ at character {opened[-1] + 1} is never closed")
+
+
+def _unbalanced(text: str, what: str) -> NoReturn:
+    raise TemplateError(
+        f"--template: {what}; a placeholder is {{}} or {{name}}, a literal brace {{{{ or "
+        f"}}}}: {text!r}"
+    )
 
 
 def read_template(text: str) -> str:

@@ -25,6 +25,7 @@ import tempfile
 from typing import BinaryIO, Final
 
 from fetchmany.files import new_file_mode
+from fetchmany.signals import held_back
 
 STDOUT: Final = "-"
 
@@ -155,12 +156,13 @@ class Output:
         self._dirty = False
         self._done = False
         try:
-            self._open(path, resume)
+            with held_back():  # a signal cannot fall between creating a file and noting it
+                self._open(path, resume)
         except OSError as exc:
-            self._release()
+            self.abandon()
             raise OutputError(f"cannot write {self.shown}: {os_reason(exc)}") from None
-        except OutputError:
-            self._release()
+        except BaseException:  # OutputError, or a signal arriving as the hold ends
+            self.abandon()
             raise
 
     def _open(self, path: str | None, resume: bool) -> None:
@@ -209,6 +211,18 @@ class Output:
             return self._fd is not None and os.isatty(self._fd)
         except OSError:
             return False
+
+    @property
+    def to_file(self) -> bool:
+        """A regular file, replaced whole or continued in place (not a stream), before and
+        after the run ends."""
+        return self._target is not None
+
+    @property
+    def discardable(self) -> bool:
+        """A file that abandoning leaves as it was before the run, losing nothing: a new
+        run's (written aside), or one resumed onto nothing. Stays so once the run ends."""
+        return self._target is not None and (not self._append or self._created)
 
     @property
     def replaces(self) -> bool:

@@ -22,8 +22,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fetchmany import jsontext
-from fetchmany.output.resume import ByteOrderMark, ResumeError, detect_format
-from fetchmany.output.writers import OutputFormat, fields_of_header
+from fetchmany.output.resume import (
+    ByteOrderMark,
+    DamagedRow,
+    ResumeError,
+    TornRow,
+    csv_rows,
+    detect_format,
+)
+from fetchmany.output.writers import OutputFormat, fields_of_header, looks_neutralised
 from fetchmany.records import ERROR_MESSAGE_COLUMN
 
 csv.field_size_limit(sys.maxsize)  # a cell holds a whole body
@@ -82,8 +89,10 @@ def _jsonl(path: str) -> Iterator[dict[str, Any]]:
 def _json_array(path: str) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as stream:
         first = stream.readline()
-        if first in (b"[]\n", b""):
+        if first in (b"[]\n", b"[]", b""):
             return
+        if first == b"[":
+            raise Torn(path)  # cut before its first record
         if first != b"[\n":
             raise MergeError(f"{path}: not a JSON array written by fetchmany")
         for number, line in enumerate(stream, 2):
@@ -96,40 +105,31 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
 
 
 def _csv(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as stream:
-        rows = csv.reader(stream)
-        header = next(rows, None)
-        if header is None:
-            return
-        previous: list[str] | None = None
-        try:
-            for row in rows:
-                if previous is not None:
-                    yield _row(previous, header, path, rows.line_num)
-                previous = row
-        except csv.Error:
-            raise Torn(path) from None
-        if previous is not None:
-            if len(previous) != len(header) or not stream_ends_a_row(path):
-                raise Torn(path)
-            yield _row(previous, header, path, rows.line_num)
+    rows = csv_rows(path)
+    try:
+        header: list[str] | None = None
+        for number, (row, _) in enumerate(rows):
+            if header is None:
+                header = row
+                continue
+            yield _row(row, header, path, number)
+    except TornRow:
+        raise Torn(path) from None
+    except DamagedRow as exc:
+        raise MergeError(f"{path}: the row after byte {exc.offset} is not CSV") from None
 
 
-def stream_ends_a_row(path: str) -> bool:
-    """A CSV part fetchmany wrote ends each row with CRLF; anything else was cut short."""
-    with open(path, "rb") as stream:
-        stream.seek(0, 2)
-        if stream.tell() < 2:
-            return False
-        stream.seek(-2, 2)
-        return stream.read() == b"\r\n"
-
-
-def _row(row: list[str], header: list[str], path: str, line: int) -> dict[str, Any]:
+def _row(row: list[str], header: list[str], path: str, number: int) -> dict[str, Any]:
     if len(row) != len(header):
-        raise MergeError(
-            f"{path}: the row ending on line {line} has {len(row)} cells, not {len(header)}"
-        )
+        raise MergeError(f"{path}: row {number} has {len(row)} cells, not {len(header)}")
+    for name, cell in zip(header, row, strict=True):
+        if looks_neutralised(cell):
+            raise MergeError(
+                f"{path}: row {number} has {name} {cell[:20]!r}, as --csv-safe writes a "
+                "formula, and its ' cannot be told from data; write the shards without "
+                "--csv-safe (and give it to the merge), or as JSON Lines if their data "
+                "starts so"
+            )
     values = {name: _typed(name, cell) for name, cell in zip(header, row, strict=True)}
     if "error" in values:
         kind = values["error"]
@@ -165,11 +165,13 @@ def open_part(path: str) -> Part:
         raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
     if found is None:
         return Part(path, OutputFormat.JSONL, ())  # empty: a shard with no items
-    first = next(_until_torn(_READERS[found](path)), None)
     if found is OutputFormat.CSV:
-        with open(path, encoding="utf-8", errors="replace", newline="") as stream:
-            fields = fields_of_header(next(csv.reader(stream), []))
+        try:
+            fields = fields_of_header(next(csv_rows(path), ([], 0))[0])
+        except (TornRow, DamagedRow):
+            fields = ()  # a header cut short: the merge says the part is torn
     else:
+        first = next(_until_torn(_READERS[found](path)), None)
         fields = tuple(first) if first is not None else ()
     if fields and "index" not in fields:
         raise MergeError(f"{path} has no index field; shards must be written with index")
@@ -191,14 +193,27 @@ def check_parts(parts: Sequence[Part]) -> tuple[str, ...]:
     return fields
 
 
+@dataclass
+class _Reach:
+    """How far a part's records went: to name the part that stops short at a gap."""
+
+    part: Part
+    last: int | None = None
+    step: int | None = None
+    """The distance between its last two indexes: N for the shard of a --shard K/N run."""
+    done: bool = False
+
+
 def merged(
     parts: Sequence[Part], *, allow_gaps: bool = False, expect: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """Records of all parts in index order; MergeError at the first missing or repeated
     index (missing ones, and torn parts, are allowed with ``allow_gaps``). Records missing
     after the last index of every part are invisible to the merge: ``expect``, the
-    number of records the whole run has, catches them."""
-    streams = [_indexed(part, number, allow_gaps) for number, part in enumerate(parts)]
+    number of records the whole run has, catches them. A missing index that a part
+    would hold next, had it not stopped, names that part (a shard to resume)."""
+    reach = [_Reach(part) for part in parts]
+    streams = [_indexed(r, number, allow_gaps) for number, r in enumerate(reach)]
     expected = 0
     for index, _, record in heapq.merge(*streams):
         if index < expected:
@@ -206,22 +221,46 @@ def merged(
         if index > expected and not allow_gaps:
             missing = f"{expected}" if index == expected + 1 else f"{expected} to {index - 1}"
             raise MergeError(
-                f"index {missing} is in no part; merge every shard, or pass --allow-gaps"
+                f"index {missing} is in no part"
+                + _stopped_short(reach, expected, "merge every shard, or pass --allow-gaps")
             )
         expected = index + 1
         yield record
     if expect is not None and expected < expect and not allow_gaps:
         missing = f"{expected}" if expected + 1 == expect else f"{expected} to {expect - 1}"
-        raise MergeError(f"index {missing} is in no part (--expect {expect})")
+        raise MergeError(
+            f"index {missing} is in no part (--expect {expect})"
+            + _stopped_short(reach, expected, "merge every shard, or pass --allow-gaps")
+        )
     if expect is not None and expected > expect:
         raise MergeError(f"the parts hold index {expected - 1}, beyond --expect {expect}")
 
 
+def _stopped_short(reach: Sequence[_Reach], missing: int, otherwise: str) -> str:
+    """What to say about a missing index: the part whose records stop right before it
+    (ended, and its next index would be this one), or else ``otherwise``."""
+    for each in reach:
+        if not each.done:
+            continue
+        if each.last is None:
+            short = missing < len(reach)  # an empty part: its shard's first index is below N
+        else:
+            short = each.last < missing == each.last + (each.step or len(reach))
+        if short:
+            at = "holds no record" if each.last is None else f"stops at index {each.last}"
+            return (
+                f": {each.part.path} {at}, so its shard stopped early; resume that shard "
+                "(--resume) and merge again, or pass --allow-gaps to merge what is there"
+            )
+    return f"; {otherwise}"
+
+
 def _indexed(
-    part: Part, number: int, allow_torn: bool = False
+    reach: _Reach, number: int, allow_torn: bool = False
 ) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """(index, part number, record) of one part, checking that its indexes rise (so two
     tuples never tie on both and the records themselves are never compared)."""
+    part = reach.part
     previous = -1
     records = _READERS[part.format](part.path)
     if allow_torn:
@@ -240,8 +279,11 @@ def _indexed(
             raise MergeError(
                 f"{part.path}: index {index} after {previous}; a part must be in index order"
             )
-        previous = index
+        if previous >= 0:
+            reach.step = index - previous
+        previous = reach.last = index
         yield index, number, record
+    reach.done = True
 
 
 def _until_torn(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -16,7 +16,7 @@ import sys
 import unicodedata
 from typing import TYPE_CHECKING, Protocol
 
-from fetchmany.output.stats import RunStats
+from fetchmany.output.stats import FileTotals, RunStats
 from fetchmany.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -181,25 +181,23 @@ def format_ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
-def summary_lines(
-    stats: RunStats, interrupted: bool, earlier: tuple[int, int] | None = None
-) -> list[str]:
-    """The closing summary as plain lines: outcome counts, rate, latency, sample failures;
-    for a resumed run, ``earlier`` (records the file held, how many not ok), which the
-    exit status counts too."""
+def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None = None) -> list[str]:
+    """The closing summary as plain lines: outcome counts, rate, latency, sample failures.
+    ``whole``: a resumed file, whose totals follow this run's."""
     elapsed = stats.elapsed
     rate = stats.done / elapsed if elapsed > 0 else 0.0
     head = "Interrupted." if interrupted else "Done."
+    if whole is not None:
+        head += " This run:"
     lines = [
         f"{head} {stats.done} records in {elapsed:.2f}s ({rate:.1f}/s): "
         f"{stats.ok} ok, {stats.failed} failed"
     ]
-    if earlier is not None:
-        records, failed = earlier
-        lines.append(
-            f"  resumed: earlier records in the file {records}, not ok {failed}; "
-            "the exit status is the whole file's"
-        )
+    if whole is not None:
+        counts = f"{whole.records} records"
+        if whole.failed is not None:
+            counts += f", {whole.records - whole.failed} ok, {whole.failed} failed"
+        lines.append(f"  {terminal_safe(whole.path)}: {counts}")
     if stats.outcomes:
         order = sorted(stats.outcomes, key=lambda k: (not k[0].isdigit(), k))
         lines.append("  " + " · ".join(f"{k} {stats.outcomes[k]}" for k in order))

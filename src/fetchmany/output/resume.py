@@ -20,12 +20,12 @@ import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import Final
 
 from fetchmany import jsontext
 from fetchmany.input.sources import Item, Shard
 from fetchmany.output.writers import OutputFormat, csv_header, fields_of_header
-from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS, SAVED_FIELDS
+from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
 from fetchmany.redaction import redact_url
 
 # A cell holds a whole record body (10 MB by default, more with --max-body-size);
@@ -73,7 +73,7 @@ def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
     """(record, offset after its closing brace) for the one-element-per-line arrays we write."""
     with open(path, "rb") as stream:
         first = stream.readline()
-        if first == b"[]\n" or not first:
+        if first in (b"", b"[", b"[]", b"[]\n"):  # empty, or cut before its first record
             return
         if first != b"[\n":
             raise ResumeError(f"{path}: not a JSON array written by fetchmany")
@@ -102,69 +102,100 @@ def _object(value: object, path: str, number: int) -> dict[str, object]:
     return value
 
 
-def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, object], int]]:
-    """(row, offset after it); the header must match this run's fields."""
+class TornRow(Exception):
+    """A CSV file ends in a row cut short (a crash mid-write); the rows before it are whole."""
+
+
+class DamagedRow(Exception):
+    """A CSV row that does not parse, and not at a torn end: damage no crash leaves."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+        """Where the row starts."""
+
+
+def csv_rows(path: str) -> Iterator[tuple[list[str], int]]:
+    """Each whole row of a CSV file fetchmany wrote, the header first, with the byte
+    offset just after it; then ``TornRow`` if the file goes on with a row cut short.
+
+    fetchmany ends every row with CRLF and quotes any cell holding a line break, so
+    what follows the last whole row is a torn row when it does not end with CRLF, or
+    leaves a quote open: a cut right after a line break inside a quoted cell (a body's
+    CRLF) ends like a row but is not one. Anything else that does not parse is
+    ``DamagedRow``. Lines are read as bytes; only whole lines reach the parser.
+    """
     with open(path, "rb") as stream:
-        raw_lines = iter(stream)
-        consumed = 0
         pending: list[bytes] = []
 
         def lines() -> Iterator[str]:
-            for raw in raw_lines:
+            for raw in stream:
                 if not raw.endswith(b"\n"):
                     return  # torn: never hand a partial line to the parser
                 pending.append(raw)
                 yield raw.decode("utf-8", "replace")
 
         reader = csv.reader(lines(), strict=True)  # a row torn inside quotes is an error
-        try:
-            first = next(reader, None)
-        except csv.Error:
-            first = [] if pending else None
-        if first is None:
-            return
-        if first != header and first == list(fields_of_header(header)):
-            raise ResumeError(
-                f"{path} was written by an earlier fetchmany, whose CSV has no "
-                f"{ERROR_MESSAGE_COLUMN} column after error: finish it with that version, or "
-                "use a new output file"
-            )
-        if first != header:
-            shown = ",".join(first) if first else "no CSV header"
-            raise ResumeError(
-                f"{path} has {shown}; this run writes CSV with columns {','.join(header)}"
-            )
-        consumed += sum(len(p) for p in pending)
-        pending.clear()
-        yield {}, -consumed  # the header: negative marks "not a record"
+        consumed = 0
         while True:
             try:
                 row = next(reader)
             except StopIteration:
-                return
+                break
             except csv.Error:
-                # Only a row torn by a crash (the file's end) may be dropped.
-                if not _only_torn_after(stream, consumed):
-                    raise ResumeError(
-                        f"{path}: a row after byte {consumed} is not CSV; use a new output file"
-                    ) from None
-                return
+                stream.seek(consumed)
+                rest = stream.read()
+                if rest.count(b'"') % 2 == 1 or not rest.endswith(b"\r\n"):
+                    raise TornRow from None
+                raise DamagedRow(consumed) from None
             consumed += sum(len(p) for p in pending)
             pending.clear()
+            yield row, consumed
+        if stream.seek(0, os.SEEK_END) > consumed:
+            raise TornRow
+
+
+def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, object], int]]:
+    """(row, offset after it); the header must match this run's fields. A torn last row
+    is dropped; a header cut short (the file holds nothing else) counts as no file."""
+    rows = csv_rows(path)
+    number = -1
+    try:
+        for number, (row, end) in enumerate(rows):
+            if number == 0:
+                if row != header and row == list(fields_of_header(header)):
+                    raise ResumeError(
+                        f"{path} was written by an earlier fetchmany, whose CSV has no "
+                        f"{ERROR_MESSAGE_COLUMN} column after error: finish it with that "
+                        "version, or use a new output file"
+                    )
+                if row != header:
+                    shown = ",".join(row) if row else "no CSV header"
+                    raise ResumeError(
+                        f"{path} has {shown}; this run writes CSV with columns {','.join(header)}"
+                    )
+                yield {}, -end  # the header: negative marks "not a record"
+                continue
             if len(row) != len(header):
                 raise ResumeError(
-                    f"{path}: a row after byte {consumed - 1} has {len(row)} cells, "
+                    f"{path}: a row after byte {end - 1} has {len(row)} cells, "
                     f"not {len(header)}; use a new output file"
                 )
-            yield dict(zip(header, row, strict=True)), consumed
-
-
-def _only_torn_after(stream: BinaryIO, offset: int) -> bool:
-    """Whether the bytes after ``offset`` can be a row torn by a crash: a write cut
-    short ends anywhere but at a row's end (CRLF), while a row that does not parse
-    and ends with CRLF was damaged otherwise, and rows after it may be whole."""
-    stream.seek(offset)
-    return not stream.read().endswith(b"\r\n")
+            yield dict(zip(header, row, strict=True)), end
+    except TornRow:
+        if number < 0:  # the header itself is cut short: this run's, or refused
+            with open(path, "rb") as stream:
+                start = stream.read()
+            if not (",".join(header) + "\r\n").encode().startswith(start):
+                raise ResumeError(
+                    f"{path} starts with {start.decode('utf-8', 'replace')!r}, not the CSV "
+                    f"header {','.join(header)}; use a new output file"
+                ) from None
+        return
+    except DamagedRow as exc:
+        raise ResumeError(
+            f"{path}: a row after byte {exc.offset} is not CSV; use a new output file"
+        ) from None
 
 
 def _records(
@@ -187,7 +218,11 @@ FORMAT_NAMES: Final = {
 _CSV_HEADER: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*\r?(\n|$)")
 
 
-_KNOWN_NAMES: Final = frozenset(name.encode() for name in (*FIELDS, *SAVED_FIELDS))
+_TORN_CSV_HEADER: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_,]*\r?")
+
+_KNOWN_NAMES: Final = frozenset(
+    name.encode() for name in (*FIELDS, *OPTIONAL_FIELDS, *SAVED_FIELDS)
+)
 
 
 def detect_format(path: str) -> OutputFormat | None:
@@ -211,6 +246,13 @@ def detect_format(path: str) -> OutputFormat | None:
     header = _CSV_HEADER.match(start)
     if header is not None and _KNOWN_NAMES & set(header.group().strip().split(b",")):
         return OutputFormat.CSV
+    if _TORN_CSV_HEADER.fullmatch(start) and any(
+        known.startswith(name)
+        for name in start.strip().split(b",")
+        if name
+        for known in _KNOWN_NAMES
+    ):
+        return OutputFormat.CSV  # a header cut short: its shard stopped at once
     raise ResumeError(
         f"{path} is not records fetchmany wrote (JSON Lines, a JSON array or CSV); "
         "use a new output file"

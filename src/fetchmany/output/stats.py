@@ -113,3 +113,14 @@ class RunStats:
 
     def finish(self) -> None:
         self.finished = time.monotonic()
+
+
+@dataclass(frozen=True)
+class FileTotals:
+    """A resumed output file as a whole, after this run: what the summary says beside
+    this run's counts, so it never contradicts the exit status (which counts them all)."""
+
+    path: str
+    records: int
+    failed: int | None
+    """Records not ok, when the file's fields say (``ok`` among them); else unknown."""

@@ -160,6 +160,13 @@ def neutralise_formula(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
+def looks_neutralised(cell: str) -> bool:
+    """A cell as ``neutralise_formula`` leaves a formula: which data may hold as well, so
+    the added ``'`` cannot be told from the data's own (``=x`` and ``'=x`` both give
+    ``'=x``)."""
+    return cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS)
+
+
 _TERMINAL_UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
