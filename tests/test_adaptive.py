@@ -1,135 +1,398 @@
-"""--limit auto: the controller finds a server's capacity, counted at the server."""
+"""--limit auto: the controller against model servers (a simulated clock), then the
+command against loopback servers of each shape, counted at the server."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import random
 import re
+import statistics
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from capacity_server import Capacity
-from conftest import LoopbackServer, jsonl, run_cli
+from conftest import LoopbackServer, jsonl, run_cli, run_process
+from shapes_server import Shape
 
-from fetchmany.fetch.adaptive import DECREASE, AdaptiveLimit
+from fetchmany.fetch.adaptive import (
+    DECREASE,
+    PROBE_LIMIT,
+    PROBE_SAMPLES,
+    QUIET,
+    REPROBE_EVERY,
+    AdaptiveLimit,
+)
 from fetchmany.options import Adaptive
+
+# ---------------------------------------------------------------- the model servers
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Answer = tuple[float, bool]
+"""(latency, overloaded) of one request."""
+
+
+@dataclass
+class Queueing:
+    """``capacity`` servers of ``service`` seconds each; the rest wait in line."""
+
+    capacity: int
+    service: float = 0.04
+    free_at: list[float] = field(default_factory=list)
+
+    def answer(self, at: float) -> Answer:
+        if len(self.free_at) < self.capacity:
+            heapq.heappush(self.free_at, at)
+        start = max(at, heapq.heappop(self.free_at))
+        heapq.heappush(self.free_at, start + self.service)
+        return start + self.service - at, False
+
+
+@dataclass
+class Rejecting:
+    """Serves ``capacity(at)`` at once, ``service`` seconds each; rejects the rest at once."""
+
+    capacity: Callable[[float], int]
+    service: float = 0.04
+    busy_until: list[float] = field(default_factory=list)
+
+    def answer(self, at: float) -> Answer:
+        self.busy_until = [t for t in self.busy_until if t > at]
+        if len(self.busy_until) >= self.capacity(at):
+            return 0.001, True
+        self.busy_until.append(at + self.service)
+        return self.service, False
+
+
+@dataclass
+class Jittery:
+    """No capacity limit; each answer after a delay drawn evenly from ``low..high``."""
+
+    low: float = 0.0
+    high: float = 0.05
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    def answer(self, at: float) -> Answer:
+        return self.rng.uniform(self.low, self.high), False
+
+
+@dataclass
+class Run:
+    limits: list[int] = field(default_factory=list)
+    """The limit in force after each answer."""
+    latencies: list[float] = field(default_factory=list)
+    overloads: int = 0
+    most_in_flight: int = 0
+
+
+class Simulation:
+    """Keeps ``gate`` full (up to ``demand`` in flight) and answers requests in the order
+    ``server`` finishes them, the clock jumping to each answer; what is in flight stays
+    between calls."""
+
+    def __init__(
+        self, gate: AdaptiveLimit, clock: Clock, server: Queueing | Rejecting | Jittery
+    ) -> None:
+        self.gate, self.clock, self.server = gate, clock, server
+        self.in_flight: list[tuple[float, int, float, int, bool]] = []
+        self.order = 0
+
+    async def run(self, answers: int, demand: int = 10_000) -> Run:
+        gate, clock = self.gate, self.clock
+        run = Run()
+        while len(run.limits) < answers:
+            while not gate.locked() and len(self.in_flight) < demand:
+                ticket = await gate.acquire(self.order)
+                latency, overloaded = self.server.answer(clock.now)
+                entry = (clock.now + latency, self.order, latency, ticket, overloaded)
+                heapq.heappush(self.in_flight, entry)
+                self.order += 1
+            run.most_in_flight = max(run.most_in_flight, len(self.in_flight))
+            self._answer(run)
+        return run
+
+    def drain(self) -> None:
+        """Answer everything in flight, starting nothing new."""
+        while self.in_flight:
+            self._answer(Run())
+
+    def _answer(self, run: Run) -> None:
+        done, _, latency, ticket, overloaded = heapq.heappop(self.in_flight)
+        self.clock.now = max(self.clock.now, done)
+        self.gate.release(ticket, None if overloaded else latency, overloaded, None)
+        run.overloads += overloaded
+        if not overloaded:
+            run.latencies.append(latency)
+        run.limits.append(self.gate.current)
+
+
+async def simulate(
+    gate: AdaptiveLimit,
+    clock: Clock,
+    server: Queueing | Rejecting | Jittery,
+    answers: int,
+    demand: int = 10_000,
+) -> Run:
+    """``answers`` answers of a new simulation; what is left in flight is answered."""
+    simulation = Simulation(gate, clock, server)
+    run = await simulation.run(answers, demand)
+    simulation.drain()
+    return run
+
+
+def controller(ceiling: int = 256, start: int = 10) -> tuple[AdaptiveLimit, Clock]:
+    clock = Clock()
+    return AdaptiveLimit(ceiling, start, clock=clock), clock
+
+
+# ---------------------------------------------------------------- the controller
+
+
+async def test_the_first_request_goes_alone_then_a_probe_at_low_concurrency() -> None:
+    """The first answer may announce a quota, and the baseline is measured where no
+    real server queues: one request, then PROBE_LIMIT at a time."""
+    gate, clock = controller()
+    ticket = await gate.acquire(0)
+    assert gate.locked()
+    gate.release(ticket, 0.04, False, None)
+    assert gate.current == PROBE_LIMIT
+    run = await simulate(gate, clock, Queueing(100), PROBE_SAMPLES)
+    assert max(run.limits[: PROBE_SAMPLES - 2]) == PROBE_LIMIT
+    assert gate.current == 10  # the probe done, the start limit
+
+
+async def test_a_queueing_server_is_kept_near_its_capacity() -> None:
+    """The shape that flooded the old controller (70-91 in flight against 12 served):
+    the limit stays within half again of the capacity, and answers stay fast."""
+    gate, clock = controller()
+    run = await simulate(gate, clock, Queueing(12), 3000)
+    later = run.limits[1000:]
+    assert 12 <= statistics.median(later) <= 18
+    assert max(later) <= 24
+    assert statistics.median(run.latencies[1000:]) <= 2 * 0.04
+    assert gate.settled().reason == "latency"
+
+
+async def test_the_baseline_cannot_drift_up_into_a_queue() -> None:
+    gate, clock = controller()
+    await simulate(gate, clock, Queueing(12), 5000)
+    baseline = gate.settled().baseline_ms
+    assert baseline == pytest.approx(40, abs=1)
+
+
+async def test_jitter_is_not_read_as_queueing() -> None:
+    """Latency even over 0-50 ms whatever the load: the old controller read one slow
+    answer as a queue and sat at 2-3. Medians of windows see no queue: it grows."""
+    gate, clock = controller()
+    run = await simulate(gate, clock, Jittery(), 4000)
+    assert max(run.limits) == 256
+    assert statistics.median(run.limits[2000:]) >= 200
+
+
+async def test_a_rejecting_server_is_found_with_few_overload_answers() -> None:
+    gate, clock = controller()
+    run = await simulate(gate, clock, Rejecting(lambda at: 12), 3000)
+    assert run.overloads <= 0.05 * 3000
+    assert 8 <= statistics.median(run.limits[1000:]) <= 13
+    assert gate.settled().reason == "overload"
+
+
+async def test_a_capacity_that_steps_down_and_up_is_followed() -> None:
+    gate, clock = controller()
+    start = clock.now
+    simulation = Simulation(gate, clock, Rejecting(lambda at: 10 if 2 <= at - start < 4 else 40))
+    limits: list[tuple[float, int]] = []
+    overloads = answers = 0
+    while clock.now - start < 7:
+        step = await simulation.run(20)
+        limits.append((clock.now - start, step.limits[-1]))
+        overloads += step.overloads
+        answers += 20
+    assert overloads <= 0.1 * answers
+    assert max(limit for at, limit in limits if 3 <= at < 4) <= 12  # down within 1 s
+    assert min(limit for at, limit in limits if 6 <= at < 7) >= 28  # back up within 2 s
+
+
+async def test_an_overload_cuts_once_per_round_trip_and_frees_no_slot() -> None:
+    gate, clock = controller(start=20)
+    await simulate(gate, clock, Queueing(100), PROBE_SAMPLES + 1)  # past the probe
+    tickets = [await gate.acquire(n) for n in range(gate.current)]
+    limit = gate.current
+    clock.now += 0.001
+    gate.release(tickets.pop(), None, True, None)
+    assert gate.current == int(limit * DECREASE)
+    # The same round trip: no second cut; but once fewer others are in flight than the
+    # limit, each rejected slot goes (the server is full with the others).
+    while len(tickets) > gate.current:
+        gate.release(tickets.pop(), None, True, None)
+        assert gate.current == int(limit * DECREASE)
+    gate.release(tickets.pop(), None, True, None)
+    assert gate.current == len(tickets)
+
+
+async def test_a_retry_after_stops_probing_past_what_worked() -> None:
+    gate, clock = controller()
+    server = Rejecting(lambda at: 12)
+    await simulate(gate, clock, server, 500)
+    tickets = [await gate.acquire(n) for n in range(gate.current)]
+    clock.now += 0.01
+    gate.release(tickets.pop(), None, True, 2.0)  # 429 with Retry-After: 2
+    assert gate.mark() == "held"
+    for ticket in tickets:
+        gate.release(ticket, 0.04, False, None)
+    run = await simulate(gate, clock, server, 400)
+    assert clock.now - 1000 < 500 + 2 * QUIET  # still within the quiet time
+    assert run.overloads == 0
+
+
+async def test_an_idle_limit_does_not_grow() -> None:
+    """Three requests in flight prove nothing about a limit of 200."""
+    gate, clock = controller()
+    run = await simulate(gate, clock, Jittery(), 3000, demand=3)
+    assert max(run.limits) <= 15
+
+
+async def test_the_ceiling_holds() -> None:
+    gate, clock = controller(ceiling=25)
+    run = await simulate(gate, clock, Jittery(), 2000)
+    assert max(run.limits) == 25
+    assert run.most_in_flight <= 25
+
+
+async def test_the_baseline_is_measured_again_on_the_clock_grid() -> None:
+    gate, clock = controller()
+    simulation = Simulation(gate, clock, Jittery(0.04, 0.04))
+    run = await simulation.run(1000)
+    assert run.limits[-1] > PROBE_LIMIT
+    clock.now = (clock.now // REPROBE_EVERY + 2) * REPROBE_EVERY  # past the next grid point
+    run = await simulation.run(1500)
+    assert PROBE_LIMIT in run.limits  # pinned low for a moment...
+    assert run.limits[-1] > 100  # ...then back where it was
+
+
+async def test_a_share_probes_at_its_share() -> None:
+    """Under -P 3, three workers probing at 3 would put 9 on the host at once."""
+    gate = AdaptiveLimit(256, 4, share=1 / 3)
+    ticket = await gate.acquire(0)
+    gate.release(ticket, 0.04, False, None)
+    assert gate.current == 1
+
+
+def test_settled_says_why() -> None:
+    gate, _ = controller()
+    assert gate.settled().why() == "no signal yet"
+
+
+# ---------------------------------------------------------------- the command
 
 
 def run_auto(
-    serve: Callable[..., LoopbackServer], capacity: Capacity, n: int, *args: str
+    serve: Callable[..., LoopbackServer], shape: Shape, n: int, *args: str
 ) -> list[dict[str, object]]:
-    url = serve(capacity.app()).url("/cap?id={}")
+    url = serve(shape.app()).url("/item?id={}")
     ids = "".join(f"{i}\n" for i in range(n)).encode()
-    result = run_cli("-q", "-t", url, "--limit", "auto", *args, stdin=ids)
+    result = run_cli("-t", url, "--limit", "auto", "--body", "none", *args, stdin=ids)
     records = jsonl(result.stdout)
-    assert len(records) == n
+    assert len(records) == n, result.stderr
     return records
+
+
+def present_after(shape: Shape, seconds: float) -> list[int]:
+    return [present for at, present in shape.presence if at >= seconds]
 
 
 def test_a_small_capacity_is_found_with_few_overload_answers(
     serve: Callable[..., LoopbackServer],
 ) -> None:
-    capacity = Capacity(12, delay=0.04)
-    records = run_auto(serve, capacity, 800)
+    shape = Shape("reject", capacity=12)
+    records = run_auto(serve, shape, 800)
     assert all(r["ok"] for r in records)  # retries carry the few 503s
-    assert capacity.rejected <= 0.10 * 800  # a fixed --limit 30 draws ~2.9 per request
-    assert capacity.max_in_flight == 12  # it reached the capacity, not stayed below it
+    assert shape.overloads <= 0.05 * 800  # a fixed --limit 30 draws ~1.5 per request
+    assert shape.max_serving == 12  # it reached the capacity, not stayed below it
 
 
-def test_ample_capacity_is_used_not_left_at_the_start(serve: Callable[..., LoopbackServer]) -> None:
-    capacity = Capacity(1000, delay=0.04)
-    run_auto(serve, capacity, 1500)
-    assert capacity.rejected == 0
-    assert capacity.max_in_flight >= 60  # far above the fixed default of 10
+def test_a_queueing_server_is_not_flooded(serve: Callable[..., LoopbackServer]) -> None:
+    """At most 12 served at once, the rest wait: counted at the server, requests present
+    (served and waiting) stay near 12 instead of the 70-91 the old controller kept."""
+    shape = Shape("queue", capacity=12)
+    run_auto(serve, shape, 1200)
+    later = present_after(shape, 1.0)
+    assert later
+    assert statistics.median(later) <= 24
 
 
-def test_the_ceiling_holds(serve: Callable[..., LoopbackServer]) -> None:
-    capacity = Capacity(1000, delay=0.02)
-    run_auto(serve, capacity, 600, "--limit", "auto:25")
-    assert capacity.max_in_flight <= 25
+def test_ample_capacity_is_used_not_left_at_the_start(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    shape = Shape("queue", capacity=1000)
+    run_auto(serve, shape, 1500)
+    assert shape.overloads == 0
+    assert shape.max_present >= 60  # far above the fixed default of 10
 
 
-def test_a_capacity_that_drops_is_followed(serve: Callable[..., LoopbackServer]) -> None:
-    capacity = Capacity(40, delay=0.04, change_after=800, changed_to=10)
-    records = run_auto(serve, capacity, 1600)
+def test_a_jittery_server_gets_more_than_the_default(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    shape = Shape("jitter", jitter=(0.0, 0.05))
+    run_auto(serve, shape, 1500)
+    assert shape.max_present >= 60
+
+
+def test_the_ceiling_holds_at_the_server(serve: Callable[..., LoopbackServer]) -> None:
+    shape = Shape("jitter", jitter=(0.0, 0.02))
+    run_auto(serve, shape, 600, "--limit", "auto:25")
+    assert shape.max_present <= 25
+
+
+@pytest.mark.parametrize(
+    ("style", "processes"),
+    [("ietf", "1"), ("draft", "1"), ("x", "1"), ("x-epoch", "1"), ("ietf", "2")],
+)
+def test_an_announced_quota_draws_no_429(
+    serve: Callable[..., LoopbackServer], style: str, processes: str
+) -> None:
+    """A quota of 40 a second announced in headers, 429 beyond it: none is drawn (under
+    -P, the quota is the workers' total), and the pace is not far below the quota
+    either (some whole window got most of its quota)."""
+    shape = Shape("quota", quota=40, window=1.0, style=style, service=0.01)
+    url = serve(shape.app()).url("/item?id={}")
+    ids = "".join(f"{i}\n" for i in range(100)).encode()
+    result = run_process("-t", url, "--limit", "auto", "-P", processes, stdin=ids)
+    records = jsonl(result.stdout)
+    assert len(records) == 100, result.stderr
     assert all(r["ok"] for r in records)
-    assert capacity.rejected <= 0.15 * 1600
+    assert shape.overloads == 0
+    per_window: dict[int, int] = {}
+    for arrived, _, _ in shape.log:
+        per_window[int(arrived)] = per_window.get(int(arrived), 0) + 1
+    assert max(per_window.values()) >= 24
 
 
-@pytest.mark.parametrize(("text", "ceiling"), [("auto", 256), ("auto:40", 40), ("AUTO:7", 7)])
-def test_limit_auto_parses(text: str, ceiling: int) -> None:
-    assert Adaptive.parse(text.lower()) == Adaptive(ceiling)
-
-
-@pytest.mark.parametrize("value", ["auto:0", "auto:x", "0", "many"])
-def test_a_bad_limit_is_a_usage_error(value: str) -> None:
-    result = run_cli("--limit", value, stdin=b"")
-    assert result.returncode == 2
-    assert "--limit" in result.stderr
-
-
-async def test_slow_start_doubles_per_round_trip_until_an_overload() -> None:
-    gate = AdaptiveLimit(ceiling=1000, start=10)
-    for _ in range(10):
-        await gate.acquire()
-    for _ in range(10):
-        gate.release(0.01, False, None)
-    assert gate.current == 20
-    for _ in range(20):
-        await gate.acquire()
-    gate.release(0.01, True, None)  # an overload: cut, and never above the others in flight
-    assert gate.current == int(20 * DECREASE)
-    # The same round trip: no second cut, but once the others in flight are fewer than
-    # the limit, each rejected slot goes (the server is full with the others).
-    for expected in (14, 14, 14, 14, 14, 13, 12):
-        gate.release(0.01, True, None)
-        assert gate.current == expected
-
-
-async def test_after_an_overload_growth_is_one_per_round_trip() -> None:
-    gate = AdaptiveLimit(ceiling=1000, start=11)
-    for _ in range(11):
-        await gate.acquire()
-    gate.release(0.01, True, None)
-    limit = gate.limit
-    assert limit == 11 * DECREASE
-    for _ in range(7):  # about one round trip of answers at this limit
-        gate.release(0.01, False, None)
-    assert limit + 0.8 < gate.limit < limit + 1.01
-
-
-async def test_retry_after_holds_the_limit() -> None:
-    gate = AdaptiveLimit(ceiling=1000, start=10)
-    await gate.acquire()
-    gate.release(0.01, False, 30.0)
-    for _ in range(5):
-        await gate.acquire()
-        gate.release(0.01, False, None)
-    assert gate.current == 10
-
-
-async def test_queueing_latency_stops_the_growth() -> None:
-    gate = AdaptiveLimit(ceiling=1000, start=10)
-    for _ in range(5):
-        await gate.acquire()
-        gate.release(0.01, False, None)
-    grown = gate.current
-    for _ in range(5):
-        await gate.acquire()
-        gate.release(0.2, False, None)  # 20x the baseline: requests wait at the server
-    assert gate.current <= grown
-
-
-async def test_waiters_start_as_the_limit_allows() -> None:
-    gate = AdaptiveLimit(ceiling=2, start=2)
-    await gate.acquire()
-    await gate.acquire()
-    third = asyncio.ensure_future(gate.acquire())
-    await asyncio.sleep(0)
-    assert not third.done()
-    gate.release(0.01, False, None)
-    await third
-    assert gate.in_flight == 2
+def test_a_host_that_waits_does_not_hold_back_another(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """Items of a slow host wait for its --per-host slot holding a worker each; a pool
+    of 256 workers filled with them left the other host idle. The pool now grows as far
+    as the window's bytes allow, so the fast host finishes long before the slow one."""
+    slow = Shape("queue", capacity=1, service=0.004)
+    fast = Shape("jitter", jitter=(0.0, 0.002))
+    slow_url = serve(slow.app()).url("/item?id=")
+    fast_url = serve(fast.app()).url("/item?id=")
+    lines = "".join(f"{slow_url}{i}\n{fast_url}{i}\n" for i in range(700)).encode()
+    result = run_cli("--per-host", "1", "--body", "none", "-o", "/dev/null", stdin=lines)
+    assert result.returncode == 0, result.stderr
+    fast_done = max(done for _, done, _ in fast.log)
+    slow_done = max(done for _, done, _ in slow.log)
+    assert fast_done < 0.5 * slow_done
 
 
 def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(
@@ -157,3 +420,28 @@ def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(
     settled = re.search(r"limit auto settled at: 127\.0\.0\.1:\d+ (\d+)", result.stderr)
     assert settled is not None, result.stderr
     assert int(settled[1]) > 10  # it grew past its start once the hold ended
+
+
+def test_the_summary_says_where_each_host_settled_and_why(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    shape = Shape("reject", capacity=6)
+    url = serve(shape.app()).url("/item?id={}")
+    ids = "".join(f"{i}\n" for i in range(300)).encode()
+    result = run_cli("-t", url, "--limit", "auto", "-o", "/dev/null", stdin=ids)
+    line = next(x for x in result.stderr.splitlines() if "limit auto settled at" in x)
+    assert re.search(r"127\.0\.0\.1:\d+ \d+ \(overload answers\)", line), line
+    assert f"; {shape.overloads} overload answers" in line
+
+
+@pytest.mark.parametrize(("text", "ceiling"), [("auto", 256), ("auto:40", 40), ("AUTO:7", 7)])
+def test_limit_auto_parses(text: str, ceiling: int) -> None:
+    assert Adaptive.parse(text.lower()) == Adaptive(ceiling)
+
+
+@pytest.mark.parametrize("value", ["auto:0", "auto:x", "auto:-3", "auto:", "0", "many"])
+def test_a_bad_limit_is_a_usage_error(value: str) -> None:
+    result = run_cli("--limit", value, stdin=b"")
+    assert result.returncode == 2
+    assert "--limit" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -92,3 +92,32 @@ def test_the_soft_open_file_limit_is_raised_for_the_concurrency() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     # A hard limit too low to raise to is capped instead: test_hostile runs that in a
     # process of its own, since a hard limit cannot be raised again once lowered.
+
+
+async def test_a_retry_waits_for_the_next_slot_only_and_is_counted() -> None:
+    """After one 503 under --limit auto the retry waited ~3 s behind every item queued
+    meanwhile while the ordered bar froze. Slots now go to the oldest item first, and a
+    retry waiting for one is counted for the bar."""
+    limits = Limits(1, per_host=1)
+    await limits.acquire("a:80", order=50)
+    log: list[int] = []
+
+    async def attempt(order: int, attempt: int) -> None:
+        await limits.acquire("a:80", order=order, attempt=attempt)
+        log.append(order)
+        limits.release("a:80")
+
+    later = [asyncio.create_task(attempt(order, 1)) for order in range(100, 110)]
+    await asyncio.sleep(0)
+    retry = asyncio.create_task(attempt(7, 2))
+    await asyncio.sleep(0)
+    assert limits.retries_waiting == 1
+    limits.release("a:80")
+    await asyncio.wait_for(asyncio.gather(retry, *later), 5)
+    assert log[0] == 7
+    assert limits.retries_waiting == 0
+
+
+async def test_limits_show_the_fixed_limit_and_no_mark() -> None:
+    assert Limits(7).current_limit() == 7
+    assert Limits(7).mark() == ""

@@ -7,13 +7,16 @@ import io
 import json
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
+from shapes_server import Shape
 from test_interrupt import wait_until
+from yarl import URL
 
-from fetchmany.input.sources import Shard
+from fetchmany.input.sources import Item, Shard, host_shard
 from fetchmany.output.merge import MergeError, merged, open_part
 
 TIMING = ("elapsed_ms",)
@@ -440,3 +443,92 @@ def test_a_merge_stopped_by_a_signal_leaves_no_trace(tmp_path: Path, sig: int) -
     assert proc.returncode == 128 + sig, stderr
     assert b"Traceback" not in stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.jsonl"]
+
+
+# ------------------------------------------------------------- --shard-by host
+
+
+def test_a_host_is_in_one_shard_whatever_else_its_url_says() -> None:
+    """Scheme, host (in any case) and port decide; path, query and credentials do not.
+    The hash is stable: it must be the same on every machine and every release, or the
+    shards of one job (and a resumed shard) would disagree."""
+    shard = host_shard(URL("http://Api.Example.test:8080/a?x=1"), 1000)
+    assert host_shard(URL("http://api.example.test:8080/b/c"), 1000) == shard
+    assert host_shard(URL("http://user:pw@API.EXAMPLE.TEST:8080/"), 1000) == shard
+    assert host_shard(URL("https://api.example.test:8080/"), 1000) != shard
+    assert [host_shard(URL(f"http://h{n}.test/"), 7) for n in range(8)] == [
+        _expected_shard(f"http://h{n}.test:80", 7) for n in range(8)
+    ]
+
+
+def _expected_shard(origin: str, count: int) -> int:
+    """The documented rule, written out: blake2b-64 of scheme://host:port, mod N."""
+    import hashlib
+
+    digest = hashlib.blake2b(origin.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+def test_an_item_without_a_url_goes_by_its_index() -> None:
+    shard = Shard(1, 3, by_host=True)
+    invalid = Item(index=7, input="not a url", url=None)
+    assert shard.holds_item(invalid)  # 7 mod 3 == 1
+    assert not Shard(0, 3, by_host=True).holds_item(invalid)
+
+
+def test_shards_by_host_keep_each_host_in_one_and_merge_to_the_unsharded_run(
+    serve: Callable[..., LoopbackServer], tmp_path: Path
+) -> None:
+    """Two shards on one machine, run at once, against four loopback hosts: with
+    --per-host 2, no host ever sees more than 2 at once (by index, both shards would send
+    it 2 each); and the merged parts equal one run of the whole list."""
+    hosts = [Shape("jitter", jitter=(0.02, 0.03)) for _ in range(4)]
+    urls = [serve(host.app()).url("/item?id=") for host in hosts]
+    lines = [f"{urls[i % 4]}{i}" for i in range(160)]
+    lines[33] = "not a url"
+    source = tmp_path / "urls.txt"
+    source.write_text("\n".join(lines) + "\n")
+    common = [str(source), "-q", "--per-host", "2", "--limit", "8", "--body", "none"]
+    by_host = ["--shard-by", "host"]
+    shards = [
+        subprocess.Popen(
+            [*fetchmany_command(), *common, *by_host, "--shard", f"{k}/2", "-o", str(part)]
+        )
+        for k, part in enumerate(tmp_path / f"part-{k}.jsonl" for k in range(2))
+    ]
+    # The invalid line (index 33, by its index: shard 1) is the one record not ok.
+    assert [shard.wait(60) for shard in shards] == [0, 1]
+    assert all(host.max_present <= 2 for host in hosts), [h.max_present for h in hosts]
+    for k in range(2):  # each host's items all in one part, in index order
+        indexes = [int(str(r["index"])) for r in records(tmp_path / f"part-{k}.jsonl", "jsonl")]
+        assert indexes == sorted(indexes)
+    merged_out = tmp_path / "merged.jsonl"
+    parts = [str(tmp_path / f"part-{k}.jsonl") for k in range(2)]
+    assert run_cli("--merge", *parts, "--expect", "160", "-o", str(merged_out)).returncode == 1
+    whole = tmp_path / "whole.jsonl"
+    assert run_cli(*common, "-o", str(whole)).returncode == 1
+    assert records(merged_out, "jsonl") == records(whole, "jsonl")
+
+
+def test_a_shard_by_host_resumes(serve: Callable[..., LoopbackServer], tmp_path: Path) -> None:
+    """Its indexes are not every Nth: a resumed file is checked for order, not for a
+    stride, and continues where it stopped."""
+    hosts = [Shape("jitter", jitter=(0.0, 0.002)) for _ in range(3)]
+    urls = [serve(host.app()).url("/item?id=") for host in hosts]
+    source = tmp_path / "urls.txt"
+    source.write_text("".join(f"{urls[i % 3]}{i}\n" for i in range(60)))
+    mine = host_shard(URL(urls[0]), 2)  # a shard with items, whichever the ports make it
+    args = [str(source), "-q", "--shard", f"{mine}/2", "--shard-by", "host", "--body", "none"]
+    full = tmp_path / "full.jsonl"
+    assert run_cli(*args, "-o", str(full)).returncode == 0
+    part = tmp_path / "part.jsonl"
+    kept = full.read_bytes().splitlines(keepends=True)
+    part.write_bytes(b"".join(kept[: len(kept) // 2]) + kept[len(kept) // 2][:9])  # torn
+    assert run_cli(*args, "-o", str(part), "--resume").returncode == 0
+    assert records(part, "jsonl") == records(full, "jsonl")
+
+
+def test_shard_by_host_needs_a_shard() -> None:
+    result = run_cli("--shard-by", "host", stdin=b"")
+    assert result.returncode == 2
+    assert "--shard-by goes with --shard" in result.stderr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fetchmany.output.progress import NoDisplay, summary_lines, terminal_safe
+from fetchmany.fetch.adaptive import Settled
+from fetchmany.output.progress import NoDisplay, limit_text, summary_lines, terminal_safe
 from fetchmany.output.stats import RunStats
 from fetchmany.records import ErrorKind, FetchError, Record
 
@@ -40,3 +41,45 @@ def test_without_a_bar_lines_go_to_stderr_plainly(capsys: pytest.CaptureFixture[
     display.note("Resuming: 1 record already in out.jsonl")
     display.stop()
     assert capsys.readouterr() == ("", "Resuming: 1 record already in out.jsonl\n")
+
+
+@pytest.mark.parametrize(
+    ("limit", "mark", "waiting", "shown"),
+    [
+        (10, "", 0, "limit 10"),
+        (12, "cut", 0, "limit 12 (cut)"),
+        (9, "held", 1, "limit 9 (held), 1 retry waiting for a slot"),
+        (4, "quota", 3, "limit 4 (quota), 3 retries waiting for a slot"),
+        (None, "", 0, ""),
+    ],
+)
+def test_the_bar_always_shows_the_limit_and_what_holds_it(
+    limit: int | None, mark: str, waiting: int, shown: str
+) -> None:
+    stats = RunStats(limit=limit, mark=mark, retries_waiting=waiting)
+    assert limit_text(stats) == shown
+
+
+def test_the_summary_says_where_each_host_settled_and_why() -> None:
+    stats = RunStats()
+    stats.settled = {
+        "a.test:443": Settled(12, 25, "overload"),
+        "b.test:443": Settled(18, 0, "latency", baseline_ms=40.0, latency_ms=49.5),
+        "c.test:443": Settled(10, 0, "quota", quota_rate=93.0),
+        "d\x1b[2J.test:80": Settled(256, 0, "ceiling"),
+    }
+    stats.finish()
+    line = next(x for x in summary_lines(stats, interrupted=False) if "settled" in x)
+    assert line == (
+        "  limit auto settled at: a.test:443 12 (overload answers), "
+        "b.test:443 18 (latency 49.5 ms, 40 ms alone), "
+        "c.test:443 10 (paced by a quota at 93.0/s), "
+        "d\\x1b[2J.test:80 256 (the ceiling); 25 overload answers"
+    )
+
+
+def test_two_workers_limits_are_shown_as_one() -> None:
+    one = Settled(6, 3, "latency", baseline_ms=40.0, latency_ms=48.0, quota_rate=None)
+    other = Settled(5, 1, "overload", baseline_ms=41.0, latency_ms=52.0, quota_rate=None)
+    both = one.plus(other)
+    assert both == Settled(11, 4, "overload", baseline_ms=40.0, latency_ms=52.0)

@@ -139,3 +139,22 @@ def test_a_broken_netrc_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert b"Traceback" not in result.stderr
     assert str(netrc).encode() in result.stderr
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_the_bar_shows_the_limit_in_a_terminal_under_p(
+    server: LoopbackServer, tmp_path: Path, processes: str
+) -> None:
+    """Under -P 2 the bar dropped the limit: the workers' limits now reach the parent a
+    few times a second and it shows their total, as one process shows its own."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(server.url(f"/sleep?ms=20&id={i}") + "\n" for i in range(150)))
+    command = " ".join(
+        [*fetchmany_command(), "--limit", "auto", "-P", processes, str(urls), "> /dev/null"]
+    )
+    child = pexpect.spawn("/bin/sh", ["-c", command], dimensions=(24, 200), timeout=60)
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.before.decode("utf-8", "replace")
+    assert child.exitstatus == 0, screen
+    assert re.search(r"limit \d+", screen), screen

@@ -69,7 +69,13 @@ async def fetch_finished(
     session, the client and the engine.
     """
     setup = setup or SessionSetup.prepare(options)
-    limits = Limits(options.limit, options.per_host, options.rate, options.adaptive)
+    limits = Limits(
+        options.limit,
+        options.per_host,
+        options.rate,
+        options.adaptive,
+        longest_wait=options.retry.max_backoff,
+    )
     async with AsyncExitStack() as stack:
 
         async def make_fetch() -> FetchFunction:

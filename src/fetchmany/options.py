@@ -48,6 +48,10 @@ POOL_PER_SLOT: Final = 4
 MIN_POOL: Final = 256
 """Workers beyond ``limit`` exist only while items park (a backoff, a busy host);
 at most max(POOL_PER_SLOT x limit, MIN_POOL) of them, and never more than --window."""
+PARKED_COST: Final = 4096
+"""What a worker parked on a host's limit holds (its task and frames, measured at about
+3 KB, and its item): with per-host limits the pool may grow to --window-bytes' worth of
+them, so that the items of one slow host cannot take every worker from the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +62,15 @@ class Adaptive:
     """The most any host's limit may reach, and the cap on all requests in flight."""
     start: int = DEFAULT_START
     """Where each host's limit starts (a ``-P`` worker starts at its share)."""
+    share: float = 1.0
+    """This process's share of the run (``1/N`` in a ``-P N`` worker): of the probe's
+    concurrency and of an announced quota."""
 
     def __post_init__(self) -> None:
         _whole("the ceiling of --limit auto", self.ceiling, 1)
         _whole("the start of --limit auto", self.start, 1)
+        if not (_positive(self.share) and self.share <= 1):
+            raise ValueError(f"the share of --limit auto must be in (0, 1], got {self.share!r}")
 
     @classmethod
     def parse(cls, text: str) -> Adaptive:
@@ -226,5 +235,7 @@ class FetchOptions:
     def pool_size(self) -> int:
         """Workers at most: ``limit`` fetching, and room for items parked meanwhile."""
         size = max(POOL_PER_SLOT * self.limit, MIN_POOL)
+        if self.adaptive is not None or self.per_host is not None:
+            size = max(size, self.window_bytes // PARKED_COST)
         window = self.effective_window
         return size if window is None else min(size, window)

@@ -95,6 +95,10 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     args = CommandLine(inputs=inputs, **params)
     if args.output == "-":
         args = dataclasses.replace(args, output=None)
+    if args.shard_by.lower() == "host":
+        if args.shard is None:
+            raise click.UsageError("--shard-by goes with --shard K/N")
+        args = dataclasses.replace(args, shard=dataclasses.replace(args.shard, by_host=True))
     if args.merge:
         check_merge_options(click.get_current_context())
         merge_parts(args)
@@ -166,7 +170,7 @@ _FETCH_ONLY: Final = (
     "retries", "retry_on", "backoff", "max_backoff", "retry_all_methods", "method", "data",
     "json", "header", "user_agent", "timeout", "connect_timeout", "max_redirects",
     "max_body_size", "insecure", "proxy", "netrc", "ca_bundle", "pick", "save_dir",
-    "save_name", "body", "unordered", "resume", "shard", "processes",
+    "save_name", "body", "unordered", "resume", "shard", "shard_by", "processes",
 )  # fmt: skip
 
 

@@ -627,6 +627,15 @@ OPTIONS: list[Callable[[F], F]] = [
         "JOB_COMPLETION_INDEX); records keep their index in the whole input, for --merge.",
     ),
     option(
+        "--shard-by",
+        group=SCALE_OUT,
+        type=click.Choice(["index", "host"], case_sensitive=False),
+        default="index",
+        show_default=True,
+        help="With --shard: host puts every item of one host (scheme, host, port) in one "
+        "shard, so --per-host, --limit auto and a host's quota hold for the whole job.",
+    ),
+    option(
         "-P",
         "--processes",
         group=SCALE_OUT,
@@ -746,6 +755,7 @@ class CommandLine:
     resume: bool
     csv_safe: bool
     shard: Shard | None
+    shard_by: str
     processes: int
     merge: bool
     allow_gaps: bool

@@ -50,8 +50,11 @@ from fetchmany.cli.run import (
     finished_cost,
     keeps_nothing,
     plural,
+    watch_limits,
 )
+from fetchmany.fetch.adaptive import Settled
 from fetchmany.fetch.engine import Engine
+from fetchmany.fetch.limits import MARKS, Limits
 from fetchmany.input.sources import STDIN, Shard, read_items
 from fetchmany.output.destination import OutputClosed, OutputError, write_all
 from fetchmany.output.progress import SilentDisplay
@@ -64,10 +67,17 @@ _END: Final = _HEADER.pack(0)
 
 
 @dataclass(frozen=True)
-class _Settled:
-    """A worker's last frame with --limit auto: where each host's limit settled."""
+class _Limits:
+    """A worker's limits, a few times a second and last: the parent shows their sums."""
 
-    hosts: dict[str, tuple[int, int]]
+    limit: int
+    mark: str
+    retries_waiting: int
+    settled: dict[str, Settled]
+
+    @classmethod
+    def of(cls, limits: Limits) -> _Limits:
+        return cls(limits.current_limit(), limits.mark(), limits.retries_waiting, limits.settled())
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ class _Stopped:
     signal: int
 
 
-_Frame = list[Finished] | _Settled | _Checked | _Refused | _Stopped
+_Frame = list[Finished] | _Limits | _Checked | _Refused | _Stopped
 
 
 class WorkerFailed(Exception):
@@ -133,6 +143,7 @@ def worker_job(job: Job, part: int, processes: int) -> Job:
                 options.adaptive,
                 ceiling=split(options.adaptive.ceiling, processes, part),
                 start=max(1, split(options.adaptive.start, processes, part)),
+                share=options.adaptive.share / processes,
             )
             if options.adaptive is not None
             else None,
@@ -252,13 +263,19 @@ async def _fetch_shard(
     finished = fetch_finished(
         items, job.options, encoder(job.writer), finished_cost, on_engine, job.setup
     )
-    async with contextlib.aclosing(finished) as batches:
-        async for batch in batches:
-            for frame in _frames_of(batch):
-                _send(out_fd, frame)
+    ticker = asyncio.create_task(
+        watch_limits(engines, lambda limits: _send(out_fd, _Limits.of(limits)))
+    )
+    try:
+        async with contextlib.aclosing(finished) as batches:
+            async for batch in batches:
+                for frame in _frames_of(batch):
+                    _send(out_fd, frame)
+    finally:
+        ticker.cancel()
     limits = engines[0].limits if engines else None
-    if job.options.adaptive is not None and limits is not None:
-        _send(out_fd, _Settled(limits.settled()))
+    if limits is not None:
+        _send(out_fd, _Limits.of(limits))
     if interruption.signal is not None:
         _send(out_fd, _Stopped(interruption.signal))
     write_all(out_fd, _END)
@@ -342,6 +359,7 @@ class Parallel:
         self.processes = processes
         self.stats = stats
         self.workers: list[_Worker] = []
+        self._limits: dict[int, _Limits] = {}
         self.next_index = 0
         self.outcome = Outcome(stats)
         self.failure: str | None = None
@@ -443,8 +461,8 @@ class Parallel:
             with memoryview(buffer) as view:  # no copy of the frame before unpickling
                 batch: _Frame = pickle.loads(view[start : start + size])
             at = start + size
-            if isinstance(batch, _Settled):
-                self._settle(batch.hosts)
+            if isinstance(batch, _Limits):
+                self._observe(worker, batch)
                 continue
             if isinstance(batch, _Stopped):
                 if not self._signalled and self.failure is None:
@@ -476,12 +494,21 @@ class Parallel:
                 self._held += cost
         del buffer[:at]
 
-    def _settle(self, hosts: dict[str, tuple[int, int]]) -> None:
-        """A worker's --limit auto limits: a host's limit is the sum of the workers' (each
-        adapts its share), and so is its count of overload answers."""
-        for host, (limit, overloads) in hosts.items():
-            total, seen = self.stats.settled.get(host, (0, 0))
-            self.stats.settled[host] = (total + limit, seen + overloads)
+    def _observe(self, worker: _Worker, limits: _Limits) -> None:
+        """A worker's limits: the run's are the sums of the workers' latest (each adapts
+        or holds its share), shown as one process shows its own."""
+        self._limits[worker.number] = limits
+        stats = self.stats
+        every = self._limits.values()
+        stats.limit = sum(each.limit for each in every)
+        stats.mark = next((m for m in MARKS if any(each.mark == m for each in every)), "")
+        stats.retries_waiting = sum(each.retries_waiting for each in every)
+        settled: dict[str, Settled] = {}
+        for each in every:
+            for host, one in each.settled.items():
+                settled[host] = settled[host].plus(one) if host in settled else one
+        stats.settled = settled
+        self.job.display.update(stats)
 
     def _emit(self) -> None:
         """Write what can be written now: in index order, or everything with --unordered."""

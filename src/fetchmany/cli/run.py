@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import signal
 import threading
-import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Final, Protocol
 from fetchmany.api import fetch_finished
 from fetchmany.cli.options import DEFAULT_GRACE
 from fetchmany.fetch.engine import Engine
+from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
 from fetchmany.input.sources import Item, Shard, count_items, read_items
@@ -203,6 +203,8 @@ def count_total(
                 return
             total += n
         if shard is not None:
+            if shard.by_host:
+                return  # known only as its items are read
             total = shard.size(total)
         if not stop.is_set():
             with contextlib.suppress(RuntimeError):  # the run ended first
@@ -235,6 +237,7 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
     writer = job.writer
     failed = True
     engines: list[Engine[Any]] = []
+    ticker: asyncio.Task[None] | None = None
     job.display.start(None)
     try:
         count_total(
@@ -255,16 +258,15 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
         finished = fetch_finished(
             items, job.options, encoder(writer), finished_cost, on_engine, job.setup
         )
-        adaptive = job.options.adaptive is not None
-        shown = 0.0
+
+        def show_limits(limits: Limits) -> None:
+            observe_limits(stats, limits)
+            job.display.update(stats)
+
+        ticker = asyncio.create_task(watch_limits(engines, show_limits))
         async with aclosing(finished) as batches:
             async for batch in batches:
                 stats.add(record for record, _ in batch)
-                if adaptive and engines and (limits := engines[0].limits) is not None:
-                    now = time.monotonic()
-                    if now - shown >= 0.25:  # a sum over hosts: a few times a second
-                        stats.limit, shown = limits.current_limit(), now
-                        stats.settled = limits.settled()
                 job.display.update(stats)
                 try:
                     writer.write_encoded([data for _, data in batch])
@@ -273,8 +275,10 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
                     break
         failed = False
     finally:
-        if engines and (limits := engines[0].limits) is not None and job.options.adaptive:
-            stats.settled = limits.settled()
+        if ticker is not None:
+            ticker.cancel()
+        if engines and (limits := engines[0].limits) is not None:
+            observe_limits(stats, limits)
         counting_stop.set()
         interruption.finishing()  # a signal from now on must not cut the commit short
         stats.finish()
@@ -291,6 +295,27 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
             except OutputClosed:
                 outcome.broken_pipe = True
     return outcome
+
+
+LIMITS_EVERY: Final = 0.25
+"""Seconds between readings of the limits for the display (each sums over hosts)."""
+
+
+async def watch_limits(engines: Sequence[Engine[Any]], show: Callable[[Limits], None]) -> None:
+    """Hand the run's limits to ``show`` every ``LIMITS_EVERY`` seconds, records or not:
+    while ordered output waits for one slow item, the bar still says what holds it."""
+    while True:
+        await asyncio.sleep(LIMITS_EVERY)
+        if engines and (limits := engines[0].limits) is not None:
+            show(limits)
+
+
+def observe_limits(stats: RunStats, limits: Limits) -> None:
+    """Copy what the display shows of the limits into ``stats``."""
+    stats.limit = limits.current_limit()
+    stats.mark = limits.mark()
+    stats.retries_waiting = limits.retries_waiting
+    stats.settled = limits.settled()
 
 
 def plural(count: int, noun: str) -> str:

@@ -1,148 +1,409 @@
-"""``--limit auto``: a concurrency limit that finds what a server can take.
+"""``--limit auto``: one host's concurrency limit, found from its answers.
 
-The controller is AIMD with a slow start and a latency guard, the scheme TCP
-congestion control uses for bandwidth and Netflix's concurrency-limits and
-Envoy's adaptive concurrency filter use for requests:
+Servers take too much load in one of two ways: they *reject* it (503, 429, a reset
+connection, a timeout), or they *queue* it, answering everything, later and later.
+A third shape must not be mistaken for either: latency that *jitters* whatever the
+load. The controller reads each signal where it is reliable:
 
-- **slow start**: every answer that is fast and not an overload raises the limit
-  by one, so it doubles each round trip, until the first sign of overload;
-- **additive increase**: after that, each such answer raises it by 1/limit, one
-  request per round trip, probing for room that appears;
-- **multiplicative decrease**: an overload answer (429, 503 and the other
-  ``--retry-on`` statuses, a timeout, a connection reset) cuts the limit to
-  ``DECREASE`` of itself, at most once per round trip, so one burst of
-  rejections from one window of requests counts once; and the rejected request's
-  slot is not reused (the limit falls to the others in flight), since a server
-  that rejects at once would otherwise reject its replacement as fast;
-- **latency guard**: answers slower than ``QUEUEING`` times the host's baseline
-  latency (its fastest answers, drifting slowly) mean requests are queueing at
-  the server, and count as a gentle decrease (``GENTLE``) rather than an
-  increase; a ``Retry-After`` holds the limit where it is for that long.
-
-One controller per host (the ``--per-host`` machinery), each within the run's
-ceiling (``--limit auto:MAX``), which the global cap enforces.
+- **A baseline measured alone.** The first request to a host goes alone (its answer
+  may announce a quota, ``quota.py``), then ``PROBE_LIMIT`` at a time until
+  ``PROBE_SAMPLES`` answers are in (Envoy's adaptive concurrency filter pins
+  concurrency to 3 the same way; TCP BBR probes its minimum RTT the same way). The
+  baseline is the *median* of those answers, with its noise (from their spread), so
+  it is neither the one lucky fast answer of a jittery server nor a level that
+  already queues. It is measured again every ``REPROBE_EVERY`` seconds, on a grid of
+  the machine's monotonic clock, so that ``-P`` workers probe together; nothing
+  else moves it, so it cannot drift up into a queue.
+- **Windows, not answers.** Answers are judged in windows: each window holds only
+  answers to requests started since the limit last changed (older ones say nothing
+  of the new limit), at least ``MIN_WINDOW`` and half the limit of them (about a
+  round trip). A window whose median exceeds ``TOLERANCE`` times the baseline, by
+  more than the two medians' noise (``Z`` standard errors) and ``SLACK``, means a
+  queue: the limit is cut toward the level that would meet the tolerance (the
+  gradient of Netflix's Gradient2 and of Envoy, at most halving). One slow answer of
+  a jittery server moves a median by nothing.
+- **Overload answers at once.** A 429, 503 (any ``--retry-on`` status), timeout or
+  failed connection cuts the limit to ``DECREASE`` of itself, at most once per round
+  trip, and the rejected request's slot is not reused (a server that rejects at
+  once would reject its replacement as fast).
+- **Growth.** Until the first cut, the limit grows by half each window (slow start). After
+  it, it searches back toward the level of the last cut by halving the distance,
+  and beyond it grows by one, then faster the longer nothing goes wrong (the BIC
+  scheme of TCP congestion control): it returns quickly to what worked, probes
+  slowly where trouble was, and finds room that appears. It grows only when the
+  window used at least half the limit (an idle limit proves nothing), never during
+  a ``Retry-After``, and never past the ceiling (``--limit auto:MAX``).
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
+from fetchmany.fetch.gate import PriorityGate
+from fetchmany.fetch.quota import Announced, QuotaPacer
 from fetchmany.options import DEFAULT_START, Adaptive
 
-__all__ = ["Adaptive", "AdaptiveLimit"]
+__all__ = ["Adaptive", "AdaptiveLimit", "Settled"]
 
+PROBE_LIMIT: Final = 3
+PROBE_SAMPLES: Final = 12
+PROBE_TIME: Final = 0.5
+"""A probe of a slow server ends after this long, once it has a round of answers."""
+REPROBE_EVERY: Final = 30.0
+TOLERANCE: Final = 1.25
+"""A window's median latency may reach this multiple of the baseline: a queue of up
+to a quarter of a service time, which keeps a queueing server busy without flooding
+it (Envoy's default buffer is the same 25%)."""
+SLACK: Final = 0.002
+"""Seconds of latency always tolerated: the client's own scheduling noise."""
+Z: Final = 2.0
+MIN_WINDOW: Final = 8
+SLOW_START: Final = 1.5
+"""Growth per window until the first cut: a window is a round trip, so this finds a
+large capacity in a dozen round trips, and overshoots a small one by half at most
+(doubling, TCP's choice, would draw as many rejections as the capacity itself)."""
+PLATEAU: Final = 4
+"""Good windows just under the level of the last cut before probing past it."""
 DECREASE: Final = 0.7
-GENTLE: Final = 0.9
-QUEUEING: Final = 2.0
-_SMOOTHING: Final = 0.2  # weight of the newest latency in the running average
-_DRIFT: Final = 0.02  # how fast the baseline follows latencies above it
-_TRACE_EVERY: Final = 0.1  # seconds between trace points
+RECENT: Final = 9
+"""Windows whose limits the settled level is the median of."""
+QUIET: Final = 3.0
+"""After a Retry-After of T seconds, no probing past the last good level for QUIET x T."""
+MARK_FOR: Final = 1.0
+"""Seconds a cut shows on the bar."""
+_IQR_TO_ERROR: Final = 0.93
+"""The standard error of a median is about 0.93 x IQR / sqrt(n) (for a normal spread:
+1.2533 x sigma / sqrt(n), sigma = IQR / 1.349)."""
+_SMOOTHING: Final = 0.2
+_TRACE_EVERY: Final = 0.1
+
+_SCOUT, _PROBE, _RUN = range(3)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Where one host's limit is and why, for the summary and the library."""
+
+    limit: int
+    overloads: int
+    """Overload answers so far."""
+    reason: str
+    """What set the limit last: ``overload``, ``latency``, ``quota``, ``ceiling``, or
+    ``start`` (nothing has yet)."""
+    baseline_ms: float | None = None
+    """The median latency measured alone."""
+    latency_ms: float | None = None
+    """The median latency of the last window."""
+    quota_rate: float | None = None
+    """Requests per second paced at under an announced quota."""
+
+    def plus(self, other: Settled) -> Settled:
+        """One host's limits in two ``-P`` workers as one: limits, overload answers and
+        quota rates add up; the reason is the more telling one."""
+        reason = min(self.reason, other.reason, key=_REASONS.index)
+        return Settled(
+            limit=self.limit + other.limit,
+            overloads=self.overloads + other.overloads,
+            reason=reason,
+            baseline_ms=_least(self.baseline_ms, other.baseline_ms),
+            latency_ms=_least(self.latency_ms, other.latency_ms, most=True),
+            quota_rate=_sum(self.quota_rate, other.quota_rate),
+        )
+
+    def why(self) -> str:
+        """The reason in a few words, for the summary."""
+        if self.reason == "overload":
+            return "overload answers"
+        if self.reason == "latency" and self.latency_ms is not None:
+            return f"latency {self.latency_ms:g} ms, {self.baseline_ms:g} ms alone"
+        if self.reason == "quota" and self.quota_rate is not None:
+            return f"paced by a quota at {self.quota_rate:.1f}/s"
+        if self.reason == "ceiling":
+            return "the ceiling"
+        return "no signal yet"
+
+
+_REASONS: Final = ("overload", "quota", "latency", "ceiling", "start")
+
+
+def _least(one: float | None, other: float | None, most: bool = False) -> float | None:
+    if one is None or other is None:
+        return one if other is None else other
+    return max(one, other) if most else min(one, other)
+
+
+def _sum(one: float | None, other: float | None) -> float | None:
+    if one is None or other is None:
+        return one if other is None else other
+    return one + other
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def _spread(ordered: list[float]) -> float:
+    """The interquartile range (the whole range under four samples)."""
+    n = len(ordered)
+    return ordered[(3 * n) // 4] - ordered[n // 4] if n >= 4 else ordered[-1] - ordered[0]
 
 
 class AdaptiveLimit:
-    """One host's adaptive limit: a semaphore whose size the answers move."""
+    """One host's adaptive limit: a priority gate whose size the answers move.
 
-    def __init__(self, ceiling: int, start: int = DEFAULT_START) -> None:
+    ``acquire`` returns a ticket (the request's start number at this host) that
+    ``release`` takes back with how the attempt went.
+    """
+
+    def __init__(
+        self,
+        ceiling: int,
+        start: int = DEFAULT_START,
+        share: float = 1.0,
+        longest_wait: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ceiling = ceiling
-        self.limit = float(min(start, ceiling))
-        self.in_flight = 0
+        self._clock = clock
+        self._limit = float(max(1, min(start, ceiling)))
+        self._probe_level = max(1, min(ceiling, round(PROBE_LIMIT * share)))
+        self._gate = PriorityGate(1)  # the first request goes alone
+        self._phase = _SCOUT
+        self._starts = 0
+        self._window_from = 0
+        """The first start number whose answer belongs in the window being filled."""
+        self._samples: list[float] = []
+        self._peak = 0
+        self._probe_started = 0.0
+        self._next_probe = math.inf
+        self._baseline: float | None = None
+        self._spread = 0.0
+        """The baseline's interquartile range: the server's jitter at rest."""
+        self._baseline_count = 1
+        self._slow_start = True
+        self._hint: float | None = None
+        self._steady = 0
+        self._recent: deque[int] = deque(maxlen=RECENT)
+        self._last_cut = -math.inf
+        self._hold_until = 0.0
+        self._no_probe_until = 0.0
+        self._rtt: float | None = None
         self.overloads = 0
         self.answers = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._slow_start = True
-        self._baseline: float | None = None
-        self._latency: float | None = None
-        self._last_cut = 0.0
-        self._hold_until = 0.0
+        self.reason = "start"
+        self.latency: float | None = None
+        self.quota = QuotaPacer(share, longest_wait)
         self.trace: list[tuple[float, int]] = []
-        self._started = time.monotonic()
-        self._traced = 0.0
+        self._started = clock()
+        self._traced = -math.inf
 
+    # -- the gate
     @property
     def current(self) -> int:
-        return max(1, int(self.limit))
+        """The limit in force now (during a probe, the probe's)."""
+        return self._gate.size
+
+    @property
+    def in_flight(self) -> int:
+        return self._gate.in_use
 
     def locked(self) -> bool:
-        return self.in_flight >= self.current
+        return self._gate.locked()
 
-    async def acquire(self) -> None:
-        if self.in_flight < self.current and not self._waiters:
-            self.in_flight += 1
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release_slot()  # it was handed a slot as it was cancelled
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
-
-    def release(self, latency: float | None, overloaded: bool, retry_after: float | None) -> None:
-        """One attempt ended; ``latency`` is None when it got no answer at all."""
-        self._learn(latency, overloaded, retry_after)
-        self._release_slot()
+    async def acquire(self, order: int) -> int:
+        """Take a slot (lowest ``order`` first); the ticket to hand back on release."""
+        await self._gate.acquire(order)
+        if self._gate.in_use > self._peak:
+            self._peak = self._gate.in_use
+        self._starts += 1
+        return self._starts
 
     def give_back(self) -> None:
         """A slot taken for an attempt that never started (the run stopped): no lesson."""
-        self._release_slot()
+        self._gate.release()
 
-    def _release_slot(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.current:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
-
-    def _learn(self, latency: float | None, overloaded: bool, retry_after: float | None) -> None:
-        now = time.monotonic()
+    def release(
+        self,
+        ticket: int,
+        latency: float | None,
+        overloaded: bool,
+        retry_after: float | None,
+        announced: Announced | None = None,
+        start_number: int = 0,
+    ) -> None:
+        """One attempt ended: ``latency`` None when no answer came, ``overloaded`` for an
+        overload answer, the server's ``retry_after`` in seconds, and the quota it
+        ``announced`` (for the request that ``QuotaPacer.reserve`` numbered)."""
+        now = self._clock()
         self.answers += 1
+        if announced is not None:
+            self.quota.learn(start_number, announced, now)
+            if self.quota.rate is not None:
+                self.reason = "quota"
         if retry_after is not None and retry_after > 0:
             self._hold_until = max(self._hold_until, now + retry_after)
+            self._no_probe_until = max(self._no_probe_until, now + QUIET * retry_after)
         if overloaded:
-            self.overloads += 1
-            self._cut(now, DECREASE)
-            # The server is full with the others in flight: this slot is not reused,
-            # or a fast rejection frees it for the next request, rejected as fast.
-            self.limit = max(1.0, min(self.limit, float(self.in_flight - 1)))
+            self._overload(now)
         elif latency is not None:
-            self._observe(latency)
-            assert self._baseline is not None
-            if latency > QUEUEING * self._baseline and not self._slow_start:
-                self._cut(now, GENTLE)
-            elif latency > QUEUEING * self._baseline:
-                self._slow_start = False  # queueing begins: probe gently from here
-            elif now >= self._hold_until:
-                self.limit += 1.0 if self._slow_start else 1.0 / self.limit
-                self.limit = min(self.limit, float(self.ceiling))
+            self._rtt = (
+                latency if self._rtt is None else self._rtt + _SMOOTHING * (latency - self._rtt)
+            )
+            if ticket >= self._window_from:
+                self._samples.append(latency)
+                self._judge(now)
+        if self._phase == _SCOUT:
+            self._start_probe(now)
+        self._gate.release()
         if now - self._traced >= _TRACE_EVERY:
             self._traced = now
             self.trace.append((round(now - self._started, 3), self.current))
 
-    def _observe(self, latency: float) -> None:
-        if self._baseline is None or latency < self._baseline:
-            self._baseline = latency
-        else:
-            self._baseline += (latency - self._baseline) * _DRIFT
-        previous = self._latency
-        self._latency = (
-            latency if previous is None else previous + (latency - previous) * _SMOOTHING
-        )
+    # -- the controller
+    def _new_window(self, size: int, burst: bool = True) -> None:
+        """A new limit: judge it by answers to requests it started, leaving out the
+        ``burst`` a raise lets in at once (they meet the old load's queue, not the new
+        one's)."""
+        skipped = max(0, size - self._gate.in_use) if burst else 0
+        self._window_from = self._starts + 1 + skipped
+        self._samples = []
+        self._peak = self._gate.in_use
+        self._gate.resize(size)
 
-    def _cut(self, now: float, factor: float) -> None:
-        """At most one cut per round trip: the answers of one window are one signal."""
-        self._slow_start = False
-        round_trip = self._latency if self._latency is not None else 0.0
-        if now - self._last_cut < round_trip:
+    def _start_probe(self, now: float) -> None:
+        self._phase = _PROBE
+        self._probe_started = now
+        self._new_window(min(self._probe_level, max(1, int(self._limit))), burst=False)
+
+    def _judge(self, now: float) -> None:
+        count = len(self._samples)
+        if self._phase == _PROBE:
+            if count >= PROBE_SAMPLES or (
+                count >= self._gate.size and now - self._probe_started >= PROBE_TIME
+            ):
+                ordered = sorted(self._samples)
+                self._baseline, self._spread = _median(ordered), _spread(ordered)
+                self._baseline_count = len(ordered)
+                self._phase = _RUN
+                self._next_probe = (math.floor(now / REPROBE_EVERY) + 1) * REPROBE_EVERY
+                if self._next_probe - now < REPROBE_EVERY / 2:
+                    self._next_probe += REPROBE_EVERY
+                self._new_window(int(self._limit))
             return
-        self._last_cut = now
-        self.limit = max(1.0, self.limit * factor)
+        # A window is half the limit's answers, or in slow start all of them: growing
+        # on half a round trip would grow again before the queue of the first showed.
+        needed = int(self._limit) if self._slow_start else int(self._limit) // 2
+        if self._phase != _RUN or count < max(MIN_WINDOW, needed):
+            return
+        if now >= self._next_probe:
+            self._start_probe(now)
+            return
+        self._window(now)
+
+    def _window(self, now: float) -> None:
+        assert self._baseline is not None
+        median = _median(sorted(self._samples))
+        self.latency = median
+        target = TOLERANCE * self._baseline + SLACK
+        # Noise is the spread measured alone, not the window's own: queueing spreads a
+        # window's latencies too, and must not widen the test that looks for it.
+        error = (
+            _IQR_TO_ERROR
+            * self._spread
+            * math.hypot(
+                TOLERANCE / math.sqrt(self._baseline_count), 1 / math.sqrt(len(self._samples))
+            )
+        )
+        threshold = target + Z * error
+        old = self._limit
+        if median > threshold:
+            self._limit = max(1.0, old * max(0.5, target / median))
+            self._hint = old
+            self._slow_start = False
+            self._last_cut = now
+            self.reason = "latency"
+        elif now >= self.quota.paced_until + MARK_FOR and 2 * self._peak >= old:
+            # (Slots held waiting for a quota's pace prove nothing, nor an idle limit.)
+            grown = self._grown(old)
+            if now < self._no_probe_until and self._hint is not None:
+                # After a Retry-After: back to what worked before, but no probing past it
+                # for a while, since each probe that finds the edge costs a retry that long.
+                grown = min(grown, max(old, self._hint - 1))
+            self._limit = min(float(self.ceiling), grown)
+            if self._limit >= self.ceiling:
+                self.reason = "ceiling"
+        self._recent.append(int(self._limit))
+        self._new_window(int(self._limit))
+
+    def _grown(self, old: float) -> float:
+        """The next limit after a good window (BIC's search, CUBIC's plateau): grow by half in
+        slow start; below the level of the last cut, halve the distance to just under
+        it; stay just under it for ``PLATEAU`` windows; past it, grow by one, then by
+        half the distance travelled beyond it."""
+        if self._slow_start or self._hint is None:
+            return old * SLOW_START
+        safe = self._hint - 1
+        if old < safe:
+            return min(safe, old + max(1.0, (safe - old) / 2))
+        if old < self._hint:
+            self._steady += 1
+            if self._steady < PLATEAU:
+                return old
+        self._steady = 0
+        return old + max(1.0, (old - self._hint) / 2)
+
+    def _overload(self, now: float) -> None:
+        self.overloads += 1
+        self.reason = "overload"
+        self._slow_start = False
+        if now - self._last_cut >= (self._rtt or 0.0):
+            # One cut per round trip: the answers of one window are one signal.
+            self._hint = self._limit
+            self._limit = max(1.0, self._limit * DECREASE)
+            self._last_cut = now
+        # The server is full with the others in flight: this slot is not reused.
+        others = self._gate.in_use - 1
+        self._limit = max(1.0, min(self._limit, float(others)))
+        if self._phase == _PROBE:
+            self._probe_level = max(1, min(self._probe_level, others))
+            self._new_window(min(self._probe_level, int(self._limit)), burst=False)
+        elif self._phase == _RUN:
+            self._new_window(int(self._limit))
+
+    # -- what it says
+    def mark(self, now: float | None = None) -> str:
+        """What holds the limit just now, for the bar: ``cut``, ``held`` (a
+        Retry-After), ``quota`` (paced), ``probe``, or nothing."""
+        now = self._clock() if now is None else now
+        if now < self._hold_until:
+            return "held"
+        if now < self.quota.paced_until + MARK_FOR:
+            return "quota"
+        if now - self._last_cut < MARK_FOR:
+            return "cut"
+        if self._phase != _RUN:
+            return "probe"
+        return ""
+
+    def settled(self) -> Settled:
+        baseline = self._baseline
+        if self._phase != _RUN:
+            limit = self.current
+        elif self._recent:  # a search moves around a level: the level, not a moment of it
+            limit = sorted(self._recent)[len(self._recent) // 2]
+        else:
+            limit = max(1, int(self._limit))
+        return Settled(
+            limit=limit,
+            overloads=self.overloads,
+            reason=self.reason,
+            baseline_ms=None if baseline is None else round(baseline * 1000, 1),
+            latency_ms=None if self.latency is None else round(self.latency * 1000, 1),
+            quota_rate=self.quota.rate,
+        )

@@ -18,8 +18,9 @@ from yarl import URL
 
 from fetchmany.fetch.bodies import DecodedBody, decode_body
 from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
-from fetchmany.fetch.limits import Limits
+from fetchmany.fetch.limits import Limits, Ticket
 from fetchmany.fetch.picks import apply_picks
+from fetchmany.fetch.quota import Announced, read_announced
 from fetchmany.fetch.retry import parse_retry_after
 from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
 from fetchmany.fetch.session import Sessions, SessionSetup, basic_auth
@@ -45,6 +46,8 @@ class Response:
     body: bytes
     truncated: bool
     retry_after: str | None
+    announced: Announced | None = None
+    """With --limit auto: the quota the answer announced in its headers."""
     saved: SavedBody | None = None
     problem: FetchError | None = None
     """Something wrong with a body that still arrived (an encoding we cannot undo)."""
@@ -197,6 +200,8 @@ class Client:
                 truncated=False,
                 retry_after=resp.headers.get("Retry-After"),
             )
+            if self._adaptive:
+                response.announced = read_announced(resp.headers)
             codings = resp.headers.getall("Content-Encoding", None)
             encoding = None
             if codings is not None:
@@ -238,13 +243,18 @@ class Client:
                 response.redirects = hops(resp.history, resp)
             return response
 
-    def _lesson(
-        self, record: Record, latency: float | None, retry_after: str | None
-    ) -> tuple[float | None, bool, float | None]:
-        """What one attempt tells ``--limit auto``: (latency, overloaded, Retry-After s).
-        Overload is a --retry-on status, a timeout or a connection that failed. A
-        Retry-After holds the limit no longer than --max-backoff, as it delays a retry
-        no longer: one answer of "a day" must not freeze the run's concurrency."""
+    def _teach(
+        self,
+        host: str,
+        ticket: Ticket,
+        record: Record,
+        latency: float | None,
+        response: Response | None,
+    ) -> None:
+        """Release the attempt's slot with what it tells ``--limit auto``. Overload is a
+        --retry-on status, a timeout or a connection that failed. A Retry-After holds
+        the limit no longer than --max-backoff, as it delays a retry no longer: one
+        answer of "a day" must not freeze the run's concurrency."""
         retry = self._options.retry
         error = record.error.kind if record.error is not None else None
         overloaded = (
@@ -252,8 +262,19 @@ class Client:
             if record.status is not None
             else error in (ErrorKind.TIMEOUT, ErrorKind.CONNECT)
         )
-        hold = parse_retry_after(retry_after)
-        return latency, overloaded, None if hold is None else min(hold, retry.max_backoff)
+        hold = None
+        announced = None
+        if response is not None:
+            hold = parse_retry_after(response.retry_after)
+            announced = response.announced
+        self._limits.release(
+            host,
+            ticket,
+            latency,
+            overloaded,
+            None if hold is None else min(hold, retry.max_backoff),
+            announced,
+        )
 
     async def fetch(self, item: Item) -> Record:
         """The record for one item, after any retries.
@@ -276,11 +297,12 @@ class Client:
             attempt += 1
             record = Record(item.index, item.input, item.url, attempts=attempt)
             retry_after = None
-            await limits.acquire(host)
+            ticket = await limits.acquire(host, item.index, attempt)
             began = time.perf_counter()
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = began
             answered: float | None = None
+            response: Response | None = None
             try:
                 response = await self.attempt(item, target)
                 answered = time.perf_counter() - began
@@ -293,7 +315,7 @@ class Client:
                     record.redirects = hops(exc.history)  # the loop a link checker wants
             finally:
                 if self._adaptive:
-                    limits.release(host, *self._lesson(record, answered, retry_after))
+                    self._teach(host, ticket, record, answered, response)
                 else:
                     limits.release(host)
             status = record.status

@@ -12,9 +12,12 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from typing import Final, Protocol
+from collections.abc import Awaitable
+from typing import Final, Protocol, TypeVar
 
-from fetchmany.fetch.adaptive import AdaptiveLimit
+from fetchmany.fetch.adaptive import AdaptiveLimit, Settled
+from fetchmany.fetch.gate import PriorityGate
+from fetchmany.fetch.quota import Announced
 from fetchmany.options import Adaptive
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
@@ -104,14 +107,22 @@ class RateLimiter:
         return start - now
 
 
+T = TypeVar("T")
 _KEPT_HOSTS: Final = 4096
+_LAST: Final = 1 << 62
+"""The order of an acquire that gives none: after every item that does."""
+
+Ticket = tuple[int, int]
+"""What ``acquire`` hands out for ``release`` to take back under --limit auto: the
+controller's number for the attempt's start and its quota start number."""
+_NO_TICKET: Final = (0, 0)
 
 
 class _HostSlots:
-    __slots__ = ("semaphore", "users")
+    __slots__ = ("gate", "users")
 
     def __init__(self, size: int) -> None:
-        self.semaphore = asyncio.Semaphore(size)
+        self.gate = PriorityGate(size)
         self.users = 0
 
 
@@ -119,9 +130,12 @@ class Limits:
     """The caps of one run, made once where the run is assembled and shared by the client
     (which takes them) and the engine (which stops them and is told about parking).
 
-    ``acquire(host)`` is paired with ``release(host)`` around exactly one attempt. The
-    attached pool is told before a wait that holds no request slot (a backoff, a busy
-    host), so it can keep its concurrency with another worker.
+    ``acquire(host, order)`` is paired with ``release(host, ticket)`` around exactly one
+    attempt; waiters for a slot are served lowest ``order`` (item index) first, so a
+    retried item, older than anything queued since, does not hold up ordered output
+    behind them. The attached pool is told before a wait that holds no request slot
+    (a backoff, a busy host, a quota's pacing), so it can keep its concurrency with
+    another worker.
     """
 
     def __init__(
@@ -130,17 +144,21 @@ class Limits:
         per_host: int | None = None,
         rate: float | None = None,
         adaptive: Adaptive | None = None,
+        longest_wait: float = 60.0,
     ) -> None:
-        self._global = asyncio.Semaphore(limit)
+        self._global = PriorityGate(limit)
         self._global_size = limit
         self._per_host = per_host
         self._hosts: dict[str, _HostSlots] = {}
         self._adaptive = adaptive
+        self._longest_wait = longest_wait
         self.hosts: OrderedDict[str, AdaptiveLimit] = OrderedDict()
         """With --limit auto: each host's controller, the most recently used last."""
         self._rate = RateLimiter(rate) if rate else None
         self._stopping = asyncio.Event()
         self._pool: Pool | None = None
+        self.retries_waiting = 0
+        """Retries waiting for a slot now (their backoff is over): for the display."""
 
     def attach(self, pool: Pool) -> None:
         """The pool to tell when an item parks (the engine attaches itself)."""
@@ -172,26 +190,39 @@ class Limits:
             return
         raise Abandoned
 
-    async def acquire(self, host: str) -> None:
+    async def _queued(self, waiting: Awaitable[T], attempt: int) -> T:
+        """Wait for a slot that is not free: parked (the pool keeps its concurrency with
+        another worker), and counted as a retry waiting for a slot, for the display."""
+        self._park()
+        if attempt == 1:
+            return await waiting
+        self.retries_waiting += 1
+        try:
+            return await waiting
+        finally:
+            self.retries_waiting -= 1
+
+    async def acquire(self, host: str, order: int = _LAST, attempt: int = 1) -> Ticket:
         """Take a slot of ``host`` (if capped), then a global one, then wait for the rate."""
         if self._stopping.is_set():
             raise Abandoned
+        ticket = _NO_TICKET
         if self._adaptive is not None:
-            await self._acquire_adaptive(host)
+            ticket = await self._acquire_adaptive(host, order, attempt)
         elif self._per_host is not None:
             slots = self._hosts.get(host)
             if slots is None:
                 slots = self._hosts[host] = _HostSlots(self._per_host)
             slots.users += 1
-            if slots.semaphore.locked():
-                self._park()
             try:
-                await slots.semaphore.acquire()
+                if not slots.gate.try_acquire():
+                    await self._queued(slots.gate.acquire(order), attempt)
             except BaseException:
                 self._leave_host(host, slots)
                 raise
         try:
-            await self._global.acquire()
+            if not self._global.try_acquire():  # the common case takes no coroutine
+                await self._queued(self._global.acquire(order), attempt)
             try:
                 if self._stopping.is_set():
                     raise Abandoned
@@ -206,57 +237,95 @@ class Limits:
             elif self._per_host is not None:
                 self._release_host(host)
             raise
+        return ticket
 
-    async def _acquire_adaptive(self, host: str) -> None:
+    def _host_limit(self, host: str) -> AdaptiveLimit:
         assert self._adaptive is not None
-        gate = self.hosts.get(host)
-        if gate is None:
-            ceiling = self._adaptive.ceiling
+        limit = self.hosts.get(host)
+        if limit is None:
+            adaptive = self._adaptive
+            ceiling = adaptive.ceiling
             if self._per_host is not None:
                 ceiling = min(ceiling, self._per_host)
-            gate = self.hosts[host] = AdaptiveLimit(ceiling, self._adaptive.start)
+            limit = self.hosts[host] = AdaptiveLimit(
+                ceiling, adaptive.start, adaptive.share, self._longest_wait
+            )
             while len(self.hosts) > _KEPT_HOSTS:  # memory stays flat over millions of hosts
                 oldest, kept = next(iter(self.hosts.items()))
                 if kept.in_flight or kept.locked():
                     break
                 del self.hosts[oldest]
         self.hosts.move_to_end(host)
-        if gate.locked():
+        return limit
+
+    async def _acquire_adaptive(self, host: str, order: int, attempt: int) -> Ticket:
+        limit = self._host_limit(host)
+        if limit.locked():
+            start = await self._queued(limit.acquire(order), attempt)
+        else:
+            start = await limit.acquire(order)
+        # An announced quota spaces the starts. Reserved once the slot is held, so that
+        # requests queued for it meanwhile cannot all have reserved "now".
+        number, wait = limit.quota.reserve(time.monotonic())
+        if wait > 0:
             self._park()
-        await gate.acquire()
+            try:
+                await self.pause(wait)
+            except BaseException:
+                limit.give_back()
+                raise
+        return start, number
 
     def release(
         self,
         host: str,
+        ticket: Ticket = _NO_TICKET,
         latency: float | None = None,
         overloaded: bool = False,
         retry_after: float | None = None,
+        announced: Announced | None = None,
     ) -> None:
         """One attempt ended. With --limit auto, how it went moves the host's limit:
-        its ``latency`` (None: no answer), whether it was an ``overloaded`` answer, and
-        a ``retry_after`` the server asked for, in seconds."""
+        its ``latency`` (None: no answer), whether it was an ``overloaded`` answer, a
+        ``retry_after`` the server asked for, in seconds, and the quota it
+        ``announced``."""
         self._global.release()
         if self._adaptive is not None:
-            self.hosts[host].release(latency, overloaded, retry_after)
+            start, number = ticket
+            self.hosts[host].release(start, latency, overloaded, retry_after, announced, number)
         elif self._per_host is not None:
             self._release_host(host)
 
-    def settled(self) -> dict[str, tuple[int, int]]:
-        """With --limit auto: each host's limit now and its overload answers so far."""
-        return {host: (gate.current, gate.overloads) for host, gate in self.hosts.items()}
+    def settled(self) -> dict[str, Settled]:
+        """With --limit auto: where each host's limit is, and why."""
+        return {host: limit.settled() for host, limit in self.hosts.items()}
 
-    def current_limit(self) -> int | None:
-        """With --limit auto: the limits in force now, summed over hosts (for display)."""
+    def current_limit(self) -> int:
+        """The limit in force now: with --limit auto, summed over hosts (at most the
+        ceiling); otherwise --limit."""
         if self._adaptive is None:
-            return None
-        return min(sum(gate.current for gate in self.hosts.values()), self._global_size)
+            return self._global_size
+        return min(sum(limit.current for limit in self.hosts.values()), self._global_size)
+
+    def mark(self) -> str:
+        """With --limit auto, what holds a limit just now (``AdaptiveLimit.mark``): the
+        most telling over hosts; otherwise nothing."""
+        if self._adaptive is None:
+            return ""
+        now = time.monotonic()
+        marks = {limit.mark(now) for limit in self.hosts.values()}
+        return next((mark for mark in MARKS if mark in marks), "")
 
     def _release_host(self, host: str) -> None:
         slots = self._hosts[host]
-        slots.semaphore.release()
+        slots.gate.release()
         self._leave_host(host, slots)
 
     def _leave_host(self, host: str, slots: _HostSlots) -> None:
         slots.users -= 1
         if slots.users == 0:  # keep memory flat over lists of millions of hosts
             del self._hosts[host]
+
+
+MARKS: Final = ("held", "quota", "cut", "probe")
+"""What may hold a limit, the most telling first (``AdaptiveLimit.mark``)."""

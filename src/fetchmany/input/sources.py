@@ -8,6 +8,7 @@ requests keep moving, and so that a ten-million-line file is never held in memor
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
@@ -65,10 +67,15 @@ _URL_SCHEME: Final = re.compile(r"^https?://", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """``--shard K/N``: the items whose index mod ``count`` is ``number``."""
+    """``--shard K/N``: the items whose index mod ``count`` is ``number``; with
+    ``--shard-by host`` (``by_host``), the items whose host hashes to ``number``, so
+    that each host's every item is in one shard and its limits hold for the whole job
+    however many machines run it. An item without a URL (an invalid one) goes by its
+    index."""
 
     number: int
     count: int
+    by_host: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -82,11 +89,29 @@ class Shard:
         return shard
 
     def holds(self, index: int) -> bool:
+        """Whether the item at ``index`` is this shard's (by index only)."""
         return index % self.count == self.number
 
+    def holds_item(self, item: Item) -> bool:
+        if self.by_host and item.target is not None:
+            return host_shard(item.target, self.count) == self.number
+        return item.index % self.count == self.number
+
     def size(self, total: int) -> int:
-        """How many of ``total`` items fall in this shard."""
+        """How many of ``total`` items fall in this shard, by index (by host, that is
+        known only as each item is read)."""
+        assert not self.by_host
         return max(0, (total - self.number + self.count - 1) // self.count)
+
+
+def host_shard(target: URL, count: int) -> int:
+    """The shard of ``target``'s origin (scheme, host, port) among ``count``: a stable
+    hash (the same on every machine and Python, unlike ``hash()``), so that N machines
+    given the same list agree on it without talking to each other."""
+    host = (target.raw_host or "").lower()
+    origin = f"{target.scheme.lower()}://{host}:{target.port}".encode()
+    digest = hashlib.blake2b(origin, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 @dataclass(slots=True)
@@ -436,8 +461,18 @@ async def read_items(
     """
     index = 0
     lines = input_format is InputFormat.LINES
-    skip = shard.count if shard is not None else 1
+    by_host = shard is not None and shard.by_host
+    # By index, the items of other shards are counted, not parsed; by host, each is
+    # parsed (its host decides) and then kept or dropped.
+    skip = shard.count if shard is not None and not by_host else 1
     mine = shard.number if shard is not None else 0
+    if by_host:
+        assert shard is not None
+        async with aclosing(read_items(paths, request, input_format, None, streams)) as every:
+            async for item in every:
+                if shard.holds_item(item):
+                    yield item
+        return
     for position, path in enumerate(paths or [STDIN]):
         # CSV keeps CRs: a quoted cell may hold one, and its rows end in CRLF anyway.
         feed = LineFeed(

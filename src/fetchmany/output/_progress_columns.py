@@ -23,8 +23,7 @@ class RateColumn(ProgressColumn):
 
 
 class LimitColumn(ProgressColumn):
-    """``--limit auto``'s current limit; nothing with a fixed limit."""
+    """The limit in force (``progress.limit_text``)."""
 
     def render(self, task: Task) -> Text:
-        limit = task.fields.get("limit")
-        return Text(f"limit {limit}" if limit is not None else "", style="progress.data.speed")
+        return Text(task.fields.get("limit") or "", style="progress.data.speed")

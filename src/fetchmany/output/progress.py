@@ -150,7 +150,7 @@ class ProgressDisplay:
                 completed=stats.done,
                 ok=stats.ok,
                 failed=stats.failed,
-                limit=stats.limit,
+                limit=limit_text(stats),
             )
 
     def note(self, message: str) -> None:
@@ -169,6 +169,19 @@ class ProgressDisplay:
                 self._progress.refresh()
                 self._progress.stop()
             self._progress = None
+
+
+def limit_text(stats: RunStats) -> str:
+    """The bar's limit field: the limit, what holds it (a cut, a Retry-After, a quota's
+    pacing, a probe), and retries waiting for a slot."""
+    if stats.limit is None:
+        return ""
+    text = f"limit {stats.limit}"
+    if stats.mark:
+        text += f" ({stats.mark})"
+    if waiting := stats.retries_waiting:
+        text += f", {waiting} {'retry' if waiting == 1 else 'retries'} waiting for a slot"
+    return text
 
 
 def make_display(show_bar: bool) -> Display:
@@ -214,9 +227,12 @@ def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None =
             f"p95 {format_ms(ttfb.percentile(95))} · max {format_ms(ttfb.max)}"
         )
     if stats.settled:
-        hosts = sorted(stats.settled.items(), key=lambda kv: -kv[1][1])
-        overloads = sum(count for _, count in stats.settled.values())
-        shown = ", ".join(f"{terminal_safe(host, 60)} {limit}" for host, (limit, _) in hosts[:5])
+        hosts = sorted(stats.settled.items(), key=lambda kv: -kv[1].overloads)
+        overloads = sum(settled.overloads for settled in stats.settled.values())
+        shown = ", ".join(
+            f"{terminal_safe(host, 60)} {settled.limit} ({settled.why()})"
+            for host, settled in hosts[:5]
+        )
         more = f" and {len(hosts) - 5} more hosts" if len(hosts) > 5 else ""
         lines.append(f"  limit auto settled at: {shown}{more}; {overloads} overload answers")
     for sample in stats.failures:

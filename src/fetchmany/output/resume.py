@@ -291,6 +291,7 @@ def scan(
     key_field(fields)
     count = failed = 0
     offset = 0
+    previous: object = None
     for record, end in _records(path, fmt, fields):
         if end < 0:  # CSV header
             offset = -end
@@ -300,18 +301,32 @@ def scan(
                 f"{path} holds records with fields {','.join(record)}; "
                 f"this run writes {','.join(fields)}"
             )
-        expected = count if shard is None else shard.number + count * shard.count
-        if "index" in record and str(record["index"]) != str(expected):
+        if "index" in record and not _in_order(record["index"], count, previous, shard):
             what = "a run" if shard is None else f"shard {shard.number}/{shard.count}"
             raise ResumeError(
                 f"{path}: record {count} has index {record['index']}, so it is not the "
                 f"in-order output of {what}; use a new output file"
             )
+        previous = record.get("index", previous)
         count += 1
         offset = end
         if record.get("ok") in (False, "false"):
             failed += 1
     return ResumePoint(count, offset, failed)
+
+
+def _in_order(index: object, count: int, previous: object, shard: Shard | None) -> bool:
+    """Whether the ``count``-th record's ``index`` is where this run's in-order output
+    puts it: ``count`` itself, the ``count``-th of an index shard, or (by host, where
+    which indexes a shard holds is known only from the input) past the one before."""
+    if shard is None or not shard.by_host:
+        expected = count if shard is None else shard.number + count * shard.count
+        return str(index) == str(expected)
+    try:
+        now = int(str(index))
+        return previous is None or now > int(str(previous))
+    except ValueError:
+        return False
 
 
 def recorded_keys(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iterator[str | None]:

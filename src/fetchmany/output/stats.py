@@ -11,8 +11,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fetchmany.records import ErrorKind, Record
+
+if TYPE_CHECKING:
+    from fetchmany.fetch.adaptive import Settled
 
 _BUCKET_RATIO = 1.01
 _LOG_RATIO = math.log(_BUCKET_RATIO)
@@ -82,9 +86,14 @@ class RunStats:
     failures: list[Sample] = field(default_factory=list)
     keep_failures: int = 3
     limit: int | None = None
-    """With --limit auto: the limit in force now (summed over hosts)."""
-    settled: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """With --limit auto, at the end: each host's limit and its count of overload answers."""
+    """The limit in force now (with --limit auto summed over hosts; under -P, over
+    processes)."""
+    mark: str = ""
+    """What holds the limit just now (``Limits.mark``): cut, held, quota, probe."""
+    retries_waiting: int = 0
+    """Retries whose backoff is over, waiting for a slot."""
+    settled: dict[str, Settled] = field(default_factory=dict)
+    """With --limit auto: where each host's limit is and why."""
 
     @property
     def failed(self) -> int:

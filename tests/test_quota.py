@@ -1,0 +1,243 @@
+"""Quotas announced in headers: every family read, nonsense clamped, pacing that keeps a
+run inside the quota."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fetchmany.fetch.quota import HEADROOM, Announced, QuotaPacer, read_announced
+
+NOW = 1_800_000_000.0  # a Unix time, for resets given as one
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(
+            {"RateLimit-Policy": '"default";q=100;w=1', "RateLimit": '"default";r=42;t=1'},
+            Announced(100, 1, 42, 1),
+            id="ietf",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": "default;q=100;w=60", "RateLimit": "default;r=7;t=30"},
+            Announced(100, 60, 7, 30),
+            id="ietf-token-names",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": '"burst";q=100;w=1, "daily";q=1000;w=86400',
+                "RateLimit": '"burst";r=99;t=1, "daily";r=900;t=4000',
+            },
+            Announced(1000, 86400, 900, 4000),  # 0.0116/s binds before 100/s
+            id="ietf-two-policies-the-tighter",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": '"burst";q=100;w=1, "daily";q=1000;w=86400',
+                "RateLimit": '"burst";r=0;t=1, "daily";r=900;t=4000',
+            },
+            Announced(100, 1, 0, 1),  # spent: binds now, whatever the rates
+            id="ietf-a-spent-policy-binds",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": '"bytes";q=5000;qu="content-bytes";w=1'},
+            None,  # not a quota of requests
+            id="ietf-quota-of-bytes-ignored",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": "100;w=60", "RateLimit": "limit=100, remaining=50, reset=30"},
+            Announced(100, 60, 50, 30),
+            id="draft-07",
+        ),
+        pytest.param(
+            {"RateLimit-Limit": "100", "RateLimit-Remaining": "42", "RateLimit-Reset": "5"},
+            Announced(100, None, 42, 5),
+            id="earlier-drafts",
+        ),
+        pytest.param(
+            {"RateLimit-Limit": "100, 100;w=10", "RateLimit-Remaining": "42"},
+            Announced(100, 10, 42, None),
+            id="earlier-drafts-with-window",
+        ),
+        pytest.param(
+            {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59", "X-RateLimit-Reset": "60"},
+            Announced(60, None, 59, 60),
+            id="x-seconds",
+        ),
+        pytest.param(
+            {
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": "4999",
+                "X-RateLimit-Reset": str(int(NOW) + 3600),
+            },
+            Announced(5000, None, 4999, 3600),
+            id="x-unix-time-as-github",
+        ),
+        pytest.param(
+            {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": str(int(NOW * 1000) + 2500)},
+            Announced(None, None, 3, 2.5),
+            id="x-unix-milliseconds",
+        ),
+        pytest.param({"Content-Type": "text/plain"}, None, id="none"),
+    ],
+)
+def test_each_family_is_read(headers: dict[str, str], expected: Announced | None) -> None:
+    found = read_announced(headers, now=NOW)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    assert found.quota == expected.quota
+    assert found.window == expected.window
+    assert found.remaining == expected.remaining
+    if expected.reset is None:
+        assert found.reset is None
+    else:
+        assert found.reset == pytest.approx(expected.reset, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"X-RateLimit-Remaining": "-5"}, Announced(None, None, 0, None), id="neg"),
+        pytest.param(
+            {"X-RateLimit-Limit": "0", "X-RateLimit-Remaining": "3"},
+            Announced(None, None, 3, None),
+            id="quota-of-0-is-no-quota",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": '"p";q=100;w=0', "RateLimit": '"p";r=5'},
+            Announced(100, None, 5, None),
+            id="window-of-0-is-none",
+        ),
+        pytest.param(
+            {"X-RateLimit-Limit": "ten", "X-RateLimit-Remaining": "nan", "X-RateLimit-Reset": "x"},
+            None,
+            id="words",
+        ),
+        pytest.param({"RateLimit": '"p";r=inf'}, None, id="not-a-number"),
+        pytest.param({"X-RateLimit-Remaining": "1e400"}, None, id="overflow"),
+    ],
+)
+def test_nonsense_is_ignored_or_clamped(
+    headers: dict[str, str], expected: Announced | None
+) -> None:
+    assert read_announced(headers, now=NOW) == expected
+
+
+def test_a_reset_in_the_year_3000_never_waits_past_the_longest_wait() -> None:
+    announced = read_announced(
+        {
+            "X-RateLimit-Limit": "10",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "32503680000",
+        },
+        now=NOW,
+    )
+    assert announced is not None
+    pacer = QuotaPacer(longest_wait=2.0)
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, announced, 0.0)
+    _, wait = pacer.reserve(0.0)
+    assert 0 < wait <= 2.0
+
+
+@given(
+    name=st.sampled_from(
+        [
+            "RateLimit",
+            "RateLimit-Policy",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ]
+    ),
+    value=st.text(max_size=60),
+    other=st.text(alphabet='0123456789-.,;="qwrtinf ', max_size=30),
+)
+@example(name="RateLimit", value='"a";r=1;t=1', other='"a";q=0;w=-1')
+@example(name="X-RateLimit-Reset", value="99999999999999999999999", other="1")
+def test_any_header_text_is_read_without_a_crash_and_within_bounds(
+    name: str, value: str, other: str
+) -> None:
+    """Whatever a server sends, reading it never raises, and what is read is clamped:
+    nothing negative, nothing infinite, no wait past the longest."""
+    headers = {name: value, "RateLimit-Policy": other, "X-RateLimit-Remaining": other}
+    found = read_announced(headers, now=NOW)
+    if found is None:
+        return
+    for part in (found.quota, found.window, found.remaining, found.reset):
+        assert part is None or (math.isfinite(part) and part >= 0)
+    assert found.quota is None or found.quota > 0
+    assert found.window is None or found.window > 0
+    pacer = QuotaPacer(longest_wait=5.0)
+    for at in range(4):
+        number, wait = pacer.reserve(float(at))
+        assert 0 <= wait <= 5.0 + 1e-9
+        pacer.learn(number, found, float(at))
+
+
+def test_starts_are_paced_at_the_quotas_rate_with_headroom() -> None:
+    pacer = QuotaPacer()
+    number, wait = pacer.reserve(0.0)
+    assert wait == 0  # nothing known yet: the first request goes
+    pacer.learn(number, Announced(100, 1, 99, 1), 0.05)
+    starts = []
+    now = 0.05
+    for _ in range(50):
+        _, wait = pacer.reserve(now)
+        now += wait
+        starts.append(now)
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert rate == pytest.approx(100 * HEADROOM, rel=1e-6)
+
+
+def test_idle_time_is_not_saved_up_as_a_burst() -> None:
+    pacer = QuotaPacer()
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(10, 1, 9, 1), 0.0)
+    pacer.reserve(0.0)
+    _, wait = pacer.reserve(100.0)  # a long stall, then two at once
+    assert wait == 0
+    _, wait = pacer.reserve(100.0)
+    assert wait == pytest.approx(1 / (10 * HEADROOM))
+
+
+def test_a_spent_budget_waits_for_the_reset_counting_requests_in_flight() -> None:
+    """The answer to request 1 said 3 were left; requests 2..4 started after it may each
+    have been counted since: the fifth waits for the reset."""
+    pacer = QuotaPacer()
+    first, _ = pacer.reserve(0.0)
+    for _ in range(3):
+        pacer.reserve(0.0)
+    pacer.learn(first, Announced(None, None, 3, 0.8), 0.1)
+    _, wait = pacer.reserve(0.1)
+    assert wait == pytest.approx(0.8)
+
+
+def test_a_window_seen_to_begin_dates_the_next_reset() -> None:
+    """Whole-second resets (``t=1``) overstate the time left by up to a second; a jump
+    in what is left shows when a window began, and the next reset follows from it."""
+    pacer = QuotaPacer()  # no quota said (no pace): only the budget and its reset
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(None, 1, 3, 1), 0.0)
+    number, _ = pacer.reserve(0.3)
+    pacer.learn(number, Announced(None, 1, 99, 1), 0.35)  # refilled: a window began by 0.35
+    number, _ = pacer.reserve(0.9)
+    pacer.learn(number, Announced(None, 1, 0, 1), 0.9)
+    _, wait = pacer.reserve(0.9)
+    assert wait == pytest.approx(0.35 + 1 - 0.9)  # not the whole second t=1 says
+
+
+def test_a_share_paces_a_worker_at_its_part_of_the_quota() -> None:
+    pacer = QuotaPacer(share=0.5)
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(100, 1, 99, 1), 0.0)
+    assert pacer.rate == pytest.approx(50 * HEADROOM)
