@@ -26,8 +26,8 @@ def test_stdin_ids_with_template_stream_in_order(server: LoopbackServer) -> None
     assert [r["index"] for r in records] == list(range(100))
     assert [r["body"]["id"] for r in records] == [str(i) for i in range(1, 101)]
     assert list(records[0]) == [
-        "index", "input", "url", "ok", "status", "final_url", "content_type",
-        "size", "elapsed_ms", "attempts", "error", "body",
+        "index", "input", "url", "ok", "status", "final_url", "content_type", "etag",
+        "last_modified", "size", "elapsed_ms", "attempts", "error", "body",
     ]  # fmt: skip
 
 
@@ -102,7 +102,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["-t", "http://127.0.0.1/{id}}"], "--template: the } at character 22 closes nothing; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id}}'"),
         (["-t", "ftp://127.0.0.1/{}"], "--template must start with http:// or https://: 'ftp://127.0.0.1/{}'"),
         (["-f", "xml"], "Invalid value for '-f' / '--format': 'xml' is not one of 'jsonl', 'json', 'csv'."),
-        (["--fields", "index,nope"], "unknown field 'nope' for --fields; choose from index, input, url, ok, status, final_url, content_type, size, elapsed_ms, attempts, error, body, timings, headers, redirects"),
+        (["--fields", "index,nope"], "unknown field 'nope' for --fields; choose from index, input, url, ok, status, final_url, content_type, etag, last_modified, size, elapsed_ms, attempts, error, body, timings, headers, redirects, tls"),
         (["-H", "no colon"], "Invalid value for '-H' / '--header': expected 'Name: value', got 'no ****'"),
         (["-H", "Authorization Bearer s3cret"], "Invalid value for '-H' / '--header': expected 'Name: value', got 'Authorization ****'"),
         (["-H", "nocolon"], "Invalid value for '-H' / '--header': expected 'Name: value', got 'nocolon'"),

@@ -819,10 +819,14 @@ class Invocation:
         if self.picks:
             body = ("body",) if self.body is not None and not self.save else ()
             names = (name for name, _ in self.picks)
-            return ("input", *names, *saved, "ok", "status", "error", *body)
+            return ("input", *names, *saved, "ok", "status", "error", *VALIDATORS, *body)
         if self.save:
             return (*(name for name in FIELDS if name != "body"), *SAVED_FIELDS)
         return FIELDS
+
+
+VALIDATORS = ("etag", "last_modified")
+"""In the --pick default too, so that any output can be refreshed later."""
 
 
 @st.composite

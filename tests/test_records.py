@@ -9,8 +9,8 @@ def test_record_dict_has_the_documented_field_order_and_error_shape() -> None:
     record = Record(0, "in", "http://h.test/", error=FetchError(ErrorKind.DNS, "no such host"))
     data = record.to_dict()
     assert list(data) == [
-        "index", "input", "url", "ok", "status", "final_url", "content_type",
-        "size", "elapsed_ms", "attempts", "error", "body",
+        "index", "input", "url", "ok", "status", "final_url", "content_type", "etag",
+        "last_modified", "size", "elapsed_ms", "attempts", "error", "body",
     ]  # fmt: skip
     assert data["error"] == {"kind": "dns", "message": "no such host"}
     assert list(record.to_dict(("url", "index"))) == ["url", "index"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import LoopbackServer, run_cli
+from conftest import LoopbackServer, jsonl, run_cli
 from test_interrupt import start, wait_hung
 
 N = 60
@@ -393,3 +393,24 @@ def test_a_resumed_runs_summary_speaks_of_the_whole_file(
     more = run_cli("-o", str(out), "--resume", stdin=(urls + server.url("/item?id=3")).encode())
     assert more.returncode == 1
     assert more.stderr.splitlines()[2] == f"  {out}: 4 records, 3 ok, 1 failed"
+
+
+def test_resume_continues_a_file_written_before_etag_and_last_modified(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """A run started by a fetchmany whose default fields had no etag and last_modified is
+    finished by this one, with the file's own fields (a note says so), not refused."""
+    out = tmp_path / "out.jsonl"
+    urls = b"\n".join(server.url(f"/item?id={n}").encode() for n in range(3))
+    old = (
+        run_cli("--fields", "index,input,url,ok,status,final_url,content_type,size,"
+                "elapsed_ms,attempts,error,body", "-q", stdin=urls.split(b"\n")[0]).stdout
+    )  # fmt: skip
+    out.write_bytes(old)
+    result = run_cli("-o", str(out), "--resume", stdin=urls)
+    assert result.returncode == 0, result.stderr
+    assert "written without etag and last_modified" in result.stderr
+    records = jsonl(out.read_bytes())
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert all("etag" not in r for r in records)
+    assert records[0] == jsonl(old)[0]

@@ -90,7 +90,9 @@ def test_picks_work_with_save_dir(server: LoopbackServer, tmp_path: Path) -> Non
     )  # fmt: skip
     records = jsonl(result.stdout)
     assert [r["id"] for r in records] == ["5", "6"]
-    assert list(records[0]) == ["input", "id", "path", "sha256", "ok", "status", "error"]
+    assert list(records[0]) == [
+        "input", "id", "path", "sha256", "ok", "status", "error", "etag", "last_modified",
+    ]  # fmt: skip
     assert Path(records[0]["path"]).read_bytes().startswith(b'{"id": "5"')
 
 

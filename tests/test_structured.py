@@ -120,17 +120,22 @@ def test_pick_gives_a_tidy_table(server: LoopbackServer) -> None:
         "-f", "csv", stdin=b"7\n8\n",
     )  # fmt: skip
     rows = list(csv.reader(io.StringIO(result.text, newline="")))
-    assert rows[0] == ["input", "id", "agent", "missing", "ok", "status", "error", "error_message"]
+    assert rows[0] == [
+        "input", "id", "agent", "missing", "ok", "status", "error", "error_message", "etag",
+        "last_modified",
+    ]  # fmt: skip
     assert rows[1][:2] == ["7", "7"]
     assert rows[1][2].startswith("fetchmany/")
-    assert rows[1][3:] == ["", "true", "200", "", ""]
+    assert rows[1][3:] == ["", "true", "200", "", "", "", ""]
     assert rows[2][:2] == ["8", "8"]
 
 
 def test_pick_with_explicit_body_and_fields(server: LoopbackServer) -> None:
     url = server.url("/item?id=5").encode()
     with_body = jsonl(run_cli("--pick", "id=id", "--body", "json", "-q", stdin=url).stdout)
-    assert list(with_body[0]) == ["input", "id", "ok", "status", "error", "body"]
+    assert list(with_body[0]) == [
+        "input", "id", "ok", "status", "error", "etag", "last_modified", "body",
+    ]  # fmt: skip
     chosen = run_cli("--pick", "id=id", "--fields", "index,id,status", "-q", stdin=url)
     assert jsonl(chosen.stdout) == [{"index": 0, "id": "5", "status": 200}]
     assert run_cli("--pick", "bad", stdin=url).returncode == 2

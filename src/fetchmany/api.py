@@ -16,6 +16,7 @@ from fetchmany.fetch.dedupe import Deduplicator
 from fetchmany.fetch.engine import Engine, FetchFunction
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.policy import plan_request
+from fetchmany.fetch.refresh import PreviousTable, Refresher
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.sources import Item, items_from
 from fetchmany.options import FetchOptions
@@ -60,9 +61,12 @@ async def fetch_finished(
     cost: Callable[[T], int],
     on_engine: Callable[[Engine[T]], None] | None = None,
     setup: SessionSetup | None = None,
+    refresh: PreviousTable | None = None,
 ) -> AsyncGenerator[list[T], None]:
     """``fetch_batches`` with each record turned by ``finish`` as soon as it completes;
     the reorder window holds those results and counts ``cost(result)`` bytes each.
+    ``refresh``: the previous records of items as they are dispatched (``--refresh``),
+    which make each request conditional (``fetch/refresh.py``).
 
     The run is assembled here, each part made once: the session's setup (unless the
     caller prepared it already, as the CLI does to check it early), the limits, the
@@ -86,6 +90,8 @@ async def fetch_finished(
 
             sessions = await stack.enter_async_context(open_session(options, setup))
             client = Client(sessions, options, limits, setup)
+            if refresh is not None:
+                return Refresher(client.fetch, refresh, options)
             return Deduplicator(client.fetch) if options.dedupe else client.fetch
 
         engine = Engine(

@@ -170,6 +170,9 @@ class FetchOptions:
     """Response headers to record (lower-case names; ``ALL_HEADERS`` for all); None: none."""
     redirects: bool = False
     """Record the redirect chain (``redirects``)."""
+    tls: bool = False
+    """Record the final connection's TLS facts (``tls``); off, the request path pays
+    nothing (no hook on the connection, no branch per answer beyond the one above)."""
 
     def __post_init__(self) -> None:
         _whole("limit", self.limit, 1, MAX_LIMIT)

@@ -51,6 +51,8 @@ FIELDS: Final[tuple[str, ...]] = (
     "status",
     "final_url",
     "content_type",
+    "etag",
+    "last_modified",
     "size",
     "elapsed_ms",
     "attempts",
@@ -64,9 +66,24 @@ ERROR_MESSAGE_COLUMN: Final = "error_message"
 name, right after it (a pick may not take the name)."""
 
 SAVED_FIELDS: Final[tuple[str, ...]] = ("path", "sha256")
-OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("timings", "headers", "redirects")
-"""Fields recorded only when asked for (--timings, --response-headers, --redirects)."""
+OPTIONAL_FIELDS: Final[tuple[str, ...]] = ("timings", "headers", "redirects", "tls", "unchanged")
+"""Fields recorded only when asked for (--timings, --response-headers, --redirects, --tls),
+or that only a run of that kind has (``unchanged``: --refresh)."""
 _ATTRIBUTES: Final = frozenset((*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS))
+
+
+class Refresh(StrEnum):
+    """What ``--refresh`` made of an item, for the summary (the record says ``unchanged``)."""
+
+    UNCHANGED = "unchanged"
+    """The server answered 304 to the conditional request: the previous record is carried."""
+    CHANGED = "changed"
+    """Asked conditionally, answered whole: the resource changed (or the server ignores
+    conditionals)."""
+    UNTAGGED = "untagged"
+    """The previous record was ok but had neither an ETag nor a Last-Modified to ask with."""
+    NEW = "new"
+    """No previous record to ask with: none at this index, or one that was not ok."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +115,10 @@ class Record:
     status: int | None = None
     final_url: str | None = None
     content_type: str | None = None
+    etag: str | None = None
+    """The response's ``ETag`` as sent (weak ``W/"..."`` included), for a later --refresh."""
+    last_modified: str | None = None
+    """The response's ``Last-Modified`` as sent, for a later --refresh."""
     size: int | None = None
     elapsed_ms: float | None = None
     attempts: int = 0
@@ -115,6 +136,17 @@ class Record:
     """With ``--response-headers``: lower-case names, repeats comma-joined (set-cookie: a list)."""
     redirects: list[dict[str, Any]] | None = None
     """With ``--redirects``: each hop before the final URL, ``{"status", "url"}``."""
+    tls: dict[str, Any] | None = None
+    """With ``--tls``: the final connection's protocol and certificate (``fetch/tls.py``)."""
+    refresh: Refresh | None = None
+    """With ``--refresh``: what became of the item (``unchanged`` is derived from it)."""
+
+    @property
+    def unchanged(self) -> bool | None:
+        """With ``--refresh``: true exactly when the record is the previous one, carried
+        over on a 304; false when it comes from this run's answer (or failure)."""
+        refresh = self.refresh
+        return None if refresh is None else refresh is Refresh.UNCHANGED
 
     def to_dict(self, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
         """The record as plain JSON-able values, only ``fields``, in that order; a name
@@ -129,6 +161,8 @@ class Record:
                 "status": self.status,
                 "final_url": self.final_url,
                 "content_type": self.content_type,
+                "etag": self.etag,
+                "last_modified": self.last_modified,
                 "size": self.size,
                 "elapsed_ms": self.elapsed_ms,
                 "attempts": self.attempts,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fetchmany.fetch.session import SessionSetup
     from fetchmany.input.rows import InputFormat
     from fetchmany.options import FetchOptions
+    from fetchmany.output.previous import PreviousOutput
     from fetchmany.output.progress import Display
     from fetchmany.output.stats import FileTotals
     from fetchmany.output.writers import OutputFormat
@@ -170,7 +171,8 @@ _FETCH_ONLY: Final = (
     "retries", "retry_on", "backoff", "max_backoff", "retry_all_methods", "method", "data",
     "json", "header", "user_agent", "timeout", "connect_timeout", "max_redirects",
     "max_body_size", "insecure", "proxy", "netrc", "ca_bundle", "pick", "save_dir",
-    "save_name", "body", "unordered", "resume", "shard", "shard_by", "processes",
+    "save_name", "body", "unordered", "resume", "shard", "shard_by", "processes", "refresh",
+    "tls",
 )  # fmt: skip
 
 
@@ -274,6 +276,8 @@ def prepare(args: CommandLine) -> Job:
         raise click.UsageError("--resume needs --output FILE to continue")
     if args.resume and args.unordered:
         raise click.UsageError("--resume continues input order; drop --unordered")
+    if args.refresh is not None:
+        check_refresh(args, options)
     check_output_is_not_an_input(args.output, args.inputs)
     setup = check_setup(options)
     limit = fit_open_files(options, args.processes)
@@ -297,6 +301,41 @@ def prepare(args: CommandLine) -> Job:
     if not args.inputs and _stdin_is_terminal() and not args.quiet:
         click.echo("fetchmany: reading items from the terminal; end with Ctrl-D", err=True)
     return build_job(args, fields, options, plan, setup, make_display(show_bar), input_format)
+
+
+def check_refresh(args: CommandLine, options: FetchOptions) -> None:
+    """What --refresh cannot be combined with, said before anything is opened."""
+    from fetchmany.cli.processes import read_once
+    from fetchmany.output.previous import same_file
+
+    assert args.refresh is not None
+    if args.resume:
+        if same_file(args.refresh, args.output):
+            raise click.UsageError(
+                "--refresh in place writes the file whole and puts it in place at the end "
+                "(an interrupted one leaves it as it was): there is nothing to --resume; "
+                "drop --resume"
+            )
+        raise click.UsageError(
+            "--resume continues --output and --refresh reads another file: a resumed file "
+            "would mix records of two runs; drop --resume, or refresh in place "
+            "(--refresh FILE -o FILE)"
+        )
+    if args.dedupe:
+        raise click.UsageError(
+            "--dedupe shares one answer between items, and --refresh asks for each item "
+            "with its own record's ETag; use one or the other"
+        )
+    if options.http_method not in ("GET", "HEAD"):
+        raise click.UsageError(
+            f"--refresh makes GET and HEAD requests conditional; a {options.http_method} "
+            "with If-None-Match is a precondition that can change nothing (412), not a refresh"
+        )
+    if read_once(list(args.inputs) or ["-"]):
+        raise click.UsageError(
+            "--refresh reads the input twice (it is checked against PREVIOUS before "
+            "anything is fetched), so it must be a file: stdin and pipes are read once"
+        )
 
 
 def _stderr_is_terminal() -> bool:
@@ -356,16 +395,25 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
         "timings": args.timings,
         "headers": args.response_headers is not None,
         "redirects": args.redirects,
+        "tls": args.tls,
+        "unchanged": args.refresh is not None,
     }
     extra = tuple(name for name in OPTIONAL_FIELDS if asked[name])
     given = args.fields
     if given is not None:
-        known = (*FIELDS, *OPTIONAL_FIELDS, *pick_names, *saved)
+        known = (
+            *FIELDS,
+            *(name for name in OPTIONAL_FIELDS if name != "unchanged" or asked[name]),
+            *pick_names,
+            *saved,
+        )
         unknown = [name for name in given if name not in known]
         if unknown:
             hint = ""
             if unknown[0] in SAVED_FIELDS:
                 hint = " (path and sha256 come with --save-dir)"
+            elif unknown[0] == "unchanged":
+                hint = " (unchanged comes with --refresh)"
             raise click.UsageError(
                 f"unknown field {unknown[0]!r} for --fields; choose from {', '.join(known)}{hint}"
             )
@@ -373,7 +421,8 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
             raise click.UsageError(
                 f"--pick {left_out[0]} is not in --fields; add it to --fields or drop the --pick"
             )
-        if left_out := [name for name in extra if name not in given]:
+        # --refresh asks for conditional requests, not for the field: it may be left out.
+        if left_out := [name for name in extra if name not in given and name != "unchanged"]:
             raise click.UsageError(
                 f"{left_out[0]} was asked for but is not in --fields; add it to --fields"
             )
@@ -385,7 +434,8 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
         return given
     if pick_names:
         body = ("body",) if args.body is not None and not saved else ()
-        return ("input", *pick_names, *saved, "ok", "status", "error", *extra, *body)
+        validators = ("etag", "last_modified")  # so that any output can be refreshed
+        return ("input", *pick_names, *saved, "ok", "status", "error", *validators, *extra, *body)
     if saved:
         return (*(f for f in FIELDS if f != "body"), *extra, *saved)
     if extra:
@@ -462,6 +512,10 @@ def build_job(
 
     path = args.output
     out_format = output_format_of(args)
+    chosen = fields
+    if args.resume and args.fields is None and path is not None:
+        fields = earlier_fields(path, fields)
+    previous = open_previous(args, fields, out_format)
     destination: Output | None = None
     try:
         with held_back():  # a signal comes once the output is noted for cleanup
@@ -479,6 +533,11 @@ def build_job(
             except ResumeError as exc:
                 raise click.UsageError(str(exc)) from None
             destination.start_at(point.offset)
+            if fields != chosen and not args.quiet:
+                display.note(
+                    f"{path} was written without etag and last_modified (by an earlier "
+                    "fetchmany): resuming it with its own fields"
+                )
             resume = Resume(path, out_format, fields, point, csv_safe=args.csv_safe)
         writer = make_writer(out_format, destination, fields, csv_safe=args.csv_safe)
         return Job(
@@ -492,6 +551,7 @@ def build_job(
             input_format=input_format,
             setup=setup,
             shard=args.shard,
+            refresh=previous,
         )
     except OutputClosed:
         _exit_broken_pipe()
@@ -501,6 +561,44 @@ def build_job(
         if destination is not None:
             destination.abandon()
         raise
+
+
+def earlier_fields(path: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The fields to resume ``path`` with: this run's default, or, for a file written by a
+    fetchmany from before etag and last_modified were fields, that file's own, so that a
+    run started before an upgrade can be finished by it."""
+    from fetchmany.output.merge import MergeError, open_part
+
+    older = tuple(name for name in fields if name not in ("etag", "last_modified"))
+    if older == fields or not os.path.isfile(path):
+        return fields
+    try:
+        part = open_part(path)
+    except MergeError:
+        return fields  # the resume's own check says what is wrong with it
+    return older if part.fields == older else fields
+
+
+def open_previous(
+    args: CommandLine, fields: tuple[str, ...], out_format: OutputFormat
+) -> PreviousOutput | None:
+    """--refresh's PREVIOUS, checked as far as its start tells (before the output is
+    opened: a refusal leaves no trace)."""
+    if args.refresh is None:
+        return None
+    from fetchmany.output.previous import PreviousOutput, RefreshError, same_file
+
+    try:
+        return PreviousOutput.open(
+            args.refresh,
+            fields,
+            [pick.name for pick in args.pick],
+            out_format,
+            in_place=same_file(args.refresh, args.output),
+            shard=args.shard,
+        )
+    except RefreshError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 class RunFailed(click.ClickException):
@@ -532,6 +630,7 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     from fetchmany.input.rows import InputError
     from fetchmany.input.sources import InputUnreadable
     from fetchmany.output.destination import OutputError
+    from fetchmany.output.previous import RefreshError
     from fetchmany.output.resume import ResumeError
     from fetchmany.records import valid_text
     from fetchmany.signals import held_back, ignore_stops
@@ -542,6 +641,8 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
             interruption = Interruption(runner.get_loop(), job.display, job.grace)
             interruption.install()
             try:
+                if job.refresh is not None:
+                    runner.run(check_previous(job))
                 if processes > 1:
                     return runner.run(run_parallel(job, processes, interruption))
                 return runner.run(run_job(job, interruption))
@@ -549,7 +650,7 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
                 with held_back():  # never the default action in between
                     interruption.uninstall()
                     ignore_stops()
-    except (ResumeError, InputError, WorkerRefused) as exc:
+    except (ResumeError, InputError, WorkerRefused, RefreshError) as exc:
         if isinstance(exc, InputError | WorkerRefused) and exc.later:
             # Not the first input: what came before it may have been fetched (and written),
             # so the run has begun and stopped: incomplete, as for a full disk.
@@ -557,6 +658,29 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
         raise click.UsageError(str(exc)) from None
     except (OutputError, InputUnreadable, WorkerFailed) as exc:
         raise RunFailed(valid_text(str(exc))) from None
+
+
+async def check_previous(job: Job) -> None:
+    """Read the whole input against --refresh's PREVIOUS before anything is fetched, so
+    that one that does not match refuses the run with nothing fetched (as --resume
+    does). The reader threads are waited for: -P forks next, and a fork copies no
+    thread."""
+    import threading
+    from contextlib import aclosing
+
+    from fetchmany.input.sources import read_items
+
+    assert job.refresh is not None
+    try:
+        # Closed however the check ends, so its reader stops at once on a refusal.
+        async with aclosing(
+            read_items(job.inputs, job.request, job.input_format, job.shard)
+        ) as items:
+            await job.refresh.check(items, job.shard)
+    finally:
+        for thread in threading.enumerate():
+            if thread.name == "fetchmany-reader":
+                thread.join(5)
 
 
 def _exit(outcome: Outcome) -> NoReturn:

@@ -567,6 +567,13 @@ OPTIONS: list[Callable[[F], F]] = [
         help="Record a redirects field: the chain of {status, url} before the final URL.",
     ),
     option(
+        "--tls",
+        group=OUTPUT,
+        is_flag=True,
+        help="Record a tls field for https answers: version, cipher, subject, san, issuer, "
+        "not_before, not_after, days_left of the final connection's certificate.",
+    ),
+    option(
         "--pick",
         group=OUTPUT,
         multiple=True,
@@ -611,6 +618,15 @@ OPTIONS: list[Callable[[F], F]] = [
         group=OUTPUT,
         is_flag=True,
         help="Continue --output: skip inputs whose records it already holds, append the rest.",
+    ),
+    option(
+        "--refresh",
+        group=OUTPUT,
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="PREVIOUS",
+        help="PREVIOUS is an earlier output of these inputs (any format; may be --output "
+        "itself): ask each item conditionally (If-None-Match, If-Modified-Since from its "
+        "etag and last_modified) and keep its record when the answer is 304 Not Modified.",
     ),
     option(
         "--csv-safe",
@@ -747,12 +763,14 @@ class CommandLine:
     timings: bool
     response_headers: frozenset[str] | None
     redirects: bool
+    tls: bool
     pick: tuple[Pick, ...]
     save_dir: str | None
     save_name: str
     body: str | None
     unordered: bool
     resume: bool
+    refresh: str | None
     csv_safe: bool
     shard: Shard | None
     shard_by: str
@@ -779,6 +797,7 @@ class CommandLine:
             if self.response_headers is not None or not _names(self.fields, "headers")
             else ALL_HEADERS,
             redirects=self.redirects or _names(self.fields, "redirects"),
+            tls=self.tls or _names(self.fields, "tls"),
             ordered=not self.unordered,
             method=method,
             headers=self.header,

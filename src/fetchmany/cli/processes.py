@@ -212,13 +212,14 @@ async def _work(
     interruption: Interruption,
 ) -> int:
     from fetchmany.input.rows import InputError
+    from fetchmany.output.previous import RefreshError
     from fetchmany.output.resume import ResumeError
 
     try:
         await _fetch_shard(job, out_fd, start, streams, go_fd, interruption)
     except (BrokenPipeError, _NoGo):
         return 0  # the parent has gone (its reader closed): nothing left to do
-    except (ResumeError, InputError) as exc:
+    except (ResumeError, InputError, RefreshError) as exc:
         later = isinstance(exc, InputError) and exc.later
         with contextlib.suppress(BrokenPipeError):
             _send(out_fd, _Refused(str(exc), later))
@@ -254,6 +255,7 @@ async def _fetch_shard(
             on_checked=lambda: _checked(out_fd, go_fd),
             whole=start,
         )
+    joined, previous = job.refreshing(items)
     engines: list[Engine[Finished]] = []
 
     def on_engine(engine: Engine[Finished]) -> None:
@@ -261,7 +263,7 @@ async def _fetch_shard(
         engines.append(engine)
 
     finished = fetch_finished(
-        items, job.options, encoder(job.writer), finished_cost, on_engine, job.setup
+        joined, job.options, encoder(job.writer), finished_cost, on_engine, job.setup, previous
     )
     ticker = asyncio.create_task(
         watch_limits(engines, lambda limits: _send(out_fd, _Limits.of(limits)))
@@ -738,7 +740,7 @@ async def run_parallel(job: Job, processes: int, interruption: Interruption) -> 
         parallel.outcome.signal = interruption.signal
         if parallel.outcome.broken_pipe:
             writer.output.abandon()
-        elif parallel.refused is not None:
+        elif parallel.refused is not None or job.keeps_previous(interruption.signal is not None):
             writer.abandon()  # nothing was written: the file is as it was
         elif parallel.output_error is not None or (failed and parallel.failure is None):
             writer.abandon()

@@ -22,12 +22,14 @@ from fetchmany.api import fetch_finished
 from fetchmany.cli.options import DEFAULT_GRACE
 from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.limits import Limits
+from fetchmany.fetch.refresh import PreviousTable
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
 from fetchmany.input.sources import Item, Shard, count_items, read_items
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
 from fetchmany.output.destination import OutputClosed
+from fetchmany.output.previous import PreviousOutput
 from fetchmany.output.progress import Display
 from fetchmany.output.resume import ResumePoint, key_field, recorded_keys, skip_recorded
 from fetchmany.output.stats import RunStats
@@ -69,6 +71,23 @@ class Job:
     setup: SessionSetup | None = None
     """The session's setup, prepared when the command checked it."""
     shard: Shard | None = None
+    refresh: PreviousOutput | None = None
+    """``--refresh PREVIOUS``: checked against the inputs before the run starts."""
+
+    def refreshing(
+        self, items: AsyncIterable[Item]
+    ) -> tuple[AsyncIterable[Item], PreviousTable | None]:
+        """The items with their previous records joined, and the table the fetch takes
+        them from (None without --refresh)."""
+        if self.refresh is None:
+            return items, None
+        table = PreviousTable()
+        return self.refresh.join(items, self.shard, table), table
+
+    def keeps_previous(self, interrupted: bool) -> bool:
+        """An interrupted refresh in place leaves PREVIOUS as it was: its prefix would
+        replace a whole file, and the records after it would be lost."""
+        return interrupted and self.refresh is not None and self.refresh.in_place
 
 
 @dataclass
@@ -250,13 +269,14 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
+        items, previous = job.refreshing(items)
 
         def on_engine(engine: Engine[Any]) -> None:
             interruption.watch(engine)
             engines.append(engine)
 
         finished = fetch_finished(
-            items, job.options, encoder(writer), finished_cost, on_engine, job.setup
+            items, job.options, encoder(writer), finished_cost, on_engine, job.setup, previous
         )
 
         def show_limits(limits: Limits) -> None:
@@ -285,7 +305,8 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
         job.display.update(stats)
         job.display.stop()
         outcome.signal = interruption.signal
-        if failed or keeps_nothing(writer, outcome.signal is not None):
+        interrupted = outcome.signal is not None
+        if failed or keeps_nothing(writer, interrupted) or job.keeps_previous(interrupted):
             writer.abandon()
         elif outcome.broken_pipe:
             writer.output.abandon()  # nobody reads it any more: nothing to finish

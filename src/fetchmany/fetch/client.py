@@ -25,6 +25,7 @@ from fetchmany.fetch.retry import parse_retry_after
 from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
 from fetchmany.fetch.session import Sessions, SessionSetup, basic_auth
 from fetchmany.fetch.timings import Timings
+from fetchmany.fetch.tls import tls_facts
 from fetchmany.input.sources import Item
 from fetchmany.options import ALL_HEADERS, FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
@@ -46,6 +47,8 @@ class Response:
     body: bytes
     truncated: bool
     retry_after: str | None
+    etag: str | None = None
+    last_modified: str | None = None
     announced: Announced | None = None
     """With --limit auto: the quota the answer announced in its headers."""
     saved: SavedBody | None = None
@@ -54,6 +57,7 @@ class Response:
     timings: dict[str, float | None] | None = None
     headers: dict[str, Any] | None = None
     redirects: list[dict[str, Any]] | None = None
+    tls: dict[str, Any] | None = None
 
 
 def host_key(target: URL) -> str:
@@ -154,8 +158,13 @@ class Client:
         # Asked once per attempt otherwise: no proxy anywhere, no .netrc to look up.
         self._proxied = bool(setup.proxy or setup.env_proxies)
         self._netrc = setup.netrc is not None
+        # One test per answer for everything recorded only when asked for, so a run
+        # that asks for none of it pays one branch, not one per kind.
+        self._extras = options.response_headers is not None or options.redirects or options.tls
 
-    async def attempt(self, item: Item, target: URL) -> Response:
+    async def attempt(
+        self, item: Item, target: URL, conditional: dict[str, str] | None = None
+    ) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
         options = self._options
         setup = self._setup
@@ -174,6 +183,8 @@ class Client:
             target = target.with_user(None)
         if auth is not None:
             headers = {**(headers or {}), "Authorization": auth}
+        if conditional is not None:  # --refresh: If-None-Match, If-Modified-Since
+            headers = {**(headers or {}), **conditional}
         async with session.request(
             options.http_method,
             target,
@@ -188,9 +199,12 @@ class Client:
             timeout=self._timeout,
             ssl=setup.ssl,
         ) as resp:
-            content_type = resp.headers.get("Content-Type")
+            answered = resp.headers
+            content_type = answered.get("Content-Type")
             if content_type is not None:
                 content_type = valid_text(content_type)
+            etag = answered.get("ETag")
+            last_modified = answered.get("Last-Modified")
             response = Response(
                 status=resp.status,
                 reason=resp.reason,
@@ -198,8 +212,12 @@ class Client:
                 content_type=content_type,
                 body=b"",
                 truncated=False,
-                retry_after=resp.headers.get("Retry-After"),
+                retry_after=answered.get("Retry-After"),
+                etag=None if etag is None else valid_text(etag),
+                last_modified=None if last_modified is None else valid_text(last_modified),
             )
+            if self._extras:
+                self._record_extras(response, resp)
             if self._adaptive:
                 response.announced = read_announced(resp.headers)
             codings = resp.headers.getall("Content-Encoding", None)
@@ -237,11 +255,18 @@ class Client:
             if timings is not None:
                 timings.end = time.perf_counter()
                 response.timings = timings.to_dict()
-            if options.response_headers is not None:
-                response.headers = response_headers(resp, options.response_headers)
-            if options.redirects:
-                response.redirects = hops(resp.history, resp)
             return response
+
+    def _record_extras(self, response: Response, resp: aiohttp.ClientResponse) -> None:
+        """What is recorded only when asked for, taken as the headers arrive (before the
+        body is read and the connection given back for another request)."""
+        options = self._options
+        if options.response_headers is not None:
+            response.headers = response_headers(resp, options.response_headers)
+        if options.redirects:
+            response.redirects = hops(resp.history, resp)
+        if options.tls:
+            response.tls = tls_facts(resp)
 
     def _teach(
         self,
@@ -276,8 +301,9 @@ class Client:
             announced,
         )
 
-    async def fetch(self, item: Item) -> Record:
-        """The record for one item, after any retries.
+    async def fetch(self, item: Item, conditional: dict[str, str] | None = None) -> Record:
+        """The record for one item, after any retries. ``conditional``: headers that make
+        every attempt conditional (``--refresh``: If-None-Match, If-Modified-Since).
 
         Never raises for anything the input or the network does; raises
         ``Abandoned`` only when the run stops while the item waits for a slot or
@@ -304,7 +330,7 @@ class Client:
             answered: float | None = None
             response: Response | None = None
             try:
-                response = await self.attempt(item, target)
+                response = await self.attempt(item, target, conditional)
                 answered = time.perf_counter() - began
                 retry_after = response.retry_after
                 # Inside the try: whatever a response holds, judging it ends in a record.
@@ -412,13 +438,14 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
     record.status = response.status
     record.final_url = response.final_url
     record.content_type = response.content_type
+    record.etag, record.last_modified = response.etag, response.last_modified
     saved = response.saved
     # HEAD has no body: size is the bytes read, so null rather than a pretended 0
     # (the Content-Length the server announced is in --response-headers).
     head = options.http_method == "HEAD"
     record.size = None if head else saved.size if saved is not None else len(response.body)
     record.timings, record.headers = response.timings, response.headers
-    record.redirects = response.redirects
+    record.redirects, record.tls = response.redirects, response.tls
     body_mode = options.body
     if response.problem is not None:
         record.error = response.problem

@@ -18,13 +18,17 @@ request class: this one makes each hop obey the rules a first request obeys.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from fetchmany.fetch.tls import note_connection, remember
 from fetchmany.urls import parsed, sendable
+
+if TYPE_CHECKING:
+    from aiohttp.connector import Connection
 
 _ANTICIPATE_CONTENT: Final = frozenset({"POST", "PUT", "PATCH"})
 
@@ -34,8 +38,9 @@ def _content_header(name: str) -> bool:
     return lowered.startswith("content-") or lowered in ("digest", "transfer-encoding")
 
 
-def request_class(method: str) -> type[aiohttp.ClientRequest]:
-    """The request class of a run whose requests start as ``method``."""
+def request_class(method: str, *, tls: bool = False) -> type[aiohttp.ClientRequest]:
+    """The request class of a run whose requests start as ``method``; with ``tls``
+    (``--tls``), one that notes each answer's TLS connection (``fetch/tls.py``)."""
 
     class Request(aiohttp.ClientRequest):
         def __init__(self, method_now: str, url: URL, **kwargs: Any) -> None:
@@ -59,4 +64,16 @@ def request_class(method: str) -> type[aiohttp.ClientRequest]:
             if bodiless and self.method not in _ANTICIPATE_CONTENT and not given_length:
                 self.headers.popall("Content-Length", None)
 
-    return Request
+    if not tls:
+        return Request
+
+    class NotingRequest(Request):
+        async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+            # The connection is known only here: by the time the response is handed
+            # out, an answer without a body has already given it back (or closed it).
+            connection = note_connection(conn)
+            response = await super().send(conn)
+            remember(response, connection)
+            return response
+
+    return NotingRequest

@@ -284,7 +284,7 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     from fetchmany.fetch.request import request_class
     from fetchmany.fetch.timings import trace_config
 
-    sent_as_given = request_class(options.http_method)
+    sent_as_given = request_class(options.http_method, tls=options.tls)
 
     def session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(

@@ -49,6 +49,7 @@ class Part:
 
 _INTEGERS: Final = frozenset({"index", "status", "size", "attempts"})
 _FLOATS: Final = frozenset({"elapsed_ms"})
+_BOOLEANS: Final = frozenset({"ok", "unchanged"})
 
 
 def _typed(name: str, cell: str) -> Any:
@@ -62,7 +63,7 @@ def _typed(name: str, cell: str) -> Any:
             return float(cell)
     except ValueError:
         return cell
-    if name == "ok":
+    if name in _BOOLEANS:
         return {"true": True, "false": False}.get(cell, cell)
     return cell
 
@@ -151,8 +152,9 @@ def _record(line: bytes, path: str, number: int) -> dict[str, Any]:
 _READERS = {OutputFormat.JSONL: _jsonl, OutputFormat.JSON: _json_array, OutputFormat.CSV: _csv}
 
 
-def open_part(path: str) -> Part:
-    """What a part holds (format and fields), read from its start; MergeError if unusable."""
+def open_part(path: str, *, indexed: bool = True) -> Part:
+    """What a part holds (format and fields), read from its start; MergeError if unusable
+    (without an ``index`` field too, unless not ``indexed``: --refresh matches by position)."""
     try:
         found = detect_format(path)
     except ByteOrderMark as exc:
@@ -173,7 +175,7 @@ def open_part(path: str) -> Part:
     else:
         first = next(_until_torn(_READERS[found](path)), None)
         fields = tuple(first) if first is not None else ()
-    if fields and "index" not in fields:
+    if indexed and fields and "index" not in fields:
         raise MergeError(f"{path} has no index field; shards must be written with index")
     return Part(path, found, fields)
 
@@ -284,6 +286,12 @@ def _indexed(
         previous = reach.last = index
         yield index, number, record
     reach.done = True
+
+
+def records_of(part: Part) -> Iterator[dict[str, Any]]:
+    """A part's records in file order, read back as ``merged`` reads them, a torn last
+    record dropped (the rule of --resume); a damaged record before it is a MergeError."""
+    return _until_torn(_READERS[part.format](part.path))
 
 
 def _until_torn(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -194,6 +194,17 @@ def format_ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
+def refresh_line(stats: RunStats) -> str:
+    """What --refresh did: unchanged, changed, new, failed (untagged when any), and the
+    body bytes that 304s kept from crossing the network."""
+    counts = stats.refreshed
+    parts = [f"{counts[name]} {name}" for name in ("unchanged", "changed", "new", "failed")]
+    if counts["untagged"]:
+        parts.insert(2, f"{counts['untagged']} untagged (no etag or last_modified before)")
+    saved = stats.bytes_not_transferred
+    return f"refresh: {' · '.join(parts)}; body bytes not transferred {saved:,}"
+
+
 def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None = None) -> list[str]:
     """The closing summary as plain lines: outcome counts, rate, latency, sample failures.
     ``whole``: a resumed file, whose totals follow this run's."""
@@ -226,6 +237,8 @@ def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None =
             f"  first byte p50 {format_ms(ttfb.percentile(50))} · "
             f"p95 {format_ms(ttfb.percentile(95))} · max {format_ms(ttfb.max)}"
         )
+    if stats.refreshed:
+        lines.append("  " + refresh_line(stats))
     if stats.settled:
         hosts = sorted(stats.settled.items(), key=lambda kv: -kv[1].overloads)
         overloads = sum(settled.overloads for settled in stats.settled.values())

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fetchmany.records import ErrorKind, Record
+from fetchmany.records import ErrorKind, Record, Refresh
 
 if TYPE_CHECKING:
     from fetchmany.fetch.adaptive import Settled
@@ -94,6 +94,10 @@ class RunStats:
     """Retries whose backoff is over, waiting for a slot."""
     settled: dict[str, Settled] = field(default_factory=dict)
     """With --limit auto: where each host's limit is and why."""
+    refreshed: Counter[str] = field(default_factory=Counter)
+    """With --refresh: records by what became of them (``Refresh``), or ``failed``."""
+    bytes_not_transferred: int = 0
+    """With --refresh: the sizes of the bodies a 304 kept from crossing the network."""
 
     @property
     def failed(self) -> int:
@@ -119,6 +123,10 @@ class RunStats:
                 self.latency.add(record.elapsed_ms)
             if record.timings is not None and (ttfb := record.timings.get("ttfb_ms")) is not None:
                 self.ttfb.add(ttfb)
+            if (refresh := record.refresh) is not None:
+                self.refreshed[refresh.value if record.ok else "failed"] += 1
+                if refresh is Refresh.UNCHANGED:
+                    self.bytes_not_transferred += record.size or 0
 
     def finish(self) -> None:
         self.finished = time.monotonic()

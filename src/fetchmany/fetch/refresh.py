@@ -1,0 +1,173 @@
+"""``--refresh``: each request made conditional on what the previous output recorded.
+
+The previous record of an item (read by ``output/previous.py``, streamed in index
+order beside the input) waits in a ``PreviousTable`` from the moment the item is
+dispatched until its fetch takes it, so the table holds only the items in flight.
+``Refresher`` wraps the client's fetch as ``Deduplicator`` does:
+
+- a previous record that is ok and has an ``etag`` or a ``last_modified`` makes the
+  request conditional (``If-None-Match``, ``If-Modified-Since``); a 304 answer
+  becomes the previous record carried over (status, body, picks, headers, saved file)
+  with this run's ``elapsed_ms``, ``attempts``, ``final_url``, ``timings``,
+  ``redirects`` and ``tls``, its ``etag`` and ``last_modified`` refreshed from the 304
+  when it sent them (RFC 9111 4.3.4), and ``unchanged: true``;
+- any other answer is the record as fetched (``unchanged: false``);
+- an item without a usable previous record is asked unconditionally; a 304 to that
+  (a server that cannot mean it) is asked once more, unconditionally, and a second
+  304 is a ``protocol`` error saying so, never a record with a body it does not have.
+
+Validators go back as the server sent them: an ETag weak or strong, quoted or not
+(curl's ``--etag-compare`` sends the saved value as is, and a server compares with
+what it sent), a Last-Modified in whichever of the three HTTP date formats (RFC 9110
+5.6.7) it came in. One that cannot be sent (a control character) or a date that is
+no HTTP date is left out: the request is conditional on the other, or on nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+from fetchmany.input.sources import Item
+from fetchmany.options import FetchOptions, header_value_problem
+from fetchmany.records import ErrorKind, FetchError, Record, Refresh
+
+CARRIED: Final = ("status", "content_type", "size", "body", "headers", "path", "sha256")
+"""What a 304 takes from the previous record (with the picks): a run that writes one of
+these needs it in PREVIOUS."""
+_NOT_UPDATED: Final = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+"""Headers of a 304 that describe it, not the stored answer (RFC 9111 3.2)."""
+NOT_MODIFIED: Final = 304
+
+ConditionalFetch = Callable[[Item, dict[str, str] | None], Awaitable[Record]]
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """What the previous output holds of one item: its fields as written, read back."""
+
+    values: Mapping[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        values = self.values
+        if "ok" in values:
+            return values["ok"] is True
+        status = values.get("status")
+        return isinstance(status, int) and 200 <= status < 400 and values.get("error") is None
+
+    def conditional(self) -> dict[str, str] | None:
+        """The headers that ask for the resource only if it changed; None: none can."""
+        headers: dict[str, str] = {}
+        etag = self.values.get("etag")
+        if isinstance(etag, str) and etag.strip() and header_value_problem(etag) is None:
+            headers["If-None-Match"] = etag
+        modified = self.values.get("last_modified")
+        if isinstance(modified, str) and _http_date(modified):
+            headers["If-Modified-Since"] = modified
+        return headers or None
+
+
+def _http_date(text: str) -> bool:
+    """Whether ``text`` is a date a server can read (IMF-fixdate, RFC 850, asctime)."""
+    if header_value_problem(text) is not None:
+        return False
+    try:
+        parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
+class PreviousTable:
+    """The previous records of items dispatched and not yet fetched, by index (None:
+    the previous output has no record of that item)."""
+
+    def __init__(self) -> None:
+        self._by_index: dict[int, Previous | None] = {}
+
+    def put(self, index: int, previous: Previous | None) -> None:
+        self._by_index[index] = previous
+
+    def take(self, index: int) -> Previous | None:
+        return self._by_index.pop(index, None)
+
+
+class Refresher:
+    """Wraps a fetch so each request is conditional on its item's previous record."""
+
+    def __init__(self, fetch: ConditionalFetch, table: PreviousTable, options: FetchOptions):
+        self._fetch = fetch
+        self._table = table
+        self._options = options
+
+    async def __call__(self, item: Item) -> Record:
+        previous = self._table.take(item.index)
+        if previous is not None and not self._usable(previous):
+            previous = None
+        headers = previous.conditional() if previous is not None else None
+        record = await self._fetch(item, headers)
+        if record.status == NOT_MODIFIED:
+            if headers is not None:
+                assert previous is not None
+                return carried(record, previous, self._options)
+            record = await self._again(item, record)
+        if headers is not None:
+            record.refresh = Refresh.CHANGED
+        else:
+            record.refresh = Refresh.UNTAGGED if previous is not None else Refresh.NEW
+        return record
+
+    def _usable(self, previous: Previous) -> bool:
+        """Ok, and its saved file still there to be kept (else it is fetched whole)."""
+        if not previous.ok:
+            return False
+        if self._options.save_dir is not None:
+            path = previous.values.get("path")
+            return isinstance(path, str) and os.path.isfile(path)
+        return True
+
+    async def _again(self, item: Item, first: Record) -> Record:
+        """A 304 to a request that asked for no condition: it cannot mean "keep what you
+        have". Asked again, unconditionally, once."""
+        record = await self._fetch(item, None)
+        record.attempts += first.attempts
+        if first.elapsed_ms is not None and record.elapsed_ms is not None:
+            record.elapsed_ms = round(first.elapsed_ms + record.elapsed_ms, 3)
+        if record.status == NOT_MODIFIED:
+            record.ok = False
+            record.error = FetchError(
+                ErrorKind.PROTOCOL,
+                "answered 304 Not Modified twice to a request that was not conditional "
+                "(no earlier record to keep)",
+            )
+        return record
+
+
+def carried(record: Record, previous: Previous, options: FetchOptions) -> Record:
+    """The 304's record made whole from the previous one (see the module docstring)."""
+    values = previous.values
+    record.status = values.get("status")
+    record.content_type = values.get("content_type")
+    record.size = values.get("size")
+    record.body = values.get("body")
+    if options.picks:
+        record.picks = {pick.name: values.get(pick.name) for pick in options.picks}
+    record.path, record.sha256 = values.get("path"), values.get("sha256")
+    if record.etag is None:
+        record.etag = values.get("etag")
+    if record.last_modified is None:
+        record.last_modified = values.get("last_modified")
+    kept = values.get("headers")
+    if isinstance(kept, dict) and record.headers is not None:
+        fresh = {k: v for k, v in record.headers.items() if k not in _NOT_UPDATED}
+        record.headers = {**kept, **fresh}
+    elif options.response_headers is not None:
+        record.headers = kept  # as written (CSV keeps it as its JSON text)
+    record.ok = True
+    record.error = None
+    record.refresh = Refresh.UNCHANGED
+    return record

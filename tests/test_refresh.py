@@ -1,0 +1,632 @@
+"""``--refresh PREVIOUS``: conditional requests from a previous output, against a real
+loopback server that counts what it answered with 200 and with 304."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import signal
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
+
+LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+@dataclass
+class Site:
+    """Resources /r/N with a version each; how the server validates is set per test."""
+
+    versions: dict[int, int] = field(default_factory=dict)
+    answered: Counter[int] = field(default_factory=Counter)
+    asked: list[dict[str, str]] = field(default_factory=list)
+    body_bytes: int = 0
+    etag: Callable[[int, int], str | None] = lambda n, v: f'"{n}-{v}"'
+    last_modified: Callable[[int, int], str | None] = lambda n, v: None
+    honours: bool = True
+    """Answers 304 when a condition matches (else always 200)."""
+    always_304: set[int] = field(default_factory=set)
+    """Items answered 304 whatever was asked (a broken cache in front)."""
+    not_modified_once: set[int] = field(default_factory=set)
+    """Items answered 304 once, whatever was asked."""
+    hang: set[int] = field(default_factory=set)
+    """Items that are never answered; ``arrived`` is set when one is asked."""
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    def app(self) -> web.Application:
+        async def resource(request: web.Request) -> web.Response:
+            n = int(request.match_info["n"])
+            if n in self.hang:
+                self.arrived.set()
+                await asyncio.Event().wait()
+            version = self.versions.get(n, 0)
+            self.asked.append(
+                {k: v for k, v in request.headers.items() if k.lower().startswith("if-")}
+            )
+            etag = self.etag(n, version)
+            modified = self.last_modified(n, version)
+            headers = {}
+            if etag is not None:
+                headers["ETag"] = etag
+            if modified is not None:
+                headers["Last-Modified"] = modified
+            matches = (etag is not None and request.headers.get("If-None-Match") == etag) or (
+                modified is not None and request.headers.get("If-Modified-Since") == modified
+            )
+            if n in self.always_304 or n in self.not_modified_once or (self.honours and matches):
+                self.not_modified_once.discard(n)
+                self.answered[304] += 1
+                return web.Response(status=304, headers=headers)
+            body = json.dumps({"n": n, "version": version, "pad": "x" * 100}).encode()
+            self.answered[200] += 1
+            self.body_bytes += len(body)
+            return web.Response(body=body, content_type="application/json", headers=headers)
+
+        app = web.Application()
+        app.router.add_get("/r/{n}", resource)
+        return app
+
+    def reset(self) -> None:
+        self.answered.clear()
+        self.asked.clear()
+        self.body_bytes = 0
+
+
+@pytest.fixture
+def site(serve: Callable[[web.Application], LoopbackServer]) -> tuple[Site, LoopbackServer]:
+    made = Site()
+    return made, serve(made.app())
+
+
+def _inputs(tmp_path: Path, server: LoopbackServer, count: int) -> Path:
+    path = tmp_path / "urls.txt"
+    path.write_text("".join(server.url(f"/r/{n}") + "\n" for n in range(count)))
+    return path
+
+
+def _comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What must equal a full run's: all but elapsed_ms, attempts and unchanged."""
+    skip = {"elapsed_ms", "attempts", "unchanged"}
+    return [{k: v for k, v in record.items() if k not in skip} for record in records]
+
+
+def test_a_refresh_keeps_what_did_not_change_and_equals_a_full_run(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    urls = _inputs(tmp_path, server, 20)
+    previous = tmp_path / "previous.jsonl"
+    assert run_cli(str(urls), "-o", str(previous), "-q").returncode == 0
+    app.versions[7] = 1  # one resource changed between the runs
+    app.reset()
+    refreshed = run_cli(str(urls), "--refresh", str(previous))
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert app.answered == {304: 19, 200: 1}
+    assert all(asked["If-None-Match"].startswith('"') for asked in app.asked)
+    records = jsonl(refreshed.stdout)
+    assert [r["unchanged"] for r in records] == [n != 7 for n in range(20)]
+    assert records[7]["body"]["version"] == 1
+    assert records[7]["etag"] == '"7-1"'
+    assert records[3]["body"] == {"n": 3, "version": 0, "pad": "x" * 100}
+    full = run_cli(str(urls), "-q")
+    assert _comparable(records) == _comparable(jsonl(full.stdout))
+    saved = sum(r["size"] for r in records if r["unchanged"])
+    assert (
+        f"refresh: 19 unchanged · 1 changed · 0 new · 0 failed; body bytes not transferred "
+        f"{saved:,}" in refreshed.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("etag", "sent"),
+    [
+        ('W/"weak-1"', 'W/"weak-1"'),  # weak: sent as is (If-None-Match compares weakly)
+        ("no-quotes", "no-quotes"),  # not RFC 9110's form: sent as the server sent it
+        ('"a,b"', '"a,b"'),  # a comma inside the quotes is part of the tag
+        ('"caf\u00e9"', '"caf\u00e9"'),  # beyond ASCII: obs-text, its bytes as they came
+    ],
+)
+def test_etags_go_back_as_the_server_sent_them(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, etag: str, sent: str
+) -> None:
+    app, server = site
+    app.etag = lambda n, v: etag
+    urls = _inputs(tmp_path, server, 2)
+    previous = tmp_path / "previous.jsonl"
+    run_cli(str(urls), "-o", str(previous), "-q")
+    assert [r["etag"] for r in jsonl(previous.read_bytes())] == [etag, etag]
+    app.reset()
+    result = run_cli(str(urls), "--refresh", str(previous), "-q")
+    assert result.returncode == 0, result.stderr
+    assert [asked.get("If-None-Match") for asked in app.asked] == [sent, sent]
+    assert app.answered == {304: 2}
+
+
+@pytest.mark.parametrize(
+    ("date", "sent"),
+    [
+        (LAST_MODIFIED, True),
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", True),  # RFC 850: obsolete, still a date
+        ("Wed Oct 21 07:28:00 2015", True),  # asctime
+        ("yesterday-ish", False),  # no date: not sent, the item is fetched whole
+    ],
+)
+def test_last_modified_makes_if_modified_since_when_it_is_a_date(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, date: str, sent: bool
+) -> None:
+    app, server = site
+    app.etag = lambda n, v: None
+    app.last_modified = lambda n, v: date
+    urls = _inputs(tmp_path, server, 1)
+    previous = tmp_path / "previous.jsonl"
+    run_cli(str(urls), "-o", str(previous), "-q")
+    app.reset()
+    result = run_cli(str(urls), "--refresh", str(previous))
+    assert app.asked == [{"If-Modified-Since": date} if sent else {}]
+    (record,) = jsonl(result.stdout)
+    assert record["unchanged"] is sent
+    assert record["ok"] is True
+    if not sent:
+        assert "0 unchanged · 0 changed · 1 untagged" in result.stderr
+
+
+def test_a_server_that_ignores_conditionals_just_works(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    urls = _inputs(tmp_path, server, 5)
+    previous = tmp_path / "previous.jsonl"
+    run_cli(str(urls), "-o", str(previous), "-q")
+    app.honours = False
+    app.reset()
+    result = run_cli(str(urls), "--refresh", str(previous))
+    assert result.returncode == 0
+    assert app.answered == {200: 5}
+    assert [r["unchanged"] for r in jsonl(result.stdout)] == [False] * 5
+    assert "0 unchanged · 5 changed · 0 new · 0 failed" in result.stderr
+
+
+def test_an_etag_that_changes_every_time_means_every_item_is_fetched_whole(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    counter = iter(range(10**6))
+    app.etag = lambda n, v: f'"{next(counter)}"'
+    urls = _inputs(tmp_path, server, 3)
+    previous = tmp_path / "previous.jsonl"
+    run_cli(str(urls), "-o", str(previous), "-q")
+    app.reset()
+    result = run_cli(str(urls), "--refresh", str(previous), "-q")
+    records = jsonl(result.stdout)
+    assert app.answered == {200: 3}
+    assert not any(r["unchanged"] for r in records)
+    assert [r["etag"] for r in records] != [r["etag"] for r in jsonl(previous.read_bytes())]
+
+
+def test_a_304_to_an_unconditional_request_is_asked_again_and_then_an_error(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """Items the previous output had no tag for (item 0: none sent; item 1: a failure)
+    are asked unconditionally; a 304 to that is asked once more; a second 304 is an
+    error that says so, never an ok record without the body."""
+    app, server = site
+    app.etag = lambda n, v: None if n == 0 else f'"{n}"'
+    urls = _inputs(tmp_path, server, 3)
+    previous = tmp_path / "previous.jsonl"
+    run_cli(str(urls), "-o", str(previous), "-q")
+    lines = previous.read_bytes().splitlines(keepends=True)
+    failed = json.loads(lines[1])
+    failed.update(ok=False, status=503, error={"kind": "http", "message": "503"})
+    previous.write_bytes(lines[0] + json.dumps(failed).encode() + b"\n" + lines[2])
+    app.reset()
+    app.not_modified_once = {0}
+    app.always_304 = {1}
+    result = run_cli(str(urls), "--refresh", str(previous))
+    first, second, third = jsonl(result.stdout)
+    assert first["status"] == 200
+    assert first["attempts"] == 2
+    assert first["unchanged"] is False
+    assert first["body"]["n"] == 0
+    assert second["ok"] is False
+    assert second["attempts"] == 2
+    assert second["error"]["kind"] == "protocol"
+    assert "304 Not Modified twice" in second["error"]["message"]
+    assert third["unchanged"] is True
+    assert sorted(map(len, app.asked)) == [0, 0, 0, 0, 1]  # only item 2 asked conditionally
+    assert (
+        "1 unchanged · 0 changed · 1 untagged (no etag or last_modified before) · 0 new · "
+        "1 failed" in result.stderr
+    )
+
+
+def _previous(app: Site, server: LoopbackServer, tmp_path: Path, count: int, *args: str) -> Path:
+    urls = _inputs(tmp_path, server, count)
+    previous = tmp_path / "previous.jsonl"
+    assert run_cli(str(urls), "-o", str(previous), "-q", *args).returncode == 0
+    app.reset()
+    return previous
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda lines: lines[:1] + lines[:1] + lines[1:], "index 0 comes after 0"),
+        (lambda lines: [*lines, lines[-1].replace(b'"index":2', b'"index":3')],
+         "a record at index 3, beyond the inputs' last item"),
+        (lambda lines: [lines[0].replace(b"/r/0", b"/r/9"), *lines[1:]], "input changed since"),
+        (lambda lines: [b'{"index":0}\n'], "has neither input nor url"),
+        (lambda lines: [b"not json\n", *lines], "is not records fetchmany wrote"),
+        (lambda lines: [*lines[:1], b"{broken\n", *lines[2:]], "line 2 is not a JSON record"),
+    ],
+)  # fmt: skip
+def test_a_previous_output_that_cannot_serve_is_refused_with_nothing_fetched(
+    site: tuple[Site, LoopbackServer],
+    tmp_path: Path,
+    change: Callable[[list[bytes]], list[bytes]],
+    message: str,
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 3)
+    previous.write_bytes(b"".join(change(previous.read_bytes().splitlines(keepends=True))))
+    result = run_cli(
+        str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(tmp_path / "o.jsonl")
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert app.answered == {}
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_bad_combinations_are_one_line_and_exit_2(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 2)
+    urls = str(tmp_path / "urls.txt")
+    other = str(tmp_path / "other.jsonl")
+    cases = {
+        ("--resume", "-o", other): "--resume continues --output and --refresh reads another",
+        ("--resume", "-o", str(previous)): "there is nothing to --resume",
+        ("--dedupe",): "--dedupe shares one answer",
+        ("-X", "POST"): "--refresh makes GET and HEAD requests conditional",
+        ("--merge",): "--refresh does nothing with --merge",
+        ("--fields", "index,input,unchanged,body,picked"): "unknown field 'picked'",
+    }
+    for args, message in cases.items():
+        result = run_cli(urls, "--refresh", str(previous), *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, args
+        assert len(result.stderr.splitlines()) == 1, args
+    missing = run_cli(urls, "--refresh", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+    from_stdin = run_cli("--refresh", str(previous), stdin=(tmp_path / "urls.txt").read_bytes())
+    assert from_stdin.returncode == 2
+    assert "stdin and pipes are read once" in from_stdin.stderr
+    without = run_cli(urls, "--fields", "input,unchanged")
+    assert without.returncode == 2
+    assert "(unchanged comes with --refresh)" in without.stderr
+    assert app.answered == {}
+
+
+def test_a_previous_output_without_validators_or_a_carried_field_is_refused(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """An output written before etag and last_modified existed (or without them in
+    --fields) gives nothing to ask with; one without the body this run writes could not
+    carry it over a 304."""
+    app, server = site
+    urls = str(_inputs(tmp_path, server, 2))
+    old = tmp_path / "old.jsonl"
+    run_cli(urls, "-o", str(old), "-q", "--fields", "index,input,url,ok,status,body")
+    thin = tmp_path / "thin.jsonl"
+    run_cli(urls, "-o", str(thin), "-q", "--fields", "index,input,ok,status,etag")
+    app.reset()
+    no_tags = run_cli(urls, "--refresh", str(old))
+    assert no_tags.returncode == 2
+    assert "has no etag or last_modified field" in no_tags.stderr
+    no_body = run_cli(urls, "--refresh", str(thin))
+    assert no_body.returncode == 2
+    assert "has no status field" not in no_body.stderr
+    assert "has no content_type field, which this run writes" in no_body.stderr
+    fine = run_cli(urls, "--refresh", str(thin), "--fields", "index,input,ok,status,etag,unchanged")
+    assert fine.returncode == 0, fine.stderr
+    assert [r["unchanged"] for r in jsonl(fine.stdout)] == [True, True]
+    assert app.answered == {304: 2}
+
+
+def test_a_torn_last_record_is_dropped_and_its_item_fetched_whole(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 3)
+    whole = previous.read_bytes()
+    previous.write_bytes(whole[: len(whole) - 10])
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    assert [r["unchanged"] for r in jsonl(result.stdout)] == [True, True, False]
+    assert app.answered == {304: 2, 200: 1}
+    assert sorted(map(len, app.asked)) == [0, 1, 1]  # the torn one asked unconditionally
+    assert "2 unchanged · 0 changed · 1 new · 0 failed" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_previous_output_torn_at_any_byte_is_refreshed_or_refused_cleanly(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, fmt: str
+) -> None:
+    """Cut at every byte: each run either refreshes (the whole records kept, the rest
+    fetched) with an output equal to a full run's, or refuses in one line with nothing
+    fetched; never a traceback."""
+    app, server = site
+    urls = str(_inputs(tmp_path, server, 3))
+    previous = tmp_path / f"previous.{fmt}"
+    run_cli(urls, "-o", str(previous), "-q", "--fields", "index,input,ok,status,etag,size")
+    whole = previous.read_bytes()
+    full = run_cli(urls, "-q", "-f", fmt, "--fields", "index,input,ok,status,etag,size")
+    outcomes = Counter()
+    for cut in range(len(whole)):
+        previous.write_bytes(whole[:cut])
+        app.reset()
+        result = run_cli(
+            urls, "--refresh", str(previous), "-q", "-f", fmt, "--fields",
+            "index,input,ok,status,etag,size",
+        )  # fmt: skip
+        if result.returncode == 2:
+            assert len(result.stderr.splitlines()) == 1
+            assert "Traceback" not in result.stderr
+            assert app.answered == {}, cut
+            outcomes["refused"] += 1
+            continue
+        assert result.returncode == 0, (cut, result.stderr)
+        assert result.stdout == full.stdout, cut  # unchanged is not in --fields
+        assert sum(app.answered.values()) == 3
+        outcomes["refreshed"] += 1
+    assert outcomes["refreshed"] > len(whole) // 2
+
+
+def test_csv_previous_refreshes_into_csv_and_json_into_csv(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    urls = str(_inputs(tmp_path, server, 3))
+    as_csv = tmp_path / "previous.csv"
+    as_json = tmp_path / "previous.json"
+    run_cli(urls, "-o", str(as_csv), "-q")
+    run_cli(urls, "-o", str(as_json), "-q")
+    full = run_cli(urls, "-q", "-f", "csv")
+    for previous in (as_csv, as_json):
+        app.reset()
+        result = run_cli(urls, "--refresh", str(previous), "-q", "-f", "csv")
+        assert result.returncode == 0, result.stderr
+        assert app.answered == {304: 3}
+        rows = list(csv.DictReader(io.StringIO(result.text)))
+        assert [row["unchanged"] for row in rows] == ["true"] * 3
+        expected = list(csv.DictReader(io.StringIO(full.text)))
+        skip = ("elapsed_ms", "attempts", "unchanged")
+        assert [{k: v for k, v in r.items() if k not in skip} for r in rows] == [
+            {k: v for k, v in r.items() if k not in skip} for r in expected
+        ]
+    refused = run_cli(urls, "--refresh", str(as_csv), "-q")
+    assert refused.returncode == 2
+    assert "CSV, which does not keep the JSON type of body" in (refused.stderr)
+
+
+def test_refresh_in_place_replaces_the_file_whole(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 5)
+    app.versions[2] = 1
+    before = previous.read_bytes()
+    result = run_cli(
+        str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(previous), "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    records = jsonl(previous.read_bytes())
+    assert [r["unchanged"] for r in records] == [True, True, False, True, True]
+    assert _comparable(records)[0] == _comparable(jsonl(before))[0]
+    assert records[2]["body"]["version"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    app.reset()
+    again = run_cli(
+        str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(previous), "-q"
+    )
+    assert again.returncode == 0
+    assert app.answered == {304: 5}
+
+
+def test_an_interrupted_refresh_in_place_leaves_the_file_as_it_was_and_it_runs_again(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """Ctrl-C during a refresh in place: the file is the previous one, byte for byte (the
+    refreshed prefix would have replaced records that are whole); the next run refreshes."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 6)
+    before = previous.read_bytes()
+    app.versions[0] = 1
+    app.hang = {3}
+    process = subprocess.Popen(
+        [*fetchmany_command(), str(tmp_path / "urls.txt"), "--refresh", str(previous),
+         "-o", str(previous), "-q", "--grace", "0"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert app.arrived.wait(30)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert previous.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    app.hang = set()
+    app.reset()
+    again = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(previous))
+    assert again.returncode == 0
+    assert app.answered == {304: 5, 200: 1}
+
+
+def test_shards_refresh_from_their_parts_and_merge_like_one_run(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    urls = str(_inputs(tmp_path, server, 9))
+    parts = [tmp_path / f"part-{k}.csv" for k in range(3)]
+    for k, part in enumerate(parts):
+        assert run_cli(urls, "--shard", f"{k}/3", "-o", str(part), "-q").returncode == 0
+    app.versions[4] = 1
+    app.reset()
+    for k, part in enumerate(parts):  # each shard refreshes its own part, in place
+        result = run_cli(urls, "--shard", f"{k}/3", "--refresh", str(part), "-o", str(part), "-q")
+        assert result.returncode == 0, result.stderr
+    assert app.answered == {304: 8, 200: 1}
+    merged = run_cli("--merge", *map(str, parts), "-f", "jsonl", "-q")
+    assert merged.returncode == 0, merged.stderr
+    records = jsonl(merged.stdout)
+    assert [r["unchanged"] for r in records] == [n != 4 for n in range(9)]
+    full = run_cli(urls, "-q", "-f", "csv")
+    expected = list(csv.DictReader(io.StringIO(full.text)))
+    assert [r["etag"] for r in records] == [row["etag"] for row in expected]
+
+
+@pytest.mark.parametrize("extra", [(), ("--unordered",)])
+def test_processes_each_read_their_share_of_previous(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 12)
+    app.versions[5] = 1
+    result = run_process(
+        str(tmp_path / "urls.txt"), "--refresh", str(previous), "-P", "3", "--limit", "6", *extra
+    )
+    assert result.returncode == 0, result.stderr
+    records = sorted(jsonl(result.stdout), key=lambda r: r["index"])
+    assert [r["unchanged"] for r in records] == [n != 5 for n in range(12)]
+    assert app.answered == {304: 11, 200: 1}
+    assert "11 unchanged · 1 changed · 0 new · 0 failed" in result.stderr
+
+
+def test_save_dir_keeps_the_files_of_unchanged_items_and_refetches_a_missing_one(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    saved = tmp_path / "bodies"
+    previous = _previous(app, server, tmp_path, 3, "--save-dir", str(saved))
+    before = {p.name: p.stat().st_ino for p in saved.iterdir()}
+    (saved / "00000002.json").unlink()
+    result = run_cli(
+        str(tmp_path / "urls.txt"), "--refresh", str(previous), "--save-dir", str(saved), "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    records = jsonl(result.stdout)
+    assert [r["unchanged"] for r in records] == [True, True, False]
+    assert records == [
+        {**r, "elapsed_ms": records[n]["elapsed_ms"], "unchanged": records[n]["unchanged"]}
+        for n, r in enumerate(jsonl(previous.read_bytes()))
+    ]
+    assert app.answered == {304: 2, 200: 1}
+    after = {p.name: p.stat().st_ino for p in saved.iterdir()}
+    assert after["00000000.json"] == before["00000000.json"]  # kept, not rewritten
+    assert (saved / "00000002.json").exists()
+
+
+def test_a_refresh_in_place_killed_mid_run_leaves_the_file_whole_for_resume(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """SIGKILL (no handler runs): the file is the previous one, so --resume finds every
+    record there and fetches nothing, and a refresh in place runs again."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 4)
+    before = previous.read_bytes()
+    app.hang = {2}
+    process = subprocess.Popen(
+        [*fetchmany_command(), str(tmp_path / "urls.txt"), "--refresh", str(previous),
+         "-o", str(previous), "-q"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert app.arrived.wait(30)
+    process.kill()
+    process.communicate(timeout=30)
+    assert previous.read_bytes() == before
+    app.hang = set()
+    app.reset()
+    resumed = run_cli(str(tmp_path / "urls.txt"), "-o", str(previous), "--resume", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert previous.read_bytes() == before
+    assert app.answered == {}
+    again = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(previous))
+    assert again.returncode == 0, again.stderr
+    assert app.answered == {304: 4}
+
+
+def test_an_empty_previous_output_means_every_item_is_new(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    urls = _inputs(tmp_path, server, 2)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    result = run_cli(str(urls), "--refresh", str(empty))
+    assert result.returncode == 0, result.stderr
+    assert [r["unchanged"] for r in jsonl(result.stdout)] == [False, False]
+    assert "0 unchanged · 0 changed · 2 new · 0 failed" in result.stderr
+    assert app.answered == {200: 2}
+    assert app.asked == [{}, {}]
+
+
+def test_processes_refresh_in_place(site: tuple[Site, LoopbackServer], tmp_path: Path) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 7)
+    app.versions[6] = 2
+    result = run_process(
+        str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(previous), "-P", "2",
+        "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = jsonl(previous.read_bytes())
+    assert [r["index"] for r in records] == list(range(7))
+    assert [r["unchanged"] for r in records] == [True] * 6 + [False]
+
+
+def test_unordered_refresh_in_one_process(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 8)
+    app.versions[1] = 1
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous), "--unordered", "-q")
+    assert result.returncode == 0, result.stderr
+    records = sorted(jsonl(result.stdout), key=lambda r: r["index"])
+    assert [r["unchanged"] for r in records] == [n != 1 for n in range(8)]
+    assert app.answered == {304: 7, 200: 1}
+
+
+def test_a_pick_table_without_index_is_refreshed_by_position(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """The --pick default has no index: records are matched by position (the whole
+    input's, or under -P each worker's share of it)."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 6, "--pick", "v=version", "-f", "csv")
+    assert previous.read_text().splitlines()[0] == (
+        "input,v,ok,status,error,error_message,etag,last_modified"
+    )
+    app.versions[4] = 3
+    for extra in ((), ("-P", "2")):
+        app.reset()
+        result = run_process(
+            str(tmp_path / "urls.txt"), "--refresh", str(previous), "--pick", "v=version",
+            "-f", "csv", "-q", *extra,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        rows = list(csv.DictReader(io.StringIO(result.text)))
+        assert [row["v"] for row in rows] == ["0", "0", "0", "0", "3", "0"]
+        assert app.answered == {304: 5, 200: 1}

@@ -1,0 +1,164 @@
+"""``--tls``: the certificate facts of the connection that served each https answer.
+
+Real TLS servers on 127.0.0.1 with trustme certificates: valid, expiring in five days,
+expired (read with --insecure), and a redirect from one certificate's server to
+another's over kept-alive connections.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+from conftest import HOST, LoopbackServer, ServerState, jsonl, run_cli
+
+
+def _app(state: ServerState) -> web.Application:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    async def empty(request: web.Request) -> web.Response:
+        return web.Response(status=304, headers={"ETag": '"x"'})
+
+    async def away(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    app.router.add_get("/304", empty)
+    app.router.add_get("/away", away)
+    return app
+
+
+class Servers:
+    def __init__(self, tmp: Path) -> None:
+        self.ca = trustme.CA(organization_name="fetchmany test CA")
+        self.ca_pem = str(tmp / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_pem)
+        now = datetime.now(UTC)
+        self.valid = self._serve(self.ca.issue_cert(HOST, "localhost", common_name="valid.test"))
+        self.expiring = self._serve(
+            self.ca.issue_cert(
+                HOST, common_name="expiring.test", not_before=now - timedelta(days=30),
+                not_after=now + timedelta(days=5),
+            )
+        )  # fmt: skip
+        self.expired = self._serve(
+            self.ca.issue_cert(
+                HOST, common_name="expired.test", not_before=now - timedelta(days=30),
+                not_after=now - timedelta(hours=36),
+            )
+        )  # fmt: skip
+
+    def _serve(self, cert: trustme.LeafCert) -> LoopbackServer:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        return LoopbackServer(context, app=_app)
+
+    def close(self) -> None:
+        for server in (self.valid, self.expiring, self.expired):
+            server.close()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    started = Servers(tmp_path_factory.mktemp("tls"))
+    yield started
+    started.close()
+
+
+def _tls(*urls: str, args: tuple[str, ...] = ()) -> list[dict[str, object]]:
+    result = run_cli("--tls", "-q", *args, stdin="\n".join(urls).encode())
+    assert result.returncode in (0, 1), result.stderr
+    return [record["tls"] for record in jsonl(result.stdout)]
+
+
+def test_a_valid_certificate_is_described(servers: Servers) -> None:
+    (tls,) = _tls(servers.valid.url("/"), args=("--ca-bundle", servers.ca_pem))
+    assert isinstance(tls, dict)
+    assert tls["version"] in ("TLSv1.2", "TLSv1.3")
+    assert isinstance(tls["cipher"], str)
+    assert tls["cipher"]
+    subject = str(tls["subject"])  # RFC 4514: the most specific part first
+    assert subject.startswith("CN=valid.test,OU=Testing cert #")
+    assert ",O=trustme v" in subject
+    assert tls["san"] == [HOST, "localhost"]
+    assert str(tls["issuer"]).startswith("OU=Testing CA #")
+    assert str(tls["issuer"]).endswith(",O=fetchmany test CA")
+    not_after = datetime.strptime(str(tls["not_after"]), "%Y-%m-%dT%H:%M:%SZ")
+    not_before = datetime.strptime(str(tls["not_before"]), "%Y-%m-%dT%H:%M:%SZ")
+    assert not_before < datetime.now() < not_after
+    assert isinstance(tls["days_left"], int)
+    assert tls["days_left"] > 365
+
+
+def test_days_left_is_rounded_down_so_five_days_from_now_is_four(servers: Servers) -> None:
+    (tls,) = _tls(servers.expiring.url("/"), args=("--ca-bundle", servers.ca_pem))
+    assert isinstance(tls, dict)
+    assert tls["days_left"] == 4  # 4 days and some hours left: 4 whole days
+    assert "CN=expiring.test" in str(tls["subject"])
+
+
+def test_an_expired_certificate_is_described_under_insecure(servers: Servers) -> None:
+    url = servers.expired.url("/")
+    refused = run_cli("--tls", "-q", "--ca-bundle", servers.ca_pem, stdin=url.encode())
+    (record,) = jsonl(refused.stdout)
+    assert record["error"]["kind"] == "tls"
+    assert record["tls"] is None
+    (tls,) = _tls(url, args=("--insecure",))
+    assert isinstance(tls, dict)
+    assert tls["days_left"] == -2  # expired 36 hours ago: negative exactly when expired
+    assert "CN=expired.test" in str(tls["subject"])
+    assert tls["san"] == [HOST]
+    assert tls["not_after"] < datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_http_has_null_and_an_answer_without_body_still_has_its_facts(
+    servers: Servers, server: LoopbackServer
+) -> None:
+    plain, empty = _tls(
+        server.url("/item?id=1"), servers.valid.url("/304"), args=("--ca-bundle", servers.ca_pem)
+    )
+    assert plain is None
+    assert isinstance(empty, dict)
+    assert "CN=valid.test" in str(empty["subject"])
+
+
+def test_after_a_redirect_the_final_hops_certificate_is_reported_on_kept_alive_connections(
+    servers: Servers,
+) -> None:
+    """Each server is asked first (its connection kept alive), then a redirect goes from
+    one to the other on those same connections: every record names the certificate of
+    the server that gave its final answer."""
+    valid, expiring = servers.valid, servers.expiring
+    urls = [
+        valid.url("/"),
+        expiring.url("/"),
+        valid.url("/away?to=" + expiring.url("/")),
+        expiring.url("/away?to=" + valid.url("/")),
+        valid.url("/"),
+    ]
+    # --limit 1: one request at a time, so each reuses the connection kept from before.
+    facts = _tls(*urls, args=("--ca-bundle", servers.ca_pem, "--limit", "1"))
+    names = [str(tls["subject"]).split(",")[0] for tls in facts if isinstance(tls, dict)]
+    assert names == [
+        "CN=valid.test", "CN=expiring.test", "CN=expiring.test", "CN=valid.test", "CN=valid.test",
+    ]  # fmt: skip
+
+
+def test_tls_goes_in_fields_and_csv_as_json(servers: Servers) -> None:
+    result = run_cli(
+        "--fields", "url,tls", "-f", "csv", "-q", "--ca-bundle", servers.ca_pem,
+        stdin=servers.valid.url("/").encode(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header, row = result.text.splitlines()[:2]
+    assert header == "url,tls"
+    cell = row.split(",", 1)[1]
+    assert json.loads(cell.strip('"').replace('""', '"'))["san"] == [HOST, "localhost"]
