@@ -367,9 +367,13 @@ class AdaptiveLimit:
             self._hint = self._limit
             self._limit = max(1.0, self._limit * DECREASE)
             self._last_cut = now
-        # The server is full with the others in flight: this slot is not reused.
+        # The server is full with the others in flight: this slot is not reused, and
+        # what it took is the level the search comes back to (not the level before a
+        # drop in capacity, which a burst of rejections shows at once).
         others = self._gate.in_use - 1
         self._limit = max(1.0, min(self._limit, float(others)))
+        if self._hint is not None:
+            self._hint = max(self._limit, min(self._hint, float(others) + 1))
         if self._phase == _PROBE:
             self._probe_level = max(1, min(self._probe_level, others))
             self._new_window(min(self._probe_level, int(self._limit)), burst=False)
