@@ -265,7 +265,7 @@ def judge_hosts(case: Case, runs: dict[str, Run]) -> list[str]:
         )
     big = max(range(len(case.hosts)), key=lambda n: case.hosts[n].capacity or 0)
     log = auto.stats[big]["log"]
-    span = max(done for _, done, _ in log) if log else 0.0
+    span = max(done for _, done, _ in log) - min(at for at, _, _ in log) if log else 0.0
     rate = len(log) / span if span else 0.0
     capacity = case.hosts[big].capacity or 1
     out.append(

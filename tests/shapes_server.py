@@ -35,10 +35,11 @@ from typing import Any
 
 from aiohttp import web
 
-QUOTA_STYLES = ("ietf", "draft", "x", "x-epoch")
+QUOTA_STYLES = ("ietf", "draft", "x", "x-epoch", "none")
 """Quota headers: the IETF draft's structured ``RateLimit``/``RateLimit-Policy`` (2026
 revision), the earlier drafts' ``RateLimit-Limit/Remaining/Reset``, and the common
-``X-RateLimit-*`` with ``Reset`` in seconds from now or as a Unix time (GitHub)."""
+``X-RateLimit-*`` with ``Reset`` in seconds from now or as a Unix time (GitHub); or
+none at all, and no Retry-After either."""
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Shape:
     presence: list[tuple[float, int]] = field(default_factory=list)
     """(seconds from the first request, requests present) every ``sample_every``."""
     _started: float | None = None
+    started_wall: float | None = None
     _queue: asyncio.Semaphore | None = None
     _windows: dict[int, int] = field(default_factory=dict)
     _sampler: asyncio.Task[None] | None = None
@@ -74,6 +76,7 @@ class Shape:
     def now(self) -> float:
         if self._started is None:
             self._started = time.monotonic()
+            self.started_wall = time.time()
             self._sampler = asyncio.get_running_loop().create_task(self._sample())
         return time.monotonic() - self._started
 
@@ -145,12 +148,15 @@ class Shape:
         remaining = max(0, self.quota - used)
         headers = self.quota_headers(remaining, reset_at, wall)
         if used > self.quota:
-            headers["Retry-After"] = str(max(1, math.ceil(reset_at - wall)))
+            if self.style != "none":
+                headers["Retry-After"] = str(max(1, math.ceil(reset_at - wall)))
             return web.json_response({"ok": False}, status=429, headers=headers)
         await self._serve(self.service)
         return web.json_response({"ok": True}, headers=headers)
 
     def quota_headers(self, remaining: int, reset_at: float, wall: float) -> dict[str, str]:
+        if self.style == "none":  # a quota it keeps to itself
+            return {}
         left = max(0, math.ceil(reset_at - wall))  # delta-seconds are whole numbers
         window = f"{self.window:g}"
         if self.style == "ietf":
@@ -173,6 +179,7 @@ class Shape:
 
     def stats(self) -> dict[str, Any]:
         return {
+            "started_wall": self.started_wall,
             "max_present": self.max_present,
             "max_serving": self.max_serving,
             "served": self.served,

@@ -10,6 +10,7 @@ import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pytest
 from aiohttp import web
@@ -23,6 +24,8 @@ from fetchmany.fetch.adaptive import (
     QUIET,
     REPROBE_EVERY,
     AdaptiveLimit,
+    Lesson,
+    Overload,
 )
 from fetchmany.options import Adaptive
 
@@ -39,6 +42,10 @@ class Clock:
 
 Answer = tuple[float, bool]
 """(latency, overloaded) of one request."""
+
+
+class Server(Protocol):
+    def answer(self, at: float) -> Answer: ...
 
 
 @dataclass
@@ -99,21 +106,24 @@ class Simulation:
     ``server`` finishes them, the clock jumping to each answer; what is in flight stays
     between calls."""
 
-    def __init__(
-        self, gate: AdaptiveLimit, clock: Clock, server: Queueing | Rejecting | Jittery
-    ) -> None:
+    def __init__(self, gate: AdaptiveLimit, clock: Clock, server: Server) -> None:
         self.gate, self.clock, self.server = gate, clock, server
         self.in_flight: list[tuple[float, int, float, int, bool]] = []
         self.order = 0
+        self.overload = Overload.REJECTED
+        """What an overloaded answer of this server is taken for."""
 
     async def run(self, answers: int, demand: int = 10_000) -> Run:
         gate, clock = self.gate, self.clock
         run = Run()
         while len(run.limits) < answers:
             while not gate.locked() and len(self.in_flight) < demand:
-                ticket = await gate.acquire(self.order)
-                latency, overloaded = self.server.answer(clock.now)
-                entry = (clock.now + latency, self.order, latency, ticket, overloaded)
+                await gate.acquire(self.order)
+                ticket, number, wait = gate.pace(clock.now)
+                gate.started()
+                at = clock.now + wait  # it goes out after its pace (in model time)
+                latency, overloaded = self.server.answer(at)
+                entry = (at + latency, self.order, latency, ticket * 2**20 + number, overloaded)
                 heapq.heappush(self.in_flight, entry)
                 self.order += 1
             run.most_in_flight = max(run.most_in_flight, len(self.in_flight))
@@ -126,9 +136,11 @@ class Simulation:
             self._answer(Run())
 
     def _answer(self, run: Run) -> None:
-        done, _, latency, ticket, overloaded = heapq.heappop(self.in_flight)
+        done, _, latency, packed, overloaded = heapq.heappop(self.in_flight)
         self.clock.now = max(self.clock.now, done)
-        self.gate.release(ticket, None if overloaded else latency, overloaded, None)
+        ticket, number = divmod(packed, 2**20)
+        overload = self.overload if overloaded else None
+        self.gate.release(ticket, number, Lesson(latency, overload))
         run.overloads += overloaded
         if not overloaded:
             run.latencies.append(latency)
@@ -138,7 +150,7 @@ class Simulation:
 async def simulate(
     gate: AdaptiveLimit,
     clock: Clock,
-    server: Queueing | Rejecting | Jittery,
+    server: Server,
     answers: int,
     demand: int = 10_000,
 ) -> Run:
@@ -157,13 +169,31 @@ def controller(ceiling: int = 256, start: int = 10) -> tuple[AdaptiveLimit, Cloc
 # ---------------------------------------------------------------- the controller
 
 
+async def begin(gate: AdaptiveLimit, order: int, clock: Clock) -> tuple[int, int]:
+    """One request through the gate, as ``Limits.acquire`` takes it; its pace ignored."""
+    await gate.acquire(order)
+    ticket, number, _ = gate.pace(clock.now)
+    gate.started()
+    return ticket, number
+
+
+def end(
+    gate: AdaptiveLimit,
+    started: tuple[int, int],
+    latency: float | None = 0.04,
+    overload: Overload | None = None,
+    retry_after: float | None = None,
+) -> None:
+    gate.release(*started, Lesson(latency, overload, retry_after))
+
+
 async def test_the_first_request_goes_alone_then_a_probe_at_low_concurrency() -> None:
     """The first answer may announce a quota, and the baseline is measured where no
     real server queues: one request, then PROBE_LIMIT at a time."""
     gate, clock = controller()
-    ticket = await gate.acquire(0)
+    first = await begin(gate, 0, clock)
     assert gate.locked()
-    gate.release(ticket, 0.04, False, None)
+    end(gate, first)
     assert gate.current == PROBE_LIMIT
     run = await simulate(gate, clock, Queueing(100), PROBE_SAMPLES)
     assert max(run.limits[: PROBE_SAMPLES - 2]) == PROBE_LIMIT
@@ -225,33 +255,118 @@ async def test_a_capacity_that_steps_down_and_up_is_followed() -> None:
 async def test_an_overload_cuts_once_per_round_trip_and_frees_no_slot() -> None:
     gate, clock = controller(start=20)
     await simulate(gate, clock, Queueing(100), PROBE_SAMPLES + 1)  # past the probe
-    tickets = [await gate.acquire(n) for n in range(gate.current)]
+    started = [await begin(gate, n, clock) for n in range(gate.current)]
     limit = gate.current
     clock.now += 0.001
-    gate.release(tickets.pop(), None, True, None)
+    end(gate, started.pop(), None, Overload.REJECTED)
     assert gate.current == int(limit * DECREASE)
     # The same round trip: no second cut; but once fewer others are in flight than the
     # limit, each rejected slot goes (the server is full with the others).
-    while len(tickets) > gate.current:
-        gate.release(tickets.pop(), None, True, None)
+    while len(started) > gate.current:
+        end(gate, started.pop(), None, Overload.REJECTED)
         assert gate.current == int(limit * DECREASE)
-    gate.release(tickets.pop(), None, True, None)
-    assert gate.current == len(tickets)
+    end(gate, started.pop(), None, Overload.REJECTED)
+    assert gate.current == len(started)
 
 
-async def test_a_retry_after_stops_probing_past_what_worked() -> None:
+async def test_a_retry_after_stops_new_starts_and_then_probing_past_what_worked() -> None:
+    """The bar said "held" while requests kept going out: a Retry-After now holds the
+    host's new starts for that long, then the limit returns to what worked before and
+    does not probe past it for QUIET times as long."""
     gate, clock = controller()
     server = Rejecting(lambda at: 12)
     await simulate(gate, clock, server, 500)
-    tickets = [await gate.acquire(n) for n in range(gate.current)]
+    started = [await begin(gate, n, clock) for n in range(gate.current)]
     clock.now += 0.01
-    gate.release(tickets.pop(), None, True, 2.0)  # 429 with Retry-After: 2
+    end(gate, started.pop(), None, Overload.REJECTED, retry_after=2.0)  # 429, Retry-After: 2
     assert gate.mark() == "held"
-    for ticket in tickets:
-        gate.release(ticket, 0.04, False, None)
+    for each in started:
+        end(gate, each)
+    await gate.acquire(0)
+    _, _, wait = gate.pace(clock.now)
+    assert wait == pytest.approx(2.0, abs=0.02)
+    gate.give_back()
+    clock.now += 2.0
     run = await simulate(gate, clock, server, 400)
     assert clock.now - 1000 < 500 + 2 * QUIET  # still within the quiet time
     assert run.overloads == 0
+
+
+@dataclass
+class RateLimited:
+    """``rate`` requests a second whatever the concurrency, 429 beyond, saying nothing
+    of its quota (no headers): one request at a time can already be too many."""
+
+    rate: float
+    service: float = 0.02
+    allowed_at: float = 0.0
+
+    def answer(self, at: float) -> Answer:
+        if at < self.allowed_at:
+            return 0.001, True
+        self.allowed_at = max(at, self.allowed_at) + 1 / self.rate
+        return self.service, False
+
+
+async def test_a_rate_limit_not_announced_spaces_the_starts() -> None:
+    """20 a second with no headers, 20 ms answers: at one request at a time the old
+    controller still drew 61% 429s. Rejected with nothing else in flight, it now spaces
+    its starts, doubling the gap at each cut and closing it as answers come through."""
+    gate, clock = controller()
+    run = await simulate(gate, clock, RateLimited(20), 600)
+    assert run.overloads <= 0.25 * 600
+    later = await simulate(gate, clock, RateLimited(20), 300)
+    assert later.overloads <= 0.2 * 300
+    assert gate.settled().gap_ms is not None
+    assert "between starts" in gate.settled().why()
+
+
+@dataclass
+class Slowing:
+    """No capacity limit; answers take ``before`` seconds until ``at``, then ``after``:
+    the host got slower, whatever the load."""
+
+    at: float
+    before: float = 0.015
+    after: float = 0.045
+
+    def answer(self, at: float) -> Answer:
+        return (self.before if at < self.at else self.after), False
+
+
+async def test_a_host_that_got_slower_is_measured_again_not_starved() -> None:
+    """3x slower for every request from some point on: the stale baseline cut the limit
+    to 1 and kept it there until the next probe, 15-45 s later. Latency as high at the
+    probe's concurrency as under load now measures the baseline again at once."""
+    gate, clock = controller()
+    server = Slowing(at=clock.now + 1.0)
+    await simulate(gate, clock, server, 600)
+    run = await simulate(gate, clock, server, 3000)
+    assert statistics.median(run.limits[1500:]) >= 100
+
+
+@dataclass
+class Flaky:
+    """No capacity limit; a share of connections fail whatever the load."""
+
+    failing: float
+    rng: random.Random = field(default_factory=lambda: random.Random(3))
+
+    def answer(self, at: float) -> Answer:
+        if self.rng.random() < self.failing:
+            return 0.005, True
+        return 0.04, False
+
+
+async def test_failures_that_do_not_grow_with_load_are_noise() -> None:
+    """20% of connections reset whatever the load: each cut the limit, and the run took
+    3x as long as --limit 10. Failures at no higher a rate than measured alone are the
+    network's, and cut nothing; a rejection by status always counts."""
+    gate, clock = controller()
+    simulation = Simulation(gate, clock, Flaky(0.2))
+    simulation.overload = Overload.FAILED
+    run = await simulation.run(3000)
+    assert statistics.median(run.limits[1500:]) >= 40
 
 
 async def test_an_idle_limit_does_not_grow() -> None:
@@ -281,9 +396,9 @@ async def test_the_baseline_is_measured_again_on_the_clock_grid() -> None:
 
 async def test_a_share_probes_at_its_share() -> None:
     """Under -P 3, three workers probing at 3 would put 9 on the host at once."""
-    gate = AdaptiveLimit(256, 4, share=1 / 3)
-    ticket = await gate.acquire(0)
-    gate.release(ticket, 0.04, False, None)
+    clock = Clock()
+    gate = AdaptiveLimit(256, 4, share=1 / 3, clock=clock)
+    end(gate, await begin(gate, 0, clock))
     assert gate.current == 1
 
 
@@ -377,6 +492,16 @@ def test_an_announced_quota_draws_no_429(
     assert max(per_window.values()) >= 24
 
 
+def test_a_quota_kept_secret_draws_few_429(serve: Callable[..., LoopbackServer]) -> None:
+    """A rate limit with no headers and no Retry-After, where even one request at a time
+    is too many (61% of requests drew a 429 and a quarter of the items failed): the
+    starts are spaced, and few are rejected."""
+    shape = Shape("quota", quota=40, window=1.0, style="none", service=0.005)
+    records = run_auto(serve, shape, 100, "--retries", "4")
+    assert sum(not r["ok"] for r in records) <= 4
+    assert shape.overloads <= 0.4 * len(shape.log)  # it was 61%
+
+
 def test_a_host_that_waits_does_not_hold_back_another(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -393,6 +518,33 @@ def test_a_host_that_waits_does_not_hold_back_another(
     fast_done = max(done for _, done, _ in fast.log)
     slow_done = max(done for _, done, _ in slow.log)
     assert fast_done < 0.5 * slow_done
+
+
+def test_answers_that_are_errors_but_not_overload_still_teach_latency(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """Every answer a broken gzip body (a protocol error): no latency was learnt from
+    them, so the probe never ended and the run kept 3 in flight."""
+    busy = 0
+    most = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        try:
+            await asyncio.sleep(0.02)
+        finally:
+            busy -= 1
+        return web.Response(body=b"not gzip", headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/{id}", handler)
+    url = serve(app).url("/{}")
+    ids = "".join(f"{i}\n" for i in range(400)).encode()
+    result = run_cli("-t", url, "--limit", "auto", "--retries", "0", "-o", "/dev/null", stdin=ids)
+    assert result.returncode == 1, result.stderr
+    assert most > 10
 
 
 def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(

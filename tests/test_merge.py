@@ -532,3 +532,20 @@ def test_shard_by_host_needs_a_shard() -> None:
     result = run_cli("--shard-by", "host", stdin=b"")
     assert result.returncode == 2
     assert "--shard-by goes with --shard" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--shard-by", "index"], "--shard-by goes with --shard K/N"),
+        (["--merge", "{part}", "--shard-by", "host"], "--shard-by does nothing with --merge"),
+    ],
+)
+def test_shard_by_in_the_wrong_place_is_a_usage_error(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    part = tmp_path / "a.jsonl"
+    part.write_text('{"index": 0}\n')
+    result = run_cli(*(arg.format(part=part) for arg in args), stdin=b"")
+    assert result.returncode == 2
+    assert said in result.stderr

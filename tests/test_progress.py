@@ -73,7 +73,7 @@ def test_the_summary_says_where_each_host_settled_and_why() -> None:
     assert line == (
         "  limit auto settled at: a.test:443 12 (overload answers), "
         "b.test:443 18 (latency 49.5 ms, 40 ms alone), "
-        "c.test:443 10 (paced by a quota at 93.0/s), "
+        "c.test:443 10 (paced by a quota at 93/s), "
         "d\\x1b[2J.test:80 256 (the ceiling); 25 overload answers"
     )
 

@@ -96,13 +96,10 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     args = CommandLine(inputs=inputs, **params)
     if args.output == "-":
         args = dataclasses.replace(args, output=None)
-    if args.shard_by.lower() == "host":
-        if args.shard is None:
-            raise click.UsageError("--shard-by goes with --shard K/N")
-        args = dataclasses.replace(args, shard=dataclasses.replace(args.shard, by_host=True))
     if args.merge:
         check_merge_options(click.get_current_context())
         merge_parts(args)
+    args = shard_by(args, click.get_current_context())
     if args.allow_gaps or args.expect is not None:
         flag = "--allow-gaps" if args.allow_gaps else "--expect"
         raise click.UsageError(f"{flag} goes with --merge")
@@ -163,6 +160,21 @@ def resumed_file(job: Job, outcome: Outcome) -> FileTotals | None:
     stats = outcome.stats
     failed = resume.point.failed + stats.failed if "ok" in resume.fields else None
     return FileTotals(resume.path, resume.point.records + stats.done, failed)
+
+
+def shard_by(args: CommandLine, ctx: click.Context) -> CommandLine:
+    """``--shard-by`` applied to ``--shard``; given without it, a usage error."""
+    from click.core import ParameterSource
+
+    given = ctx.get_parameter_source("shard_by") in (
+        ParameterSource.COMMANDLINE,
+        ParameterSource.ENVIRONMENT,
+    )
+    if given and args.shard is None:
+        raise click.UsageError("--shard-by goes with --shard K/N")
+    if args.shard is None or args.shard_by.lower() != "host":
+        return args
+    return dataclasses.replace(args, shard=dataclasses.replace(args.shard, by_host=True))
 
 
 # Options that shape fetching: with --merge, nothing is fetched, so giving one is a mistake.

@@ -54,7 +54,7 @@ from fetchmany.cli.run import (
 )
 from fetchmany.fetch.adaptive import Settled
 from fetchmany.fetch.engine import Engine
-from fetchmany.fetch.limits import MARKS, Limits
+from fetchmany.fetch.limits import Limits, join_marks
 from fetchmany.input.sources import STDIN, Shard, read_items
 from fetchmany.output.destination import OutputClosed, OutputError, write_all
 from fetchmany.output.progress import SilentDisplay
@@ -503,7 +503,7 @@ class Parallel:
         stats = self.stats
         every = self._limits.values()
         stats.limit = sum(each.limit for each in every)
-        stats.mark = next((m for m in MARKS if any(each.mark == m for each in every)), "")
+        stats.mark = join_marks(each.mark for each in every)
         stats.retries_waiting = sum(each.retries_waiting for each in every)
         settled: dict[str, Settled] = {}
         for each in every:

@@ -37,6 +37,7 @@ load. The controller reads each signal where it is reliable:
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from collections import deque
@@ -63,6 +64,20 @@ SLACK: Final = 0.002
 """Seconds of latency always tolerated: the client's own scheduling noise."""
 Z: Final = 2.0
 MIN_WINDOW: Final = 8
+STALE_AFTER: Final = 3
+"""Latency cuts in a row after which the baseline is measured again at once."""
+NOISY: Final = 0.05
+FAILURES_TOLERATED: Final = 0.1
+"""Failed connections and timeouts cut the limit only once they are more than
+FAILURES_TOLERATED of recent answers, and more than twice (plus NOISY) the share seen
+alone: a flaky network's resets are not the host's overload (and aiohttp retries many
+of them on kept-alive connections, so alone they may not show at all)."""
+GAP_MIN: Final = 0.01
+GAP_TRIED: Final = 4
+GAP_CLOSE: Final = 0.7
+"""The gap between starts (a host that rejects even one request at a time) starts at
+GAP_MIN seconds, doubles at a rejection once GAP_TRIED starts have tried it, and shrinks
+by GAP_CLOSE at each good window."""
 SLOW_START: Final = 1.5
 """Growth per window until the first cut: a window is a round trip, so this finds a
 large capacity in a dozen round trips, and overshoots a small one by half at most
@@ -80,6 +95,9 @@ _IQR_TO_ERROR: Final = 0.93
 """The standard error of a median is about 0.93 x IQR / sqrt(n) (for a normal spread:
 1.2533 x sigma / sqrt(n), sigma = IQR / 1.349)."""
 _SMOOTHING: Final = 0.2
+_FAILURE_SMOOTHING: Final = 0.02
+"""The share of failures is judged over some fifty answers: a few in a row of a flaky
+network are not a rise."""
 _TRACE_EVERY: Final = 0.1
 
 _SCOUT, _PROBE, _RUN = range(3)
@@ -93,14 +111,16 @@ class Settled:
     overloads: int
     """Overload answers so far."""
     reason: str
-    """What set the limit last: ``overload``, ``latency``, ``quota``, ``ceiling``, or
-    ``start`` (nothing has yet)."""
+    """What set the limit last: ``overload``, ``latency``, ``quota``, ``ceiling``,
+    ``open`` (it grew, and nothing has held it since), or ``start`` (nothing has yet)."""
     baseline_ms: float | None = None
     """The median latency measured alone."""
     latency_ms: float | None = None
     """The median latency of the last window."""
     quota_rate: float | None = None
-    """Requests per second paced at under an announced quota."""
+    """Requests per second last paced at under an announced quota."""
+    gap_ms: float | None = None
+    """Milliseconds between starts, when even one request at a time drew rejections."""
 
     def plus(self, other: Settled) -> Settled:
         """One host's limits in two ``-P`` workers as one: limits, overload answers and
@@ -113,22 +133,28 @@ class Settled:
             baseline_ms=_least(self.baseline_ms, other.baseline_ms),
             latency_ms=_least(self.latency_ms, other.latency_ms, most=True),
             quota_rate=_sum(self.quota_rate, other.quota_rate),
+            gap_ms=_least(self.gap_ms, other.gap_ms, most=True),
         )
 
     def why(self) -> str:
         """The reason in a few words, for the summary."""
         if self.reason == "overload":
-            return "overload answers"
+            spaced = f", {self.gap_ms:g} ms between starts" if self.gap_ms else ""
+            return f"overload answers{spaced}"
         if self.reason == "latency" and self.latency_ms is not None:
             return f"latency {self.latency_ms:g} ms, {self.baseline_ms:g} ms alone"
-        if self.reason == "quota" and self.quota_rate is not None:
-            return f"paced by a quota at {self.quota_rate:.1f}/s"
+        if self.reason == "quota":
+            if self.quota_rate is not None:
+                return f"paced by a quota at {self.quota_rate:.3g}/s"
+            return "paced by a quota"
         if self.reason == "ceiling":
             return "the ceiling"
+        if self.reason == "open":
+            return "no overload or queue seen"
         return "no signal yet"
 
 
-_REASONS: Final = ("overload", "quota", "latency", "ceiling", "start")
+_REASONS: Final = ("overload", "quota", "latency", "ceiling", "open", "start")
 
 
 def _least(one: float | None, other: float | None, most: bool = False) -> float | None:
@@ -154,11 +180,36 @@ def _spread(ordered: list[float]) -> float:
     return ordered[(3 * n) // 4] - ordered[n // 4] if n >= 4 else ordered[-1] - ordered[0]
 
 
-class AdaptiveLimit:
-    """One host's adaptive limit: a priority gate whose size the answers move.
+class Overload(enum.Enum):
+    """How an attempt said the host is full."""
 
-    ``acquire`` returns a ticket (the request's start number at this host) that
-    ``release`` takes back with how the attempt went.
+    REJECTED = "rejected"
+    """A ``--retry-on`` status (429, 503...): the server says so."""
+    FAILED = "failed"
+    """A timeout or a connection that failed: perhaps the server, perhaps the network."""
+
+
+@dataclass(slots=True)
+class Lesson:
+    """What one attempt tells its host's controller."""
+
+    latency: float | None
+    """Seconds from the start to the end of the attempt (None: it never started)."""
+    overload: Overload | None = None
+    retry_after: float | None = None
+    """What the server asked to wait, in seconds, already capped by --max-backoff."""
+    announced: tuple[Announced, ...] = ()
+    hops: int = 0
+    """Redirects followed to this host in the attempt (each spent its quota too)."""
+
+
+class AdaptiveLimit:
+    """One host's adaptive limit: a priority gate whose size the answers move, and the
+    pacing of its starts (an announced quota, a ``Retry-After``, and a gap between
+    starts once one at a time is still too many).
+
+    ``acquire`` takes a slot; ``pace`` says how long the request must then wait before
+    it starts and numbers it; ``release`` takes the number back with the lesson.
     """
 
     def __init__(
@@ -171,11 +222,14 @@ class AdaptiveLimit:
     ) -> None:
         self.ceiling = ceiling
         self._clock = clock
+        self._longest_wait = longest_wait
         self._limit = float(max(1, min(start, ceiling)))
         self._probe_level = max(1, min(ceiling, round(PROBE_LIMIT * share)))
         self._gate = PriorityGate(1)  # the first request goes alone
         self._phase = _SCOUT
         self._starts = 0
+        self._running = 0
+        """Requests started and not yet answered (not those waiting for a pace)."""
         self._window_from = 0
         """The first start number whose answer belongs in the window being filled."""
         self._samples: list[float] = []
@@ -189,10 +243,20 @@ class AdaptiveLimit:
         self._slow_start = True
         self._hint: float | None = None
         self._steady = 0
+        self._latency_cuts = 0
         self._recent: deque[int] = deque(maxlen=RECENT)
         self._last_cut = -math.inf
         self._hold_until = 0.0
         self._no_probe_until = 0.0
+        self._gap = 0.0
+        """Seconds between starts, once even one request at a time draws rejections."""
+        self._spaced = GAP_TRIED
+        """Starts since the gap last grew."""
+        self._next_start = 0.0
+        self._probe_answers = 0
+        self._probe_failures = 0
+        self._failure_rate = 0.0
+        """Recent share of answers that failed (timeouts, connections), smoothed."""
         self._rtt: float | None = None
         self.overloads = 0
         self.answers = 0
@@ -216,42 +280,59 @@ class AdaptiveLimit:
     def locked(self) -> bool:
         return self._gate.locked()
 
-    async def acquire(self, order: int) -> int:
-        """Take a slot (lowest ``order`` first); the ticket to hand back on release."""
+    async def acquire(self, order: int) -> None:
+        """Take a slot, lowest ``order`` first."""
         await self._gate.acquire(order)
-        if self._gate.in_use > self._peak:
-            self._peak = self._gate.in_use
-        self._starts += 1
-        return self._starts
 
-    def give_back(self) -> None:
-        """A slot taken for an attempt that never started (the run stopped): no lesson."""
+    def pace(self, now: float) -> tuple[int, int, float]:
+        """For a request holding a slot: its start number here, its quota number, and
+        how long it must wait before it starts (a quota's pace, a ``Retry-After``, the
+        gap between starts)."""
+        number, wait = self.quota.reserve(now)
+        start = max(now + wait, self._hold_until, self._next_start)
+        start = min(start, now + self._longest_wait)
+        self._next_start = start + self._gap
+        self._starts += 1
+        self._spaced += 1
+        return self._starts, number, start - now
+
+    def started(self) -> None:
+        """The request is on its way: it counts as in flight for the window's use."""
+        self._running += 1
+        if self._running > self._peak:
+            self._peak = self._running
+
+    def give_back(self, started: bool = False) -> None:
+        """A slot taken for an attempt that never went out (the run stopped): no lesson."""
+        if started:
+            self._running -= 1
         self._gate.release()
 
-    def release(
-        self,
-        ticket: int,
-        latency: float | None,
-        overloaded: bool,
-        retry_after: float | None,
-        announced: Announced | None = None,
-        start_number: int = 0,
-    ) -> None:
-        """One attempt ended: ``latency`` None when no answer came, ``overloaded`` for an
-        overload answer, the server's ``retry_after`` in seconds, and the quota it
-        ``announced`` (for the request that ``QuotaPacer.reserve`` numbered)."""
+    def release(self, ticket: int, number: int, lesson: Lesson) -> None:
+        """One attempt ended: ``ticket`` and ``number`` as ``pace`` gave them."""
         now = self._clock()
         self.answers += 1
-        if announced is not None:
-            self.quota.learn(start_number, announced, now)
-            if self.quota.rate is not None:
-                self.reason = "quota"
+        self._running -= 1
+        if lesson.hops:
+            self.quota.charge(lesson.hops)
+        for announced in lesson.announced:
+            self.quota.learn(number, announced, now, served=lesson.overload is None)
+        if self.quota.active and now < self.quota.paced_until + MARK_FOR:
+            self.reason = "quota"
+        retry_after = lesson.retry_after
         if retry_after is not None and retry_after > 0:
             self._hold_until = max(self._hold_until, now + retry_after)
             self._no_probe_until = max(self._no_probe_until, now + QUIET * retry_after)
-        if overloaded:
+        failed = lesson.overload is Overload.FAILED
+        if self._phase == _RUN:
+            self._failure_rate += _FAILURE_SMOOTHING * (failed - self._failure_rate)
+        else:
+            self._probe_answers += 1
+            self._probe_failures += failed
+        if lesson.overload is not None and not self._noise(lesson.overload):
             self._overload(now)
-        elif latency is not None:
+        elif lesson.latency is not None and lesson.overload is None:
+            latency = lesson.latency
             self._rtt = (
                 latency if self._rtt is None else self._rtt + _SMOOTHING * (latency - self._rtt)
             )
@@ -265,6 +346,17 @@ class AdaptiveLimit:
             self._traced = now
             self.trace.append((round(now - self._started, 3), self.current))
 
+    def _noise(self, overload: Overload) -> bool:
+        """A failed connection or a timeout at a low rate, or no higher than alone
+        (counted, not acted on, in the probes), says the network is flaky, not that the
+        host is full: no cut for it. A rejection by status is always taken at its word."""
+        if overload is not Overload.FAILED:
+            return False
+        if self._phase != _RUN:
+            return True  # measuring what alone looks like
+        background = self._probe_failures / max(1, self._probe_answers)
+        return self._failure_rate <= max(FAILURES_TOLERATED, 2 * background + NOISY)
+
     # -- the controller
     def _new_window(self, size: int, burst: bool = True) -> None:
         """A new limit: judge it by answers to requests it started, leaving out the
@@ -273,12 +365,13 @@ class AdaptiveLimit:
         skipped = max(0, size - self._gate.in_use) if burst else 0
         self._window_from = self._starts + 1 + skipped
         self._samples = []
-        self._peak = self._gate.in_use
+        self._peak = self._running
         self._gate.resize(size)
 
     def _start_probe(self, now: float) -> None:
         self._phase = _PROBE
         self._probe_started = now
+        self._latency_cuts = 0
         self._new_window(min(self._probe_level, max(1, int(self._limit))), burst=False)
 
     def _judge(self, now: float) -> None:
@@ -287,9 +380,7 @@ class AdaptiveLimit:
             if count >= PROBE_SAMPLES or (
                 count >= self._gate.size and now - self._probe_started >= PROBE_TIME
             ):
-                ordered = sorted(self._samples)
-                self._baseline, self._spread = _median(ordered), _spread(ordered)
-                self._baseline_count = len(ordered)
+                self._set_baseline(self._samples)
                 self._phase = _RUN
                 self._next_probe = (math.floor(now / REPROBE_EVERY) + 1) * REPROBE_EVERY
                 if self._next_probe - now < REPROBE_EVERY / 2:
@@ -301,10 +392,17 @@ class AdaptiveLimit:
         needed = int(self._limit) if self._slow_start else int(self._limit) // 2
         if self._phase != _RUN or count < max(MIN_WINDOW, needed):
             return
-        if now >= self._next_probe:
+        if now >= self._next_probe or self._latency_cuts >= STALE_AFTER:
+            # On the clock grid; or sooner when latency stays high whatever the limit,
+            # which says the host got slower, not busier: the baseline is stale.
             self._start_probe(now)
             return
         self._window(now)
+
+    def _set_baseline(self, samples: list[float]) -> None:
+        ordered = sorted(samples)
+        self._baseline, self._spread = _median(ordered), _spread(ordered)
+        self._baseline_count = len(ordered)
 
     def _window(self, now: float) -> None:
         assert self._baseline is not None
@@ -322,22 +420,32 @@ class AdaptiveLimit:
         )
         threshold = target + Z * error
         old = self._limit
-        if median > threshold:
+        if median > threshold and self._peak <= self._probe_level:
+            # As slow at the probe's concurrency as under load: nothing queues here; the
+            # host is slower than when the baseline was measured. Measured again, now.
+            self._set_baseline(self._samples)
+        elif median > threshold:
             self._limit = max(1.0, old * max(0.5, target / median))
             self._hint = old
             self._slow_start = False
             self._last_cut = now
+            self._latency_cuts += 1
             self.reason = "latency"
-        elif now >= self.quota.paced_until + MARK_FOR and 2 * self._peak >= old:
-            # (Slots held waiting for a quota's pace prove nothing, nor an idle limit.)
-            grown = self._grown(old)
-            if now < self._no_probe_until and self._hint is not None:
-                # After a Retry-After: back to what worked before, but no probing past it
-                # for a while, since each probe that finds the edge costs a retry that long.
-                grown = min(grown, max(old, self._hint - 1))
-            self._limit = min(float(self.ceiling), grown)
-            if self._limit >= self.ceiling:
-                self.reason = "ceiling"
+        else:
+            self._latency_cuts = 0
+            if self._gap:  # one at a time without rejections: close the gap again
+                self._gap = self._gap * GAP_CLOSE if self._gap * GAP_CLOSE >= GAP_MIN else 0.0
+            elif 2 * self._peak >= old and now >= self.quota.paced_until + MARK_FOR:
+                # (Slots held waiting for a quota's pace prove nothing, nor an idle limit.)
+                grown = self._grown(old)
+                if now < self._no_probe_until and self._hint is not None:
+                    # After a Retry-After: back to what worked before, but no probing
+                    # past it for a while, since each probe that finds the edge costs a
+                    # retry that long.
+                    grown = min(grown, max(old, self._hint - 1))
+                self._limit = min(float(self.ceiling), grown)
+                if self._limit >= self.ceiling:
+                    self.reason = "ceiling"
         self._recent.append(int(self._limit))
         self._new_window(int(self._limit))
 
@@ -362,7 +470,8 @@ class AdaptiveLimit:
         self.overloads += 1
         self.reason = "overload"
         self._slow_start = False
-        if now - self._last_cut >= (self._rtt or 0.0):
+        cut = now - self._last_cut >= (self._rtt or 0.0)
+        if cut:
             # One cut per round trip: the answers of one window are one signal.
             self._hint = self._limit
             self._limit = max(1.0, self._limit * DECREASE)
@@ -370,7 +479,14 @@ class AdaptiveLimit:
         # The server is full with the others in flight: this slot is not reused, and
         # what it took is the level the search comes back to (not the level before a
         # drop in capacity, which a burst of rejections shows at once).
-        others = self._gate.in_use - 1
+        others = self._running  # (this one is no longer counted)
+        if others < 1 and self._limit <= 1 and self._spaced >= GAP_TRIED:
+            # Rejected with nothing else in flight: one at a time is too many. Space the
+            # starts (a rate limit the host does not say), doubling the gap once the
+            # last one has been tried on a few starts: a window of rejections from a
+            # spent quota is one signal, not one per rejection.
+            self._gap = min(self._longest_wait, max(GAP_MIN, 2 * self._gap))
+            self._spaced = 0
         self._limit = max(1.0, min(self._limit, float(others)))
         if self._hint is not None:
             self._hint = max(self._limit, min(self._hint, float(others) + 1))
@@ -382,8 +498,9 @@ class AdaptiveLimit:
 
     # -- what it says
     def mark(self, now: float | None = None) -> str:
-        """What holds the limit just now, for the bar: ``cut``, ``held`` (a
-        Retry-After), ``quota`` (paced), ``probe``, or nothing."""
+        """What holds the limit just now, for the bar: ``held`` (a Retry-After),
+        ``quota`` (paced), ``cut``, ``spaced`` (a gap between starts), ``probe``, or
+        nothing."""
         now = self._clock() if now is None else now
         if now < self._hold_until:
             return "held"
@@ -391,23 +508,30 @@ class AdaptiveLimit:
             return "quota"
         if now - self._last_cut < MARK_FOR:
             return "cut"
+        if self._gap:
+            return "spaced"
         if self._phase != _RUN:
             return "probe"
         return ""
 
     def settled(self) -> Settled:
-        baseline = self._baseline
         if self._phase != _RUN:
             limit = self.current
         elif self._recent:  # a search moves around a level: the level, not a moment of it
             limit = sorted(self._recent)[len(self._recent) // 2]
         else:
             limit = max(1, int(self._limit))
+        reason = self.reason
+        if reason == "ceiling" and limit < self.ceiling:
+            reason = "open"  # it reached the ceiling once; what holds it now is not said
+        baseline = self._baseline
+        rate = self.quota.rate if reason == "quota" else None
         return Settled(
             limit=limit,
             overloads=self.overloads,
-            reason=self.reason,
+            reason=reason,
             baseline_ms=None if baseline is None else round(baseline * 1000, 1),
             latency_ms=None if self.latency is None else round(self.latency * 1000, 1),
-            quota_rate=self.quota.rate,
+            quota_rate=rate,
+            gap_ms=round(self._gap * 1000, 1) if self._gap else None,
         )

@@ -16,6 +16,7 @@ from typing import Any, Final
 import aiohttp
 from yarl import URL
 
+from fetchmany.fetch.adaptive import Lesson, Overload
 from fetchmany.fetch.bodies import DecodedBody, decode_body
 from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
 from fetchmany.fetch.limits import Limits, Ticket
@@ -33,6 +34,9 @@ from fetchmany.redaction import redact_parsed, redact_text, redact_url
 from fetchmany.urls import fragment_of
 
 _READ_CHUNK: Final = 256 * 1024
+_FAILED: Final = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECT})
+"""Errors that may mean a host is full (an attempt that got no answer in time, a
+connection refused or reset); others (TLS, DNS, a broken body) say nothing of load."""
 
 
 @dataclass(slots=True)
@@ -49,8 +53,10 @@ class Response:
     retry_after: str | None
     etag: str | None = None
     last_modified: str | None = None
-    announced: Announced | None = None
-    """With --limit auto: the quota the answer announced in its headers."""
+    announced: tuple[Announced, ...] = ()
+    """With --limit auto: the quotas the answer announced in its headers."""
+    hops: int = 0
+    """With --limit auto: redirects followed to the same host (each spent its quota)."""
     saved: SavedBody | None = None
     problem: FetchError | None = None
     """Something wrong with a body that still arrived (an encoding we cannot undo)."""
@@ -220,6 +226,7 @@ class Client:
                 self._record_extras(response, resp)
             if self._adaptive:
                 response.announced = read_announced(resp.headers)
+                response.hops = sum(1 for hop in resp.history if hop.url.host == target.host)
             codings = resp.headers.getall("Content-Encoding", None)
             encoding = None
             if codings is not None:
@@ -273,33 +280,28 @@ class Client:
         host: str,
         ticket: Ticket,
         record: Record,
-        latency: float | None,
+        began: float,
         response: Response | None,
     ) -> None:
         """Release the attempt's slot with what it tells ``--limit auto``. Overload is a
-        --retry-on status, a timeout or a connection that failed. A Retry-After holds
-        the limit no longer than --max-backoff, as it delays a retry no longer: one
-        answer of "a day" must not freeze the run's concurrency."""
+        --retry-on status (rejected), or a timeout or a connection that failed. Any
+        other answer, an error too (a broken body, a bad certificate), is a latency. A
+        Retry-After is honoured no longer than --max-backoff, as it delays a retry no
+        longer: one answer of "a day" must not freeze the run."""
         retry = self._options.retry
-        error = record.error.kind if record.error is not None else None
-        overloaded = (
-            record.status in retry.retry_on
-            if record.status is not None
-            else error in (ErrorKind.TIMEOUT, ErrorKind.CONNECT)
-        )
-        hold = None
-        announced = None
+        overload = None
+        if record.status is not None:
+            if record.status in retry.retry_on:
+                overload = Overload.REJECTED
+        elif record.error is not None and record.error.kind in _FAILED:
+            overload = Overload.FAILED
+        lesson = Lesson(time.perf_counter() - began, overload)
         if response is not None:
             hold = parse_retry_after(response.retry_after)
-            announced = response.announced
-        self._limits.release(
-            host,
-            ticket,
-            latency,
-            overloaded,
-            None if hold is None else min(hold, retry.max_backoff),
-            announced,
-        )
+            lesson.retry_after = None if hold is None else min(hold, retry.max_backoff)
+            lesson.announced = response.announced
+            lesson.hops = response.hops
+        self._limits.release(host, ticket, lesson)
 
     async def fetch(self, item: Item, conditional: dict[str, str] | None = None) -> Record:
         """The record for one item, after any retries. ``conditional``: headers that make
@@ -327,11 +329,9 @@ class Client:
             began = time.perf_counter()
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = began
-            answered: float | None = None
             response: Response | None = None
             try:
                 response = await self.attempt(item, target, conditional)
-                answered = time.perf_counter() - began
                 retry_after = response.retry_after
                 # Inside the try: whatever a response holds, judging it ends in a record.
                 fill_record(record, response, options)
@@ -341,7 +341,7 @@ class Client:
                     record.redirects = hops(exc.history)  # the loop a link checker wants
             finally:
                 if self._adaptive:
-                    self._teach(host, ticket, record, answered, response)
+                    self._teach(host, ticket, record, began, response)
                 else:
                     limits.release(host)
             status = record.status

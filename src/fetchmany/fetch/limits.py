@@ -12,12 +12,11 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Final, Protocol, TypeVar
 
-from fetchmany.fetch.adaptive import AdaptiveLimit, Settled
+from fetchmany.fetch.adaptive import AdaptiveLimit, Lesson, Settled
 from fetchmany.fetch.gate import PriorityGate
-from fetchmany.fetch.quota import Announced
 from fetchmany.options import Adaptive
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
@@ -237,6 +236,8 @@ class Limits:
             elif self._per_host is not None:
                 self._release_host(host)
             raise
+        if self._adaptive is not None:
+            self.hosts[host].started()
         return ticket
 
     def _host_limit(self, host: str) -> AdaptiveLimit:
@@ -261,12 +262,12 @@ class Limits:
     async def _acquire_adaptive(self, host: str, order: int, attempt: int) -> Ticket:
         limit = self._host_limit(host)
         if limit.locked():
-            start = await self._queued(limit.acquire(order), attempt)
+            await self._queued(limit.acquire(order), attempt)
         else:
-            start = await limit.acquire(order)
-        # An announced quota spaces the starts. Reserved once the slot is held, so that
-        # requests queued for it meanwhile cannot all have reserved "now".
-        number, wait = limit.quota.reserve(time.monotonic())
+            await limit.acquire(order)
+        # Paced once the slot is held (an announced quota, a Retry-After, a gap between
+        # starts), so that requests queued for the slot cannot all have been paced "now".
+        start, number, wait = limit.pace(time.monotonic())
         if wait > 0:
             self._park()
             try:
@@ -276,23 +277,13 @@ class Limits:
                 raise
         return start, number
 
-    def release(
-        self,
-        host: str,
-        ticket: Ticket = _NO_TICKET,
-        latency: float | None = None,
-        overloaded: bool = False,
-        retry_after: float | None = None,
-        announced: Announced | None = None,
-    ) -> None:
-        """One attempt ended. With --limit auto, how it went moves the host's limit:
-        its ``latency`` (None: no answer), whether it was an ``overloaded`` answer, a
-        ``retry_after`` the server asked for, in seconds, and the quota it
-        ``announced``."""
+    def release(self, host: str, ticket: Ticket = _NO_TICKET, lesson: Lesson | None = None) -> None:
+        """One attempt ended. With --limit auto, its ``lesson`` (how it went) moves the
+        host's limit."""
         self._global.release()
         if self._adaptive is not None:
             start, number = ticket
-            self.hosts[host].release(start, latency, overloaded, retry_after, announced, number)
+            self.hosts[host].release(start, number, lesson or Lesson(None))
         elif self._per_host is not None:
             self._release_host(host)
 
@@ -308,13 +299,12 @@ class Limits:
         return min(sum(limit.current for limit in self.hosts.values()), self._global_size)
 
     def mark(self) -> str:
-        """With --limit auto, what holds a limit just now (``AdaptiveLimit.mark``): the
-        most telling over hosts; otherwise nothing."""
+        """With --limit auto, what holds the hosts' limits just now
+        (``AdaptiveLimit.mark``), each said once; otherwise nothing."""
         if self._adaptive is None:
             return ""
         now = time.monotonic()
-        marks = {limit.mark(now) for limit in self.hosts.values()}
-        return next((mark for mark in MARKS if mark in marks), "")
+        return join_marks(limit.mark(now) for limit in self.hosts.values())
 
     def _release_host(self, host: str) -> None:
         slots = self._hosts[host]
@@ -327,5 +317,12 @@ class Limits:
             del self._hosts[host]
 
 
-MARKS: Final = ("held", "quota", "cut", "probe")
+MARKS: Final = ("held", "quota", "cut", "spaced", "probe")
 """What may hold a limit, the most telling first (``AdaptiveLimit.mark``)."""
+
+
+def join_marks(marks: Iterable[str]) -> str:
+    """Marks of several hosts (or ``-P`` workers, whose marks are joined already) as one:
+    each once, the most telling first."""
+    seen = {part for mark in marks for part in mark.split(", ") if part}
+    return ", ".join(mark for mark in MARKS if mark in seen)

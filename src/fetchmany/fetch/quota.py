@@ -16,12 +16,21 @@ Whatever a server sends is clamped, never trusted to stall or crash a run: a
 negative remainder is 0, a quota of 0 or a window of 0 is no policy, and no wait is
 longer than the run's ``--max-backoff``.
 
-Pacing (``QuotaPacer``): starts are spaced evenly at the quota's rate, ``q / w``
-(``w`` from the policy, else the longest reset seen, since a window's first answer
-shows its length), times ``HEADROOM``, so that arrival jitter at the server never
-pushes one request too many into a window; and a budget guard: once the requests
-started since the freshest answer have spent what it said was left, no request
-starts until its window resets. Under ``-P`` each worker paces its ``share``.
+Pacing (``QuotaPacer``), per policy, by the length of its window:
+
+- a *rate* (a window of up to ``SHORT_WINDOW`` seconds: 100 a second, 20 in 5 s) is
+  paced evenly at ``q / w`` times ``HEADROOM``, so that arrival jitter at the server
+  never pushes one request too many into a window;
+- a *budget* (a longer window: 5,000 an hour, 1,000 a day) is spent freely while more
+  than half of it is left (a short run against an hourly quota has no reason to crawl
+  at 5000/3600 a second), then what is left is spread over the time left;
+- and always a guard: once the requests started since the freshest answer have spent
+  what it said was left, no request starts until the window resets (counting requests
+  in flight, which the server may have counted since). A window seen to refill dates
+  the next reset more precisely than whole-second ``t`` values, and two refills
+  measure the window's length, whatever the server's clock says.
+
+Under ``-P`` each worker paces its ``share``. No wait is longer than ``longest_wait``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ import time
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+SHORT_WINDOW: Final = 10.0
+"""A quota whose window is this short or shorter is a rate, paced evenly; a longer one
+is a budget, spent freely while half of it is left."""
 HEADROOM: Final = 0.93
 """The share of an announced rate a run uses: slack for arrival jitter, and so that a
 window's last few requests are not spent while answers saying so are on their way
@@ -39,7 +51,9 @@ _EPOCH: Final = 1e9
 """A reset value past this is a Unix time (2001-09-09), not seconds from now."""
 _EPOCH_MS: Final = 1e12
 """... and past this a Unix time in milliseconds."""
-_MIN_WINDOW: Final = 1.0
+_LIES: Final = 3
+"""Answers served after a wait for the reset, each saying nothing is left, before a
+policy is taken for one the server does not keep."""
 
 
 class Headers(Protocol):
@@ -48,8 +62,8 @@ class Headers(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Announced:
-    """What one answer said of its quota; each part None when it was not said (or made
-    no sense)."""
+    """What one answer said of one quota policy; each part None when it was not said
+    (or made no sense)."""
 
     quota: float | None = None
     """Requests allowed per window."""
@@ -59,6 +73,8 @@ class Announced:
     """Requests left in the current window."""
     reset: float | None = None
     """Seconds until the current window resets."""
+    name: str = ""
+    """The policy's name (IETF fields); one server may announce several."""
 
     @property
     def rate(self) -> float | None:
@@ -84,7 +100,7 @@ def _plain(text: str | None) -> float | None:
     if text is None:
         return None
     text = text.strip()
-    if not text or len(text) > 32:
+    if not text or len(text) > 32 or not text.isascii():  # fullwidth digits are no number
         return None
     return _number(text)
 
@@ -108,18 +124,23 @@ def _reset(value: float | None, now: float) -> float | None:
     return max(0.0, value)
 
 
-def read_announced(headers: Headers, now: float | None = None) -> Announced | None:
-    """The quota an answer announces, or None when it announces none."""
+def read_announced(headers: Headers, now: float | None = None) -> tuple[Announced, ...]:
+    """The quota policies an answer announces (none: empty). A reset given as a Unix
+    time is read against the server's own clock (its ``Date``) when it sends one: a
+    clock of ours a few seconds off would otherwise stretch every wait by as much."""
     wall = time.time() if now is None else now
     state = headers.get("RateLimit")
     if state is not None or headers.get("RateLimit-Limit") is None:
         found = _structured(headers.get("RateLimit-Policy"), state, wall)
-        if found is not None:
+        if found:
             return found
     for prefix in ("RateLimit-", "X-RateLimit-"):
         limit_text = headers.get(prefix + "Limit")
         remaining = _remaining(_plain(headers.get(prefix + "Remaining")))
-        reset = _reset(_plain(headers.get(prefix + "Reset")), wall)
+        reset_text = _plain(headers.get(prefix + "Reset"))
+        if reset_text is not None and reset_text >= _EPOCH and now is None:
+            wall = _server_clock(headers.get("Date"), wall)
+        reset = _reset(reset_text, wall)
         quota = window = None
         if limit_text is not None:
             quota, window = _limit_field(limit_text)
@@ -130,8 +151,24 @@ def read_announced(headers: Headers, now: float | None = None) -> Announced | No
             policy = _limit_field(text)
         if policy is not None and window is None:
             window = policy[1]
-        return Announced(quota, window, remaining, reset)
-    return None
+        return (Announced(quota, window, remaining, reset),)
+    return ()
+
+
+def _server_clock(date: str | None, wall: float) -> float:
+    """The server's time by its ``Date`` (whole seconds, so at most a second behind),
+    or ours when it sends none that parses."""
+    if date is None:
+        return wall
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return wall
+    if when.tzinfo is None:
+        return wall
+    return when.timestamp()
 
 
 def _limit_field(text: str) -> tuple[float | None, float | None]:
@@ -140,7 +177,7 @@ def _limit_field(text: str) -> tuple[float | None, float | None]:
 
     parsed = List()
     try:
-        parsed.parse(text.encode("latin-1", "replace"))
+        parsed.parse(_field_bytes(text))
     except ValueError:
         return _positive(_plain(text.split(",")[0])), None
     quota = window = None
@@ -154,15 +191,24 @@ def _limit_field(text: str) -> tuple[float | None, float | None]:
     return quota, window
 
 
-def _structured(policy_text: str | None, state_text: str | None, wall: float) -> Announced | None:
-    """The IETF fields: the binding policy (the lowest rate), with its current state."""
+def _field_bytes(text: str) -> bytes:
+    """A structured field's bytes; one beyond ASCII does not parse (RFC 9651 3)."""
+    if not text.isascii():
+        raise ValueError("not ASCII")
+    return text.encode("ascii")
+
+
+def _structured(
+    policy_text: str | None, state_text: str | None, wall: float
+) -> tuple[Announced, ...]:
+    """The IETF fields: each policy, with its current state."""
     from http_sfv.list import List
 
     policies: dict[str, tuple[float, float | None]] = {}
     if policy_text is not None:
         parsed = List()
         try:
-            parsed.parse(policy_text.encode("latin-1", "replace"))
+            parsed.parse(_field_bytes(policy_text))
         except ValueError:
             parsed = List()
         for member in parsed:
@@ -179,17 +225,17 @@ def _structured(policy_text: str | None, state_text: str | None, wall: float) ->
                 policies[name] = (quota, _positive(_number(params.get("w"))))
     states: dict[str, tuple[float | None, float | None]] = {}
     if state_text is not None:
-        states = _states(state_text.encode("latin-1", "replace"), wall)
-    best: Announced | None = None
-    for name in set(policies) | set(states):
+        try:
+            states = _states(_field_bytes(state_text), wall)
+        except ValueError:
+            states = {}
+    found = []
+    for name in sorted(set(policies) | set(states)):
         quota, window = policies.get(name, (None, None))
         remaining, reset = states.get(name, (None, None))
-        if quota is None and remaining is None:
-            continue
-        candidate = Announced(quota, window, remaining, reset)
-        if best is None or _tighter(candidate, best):
-            best = candidate
-    return best
+        if quota is not None or remaining is not None:
+            found.append(Announced(quota, window, remaining, reset, name))
+    return tuple(found)
 
 
 def _states(data: bytes, wall: float) -> dict[str, tuple[float | None, float | None]]:
@@ -221,18 +267,62 @@ def _states(data: bytes, wall: float) -> dict[str, tuple[float | None, float | N
     return states
 
 
-def _tighter(one: Announced, other: Announced) -> bool:
-    """Whether ``one`` binds sooner than ``other``: spent first, or the lower rate."""
-    if (one.remaining == 0) != (other.remaining == 0):
-        return one.remaining == 0
-    rate, other_rate = one.rate, other.rate
-    if rate is None or other_rate is None:
-        return rate is not None
-    return rate < other_rate
+class _Policy:
+    """What is known of one policy of one host: its window, its quota, and the freshest
+    word on what is left."""
+
+    __slots__ = (
+        "budget",
+        "counted",
+        "distrusted",
+        "known_from",
+        "longest_reset",
+        "quota",
+        "refilled",
+        "remaining",
+        "reset_at",
+        "served_spent",
+        "waited_from",
+        "window",
+        "window_seen",
+    )
+
+    def __init__(self) -> None:
+        self.quota: float | None = None
+        self.window: float | None = None
+        """The window's length as announced (``w``)."""
+        self.window_seen: float | None = None
+        """The window's length as measured between two refills."""
+        self.longest_reset = 0.0
+        self.remaining: float | None = None
+        self.budget: float | None = None
+        """Starts this process may make before the reset, counted from ``counted``."""
+        self.counted = 0
+        self.known_from = -1
+        self.reset_at = 0.0
+        self.refilled: float | None = None
+        """When a window was last seen to begin (what was left jumped up)."""
+        self.waited_from: int | None = None
+        """The first start that waited for this policy's reset (or the longest wait)."""
+        self.served_spent = 0
+        self.distrusted = False
+        """It said nothing was left, and went on serving past its reset: a policy the
+        server does not keep is ignored rather than obeyed at a crawl."""
+
+    def length(self) -> float | None:
+        """The window's length: announced, else measured, else the longest reset seen
+        (a window's first answer shows its length)."""
+        if self.window is not None:
+            return self.window
+        if self.window_seen is not None:
+            return self.window_seen
+        if self.longest_reset:
+            return max(1.0, math.ceil(self.longest_reset))
+        return None
 
 
 class QuotaPacer:
-    """One host's pacing under an announced quota (see the module docstring).
+    """One host's pacing under the quotas it announces (see the module docstring).
 
     ``reserve`` is called once per request start and says how long to wait first;
     ``learn`` once per answer that announced a quota, with the start number
@@ -242,74 +332,114 @@ class QuotaPacer:
     def __init__(self, share: float = 1.0, longest_wait: float = 60.0) -> None:
         self._share = share
         self._longest_wait = longest_wait
-        self._interval = 0.0
+        self._policies: dict[str, _Policy] = {}
         self._next = 0.0
+        self._last = 0.0
         self._starts = 0
-        self._window: float | None = None
-        self._longest_reset = 0.0
-        self._budget: float | None = None
-        """Starts left before the window resets, counted from ``_counted``."""
-        self._counted = 0
-        self._known_from = -1
-        self._remaining: float | None = None
-        self._refilled: float | None = None
-        """When a window was last seen to begin (what was left jumped up)."""
-        self._reset_at = 0.0
         self.rate: float | None = None
-        """The rate paced at, requests per second (this process's share)."""
+        """The rate paced at last, requests per second (this process's share)."""
         self.paced_until = 0.0
-        """Until when a request waited for the quota (for the display)."""
-
-    def reserve(self, now: float) -> tuple[int, float]:
-        """A start number for the next request, and how long it must wait to start."""
-        start = max(now, self._next)
-        if self._budget is not None and now < self._reset_at:
-            spent = self._starts - self._counted
-            if spent >= self._budget:
-                start = max(start, min(self._reset_at, now + self._longest_wait))
-        self._next = start + self._interval
-        self._starts += 1
-        wait = start - now
-        if wait > 0:
-            self.paced_until = start
-        return self._starts, wait
-
-    def learn(self, number: int, announced: Announced, now: float) -> None:
-        """An answer to the request started as ``number`` announced ``announced``."""
-        share = self._share
-        if announced.reset is not None:
-            self._longest_reset = max(self._longest_reset, announced.reset)
-        window = announced.window
-        if window is None and self._longest_reset:
-            window = max(_MIN_WINDOW, math.ceil(self._longest_reset))
-        if announced.quota is not None and window is not None:
-            rate = announced.quota / window * share * HEADROOM
-            self.rate = rate
-            self._interval = 1.0 / rate
-        remaining = announced.remaining
-        if remaining is not None and number > self._known_from:
-            # The freshest word on what is left: every request started after the one it
-            # answers may already have been counted against it.
-            if (
-                self._remaining is not None
-                and remaining > self._remaining + 2  # not two requests served out of order
-                and remaining >= (announced.quota or 0.0) / 2
-            ):
-                self._refilled = now  # a window began, at the latest now
-            self._remaining = remaining
-            self._known_from = number
-            self._budget = remaining * share
-            self._counted = number
-            reset = announced.reset if announced.reset is not None else window
-            reset_at = now + (reset if reset is not None else 1.0)
-            if window is not None and self._refilled is not None:
-                # Whole seconds (``t=1``) may overstate the time to the reset by almost
-                # a second; a window seen to begin gives its phase, and the reset is the
-                # first window end after now: also never before the true one.
-                ends = self._refilled + window * math.ceil((now - self._refilled) / window)
-                reset_at = min(reset_at, ends if ends > now else ends + window)
-            self._reset_at = min(reset_at, now + self._longest_wait)
+        """Until when a request waited for a quota (for the display)."""
 
     @property
     def active(self) -> bool:
-        return self.rate is not None or self._budget is not None
+        return bool(self._policies)
+
+    def reserve(self, now: float) -> tuple[int, float]:
+        """A start number for the next request, and how long it must wait to start."""
+        start = now
+        rate: float | None = None
+        for policy in self._policies.values():
+            if policy.distrusted:
+                continue
+            at, paced = self._earliest(policy, now)
+            if at > start:
+                start, rate = at, paced
+        start = min(start, now + self._longest_wait)
+        self._starts += 1
+        self._last = start
+        if start > now:
+            self.paced_until = start
+            self.rate = rate
+        return self._starts, start - now
+
+    def _earliest(self, policy: _Policy, now: float) -> tuple[float, float | None]:
+        """When ``policy`` lets the next request start, and the rate that says so."""
+        length = policy.length()
+        at = now
+        left = None
+        if policy.budget is not None and now < policy.reset_at:
+            left = policy.budget - (self._starts - policy.counted)
+            if left <= 0:  # spent: not before the reset (and then no burst either)
+                if policy.waited_from is None:
+                    policy.waited_from = self._starts + 1
+                at = policy.reset_at
+        rate = None
+        if policy.quota is not None and length is not None and length <= SHORT_WINDOW:
+            rate = policy.quota / length * self._share * HEADROOM
+        elif left is not None and left > 0:
+            quota = policy.quota if policy.quota is not None else policy.remaining
+            if quota is not None and left < quota * self._share / 2:
+                rate = left * HEADROOM / max(policy.reset_at - now, 1e-3)
+        if rate is not None:
+            at = max(at, self._last + 1 / rate)
+        return at, rate
+
+    def learn(self, number: int, announced: Announced, now: float, served: bool = True) -> None:
+        """An answer to the request started as ``number`` announced ``announced``;
+        ``served``: it was not rejected."""
+        policy = self._policies.get(announced.name)
+        if policy is None:
+            policy = self._policies[announced.name] = _Policy()
+        if (
+            served
+            and announced.remaining == 0
+            and policy.waited_from is not None
+            and number >= policy.waited_from
+        ):
+            # Nothing left, it said; we waited for the reset it gave (or as long as we
+            # wait for anything), and it served, and says nothing is left again. Once
+            # is an honest last request; again and again, a quota it does not keep.
+            policy.served_spent += 1
+            policy.distrusted = policy.served_spent >= _LIES
+        if announced.reset is not None:
+            policy.longest_reset = max(policy.longest_reset, announced.reset)
+        if announced.window is not None:
+            policy.window = announced.window
+        if announced.quota is not None:
+            policy.quota = announced.quota
+        remaining = announced.remaining
+        if remaining is None or number <= policy.known_from:
+            return
+        # The freshest word on what is left: every request started after the one it
+        # answers may already have been counted against it.
+        if (
+            policy.remaining is not None
+            and remaining > policy.remaining + 2  # not two requests served out of order
+            and remaining >= (policy.quota or 0.0) / 2
+        ):
+            if policy.refilled is not None and now - policy.refilled > 0.5:
+                policy.window_seen = now - policy.refilled
+            policy.refilled = now  # a window began, at the latest now
+        if remaining > 0:
+            policy.waited_from = None
+            policy.served_spent = 0
+        policy.remaining = remaining
+        policy.known_from = number
+        policy.budget = remaining * self._share
+        policy.counted = number
+        length = policy.length()
+        reset = announced.reset if announced.reset is not None else length
+        reset_at = now + (reset if reset is not None else 1.0)
+        if length is not None and policy.refilled is not None:
+            # Whole seconds (``t=1``) may overstate the time to the reset by almost a
+            # second, and a server's clock may be off: a window seen to begin gives its
+            # phase, and the reset is the first window end after now.
+            ends = policy.refilled + length * math.ceil((now - policy.refilled) / length)
+            reset_at = min(reset_at, ends if ends > now else ends + length)
+        policy.reset_at = reset_at  # (a wait for it is capped in ``reserve``)
+
+    def charge(self, count: int) -> None:
+        """Requests that went out without a reservation (redirect hops to this host):
+        counted as spent."""
+        self._starts += count
