@@ -9,11 +9,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import LoopbackServer, TlsServer, fetchmany_command, jsonl, run_cli, run_process
+from conftest import (
+    CliResult,
+    LoopbackServer,
+    TlsServer,
+    fetchmany_command,
+    jsonl,
+    run_cli,
+    run_process,
+)
 
 from fetchmany.cli.command import cli
 
@@ -96,7 +105,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
     ("args", "message"),
     [
         (["missing-file.txt"], "Invalid value for '[INPUTS]...': File 'missing-file.txt' does not exist."),
-        (["--limit", "0"], "Invalid value for '-l' / '-j' / '--limit' / '--concurrency': 0 is not in the range x>=1."),
+        (["--limit", "0"], "Invalid value for '-l' / '-j' / '--limit' / '--concurrency': must be from 1 to 100,000, got 0"),
         (["-t", "http://127.0.0.1/fixed"], "template has no placeholder ({} or {id}): 'http://127.0.0.1/fixed'"),
         (["-t", "http://127.0.0.1/{id"], "--template: the { at character 18 is never closed; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id'"),
         (["-t", "http://127.0.0.1/{id}}"], "--template: the } at character 22 closes nothing; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id}}'"),
@@ -110,7 +119,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--rate", "fast"], "Invalid value for '-r' / '--rate': not a rate: 'fast' (try 20, 20/s, 600/m)"),
         (["--rate", "0"], "Invalid value for '-r' / '--rate': not a rate: '0' (try 20, 20/s, 600/m)"),
         (["--retry-on", "5xx"], "Invalid value for '--retry-on': not an HTTP status: '5xx'"),
-        (["--per-host", "0"], "Invalid value for '--per-host': 0 is not in the range x>=1."),
+        (["--per-host", "0"], "Invalid value for '--per-host': must be at least 1, got 0"),
         (["--resume"], "--resume needs --output FILE to continue"),
         (["-d", "a", "--json", "{}"], "give a body as --data or --json, not both"),
         (["--pick", "title"], "Invalid value for '--pick': expected NAME=PATH with NAME a plain word, got 'title'"),
@@ -118,6 +127,21 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--pick", "t=a", "--pick", "t=b"], "Invalid value for '--pick': field name used twice: 't'"),
         (["--save-dir", "d", "--save-name", "{nope}"], "--save-name: line input only fills {}, {id}, {index} or {ext}, not {nope}; for named columns use --input-format csv or jsonl"),
         (["-X", "head", "--save-dir", "d"], "HEAD answers have no body to save; drop --save-dir or -X HEAD"),
+        (["-I", "-X", "POST"], "-I/--head sends HEAD and -X asks for POST; drop one"),
+        (["-I", "-d", "x"], "-I/--head sends HEAD, which carries no body; drop --data"),
+        (["--head", "--json", "{}"], "-I/--head sends HEAD, which carries no body; drop --json"),
+        (["-I", "--save-dir", "d"], "-I/--head asks for no body, so --save-dir would have nothing to save; drop one"),
+        (["-L", "--max-redirects", "0"], "-L/--location follows redirects and --max-redirects 0 follows none; drop one"),
+        (["--no-location", "--max-redirects", "5"], "--no-location follows no redirect and --max-redirects 5 follows some; drop one"),
+        (["-m", "0"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got 0"),
+        (["-m", "-1"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got -1"),
+        (["-m", "inf"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got inf"),
+        (["-m", "nan"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got nan"),
+        (["--max-time", "abc"], "Invalid value for '-m' / '--max-time': not a number of seconds: 'abc'"),
+        (["--retry", "-1"], "Invalid value for '--retries' / '--retry': must be at least 0, got -1"),
+        (["--merge", "-m", "1", os.devnull], "--max-time does nothing with --merge, which fetches nothing"),
+        (["--merge", "-I", os.devnull], "--head does nothing with --merge, which fetches nothing"),
+        (["--merge", "-L", os.devnull], "--location does nothing with --merge, which fetches nothing"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -308,7 +332,8 @@ def test_tls_flags(tls_server: TlsServer) -> None:
 
 def test_help_groups_options_under_headings() -> None:
     result = CliRunner().invoke(cli, ["--help"])
-    for heading in ("Input:", "Concurrency and politeness:", "Retries:", "Request:", "Output:"):
+    headings = ("Input:", "Concurrency and politeness:", "Timeouts and retries:", "Request:")
+    for heading in (*headings, "Output:", "Scale out:", "Display:"):
         assert heading in result.output
 
 
@@ -346,3 +371,54 @@ def test_start_up_imports_only_what_the_run_needs(args: list[str], absent: tuple
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.decode().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("alias", "long_form", "path"),
+    [
+        (["-I"], ["-X", "HEAD"], "/echo"),
+        (["--head", "-X", "head"], ["-X", "HEAD"], "/echo"),
+        (["-s"], ["-q"], "/item?id=1"),
+        (["--silent"], ["--quiet"], "/status/404"),
+        (["--retry", "1"], ["--retries", "1"], "/status/503"),
+        (["-L"], [], "/redirect/2"),
+        (["--location", "--max-redirects", "1"], ["--max-redirects", "1"], "/redirect/2"),
+        (["--no-location"], ["--max-redirects", "0"], "/redirect/2"),
+        (["--no-location", "--max-redirects", "0"], ["--max-redirects", "0"], "/redirect/2"),
+        (["-m", "5"], ["--max-time", "5"], "/item?id=1"),
+    ],
+)
+def test_curl_spellings_behave_as_their_long_forms(
+    server: LoopbackServer, alias: list[str], long_form: list[str], path: str
+) -> None:
+    url = f"{server.url(path)}\n".encode()
+    short = run_cli(*alias, "--backoff", "0", stdin=url)
+    long = run_cli(*long_form, "--backoff", "0", stdin=url)
+    assert short.returncode == long.returncode
+
+    def shown(result: CliResult) -> list[dict[str, object]]:
+        return [{k: v for k, v in r.items() if k != "elapsed_ms"} for r in jsonl(result.stdout)]
+
+    assert shown(short) == shown(long)
+    assert bool(short.stderr) == bool(long.stderr)  # -s is as quiet as -q
+
+
+def test_max_time_bounds_each_item_against_a_server_that_never_answers(silent_url: str) -> None:
+    """curl's --max-time, per item: with --timeout 5 and 3 retries an item could take 20 s
+    and more; -m 1 has its record out in about a second, under -P too."""
+    for args in (["-m", "1"], ["-m", "1", "-P", "2"]):
+        began = time.monotonic()
+        result = run_process(
+            "--timeout", "5", "--retries", "3", *args, stdin=f"{silent_url}\n".encode() * 2
+        )
+        took = time.monotonic() - began
+        assert result.returncode == 1, result.stderr
+        records = jsonl(result.stdout)
+        assert [r["index"] for r in records] == [0, 1]
+        for record in records:
+            assert record["error"] == {
+                "kind": "timeout",
+                "message": "--max-time 1s ran out during attempt 1",
+            }
+            assert record["attempts"] == 1
+        assert took < 4.5, args  # generous, and still below one --timeout

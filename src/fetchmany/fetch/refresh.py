@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
+from fetchmany.checks import header_value_problem
 from fetchmany.input.sources import Item
-from fetchmany.options import FetchOptions, header_value_problem
+from fetchmany.options import FetchOptions
 from fetchmany.records import ErrorKind, FetchError, Record, Refresh
 
 CARRIED: Final = ("status", "content_type", "size", "body", "headers", "path", "sha256")
