@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import (
@@ -142,6 +144,10 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--merge", "-m", "1", os.devnull], "--max-time does nothing with --merge, which fetches nothing"),
         (["--merge", "-I", os.devnull], "--head does nothing with --merge, which fetches nothing"),
         (["--merge", "-L", os.devnull], "--location does nothing with --merge, which fetches nothing"),
+        (["--compressed"], "No such option '--compressed'; fetchmany asks for gzip, deflate, br and zstd, and decodes them, always"),
+        (["--tries=3"], "No such option '--tries'; use --retries N (wget's --tries counts the first try: --tries 3 is --retries 2)"),
+        (["-u", "me:pw"], "No such option '-u'; put user:password@ in the URL, or use --netrc, or -H 'Authorization: ...'"),
+        (["--retry-max-time", "9"], "No such option '--retry-max-time'; use -m/--max-time SECONDS: a deadline per item, all attempts together"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -219,7 +225,7 @@ def test_version_via_module_and_script() -> None:
 def test_help_lists_options_and_examples() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for needle in ("--template", "--limit", "--concurrency", "-j", "--unordered", "Examples:"):
+    for needle in ("--template", "--limit", "--concurrency", "-j", "--unordered", "Examples"):
         assert needle in result.output
 
 
@@ -422,3 +428,56 @@ def test_max_time_bounds_each_item_against_a_server_that_never_answers(silent_ur
             }
             assert record["attempts"] == 1
         assert took < 4.5, args  # generous, and still below one --timeout
+
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_help_reads_well_at_80_and_120_columns(columns: int) -> None:
+    """One metavar style, one way of showing defaults, and lines wrapped only between
+    words: every word of the help at this width is a word of the help unwrapped."""
+    shown = run_process("--help", env={"COLUMNS": str(columns)})
+    assert shown.returncode == 0
+    text = shown.text
+    click_metavars = r"(?<![=\w])(INTEGER|TEXT|FLOAT|PATH|RANGE|DIRECTORY|BOOLEAN|CHOICE)\b"
+    assert re.search(click_metavars, text) is None
+    assert "[default" not in text
+    assert "x>=" not in text
+    assert "[lines|" not in text  # choices are metavars like any other: lines|csv|jsonl
+    assert all(len(line) <= columns for line in text.splitlines()), columns
+    ctx = cli.make_context("fetchmany", [], max_content_width=10_000, terminal_width=10_000)
+    unwrapped = cli.get_help(ctx)
+    assert _words(text) <= _words(unwrapped), _words(text) - _words(unwrapped)
+    assert "index, input, url, ok, status, final_url, content_type" in " ".join(text.split())
+    for group in ("Timeouts and retries:", "Scale out:"):
+        section = text.split(group)[1].split("\n\n")[0]
+        assert ("--grace" in section) == (group == "Timeouts and retries:")
+        assert ("--uvloop" in section) == (group == "Scale out:")
+
+
+def test_every_option_with_a_default_says_it_one_way() -> None:
+    ctx = cli.make_context("fetchmany", [])
+    for param in cli.params:
+        record = param.get_help_record(ctx)
+        if record is None or not isinstance(param, click.Option) or param.is_flag:
+            continue
+        names, words = record
+        default = param.get_default(ctx, call=False)
+        if default not in (None, ()) and type(default).__name__ != "Sentinel":
+            assert re.search(r"Default: [^ ]", words), names
+        if param.metavar is None:
+            raise AssertionError(f"{names}: no metavar of its own")
+
+
+def test_csv_safe_help_names_what_the_writer_prefixes() -> None:
+    from fetchmany.output.writers import _FORMULA_STARTS
+
+    shown = {"=": "=", "+": "+", "-": "-", "@": "@", "\t": "a tab", "\r": "a CR"}
+    option = next(p for p in cli.params if p.name == "csv_safe")
+    reference = (Path(__file__).parent.parent / "docs" / "reference.md").read_text()
+    entry = reference.split("#### `--csv-safe`")[1].split("####")[0]
+    for char in _FORMULA_STARTS:
+        assert shown[char] in (option.help or ""), char
+        assert shown[char] in entry, char

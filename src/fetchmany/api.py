@@ -147,7 +147,7 @@ async def fetch_batches(
 
     ``on_engine`` receives the run's ``Engine`` as the run starts: ``engine.stop()``
     ends the run cleanly (records completed so far still come), and
-    ``engine.limits.settled()`` says, per host, where ``--limit auto``
+    ``engine.settled()`` says, per host, where ``--limit auto``
     (``FetchOptions(adaptive=Adaptive())``) has settled and why (a ``Settled`` each).
     Leaving the loop early is safe as for ``fetch_many``.
     """

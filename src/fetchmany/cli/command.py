@@ -780,6 +780,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.NoSuchOption as exc:
+        from fetchmany.cli.habits import elsewhere
+
+        hint = elsewhere(exc.option_name)
+        message = f"No such option '{exc.option_name}'; {hint}" if hint else exc.format_message()
+        _say(f"fetchmany: {printable(message)}")
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         _say(f"fetchmany: {printable(exc.format_message())}")
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
