@@ -96,7 +96,7 @@ def test_two_workers_limits_are_shown_as_one() -> None:
 def test_the_bar_keeps_its_figures_apart_and_red_for_failures_only(
     limit: str, ok: int, failed: int, plain: str
 ) -> None:
-    """"limit 2 370 ok" read as one number; a healthy rate and "0 failed" in red read as
+    """ "limit 2 370 ok" read as one number; a healthy rate and "0 failed" in red read as
     an alarm. The figures are apart, and red means failures there are."""
     import io
 
