@@ -481,3 +481,17 @@ def test_csv_safe_help_names_what_the_writer_prefixes() -> None:
     for char in _FORMULA_STARTS:
         assert shown[char] in (option.help or ""), char
         assert shown[char] in entry, char
+
+
+@pytest.mark.parametrize("body", ["json", "text", "base64", "auto"])
+def test_a_head_answer_has_no_body_whatever_body_asks(server: LoopbackServer, body: str) -> None:
+    """-I reads no body: the record's body is null (as its size), never an invalid_json
+    made of the nothing that came, and picks are null."""
+    url = f"{server.url('/item?id=1')}\n".encode()
+    result = run_cli(
+        "-I", "--body", body, "--pick", "id=id", "--fields", "status,ok,id,body,size", stdin=url
+    )
+    assert result.returncode == 0, result.stdout
+    assert jsonl(result.stdout) == [
+        {"status": 200, "ok": True, "id": None, "body": None, "size": None}
+    ]

@@ -114,6 +114,11 @@ def at_least_zero(value: object) -> int:
     return whole(value, 0)
 
 
+def window_size(value: object) -> int:
+    """``--window-bytes``: a size, of at least a byte."""
+    return whole(size(value), 1)
+
+
 def timeout_seconds(value: object) -> float:
     return seconds(value, zero=False)
 
@@ -311,7 +316,7 @@ _CHECKS: Final[dict[str, Callable[[object], object]]] = {
     "limit": limit,
     "adaptive": optional(_kind(Adaptive, "an Adaptive (for --limit auto) or None")),
     "window": optional(at_least_one),
-    "window_bytes": lambda value: whole(size(value), 1),
+    "window_bytes": window_size,
     "ordered": flag,
     "method": optional(method),
     "headers": headers,

@@ -54,7 +54,10 @@ from fetchmany.options import (
     at_least_one,
     at_least_zero,
     limit,
+    method,
+    proxy,
     user_agent,
+    window_size,
 )
 from fetchmany.records import FIELDS, BodyMode
 from fetchmany.redaction import MASK
@@ -247,9 +250,11 @@ class UnbrokenFormatter(click.HelpFormatter):
     def write_dl(
         self, rows: Iterable[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
     ) -> None:
-        rows = list(rows)
         first_col = col_max + col_spacing  # one column for every section (format_options)
         indent = " " * self.current_indent
+        if self.width - first_col - self.current_indent < _NARROW:
+            # Too narrow for two columns: each help under its option, as clap does.
+            first_col = 6
         for first, second in rows:
             self.write(f"{indent}{first}")
             if not second:
@@ -287,6 +292,8 @@ def _wrap(text: str, width: int) -> list[str]:
 
 _TERM_COLUMN: Final = 30
 """The widest an option's names may be and still have its help beside them."""
+_NARROW: Final = 36
+"""Below this width for help beside the names, each help goes under its option."""
 
 
 class HelpContext(click.Context):
@@ -360,6 +367,7 @@ OPTIONS: list[Callable[[F], F]] = [
         "-X",
         "--method",
         group=REQUEST,
+        callback=checked(method),
         metavar="METHOD",
         help="HTTP method. Default: GET, or POST when --data or --json is given.",
     ),
@@ -436,6 +444,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--proxy",
         group=REQUEST,
+        callback=checked(proxy),
         metavar="URL",
         help="Proxy for every request: http(s)://, socks5://, socks5h:// (names resolved by the "
         "proxy), socks4://. Default: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY from the "
@@ -575,7 +584,7 @@ OPTIONS: list[Callable[[F], F]] = [
     option(
         "--window-bytes",
         group=CONCURRENCY,
-        callback=checked(size),
+        callback=checked(window_size),
         metavar="SIZE",
         default=format_size(DEFAULT_WINDOW_BYTES),
         help="Memory that records waiting for an earlier slow one may hold, encoded; when it "

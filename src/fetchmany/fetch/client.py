@@ -511,7 +511,10 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
         )
     if saved is not None:
         record.path, record.sha256 = saved.path, saved.sha256
-    if saved is None or options.picks:  # with --save-dir, the body is kept only for picks
+    if head:  # no body to judge: none is null whatever --body asks (not invalid_json)
+        if options.picks:
+            record.picks = apply_picks(options.picks, None)
+    elif saved is None or options.picks:  # with --save-dir, the body is kept only for picks
         decoded = decode_body(response.body, response.content_type, body_mode)
         if saved is None:
             record.body = decoded.value
