@@ -303,9 +303,13 @@ class Client:
             announced,
         )
 
-    async def fetch(self, item: Item, conditional: dict[str, str] | None = None) -> Record:
+    async def fetch(
+        self, item: Item, conditional: dict[str, str] | None = None, spent: float = 0.0
+    ) -> Record:
         """The record for one item, after any retries. ``conditional``: headers that make
         every attempt conditional (``--refresh``: If-None-Match, If-Modified-Since).
+        ``spent``: seconds of the item's --max-time already used, when it is asked again
+        (``--refresh`` after a 304 it cannot keep), so that -m bounds the item whole.
 
         Never raises for anything the input or the network does; raises
         ``Abandoned`` only when the run stops while the item waits for a slot or
@@ -341,7 +345,7 @@ class Client:
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = began
                 if options.max_time is not None:
-                    deadline = asyncio.get_running_loop().time() + options.max_time
+                    deadline = asyncio.get_running_loop().time() + options.max_time - spent
             answered: float | None = None
             response: Response | None = None
             try:
