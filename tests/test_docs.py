@@ -124,7 +124,7 @@ def test_every_command_in_the_docs_parses(path: Path) -> None:
     found = 0
     for args in commands(path):
         found += 1
-        ctx = click.Context(cli, info_name="fetchmany")
+        ctx = click.Context(cli, info_name="fetchmany", **cli.context_settings)
         try:
             values, _, _ = cli.make_parser(ctx).parse_args(list(args))
         except click.UsageError as exc:
@@ -148,7 +148,7 @@ def test_every_spelling_in_the_coming_from_tables_is_an_option() -> None:
                 if not word.startswith("-") or word == "-":
                     continue
                 flag = word.partition("=")[0]
-                ctx = click.Context(cli, info_name="fetchmany")
+                ctx = click.Context(cli, info_name="fetchmany", **cli.context_settings)
                 parser = cli.make_parser(ctx)
                 known = {*parser._long_opt, *parser._short_opt}
                 assert flag in known, f"coming-from.md names {flag}, no option of fetchmany's"
@@ -163,10 +163,10 @@ def _examples() -> list[str]:
 
 
 def test_the_help_examples_are_the_docs(sample_api: str) -> None:
-    """Each example of ``--help`` is a command of the README or docs/reference.md, as
-    written there (spacing and continued lines aside)."""
+    """Each example of ``--help`` is a command of the README, as written there (spacing
+    and continued lines aside)."""
     written = set()
-    for path in (README, ROOT / "docs" / "reference.md"):
+    for path in (README,):
         for block in code_blocks(path):
             text = re.sub(r"\\\n\s*", " ", block)
             for line in text.splitlines():

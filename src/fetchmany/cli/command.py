@@ -47,7 +47,7 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 
 EPILOG = """\b
-Examples (each in the README or docs/reference.md):
+Examples (from the README; docs/reference.md explains every option):
   fetchmany urls.txt --limit 5 -o results.csv
   seq 1 100 \\
     | fetchmany -t 'https://jsonplaceholder.typicode.com/posts?id={}' -q \\
