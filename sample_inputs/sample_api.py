@@ -3,7 +3,7 @@
 Run it alone with ``python sample_inputs/sample_api.py --port 8080``; it listens
 on 127.0.0.1 only. ``/posts?id=N`` answers a JSON list holding post N (empty for
 an unknown id, as the real API does), after a small random delay so concurrency
-and ordering are visible.
+and ordering are visible; ``/redirect/N`` redirects N times before it answers.
 """
 
 from __future__ import annotations
@@ -45,9 +45,18 @@ async def posts(request: web.Request) -> web.Response:
     return web.json_response([post(post_id)] if 1 <= post_id <= POSTS else [])
 
 
+async def redirect(request: web.Request) -> web.Response:
+    """``/redirect/N``: N redirects before the answer, for the README's link check."""
+    hops = int(request.match_info["hops"])
+    if hops <= 0:
+        return web.json_response({"arrived": True})
+    raise web.HTTPFound(f"/redirect/{hops - 1}")
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/posts", posts)
+    app.router.add_get(r"/redirect/{hops:\d+}", redirect)
     return app
 
 

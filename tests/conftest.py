@@ -458,6 +458,19 @@ def raw_server() -> Iterator[Callable[[dict[str, bytes]], RawServer]]:
         server.close()
 
 
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A URL on 127.0.0.1 whose server never answers: the port listens and the kernel
+    completes each connection, but nothing ever reads the request or writes a byte."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(256)
+    yield f"http://{HOST}:{listener.getsockname()[1]}/never"
+    listener.close()
+
+
 def jsonl(data: bytes) -> list[dict[str, Any]]:
     """Records of JSON Lines output."""
     return [json.loads(line) for line in data.splitlines()]

@@ -6,14 +6,25 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
-from conftest import LoopbackServer, TlsServer, fetchmany_command, jsonl, run_cli, run_process
+from conftest import (
+    CliResult,
+    LoopbackServer,
+    TlsServer,
+    fetchmany_command,
+    jsonl,
+    run_cli,
+    run_process,
+)
 
 from fetchmany.cli.command import cli
 
@@ -96,7 +107,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
     ("args", "message"),
     [
         (["missing-file.txt"], "Invalid value for '[INPUTS]...': File 'missing-file.txt' does not exist."),
-        (["--limit", "0"], "Invalid value for '-l' / '-j' / '--limit' / '--concurrency': 0 is not in the range x>=1."),
+        (["--limit", "0"], "Invalid value for '-l' / '-j' / '--limit' / '--concurrency': must be from 1 to 100,000, got 0"),
         (["-t", "http://127.0.0.1/fixed"], "template has no placeholder ({} or {id}): 'http://127.0.0.1/fixed'"),
         (["-t", "http://127.0.0.1/{id"], "--template: the { at character 18 is never closed; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id'"),
         (["-t", "http://127.0.0.1/{id}}"], "--template: the } at character 22 closes nothing; a placeholder is {} or {name}, a literal brace {{ or }}: 'http://127.0.0.1/{id}}'"),
@@ -110,7 +121,7 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--rate", "fast"], "Invalid value for '-r' / '--rate': not a rate: 'fast' (try 20, 20/s, 600/m)"),
         (["--rate", "0"], "Invalid value for '-r' / '--rate': not a rate: '0' (try 20, 20/s, 600/m)"),
         (["--retry-on", "5xx"], "Invalid value for '--retry-on': not an HTTP status: '5xx'"),
-        (["--per-host", "0"], "Invalid value for '--per-host': 0 is not in the range x>=1."),
+        (["--per-host", "0"], "Invalid value for '--per-host': must be at least 1, got 0"),
         (["--resume"], "--resume needs --output FILE to continue"),
         (["-d", "a", "--json", "{}"], "give a body as --data or --json, not both"),
         (["--pick", "title"], "Invalid value for '--pick': expected NAME=PATH with NAME a plain word, got 'title'"),
@@ -118,6 +129,25 @@ def test_format_flag_overrides_the_extension(server: LoopbackServer, tmp_path: P
         (["--pick", "t=a", "--pick", "t=b"], "Invalid value for '--pick': field name used twice: 't'"),
         (["--save-dir", "d", "--save-name", "{nope}"], "--save-name: line input only fills {}, {id}, {index} or {ext}, not {nope}; for named columns use --input-format csv or jsonl"),
         (["-X", "head", "--save-dir", "d"], "HEAD answers have no body to save; drop --save-dir or -X HEAD"),
+        (["-I", "-X", "POST"], "-I/--head sends HEAD and -X asks for POST; drop one"),
+        (["-I", "-d", "x"], "-I/--head sends HEAD, which carries no body; drop --data"),
+        (["--head", "--json", "{}"], "-I/--head sends HEAD, which carries no body; drop --json"),
+        (["-I", "--save-dir", "d"], "-I/--head asks for no body, so --save-dir would have nothing to save; drop one"),
+        (["-L", "--max-redirects", "0"], "-L/--location follows redirects and --max-redirects 0 follows none; drop one"),
+        (["--no-location", "--max-redirects", "5"], "--no-location follows no redirect and --max-redirects 5 follows some; drop one"),
+        (["-m", "0"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got 0"),
+        (["-m", "-1"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got -1"),
+        (["-m", "inf"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got inf"),
+        (["-m", "nan"], "Invalid value for '-m' / '--max-time': must be a finite number of seconds above 0, got nan"),
+        (["--max-time", "abc"], "Invalid value for '-m' / '--max-time': not a number of seconds: 'abc'"),
+        (["--retry", "-1"], "Invalid value for '--retries' / '--retry': must be at least 0, got -1"),
+        (["--merge", "-m", "1", os.devnull], "--max-time does nothing with --merge, which fetches nothing"),
+        (["--merge", "-I", os.devnull], "--head does nothing with --merge, which fetches nothing"),
+        (["--merge", "-L", os.devnull], "--location does nothing with --merge, which fetches nothing"),
+        (["--compressed"], "No such option '--compressed'; fetchmany asks for gzip, deflate, br and zstd, and decodes them, always"),
+        (["--tries=3"], "No such option '--tries'; use --retries N (wget's --tries counts the first try: --tries 3 is --retries 2)"),
+        (["-u", "me:pw"], "No such option '-u'; put user:password@ in the URL, or use --netrc, or -H 'Authorization: ...'"),
+        (["--retry-max-time", "9"], "No such option '--retry-max-time'; use -m/--max-time SECONDS: a deadline per item, all attempts together"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -195,7 +225,7 @@ def test_version_via_module_and_script() -> None:
 def test_help_lists_options_and_examples() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for needle in ("--template", "--limit", "--concurrency", "-j", "--unordered", "Examples:"):
+    for needle in ("--template", "--limit", "--concurrency", "-j", "--unordered", "Examples"):
         assert needle in result.output
 
 
@@ -308,7 +338,8 @@ def test_tls_flags(tls_server: TlsServer) -> None:
 
 def test_help_groups_options_under_headings() -> None:
     result = CliRunner().invoke(cli, ["--help"])
-    for heading in ("Input:", "Concurrency and politeness:", "Retries:", "Request:", "Output:"):
+    headings = ("Input:", "Concurrency and politeness:", "Timeouts and retries:", "Request:")
+    for heading in (*headings, "Output:", "Scale out:", "Display:"):
         assert heading in result.output
 
 
@@ -346,3 +377,121 @@ def test_start_up_imports_only_what_the_run_needs(args: list[str], absent: tuple
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.decode().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("alias", "long_form", "path"),
+    [
+        (["-I"], ["-X", "HEAD"], "/echo"),
+        (["--head", "-X", "head"], ["-X", "HEAD"], "/echo"),
+        (["-s"], ["-q"], "/item?id=1"),
+        (["--silent"], ["--quiet"], "/status/404"),
+        (["--retry", "1"], ["--retries", "1"], "/status/503"),
+        (["-L"], [], "/redirect/2"),
+        (["--location", "--max-redirects", "1"], ["--max-redirects", "1"], "/redirect/2"),
+        (["--no-location"], ["--max-redirects", "0"], "/redirect/2"),
+        (["--no-location", "--max-redirects", "0"], ["--max-redirects", "0"], "/redirect/2"),
+        (["-m", "5"], ["--max-time", "5"], "/item?id=1"),
+    ],
+)
+def test_curl_spellings_behave_as_their_long_forms(
+    server: LoopbackServer, alias: list[str], long_form: list[str], path: str
+) -> None:
+    url = f"{server.url(path)}\n".encode()
+    short = run_cli(*alias, "--backoff", "0", stdin=url)
+    long = run_cli(*long_form, "--backoff", "0", stdin=url)
+    assert short.returncode == long.returncode
+
+    def shown(result: CliResult) -> list[dict[str, object]]:
+        return [{k: v for k, v in r.items() if k != "elapsed_ms"} for r in jsonl(result.stdout)]
+
+    assert shown(short) == shown(long)
+    assert bool(short.stderr) == bool(long.stderr)  # -s is as quiet as -q
+
+
+def test_max_time_bounds_each_item_against_a_server_that_never_answers(silent_url: str) -> None:
+    """curl's --max-time, per item: with --timeout 5 and 3 retries an item could take 20 s
+    and more; -m 1 has its record out in about a second, under -P too."""
+    for args in (["-m", "1"], ["-m", "1", "-P", "2"]):
+        began = time.monotonic()
+        result = run_process(
+            "--timeout", "5", "--retries", "3", *args, stdin=f"{silent_url}\n".encode() * 2
+        )
+        took = time.monotonic() - began
+        assert result.returncode == 1, result.stderr
+        records = jsonl(result.stdout)
+        assert [r["index"] for r in records] == [0, 1]
+        for record in records:
+            assert record["error"] == {
+                "kind": "timeout",
+                "message": "--max-time 1s ran out during attempt 1",
+            }
+            assert record["attempts"] == 1
+        assert took < 4.5, args  # generous, and still below one --timeout
+
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_help_reads_well_at_80_and_120_columns(columns: int) -> None:
+    """One metavar style, one way of showing defaults, and lines wrapped only between
+    words: every word of the help at this width is a word of the help unwrapped."""
+    shown = run_process("--help", env={"COLUMNS": str(columns)})
+    assert shown.returncode == 0
+    text = shown.text
+    click_metavars = r"(?<![=\w])(INTEGER|TEXT|FLOAT|PATH|RANGE|DIRECTORY|BOOLEAN|CHOICE)\b"
+    assert re.search(click_metavars, text) is None
+    assert "[default" not in text
+    assert "x>=" not in text
+    assert "[lines|" not in text  # choices are metavars like any other: lines|csv|jsonl
+    assert all(len(line) <= columns for line in text.splitlines()), columns
+    ctx = cli.make_context("fetchmany", [], max_content_width=10_000, terminal_width=10_000)
+    unwrapped = cli.get_help(ctx)
+    assert _words(text) <= _words(unwrapped), _words(text) - _words(unwrapped)
+    assert "index, input, url, ok, status, final_url, content_type" in " ".join(text.split())
+    for group in ("Timeouts and retries:", "Scale out:"):
+        section = text.split(group)[1].split("\n\n")[0]
+        assert ("--grace" in section) == (group == "Timeouts and retries:")
+        assert ("--uvloop" in section) == (group == "Scale out:")
+
+
+def test_every_option_with_a_default_says_it_one_way() -> None:
+    ctx = cli.make_context("fetchmany", [])
+    for param in cli.params:
+        record = param.get_help_record(ctx)
+        if record is None or not isinstance(param, click.Option) or param.is_flag:
+            continue
+        names, words = record
+        default = param.get_default(ctx, call=False)
+        if default not in (None, ()) and type(default).__name__ != "Sentinel":
+            assert re.search(r"Default: [^ ]", words), names
+        if param.metavar is None:
+            raise AssertionError(f"{names}: no metavar of its own")
+
+
+def test_csv_safe_help_names_what_the_writer_prefixes() -> None:
+    from fetchmany.output.writers import _FORMULA_STARTS
+
+    shown = {"=": "=", "+": "+", "-": "-", "@": "@", "\t": "a tab", "\r": "a CR"}
+    option = next(p for p in cli.params if p.name == "csv_safe")
+    reference = (Path(__file__).parent.parent / "docs" / "reference.md").read_text()
+    entry = reference.split("#### `--csv-safe`")[1].split("####")[0]
+    for char in _FORMULA_STARTS:
+        assert shown[char] in (option.help or ""), char
+        assert shown[char] in entry, char
+
+
+@pytest.mark.parametrize("body", ["json", "text", "base64", "auto"])
+def test_a_head_answer_has_no_body_whatever_body_asks(server: LoopbackServer, body: str) -> None:
+    """-I reads no body: the record's body is null (as its size), never an invalid_json
+    made of the nothing that came, and picks are null."""
+    url = f"{server.url('/item?id=1')}\n".encode()
+    result = run_cli(
+        "-I", "--body", body, "--pick", "id=id", "--fields", "status,ok,id,body,size", stdin=url
+    )
+    assert result.returncode == 0, result.stdout
+    assert jsonl(result.stdout) == [
+        {"status": 200, "ok": True, "id": None, "body": None, "size": None}
+    ]

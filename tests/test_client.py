@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -262,3 +264,97 @@ def test_a_3xx_that_is_not_followed_is_an_ok_answer(
     (record,) = jsonl(result.stdout)
     assert (record["ok"], record["status"], record["error"]) == (True, 301, None)
     assert result.returncode == 0
+
+
+async def test_max_time_cuts_an_attempt_that_never_ends(silent_url: str) -> None:
+    """--max-time bounds the item, not the attempt: against a server that never answers,
+    with a --timeout of 5 s and 3 retries (up to 20 s and more), the record comes at
+    the deadline, a timeout that names --max-time, counting the one attempt made."""
+    options = FetchOptions(timeout=5, max_time=0.5, retry=RetryPolicy(retries=3))
+    began = time.monotonic()
+    _, record = await fetch_one(options, silent_url)
+    took = time.monotonic() - began
+    assert record.error == FetchError(ErrorKind.TIMEOUT, "--max-time 0.5s ran out during attempt 1")
+    assert (record.ok, record.status, record.attempts) == (False, None, 1)
+    assert 0.5 <= took < 4  # cut at the deadline, long before --timeout would end it
+    assert record.elapsed_ms is not None
+    assert record.elapsed_ms >= 500
+
+
+async def test_max_time_still_retries_fast_failures(mocked: aioresponses) -> None:
+    for _ in range(4):
+        mocked.get(URL_A, exception=aiohttp.ClientConnectionError("refused"))
+    _, record = await fetch_one(FetchOptions(retry=FAST_RETRY, max_time=30))
+    assert record.attempts == 4
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.CONNECT
+
+
+async def test_a_backoff_past_max_time_is_not_taken(mocked: aioresponses) -> None:
+    """A Retry-After longer than what is left of the deadline: no waiting it out only to
+    be cut; the record is the answer's, ended by --max-time, at once."""
+    mocked.get(URL_A, status=503, headers={"Retry-After": "30"})
+    began = time.monotonic()
+    _, record = await fetch_one(FetchOptions(max_time=5, retry=RetryPolicy(max_backoff=60)))
+    assert time.monotonic() - began < 4
+    assert (record.status, record.attempts, record.ok) == (503, 1, False)
+    assert record.error == FetchError(
+        ErrorKind.TIMEOUT,
+        "--max-time 5s ran out before retry 1 (a backoff of 30.00s); attempt 1 ended with "
+        "http: 503 Service Unavailable",
+    )
+
+
+async def test_max_time_ends_a_retry_waiting_for_a_slot(mocked: aioresponses) -> None:
+    """The slot a retry waits for counts too: with the one slot taken while the item
+    backs off, and kept past its deadline, the retry is not made and the record says
+    why."""
+    answered = asyncio.Event()
+
+    def answer(url: URL, **kwargs: Any) -> None:
+        answered.set()
+
+    mocked.get(URL_A, status=503, callback=answer)
+    retry = RetryPolicy(retries=1, backoff=0.05, rng=random.Random(1))  # a wait above 0
+    options = FetchOptions(max_time=0.3, retry=retry)
+    limits = Limits(1)
+    setup = SessionSetup.prepare(options)
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, limits, setup)
+        first = asyncio.ensure_future(client.fetch(item(0, URL_A)))
+        await answered.wait()
+        await limits.acquire("")  # once the first attempt gives the slot back
+        try:
+            record = await first
+        finally:
+            limits.release("")
+    assert (record.attempts, record.status) == (1, 503)
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.TIMEOUT
+    assert record.error.message == (
+        "--max-time 0.3s ran out waiting for a slot for retry 1; attempt 1 ended with "
+        "http: 503 Service Unavailable"
+    )
+
+
+async def test_without_max_time_an_attempt_is_not_wrapped(
+    mocked: aioresponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off, --max-time costs the request path nothing: no timeout context per attempt."""
+    made: list[float] = []
+    real = asyncio.timeout_at
+
+    def counting(when: float | None) -> asyncio.Timeout:
+        made.append(when or 0.0)
+        return real(when)
+
+    monkeypatch.setattr(asyncio, "timeout_at", counting)
+    mocked.get(URL_A, status=503)
+    mocked.get(URL_A, status=200)
+    await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert made == []
+    mocked.get(URL_A, status=503)
+    mocked.get(URL_A, status=200)
+    _, record = await fetch_one(FetchOptions(retry=FAST_RETRY, max_time=30))
+    assert record.ok
+    assert len(made) == 3  # two attempts, and the retry's slot

@@ -68,7 +68,7 @@ class Seen:
 
 
 def header_map(lines: list[tuple[str, str]]) -> dict[str, Any]:
-    """Headers as fetchmany's ``headers`` field holds them (README "Records")."""
+    """Headers as fetchmany's ``headers`` field holds them (docs/records.md)."""
     out: dict[str, Any] = {}
     for name, value in lines:
         key = name.lower()

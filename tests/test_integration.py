@@ -161,36 +161,6 @@ async def test_a_library_value_no_text_can_be_made_of_is_its_record(
     assert all(r.error.kind == "invalid_url" for r in records[1:3] if r.error)
 
 
-def test_options_refuse_what_would_fail_deep_in_a_run() -> None:
-    import math
-
-    import pytest
-
-    from fetchmany.options import Adaptive
-
-    for bad in (
-        {"limit": 2.5},
-        {"limit": math.nan},
-        {"limit": 10**30},
-        {"window_bytes": math.inf},
-        {"max_body_size": math.nan},
-        {"timeout": None},
-        {"user_agent": "a\r\nX: 1"},
-        {"headers": "notatuple"},
-        {"method": 5},
-    ):
-        with pytest.raises(ValueError, match=r"must be|control characters"):
-            FetchOptions(**bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="at least 1"):
-        Adaptive(ceiling=0)
-    with pytest.raises(ValueError, match="proxy must be") as refused:
-        FetchOptions(proxy="user:hunter2@proxy.test:8080")
-    assert "hunter2" not in str(refused.value)
-    shown = repr(FetchOptions(proxy="http://u:hunter2@h", headers=(("Authorization", "B s3"),)))
-    assert "hunter2" not in shown
-    assert "s3" not in shown
-
-
 def test_many_retries_with_a_tiny_backoff_stay_a_number() -> None:
     from fetchmany.fetch.retry import RetryPolicy
 

@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from conftest import LoopbackServer, fetchmany_command
 
 IDS = "".join(f"{i}\n" for i in range(60)).encode()
@@ -220,3 +222,54 @@ def test_an_interruption_before_any_record_leaves_the_file_as_it_was(
     assert sorted(os.listdir(tmp_path)) == ([name] if previous is not None else [])
     if previous is not None:
         assert out.read_bytes() == previous
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_items_wait_under_max_time(server: LoopbackServer, sig: int) -> None:
+    """-m wraps each attempt and each retry's wait for a slot; a signal still ends the
+    run at once, with every record completed in order and none half-made."""
+    hang_after(server, 15)
+    proc = start(server, "-f", "json", "--grace", "0.5", "-m", "60")
+    wait_hung(server)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig
+    assert [r["index"] for r in json.loads(stdout)] == list(range(15))
+    assert "Traceback" not in stderr.decode()
+
+
+def test_ctrl_c_during_a_backoff_under_max_time(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """An item backing off (a Retry-After of 20 s, within its -m 60) is abandoned on
+    Ctrl-C: the run ends at once, and the item has no record rather than a made-up one."""
+    asked = threading.Event()
+
+    async def busy(request: web.Request) -> web.Response:
+        asked.set()
+        return web.Response(status=503, headers={"Retry-After": "20"})
+
+    app = web.Application()
+    app.router.add_get("/busy", busy)
+    url = serve(app).url("/busy")
+    proc = subprocess.Popen(
+        [*fetchmany_command(), "-m", "60", "--max-backoff", "60"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(url.encode() + b"\n")
+    proc.stdin.close()
+    assert asked.wait(20)
+    time.sleep(0.2)  # the answer read and the backoff begun (it lasts 20 s: no race)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout = proc.stdout.read() if proc.stdout is not None else b""
+    stderr = proc.stderr.read() if proc.stderr is not None else b""
+    proc.wait(30)
+    assert time.monotonic() - began < 10
+    assert proc.returncode == 130
+    assert stdout == b""
+    assert "Interrupted. 0 records" in stderr.decode()
+    assert "Traceback" not in stderr.decode()

@@ -8,20 +8,7 @@ import time
 
 import pytest
 
-from fetchmany.fetch.limits import Abandoned, Limits, fit_open_file_limit, parse_rate
-
-
-@pytest.mark.parametrize(
-    ("text", "per_second"), [("20", 20.0), ("20/s", 20.0), ("600/m", 10.0), ("36/h", 0.01)]
-)
-def test_rates(text: str, per_second: float) -> None:
-    assert parse_rate(text) == pytest.approx(per_second)
-
-
-@pytest.mark.parametrize("text", ["0", "fast", "-1/s", "5/d", ""])
-def test_bad_rates(text: str) -> None:
-    with pytest.raises(ValueError, match="not a rate"):
-        parse_rate(text)
+from fetchmany.fetch.limits import Abandoned, Limits, fit_open_file_limit
 
 
 async def test_the_global_cap_holds_and_frees() -> None:

@@ -83,3 +83,34 @@ def test_two_workers_limits_are_shown_as_one() -> None:
     other = Settled(5, 1, "overload", baseline_ms=41.0, latency_ms=52.0, quota_rate=None)
     both = one.plus(other)
     assert both == Settled(11, 4, "overload", baseline_ms=40.0, latency_ms=52.0)
+
+
+@pytest.mark.parametrize(
+    ("limit", "ok", "failed", "plain"),
+    [
+        ("limit 2", 370, 0, "-/s · limit 2 · 370 ok · 0 failed"),
+        ("limit 12 (cut)", 5, 3, "-/s · limit 12 (cut) · 5 ok · 3 failed"),
+        ("", 1, 0, "-/s · 1 ok · 0 failed"),
+    ],
+)
+def test_the_bar_keeps_its_figures_apart_and_red_for_failures_only(
+    limit: str, ok: int, failed: int, plain: str
+) -> None:
+    """ "limit 2 370 ok" read as one number; a healthy rate and "0 failed" in red read as
+    an alarm. The figures are apart, and red means failures there are."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from fetchmany.output._progress_columns import FiguresColumn
+
+    column = FiguresColumn()
+    console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor")
+    with Progress(column, console=console, auto_refresh=False) as progress:
+        progress.add_task("fetching", total=10, ok=ok, failed=failed, limit=limit)
+        text = column.render(progress.tasks[0])
+    assert text.plain == plain
+    styles = {text.plain[span.start : span.end]: str(span.style) for span in text.spans}
+    assert "red" not in styles["-/s"]
+    assert ("red" in styles[f"{failed} failed"]) == (failed > 0)

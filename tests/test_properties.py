@@ -1,6 +1,7 @@
 """Property-based tests: for any input bytes and any server behaviour, fetchmany keeps its promises.
 
-The promises (README, "Records", "Exit status", "Output files") checked on every run:
+The promises (docs/records.md, docs/reference.md "Exit status" and "Output files") checked
+on every run:
 
 - no Python traceback and no internal error (exit 70), ever; a run that completes exits 0
   (every record ok) or 1;
@@ -168,7 +169,7 @@ def _clean_environment() -> dict[str, str | None]:
 
 
 EXIT_INTERNAL = 70
-"""README "Exit status": a bug in fetchmany, one line on stderr."""
+"""docs/reference.md "Exit status": a bug in fetchmany, one line on stderr."""
 
 
 def run_in_process(args: Sequence[str], stdin: bytes) -> Outcome:
@@ -449,7 +450,7 @@ def is_plain(reply: Reply) -> bool:
 
 class Undecodable:
     """A body its Content-Encoding cannot have produced: cut short, corrupt, or in a
-    coding no decoder here knows. README "Records": then ``ok`` is false."""
+    coding no decoder here knows. docs/records.md: then ``ok`` is false."""
 
     def __repr__(self) -> str:
         return "UNDECODABLE"
@@ -724,7 +725,7 @@ def render(
 
 @dataclass(frozen=True)
 class Expected:
-    """One item as the README's rules make it."""
+    """One item as the rules of docs/reference.md "Input" make it."""
 
     text: str
     stripped: bytes
@@ -847,7 +848,7 @@ def invocations(draw: st.DrawFn, template: bool | None = None) -> Invocation:
     fields = None
     if draw(st.integers(0, 3)) == 0:
         # --fields must name every --pick, and cannot ask for a body that --save-dir sends
-        # to files (both usage errors, README "Extraction"): draw among what is allowed.
+        # to files (both usage errors, docs/reference.md "Extraction"): draw among what is allowed.
         pick_names = [name for name, _ in picks]
         names = [
             *(name for name in FIELDS if not (save and name == "body")),
@@ -1110,16 +1111,16 @@ def check_record(
     error = record.get("error")
     kind = error["kind"] if error else None
     assert kind is None or kind in KINDS, f"unknown error kind {kind!r}"
-    assert kind != "unexpected", f"README: 'unexpected' is a bug, please report it: {error}"
+    assert kind != "unexpected", f"docs/records.md: 'unexpected' is a bug, please report: {error}"
     if "status" in record or "error" in record:
         event(f"outcome: {kind or record.get('status')}")
         if kind == "connect":
             event(f"connect: {error.get('message', '')[:60]}")
     if {"ok", "status", "error"} <= record.keys():
         status = record["status"]
-        ok = status is not None and 200 <= status < 400 and error is None  # README "ok"
+        ok = status is not None and 200 <= status < 400 and error is None  # docs/records.md "ok"
         assert record["ok"] == ok, f"ok is {record['ok']} with status {status} and error {error}"
-        # README: error is null exactly when ok is true; an answer that is not 2xx or 3xx
+        # docs/records.md: error is null exactly when ok is true; an answer that is not 2xx or 3xx
         # is kind http, "404 Not Found" (the reason as sent), whatever its body.
         assert (error is None) == record["ok"], f"ok {record['ok']} with error {error}"
         if status is not None and not 200 <= status < 400:
@@ -1160,7 +1161,7 @@ def check_record(
     if expected is None:
         return
     if isinstance(expected, Undecodable):
-        # README "Records": ok only when nothing is wrong with the body.
+        # docs/records.md: ok only when nothing is wrong with the body.
         event("an undecodable body checked")
         codings = _header_values(reply, b"content-encoding")
         if "ok" in record:
@@ -1183,8 +1184,8 @@ def check_record(
 
 
 def check_json_body(record: dict[str, Any], reply: Reply, sent: bytes, inv: Invocation) -> None:
-    """README "--body": JSON types (or any body, with --body json) become the parsed value,
-    and a body that does not parse keeps its text with an ``invalid_json`` error. The oracle
+    """docs/reference.md "--body": JSON types (or any body, with --body json) become the parsed
+    value, and a body that does not parse keeps its text with an ``invalid_json`` error. The oracle
     is the stdlib's strict RFC 8259 parser: NaN, Infinity and numbers beyond a double are
     not JSON, so no record may hold them as if they were (a writer cannot put them out). The
     text is UTF-8, or what a BOM or zero bytes tell (RFC 8259 8.1, ``json.detect_encoding``);
@@ -1486,7 +1487,7 @@ def test_the_installed_command_keeps_the_promises(
 
 # -- request bodies ------------------------------------------------------------------------------
 
-# README "Placeholders are encoded for where they land": outside a string {id} becomes a
+# docs/reference.md "Placeholders are encoded for where they land": outside a string {id} becomes a
 # JSON string, inside one the value is escaped for it, and a bare {} is an empty object.
 JSON_BODY_TEMPLATES: dict[str, Any] = {
     '{"id": {id}}': lambda v: {"id": v},
@@ -1572,7 +1573,7 @@ def confine_text(text: str) -> str:
 
 
 def shown(text: str) -> str:
-    """README "Records": ``input`` is the item, bytes that are not UTF-8 (kept by Python as
+    """docs/records.md: ``input`` is the item, bytes that are not UTF-8 (kept by Python as
     U+DC80..U+DCFF) shown as ``\\xNN``; any other lone surrogate, which no byte gives, as its
     escape ``\\uXXXX``."""
     return "".join(
@@ -1676,8 +1677,9 @@ def test_the_library_gives_one_record_per_item(
 def test_any_retry_after_gives_a_bounded_wait(
     hostile: HostileServer, value: bytes, status: int
 ) -> None:
-    """README "Politeness": a 429/503's Retry-After is honoured up to --max-backoff, and one
-    that means nothing is ignored: whatever it holds, the retry comes soon and nothing breaks."""
+    """docs/reference.md "Politeness": a 429/503's Retry-After is honoured up to --max-backoff,
+    and one that means nothing is ignored: whatever it holds, the retry comes soon and
+    nothing breaks."""
     reply = Reply(status=status, headers=((b"Retry-After", value),), body=b"busy")
     args = ["--retries", "1", "--backoff", "0.001", "--max-backoff", "0.01"]
     outcome = _one_line_run(hostile, reply, args)
@@ -1791,8 +1793,8 @@ def test_a_url_with_control_characters_is_invalid(url: bytes) -> None:
 # -- torn parts, resumed files and signals --------------------------------------------------
 #
 # A shard's file can be cut at any byte (a node killed mid-write, a disk that filled), and a
-# run can be stopped at any moment, from its first. README "--merge", "Resume" and "Ctrl-C
-# or SIGTERM" promise what follows; these properties cut every part at every byte and signal
+# run can be stopped at any moment, from its first. docs/reference.md "--merge", "Resume" and
+# "Ctrl-C or SIGTERM" promise what follows; these properties cut every part at every byte and signal
 # drawn moments of real processes.
 
 PART_FIELDS = ("index", "input", "ok", "status", "error", "body")

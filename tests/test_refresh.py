@@ -630,3 +630,37 @@ def test_a_pick_table_without_index_is_refreshed_by_position(
         rows = list(csv.DictReader(io.StringIO(result.text)))
         assert [row["v"] for row in rows] == ["0", "0", "0", "0", "3", "0"]
         assert app.answered == {304: 5, 200: 1}
+
+
+def test_max_time_bounds_an_item_asked_twice(
+    serve: Callable[[web.Application], LoopbackServer], tmp_path: Path
+) -> None:
+    """A 304 to an unconditional request is asked again; -m bounds the item's two asks
+    together, not each: the second gets what the first left of the deadline."""
+    asked: list[str] = []
+
+    async def resource(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        if len(asked) == 1:  # the first run: a whole answer, with no validator
+            return web.json_response({"n": 0})
+        if len(asked) == 2:  # the refresh: a slow 304 it cannot keep ...
+            await asyncio.sleep(1.2)
+            return web.Response(status=304)
+        await asyncio.Event().wait()  # ... and the second ask is never answered
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/r/{n}", resource)
+    urls = _inputs(tmp_path, serve(app), 1)
+    previous = tmp_path / "previous.jsonl"
+    assert run_cli(str(urls), "-o", str(previous), "-q").returncode == 0
+    result = run_cli(str(urls), "--refresh", str(previous), "-m", "2", "--timeout", "30")
+    [record] = jsonl(result.stdout)
+    assert record["error"] == {
+        "kind": "timeout",
+        "message": "--max-time 2s ran out during attempt 1",
+    }
+    assert record["attempts"] == 2
+    # Asked twice within the one deadline: each ask given the whole of it would take
+    # 1.2 s + 2 s at least.
+    assert 1900 <= record["elapsed_ms"] < 3000

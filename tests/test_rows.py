@@ -148,7 +148,7 @@ def test_a_csv_with_lone_cr_line_ends_is_refused_with_the_way_out() -> None:
 
 def test_jsonl_numbers_fill_placeholders_as_they_were_written() -> None:
     """Found by a hostile tester: 1e2 filled ?id=100.0, -0 gave 0 and 1.50 gave 1.5;
-    the README says numbers fill placeholders as their JSON text."""
+    docs/reference.md says numbers fill placeholders as their JSON text."""
     row = jsonl_row(
         '{"a": 1e2, "b": -0, "c": 1.50, "d": [1e2, {"x": 7}], "g": 123456789012345678901}'
     )

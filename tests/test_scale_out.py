@@ -136,7 +136,7 @@ def disk_full() -> None:
 
 
 INCOMPLETE = 75
-"""fetchmany's exit status for a run that could not finish (README "Exit status")."""
+"""fetchmany's exit status for a run that could not finish (docs/reference.md "Exit status")."""
 
 
 def kept_records(path: Path) -> int:

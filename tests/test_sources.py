@@ -389,7 +389,7 @@ def test_counting_follows_the_reader_over_long_files_with_lone_crs(tmp_path: Pat
 @pytest.mark.parametrize("url", ["http://a%3Ab:pw@h.test/", "http://tok%3ASECRET@h.test/"])
 def test_a_colon_in_the_user_name_is_an_invalid_url_not_an_unexpected_error(url: str) -> None:
     """Found by a hostile tester: aiohttp's BasicAuth refused it inside the request, an
-    'unexpected' error (which the README calls a bug)."""
+    'unexpected' error (which docs/records.md calls a bug)."""
     item = make_item(0, url, NO_TEMPLATE)
     assert item.error is not None
     assert item.error.kind is ErrorKind.INVALID_URL
@@ -398,7 +398,7 @@ def test_a_colon_in_the_user_name_is_an_invalid_url_not_an_unexpected_error(url:
 
 async def test_blank_looking_rows_are_data_where_the_format_says_so(tmp_path: Path) -> None:
     """Found by a hostile tester: a CSV row of spaces (data, by the csv module and the
-    README) and a JSON Lines line of NBSP were dropped without a record."""
+    docs/reference.md) and a JSON Lines line of NBSP were dropped without a record."""
     rows = tmp_path / "rows.csv"
     rows.write_bytes(b"a\n1\n   \n\n2\n")
     items = [

@@ -62,3 +62,30 @@ def test_first_byte_percentiles_come_from_timings() -> None:
     plain = RunStats()
     plain.add([Record(0, "x", "http://h.test/", ok=True, status=200, elapsed_ms=5.0)])
     assert not any("first byte" in line for line in summary_lines(plain, False))
+
+
+def test_failure_samples_show_one_of_each_kind_first() -> None:
+    """Ten 404s, then a connect error, a timeout and a redirect loop: the summary's
+    three "e.g." lines are one of each kind, not the first three 404s."""
+
+    def failed(index: int, kind: ErrorKind, status: int | None = None) -> Record:
+        return Record(index, str(index), f"http://h.test/{index}", status=status,
+                      error=FetchError(kind, f"{kind} {index}"))  # fmt: skip
+
+    stats = RunStats()
+    stats.add(failed(i, ErrorKind.HTTP, 404) for i in range(10))
+    stats.add([failed(10, ErrorKind.CONNECT), failed(11, ErrorKind.TIMEOUT)])
+    stats.add([failed(12, ErrorKind.TOO_MANY_REDIRECTS), failed(13, ErrorKind.CONNECT)])
+    assert [(s.outcome, s.shown) for s in stats.samples] == [
+        ("4xx", "http://h.test/0"),
+        ("connect", "http://h.test/10"),
+        ("timeout", "http://h.test/11"),
+    ]
+    # With fewer kinds than samples, the room left shows more of them.
+    one_kind = RunStats()
+    one_kind.add(failed(i, ErrorKind.HTTP, 404) for i in range(10))
+    assert [s.shown for s in one_kind.samples] == [f"http://h.test/{i}" for i in range(3)]
+    two_kinds = RunStats()
+    two_kinds.add(failed(i, ErrorKind.HTTP, 404) for i in range(5))
+    two_kinds.add([failed(5, ErrorKind.DNS)])
+    assert [s.outcome for s in two_kinds.samples] == ["4xx", "dns", "4xx"]

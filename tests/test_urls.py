@@ -1,5 +1,5 @@
 """URLs as sent (``urls.py``): hypothesis draws URLs of every character, and what goes on
-the wire, read off a raw socket, must be the stated rule (README "Input"): a valid URL
+the wire, read off a raw socket, must be the stated rule (docs/reference.md "Input"): a valid URL
 byte for byte; each character that cannot stand in a URL percent-encoded as UTF-8; a
 ``%`` that starts no escape as ``%25``; never a character decoded. The oracle below is
 written from that rule, not from the module.

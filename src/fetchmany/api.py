@@ -1,7 +1,7 @@
 """The library path: ``fetch_many`` and ``fetch_batches``, items in, records out.
 
 No click, no rich: this is what ``from fetchmany import fetch_many`` runs. The
-command line (``cli/run.py``) drives the same ``fetch_batches``.
+command line (``cli/run.py``) drives the same ``fetch_finished`` underneath.
 """
 
 from __future__ import annotations
@@ -33,25 +33,6 @@ def record_cost(record: Record) -> int:
 
 def _same(record: Record) -> Record:
     return record
-
-
-async def fetch_batches(
-    items: AsyncIterable[Item],
-    options: FetchOptions,
-    on_engine: Callable[[Engine[Record]], None] | None = None,
-    setup: SessionSetup | None = None,
-) -> AsyncGenerator[list[Record], None]:
-    """Records for ``items`` in batches of those ready together (in order unless unordered).
-
-    ``on_engine`` receives the engine once it exists, so a caller can stop it. Leaving
-    the loop early is safe as for ``fetch_many``.
-    """
-    run = Detached(fetch_finished(items, options, _same, record_cost, on_engine, setup))
-    try:
-        while (batch := await run.next()) is not None:
-            yield batch
-    finally:
-        await run.close()
 
 
 async def fetch_finished(
@@ -113,15 +94,21 @@ async def fetch_finished(
                 yield batch
 
 
+Items = Iterable[str | Mapping[str, str]] | AsyncIterable[str | Mapping[str, str]]
+"""What ``fetch_many`` and ``fetch_batches`` take: URLs, IDs for a template, or mappings
+whose keys fill ``{name}`` placeholders."""
+
+
 async def fetch_many(
-    items: Iterable[str | Mapping[str, str]] | AsyncIterable[str | Mapping[str, str]],
+    items: Items,
     options: FetchOptions | None = None,
     *,
     template: str | None = None,
     data: str | None = None,
     json: str | None = None,
 ) -> AsyncGenerator[Record, None]:
-    """Fetch every item and yield one Record each, in input order (unless unordered).
+    """Fetch every item and yield one Record each, in input order (unless
+    ``FetchOptions(ordered=False)``).
 
     ``items`` are URLs, IDs for ``template`` (``{}`` or ``{id}``), or mappings whose
     keys fill ``{name}`` placeholders. ``data`` or ``json`` is a request body
@@ -129,12 +116,60 @@ async def fetch_many(
     item given yields a record, invalid ones included; items are consumed lazily,
     so a generator over a huge source keeps memory flat. Raises ``TemplateError``
     (a ``ValueError``) for a template that cannot work. Method and content type are
-    settled by ``policy.plan_request``, as on the command line: a body makes it POST.
+    settled as on the command line: a body makes the method POST unless
+    ``FetchOptions(method=...)`` names one, ``json`` sends ``Content-Type`` and
+    ``Accept: application/json``, and a ``Content-Type`` in ``headers`` wins.
 
     Leaving the loop early (``break``, an exception, a cancelled task) is safe: the run
     stops and its session is closed, at the latest when ``asyncio.run`` ends; wrap the
     call in ``contextlib.aclosing`` to have that done when the block ends.
     """
+    run = _detached(items, options, template, data, json, None)
+    try:
+        while (batch := await run.next()) is not None:
+            for record in batch:
+                yield record
+    finally:
+        await run.close()
+
+
+async def fetch_batches(
+    items: Items,
+    options: FetchOptions | None = None,
+    *,
+    template: str | None = None,
+    data: str | None = None,
+    json: str | None = None,
+    on_engine: Callable[[Engine[Record]], None] | None = None,
+) -> AsyncGenerator[list[Record], None]:
+    """``fetch_many``'s records in batches: those that became ready together (in input
+    order unless unordered), for a caller that writes or counts them a batch at a time.
+
+    ``on_engine`` receives the run's ``Engine`` as the run starts: ``engine.stop()``
+    ends the run cleanly (records completed so far still come), and
+    ``engine.settled()`` says, per host, where ``--limit auto``
+    (``FetchOptions(adaptive=Adaptive())``) has settled and why (a ``Settled`` each).
+    Leaving the loop early is safe as for ``fetch_many``.
+    """
+    run = _detached(items, options, template, data, json, on_engine)
+    try:
+        while (batch := await run.next()) is not None:
+            yield batch
+    finally:
+        await run.close()
+
+
+def _detached(
+    items: Items,
+    options: FetchOptions | None,
+    template: str | None,
+    data: str | None,
+    json: str | None,
+    on_engine: Callable[[Engine[Record]], None] | None,
+) -> Detached[Record]:
+    """The library's run: the request settled as on the command line, its batches made
+    in a task of their own (``Detached``: the caller's generator is the only one in
+    the caller's task)."""
     options = options or FetchOptions()
     plan = plan_request(
         template=template, data=data, json=json, method=options.method, headers=options.headers
@@ -142,13 +177,8 @@ async def fetch_many(
     options = dataclasses.replace(
         options, method=plan.method, content_type=plan.content_type, accept=plan.accept
     )
-    run = Detached(fetch_finished(items_from(items, plan.templates), options, _same, record_cost))
-    try:
-        while (batch := await run.next()) is not None:
-            for record in batch:
-                yield record
-    finally:
-        await run.close()
+    items_in = items_from(items, plan.templates)
+    return Detached(fetch_finished(items_in, options, _same, record_cost, on_engine))
 
 
 class Detached(Generic[T]):

@@ -8,18 +8,33 @@ stays light: nothing here imports aiohttp, orjson or rich.
 
 from __future__ import annotations
 
-import math
-import re
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from fetchmany._version import __version__
+from fetchmany.checks import (
+    flag,
+    header_names,
+    header_text,
+    headers,
+    named,
+    optional,
+    path,
+    rate,
+    seconds,
+    shown,
+    size,
+    text,
+    whole,
+)
+from fetchmany.fetch.picks import Pick, checked_picks
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.records import BodyMode
 from fetchmany.redaction import MASK, redact_url
 
-if TYPE_CHECKING:
-    from fetchmany.fetch.picks import Pick
+T = TypeVar("T")
 
 DEFAULT_LIMIT: Final = 10
 DEFAULT_METHOD: Final = "GET"
@@ -35,8 +50,6 @@ DEFAULT_BODY: Final = BodyMode.AUTO
 DEFAULT_SAVE_NAME: Final = "{index}{ext}"
 PROXY_SCHEMES: Final = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 """What --proxy (and the proxy variables) may name; the socks ones go through aiohttp-socks."""
-ALL_HEADERS: Final = frozenset({"*"})
-"""``--response-headers all``."""
 DEFAULT_CEILING: Final = 256
 """--limit auto's ceiling unless auto:MAX gives one."""
 DEFAULT_START: Final = 10
@@ -67,10 +80,11 @@ class Adaptive:
     concurrency and of an announced quota."""
 
     def __post_init__(self) -> None:
-        _whole("the ceiling of --limit auto", self.ceiling, 1)
-        _whole("the start of --limit auto", self.start, 1)
-        if not (_positive(self.share) and self.share <= 1):
-            raise ValueError(f"the share of --limit auto must be in (0, 1], got {self.share!r}")
+        named("the ceiling of --limit auto", at_least_one, self.ceiling)
+        named("the start of --limit auto", at_least_one, self.start)
+        share = self.share
+        if not (isinstance(share, int | float) and not isinstance(share, bool) and 0 < share <= 1):
+            raise ValueError(f"the share of --limit auto must be in (0, 1], got {shown(share)}")
 
     @classmethod
     def parse(cls, text: str) -> Adaptive:
@@ -86,37 +100,89 @@ class Adaptive:
 
 MAX_LIMIT: Final = 100_000
 """The most requests in flight a run may ask for (each holds a socket and a task)."""
-_VALUE_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is allowed
 
 
-def header_value_problem(value: str) -> str | None:
-    """Why ``value`` cannot be sent as a header value (RFC 9110 5.5), or None."""
-    if (bad := _VALUE_CONTROL.search(value)) is not None:
-        return f"contains a control character ({bad.group()!r})"
-    return None
+def limit(value: object) -> int:
+    return whole(value, 1, MAX_LIMIT)
 
 
-def _positive(value: object) -> bool:
-    """A positive, finite number (NaN, infinity, None and text are not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+def at_least_one(value: object) -> int:
+    return whole(value, 1)
 
 
-def _whole(name: str, value: object, least: int, most: int | None = None) -> None:
-    """A setting that must be a whole number in range: a ValueError naming it otherwise
-    (2.5, NaN, infinity or "5" would fail later, deep in a run, or never be a bound)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if value < least or (most is not None and value > most):
-        bound = f"between {least} and {most}" if most is not None else f"at least {least}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+def at_least_zero(value: object) -> int:
+    return whole(value, 0)
+
+
+def window_size(value: object) -> int:
+    """``--window-bytes``: a size, of at least a byte."""
+    return whole(size(value), 1)
+
+
+def timeout_seconds(value: object) -> float:
+    return seconds(value, zero=False)
+
+
+def body_mode(value: object) -> BodyMode:
+    if not isinstance(value, str):
+        raise TypeError(f"must be a BodyMode or its name, got {shown(value)}")
+    try:
+        return BodyMode(value.lower())
+    except ValueError:
+        choices = ", ".join(mode.value for mode in BodyMode)
+        raise ValueError(f"must be one of {choices}; got {value!r}") from None
+
+
+def method(value: object) -> str:
+    """An HTTP method, upper-cased: letters only (a token with no room for a surprise)."""
+    value = text(value)
+    if not value or not value.isascii() or not value.isalpha():
+        raise ValueError(f"not an HTTP method: {value!r}")
+    return value.upper()
+
+
+def proxy(value: object) -> str:
+    schemes = tuple(f"{scheme}://" for scheme in PROXY_SCHEMES)
+    if not isinstance(value, str) or not value.lower().startswith(schemes):
+        hidden = redact_url(str(value))
+        if "@" in hidden:  # no scheme to tell a userinfo by (user:pw@host): mask up to @
+            hidden = f"{MASK}@{hidden.rsplit('@', 1)[1]}"
+        raise ValueError(f"must be an http(s):// or socks:// URL, got {hidden!r}")
+    return value
+
+
+def user_agent(value: object) -> str:
+    try:
+        return header_text(value)
+    except ValueError:
+        raise ValueError("must be text without control characters") from None
+
+
+def _kind(kind: type[T], what: str) -> Callable[[object], T]:
+    def check(value: object) -> T:
+        if not isinstance(value, kind):
+            raise TypeError(f"must be {what}, got {shown(value)}")
+        return value
+
+    return check
+
+
+if TYPE_CHECKING:
+    HeadersGiven = Mapping[str, str] | Iterable[tuple[str, str]]
+    PicksGiven = Iterable[Pick | str] | Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
     """Everything that shapes how items are fetched and turned into records.
 
-    Validation happens here, once, so the CLI and library callers get the same
-    errors (``ValueError`` with a message fit to show a user).
+    Takes plain Python: ``headers`` as a mapping (``{"Accept": "application/json"}``)
+    or (name, value) pairs, ``rate`` as a number per second or text (``"10/s"``,
+    ``"600/m"``), sizes as bytes or text (``"10MB"``), ``body`` as a ``BodyMode`` or
+    its name, ``picks`` as ``"NAME=PATH"`` texts; each is made the field's type here,
+    once. Every value is checked here, by the same checks the command line uses: one of
+    the wrong kind is a ``TypeError``, one out of range (or a combination refused) a
+    ``ValueError``, each naming the setting and what it takes.
     """
 
     limit: int = DEFAULT_LIMIT
@@ -130,12 +196,17 @@ class FetchOptions:
     """What the started but not yet emitted items may hold (see ``engine.py``)."""
     ordered: bool = True
     method: str | None = None
-    """None: GET, or POST when a body template is given (``policy.plan_request``)."""
+    """None: GET, or POST when a body template is given (as ``fetch_many`` settles it)."""
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a token
+    """Extra request headers, in the order given; a mapping is taken as its items."""
     user_agent: str = DEFAULT_USER_AGENT
     timeout: float = DEFAULT_TIMEOUT
     """Seconds for one whole attempt: connect, send, headers and body."""
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_time: float | None = None
+    """Seconds an item may take, all its attempts and backoffs together (``--max-time``):
+    an attempt in flight then is cut, a backoff that would end later is not taken, and
+    the record is a ``timeout`` saying so. None: no deadline."""
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     """0 disables following redirects: the 3xx response itself becomes the record."""
     verify_tls: bool = True
@@ -152,8 +223,7 @@ class FetchOptions:
     """Content-Type of request bodies (from ``-d``/``--json``), unless a header sets one."""
     accept: str | None = None
     """Accept of every request (``application/json`` with ``--json``), unless a header
-    sets one; None: ``DEFAULT_ACCEPT``. Settled with the method by
-    ``policy.plan_request``."""
+    sets one; None: ``DEFAULT_ACCEPT``. ``fetch_many`` settles it with the method."""
     proxy: str | None = field(default=None, repr=False)  # may hold a password
     """Proxy for every request; None uses HTTP(S)_PROXY/NO_PROXY from the environment."""
     env_proxy: bool = True
@@ -174,50 +244,48 @@ class FetchOptions:
     """Record the final connection's TLS facts (``tls``); off, the request path pays
     nothing (no hook on the connection, no branch per answer beyond the one above)."""
 
+    if TYPE_CHECKING:  # what a caller may give; __post_init__ makes it the fields' types
+
+        def __init__(
+            self,
+            *,
+            limit: int = ...,
+            adaptive: Adaptive | None = ...,
+            window: int | None = ...,
+            window_bytes: int | str = ...,
+            ordered: bool = ...,
+            method: str | None = ...,
+            headers: HeadersGiven = ...,
+            user_agent: str = ...,
+            timeout: float = ...,
+            connect_timeout: float = ...,
+            max_time: float | None = ...,
+            max_redirects: int = ...,
+            verify_tls: bool = ...,
+            body: BodyMode | str = ...,
+            max_body_size: int | str = ...,
+            retry: RetryPolicy = ...,
+            rate: float | str | None = ...,
+            per_host: int | None = ...,
+            ca_bundle: str | os.PathLike[str] | None = ...,
+            content_type: str | None = ...,
+            accept: str | None = ...,
+            proxy: str | None = ...,
+            env_proxy: bool = ...,
+            netrc: bool = ...,
+            picks: PicksGiven = ...,
+            save_dir: str | os.PathLike[str] | None = ...,
+            save_name: str = ...,
+            dedupe: bool = ...,
+            timings: bool = ...,
+            response_headers: Iterable[str] | None = ...,
+            redirects: bool = ...,
+            tls: bool = ...,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
-        _whole("limit", self.limit, 1, MAX_LIMIT)
-        if self.window is not None:
-            _whole("window", self.window, 1)
-        _whole("window bytes", self.window_bytes, 1)
-        _whole("max redirects", self.max_redirects, 0)
-        _whole("max body size", self.max_body_size, 0)
-        if self.per_host is not None:
-            _whole("per-host limit", self.per_host, 1)
-        if not isinstance(self.user_agent, str) or header_value_problem(self.user_agent):
-            raise ValueError("user agent must be text without control characters")
-        for header in self.headers:
-            if (
-                not isinstance(header, tuple)
-                or len(header) != 2
-                or not all(
-                    isinstance(part, str) and not header_value_problem(part) for part in header
-                )
-            ):
-                raise ValueError(
-                    "headers must be (name, value) pairs of text without control characters"
-                )
-        if self.method is not None and not isinstance(self.method, str):
-            raise ValueError("method must be text such as GET or POST")
-        if not _positive(self.timeout):
-            raise ValueError(f"timeout must be a positive number, got {self.timeout}")
-        if not _positive(self.connect_timeout):
-            raise ValueError(
-                f"connect timeout must be a positive number, got {self.connect_timeout}"
-            )
-        if self.rate is not None and not _positive(self.rate):
-            raise ValueError(f"rate must be positive, got {self.rate}")
-        schemes = tuple(f"{scheme}://" for scheme in PROXY_SCHEMES)
-        if self.proxy is not None and (
-            not isinstance(self.proxy, str) or not self.proxy.lower().startswith(schemes)
-        ):
-            shown = redact_url(str(self.proxy))
-            if "@" in shown:  # no scheme to tell a userinfo by (user:pw@host): mask up to @
-                shown = f"{MASK}@{shown.rsplit('@', 1)[1]}"
-            raise ValueError(f"proxy must be an http(s):// or socks:// URL, got {shown!r}")
-        if self.method is not None:
-            if not self.method or not self.method.isascii() or not self.method.isalpha():
-                raise ValueError(f"not an HTTP method: {self.method!r}")
-            object.__setattr__(self, "method", self.method.upper())
+        for name, check in _CHECKS.items():
+            object.__setattr__(self, name, named(name, check, getattr(self, name)))
         if self.http_method == "HEAD" and self.save_dir is not None:
             # An answer to HEAD has no body: every saved file would be empty.
             raise ValueError("HEAD answers have no body to save; drop --save-dir or -X HEAD")
@@ -242,3 +310,40 @@ class FetchOptions:
             size = max(size, self.window_bytes // PARKED_COST)
         window = self.effective_window
         return size if window is None else min(size, window)
+
+
+_CHECKS: Final[dict[str, Callable[[object], object]]] = {
+    "limit": limit,
+    "adaptive": optional(_kind(Adaptive, "an Adaptive (for --limit auto) or None")),
+    "window": optional(at_least_one),
+    "window_bytes": window_size,
+    "ordered": flag,
+    "method": optional(method),
+    "headers": headers,
+    "user_agent": user_agent,
+    "timeout": timeout_seconds,
+    "connect_timeout": timeout_seconds,
+    "max_time": optional(timeout_seconds),
+    "max_redirects": at_least_zero,
+    "verify_tls": flag,
+    "body": body_mode,
+    "max_body_size": size,
+    "retry": _kind(RetryPolicy, "a RetryPolicy"),
+    "rate": optional(rate),
+    "per_host": optional(at_least_one),
+    "ca_bundle": optional(path),
+    "content_type": optional(header_text),
+    "accept": optional(header_text),
+    "proxy": optional(proxy),
+    "env_proxy": flag,
+    "netrc": flag,
+    "picks": checked_picks,
+    "save_dir": optional(path),
+    "save_name": text,
+    "dedupe": flag,
+    "timings": flag,
+    "response_headers": optional(header_names),
+    "redirects": flag,
+    "tls": flag,
+}
+"""Each field's check, in the order of the fields: the first wrong one is the one named."""

@@ -47,22 +47,24 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 
 EPILOG = """\b
-Examples:
-  fetchmany urls.txt --limit 5
-  seq 1 100 | fetchmany -t 'https://api.example.com/posts?id={}' | jq .body.title
-  fetchmany a.txt b.txt -o results.csv
-  fetchmany urls.txt --fields index,url,status,error -f csv
-  fetchmany urls.txt --unordered --body none | jq -c 'select(.ok | not)'
-  seq 1 100 | fetchmany -t 'https://api.example.com/posts?id={}' --pick title=0.title -f csv
-  fetchmany repos.csv -t 'https://api.github.com/repos/{owner}/{name}' --pick stars=stargazers_count
-  seq 1 50 | fetchmany -t https://api.example.com/lookup --json '{"id": {id}}'
-  fetchmany ids.txt -t 'https://api.example.com/items/{}' -r 600/m --per-host 4
-  fetchmany urls.txt --save-dir pages --save-name '{index}{ext}'
-  fetchmany urls.txt -o out.jsonl --resume      # again after Ctrl-C or a crash
+Examples (from the README; docs/reference.md explains every option):
+  fetchmany urls.txt --limit 5 -o results.csv
+  seq 1 100 \\
+    | fetchmany -t 'https://jsonplaceholder.typicode.com/posts?id={}' -q \\
+    | jq -r '.body[0].title'
+  fetchmany links.txt -I -m 10 --redirects -f csv -o links.csv
+  fetchmany links.txt --unordered --body none -q | jq -c 'select(.ok | not)'
+  fetchmany repos.csv -t 'https://api.github.com/repos/{owner}/{name}' \\
+    --pick stars=stargazers_count -f csv
+  fetchmany big-list.txt -o out.jsonl --resume --rate 50/s --per-host 4
+  fetchmany pages.txt --refresh pages.jsonl -o pages.jsonl
+  fetchmany urls.txt -P auto -o out.jsonl
 
 \b
+From curl: -L, -I, -s, -m SECONDS and --retry N mean what they mean there.
 Every option can also be set as FETCHMANY_<OPTION> (FETCHMANY_LIMIT=20).
-Shell completion: eval "$(_FETCHMANY_COMPLETE=bash_source fetchmany)" (or zsh_source, fish_source).
+Shell completion: eval "$(_FETCHMANY_COMPLETE=bash_source fetchmany)"
+(zsh_source and fish_source for those shells).
 
 \b
 Exit status: 0 every record ok, 1 some record not ok, 2 usage error,
@@ -93,7 +95,7 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     with # are skipped. Records go to stdout (or --output) as JSON Lines, a JSON
     array or CSV; progress and the summary go to stderr.
     """
-    args = CommandLine(inputs=inputs, **params)
+    args = curl_spellings(CommandLine(inputs=inputs, **params), click.get_current_context())
     if args.output == "-":
         args = dataclasses.replace(args, output=None)
     if args.merge:
@@ -124,6 +126,37 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     if stopped and (note := kept_after_interruption(job, args)):
         job.display.note(note)
     _exit(outcome)
+
+
+def curl_spellings(args: CommandLine, ctx: click.Context) -> CommandLine:
+    """curl's spellings as fetchmany's own options: ``-I`` is ``-X HEAD``, ``--no-location``
+    is ``--max-redirects 0`` (``-L`` asks for what is done anyway). A combination that
+    contradicts itself is a usage error rather than one flag silently winning."""
+    if args.head:
+        if args.method is not None and args.method.upper() != "HEAD":
+            raise click.UsageError(
+                f"-I/--head sends HEAD and -X asks for {printable(args.method)}; drop one"
+            )
+        if args.data is not None or args.json is not None:
+            flag = "--data" if args.data is not None else "--json"
+            raise click.UsageError(f"-I/--head sends HEAD, which carries no body; drop {flag}")
+        if args.save_dir is not None:
+            raise click.UsageError(
+                "-I/--head asks for no body, so --save-dir would have nothing to save; drop one"
+            )
+        args = dataclasses.replace(args, method="HEAD")
+    if args.location is True and args.max_redirects == 0 and given(ctx, "max_redirects"):
+        raise click.UsageError(
+            "-L/--location follows redirects and --max-redirects 0 follows none; drop one"
+        )
+    if args.location is False:
+        if args.max_redirects != 0 and given(ctx, "max_redirects"):
+            raise click.UsageError(
+                f"--no-location follows no redirect and --max-redirects {args.max_redirects} "
+                "follows some; drop one"
+            )
+        args = dataclasses.replace(args, max_redirects=0)
+    return args
 
 
 def kept_after_interruption(job: Job, args: CommandLine) -> str | None:
@@ -184,18 +217,21 @@ _FETCH_ONLY: Final = (
     "json", "header", "user_agent", "timeout", "connect_timeout", "max_redirects",
     "max_body_size", "insecure", "proxy", "netrc", "ca_bundle", "pick", "save_dir",
     "save_name", "body", "unordered", "resume", "shard", "shard_by", "processes", "refresh",
-    "tls",
+    "tls", "head", "location", "max_time",
 )  # fmt: skip
 
 
-def check_merge_options(ctx: click.Context) -> None:
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (on the command line or as FETCHMANY_*)."""
     from click.core import ParameterSource
 
+    source = ctx.get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def check_merge_options(ctx: click.Context) -> None:
     for name in _FETCH_ONLY:
-        if ctx.get_parameter_source(name) in (
-            ParameterSource.COMMANDLINE,
-            ParameterSource.ENVIRONMENT,
-        ):
+        if given(ctx, name):
             flag = "--" + name.replace("_", "-")
             raise click.UsageError(f"{flag} does nothing with --merge, which fetches nothing")
 
@@ -756,6 +792,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
         )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.NoSuchOption as exc:
+        from fetchmany.cli.habits import elsewhere
+
+        hint = elsewhere(exc.option_name)
+        message = f"No such option '{exc.option_name}'; {hint}" if hint else exc.format_message()
+        _say(f"fetchmany: {printable(message)}")
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         _say(f"fetchmany: {printable(exc.format_message())}")
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)

@@ -7,6 +7,7 @@ so a failed fetch can never end the run.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any, Final
 import aiohttp
 from yarl import URL
 
+from fetchmany.checks import ALL_HEADERS
 from fetchmany.fetch.adaptive import Lesson, Overload
 from fetchmany.fetch.bodies import DecodedBody, decode_body
 from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
@@ -28,7 +30,7 @@ from fetchmany.fetch.session import Sessions, SessionSetup, basic_auth
 from fetchmany.fetch.timings import Timings
 from fetchmany.fetch.tls import tls_facts
 from fetchmany.input.sources import Item
-from fetchmany.options import ALL_HEADERS, FetchOptions
+from fetchmany.options import FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
 from fetchmany.redaction import redact_parsed, redact_text, redact_url
 from fetchmany.urls import fragment_of
@@ -303,9 +305,13 @@ class Client:
             lesson.hops = response.hops
         self._limits.release(host, ticket, lesson)
 
-    async def fetch(self, item: Item, conditional: dict[str, str] | None = None) -> Record:
+    async def fetch(
+        self, item: Item, conditional: dict[str, str] | None = None, spent: float = 0.0
+    ) -> Record:
         """The record for one item, after any retries. ``conditional``: headers that make
         every attempt conditional (``--refresh``: If-None-Match, If-Modified-Since).
+        ``spent``: seconds of the item's --max-time already used, when it is asked again
+        (``--refresh`` after a 304 it cannot keep), so that -m bounds the item whole.
 
         Never raises for anything the input or the network does; raises
         ``Abandoned`` only when the run stops while the item waits for a slot or
@@ -320,21 +326,40 @@ class Client:
         retry_on = retry.retry_on
         host = host_key(target) if self._by_host else ""
         started = 0.0
+        deadline: float | None = None  # --max-time, in the loop's time, from attempt 1
         attempt = 0
+        record: Record | None = None
         while True:
             attempt += 1
-            record = Record(item.index, item.input, item.url, attempts=attempt)
+            if deadline is None:
+                ticket = await limits.acquire(host, item.index, attempt)
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        ticket = await limits.acquire(host, item.index, attempt)
+                except TimeoutError:
+                    assert record is not None
+                    self._ran_out(record, f"waiting for a slot for retry {attempt - 1}")
+                    break
             retry_after = None
-            ticket = await limits.acquire(host, item.index, attempt)
+            record = Record(item.index, item.input, item.url, attempts=attempt)
             began = time.perf_counter()
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = began
+                if options.max_time is not None:
+                    deadline = asyncio.get_running_loop().time() + options.max_time - spent
             response: Response | None = None
             try:
-                response = await self.attempt(item, target, conditional)
+                if deadline is None:
+                    response = await self.attempt(item, target, conditional)
+                else:
+                    response = await self._attempt_by(deadline, item, target, conditional)
                 retry_after = response.retry_after
                 # Inside the try: whatever a response holds, judging it ends in a record.
                 fill_record(record, response, options)
+            except DeadlineReached:
+                self._ran_out(record, f"during attempt {attempt}", cut=True)
+                break  # after the finally: the slot is given back first
             except Exception as exc:
                 record.error = classify(exc, options)
                 if options.redirects and isinstance(exc, aiohttp.TooManyRedirects):
@@ -356,9 +381,41 @@ class Client:
             )
             if wait is None:
                 break
+            if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
+                self._ran_out(record, f"before retry {attempt} (a backoff of {wait:.2f}s)")
+                break
             await limits.backoff(wait)
         record.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return record
+
+    async def _attempt_by(
+        self, deadline: float, item: Item, target: URL, conditional: dict[str, str] | None
+    ) -> Response:
+        """``attempt``, cut at ``deadline`` (the loop's time): ``DeadlineReached`` then."""
+        cut = asyncio.timeout_at(deadline)
+        try:
+            async with cut:
+                return await self.attempt(item, target, conditional)
+        except TimeoutError:
+            if cut.expired():
+                raise DeadlineReached from None
+            raise  # the attempt's own --timeout
+
+    def _ran_out(self, record: Record, when: str, cut: bool = False) -> None:
+        """The record of an item whose --max-time ended it: a ``timeout`` saying when, and
+        how the last attempt had ended (a cut attempt has nothing else to say)."""
+        assert self._options.max_time is not None
+        message = f"--max-time {self._options.max_time:g}s ran out {when}"
+        if not cut:
+            before = record.error
+            last = f"{before.kind}: {before.message}" if before else f"status {record.status}"
+            message += f"; attempt {record.attempts} ended with {last}"
+        record.error = FetchError(ErrorKind.TIMEOUT, message)
+        record.ok = False
+
+
+class DeadlineReached(Exception):
+    """An attempt cut by the item's --max-time (not by its own --timeout)."""
 
 
 async def _read_capped(
@@ -458,7 +515,10 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
         )
     if saved is not None:
         record.path, record.sha256 = saved.path, saved.sha256
-    if saved is None or options.picks:  # with --save-dir, the body is kept only for picks
+    if head:  # no body to judge: none is null whatever --body asks (not invalid_json)
+        if options.picks:
+            record.picks = apply_picks(options.picks, None)
+    elif saved is None or options.picks:  # with --save-dir, the body is kept only for picks
         decoded = decode_body(response.body, response.content_type, body_mode)
         if saved is None:
             record.body = decoded.value

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from typing import Final, Generic, TypeVar
 
+from fetchmany.fetch.adaptive import Settled
 from fetchmany.fetch.limits import Abandoned, Limits
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
@@ -114,6 +115,11 @@ class Engine(Generic[T]):
     @property
     def limits(self) -> Limits | None:
         return self._limits
+
+    def settled(self) -> dict[str, Settled]:
+        """With ``--limit auto`` (``FetchOptions(adaptive=...)``): where each host's limit
+        is now and why; empty for a fixed limit. Read it during the run or after it."""
+        return self._limits.settled() if self._limits is not None else {}
 
     @property
     def workers(self) -> int:

@@ -9,7 +9,6 @@ never has to wait for a long backoff.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable
@@ -18,18 +17,6 @@ from typing import Final, Protocol, TypeVar
 from fetchmany.fetch.adaptive import AdaptiveLimit, Lesson, Settled
 from fetchmany.fetch.gate import PriorityGate
 from fetchmany.options import Adaptive
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$", re.IGNORECASE)
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(text: str) -> float:
-    """``20``, ``20/s``, ``600/m``, ``1000/h`` → requests per second."""
-    match = _RATE.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"not a rate: {text!r} (try 20, 20/s, 600/m)")
-    return float(match.group(1)) / _PER[(match.group(2) or "s").lower()]
-
 
 # Descriptors a run needs besides its requests: the standard streams, input and
 # output files (and the output's lock and temporary file), the event loop's own

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fetchmany.checks import several, shown
+from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -51,6 +54,37 @@ def parse_pick(text: str) -> Pick:
     if any(step == "" for step in steps):
         raise ValueError(f"empty step in path {path!r} (use keys and indexes: 0.title)")
     return Pick(name, steps)
+
+
+_TAKEN = frozenset({*FIELDS, *SAVED_FIELDS, *OPTIONAL_FIELDS, ERROR_MESSAGE_COLUMN})
+
+
+def checked_picks(value: object) -> tuple[Pick, ...]:
+    """The picks of a run: ``Pick`` objects, ``"NAME=PATH"`` texts, or a mapping of
+    NAME to PATH (or such pairs). A name of a record's own field, or a name twice, is refused: one
+    value would hide the other."""
+    picks = []
+    for one in several(value, "NAME=PATH texts, Picks or a mapping of NAME to PATH"):
+        if isinstance(one, tuple) and len(one) == 2 and all(isinstance(x, str) for x in one):
+            one = f"{one[0]}={one[1]}"  # a mapping's (NAME, PATH)
+        if (
+            isinstance(one, Pick)
+            and isinstance(one.name, str)
+            and _NAME.match(one.name)
+            and isinstance(one.path, tuple)
+            and all(isinstance(step, str) for step in one.path)
+        ):
+            picks.append(one)
+        elif isinstance(one, str):
+            picks.append(parse_pick(one))
+        else:
+            raise TypeError(f"each pick is NAME=PATH text or a Pick of text, got {shown(one)}")
+    names = [pick.name for pick in picks]
+    if reserved := sorted(set(names) & _TAKEN):
+        raise ValueError(f"{reserved[0]!r} is a field of every record; give the pick another name")
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"field name used twice: {duplicated[0]!r}")
+    return tuple(picks)
 
 
 def apply_picks(picks: Sequence[Pick], body: Any) -> dict[str, Any]:

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
+from fetchmany.checks import header_value_problem
 from fetchmany.input.sources import Item
-from fetchmany.options import FetchOptions, header_value_problem
+from fetchmany.options import FetchOptions
 from fetchmany.records import ErrorKind, FetchError, Record, Refresh
 
 CARRIED: Final = ("status", "content_type", "size", "body", "headers", "path", "sha256")
@@ -42,7 +43,9 @@ _NOT_UPDATED: Final = frozenset({"content-length", "content-encoding", "transfer
 """Headers of a 304 that describe it, not the stored answer (RFC 9111 3.2)."""
 NOT_MODIFIED: Final = 304
 
-ConditionalFetch = Callable[[Item, dict[str, str] | None], Awaitable[Record]]
+ConditionalFetch = Callable[[Item, dict[str, str] | None, float], Awaitable[Record]]
+"""The client's fetch: an item, the headers that make it conditional, and the seconds of
+its --max-time already spent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ class Refresher:
         if previous is not None and not self._usable(previous):
             previous = None
         headers = previous.conditional() if previous is not None else None
-        record = await self._fetch(item, headers)
+        record = await self._fetch(item, headers, 0.0)
         if record.status == NOT_MODIFIED:
             if headers is not None:
                 assert previous is not None
@@ -133,7 +136,8 @@ class Refresher:
     async def _again(self, item: Item, first: Record) -> Record:
         """A 304 to a request that asked for no condition: it cannot mean "keep what you
         have". Asked again, unconditionally, once."""
-        record = await self._fetch(item, None)
+        spent = (first.elapsed_ms or 0.0) / 1000  # of the item's --max-time, if any
+        record = await self._fetch(item, None, spent)
         record.attempts += first.attempts
         if first.elapsed_ms is not None and record.elapsed_ms is not None:
             record.elapsed_ms = round(first.elapsed_ms + record.elapsed_ms, 3)

@@ -7,12 +7,13 @@ struggling server; a server's own ``Retry-After`` on 429/503 wins, up to the cap
 
 from __future__ import annotations
 
-import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from fetchmany.checks import flag, named, seconds, shown, whole
 from fetchmany.records import ErrorKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -41,20 +42,86 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
 
 
+def statuses(value: object) -> frozenset[int]:
+    """HTTP statuses: text ``"429,503"`` (the command line's) or an iterable of numbers."""
+    if isinstance(value, str):
+        codes = set()
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not (part.isascii() and part.isdigit() and 100 <= int(part) <= 599):
+                raise ValueError(f"not an HTTP status: {part!r}")
+            codes.add(int(part))
+        return frozenset(codes)
+    if not isinstance(value, Iterable) or isinstance(value, bytes):
+        raise TypeError(
+            f"must be HTTP statuses (numbers, or text such as '429,503'), got {shown(value)}"
+        )
+    found = list(value)
+    for code in found:
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise TypeError(f"must be HTTP statuses (numbers), got {shown(code)}")
+        if not 100 <= code <= 599:
+            raise ValueError(f"not an HTTP status: {code}")
+    return frozenset(found)
+
+
+def retries(value: object) -> int:
+    return whole(value, 0)
+
+
+def backoff_seconds(value: object) -> float:
+    return seconds(value, zero=True)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """When to try a request again (``--retries``, ``--retry-on``, ``--retry-all-methods``)
+    and how long to wait first (``--backoff``, ``--max-backoff``).
+
+    Takes plain Python, checked as the command line checks it: ``retry_on`` as numbers
+    (``{429, 503}``) or text (``"429,503"``); a value of the wrong kind is a
+    ``TypeError`` and one out of range a ``ValueError``, each naming the setting.
+    """
+
     retries: int = DEFAULT_RETRIES
+    """Retries after the first attempt (0: none)."""
     retry_on: frozenset[int] = DEFAULT_RETRY_ON
+    """Statuses that are retried; connection errors, timeouts and broken answers always are."""
     backoff: float = DEFAULT_BACKOFF
+    """Seconds: the first backoff's ceiling, doubled each retry, with full jitter."""
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    """Seconds: the longest wait before a retry, a server's Retry-After included."""
     retry_all_methods: bool = False
+    """Retry methods that are not idempotent (POST, PATCH) too."""
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
+    if TYPE_CHECKING:  # what a caller may give; __post_init__ makes it the fields' types
+
+        def __init__(
+            self,
+            *,
+            retries: int = ...,
+            retry_on: Iterable[int] | str = ...,
+            backoff: float = ...,
+            max_backoff: float = ...,
+            retry_all_methods: bool = ...,
+            rng: random.Random = ...,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError(f"retries cannot be negative, got {self.retries}")
-        if not (0 <= self.backoff < math.inf and 0 <= self.max_backoff < math.inf):
-            raise ValueError("backoff times must be finite and not negative")
+        checks = {
+            "retries": retries,
+            "retry_on": statuses,
+            "backoff": backoff_seconds,
+            "max_backoff": backoff_seconds,
+            "retry_all_methods": flag,
+        }
+        for name, check in checks.items():
+            object.__setattr__(self, name, named(name, check, getattr(self, name)))
+        if not isinstance(self.rng, random.Random):
+            raise TypeError(f"rng: must be a random.Random, got {shown(self.rng)}")
 
     def delay(
         self,

@@ -12,7 +12,7 @@ which the peer sends whether or not it was verified: with ``--insecure`` Python'
 parsed form is an empty dict, so ``cryptography`` parses it, imported only when a
 run asks for ``--tls``. Certificates are parsed once each (a run talks to few).
 
-Shapes (README, *Records*): ``subject`` and ``issuer`` are RFC 4514 strings
+Shapes (docs/records.md): ``subject`` and ``issuer`` are RFC 4514 strings
 (``CN=example.com,O=Example``), ``san`` the subject alternative names as strings
 (DNS names, IP addresses, e-mail addresses and URIs as written), ``not_before`` and
 ``not_after`` ISO 8601 UTC (``2027-01-31T23:59:59Z``), ``days_left`` the whole days

@@ -118,17 +118,14 @@ class ProgressDisplay:
             TimeRemainingColumn,
         )
 
-        from fetchmany.output._progress_columns import CountColumn, LimitColumn, RateColumn
+        from fetchmany.output._progress_columns import CountColumn, FiguresColumn
 
         self._console = Console(stderr=True, highlight=False, soft_wrap=True)
         self._progress = Progress(
             TextColumn("fetching", markup=False),
             BarColumn(),
             CountColumn(),
-            RateColumn(),
-            LimitColumn(),
-            TextColumn("{task.fields[ok]} ok", style="green", markup=False),
-            TextColumn("{task.fields[failed]} failed", style="red", markup=False),
+            FiguresColumn(),
             TimeElapsedColumn(),
             TextColumn("eta", markup=False),
             TimeRemainingColumn(),
@@ -248,7 +245,7 @@ def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None =
         )
         more = f" and {len(hosts) - 5} more hosts" if len(hosts) > 5 else ""
         lines.append(f"  limit auto settled at: {shown}{more}; {overloads} overload answers")
-    for sample in stats.failures:
+    for sample in stats.samples:
         lines.append(
             f"  e.g. {terminal_safe(redact_url(sample.shown), 120)}: {sample.outcome}: "
             f"{terminal_safe(redact_text(sample.message), 160)}"

@@ -71,6 +71,12 @@ class Sample:
     message: str
 
 
+def _sample(record: Record, label: str) -> Sample:
+    message = record.error.message if record.error else f"HTTP {record.status}"
+    shown = record.url if record.url is not None else f"item {record.index}"
+    return Sample(shown, label, message)
+
+
 @dataclass
 class RunStats:
     """Totals the progress display and the final summary read."""
@@ -84,6 +90,10 @@ class RunStats:
     ttfb: LatencyHistogram = field(default_factory=LatencyHistogram)
     """With --timings: time to first byte of the final attempts."""
     failures: list[Sample] = field(default_factory=list)
+    """The first failure of each kind (outcome), up to ``keep_failures`` kinds."""
+    more_failures: list[Sample] = field(default_factory=list)
+    """Later failures of kinds already kept, up to ``keep_failures``: shown only while
+    there are fewer kinds than that, so one common kind does not hide the others."""
     keep_failures: int = 3
     limit: int | None = None
     """The limit in force now (with --limit auto summed over hosts; under -P, over
@@ -115,10 +125,12 @@ class RunStats:
             self.outcomes[label] += 1
             if record.ok:
                 self.ok += 1
-            elif len(self.failures) < self.keep_failures:
-                message = record.error.message if record.error else f"HTTP {record.status}"
-                shown = record.url if record.url is not None else f"item {record.index}"
-                self.failures.append(Sample(shown, label, message))
+            elif len(self.failures) < self.keep_failures and all(
+                kept.outcome != label for kept in self.failures
+            ):
+                self.failures.append(_sample(record, label))
+            elif len(self.more_failures) < self.keep_failures:
+                self.more_failures.append(_sample(record, label))
             if record.elapsed_ms is not None:
                 self.latency.add(record.elapsed_ms)
             if record.timings is not None and (ttfb := record.timings.get("ttfb_ms")) is not None:
@@ -127,6 +139,13 @@ class RunStats:
                 self.refreshed[refresh.value if record.ok else "failed"] += 1
                 if refresh is Refresh.UNCHANGED:
                     self.bytes_not_transferred += record.size or 0
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Failures to show: one of each kind first (a connect error, a timeout, a 404),
+        then more of them while there is room."""
+        room = self.keep_failures - len(self.failures)
+        return self.failures + self.more_failures[: max(room, 0)]
 
     def finish(self) -> None:
         self.finished = time.monotonic()
