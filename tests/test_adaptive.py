@@ -269,10 +269,9 @@ async def test_an_overload_cuts_once_per_round_trip_and_frees_no_slot() -> None:
     assert gate.current == len(started)
 
 
-async def test_a_retry_after_stops_new_starts_and_then_probing_past_what_worked() -> None:
-    """The bar said "held" while requests kept going out: a Retry-After now holds the
-    host's new starts for that long, then the limit returns to what worked before and
-    does not probe past it for QUIET times as long."""
+async def test_a_retry_after_holds_the_limit_then_stops_probing_past_what_worked() -> None:
+    """A Retry-After holds the limit (no growth) for that long, then the limit returns to
+    what worked before and does not probe past it for QUIET times as long."""
     gate, clock = controller()
     server = Rejecting(lambda at: 12)
     await simulate(gate, clock, server, 500)
@@ -282,14 +281,21 @@ async def test_a_retry_after_stops_new_starts_and_then_probing_past_what_worked(
     assert gate.mark() == "held"
     for each in started:
         end(gate, each)
-    await gate.acquire(0)
-    _, _, wait = gate.pace(clock.now)
-    assert wait == pytest.approx(2.0, abs=0.02)
-    gate.give_back()
-    clock.now += 2.0
     run = await simulate(gate, clock, server, 400)
     assert clock.now - 1000 < 500 + 2 * QUIET  # still within the quiet time
     assert run.overloads == 0
+
+
+async def test_a_retry_after_at_one_request_at_a_time_pauses_the_host() -> None:
+    """Rejected and told to wait when only one request at a time is left: the host's new
+    starts wait that long too (the bar said "held" while requests kept going out)."""
+    gate, clock = controller(start=1)
+    await simulate(gate, clock, Queueing(100), PROBE_SAMPLES + 1)
+    first = await begin(gate, 0, clock)
+    end(gate, first, None, Overload.REJECTED, retry_after=2.0)
+    await gate.acquire(1)
+    _, _, wait = gate.pace(clock.now)
+    assert wait == pytest.approx(2.0, abs=0.02)
 
 
 @dataclass

@@ -289,7 +289,12 @@ class AdaptiveLimit:
         how long it must wait before it starts (a quota's pace, a ``Retry-After``, the
         gap between starts)."""
         number, wait = self.quota.reserve(now)
-        start = max(now + wait, self._hold_until, self._next_start)
+        start = max(now + wait, self._next_start)
+        if self._limit <= 1:
+            # Down to one at a time and still told to wait: the host's Retry-After holds
+            # its new starts too. (Above that, it holds the limit: rejections of a host
+            # that is full are answered by fewer in flight, not by a pause of all.)
+            start = max(start, self._hold_until)
         start = min(start, now + self._longest_wait)
         self._next_start = start + self._gap
         self._starts += 1
