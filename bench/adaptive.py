@@ -223,17 +223,16 @@ def judge_step(case: Case, runs: dict[str, Run]) -> list[str]:
     log = auto.stats[0]["log"]
     in_step = [status for arrived, _, status in log if down_at <= arrived < up_at]
     share = sum(1 for s in in_step if s in (429, 503)) / max(1, len(in_step))
-    # Followed down: the end of the last 100 ms of the low phase with >10% overloads.
+    # Followed down: the start of the first quarter second after the step whose
+    # overload answers were 10% of its requests or fewer (later probing past the new
+    # capacity draws a few more; the share in the whole step counts those).
     buckets: dict[int, list[int]] = {}
     for arrived, _, status in log:
         if down_at <= arrived < up_at:
-            buckets.setdefault(int((arrived - down_at) * 10), []).append(status)
-    bad = [
-        b
-        for b, statuses in buckets.items()
-        if sum(s in (429, 503) for s in statuses) > 0.1 * len(statuses)
-    ]
-    down = (max(bad) + 1) / 10 if bad else 0.0
+            buckets.setdefault(int((arrived - down_at) * 4), []).append(status)
+    calm = [b for b, statuses in sorted(buckets.items())
+            if sum(s in (429, 503) for s in statuses) <= 0.1 * len(statuses)]  # fmt: skip
+    down = calm[0] / 4 if calm else float("inf")
     reached = [
         at for at, present in auto.stats[0]["presence"] if at >= up_at and present >= 0.8 * high
     ]
