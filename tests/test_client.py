@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
-from conftest import RawServer, jsonl, raw_response, run_cli
+from conftest import LoopbackServer, RawServer, jsonl, raw_response, run_cli
 from yarl import URL
 
 from fetchmany.fetch.client import Client, classify
@@ -358,3 +359,59 @@ async def test_without_max_time_an_attempt_is_not_wrapped(
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY, max_time=30))
     assert record.ok
     assert len(made) == 3  # two attempts, and the retry's slot
+
+
+NESTED = "http://alice:s3cret@other.test/"
+"""A URL with credentials inside a query, as a login page's ``?next=`` holds one."""
+
+
+def landing_app() -> web.Application:
+    """``/login`` redirects to ``/landing?next=NESTED``, ``/twice`` to ``/login?next=NESTED``;
+    ``/landing`` answers 200 and ``/gone`` 500, each echoing its ``next``."""
+
+    async def login(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/landing?next={NESTED}")
+
+    async def twice(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/login?next={NESTED}")
+
+    async def landing(request: web.Request) -> web.Response:
+        return web.json_response({"next": request.query.get("next")})
+
+    async def gone(request: web.Request) -> web.Response:
+        return web.json_response({"next": request.query.get("next")}, status=500)
+
+    app = web.Application()
+    app.router.add_get("/login", login)
+    app.router.add_get("/twice", twice)
+    app.router.add_get("/landing", landing)
+    app.router.add_get("/gone", gone)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("path", "userinfo"),
+    [
+        ("/login", ""),  # redirected: final_url is the URL requested last
+        (f"/landing?next={NESTED}", ""),  # not: the item's own URL, masked when read
+        (f"/landing?next={NESTED}", "me:pw9@"),  # credentials of its own too
+        ("/login", "TOKEN9@"),
+    ],
+)
+async def test_final_url_masks_credentials_in_its_query_and_its_own(
+    serve: Callable[[web.Application], LoopbackServer], path: str, userinfo: str
+) -> None:
+    """The rule of redaction.py, for final_url as for url: a URL written out in the
+    query (``?next=http://u:p@...``) is masked as a URL of its own, ``user:****@``; an
+    @ that is no userinfo stays. The origin's own credentials go as a header (aiohttp
+    takes them out of the URL), and final_url never shows them (curl's url_effective
+    does: see test_conformance.py)."""
+    base = serve(landing_app()).url("")
+    given = base.replace("http://", f"http://{userinfo}") + path
+    async with open_client(NO_RETRY) as client:
+        record = await client.fetch(item(0, given))
+    assert (record.ok, record.status) == (True, 200)
+    assert record.body == {"next": NESTED}  # the server got the URL as given
+    assert record.final_url == f"{base}/landing?next=http://alice:****@other.test/"
+    for secret in ("s3cret", "pw9", "TOKEN9"):
+        assert secret not in str((record.url, record.final_url))
