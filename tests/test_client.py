@@ -18,7 +18,7 @@ from aioresponses import aioresponses
 from conftest import LoopbackServer, RawServer, jsonl, raw_response, run_cli
 from yarl import URL
 
-from fetchmany.fetch.client import Client, classify
+from fetchmany.fetch.client import Client, Response, classify, fill_record
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.fetch.session import SessionSetup, open_session, session_headers
@@ -190,12 +190,24 @@ async def test_retries_until_success_and_counts_attempts(mocked: aioresponses) -
     assert record.body == {"ok": 1}
 
 
-async def test_gives_up_after_the_retries_with_the_last_result(mocked: aioresponses) -> None:
-    for _ in range(4):
-        mocked.get(URL_A, status=502, body="bad gateway", content_type="text/plain")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        *[{"status": status} for status in (429, 500, 502, 503, 504)],
+        {"exception": aiohttp.ClientConnectionError("refused")},
+        {"exception": TimeoutError()},
+        {"exception": aiohttp.ClientPayloadError("cut short")},
+    ],
+)
+async def test_gives_up_after_the_retries_with_the_last_result(
+    mocked: aioresponses, answer: dict[str, Any]
+) -> None:
+    """--retries 3: four requests sent, and attempts says four, for every kind retried."""
+    mocked.get(URL_A, repeat=True, **answer)
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert len(mocked.requests[("GET", URL(URL_A))]) == 4
     assert record.attempts == 4
-    assert record.status == 502
+    assert record.status == answer.get("status")
     assert not record.ok
 
 
@@ -252,6 +264,39 @@ def test_an_answer_of_400_or_more_is_an_http_error_with_its_reason(
     assert record["error"] == {"kind": "http", "message": message}  # not invalid_json
     assert record["body"] == "{not json"
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "ok"),
+    [
+        *[(status, True) for status in (200, 204, 301, 304, 399)],
+        *[(status, False) for status in (100, 199, 400, 404, 503, 599)],
+    ],
+)
+def test_ok_is_an_answer_from_200_to_399_with_nothing_wrong(status: int, ok: bool) -> None:
+    """What a record's ok means (records.py): a status from 200 to 399 (a redirect not
+    followed is the answer asked for, as a 304 of --refresh is) and no error; anything
+    else is an error of kind http, whatever the body held."""
+    record = Record(0, "x", URL_A)
+    answer = Response(status, "Why", URL_A, "text/plain", b"text", False, None)
+    fill_record(record, answer, NO_RETRY)
+    assert (record.ok, record.status, record.body) == (ok, status, "text")
+    assert record.error == (None if ok else FetchError(ErrorKind.HTTP, f"{status} Why"))
+
+
+@pytest.mark.parametrize("status", [200, 302])
+def test_an_answer_with_a_broken_body_is_not_ok(status: int) -> None:
+    record = Record(0, "x", URL_A)
+    answer = Response(status, "Why", URL_A, "application/json", b"{not json", False, None)
+    fill_record(record, answer, NO_RETRY)
+    assert record.ok is False
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.INVALID_JSON
+    cut = Response(status, "Why", URL_A, "text/plain", b"x" * 10, True, None)
+    fill_record(record := Record(0, "x", URL_A), cut, NO_RETRY)
+    assert record.ok is False
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.BODY_TOO_LARGE
 
 
 def test_a_3xx_that_is_not_followed_is_an_ok_answer(
