@@ -13,7 +13,13 @@ from conftest import LoopbackServer, jsonl, run_process
 from test_client import NESTED, landing_app
 from yarl import URL
 
-from fetchmany.redaction import redact_header, redact_parsed, redact_text, redact_url
+from fetchmany.redaction import (
+    redact_header,
+    redact_parsed,
+    redact_text,
+    redact_url,
+    redact_valid,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +36,14 @@ from fetchmany.redaction import redact_header, redact_parsed, redact_text, redac
 )
 def test_credentials_in_urls_are_masked(text: str, expected: str) -> None:
     assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("redact", [redact_text, redact_url, redact_valid])
+def test_a_password_holding_a_colon_is_masked_whole(redact: Callable[[str], str]) -> None:
+    """The user name ends at the first colon (RFC 3986 3.2.1): what follows, colons and
+    all, is the password (mutation testing found "u:pa:****@" would have passed)."""
+    for url in ("http://u:pa:ss@h.test/x", "http://u::ss@h.test/x", "http://u:pass:@h.test/x"):
+        assert redact(url) == "http://u:****@h.test/x"
 
 
 def test_secret_headers_are_masked() -> None:
