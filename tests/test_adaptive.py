@@ -212,6 +212,29 @@ async def test_a_queueing_server_is_kept_near_its_capacity() -> None:
     assert gate.settled().reason == "latency"
 
 
+@pytest.mark.parametrize("capacity", [12, 40])
+async def test_slow_start_ends_at_the_first_cut(capacity: int) -> None:
+    """Until the first cut the limit grows by half each window; after it, it searches
+    back toward the level of the last cut by halving the distance (adaptive.py), so a
+    queue found once is not flooded again at once. A slow start that never ended went
+    from 14 straight back to 21 after a cut at 22, and was cut there again and again.
+    (This server rejects nothing: every drop is a latency cut, or a probe's pin to
+    PROBE_LIMIT, which is no cut.)"""
+    gate, clock = controller()
+    simulation = Simulation(gate, clock, Queueing(capacity))
+    level, cut_at, searches = gate.current, None, 0
+    for _ in range(3000):
+        (now,) = (await simulation.run(1)).limits
+        if PROBE_LIMIT < now < level:
+            cut_at = level
+        elif now > level > PROBE_LIMIT and cut_at is not None and level < cut_at - 1:
+            # Halfway to just under the cut's level (+1: the limit is a float shown whole).
+            assert now <= level + 1 + (cut_at - 1 - level) / 2, (level, now, cut_at)
+            searches += 1
+        level = now
+    assert searches >= 5
+
+
 async def test_the_baseline_cannot_drift_up_into_a_queue() -> None:
     gate, clock = controller()
     await simulate(gate, clock, Queueing(12), 5000)

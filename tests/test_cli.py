@@ -11,10 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from conftest import (
     CliResult,
@@ -25,6 +27,7 @@ from conftest import (
     run_cli,
     run_process,
 )
+from test_writers import FORMULA_STARTS
 
 from fetchmany.cli.command import cli
 
@@ -325,6 +328,26 @@ def test_csv_safe_neutralises_formulas(server: LoopbackServer) -> None:
     assert [r[0] for r in safe_rows][1:] == ["'=HYPERLINK(1)", "'+1", "'@cmd", "'-2"]
     assert safe_rows[0][0] == plain_rows[0][0]  # an ordinary URL is untouched
     assert [r[1] for r in safe_rows] == ["0", "1", "2", "3", "4"]  # numbers stay numbers
+
+
+def test_csv_safe_neutralises_what_a_server_sends(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """A server's text starting with each character OWASP lists (a tab or CR before
+    =HYPERLINK too) reaches the CSV's body column with the ' a spreadsheet needs."""
+    cells = [f'{start}HYPERLINK("http://evil.test/")' for start in FORMULA_STARTS]
+
+    async def cell(request: web.Request) -> web.Response:
+        return web.Response(text=cells[int(request.query["i"])])
+
+    app = web.Application()
+    app.router.add_get("/cell", cell)
+    url = serve(app).url("/cell?i={}")
+    ids = "".join(f"{i}\n" for i in range(len(cells))).encode()
+    result = run_process("-t", url, "-q", "-f", "csv", "--csv-safe", "--fields", "body", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.text, newline="")))
+    assert rows == [["body"], *(["'" + text] for text in cells)]
 
 
 def test_tls_flags(tls_server: TlsServer) -> None:

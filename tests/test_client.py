@@ -13,11 +13,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
-from conftest import RawServer, jsonl, raw_response, run_cli
+from conftest import LoopbackServer, RawServer, jsonl, raw_response, run_cli
 from yarl import URL
 
-from fetchmany.fetch.client import Client, classify
+from fetchmany.fetch.client import Client, Response, classify, fill_record
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.fetch.session import SessionSetup, open_session, session_headers
@@ -189,12 +190,24 @@ async def test_retries_until_success_and_counts_attempts(mocked: aioresponses) -
     assert record.body == {"ok": 1}
 
 
-async def test_gives_up_after_the_retries_with_the_last_result(mocked: aioresponses) -> None:
-    for _ in range(4):
-        mocked.get(URL_A, status=502, body="bad gateway", content_type="text/plain")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        *[{"status": status} for status in (429, 500, 502, 503, 504)],
+        {"exception": aiohttp.ClientConnectionError("refused")},
+        {"exception": TimeoutError()},
+        {"exception": aiohttp.ClientPayloadError("cut short")},
+    ],
+)
+async def test_gives_up_after_the_retries_with_the_last_result(
+    mocked: aioresponses, answer: dict[str, Any]
+) -> None:
+    """--retries 3: four requests sent, and attempts says four, for every kind retried."""
+    mocked.get(URL_A, repeat=True, **answer)
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY))
+    assert len(mocked.requests[("GET", URL(URL_A))]) == 4
     assert record.attempts == 4
-    assert record.status == 502
+    assert record.status == answer.get("status")
     assert not record.ok
 
 
@@ -251,6 +264,39 @@ def test_an_answer_of_400_or_more_is_an_http_error_with_its_reason(
     assert record["error"] == {"kind": "http", "message": message}  # not invalid_json
     assert record["body"] == "{not json"
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "ok"),
+    [
+        *[(status, True) for status in (200, 204, 301, 304, 399)],
+        *[(status, False) for status in (100, 199, 400, 404, 503, 599)],
+    ],
+)
+def test_ok_is_an_answer_from_200_to_399_with_nothing_wrong(status: int, ok: bool) -> None:
+    """What a record's ok means (records.py): a status from 200 to 399 (a redirect not
+    followed is the answer asked for, as a 304 of --refresh is) and no error; anything
+    else is an error of kind http, whatever the body held."""
+    record = Record(0, "x", URL_A)
+    answer = Response(status, "Why", URL_A, "text/plain", b"text", False, None)
+    fill_record(record, answer, NO_RETRY)
+    assert (record.ok, record.status, record.body) == (ok, status, "text")
+    assert record.error == (None if ok else FetchError(ErrorKind.HTTP, f"{status} Why"))
+
+
+@pytest.mark.parametrize("status", [200, 302])
+def test_an_answer_with_a_broken_body_is_not_ok(status: int) -> None:
+    record = Record(0, "x", URL_A)
+    answer = Response(status, "Why", URL_A, "application/json", b"{not json", False, None)
+    fill_record(record, answer, NO_RETRY)
+    assert record.ok is False
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.INVALID_JSON
+    cut = Response(status, "Why", URL_A, "text/plain", b"x" * 10, True, None)
+    fill_record(record := Record(0, "x", URL_A), cut, NO_RETRY)
+    assert record.ok is False
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.BODY_TOO_LARGE
 
 
 def test_a_3xx_that_is_not_followed_is_an_ok_answer(
@@ -358,3 +404,59 @@ async def test_without_max_time_an_attempt_is_not_wrapped(
     _, record = await fetch_one(FetchOptions(retry=FAST_RETRY, max_time=30))
     assert record.ok
     assert len(made) == 3  # two attempts, and the retry's slot
+
+
+NESTED = "http://alice:s3cret@other.test/"
+"""A URL with credentials inside a query, as a login page's ``?next=`` holds one."""
+
+
+def landing_app() -> web.Application:
+    """``/login`` redirects to ``/landing?next=NESTED``, ``/twice`` to ``/login?next=NESTED``;
+    ``/landing`` answers 200 and ``/gone`` 500, each echoing its ``next``."""
+
+    async def login(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/landing?next={NESTED}")
+
+    async def twice(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/login?next={NESTED}")
+
+    async def landing(request: web.Request) -> web.Response:
+        return web.json_response({"next": request.query.get("next")})
+
+    async def gone(request: web.Request) -> web.Response:
+        return web.json_response({"next": request.query.get("next")}, status=500)
+
+    app = web.Application()
+    app.router.add_get("/login", login)
+    app.router.add_get("/twice", twice)
+    app.router.add_get("/landing", landing)
+    app.router.add_get("/gone", gone)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("path", "userinfo"),
+    [
+        ("/login", ""),  # redirected: final_url is the URL requested last
+        (f"/landing?next={NESTED}", ""),  # not: the item's own URL, masked when read
+        (f"/landing?next={NESTED}", "me:pw9@"),  # credentials of its own too
+        ("/login", "TOKEN9@"),
+    ],
+)
+async def test_final_url_masks_credentials_in_its_query_and_its_own(
+    serve: Callable[[web.Application], LoopbackServer], path: str, userinfo: str
+) -> None:
+    """The rule of redaction.py, for final_url as for url: a URL written out in the
+    query (``?next=http://u:p@...``) is masked as a URL of its own, ``user:****@``; an
+    @ that is no userinfo stays. The origin's own credentials go as a header (aiohttp
+    takes them out of the URL), and final_url never shows them (curl's url_effective
+    does: see test_conformance.py)."""
+    base = serve(landing_app()).url("")
+    given = base.replace("http://", f"http://{userinfo}") + path
+    async with open_client(NO_RETRY) as client:
+        record = await client.fetch(item(0, given))
+    assert (record.ok, record.status) == (True, 200)
+    assert record.body == {"next": NESTED}  # the server got the URL as given
+    assert record.final_url == f"{base}/landing?next=http://alice:****@other.test/"
+    for secret in ("s3cret", "pw9", "TOKEN9"):
+        assert secret not in str((record.url, record.final_url))

@@ -7,8 +7,10 @@ import resource
 import time
 
 import pytest
+from conftest import LoopbackServer, run_process
+from test_adaptive import Clock
 
-from fetchmany.fetch.limits import Abandoned, Limits, fit_open_file_limit
+from fetchmany.fetch.limits import Abandoned, Limits, RateLimiter, fit_open_file_limit
 
 
 async def test_the_global_cap_holds_and_frees() -> None:
@@ -65,6 +67,43 @@ async def test_the_rate_spaces_starts() -> None:
         await limits.acquire("a:80")
         limits.release("a:80")
     assert time.monotonic() - started >= 5 / 50 * 0.9  # five intervals between six starts
+
+
+def test_the_rate_spaces_starts_from_now_after_idle_time() -> None:
+    """After a stall (slow stdin, one slow request holding the only slot), starts are
+    spaced from now: a limiter that kept its old schedule let every start it had
+    "missed" go at once (6 at --rate 10/s after 0.6 s)."""
+    clock = Clock()
+    rate = RateLimiter(10, clock=clock)
+    assert [rate.reserve() for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+    clock.now += 5.0  # nothing asked for 5 s
+    assert [rate.reserve() for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+    clock.now += 0.05  # asked again before the starts reserved have gone
+    assert rate.reserve() == pytest.approx(0.25)
+
+
+def starts_within(arrivals: list[float], seconds: float) -> int:
+    """The most requests that arrived within any ``seconds`` (server-side times)."""
+    times = sorted(arrivals)
+    return max(
+        sum(1 for later in times[i:] if later < first + seconds) for i, first in enumerate(times)
+    )
+
+
+def test_a_stall_is_not_followed_by_a_burst_at_the_server(server: LoopbackServer) -> None:
+    """--rate 10/s, --limit 1, and a first request that takes 1.5 s: the 24 after it
+    arrive a tenth of a second apart, not the fifteen "missed" starts at once. Counted
+    at the server, with room for a loaded machine: at most 9 in any half second where
+    5 are due (a request up to 0.3 s late); the burst put 15 there."""
+    urls = [server.url("/sleep?ms=1500")]
+    urls += [server.url(f"/item?id={i}&max_ms=0") for i in range(24)]
+    result = run_process(
+        "--rate", "10/s", "--limit", "1", "-q", "--body", "none", stdin="\n".join(urls).encode()
+    )
+    assert result.returncode == 0, result.stderr
+    after = [at for at, path in server.state.arrivals if path.startswith("/item")]
+    assert len(after) == 24
+    assert starts_within(after, 0.5) <= 9
 
 
 def test_the_soft_open_file_limit_is_raised_for_the_concurrency() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -153,6 +154,52 @@ def test_a_missing_shard_is_named_and_leaves_no_output(
     )
     assert allowed.returncode in (0, 1)
     assert [r["index"] for r in records(out, "jsonl")] == [i for i in range(17) if i % 3 != 1]
+
+
+def part_of(tmp_path: Path, name: str, indexes: list[int]) -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"index": i, "ok": True}) + "\n" for i in indexes))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "before", "expect"),
+    [
+        ([0, 2], [1, 4, 5], [0, 1, 2], None),  # 3 missing
+        ([2, 4], [3], [], None),  # 0 and 1
+        ([0, 2], [1, 3, 7], [0, 1, 2, 3], None),  # 4 to 6
+        ([0, 2], [1], [0, 1, 2], 4),  # 3, after every part: only --expect sees it
+        ([0, 2], [1], [0, 1, 2], 5),  # 3 and 4
+    ],
+)
+def test_a_gap_stops_the_merge_after_the_records_before_it(
+    tmp_path: Path, first: list[int], second: list[int], before: list[int], expect: int | None
+) -> None:
+    """Records come out up to the gap and no further; --allow-gaps gives them all."""
+    parts = [
+        open_part(str(part_of(tmp_path, f"p{n}.jsonl", p))) for n, p in enumerate((first, second))
+    ]
+    given: list[int] = []
+    with pytest.raises(MergeError):
+        given.extend(record["index"] for record in merged(parts, expect=expect))
+    assert given == before
+    allowed = [r["index"] for r in merged(parts, allow_gaps=True, expect=expect)]
+    assert allowed == sorted(first + second)
+
+
+def test_a_gap_leaves_the_previous_output_as_it_was(tmp_path: Path) -> None:
+    """Exit 75, and -o's file untouched (no half merge in its place, no file beside it);
+    the same parts merged with --allow-gaps replace it."""
+    parts = [str(part_of(tmp_path, "p0.jsonl", [0, 2])), str(part_of(tmp_path, "p1.jsonl", [3]))]
+    out = tmp_path / "out" / "merged.jsonl"
+    out.parent.mkdir()
+    out.write_text("the previous merge\n")
+    result = run_cli("--merge", *parts, "-o", str(out))
+    assert result.returncode == 75
+    assert out.read_text() == "the previous merge\n"
+    assert os.listdir(out.parent) == ["merged.jsonl"]
+    assert run_cli("--merge", "--allow-gaps", *parts, "-o", str(out)).returncode == 0
+    assert [r["index"] for r in jsonl(out.read_bytes())] == [0, 2, 3]
 
 
 def test_a_shard_that_stopped_early_is_named_with_what_to_do(tmp_path: Path) -> None:

@@ -11,9 +11,16 @@ from pathlib import Path
 
 import pytest
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_process
+from test_limits import starts_within
 from test_merge import ids_file, records
 
-from fetchmany.cli.processes import split
+from fetchmany.cli.processes import split, worker_job
+from fetchmany.cli.run import Job
+from fetchmany.input.templates import RequestTemplate
+from fetchmany.options import FetchOptions
+from fetchmany.output.destination import Output
+from fetchmany.output.progress import SilentDisplay
+from fetchmany.output.writers import OutputFormat, make_writer
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
@@ -88,6 +95,38 @@ def test_limits_split_into_whole_shares_that_add_up(total: int, parts: int) -> N
     shares = [split(total, parts, part) for part in range(parts)]
     assert sum(shares) == total
     assert max(shares) - min(shares) <= 1
+
+
+@pytest.mark.parametrize("processes", [2, 3, 4])
+def test_each_worker_gets_its_share_of_the_rate_and_limits(processes: int) -> None:
+    """-P N: what the user gave is the run's total, so each worker gets a share: the
+    rate (a worker given all of it made -P 2 --rate 5/s send 10 a second), --limit and
+    --per-host; the shares add up to the totals."""
+    options = FetchOptions(rate="6/s", limit=12, per_host=4)
+    job = Job(
+        inputs=["-"],
+        request=RequestTemplate(),
+        options=options,
+        writer=make_writer(OutputFormat.JSONL, Output(os.devnull)),
+        display=SilentDisplay(),
+    )
+    shares = [worker_job(job, part, processes).options for part in range(processes)]
+    assert [share.rate for share in shares] == pytest.approx([6 / processes] * processes)
+    assert sum(share.limit for share in shares) == 12
+    assert sum(share.per_host or 0 for share in shares) == 4
+
+
+def test_the_rate_is_a_total_across_processes(server: LoopbackServer) -> None:
+    """-P 2 --rate 5/s sends 5 a second, counted at the server. Each worker starts one
+    every 0.4 s, so any 2 s holds at most 6 of each: at most 16 with room for late
+    starts on a loaded machine; each worker given the whole rate put 22 there."""
+    ids = "".join(f"{i}\n" for i in range(30)).encode()
+    url = server.url("/item?id={}&max_ms=0")
+    result = run_process("-q", "-t", url, "-P", "2", "--rate", "5/s", "--body", "none", stdin=ids)
+    assert result.returncode == 0, result.stderr
+    arrivals = [at for at, _ in server.state.arrivals]
+    assert len(arrivals) == 30
+    assert starts_within(arrivals, 2.0) <= 16
 
 
 def test_more_processes_than_the_limit_allows_use_fewer(server: LoopbackServer) -> None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from conftest import LoopbackServer, jsonl, run_process
+from test_client import NESTED, landing_app
 from yarl import URL
 
-from fetchmany.redaction import redact_header, redact_parsed, redact_text, redact_url
+from fetchmany.redaction import (
+    redact_header,
+    redact_parsed,
+    redact_text,
+    redact_url,
+    redact_valid,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,6 +36,14 @@ from fetchmany.redaction import redact_header, redact_parsed, redact_text, redac
 )
 def test_credentials_in_urls_are_masked(text: str, expected: str) -> None:
     assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("redact", [redact_text, redact_url, redact_valid])
+def test_a_password_holding_a_colon_is_masked_whole(redact: Callable[[str], str]) -> None:
+    """The user name ends at the first colon (RFC 3986 3.2.1): what follows, colons and
+    all, is the password (mutation testing found "u:pa:****@" would have passed)."""
+    for url in ("http://u:pa:ss@h.test/x", "http://u::ss@h.test/x", "http://u:pass:@h.test/x"):
+        assert redact(url) == "http://u:****@h.test/x"
 
 
 def test_secret_headers_are_masked() -> None:
@@ -172,3 +191,46 @@ def test_a_url_that_parses_without_userinfo_is_left_whole(url: str) -> None:
 
 def test_a_backslashed_location_is_read_as_browsers_read_it() -> None:
     assert redact_url("http:\\\\u:pw@h/ok") == "http://u:****@h/ok"
+
+
+def test_credentials_in_a_query_reach_no_record_field_nor_the_summary(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """A login page's ``?next=http://alice:s3cret@other.test/``, in a redirect's Location
+    or in the input: url, final_url, redirects, a Location header and the summary show
+    ``alice:****@``. ``input`` (what the user gave) and ``body`` (what the server sent)
+    are kept as they are."""
+    base = serve(landing_app()).url("")
+    masked = "next=http://alice:****@other.test/"
+    given = [f"{base}/twice", f"{base}/landing?next={NESTED}", f"{base}/gone?next={NESTED}"]
+    result = run_process(
+        "--redirects", "--response-headers", "location", "--retries", "0",
+        stdin="\n".join(given).encode(),
+    )  # fmt: skip
+    assert result.returncode == 1  # the 500
+    records = jsonl(result.stdout)
+    assert [r["final_url"] for r in records] == [
+        f"{base}/landing?{masked}",
+        f"{base}/landing?{masked}",
+        f"{base}/gone?{masked}",
+    ]
+    assert records[0]["redirects"] == [
+        {"status": 302, "url": f"{base}/twice"},
+        {"status": 302, "url": f"{base}/login?{masked}"},
+    ]
+    assert [r["url"] for r in records[1:]] == [f"{base}/landing?{masked}", f"{base}/gone?{masked}"]
+    assert [r["input"] for r in records] == given
+    shown = json.dumps(
+        [{k: v for k, v in r.items() if k not in ("input", "body")} for r in records]
+    )
+    assert "s3cret" not in shown
+    assert f"e.g. {base}/gone?{masked}: 5xx: 500" in result.stderr
+    assert "s3cret" not in result.stderr
+    # Not followed, the redirect is the answer, and its Location a header of it.
+    held = run_process(
+        "--max-redirects", "0", "--response-headers", "location", "--fields", "final_url,headers",
+        stdin=f"{base}/login".encode(),
+    )  # fmt: skip
+    assert jsonl(held.stdout) == [
+        {"final_url": f"{base}/login", "headers": {"location": f"/landing?{masked}"}}
+    ]

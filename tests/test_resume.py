@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -138,17 +140,33 @@ def test_resume_continues_after_a_crash_of_a_resumable_run(
     assert indices(out, "jsonl") == list(range(N))
 
 
-def test_resume_refuses_a_file_in_another_format(server: LoopbackServer, tmp_path: Path) -> None:
-    out = tmp_path / "results.jsonl"
+@pytest.mark.parametrize(
+    ("written", "asked"),
+    [("jsonl", "csv"), ("jsonl", "json"), ("json", "jsonl"), ("json", "csv"), ("csv", "jsonl")],
+)
+def test_resume_in_another_format_is_refused_and_its_advice_resumes(
+    server: LoopbackServer, tmp_path: Path, written: str, asked: str
+) -> None:
+    """A file in another format than the run's: exit 2, nothing fetched, the file and
+    its folder as they were, and the -f the refusal names resumes it (without the
+    format check, the reader of the wrong format refused it too, with the same status,
+    saying only that the file was not this run's: the user was left to guess)."""
+    out = tmp_path / f"results.{written}"
     template = server.url("/item?id={}")
     assert run_cli("-t", template, "-o", str(out), stdin=b"1\n2\n").returncode == 0
     before = out.read_bytes()
-    for fmt in ("csv", "json"):
-        result = run_cli("-t", template, "-o", str(out), "-f", fmt, "--resume", stdin=b"1\n2\n3\n")
-        assert result.returncode == 2
-        assert "holds JSON Lines" in result.stderr
-        assert "-f jsonl" in result.stderr
+    args = ("-t", template, "-o", str(out), "--resume")
+    refused = run_cli(*args, "-f", asked, stdin=b"1\n2\n3\n")
+    assert refused.returncode == 2
     assert out.read_bytes() == before
+    assert os.listdir(tmp_path) == [out.name]
+    assert server.state.requests == 2  # nothing fetched
+    advice = re.search(r"resume with -f (\w+)", refused.stderr)
+    assert advice is not None, refused.stderr
+    resumed = run_cli(*args, "-f", advice[1], stdin=b"1\n2\n3\n")
+    assert resumed.returncode == 0, resumed.stderr
+    assert indices(out, written) == [0, 1, 2]
+    assert server.state.requests == 3  # only the item not yet written
 
 
 @pytest.mark.parametrize(

@@ -49,3 +49,46 @@ def test_what_is_retried() -> None:
     assert policy.delay(1, "POST", 503, None) is None
     assert policy.delay(3, "GET", 503, None) is None  # attempts = retries + 1 at most
     assert RetryPolicy(retry_on=frozenset({404})).delay(1, "GET", 404, None) is not None
+
+
+def tries(policy: RetryPolicy, method: str, status: int | None, error: ErrorKind | None) -> int:
+    """Attempts made for a result that repeats: the first, then one per delay given."""
+    for attempt in range(1, 100):
+        if policy.delay(attempt, method, status, error) is None:
+            return attempt
+    raise AssertionError("still retrying after 99 attempts")
+
+
+# What docs/reference.md says is retried, spelled out rather than read from retry.py.
+RETRIED = [(status, None) for status in (429, 500, 502, 503, 504)] + [
+    (None, kind) for kind in (ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.PROTOCOL)
+]
+
+
+@pytest.mark.parametrize(("status", "error"), RETRIED)
+@pytest.mark.parametrize("retries", [0, 1, 2, 5])
+def test_a_result_that_is_retried_gets_exactly_retries_plus_one_attempts(
+    retries: int, status: int | None, error: ErrorKind | None
+) -> None:
+    """--retries N: N retries after the first attempt, for every idempotent method; a
+    method that is not idempotent, one attempt unless --retry-all-methods."""
+    policy = RetryPolicy(retries=retries)
+    for method in ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"):
+        assert tries(policy, method, status, error) == retries + 1
+    assert tries(policy, "POST", status, error) == 1
+    assert tries(RetryPolicy(retries=retries, retry_all_methods=True), "POST", status, error) == (
+        retries + 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        *[(status, None) for status in (200, 301, 404, 501)],
+        *[(None, kind) for kind in (ErrorKind.DNS, ErrorKind.TLS, ErrorKind.INVALID_URL)],
+    ],
+)
+def test_a_result_that_is_not_retried_gets_one_attempt(
+    status: int | None, error: ErrorKind | None
+) -> None:
+    assert tries(RetryPolicy(retries=5), "GET", status, error) == 1

