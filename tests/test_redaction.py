@@ -131,6 +131,35 @@ def test_an_invalid_redirects_message_masks_the_whole_location() -> None:
     assert error.message.endswith("ftp://us er:****@h/x")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1//@",  # found by hypothesis: an empty path segment, then an @
+        "http://h.test/a//b@c",  # //b@c in a path is no URL: nothing in it is a password
+        "http://h.test/files//alice@example.com/cv.pdf",
+    ],
+)
+def test_an_at_after_a_double_slash_in_a_path_is_kept(url: str) -> None:
+    """The url field is the URL as given, masked only where it holds credentials."""
+    assert redact_url(url) == url
+    assert redact_valid(url) == url
+    assert redact_parsed(URL(url)) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("http://h.test/x?next=//u:pw@k.test/", "http://h.test/x?next=//u:****@k.test/"),
+        ("http://h.test/x?a=1&b=//TOKEN@k.test", "http://h.test/x?a=1&b=//****@k.test"),
+        ("http://h.test/x//y?n=ftp://u:pw@k.test/", "http://h.test/x//y?n=ftp://u:****@k.test/"),
+    ],
+)
+def test_a_url_nested_in_a_query_is_masked(url: str, masked: str) -> None:
+    assert redact_url(url) == masked
+    assert redact_valid(url) == masked
+    assert redact_parsed(URL(url)) == masked
+
+
 def test_a_parsed_url_is_masked_exactly_and_nested_urls_too() -> None:
     url = URL("http://u:p@h.test/@me?next=http://bob:hunter2@k.test/")
     assert redact_parsed(url) == "http://u:****@h.test/@me?next=http://bob:****@k.test/"

@@ -31,6 +31,12 @@ _USERINFO: Final = re.compile(_START + r'([^/?#\s<>"]*)@')
 # to its last @, whatever it holds, since there is nothing else in the string it could
 # belong to; a user name may hold an @ too.
 _WHOLE_URL: Final = re.compile(_START + r"(?:([^/?#:]*):(.*)|([^/?#:]*))@(?=[^@]*$)", re.DOTALL)
+# Inside a URL (its path or query): a URL of its own has a scheme, or begins a query
+# value (``?next=//u:p@h``); a path may hold ``//x@y`` (an empty segment, an @) and is
+# then no URL. An empty userinfo (``//@``) holds nothing to mask.
+_NESTED: Final = re.compile(
+    r"((?:[A-Za-z][A-Za-z0-9+.\-]*:|(?<=[?=&]))[/\\]{2})" + r'([^/?#\s<>"]+)@'
+)
 
 
 def _mask_userinfo(start: str, userinfo: str) -> str:
@@ -46,6 +52,11 @@ def redact_text(text: str) -> str:
     return _USERINFO.sub(lambda m: _mask_userinfo(m[1], m[2]), text)
 
 
+def _redact_nested(url: str) -> str:
+    """``url`` with the credentials of the URLs nested in its path or query masked."""
+    return _NESTED.sub(lambda m: _mask_userinfo(m[1], m[2]), url)
+
+
 def redact_url(url: str) -> str:
     """One URL, possibly invalid, with its credentials masked, whatever they hold.
 
@@ -55,13 +66,13 @@ def redact_url(url: str) -> str:
     if "@" not in url:
         return url
     if not _has_userinfo(url):
-        return redact_text(url)  # URLs nested in the path or query (?next=http://u:p@...)
+        return _redact_nested(url)  # URLs nested in the path or query (?next=http://u:p@...)
     whole = _WHOLE_URL.match(url.replace("\\", "/"))
     if whole is not None:
         start, user = whole[1], whole[2]
         masked = f"{start}{user}:{MASK}@" if user is not None else f"{start}{MASK}@"
         url = masked + url[whole.end() :]
-    return redact_text(url)  # URLs nested in the path or query (?next=http://u:p@...)
+    return _redact_nested(url)  # URLs nested in the path or query (?next=http://u:p@...)
 
 
 _AUTHORITY_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
@@ -76,7 +87,7 @@ def redact_valid(url: str) -> str:
     whole = _AUTHORITY_USERINFO.match(url)
     if whole is not None:
         url = _mask_userinfo(whole[1], whole[2]) + url[whole.end() :]
-    return redact_text(url)
+    return _redact_nested(url)
 
 
 def redact_parsed(url: URL) -> str:
@@ -88,7 +99,7 @@ def redact_parsed(url: URL) -> str:
         text = str(url.with_password(MASK))
     elif url.raw_user is not None:
         text = str(url.with_user(MASK))
-    return redact_text(text)  # URLs nested in the path or query (?next=http://u:p@...)
+    return _redact_nested(text)  # URLs nested in the path or query (?next=http://u:p@...)
 
 
 def _has_userinfo(url: str) -> bool:
