@@ -21,7 +21,7 @@ from yarl import URL
 from fetchmany.fetch.client import Client, Response, classify, fill_record
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.retry import RetryPolicy
-from fetchmany.fetch.session import SessionSetup, open_session, session_headers
+from fetchmany.fetch.session import SessionSetup, default_headers, open_session
 from fetchmany.input.sources import Item, make_item
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
@@ -131,19 +131,25 @@ def test_classify_covers_dns_bad_redirects_and_the_unexpected() -> None:
 async def test_method_headers_and_user_agent_are_sent(mocked: aioresponses) -> None:
     mocked.add(URL_A, method="DELETE", status=204)
     options = FetchOptions(method="delete", headers=(("X-Token", "t1"), ("Accept", "text/csv")))
-    async with open_client(options) as client:
+    setup = SessionSetup.prepare(options)
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, Limits(options.limit), setup)
         record = await client.fetch(item(0, URL_A))
+        # Every request's, set once on the session rather than passed with each.
+        assert sessions.direct.timeout.total == options.timeout
+        assert sessions.direct.timeout.sock_connect == options.connect_timeout
     assert record.status == 204
-    ((_, call),) = [(k, v) for k, v in mocked.requests.items() if k[0] == "DELETE"]
-    assert call[0].kwargs["timeout"].total == options.timeout
-    headers = session_headers(options)  # every request's defaults
-    assert headers["User-Agent"].startswith("fetchmany/")
-    assert headers["X-Token"] == "t1"
+    assert [k for k in mocked.requests if k[0] == "DELETE"] == [("DELETE", URL(URL_A))]
+    defaults = dict(default_headers(options))  # every request's, before -H's
+    assert defaults["User-Agent"].startswith("fetchmany/")
+    assert "Accept" not in defaults  # -H gives it
+    assert setup.headers["X-Token"] == "t1"  # the session's: -H as given
 
 
 def test_header_user_agent_wins_over_the_default() -> None:
     options = FetchOptions(headers=(("user-agent", "mine/1"),))
-    assert session_headers(options).getall("User-Agent") == ["mine/1"]
+    assert "User-Agent" not in dict(default_headers(options))
+    assert SessionSetup.prepare(options).headers.getall("User-Agent") == ["mine/1"]
 
 
 async def test_body_over_the_cap_is_cut_and_reported(mocked: aioresponses) -> None:

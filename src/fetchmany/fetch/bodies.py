@@ -176,6 +176,11 @@ class DecodedBody(NamedTuple):
 
 
 _PLAIN_JSON: Final = frozenset({"application/json", "application/json; charset=utf-8"})
+_AUTO: Final = BodyMode.AUTO  # read once: an enum member is a lookup on its class each time
+_TEXT: Final = BodyMode.TEXT
+_JSON: Final = BodyMode.JSON
+_BASE64: Final = BodyMode.BASE64
+_NONE: Final = BodyMode.NONE
 
 
 def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> DecodedBody:
@@ -185,33 +190,41 @@ def decode_body(raw: bytes, content_type: str | None, mode: BodyMode) -> Decoded
     decoded text, anything else base64. A JSON body that does not parse keeps its
     text and reports ``invalid_json`` so nothing the server sent is lost.
     """
-    if mode is BodyMode.AUTO and content_type in _PLAIN_JSON and raw:
+    return DecodedBody._make(body_value(raw, content_type, mode))
+
+
+def body_value(
+    raw: bytes, content_type: str | None, mode: BodyMode
+) -> tuple[Any, FetchError | None]:
+    """``decode_body``'s value and error as a plain pair (what a record takes, without
+    a named tuple made for every response)."""
+    if mode is _AUTO and content_type in _PLAIN_JSON and raw:
         # The common case first (an API's JSON, no charset): what the steps below do for it.
         try:
-            return DecodedBody(parse_json(raw))
+            return parse_json(raw), None
         except ValueError as exc:
-            return DecodedBody(
+            return (
                 raw.decode("utf-8", "replace"),
                 FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}"),
             )
-    if mode is BodyMode.NONE:
-        return DecodedBody(None)
-    if mode is BodyMode.BASE64:
-        return DecodedBody(base64.b64encode(raw).decode("ascii"))
+    if mode is _NONE:
+        return None, None
+    if mode is _BASE64:
+        return base64.b64encode(raw).decode("ascii"), None
     media, charset = split_content_type(content_type)
-    if mode is BodyMode.TEXT:
-        return DecodedBody(*decode_text(raw, charset))
-    if mode is BodyMode.JSON or is_json_type(media):
-        if not raw and mode is BodyMode.AUTO:
-            return DecodedBody(None)
+    if mode is _TEXT:
+        return decode_text(raw, charset)
+    if mode is _JSON or is_json_type(media):
+        if not raw and mode is _AUTO:
+            return None, None
         try:
-            return DecodedBody(parse_json(_json_text(raw, charset)))
+            return parse_json(_json_text(raw, charset)), None
         except ValueError as exc:
             text, _ = decode_text(raw, charset)
-            return DecodedBody(text, FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}"))
+            return text, FetchError(ErrorKind.INVALID_JSON, f"body is not JSON: {exc}")
     if is_text_type(media) or (not media and _looks_textual(raw)):
-        return DecodedBody(*decode_text(raw, charset))
-    return DecodedBody(base64.b64encode(raw).decode("ascii"))
+        return decode_text(raw, charset)
+    return base64.b64encode(raw).decode("ascii"), None
 
 
 def _json_text(raw: bytes, charset: str | None) -> bytes | str:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
+from aiohttp import hdrs
 from yarl import URL
 
 from fetchmany.checks import ALL_HEADERS
 from fetchmany.fetch.adaptive import Lesson, Overload
-from fetchmany.fetch.bodies import DecodedBody, decode_body
+from fetchmany.fetch.bodies import DecodedBody, body_value, decode_body
 from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
 from fetchmany.fetch.limits import Limits, Ticket
 from fetchmany.fetch.picks import apply_picks
@@ -139,12 +140,39 @@ def _from_socks(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("python_socks", "aiohttp_socks"))
 
 
+class Fetch(Protocol):
+    """``Client.fetch``: the record of an item, its requests made conditional by
+    ``conditional`` (``--refresh``), ``spent`` seconds of its --max-time already used."""
+
+    def __call__(
+        self, item: Item, conditional: dict[str, str] | None = None, spent: float = 0.0
+    ) -> Awaitable[Record]: ...
+
+
+Note = Callable[[Response, aiohttp.ClientResponse, URL], None]
+"""What a run takes from each answer besides what every record holds (``Client._notes``)."""
+
+
 class Client:
     """Performs attempts over the run's one ClientSession and builds records from them.
 
     The session, its setup and the limits are the run's, made once where the run is
-    assembled (``api.fetch_batches``) and handed in.
+    assembled (``api.fetch_batches``) and handed in. The request path is chosen here,
+    once, for what the run does: ``fetch`` is the plain loop when the global cap is the
+    only limit and there is no --max-time, the governed one otherwise; a request passes
+    aiohttp arguments of its own only when the run has some (a body, a proxy, .netrc
+    credentials, a condition, timings); answers are read for headers, redirects, TLS
+    facts or quotas only when asked; records are filled by ``record_filler``'s choice.
+    Every policy stays where it lives (``retry.py``, ``limits.py``, ``fill_record``):
+    what is chosen is which steps run, never what a step decides.
     """
+
+    fetch: Fetch
+    """The record for one item, after any retries (``_fetch_plain`` or ``_fetch_governed``).
+
+    Never raises for anything the input or the network does; raises ``Abandoned``
+    only when the run stops while the item waits for a slot or a backoff, so a
+    stopped run writes no half-made record."""
 
     def __init__(
         self,
@@ -154,34 +182,67 @@ class Client:
         setup: SessionSetup,
     ) -> None:
         self._sessions = sessions
+        self._direct = sessions.direct
+        self._vouch = sessions.vouch
         self._options = options
         self._limits = limits
         self._setup = setup
-        self._timeout = aiohttp.ClientTimeout(
-            total=options.timeout, sock_connect=options.connect_timeout
-        )
+        self._method = options.http_method
+        self._retry_on = options.retry.retry_on
         self._save = SaveDir(options.save_dir, options.save_name) if options.save_dir else None
+        self._cap = options.max_body_size
         self._adaptive = options.adaptive is not None
         self._by_host = self._adaptive or options.per_host is not None  # limits keyed by host
-        # Asked once per attempt otherwise: no proxy anywhere, no .netrc to look up.
         self._proxied = bool(setup.proxy or setup.env_proxies)
         self._netrc = setup.netrc is not None
-        # One test per answer for everything recorded only when asked for, so a run
-        # that asks for none of it pays one branch, not one per kind.
-        self._extras = options.response_headers is not None or options.redirects or options.tls
+        self._timed = options.timings
+        # What every request passes besides method and URL (the session holds the rest).
+        self._arguments = redirect_arguments(options.max_redirects)
+        # Arguments a request may have of its own besides a body, a condition or a URL's
+        # credentials (which only some items or runs carry, and each says so by being there).
+        self._own = self._proxied or self._netrc or self._timed
+        self._note = self._notes()
+        self._fill = record_filler(options)
+        self.fetch = (
+            self._fetch_plain if limits.plain and options.max_time is None else self._fetch_governed
+        )
 
-    async def attempt(
-        self, item: Item, target: URL, conditional: dict[str, str] | None = None
-    ) -> Response:
-        """One request and its body, read up to the size cap. Raises on network failure."""
+    def _notes(self) -> Note | None:
+        """What this run takes from each answer besides what every record holds: the
+        headers, redirects and TLS facts asked for, the quotas --limit auto paces by;
+        None when it takes nothing more."""
         options = self._options
+        takers: list[Note] = []
+        if options.response_headers is not None or options.redirects or options.tls:
+            takers.append(self._record_extras)
+        if self._adaptive:
+            takers.append(_quotas)
+        if len(takers) < 2:
+            return takers[0] if takers else None
+
+        def every(response: Response, resp: aiohttp.ClientResponse, target: URL) -> None:
+            for taker in takers:
+                taker(response, resp, target)
+
+        return every
+
+    def _request_of(
+        self, item: Item, target: URL, conditional: dict[str, str] | None
+    ) -> tuple[aiohttp.ClientSession, URL, dict[str, Any], Timings | None]:
+        """The session, URL and arguments of a request that has arguments of its own: a
+        body, a proxy, credentials (.netrc, or a URL's that aiohttp cannot send), a
+        condition (--refresh), a clock for --timings."""
         setup = self._setup
-        timings = Timings() if options.timings else None
+        arguments = dict(self._arguments)
+        session = self._direct
         if self._proxied:
             session, proxy = self._sessions.route(setup.proxy_for(target))
-        else:
-            session, proxy = self._sessions.direct, None
-        headers = setup.body_headers if item.data is not None else None
+            if proxy is not None:
+                arguments["proxy"] = proxy
+        headers = None
+        if item.data is not None:
+            arguments["data"] = item.data
+            headers = setup.body_headers
         auth = None
         if target.raw_user is None:
             if self._netrc:
@@ -193,43 +254,48 @@ class Client:
             headers = {**(headers or {}), "Authorization": auth}
         if conditional is not None:  # --refresh: If-None-Match, If-Modified-Since
             headers = {**(headers or {}), **conditional}
-        async with session.request(
-            options.http_method,
-            target,
-            trace_request_ctx=timings,
-            data=item.data,
-            headers=headers,
-            proxy=proxy,
-            allow_redirects=options.max_redirects > 0,
-            # aiohttp raises on reaching its max, so it follows one fewer: N redirects
-            # followed is N + 1 for it (as curl --max-redirs N and requests count).
-            max_redirects=options.max_redirects + 1,
-            timeout=self._timeout,
-            ssl=setup.ssl,
-        ) as resp:
+        if headers is not None:
+            arguments["headers"] = headers
+        timings = None
+        if self._timed:
+            timings = arguments["trace_request_ctx"] = Timings()
+        return session, target, arguments, timings
+
+    async def attempt(
+        self, item: Item, target: URL, conditional: dict[str, str] | None = None
+    ) -> Response:
+        """One request and its body, read up to the size cap. Raises on network failure."""
+        timings = None
+        if (
+            self._own
+            or item.data is not None
+            or conditional is not None
+            or target.raw_user is not None  # credentials aiohttp may not send as they are
+        ):
+            session, url, arguments, timings = self._request_of(item, target, conditional)
+        else:  # the common case: a request with nothing of its own to pass
+            session, url, arguments = self._direct, target, self._arguments
+        async with session.request(self._method, self._vouch(url), **arguments) as resp:
             answered = resp.headers
-            content_type = answered.get("Content-Type")
+            content_type = answered.get(hdrs.CONTENT_TYPE)  # istr names: no case-folding
             if content_type is not None:
                 content_type = valid_text(content_type)
-            etag = answered.get("ETag")
-            last_modified = answered.get("Last-Modified")
+            etag = answered.get(hdrs.ETAG)
+            last_modified = answered.get(hdrs.LAST_MODIFIED)
             response = Response(
-                status=resp.status,
-                reason=resp.reason,
-                final_url=final_url(item, resp),
-                content_type=content_type,
-                body=b"",
-                truncated=False,
-                retry_after=answered.get("Retry-After"),
-                etag=None if etag is None else valid_text(etag),
-                last_modified=None if last_modified is None else valid_text(last_modified),
+                resp.status,
+                resp.reason,
+                final_url(item, resp),
+                content_type,
+                b"",
+                False,
+                answered.get(hdrs.RETRY_AFTER),
+                None if etag is None else valid_text(etag),
+                None if last_modified is None else valid_text(last_modified),
             )
-            if self._extras:
-                self._record_extras(response, resp)
-            if self._adaptive:
-                response.announced = read_announced(resp.headers)
-                response.hops = sum(1 for hop in resp.history if hop.url.host == target.host)
-            codings = resp.headers.getall("Content-Encoding", None)
+            if self._note is not None:
+                self._note(response, resp, target)
+            codings = answered.getall(hdrs.CONTENT_ENCODING, None)
             encoding = None
             if codings is not None:
                 encoding = ", ".join(codings)  # one list (RFC 9110)
@@ -237,36 +303,41 @@ class Client:
                     response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
                     encoding = None  # read (and save) the bytes as they came
             if self._save is not None:
-                saved = await self._save.save(
-                    decoded(resp.content.iter_chunked(_READ_CHUNK), encoding),
-                    index=item.index,
-                    text=item.input,
-                    fields=item.fields,
-                    content_type=content_type,
-                    cap=options.max_body_size,
-                    keep=bool(options.picks),  # picks need the body too
-                )
-                response.saved, response.body, response.truncated = (
-                    saved,
-                    saved.body,
-                    saved.truncated,
-                )
+                await self._saved(response, item, resp, encoding)
             elif (
                 encoding is None
                 and (length := resp.content_length) is not None
-                and (length <= options.max_body_size)
+                and length <= self._cap
             ):
                 response.body = await resp.read()  # the common case, without another frame
             else:
-                response.body, response.truncated = await _read_capped(
-                    resp, encoding, options.max_body_size
-                )
+                response.body, response.truncated = await _read_capped(resp, encoding, self._cap)
             if timings is not None:
                 timings.end = time.perf_counter()
                 response.timings = timings.to_dict()
             return response
 
-    def _record_extras(self, response: Response, resp: aiohttp.ClientResponse) -> None:
+    async def _saved(
+        self,
+        response: Response,
+        item: Item,
+        resp: aiohttp.ClientResponse,
+        encoding: str | None,
+    ) -> None:
+        """With --save-dir: the body written to its file as it arrives (and kept for picks)."""
+        assert self._save is not None
+        saved = await self._save.save(
+            decoded(resp.content.iter_chunked(_READ_CHUNK), encoding),
+            index=item.index,
+            text=item.input,
+            fields=item.fields,
+            content_type=response.content_type,
+            cap=self._cap,
+            keep=bool(self._options.picks),  # picks need the body too
+        )
+        response.saved, response.body, response.truncated = saved, saved.body, saved.truncated
+
+    def _record_extras(self, response: Response, resp: aiohttp.ClientResponse, target: URL) -> None:
         """What is recorded only when asked for, taken as the headers arrive (before the
         body is read and the connection given back for another request)."""
         options = self._options
@@ -276,6 +347,25 @@ class Client:
             response.redirects = hops(resp.history, resp)
         if options.tls:
             response.tls = tls_facts(resp)
+
+    def _failed(self, record: Record, exc: Exception) -> None:
+        """An attempt that raised: its error kind in ``record`` (``classify``), and with
+        --redirects the loop a link checker wants."""
+        record.error = classify(exc, self._options)
+        if self._options.redirects and isinstance(exc, aiohttp.TooManyRedirects):
+            record.redirects = hops(exc.history)
+
+    def _retry_delay(self, attempt: int, record: Record, response: Response | None) -> float | None:
+        """The retry policy's word on ``record``: seconds before the next attempt, or None."""
+        status = record.status
+        error = record.error
+        return self._options.retry.delay(
+            attempt,
+            self._method,
+            status,
+            error.kind if error is not None and status is None else None,
+            None if response is None else response.retry_after,
+        )
 
     def _teach(
         self,
@@ -305,25 +395,59 @@ class Client:
             lesson.hops = response.hops
         self._limits.release(host, ticket, lesson)
 
-    async def fetch(
+    async def _fetch_plain(
         self, item: Item, conditional: dict[str, str] | None = None, spent: float = 0.0
     ) -> Record:
-        """The record for one item, after any retries. ``conditional``: headers that make
-        every attempt conditional (``--refresh``: If-None-Match, If-Modified-Since).
-        ``spent``: seconds of the item's --max-time already used, when it is asked again
-        (``--refresh`` after a 304 it cannot keep), so that -m bounds the item whole.
+        """``fetch`` when the global cap is the run's only limit and there is no
+        --max-time (``spent`` then bounds nothing): an attempt takes a free slot with no
+        wait and no coroutine, and gives it back with nothing to teach."""
+        target = item.target
+        if item.error is not None or target is None:
+            return Record(item.index, item.input, item.url, error=item.error)
+        limits = self._limits
+        retry_on = self._retry_on
+        attempt = 1
+        started = 0.0
+        while True:
+            if not limits.take_free():
+                await limits.acquire("", item.index, attempt)
+            record = Record(item.index, item.input, item.url, attempts=attempt)
+            if attempt == 1:  # latency, not time spent queueing for a slot
+                started = time.perf_counter()
+            response: Response | None = None
+            try:
+                response = await self.attempt(item, target, conditional)
+                # Inside the try: whatever a response holds, judging it ends in a record.
+                self._fill(record, response)
+            except Exception as exc:
+                self._failed(record, exc)
+            finally:
+                limits.release_free()
+            status = record.status
+            if status is not None and status not in retry_on:
+                break  # an answer not to retry: most attempts end here
+            wait = self._retry_delay(attempt, record, response)
+            if wait is None:
+                break
+            await limits.backoff(wait)
+            attempt += 1
+        record.elapsed_ms = milliseconds_since(started)
+        return record
 
-        Never raises for anything the input or the network does; raises
-        ``Abandoned`` only when the run stops while the item waits for a slot or
-        a backoff, so a stopped run writes no half-made record.
-        """
+    async def _fetch_governed(
+        self, item: Item, conditional: dict[str, str] | None = None, spent: float = 0.0
+    ) -> Record:
+        """``fetch`` under per-host, rate or adaptive limits, or --max-time: each attempt
+        takes its host's slot and the rate's turn, --limit auto learns from it, and the
+        item's deadline cuts waits and attempts. ``spent``: seconds of the item's
+        --max-time already used, when it is asked again (``--refresh`` after a 304 it
+        cannot keep), so that -m bounds the item whole."""
         target = item.target
         if item.error is not None or target is None:
             return Record(item.index, item.input, item.url, error=item.error)
         options = self._options
         limits = self._limits
-        retry = options.retry
-        retry_on = retry.retry_on
+        retry_on = self._retry_on
         host = host_key(target) if self._by_host else ""
         started = 0.0
         deadline: float | None = None  # --max-time, in the loop's time, from attempt 1
@@ -341,7 +465,6 @@ class Client:
                     assert record is not None
                     self._ran_out(record, f"waiting for a slot for retry {attempt - 1}")
                     break
-            retry_after = None
             record = Record(item.index, item.input, item.url, attempts=attempt)
             began = time.perf_counter()
             if attempt == 1:  # latency, not time spent queueing for a slot
@@ -354,16 +477,12 @@ class Client:
                     response = await self.attempt(item, target, conditional)
                 else:
                     response = await self._attempt_by(deadline, item, target, conditional)
-                retry_after = response.retry_after
-                # Inside the try: whatever a response holds, judging it ends in a record.
-                fill_record(record, response, options)
+                self._fill(record, response)
             except DeadlineReached:
                 self._ran_out(record, f"during attempt {attempt}", cut=True)
                 break  # after the finally: the slot is given back first
             except Exception as exc:
-                record.error = classify(exc, options)
-                if options.redirects and isinstance(exc, aiohttp.TooManyRedirects):
-                    record.redirects = hops(exc.history)  # the loop a link checker wants
+                self._failed(record, exc)
             finally:
                 if self._adaptive:
                     self._teach(host, ticket, record, began, response)
@@ -371,21 +490,15 @@ class Client:
                     limits.release(host)
             status = record.status
             if status is not None and status not in retry_on:
-                break  # an answer not to retry: most attempts end here
-            wait = retry.delay(
-                attempt,
-                options.http_method,
-                status,
-                record.error.kind if record.error and status is None else None,
-                retry_after,
-            )
+                break
+            wait = self._retry_delay(attempt, record, response)
             if wait is None:
                 break
             if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
                 self._ran_out(record, f"before retry {attempt} (a backoff of {wait:.2f}s)")
                 break
             await limits.backoff(wait)
-        record.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        record.elapsed_ms = milliseconds_since(started)
         return record
 
     async def _attempt_by(
@@ -412,6 +525,28 @@ class Client:
             message += f"; attempt {record.attempts} ended with {last}"
         record.error = FetchError(ErrorKind.TIMEOUT, message)
         record.ok = False
+
+
+def milliseconds_since(started: float) -> float:
+    """Milliseconds from ``started`` (``perf_counter``) to now, to the microsecond (as a
+    division of whole microseconds: ``round(x, 3)`` goes through decimal text)."""
+    return round((time.perf_counter() - started) * 1_000_000) / 1000
+
+
+def redirect_arguments(max_redirects: int) -> dict[str, Any]:
+    """What every request of a run passes aiohttp for --max-redirects: aiohttp raises on
+    reaching its max, so it follows one fewer: N redirects followed is N + 1 for it (as
+    curl --max-redirs N and requests count); 0 follows none."""
+    if max_redirects == 0:
+        return {"allow_redirects": False}
+    return {"max_redirects": max_redirects + 1}
+
+
+def _quotas(response: Response, resp: aiohttp.ClientResponse, target: URL) -> None:
+    """With --limit auto: the quotas an answer announced, and the redirects it took to
+    the same host (each spent its quota)."""
+    response.announced = read_announced(resp.headers)
+    response.hops = sum(1 for hop in resp.history if hop.url.host == target.host)
 
 
 class DeadlineReached(Exception):
@@ -504,15 +639,8 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
     record.timings, record.headers = response.timings, response.headers
     record.redirects, record.tls = response.redirects, response.tls
     body_mode = options.body
-    if response.problem is not None:
-        record.error = response.problem
-        if body_mode is BodyMode.AUTO:
-            body_mode = BodyMode.BASE64  # still encoded: not the text its type says
-    elif response.truncated:
-        record.error = FetchError(
-            ErrorKind.BODY_TOO_LARGE,
-            f"body larger than {options.max_body_size} bytes; kept the first {record.size}",
-        )
+    if response.problem is not None or response.truncated:
+        body_mode = _at_fault(record, response, body_mode, options.max_body_size)
     if saved is not None:
         record.path, record.sha256 = saved.path, saved.sha256
     if head:  # no body to judge: none is null whatever --body asks (not invalid_json)
@@ -526,8 +654,68 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
             record.error = decoded.error
         if options.picks:
             record.picks = apply_picks(options.picks, _pick_source(response, body_mode, decoded))
-    if not 200 <= response.status < 400:  # not 000, not 1xx: whatever the body holds
-        record.error = http_error(response.status, response.reason)
+    judge(record, response)
+
+
+def record_filler(options: FetchOptions) -> Callable[[Record, Response], None]:
+    """``fill_record`` as this run needs it, chosen once: a run that reads its bodies
+    whole into records (not HEAD, no --save-dir, no picks) and records nothing extra
+    (no timings, headers, redirects or TLS) copies the answer and decodes its body,
+    and asks nothing of what it does not do. The same steps as ``fill_record``'s, each
+    decided in the same place (``body_value``, ``_at_fault``, ``judge``)."""
+    extras = options.timings or options.response_headers is not None or options.redirects
+    if (
+        options.http_method == "HEAD"
+        or options.save_dir is not None
+        or options.picks
+        or extras
+        or options.tls
+    ):
+
+        def fill(record: Record, response: Response) -> None:
+            fill_record(record, response, options)
+
+        return fill
+    mode = options.body
+    cap = options.max_body_size
+
+    def fill_body(record: Record, response: Response) -> None:
+        record.status = response.status
+        record.final_url = response.final_url
+        record.content_type = content_type = response.content_type
+        record.etag, record.last_modified = response.etag, response.last_modified
+        body = response.body
+        record.size = len(body)
+        if response.problem is None and not response.truncated:
+            record.body, record.error = body_value(body, content_type, mode)
+        else:
+            value, error = body_value(body, content_type, _at_fault(record, response, mode, cap))
+            record.body = value
+            if record.error is None:
+                record.error = error
+        judge(record, response)
+
+    return fill_body
+
+
+def _at_fault(record: Record, response: Response, mode: BodyMode, cap: int) -> BodyMode:
+    """A body that arrived wrong (an encoding we cannot undo, cut at the size cap): its
+    error in ``record``, and how to show it (still encoded: not the text its type says)."""
+    if response.problem is not None:
+        record.error = response.problem
+        return BodyMode.BASE64 if mode is BodyMode.AUTO else mode
+    record.error = FetchError(
+        ErrorKind.BODY_TOO_LARGE, f"body larger than {cap} bytes; kept the first {record.size}"
+    )
+    return mode
+
+
+def judge(record: Record, response: Response) -> None:
+    """``ok`` exactly when the answer is 2xx or 3xx and nothing is wrong with it: not 000,
+    not 1xx, whatever the body holds."""
+    status = response.status
+    if not 200 <= status < 400:
+        record.error = http_error(status, response.reason)
     record.ok = record.error is None
 
 

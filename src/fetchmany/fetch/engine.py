@@ -52,6 +52,42 @@ def _no_cost(result: object) -> int:
     return 0
 
 
+Job = tuple[Item, "asyncio.Future[T]"]
+
+
+class _Jobs(Generic[T]):
+    """The jobs queued for the workers, first in first out: what the pool needs of
+    ``asyncio.Queue`` (a put that never waits, a get that does), with a job handed
+    straight to a worker that waits for one, and none of its other bookkeeping."""
+
+    __slots__ = ("_idle", "_queued")
+
+    def __init__(self) -> None:
+        self._queued: deque[Job[T] | None] = deque()
+        self._idle: deque[asyncio.Future[Job[T] | None]] = deque()
+
+    def put(self, job: Job[T] | None) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a worker cancelled while it waited is passed over
+                waiter.set_result(job)
+                return
+        self._queued.append(job)
+
+    async def get(self) -> Job[T] | None:
+        if self._queued:
+            return self._queued.popleft()
+        waiter: asyncio.Future[Job[T] | None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._queued.appendleft(waiter.result())  # handed over as it was cancelled
+            raise
+
+
 class Engine(Generic[T]):
     """Runs ``fetch`` over items with a pool of workers; see the module docstring.
 
@@ -98,7 +134,7 @@ class Engine(Generic[T]):
             limits.attach(self)
         self._in_window = 0
         self._room: asyncio.Future[None] | None = None
-        self._jobs: asyncio.Queue[tuple[Item, asyncio.Future[T]] | None] = asyncio.Queue()
+        self._jobs: _Jobs[T] = _Jobs()
         self._pending: deque[asyncio.Future[T]] = deque()
         self._completed: deque[asyncio.Future[T]] = deque()
         self._wake: asyncio.Future[None] | None = None
@@ -185,7 +221,7 @@ class Engine(Generic[T]):
                         future.add_done_callback(self._head_done)
                 self._dispatched += 1
                 self._queued += 1
-                self._jobs.put_nowait((item, future))
+                self._jobs.put((item, future))
         except asyncio.CancelledError:
             pass  # stop(): the jobs already queued are resolved by the workers
         except Exception as exc:
@@ -193,7 +229,7 @@ class Engine(Generic[T]):
         finally:
             self._dispatch_done = True
             for _ in range(self._max_workers):
-                self._jobs.put_nowait(None)
+                self._jobs.put(None)
             self._signal()
 
     def _head_done(self, future: asyncio.Future[T]) -> None:

@@ -143,7 +143,11 @@ class Limits:
         self.hosts: OrderedDict[str, AdaptiveLimit] = OrderedDict()
         """With --limit auto: each host's controller, the most recently used last."""
         self._rate = RateLimiter(rate) if rate else None
+        self.plain = adaptive is None and per_host is None and self._rate is None
+        """Only the global cap: ``take_free`` and ``release_free`` are all an attempt needs
+        when a slot is free (the client chooses its path by this once)."""
         self._stopping = asyncio.Event()
+        self._stopped = False  # the event's state, read without a call on the hot path
         self._pool: Pool | None = None
         self.retries_waiting = 0
         """Retries waiting for a slot now (their backoff is over): for the display."""
@@ -154,6 +158,7 @@ class Limits:
 
     def stop(self) -> None:
         """No attempt starts from now on; waiting items are abandoned."""
+        self._stopped = True
         self._stopping.set()
 
     def _park(self) -> None:
@@ -189,6 +194,16 @@ class Limits:
             return await waiting
         finally:
             self.retries_waiting -= 1
+
+    def take_free(self) -> bool:
+        """For ``plain`` limits: a global slot taken at once (no coroutine, no wait) when one
+        is free, nobody waits for one and the run is not stopping; then ``release_free``
+        gives it back. False: ``acquire`` it instead, which waits (or raises ``Abandoned``)."""
+        return not self._stopped and self._global.try_acquire()
+
+    def release_free(self) -> None:
+        """For ``plain`` limits: an attempt's slot given back (``release`` without a host)."""
+        self._global.release()
 
     async def acquire(self, host: str, order: int = _LAST, attempt: int = 1) -> Ticket:
         """Take a slot of ``host`` (if capped), then a global one, then wait for the rate."""

@@ -18,9 +18,10 @@ request class: this one makes each hop obey the rules a first request obeys.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import aiohttp
+from aiohttp import hdrs
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from aiohttp.connector import Connection
 
 _ANTICIPATE_CONTENT: Final = frozenset({"POST", "PUT", "PATCH"})
+_SAME_ON_EVERY_HOP: Final = frozenset({"GET", "HEAD"})
+"""Methods that no redirect changes (aiohttp turns a 303 into GET, but not for HEAD) and
+whose requests aiohttp sends with no content headers of its own: a run of these needs
+only the URL rule on each hop."""
 
 
 def _content_header(name: str) -> bool:
@@ -38,42 +43,100 @@ def _content_header(name: str) -> bool:
     return lowered.startswith("content-") or lowered in ("digest", "transfer-encoding")
 
 
-def request_class(method: str, *, tls: bool = False) -> type[aiohttp.ClientRequest]:
-    """The request class of a run whose requests start as ``method``; with ``tls``
-    (``--tls``), one that notes each answer's TLS connection (``fetch/tls.py``)."""
+class SentAsGiven(aiohttp.ClientRequest):
+    """Every hop's URL by ``sendable``'s rule, and the run's default headers.
 
-    class Request(aiohttp.ClientRequest):
-        def __init__(self, method_now: str, url: URL, **kwargs: Any) -> None:
+    The URL a request starts with was made so when its item was read; the client
+    vouches for it (``vouch``) just before handing it to aiohttp, and that very object
+    is not looked at again. Anything else (a redirect's ``Location``, a URL the client
+    did not vouch for) is checked here."""
+
+    vouched: ClassVar[URL | None] = None
+    """The URL last vouched for: a class of its own per run (``request_class``)."""
+    defaults: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """``session.default_headers``: sent after Host and before -H's (which the session
+    holds) and the request's own, as curl orders them."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        if url is not type(self).vouched:
             text = str(url)
             sent = sendable(text)
             if sent != text:
                 url = parsed(sent)
-            headers = kwargs.get("headers")
-            bodiless = kwargs.get("data") is None
-            if bodiless and method_now.upper() != method and headers is not None:
-                # A redirect made it GET: the content and what described it are gone.
-                kwargs["headers"] = CIMultiDict(
-                    (name, value) for name, value in headers.items() if not _content_header(name)
-                )
-                headers = kwargs["headers"]
-            given_length = headers is not None and "Content-Length" in headers
-            if bodiless and method_now.upper() in _ANTICIPATE_CONTENT:
-                skipped = kwargs.get("skip_auto_headers") or ()
-                kwargs["skip_auto_headers"] = {*skipped, "Content-Type"}
-            super().__init__(method_now, url, **kwargs)
-            if bodiless and self.method not in _ANTICIPATE_CONTENT and not given_length:
-                self.headers.popall("Content-Length", None)
+        super().__init__(method, url, **kwargs)
 
-    if not tls:
-        return Request
+    def update_headers(self, headers: Any) -> None:
+        """Host, the run's defaults, then the headers aiohttp hands in (-H and the
+        request's own, already merged): what aiohttp would send with the defaults on the
+        session, without first merging them into a copy for every request. None of a
+        request's own headers (a body's type, credentials, a condition) is a default."""
+        host = self.url.host_port_subcomponent
+        assert host is not None  # an absolute URL
+        self.headers = made = CIMultiDict[str]()
+        made[hdrs.HOST] = host
+        made.extend(self.defaults)
+        if headers:
+            for key, value in headers.items():
+                if key in hdrs.HOST_ALL:  # a Host of -H's replaces the URL's, as aiohttp's
+                    made[key] = value
+                else:
+                    made.add(key, value)
 
-    class NotingRequest(Request):
-        async def send(self, conn: Connection) -> aiohttp.ClientResponse:
-            # The connection is known only here: by the time the response is handed
-            # out, an answer without a body has already given it back (or closed it).
-            connection = note_connection(conn)
-            response = await super().send(conn)
-            remember(response, connection)
-            return response
+    @classmethod
+    def vouch(cls, url: URL) -> URL:
+        """``url``, known to be as ``sendable`` gives it (an item's target): its first
+        request takes it as it is."""
+        cls.vouched = url
+        return url
 
-    return NotingRequest
+
+class ContentByTheRules(SentAsGiven):
+    """What a run of another method needs besides the URL rule (see the module)."""
+
+    start_method: ClassVar[str] = "GET"
+
+    def __init__(self, method_now: str, url: URL, **kwargs: Any) -> None:
+        headers = kwargs.get("headers")
+        bodiless = kwargs.get("data") is None
+        if bodiless and method_now.upper() != self.start_method and headers is not None:
+            # A redirect made it GET: the content and what described it are gone.
+            kwargs["headers"] = CIMultiDict(
+                (name, value) for name, value in headers.items() if not _content_header(name)
+            )
+            headers = kwargs["headers"]
+        given_length = headers is not None and "Content-Length" in headers
+        if bodiless and method_now.upper() in _ANTICIPATE_CONTENT:
+            skipped = kwargs.get("skip_auto_headers") or ()
+            kwargs["skip_auto_headers"] = {*skipped, "Content-Type"}
+        super().__init__(method_now, url, **kwargs)
+        if bodiless and self.method not in _ANTICIPATE_CONTENT and not given_length:
+            self.headers.popall("Content-Length", None)
+
+
+class NotingConnection(SentAsGiven):
+    """With ``--tls``: notes each answer's TLS connection (``fetch/tls.py``)."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        # The connection is known only here: by the time the response is handed
+        # out, an answer without a body has already given it back (or closed it).
+        connection = note_connection(conn)
+        response = await super().send(conn)
+        remember(response, connection)
+        return response
+
+
+def request_class(
+    method: str, defaults: tuple[tuple[str, str], ...] = (), *, tls: bool = False
+) -> type[SentAsGiven]:
+    """The request class of a run whose requests start as ``method``, made for it alone
+    (it holds the URL vouched for): the URL rule and ``defaults`` (the run's default
+    headers), the content rules unless every hop is GET or HEAD, and with ``tls``
+    (``--tls``) the connection noted."""
+    bases: list[type[SentAsGiven]] = []
+    namespace: dict[str, Any] = {"vouched": None, "defaults": defaults}
+    if tls:
+        bases.append(NotingConnection)
+    if method not in _SAME_ON_EVERY_HOP:
+        bases.append(ContentByTheRules)
+        namespace["start_method"] = method
+    return type("Request", (*bases, SentAsGiven), namespace)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from fetchmany.fetch.request import SentAsGiven
+
 # aiohttp (which builds a TLS context as it is imported), ssl and urllib.request are
 # imported when first needed: a run that fetches nothing (empty input, a usage
 # error found late) and a run without proxy variables never pay for them.
@@ -157,20 +159,19 @@ def ssl_setting(options: FetchOptions) -> bool | ssl.SSLContext:
         raise SetupError(f"cannot use --ca-bundle {options.ca_bundle}: {reason}") from None
 
 
-def session_headers(options: FetchOptions) -> CIMultiDict[str]:
-    """Default headers for every request: the User-Agent, Accept and Accept-Encoding
-    unless -H set them, in curl's order, then -H as given. We ask only for the
-    encodings ``encodings`` undoes."""
-    headers: CIMultiDict[str] = CIMultiDict()
+def default_headers(options: FetchOptions) -> tuple[tuple[str, str], ...]:
+    """The headers every request sends before -H's: the User-Agent, Accept and
+    Accept-Encoding unless -H sets them, in curl's order. We ask only for the encodings
+    ``encodings`` undoes. They go out right after Host (``fetch/request.py``), then -H
+    as given, then the request's own."""
+    headers: list[tuple[str, str]] = []
     if header_value(options.headers, "User-Agent") is None:
-        headers["User-Agent"] = options.user_agent
+        headers.append(("User-Agent", options.user_agent))
     if header_value(options.headers, "Accept") is None:
-        headers["Accept"] = options.accept or DEFAULT_ACCEPT
+        headers.append(("Accept", options.accept or DEFAULT_ACCEPT))
     if header_value(options.headers, "Accept-Encoding") is None:
-        headers["Accept-Encoding"] = ACCEPT_ENCODING
-    for name, value in options.headers:
-        headers.add(name, value)
-    return headers
+        headers.append(("Accept-Encoding", ACCEPT_ENCODING))
+    return tuple(headers)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,10 @@ class SessionSetup:
     """What the session of a run is built from, prepared (and checked) once."""
 
     ssl: bool | ssl.SSLContext
+    defaults: tuple[tuple[str, str], ...]
+    """``default_headers``: sent by the request class, so no request merges them."""
     headers: CIMultiDict[str]
+    """-H as given: the session's headers."""
     body_headers: dict[str, str] | None
     """Added to requests that carry a body: the plan's Content-Type, unless -H sets one."""
     proxy: str | None
@@ -196,7 +200,8 @@ class SessionSetup:
         wants_netrc = options.netrc and header_value(options.headers, "Authorization") is None
         return cls(
             ssl=ssl_setting(options),
-            headers=session_headers(options),
+            defaults=default_headers(options),
+            headers=CIMultiDict(options.headers),
             body_headers=body_headers,
             proxy=checked_proxy(options.proxy) if options.proxy else None,
             env_proxies=checked_env_proxies(env_proxies()) if use_env else {},
@@ -242,10 +247,22 @@ def basic_auth(login: str, password: str) -> str:
 @dataclass
 class Sessions:
     """The sessions of a run: one direct (HTTP proxies go through it per request), and
-    one per SOCKS proxy, since a SOCKS proxy is a connector, not a request option."""
+    one per SOCKS proxy, since a SOCKS proxy is a connector, not a request option.
+
+    What every request of the run shares is set on them once (headers, timeouts, the
+    TLS setting, the request class), so a request passes aiohttp only what is its own."""
 
     direct: aiohttp.ClientSession
     socks: dict[str, aiohttp.ClientSession]
+    request_class: type[SentAsGiven] | None = None
+    """The run's request class (``fetch/request.py``), which sends each URL by the rule."""
+
+    def vouch(self, url: URL) -> URL:
+        """``url``, an item's target (made by ``sendable``'s rule when the item was read),
+        vouched for to the request class so that its first request is not checked again."""
+        if self.request_class is not None:
+            self.request_class.vouched = url
+        return url
 
     def route(self, proxy: str | None) -> tuple[aiohttp.ClientSession, str | None]:
         """The session for a request through ``proxy``, and the proxy to pass it."""
@@ -254,9 +271,12 @@ class Sessions:
         return self.direct, proxy
 
 
-def socks_connector(proxy: str, limit: int) -> aiohttp.BaseConnector:
+def socks_connector(
+    proxy: str, limit: int, tls: bool | ssl.SSLContext = True
+) -> aiohttp.BaseConnector:
     """aiohttp-socks' connector for ``proxy``. socks5h and socks4a resolve names at the
-    proxy (as curl's), socks5 and socks4 here."""
+    proxy (as curl's), socks5 and socks4 here. ``tls``: how the target's TLS is checked
+    (``ssl_setting``)."""
     from aiohttp_socks import ProxyConnector, ProxyType
 
     parsed = URL(proxy)
@@ -269,6 +289,7 @@ def socks_connector(proxy: str, limit: int) -> aiohttp.BaseConnector:
         password=parsed.password,
         rdns=scheme in ("socks5h", "socks4a"),
         limit=limit,
+        ssl=tls,
     )
 
 
@@ -277,19 +298,24 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     """The sessions of a run, each connection pool sized to the concurrency limit.
 
     Keep-alive connections are reused across items; there is no cookie jar, so one
-    response cannot change what later, unrelated requests send.
+    response cannot change what later, unrelated requests send. The run's defaults
+    live on the session (headers, timeouts) and its connector (TLS verification), set
+    once, so that aiohttp takes them as they are rather than from every request.
     """
     import aiohttp
 
     from fetchmany.fetch.request import request_class
     from fetchmany.fetch.timings import trace_config
 
-    sent_as_given = request_class(options.http_method, tls=options.tls)
+    sent_as_given = request_class(options.http_method, setup.defaults, tls=options.tls)
+    # --timeout bounds one whole attempt (connect, send, headers, body), as -m bounds an item.
+    timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
 
     def session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             connector=connector,
             headers=setup.headers,
+            timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
             auto_decompress=False,  # fetch.encodings decodes, and reports what it cannot
@@ -300,9 +326,9 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
         )
 
     async with AsyncExitStack() as stack:
-        direct = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300)
-        sessions = Sessions(await stack.enter_async_context(session(direct)), {})
+        direct = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300, ssl=setup.ssl)
+        sessions = Sessions(await stack.enter_async_context(session(direct)), {}, sent_as_given)
         for proxy in setup.socks_proxies():
-            connector = socks_connector(proxy, options.limit)
+            connector = socks_connector(proxy, options.limit, setup.ssl)
             sessions.socks[proxy] = await stack.enter_async_context(session(connector))
         yield sessions

@@ -32,7 +32,7 @@ from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, json_fie
 from fetchmany.input.templates import LoneSurrogate, MissingField, RequestTemplate, encode_text
 from fetchmany.records import ErrorKind, FetchError, valid_text
 from fetchmany.redaction import redact_url, redact_valid
-from fetchmany.urls import NotSendable, sendable
+from fetchmany.urls import NotSendable, fit_as_it_stands, sendable
 from fetchmany.urls import parsed as as_url
 
 STDIN: Final = "-"
@@ -145,17 +145,23 @@ def parse_url(url: str) -> tuple[str, URL] | str:
     Control characters are refused rather than silently dropped or encoded on the
     wire (yarl strips tabs and newlines), so a record's ``url`` is what was sent.
     """
-    if (control := _CONTROL.search(url)) is not None:
-        return f"URL contains a control character ({valid_text(repr(control.group()))})"
-    if not url.isascii():
+    # Most lines are an http(s) URL fit to send as it stands: ASCII without a control
+    # character or space anywhere, no userinfo; only the parse and the host are left.
+    fit = fit_as_it_stands(url)
+    if fit:
+        sent = url
+    else:
+        if (control := _CONTROL.search(url)) is not None:
+            return f"URL contains a control character ({valid_text(repr(control.group()))})"
+        if not url.isascii():
+            try:
+                encode_text(url)
+            except LoneSurrogate as exc:  # no byte to send for it
+                return str(exc)
         try:
-            encode_text(url)
-        except LoneSurrogate as exc:  # no byte to send for it
-            return str(exc)
-    try:
-        sent = sendable(url)
-    except NotSendable as exc:
-        return f"host is not a valid internationalised name: {valid_text(str(exc))}"
+            sent = sendable(url)
+        except NotSendable as exc:
+            return f"host is not a valid internationalised name: {valid_text(str(exc))}"
     try:
         parsed = as_url(sent)
         scheme, raw_host = parsed.scheme, parsed.raw_host
@@ -169,6 +175,8 @@ def parse_url(url: str) -> tuple[str, URL] | str:
         return f"host is not a valid internationalised name: {valid_text(raw_host or '')}"
     if not host:
         return "URL has no host"
+    if fit:
+        return sent, parsed
     if _NOT_IN_HOST.search(raw_host or ""):  # "a b"
         return f"host {valid_text(repr(raw_host))} holds a space or control character"
     if parsed.raw_user is not None and ":" in (parsed.user or ""):
@@ -198,8 +206,7 @@ def make_item(
     ``fields`` is None for a plain line (``{}``/``{id}`` are the line, and a line
     that is itself an http(s) URL is used as it is), or a row's columns.
     """
-    ascii = text.isascii()  # the common case, which no step below needs to encode
-    shown = text if ascii else display_text(text)
+    shown = text if text.isascii() else display_text(text)  # ASCII: nothing to encode
     values: Mapping[str, str] = {"": text, "id": text} if fields is None else fields
     try:
         if fields is None and _URL_SCHEME.match(text):

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from fetchmany.records import ErrorKind, Record, Refresh
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _BUCKET_RATIO = 1.01
 _LOG_RATIO = math.log(_BUCKET_RATIO)
 _FLOOR_MS = 0.001
+_log = math.log
 
 
 class LatencyHistogram:
@@ -32,7 +33,8 @@ class LatencyHistogram:
         self.max = 0.0
 
     def add(self, ms: float) -> None:
-        self._buckets[int(math.log(max(ms, _FLOOR_MS) / _FLOOR_MS) / _LOG_RATIO)] += 1
+        floored = ms if ms > _FLOOR_MS else _FLOOR_MS
+        self._buckets[int(_log(floored / _FLOOR_MS) / _LOG_RATIO)] += 1
         self.count += 1
         if ms > self.max:
             self.max = ms
@@ -50,14 +52,20 @@ class LatencyHistogram:
         return self.max
 
 
+_HTTP: Final = ErrorKind.HTTP
+_STATUS_CLASSES: Final = {number: f"{number}xx" for number in range(1, 10)}
+
+
 def outcome_label(record: Record) -> str:
     """How a record is counted in the summary: its error kind, else its status class
     (an HTTP failure by its class too: ``4xx``, ``5xx``)."""
-    if record.error is not None and record.error.kind is not ErrorKind.HTTP:
-        return record.error.kind.value
-    if record.status is None:
+    error = record.error
+    if error is not None and error.kind is not _HTTP:
+        return error.kind.value
+    status = record.status
+    if status is None:
         return "no_response"
-    return f"{record.status // 100}xx"
+    return _STATUS_CLASSES.get(status // 100) or f"{status // 100}xx"
 
 
 @dataclass(slots=True)
@@ -119,10 +127,12 @@ class RunStats:
         return end - self.started
 
     def add(self, records: Iterable[Record]) -> None:
+        outcomes = self.outcomes
+        latency = self.latency
         for record in records:
             self.done += 1
             label = outcome_label(record)
-            self.outcomes[label] += 1
+            outcomes[label] += 1
             if record.ok:
                 self.ok += 1
             elif len(self.failures) < self.keep_failures and all(
@@ -131,8 +141,8 @@ class RunStats:
                 self.failures.append(_sample(record, label))
             elif len(self.more_failures) < self.keep_failures:
                 self.more_failures.append(_sample(record, label))
-            if record.elapsed_ms is not None:
-                self.latency.add(record.elapsed_ms)
+            if (elapsed := record.elapsed_ms) is not None:
+                latency.add(elapsed)
             if record.timings is not None and (ttfb := record.timings.get("ttfb_ms")) is not None:
                 self.ttfb.add(ttfb)
             if (refresh := record.refresh) is not None:

@@ -44,18 +44,22 @@ def format_for_path(path: str | None) -> OutputFormat | None:
     return _EXTENSIONS.get(os.path.splitext(path)[1].lower())
 
 
-def encode_json(value: Any) -> bytes:
-    """Compact JSON, one line. Falls back to the stdlib for what orjson refuses: integers
-    beyond 64 bits, and lone surrogates (a JSON body's ``"\\ud800"``), which only an
-    ASCII escape can carry in valid UTF-8."""
+_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
+
+
+def encode_json(value: Any, *, line: bool = False) -> bytes:
+    """Compact JSON, one line (``line``: ended with a newline). Falls back to the stdlib
+    for what orjson refuses: integers beyond 64 bits, and lone surrogates (a JSON body's
+    ``"\\ud800"``), which only an ASCII escape can carry in valid UTF-8."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=_NEWLINE if line else 0)
     except TypeError:
         pass
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode()
+        text = json.dumps(value, separators=(",", ":")).encode()
+    return text + b"\n" if line else text
 
 
 class Encodable(Protocol):
@@ -112,7 +116,7 @@ class RecordWriter:
 
 class JsonLinesWriter(RecordWriter):
     def encode_one(self, record: Encodable) -> bytes:
-        return encode_json(record.to_dict(self.fields)) + b"\n"
+        return encode_json(record.to_dict(self.fields), line=True)
 
 
 class JsonArrayWriter(RecordWriter):
