@@ -57,13 +57,17 @@ class SentAsGiven(aiohttp.ClientRequest):
     """``session.default_headers``: sent after Host and before -H's (which the session
     holds) and the request's own, as curl orders them."""
 
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+    def update_host(self, url: URL) -> None:
+        """The URL by the rule, checked where aiohttp first looks at it (no ``__init__``
+        of our own: it would take and pass on aiohttp's twenty keyword arguments on
+        every request)."""
         if url is not type(self).vouched:
             text = str(url)
             sent = sendable(text)
             if sent != text:
-                url = parsed(sent)
-        super().__init__(method, url, **kwargs)
+                url = self.original_url = parsed(sent)
+                self.url = url.with_fragment(None) if url.raw_fragment else url
+        super().update_host(url)
 
     def update_headers(self, headers: Any) -> None:
         """Host, the run's defaults, then the headers aiohttp hands in (-H and the
