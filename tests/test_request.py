@@ -123,6 +123,32 @@ def test_a_redirect_that_makes_a_post_a_get_drops_the_content_headers(
     assert second == ("GET /y HTTP/1.1", expected(server))
 
 
+@pytest.mark.parametrize("content_type", [(), ("-H", "Content-Type: text/plain")])
+def test_a_303_that_drops_the_body_of_a_get_drops_its_content_headers(
+    raw_server: Callable[[dict[str, bytes]], RawServer], content_type: tuple[str, ...]
+) -> None:
+    """-X GET -d: a 303 drops the body while the method stays GET; the headers that
+    described it go with it, as after a POST (the GET sent Content-Type for no content)."""
+    server = raw_server({"/x": redirect(303, "/y"), "/y": OK})
+    first, second = fetch(
+        server, "-X", "GET", "-d", "a=1", "-H", "Content-Language: en", *content_type
+    )
+    assert first[0] == "GET /x HTTP/1.1"
+    assert ("Content-Length", "3") in first[1]
+    assert second == ("GET /y HTTP/1.1", expected(server))
+
+
+def test_a_get_without_a_body_keeps_the_content_headers_given_on_every_hop(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """No body was dropped: a -H the user gave is sent on each hop as given (the run
+    takes the content rules for its -H Content-Type, and they must not strip it)."""
+    server = raw_server({"/x": redirect(303, "/y"), "/y": OK})
+    first, second = fetch(server, "-H", "Content-Type: text/plain")
+    assert second == ("GET /y HTTP/1.1", first[1])
+    assert ("Content-Type", "text/plain") in second[1]
+
+
 @pytest.mark.parametrize("status", [307, 308])
 def test_a_redirect_that_keeps_the_method_keeps_the_content(
     raw_server: Callable[[dict[str, bytes]], RawServer], status: int

@@ -98,11 +98,19 @@ class ContentByTheRules(SentAsGiven):
     """What a run of another method needs besides the URL rule (see the module)."""
 
     start_method: ClassVar[str] = "GET"
+    carried: ClassVar[bool] = False
+    """Whether the run's requests carry a body, known from the first that did: a run's
+    items all have one (-d, --json) or none, so a request of a run that carries bodies
+    without one is a hop whose body a redirect dropped (a 303 after a GET with a body
+    leaves the method as it was)."""
 
     def __init__(self, method_now: str, url: URL, **kwargs: Any) -> None:
         headers = kwargs.get("headers")
         bodiless = kwargs.get("data") is None
-        if bodiless and method_now.upper() != self.start_method and headers is not None:
+        if not bodiless and not self.carried:
+            type(self).carried = True  # the run's own class (``request_class``)
+        dropped = bodiless and (method_now.upper() != self.start_method or self.carried)
+        if dropped and headers is not None:
             # A redirect made it GET: the content and what described it are gone.
             kwargs["headers"] = CIMultiDict(
                 (name, value) for name, value in headers.items() if not _content_header(name)
@@ -130,17 +138,22 @@ class NotingConnection(SentAsGiven):
 
 
 def request_class(
-    method: str, defaults: tuple[tuple[str, str], ...] = (), *, tls: bool = False
+    method: str,
+    defaults: tuple[tuple[str, str], ...] = (),
+    *,
+    tls: bool = False,
+    content: bool = False,
 ) -> type[SentAsGiven]:
     """The request class of a run whose requests start as ``method``, made for it alone
     (it holds the URL vouched for): the URL rule and ``defaults`` (the run's default
-    headers), the content rules unless every hop is GET or HEAD, and with ``tls``
+    headers), the content rules unless every hop is GET or HEAD and the run sends no
+    content headers (``content``: a body, or -H Content-Type), and with ``tls``
     (``--tls``) the connection noted."""
     bases: list[type[SentAsGiven]] = []
     namespace: dict[str, Any] = {"vouched": None, "defaults": defaults}
     if tls:
         bases.append(NotingConnection)
-    if method not in _SAME_ON_EVERY_HOP:
+    if content or method not in _SAME_ON_EVERY_HOP:
         bases.append(ContentByTheRules)
         namespace["start_method"] = method
     return type("Request", (*bases, SentAsGiven), namespace)

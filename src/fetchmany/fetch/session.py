@@ -307,7 +307,10 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     from fetchmany.fetch.request import request_class
     from fetchmany.fetch.timings import trace_config
 
-    sent_as_given = request_class(options.http_method, setup.defaults, tls=options.tls)
+    content = options.content_type is not None or "Content-Type" in setup.headers
+    sent_as_given = request_class(
+        options.http_method, setup.defaults, tls=options.tls, content=content
+    )
     # --timeout bounds one whole attempt (connect, send, headers, body), as -m bounds an item.
     timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
 
