@@ -76,3 +76,20 @@ def test_the_library_and_the_cli_send_identical_requests(server: LoopbackServer)
     assert from_cli == from_library
     assert from_cli[0][0] == "POST"
     assert from_cli[1][2] == {"id": "a&b=c", "name": "n a&b=c"}
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "application/x-www-form-urlencoded",
+        "Application/X-WWW-Form-Urlencoded",  # a media type's case does not matter
+        " application/x-www-form-urlencoded ; charset=UTF-8; q=1",  # nor its parameters
+    ],
+)
+def test_a_form_content_type_given_by_h_still_encodes_form_values(given: str) -> None:
+    """Found by mutation testing: no test gave -H a form type with a case or parameters
+    of its own, so a media type read wrongly (upper-cased, cut at the last ;) passed."""
+    plan = plan_request(data="a={}", headers=(("Content-Type", given),))
+    assert plan.templates.data is not None
+    assert plan.templates.data.expand({"": "x&y"}) == "a=x%26y"
+    assert plan.content_type is None  # -H's header is sent as given
