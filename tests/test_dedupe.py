@@ -66,3 +66,28 @@ async def test_an_abandoned_first_fetch_abandons_its_duplicates() -> None:
         await first
     with pytest.raises(Abandoned):
         await second
+
+
+async def test_a_first_fetch_that_fails_unexpectedly_fails_its_duplicates_alike() -> None:
+    """Found by mutation testing: every failure of the first fetch reaching its duplicates
+    as ``Abandoned`` passed, which would cancel them quietly; a bug must surface in each
+    (the engine hands it to the consumer), not vanish as a stopped run would."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def fetch(it: Item) -> Record:
+        started.set()
+        await release.wait()
+        raise ValueError("a bug in fetch")
+
+    dedupe = Deduplicator(fetch)
+    first = asyncio.create_task(dedupe(item(0, "http://h.test/1")))
+    await started.wait()
+    second = asyncio.create_task(dedupe(item(1, "http://h.test/1")))
+    await asyncio.sleep(0)  # one turn of the loop: the duplicate runs to its wait
+    assert dedupe.saved == 1  # it waits on the first's fetch rather than fetching itself
+    release.set()
+    with pytest.raises(ValueError, match="a bug in fetch"):
+        await first
+    with pytest.raises(ValueError, match="a bug in fetch"):
+        await second
