@@ -45,7 +45,7 @@ def test_numbers_come_back_as_written_when_text_is_wanted() -> None:
         b"18446744073709551616",
         b'{"n":18446744073709551615,"f":1e20,"g":-0.0,"h":0.1}',
         b'{"s":"\\ud800"}',  # a lone surrogate: orjson refuses, the stdlib keeps it
-        b'{"a":1,"a":2}\n',
+        b'{"a":1,"b":2,"a":3}\n',  # a key twice: the last value, at the first place
     ],
 )
 def test_a_record_read_fast_is_the_value_the_strict_parser_gives(text: bytes) -> None:
