@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
-from fetchmany.output.destination import Output, OutputBusy, OutputError
+from fetchmany.output.destination import Output, OutputBusy, OutputError, write_pieces
 
 
 def test_a_new_file_appears_only_on_commit(tmp_path: Path) -> None:
@@ -131,3 +132,26 @@ def test_a_replaced_file_keeps_the_previous_mode(tmp_path: Path) -> None:
     output.write(b"new\n")
     output.commit()
     assert stat.S_IMODE(path.stat().st_mode) == 0o604
+
+
+def test_pieces_reach_a_slow_non_blocking_pipe_whole_and_in_order() -> None:
+    """More pieces than one writev takes, of sizes that a pipe's 64 KiB cuts mid-piece,
+    some empty, to a reader slower than the writer: every byte arrives, in order."""
+    pieces = [bytes([n % 251]) * (n * 37 % 9000) for n in range(3000)]
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)  # as another process may leave a shared pipe
+    received = bytearray()
+
+    def drain() -> None:
+        with os.fdopen(read_fd, "rb", buffering=0) as stream:
+            while chunk := stream.read(4096):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        write_pieces(write_fd, pieces)
+    finally:
+        os.close(write_fd)
+        reader.join()
+    assert bytes(received) == b"".join(pieces)

@@ -34,3 +34,38 @@ def test_numbers_come_back_as_written_when_text_is_wanted() -> None:
     assert jsontext.loads('{"a": 1e2}') == {"a": 100.0}
     with pytest.raises(ValueError, match="beyond what a double holds"):
         jsontext.loads("[1e999]", numbers_as_text=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"id":123456789012345678901234567890,"ok":true}',  # beyond 64 bits: orjson rounds
+        b'{"body":[1,{"n":-9223372036854775809}]}',
+        b'{"n":18446744073709551616}',
+        b"18446744073709551616",
+        b'{"n":18446744073709551615,"f":1e20,"g":-0.0,"h":0.1}',
+        b'{"s":"\\ud800"}',  # a lone surrogate: orjson refuses, the stdlib keeps it
+        b'{"a":1,"b":2,"a":3}\n',  # a key twice: the last value, at the first place
+    ],
+)
+def test_a_record_read_fast_is_the_value_the_strict_parser_gives(text: bytes) -> None:
+    fast = jsontext.loads_record(text)
+    assert fast == jsontext.loads(text)
+    assert repr(fast) == repr(jsontext.loads(text))  # types too: an int stays an int
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'{"a":NaN}', "NaN is not a JSON value"),
+        (b"[1e999]", "beyond what a double holds"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"a":1', ""),
+        (b'{"a":"\xff"}', ""),
+    ],
+)
+def test_a_record_read_fast_is_refused_as_the_strict_parser_refuses(
+    text: bytes, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        jsontext.loads_record(text)

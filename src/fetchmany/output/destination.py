@@ -22,6 +22,7 @@ import os
 import select
 import sys
 import tempfile
+from collections.abc import Sequence
 from typing import BinaryIO, Final
 
 from fetchmany.files import new_file_mode
@@ -79,14 +80,30 @@ def _probe(fd: int, name: str) -> None:
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte: a regular file on a full disk takes part of a write before
     it fails, and a non-blocking pipe (set so by another process) may take none."""
-    view = memoryview(data)
-    while view:
+    write_pieces(fd, (data,))
+
+
+_IOV_MAX: Final = 1024
+"""The most pieces one writev takes (Linux's IOV_MAX)."""
+
+
+def write_pieces(fd: int, pieces: Sequence[bytes]) -> None:
+    """Write every byte of ``pieces``, in order, as ``write_all`` does, by ``writev``: a
+    batch of records (tens of MiB of bodies) goes out without being copied into one
+    buffer first."""
+    views = [memoryview(piece) for piece in pieces if piece]
+    start = 0
+    while start < len(views):
         try:
-            written = os.write(fd, view)
+            written = os.writev(fd, views[start : start + _IOV_MAX])
         except BlockingIOError:
             select.select([], [fd], [])
             continue
-        view = view[written:]
+        while start < len(views) and written >= len(views[start]):
+            written -= len(views[start])
+            start += 1
+        if written:
+            views[start] = views[start][written:]
 
 
 def _lock(path: str, shown: str) -> tuple[int, bool]:
@@ -238,6 +255,10 @@ class Output:
 
     def write(self, data: bytes) -> None:
         """Write a batch, whole; a downstream reader sees it at once."""
+        self.write_pieces((data,))
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        """Write a batch given in pieces, whole and in order, as ``write`` does."""
         try:
             if not self._dirty:
                 self._dirty = True
@@ -245,9 +266,10 @@ class Output:
                     os.ftruncate(self._fd, self._good)
                     os.lseek(self._fd, self._good, os.SEEK_SET)
             if self._fd is not None:
-                write_all(self._fd, data)
+                write_pieces(self._fd, pieces)
             elif self._stand_in is not None:
-                self._stand_in.write(data)
+                for piece in pieces:
+                    self._stand_in.write(piece)
                 self._stand_in.flush()
         except BrokenPipeError:
             raise OutputClosed(self.shown) from None

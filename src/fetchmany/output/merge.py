@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from fetchmany import jsontext
 from fetchmany.output.resume import (
+    READ_BUFFER,
     ByteOrderMark,
     DamagedRow,
     ResumeError,
@@ -80,7 +81,7 @@ class Torn(MergeError):
 
 
 def _jsonl(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as stream:
+    with open(path, "rb", buffering=READ_BUFFER) as stream:
         for number, line in enumerate(stream, 1):
             if not line.endswith(b"\n"):
                 raise Torn(path)
@@ -88,7 +89,7 @@ def _jsonl(path: str) -> Iterator[dict[str, Any]]:
 
 
 def _json_array(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as stream:
+    with open(path, "rb", buffering=READ_BUFFER) as stream:
         first = stream.readline()
         if first in (b"[]\n", b"[]", b""):
             return
@@ -141,7 +142,7 @@ def _row(row: list[str], header: list[str], path: str, number: int) -> dict[str,
 
 def _record(line: bytes, path: str, number: int) -> dict[str, Any]:
     try:
-        value = jsontext.loads(line)
+        value = jsontext.loads_record(line)
     except ValueError:
         raise MergeError(f"{path}: line {number} is not a JSON record") from None
     if not isinstance(value, dict):

@@ -33,6 +33,11 @@ from fetchmany.redaction import redact_url
 csv.field_size_limit(sys.maxsize)
 
 
+READ_BUFFER: Final = 1 << 20
+"""Bytes read at a time from a record file: a record holds a whole body, and a line
+longer than the default 8 KiB buffer is put together from many reads."""
+
+
 class ResumeError(Exception):
     """FILE cannot be continued by this run; the message says why, for the user."""
 
@@ -57,12 +62,12 @@ class ResumePoint:
 def _jsonl_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
     """(record, offset after it) for each complete line; a line without its newline is torn."""
     offset = 0
-    with open(path, "rb") as stream:
+    with open(path, "rb", buffering=READ_BUFFER) as stream:
         for number, line in enumerate(stream, 1):
             if not line.endswith(b"\n"):
                 return
             try:
-                record = jsontext.loads(line)
+                record = jsontext.loads_record(line)
             except ValueError:
                 raise ResumeError(f"{path}: line {number} is not a JSON record") from None
             offset += len(line)
@@ -71,7 +76,7 @@ def _jsonl_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
 
 def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
     """(record, offset after its closing brace) for the one-element-per-line arrays we write."""
-    with open(path, "rb") as stream:
+    with open(path, "rb", buffering=READ_BUFFER) as stream:
         first = stream.readline()
         if first in (b"", b"[", b"[]", b"[]\n"):  # empty, or cut before its first record
             return
@@ -83,7 +88,7 @@ def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
                 return
             body = line.removesuffix(b"\n").removesuffix(b",")
             try:
-                record = jsontext.loads(body)
+                record = jsontext.loads_record(body)
             except ValueError:
                 if not line.endswith(b"\n"):
                     return  # torn by a crash: dropped
@@ -125,7 +130,7 @@ def csv_rows(path: str) -> Iterator[tuple[list[str], int]]:
     CRLF) ends like a row but is not one. Anything else that does not parse is
     ``DamagedRow``. Lines are read as bytes; only whole lines reach the parser.
     """
-    with open(path, "rb") as stream:
+    with open(path, "rb", buffering=READ_BUFFER) as stream:
         pending: list[bytes] = []
 
         def lines() -> Iterator[str]:

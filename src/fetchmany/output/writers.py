@@ -86,7 +86,7 @@ class RecordWriter:
 
     def write_encoded(self, encoded: Sequence[bytes]) -> None:
         """Write a batch of ``encode_one`` results, framed for their place in the document."""
-        self.output.write(self.frame(encoded))
+        self.output.write_pieces(self.frame(encoded))
         self.written += len(encoded)
         self.output.mark()
 
@@ -95,9 +95,10 @@ class RecordWriter:
         (in the engine's worker), so a record waiting its turn holds only these."""
         raise NotImplementedError
 
-    def frame(self, encoded: Sequence[bytes]) -> bytes:
-        """The bytes that put a batch of encoded records in the document."""
-        return b"".join(encoded)
+    def frame(self, encoded: Sequence[bytes]) -> Sequence[bytes]:
+        """The bytes that put a batch of encoded records in the document, in pieces
+        (written as they are, not joined: a batch can be tens of MiB)."""
+        return encoded
 
     def finish(self) -> bytes:
         """What closes the document (a JSON array's bracket); written by ``close``."""
@@ -125,11 +126,15 @@ class JsonArrayWriter(RecordWriter):
     def encode_one(self, record: Encodable) -> bytes:
         return encode_json(record.to_dict(self.fields))
 
-    def frame(self, encoded: Sequence[bytes]) -> bytes:
+    def frame(self, encoded: Sequence[bytes]) -> Sequence[bytes]:
         if not encoded:
-            return b""
+            return ()
         first = self.output.at_start and self.written == 0
-        return (b"[\n" if first else b",\n") + b",\n".join(encoded)
+        pieces = [b",\n"] * (2 * len(encoded))
+        pieces[1::2] = encoded
+        if first:
+            pieces[0] = b"[\n"
+        return pieces
 
     def finish(self) -> bytes:
         empty = self.output.at_start and self.written == 0
@@ -252,8 +257,8 @@ class CsvWriter(RecordWriter):
         self._csv.writerow(cells)
         return self._take()
 
-    def frame(self, encoded: Sequence[bytes]) -> bytes:
-        return self._header() + b"".join(encoded)
+    def frame(self, encoded: Sequence[bytes]) -> Sequence[bytes]:
+        return [self._header(), *encoded]
 
 
 WRITERS: dict[OutputFormat, type[RecordWriter]] = {
