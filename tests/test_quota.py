@@ -355,3 +355,21 @@ def test_a_quota_the_server_does_not_keep_is_not_obeyed_at_a_crawl() -> None:
         pacer.learn(number, Announced(10, None, 0, 1e9), now, served=True)
     assert waits[-3:] == [0, 0, 0]
     assert sum(waits) <= 3 * 2.0 + 1e-9
+
+
+def test_an_answer_arriving_just_after_a_window_ends_speaks_of_the_window_before() -> None:
+    """Found by bench/adaptive.py: an answer that left the server just before a window
+    ended (6 left, 9 more in flight) arrived a fraction of a millisecond after the
+    window's end as the client reckons it. That end was taken as passed and the one after
+    it as the reset, so the client stood idle for a whole window while the server had
+    refilled: 0.69x of the quota's rate."""
+    pacer = QuotaPacer()  # no quota said (no pace): only the budget and its reset
+    for at, left in ((0.0, 3), (0.25, 99), (0.8, 5), (1.249, 99)):  # a window of 0.999 s
+        number, _ = pacer.reserve(at)
+        pacer.learn(number, Announced(None, None, left, 1), at)
+    number, _ = pacer.reserve(2.2)  # answered below: what the server had left then
+    for _ in range(9):
+        pacer.reserve(2.2)
+    pacer.learn(number, Announced(None, None, 6, 1), 2.2482)  # the window ended at 2.248
+    _, wait = pacer.reserve(2.2482)
+    assert wait == 0  # a new window began: its budget is whole

@@ -321,6 +321,11 @@ class _Policy:
         return None
 
 
+AGE: Final = 0.05
+"""How old, as a share of its window, an answer may be when it arrives: it was made
+before it crossed the network and waited to be read."""
+
+
 class QuotaPacer:
     """One host's pacing under the quotas it announces (see the module docstring).
 
@@ -434,9 +439,14 @@ class QuotaPacer:
         if length is not None and policy.refilled is not None:
             # Whole seconds (``t=1``) may overstate the time to the reset by almost a
             # second, and a server's clock may be off: a window seen to begin gives its
-            # phase, and the reset is the first window end after now.
-            ends = policy.refilled + length * math.ceil((now - policy.refilled) / length)
-            reset_at = min(reset_at, ends if ends > now else ends + length)
+            # phase, and the reset is the first window end after the answer was made.
+            # That was a little before now: an answer arriving just after a window's
+            # end (as reckoned from a refill seen late) speaks of the window before, so
+            # an end within ``AGE`` of the window's length before now is the reset (and
+            # has passed), not the one after it, a whole idle window later.
+            made = now - AGE * length
+            ends = policy.refilled + length * math.ceil((made - policy.refilled) / length)
+            reset_at = min(reset_at, ends if ends > made else ends + length)
         policy.reset_at = reset_at  # (a wait for it is capped in ``reserve``)
 
     def charge(self, count: int) -> None:
