@@ -32,6 +32,10 @@ def test_valid_text_escapes_what_cannot_be_written() -> None:
     assert valid_text("caf\udce9") == "caf\\xe9"  # a byte that was not UTF-8
     assert valid_text("a\ud800b") == "a\\ud800b"  # a lone surrogate from JSON
     assert valid_text("plain é") == "plain é"
+    # The edges of the surrogate range, found by mutation testing: the last surrogate is
+    # escaped, and the first character past the range, beside one, is kept.
+    assert valid_text("\udfff") == "\\udfff"
+    assert valid_text("\ud800\ue000") == "\\ud800\ue000"
 
 
 def test_the_default_fields_fast_path_matches_the_general_one() -> None:

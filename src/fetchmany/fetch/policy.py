@@ -122,7 +122,7 @@ _SAVE_NAMES: Final = frozenset({"index", "ext"})
 def check_save_name(template: str, input_format: InputFormat) -> None:
     """A --save-name placeholder that line input can never fill is a mistake to say, not
     a name silently replaced by the item's index for every file."""
-    names = Template.plain(template, raw_text, what="--save-name").names - _SAVE_NAMES
+    names = Template.plain(template, raw_text).names - _SAVE_NAMES
     if input_format is InputFormat.LINES and (unknown := names - {"", "id"}):
         raise TemplateError(
             f"--save-name: line input only fills {{}}, {{id}}, {{index}} or {{ext}}, not "

@@ -91,7 +91,7 @@ class SaveDir:
 
     def __init__(self, directory: str, name_template: str = DEFAULT_SAVE_NAME) -> None:
         self.directory = os.path.realpath(directory)
-        self.template = Template.plain(name_template, raw_text, what="--save-name")
+        self.template = Template.plain(name_template, raw_text)
         self._taken: set[str] | None = None if name_template.startswith("{index}") else set()
 
     def name_for(

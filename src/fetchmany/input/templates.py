@@ -102,14 +102,13 @@ Part = str | tuple[str, Encoder]
 class Template:
     """Text with placeholders, compiled once; ``expand`` fills them for one item."""
 
-    def __init__(self, template: str, parts: list[Part], *, what: str = "template") -> None:
+    def __init__(self, template: str, parts: list[Part]) -> None:
         self.template = template
-        self.what = what
         self._parts = _merge(parts)
         self.names: frozenset[str] = frozenset(p[0] for p in self._parts if isinstance(p, tuple))
 
     @classmethod
-    def plain(cls, template: str, encode: Encoder, *, what: str = "template") -> Template:
+    def plain(cls, template: str, encode: Encoder) -> Template:
         """``{}``/``{name}`` placeholders encoded by ``encode``; ``{{``/``}}`` literal braces."""
         parts: list[Part] = []
         at = 0
@@ -122,7 +121,7 @@ class Template:
                 parts.append((match.group(1) or "", encode))
             at = match.end()
         parts.append(template[at:])
-        return cls(template, parts, what=what)
+        return cls(template, parts)
 
     def expand(self, values: Mapping[str, str]) -> str:
         """Fill every placeholder; a name missing from ``values`` raises ``MissingField``."""
@@ -185,7 +184,7 @@ def json_template(text: str) -> Template:
             encode = json_string_content if inside else json_string
             parts.append((match.group(1) or "", encode))
         at = match.end()
-    return Template(text, parts, what="--json")
+    return Template(text, parts)
 
 
 _SCHEMES: Final = ("http://", "https://")
@@ -203,7 +202,7 @@ def url_template(text: str) -> Template:
     if head and not any(lowered.startswith(s) or s.startswith(lowered) for s in _SCHEMES):
         hint = "" if "://" in head else f" (did you mean {'http://' + text!r}?)"
         raise TemplateError(f"--template must start with http:// or https://: {text!r}{hint}")
-    return Template.plain(text, quote_component, what="--template")
+    return Template.plain(text, quote_component)
 
 
 def _check_braces(text: str) -> None:
@@ -252,7 +251,7 @@ def body_template(text: str, *, as_json: bool, form: bool) -> Template:
     """
     text = read_template(text)
     if not as_json:
-        return Template.plain(text, form_value if form else raw_text, what="--data")
+        return Template.plain(text, form_value if form else raw_text)
     template = json_template(text)
     try:
         json.loads(template.expand(_Anything()))
