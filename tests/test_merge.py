@@ -596,3 +596,18 @@ def test_shard_by_in_the_wrong_place_is_a_usage_error(
     result = run_cli(*(arg.format(part=part) for arg in args), stdin=b"")
     assert result.returncode == 2
     assert said in result.stderr
+
+
+def test_data_that_reads_as_csv_safe_output_is_refused_not_changed(tmp_path: Path) -> None:
+    """Found by the property suite's long profile: a body of ``'\\r\\n`` in a CSV part
+    written without --csv-safe reads as --csv-safe's neutralised ``\\r\\n``. The merge
+    cannot tell which it is, so it refuses and says what to do (exit 75, nothing
+    written), rather than pass on a ' that may not be the data's."""
+    part = tmp_path / "p0.csv"
+    part.write_bytes(b'index,input,body\r\n0,a,"\'\r\n"\r\n')
+    out = tmp_path / "out.jsonl"
+    result = run_cli("--merge", str(part), "-o", str(out))
+    assert result.returncode == 75, result.stderr
+    assert "cannot be told from data" in result.stderr
+    assert "as JSON Lines" in result.stderr
+    assert not out.exists()

@@ -1883,7 +1883,6 @@ def test_a_part_cut_at_any_byte_is_named_or_merges_whole_and_resumes(
     names that part or equals the unsharded run; a resume of it continues after exactly
     its whole records (the torn one dropped), and finishing it gives the part whole."""
     from fetchmany.input.sources import Shard
-    from fetchmany.output.merge import merged, open_part
     from fetchmany.output.resume import scan
     from fetchmany.output.writers import OutputFormat
 
@@ -1895,7 +1894,14 @@ def test_a_part_cut_at_any_byte_is_named_or_merges_whole_and_resumes(
             whole = Path(tmp, f"whole.{fmt}")
             outcome = run_in_process([*common, "-o", str(whole)], stdin)
             assert outcome.exit_code in (0, 1), outcome.describe()
-            reference = list(merged([open_part(str(whole))]))
+            reference = _merged_whole(whole)
+            if isinstance(reference, str):
+                # Found by the long profile: a body of "'\r\n" reads as --csv-safe's
+                # neutralised "\r\n", which --merge refuses by design (the ' cannot be
+                # told from data; test_merge.py pins it), the unsharded output too.
+                assert fmt == "csv", reference
+                assert "--csv-safe" in reference
+                continue
             parts = [Path(tmp, f"part-{k}.{fmt}") for k in range(shards)]
             for k, part in enumerate(parts):
                 args = [*common, "--shard", f"{k}/{shards}", "-o", str(part)]
@@ -1921,6 +1927,16 @@ def test_a_part_cut_at_any_byte_is_named_or_merges_whole_and_resumes(
                 outcome = run_in_process(args, stdin)
                 assert outcome.exit_code in (0, 1), outcome.describe()
                 assert part.read_bytes() == full, f"{fmt} part {k} resumed from {cut}"
+
+
+def _merged_whole(path: Path) -> list[Any] | str:
+    """The records a merge reads from the one output ``path``, or what it says is wrong."""
+    from fetchmany.output.merge import MergeError, merged, open_part
+
+    try:
+        return list(merged([open_part(str(path))]))
+    except MergeError as exc:
+        return str(exc)
 
 
 def _merge_error(parts: Sequence[Path], expect: int, reference: list[Any]) -> str | None:
