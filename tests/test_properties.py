@@ -480,8 +480,8 @@ def decoded_body(reply: Reply) -> bytes | Undecodable | None:
     header or several, and are undone in reverse: the decoded bytes; ``UNDECODABLE``
     when a coding is unknown or the data is corrupt or stops before the end of its
     compressed stream; ``None`` (no claim) where clients reasonably differ: an empty
-    body, bytes after the end of a compressed stream, a coding with a decoder that
-    random bytes might satisfy.
+    body (or an empty result of an inner coding), bytes after the end of a compressed
+    stream, a coding with a decoder that random bytes might satisfy.
     """
     codings = [
         token.strip().lower().decode("latin-1")
@@ -492,9 +492,9 @@ def decoded_body(reply: Reply) -> bytes | Undecodable | None:
     data = reply.body
     if not codings:
         return data
-    if not data:
-        return None
     for coding in reversed(codings):
+        if not data:  # found by the long profile: gzip, gzip of a gzip of nothing
+            return None  # an empty body, outermost or within, is no claim
         if coding in ("br", "zstd"):
             return UNDECODABLE if _no_decoder(coding) else None
         if coding == "gzip":
