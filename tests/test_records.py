@@ -36,6 +36,7 @@ def test_valid_text_escapes_what_cannot_be_written() -> None:
     # escaped, and the first character past the range, beside one, is kept.
     assert valid_text("\udfff") == "\\udfff"
     assert valid_text("\ud800\ue000") == "\\ud800\ue000"
+    assert valid_text("\udcff\udd00") == "\\xff\\udd00"  # past the bytes' range: not a byte
 
 
 def test_the_default_fields_fast_path_matches_the_general_one() -> None:

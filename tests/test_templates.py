@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -108,6 +109,18 @@ def test_url_values_are_one_component() -> None:
     assert quote_component("\udcff") == "%FF"  # an undecodable input byte, as it was
 
 
-def test_a_body_template_file_that_is_missing_or_not_text(tmp_path: object) -> None:
-    with pytest.raises(TemplateError, match="cannot read /no/such"):
+def test_a_body_template_file_that_is_missing_or_not_text(tmp_path: Path) -> None:
+    """Each refusal says why (mutation testing found the reasons unasserted)."""
+    with pytest.raises(TemplateError, match=r"cannot read /no/such: No such file or directory$"):
         body_template("@/no/such", as_json=True, form=False)
+    latin = tmp_path / "body.txt"
+    latin.write_bytes(b"caf\xe9={}")
+    with pytest.raises(TemplateError, match=r"cannot read .*body\.txt: not UTF-8 text$"):
+        body_template(f"@{latin}", as_json=False, form=True)
+
+
+def test_a_json_value_beyond_ascii_is_sent_as_utf_8_not_escaped() -> None:
+    """Found by mutation testing: ``\\u00e9`` is the same JSON value, but the body is
+    the text the user's values hold, as curl --json sends it."""
+    compiled = body_template('{"name": {id}, "q": "x {}"}', as_json=True, form=False)
+    assert compiled.expand({"": "é", "id": "日本"}) == '{"name": "日本", "q": "x é"}'
