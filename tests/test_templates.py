@@ -80,8 +80,12 @@ def test_json_values_cannot_break_out_of_their_string() -> None:
 
 
 def test_a_json_template_must_stay_json() -> None:
-    with pytest.raises(TemplateError, match="--json must be JSON"):
+    with pytest.raises(TemplateError) as refused:
         body_template('{"id": {id}', as_json=True, form=False)
+    assert str(refused.value) == (  # whole: the way out is in the message
+        "--json must be JSON once placeholders are filled: write {id} for a JSON "
+        'string, or "{id}" inside one, as in {"id": {id}, "name": "item {}"}'
+    )
     with pytest.raises(TemplateError, match="--json must be JSON"):
         body_template("{id} {id}", as_json=True, form=False)
 
