@@ -138,10 +138,6 @@ class Template:
             out.append(encode(value))
         return "".join(out)
 
-    def expand_literal(self) -> str:
-        """The template with no placeholder left (only valid when ``names`` is empty)."""
-        return self.expand({})
-
 
 def _merge(parts: list[Part]) -> list[Part]:
     merged: list[Part] = []
