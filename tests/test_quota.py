@@ -373,3 +373,17 @@ def test_an_answer_arriving_just_after_a_window_ends_speaks_of_the_window_before
     pacer.learn(number, Announced(None, None, 6, 1), 2.2482)  # the window ended at 2.248
     _, wait = pacer.reserve(2.2482)
     assert wait == 0  # a new window began: its budget is whole
+
+
+def test_an_hours_window_is_not_taken_to_have_ended_minutes_ago() -> None:
+    """The answer's age allowed for is a share of its window, but a second at most: an
+    answer saying nothing is left, 2 minutes after an hourly window's end as reckoned,
+    waits for the next end, not none."""
+    pacer = QuotaPacer()
+    for at, left in ((0.0, 3), (100.0, 4000), (3700.0, 4000)):  # windows of an hour
+        number, _ = pacer.reserve(at)
+        pacer.learn(number, Announced(None, None, left, 3600), at)
+    number, _ = pacer.reserve(7420.0)
+    pacer.learn(number, Announced(None, None, 0, 3600), 7420.0)  # 2 min after 7300
+    _, wait = pacer.reserve(7420.0)
+    assert wait == pytest.approx(60.0)  # capped by the longest wait, not 0

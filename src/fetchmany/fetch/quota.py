@@ -324,6 +324,9 @@ class _Policy:
 AGE: Final = 0.05
 """How old, as a share of its window, an answer may be when it arrives: it was made
 before it crossed the network and waited to be read."""
+OLDEST_ANSWER: Final = 1.0
+"""...and at most this many seconds, whatever the window: an hour's window is not
+taken to have ended minutes ago on an answer's word."""
 
 
 class QuotaPacer:
@@ -442,9 +445,10 @@ class QuotaPacer:
             # phase, and the reset is the first window end after the answer was made.
             # That was a little before now: an answer arriving just after a window's
             # end (as reckoned from a refill seen late) speaks of the window before, so
-            # an end within ``AGE`` of the window's length before now is the reset (and
-            # has passed), not the one after it, a whole idle window later.
-            made = now - AGE * length
+            # an end within ``AGE`` of the window's length (``OLDEST_ANSWER`` at most)
+            # before now is the reset (and has passed), not the one after it, a whole
+            # idle window later.
+            made = now - min(AGE * length, OLDEST_ANSWER)
             ends = policy.refilled + length * math.ceil((made - policy.refilled) / length)
             reset_at = min(reset_at, ends if ends > made else ends + length)
         policy.reset_at = reset_at  # (a wait for it is capped in ``reserve``)
