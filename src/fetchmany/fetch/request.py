@@ -47,7 +47,7 @@ class SentAsGiven(aiohttp.ClientRequest):
     """Every hop's URL by ``sendable``'s rule, and the run's default headers.
 
     The URL a request starts with was made so when its item was read; the client
-    vouches for it (``vouch``) just before handing it to aiohttp, and that very object
+    vouches for it (``Sessions.vouch``) just before handing it to aiohttp, and that very object
     is not looked at again. Anything else (a redirect's ``Location``, a URL the client
     did not vouch for) is checked here."""
 
@@ -85,13 +85,6 @@ class SentAsGiven(aiohttp.ClientRequest):
                     made[key] = value
                 else:
                     made.add(key, value)
-
-    @classmethod
-    def vouch(cls, url: URL) -> URL:
-        """``url``, known to be as ``sendable`` gives it (an item's target): its first
-        request takes it as it is."""
-        cls.vouched = url
-        return url
 
 
 class ContentByTheRules(SentAsGiven):
