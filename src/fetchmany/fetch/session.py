@@ -261,7 +261,7 @@ class Sessions:
         """``url``, an item's target (made by ``sendable``'s rule when the item was read),
         vouched for to the request class so that its first request is not checked again."""
         if self.request_class is not None:
-            self.request_class.vouched = url
+            self.request_class.vouched.url = url
         return url
 
     def route(self, proxy: str | None) -> tuple[aiohttp.ClientSession, str | None]:
