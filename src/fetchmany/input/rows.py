@@ -50,9 +50,12 @@ def infer_input_format(paths: list[str] | tuple[str, ...]) -> InputFormat:
     return InputFormat.LINES
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """One structured item: the text as given, and its fields (or why it has none)."""
+    """One structured item: the text as given, and its fields (or why it has none).
+
+    Never changed once made; not frozen, as ``Item`` is not: one is made per input line,
+    and a frozen dataclass costs three times as much to make."""
 
     text: str
     fields: dict[str, str] | None

@@ -424,6 +424,9 @@ def _without_bom(data: bytes, path: str) -> bytes:
 
 def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | None) -> list[Row]:
     """The rows a batch of raw lines completes (a CSV row may wait for a later line)."""
+    if input_format is InputFormat.LINES and not any(type(raw) is LongLine for raw in batch):
+        # The common batch: short lines, one item each (or none, for blanks and comments).
+        return [Row(text, None) for raw in batch if (text := item_text(raw)) is not None]
     rows: list[Row] = []
     for raw in batch:
         if isinstance(raw, LongLine):
