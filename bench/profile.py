@@ -139,6 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--requests", type=int, default=40_000)
     parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument(
+        "--path", default="/posts", help="nginx path: /posts (default), or /slow (50 ms, as (b))"
+    )
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--cprofile", action="store_true", help="use cProfile, not py-spy")
@@ -158,12 +161,13 @@ def main() -> None:
     }
     spy = None if args.cprofile else py_spy()
     report = [
-        f"# Profile: {args.requests:,} requests to nginx at --limit {args.limit}",
+        f"# Profile: {args.requests:,} requests to nginx {args.path} at --limit {args.limit}",
         "",
     ]
     with Nginx() as nginx:
         n = args.requests
-        urls = url_file(f"posts_{n}", n, lambda i: nginx.url(f"/posts?id={i}"))
+        name = args.path.strip("/").replace("/", "_")
+        urls = url_file(f"{name}_{n}", n, lambda i: nginx.url(f"{args.path}?id={i}"))
         for name, (slug, target, cprofile_args) in runs.items():
             print(f"profiling {name} ...", flush=True)
             lines: list[str] | None = None
