@@ -454,6 +454,7 @@ def present_after(shape: Shape, seconds: float) -> list[int]:
     return [present for at, present in shape.presence if at >= seconds]
 
 
+@pytest.mark.speed
 def test_a_small_capacity_is_found_with_few_overload_answers(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -464,6 +465,7 @@ def test_a_small_capacity_is_found_with_few_overload_answers(
     assert shape.max_serving == 12  # it reached the capacity, not stayed below it
 
 
+@pytest.mark.speed
 def test_a_queueing_server_is_not_flooded(serve: Callable[..., LoopbackServer]) -> None:
     """At most 12 served at once, the rest wait: counted at the server, requests present
     (served and waiting) stay near 12 instead of the 70-91 the old controller kept."""
@@ -474,6 +476,7 @@ def test_a_queueing_server_is_not_flooded(serve: Callable[..., LoopbackServer]) 
     assert statistics.median(later) <= 24
 
 
+@pytest.mark.speed
 def test_ample_capacity_is_used_not_left_at_the_start(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -483,6 +486,7 @@ def test_ample_capacity_is_used_not_left_at_the_start(
     assert shape.max_present >= 60  # far above the fixed default of 10
 
 
+@pytest.mark.speed
 def test_a_jittery_server_gets_more_than_the_default(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -491,12 +495,14 @@ def test_a_jittery_server_gets_more_than_the_default(
     assert shape.max_present >= 60
 
 
+@pytest.mark.speed
 def test_the_ceiling_holds_at_the_server(serve: Callable[..., LoopbackServer]) -> None:
     shape = Shape("jitter", jitter=(0.0, 0.02))
     run_auto(serve, shape, 600, "--limit", "auto:25")
     assert shape.max_present <= 25
 
 
+@pytest.mark.speed
 @pytest.mark.parametrize(
     ("style", "processes"),
     [("ietf", "1"), ("draft", "1"), ("x", "1"), ("x-epoch", "1"), ("ietf", "2")],
@@ -521,6 +527,7 @@ def test_an_announced_quota_draws_no_429(
     assert max(per_window.values()) >= 24
 
 
+@pytest.mark.speed
 def test_a_quota_kept_secret_draws_few_429(serve: Callable[..., LoopbackServer]) -> None:
     """A rate limit with no headers and no Retry-After, where even one request at a time
     is too many (61% of requests drew a 429 and a quarter of the items failed): the
@@ -531,6 +538,7 @@ def test_a_quota_kept_secret_draws_few_429(serve: Callable[..., LoopbackServer])
     assert shape.overloads <= 0.4 * len(shape.log)  # it was 61%
 
 
+@pytest.mark.speed
 def test_a_host_that_waits_does_not_hold_back_another(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -549,6 +557,7 @@ def test_a_host_that_waits_does_not_hold_back_another(
     assert fast_done < 0.5 * slow_done
 
 
+@pytest.mark.speed
 def test_answers_that_are_errors_but_not_overload_still_teach_latency(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -576,6 +585,7 @@ def test_answers_that_are_errors_but_not_overload_still_teach_latency(
     assert most > 10
 
 
+@pytest.mark.speed
 def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -603,6 +613,7 @@ def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(
     assert int(settled[1]) > 10, result.stderr  # it grew past its start once the hold ended
 
 
+@pytest.mark.speed
 def test_the_summary_says_where_each_host_settled_and_why(
     serve: Callable[..., LoopbackServer],
 ) -> None:
