@@ -10,17 +10,18 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, aclosing
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from fetchmany.fetch.dedupe import Deduplicator
 from fetchmany.fetch.engine import Engine, FetchFunction
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.policy import plan_request
-from fetchmany.fetch.refresh import PreviousTable, Refresher
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.sources import Item, items_from
 from fetchmany.options import FetchOptions
 from fetchmany.records import Record
+
+if TYPE_CHECKING:  # --refresh's: imported when a run refreshes
+    from fetchmany.fetch.refresh import PreviousTable
 
 T = TypeVar("T")
 
@@ -72,8 +73,14 @@ async def fetch_finished(
             sessions = await stack.enter_async_context(open_session(options, setup))
             client = Client(sessions, options, limits, setup)
             if refresh is not None:
+                from fetchmany.fetch.refresh import Refresher
+
                 return Refresher(client.fetch, refresh, options)
-            return Deduplicator(client.fetch) if options.dedupe else client.fetch
+            if options.dedupe:
+                from fetchmany.fetch.dedupe import Deduplicator
+
+                return Deduplicator(client.fetch)
+            return client.fetch
 
         engine = Engine(
             None,

@@ -554,7 +554,6 @@ def build_job(
     """
     from fetchmany.cli.run import Job, Resume
     from fetchmany.output.destination import Output, OutputClosed, OutputError
-    from fetchmany.output.resume import ResumeError, scan
     from fetchmany.output.writers import make_writer
     from fetchmany.signals import held_back
 
@@ -576,6 +575,8 @@ def build_job(
             )
         if destination.resumable:
             assert path is not None
+            from fetchmany.output.resume import ResumeError, scan
+
             try:
                 point = scan(path, out_format, fields, args.shard)
             except ResumeError as exc:
@@ -673,14 +674,7 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     import asyncio
 
     from fetchmany.cli.loop import loop_factory
-    from fetchmany.cli.processes import WorkerFailed, WorkerRefused, run_parallel
     from fetchmany.cli.run import Interruption, run_job
-    from fetchmany.input.rows import InputError
-    from fetchmany.input.sources import InputUnreadable
-    from fetchmany.output.destination import OutputError
-    from fetchmany.output.previous import RefreshError
-    from fetchmany.output.resume import ResumeError
-    from fetchmany.records import valid_text
     from fetchmany.signals import held_back, ignore_stops
 
     try:
@@ -692,20 +686,43 @@ def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
                 if job.refresh is not None:
                     runner.run(check_previous(job))
                 if processes > 1:
+                    from fetchmany.cli.processes import run_parallel
+
                     return runner.run(run_parallel(job, processes, interruption))
                 return runner.run(run_job(job, interruption))
             finally:
                 with held_back():  # never the default action in between
                     interruption.uninstall()
                     ignore_stops()
-    except (ResumeError, InputError, WorkerRefused, RefreshError) as exc:
+    except Exception as exc:
+        failure = _run_failure(exc)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _run_failure(exc: Exception) -> click.UsageError | RunFailed | None:
+    """What an error that ended a run means for the command: a refusal (a usage error,
+    the output untouched) or a run that stopped (incomplete); None for any other, which
+    is raised as it is. The error classes are imported here, when one is raised, so a
+    run that meets none never imports --resume's, --refresh's or -P's modules."""
+    from fetchmany.cli.processes import WorkerFailed, WorkerRefused
+    from fetchmany.input.rows import InputError
+    from fetchmany.input.sources import InputUnreadable
+    from fetchmany.output.destination import OutputError
+    from fetchmany.output.previous import RefreshError
+    from fetchmany.output.resume import ResumeError
+    from fetchmany.records import valid_text
+
+    if isinstance(exc, ResumeError | InputError | WorkerRefused | RefreshError):
         if isinstance(exc, InputError | WorkerRefused) and exc.later:
             # Not the first input: what came before it may have been fetched (and written),
             # so the run has begun and stopped: incomplete, as for a full disk.
-            raise RunFailed(valid_text(str(exc))) from None
-        raise click.UsageError(str(exc)) from None
-    except (OutputError, InputUnreadable, WorkerFailed) as exc:
-        raise RunFailed(valid_text(str(exc))) from None
+            return RunFailed(valid_text(str(exc)))
+        return click.UsageError(str(exc))
+    if isinstance(exc, OutputError | InputUnreadable | WorkerFailed):
+        return RunFailed(valid_text(str(exc)))
+    return None
 
 
 async def check_previous(job: Job) -> None:

@@ -16,26 +16,28 @@ import threading
 from collections.abc import AsyncIterable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from fetchmany.api import fetch_finished
 from fetchmany.cli.options import DEFAULT_GRACE
 from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.limits import Limits
-from fetchmany.fetch.refresh import PreviousTable
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
 from fetchmany.input.sources import Item, Shard, count_items, read_items
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
 from fetchmany.output.destination import OutputClosed
-from fetchmany.output.previous import PreviousOutput
 from fetchmany.output.progress import Display
-from fetchmany.output.resume import ResumePoint, key_field, recorded_keys, skip_recorded
 from fetchmany.output.stats import RunStats
 from fetchmany.output.writers import OutputFormat, RecordWriter, neutralise_formula
 from fetchmany.records import Record
 from fetchmany.signals import STOP_SIGNALS
+
+if TYPE_CHECKING:  # imported where a run uses them: a plain run pays for neither
+    from fetchmany.fetch.refresh import PreviousTable
+    from fetchmany.output.previous import PreviousOutput
+    from fetchmany.output.resume import ResumePoint
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Resume:
 
     def key(self, item: Item) -> str | None:
         """The item's value as the file holds it, to compare with the recorded one."""
+        from fetchmany.output.resume import key_field
+
         value = item.input if key_field(self.fields) == "input" else item.url
         if value is not None and self.csv_safe and self.format is OutputFormat.CSV:
             value = neutralise_formula(value)
@@ -81,6 +85,8 @@ class Job:
         them from (None without --refresh)."""
         if self.refresh is None:
             return items, None
+        from fetchmany.fetch.refresh import PreviousTable
+
         table = PreviousTable()
         return self.refresh.join(items, self.shard, table), table
 
@@ -267,6 +273,8 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
         )
         if resume is not None and skipped:
             job.display.note(f"Resuming: {plural(skipped, 'record')} already in {resume.path}")
+            from fetchmany.output.resume import recorded_keys, skip_recorded
+
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
         items, previous = job.refreshing(items)

@@ -9,32 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
 from fetchmany.checks import ALL_HEADERS
-from fetchmany.fetch.adaptive import Lesson, Overload
 from fetchmany.fetch.bodies import DecodedBody, body_value, decode_body
 from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded, unsupported
 from fetchmany.fetch.limits import Limits, Ticket
 from fetchmany.fetch.picks import apply_picks
-from fetchmany.fetch.quota import Announced, read_announced
 from fetchmany.fetch.retry import parse_retry_after
-from fetchmany.fetch.saving import SavedBody, SaveDir, SaveError
 from fetchmany.fetch.session import Sessions, SessionSetup, basic_auth
-from fetchmany.fetch.timings import Timings
-from fetchmany.fetch.tls import tls_facts
 from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
 from fetchmany.redaction import redact_parsed, redact_text, redact_url
 from fetchmany.urls import fragment_of
+
+if TYPE_CHECKING:  # each imported by a run that turns its feature on
+    from fetchmany.fetch.quota import Announced
+    from fetchmany.fetch.saving import SavedBody, SaveDir
+    from fetchmany.fetch.timings import Timings
 
 _READ_CHUNK: Final = 256 * 1024
 _FAILED: Final = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECT})
@@ -84,10 +85,16 @@ def classify(exc: BaseException, options: FetchOptions) -> FetchError:
     return FetchError(kind, redact_text(valid_text(message)))
 
 
+def _is_save_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is --save-dir's: a run that saves nothing never imports it."""
+    saving = sys.modules.get("fetchmany.fetch.saving")
+    return saving is not None and isinstance(exc, saving.SaveError)
+
+
 def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]:
     message = str(exc) or type(exc).__name__
     kind: ErrorKind
-    if isinstance(exc, SaveError):
+    if _is_save_error(exc):
         kind = ErrorKind.SAVE
     elif isinstance(exc, ContentDecodingError):
         kind = ErrorKind.PROTOCOL
@@ -189,7 +196,11 @@ class Client:
         self._setup = setup
         self._method = options.http_method
         self._retry_on = options.retry.retry_on
-        self._save = SaveDir(options.save_dir, options.save_name) if options.save_dir else None
+        self._save: SaveDir | None = None
+        if options.save_dir:
+            from fetchmany.fetch.saving import SaveDir
+
+            self._save = SaveDir(options.save_dir, options.save_name)
         self._cap = options.max_body_size
         self._adaptive = options.adaptive is not None
         self._by_host = self._adaptive or options.per_host is not None  # limits keyed by host
@@ -258,6 +269,8 @@ class Client:
             arguments["headers"] = headers
         timings = None
         if self._timed:
+            from fetchmany.fetch.timings import Timings
+
             timings = arguments["trace_request_ctx"] = Timings()
         return session, target, arguments, timings
 
@@ -346,6 +359,8 @@ class Client:
         if options.redirects:
             response.redirects = hops(resp.history, resp)
         if options.tls:
+            from fetchmany.fetch.tls import tls_facts
+
             response.tls = tls_facts(resp)
 
     def _failed(self, record: Record, exc: Exception) -> None:
@@ -380,6 +395,8 @@ class Client:
         other answer, an error too (a broken body, a bad certificate), is a latency. A
         Retry-After is honoured no longer than --max-backoff, as it delays a retry no
         longer: one answer of "a day" must not freeze the run."""
+        from fetchmany.fetch.adaptive import Lesson, Overload  # --limit auto's, imported once
+
         retry = self._options.retry
         overload = None
         if record.status is not None:
@@ -545,6 +562,8 @@ def redirect_arguments(max_redirects: int) -> dict[str, Any]:
 def _quotas(response: Response, resp: aiohttp.ClientResponse, target: URL) -> None:
     """With --limit auto: the quotas an answer announced, and the redirects it took to
     the same host (each spent its quota)."""
+    from fetchmany.fetch.quota import read_announced
+
     response.announced = read_announced(resp.headers)
     response.hops = sum(1 for hop in resp.history if hop.url.host == target.host)
 

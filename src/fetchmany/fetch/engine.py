@@ -33,12 +33,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
-from fetchmany.fetch.adaptive import Settled
 from fetchmany.fetch.limits import Abandoned, Limits
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
+
+if TYPE_CHECKING:
+    from fetchmany.fetch.adaptive import Settled
 
 FetchFunction = Callable[[Item], Awaitable[Record]]
 T = TypeVar("T")

@@ -12,11 +12,13 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
-from fetchmany.fetch.adaptive import AdaptiveLimit, Lesson, Settled
 from fetchmany.fetch.gate import PriorityGate
-from fetchmany.options import Adaptive
+
+if TYPE_CHECKING:  # --limit auto's, imported by a run that asks for it
+    from fetchmany.fetch.adaptive import AdaptiveLimit, Lesson, Settled
+    from fetchmany.options import Adaptive
 
 # Descriptors a run needs besides its requests: the standard streams, input and
 # output files (and the output's lock and temporary file), the event loop's own
@@ -248,6 +250,8 @@ class Limits:
         assert self._adaptive is not None
         limit = self.hosts.get(host)
         if limit is None:
+            from fetchmany.fetch.adaptive import AdaptiveLimit
+
             adaptive = self._adaptive
             ceiling = adaptive.ceiling
             if self._per_host is not None:
@@ -287,7 +291,11 @@ class Limits:
         self._global.release()
         if self._adaptive is not None:
             start, number = ticket
-            self.hosts[host].release(start, number, lesson or Lesson(None))
+            if lesson is None:
+                from fetchmany.fetch.adaptive import Lesson
+
+                lesson = Lesson(None)
+            self.hosts[host].release(start, number, lesson)
         elif self._per_host is not None:
             self._release_host(host)
 

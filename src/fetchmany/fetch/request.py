@@ -25,7 +25,6 @@ from aiohttp import hdrs
 from multidict import CIMultiDict, istr
 from yarl import URL
 
-from fetchmany.fetch.tls import note_connection, remember
 from fetchmany.urls import parsed, sendable
 
 if TYPE_CHECKING:
@@ -141,6 +140,8 @@ class NotingConnection(SentAsGiven):
     async def send(self, conn: Connection) -> aiohttp.ClientResponse:
         # The connection is known only here: by the time the response is handed
         # out, an answer without a body has already given it back (or closed it).
+        from fetchmany.fetch.tls import note_connection, remember  # --tls's alone
+
         connection = note_connection(conn)
         response = await super().send(conn)
         remember(response, connection)

@@ -305,7 +305,6 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     import aiohttp
 
     from fetchmany.fetch.request import request_class
-    from fetchmany.fetch.timings import trace_config
 
     content = options.content_type is not None or "Content-Type" in setup.headers
     sent_as_given = request_class(
@@ -313,6 +312,12 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     )
     # --timeout bounds one whole attempt (connect, send, headers, body), as -m bounds an item.
     timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
+
+    traces = None
+    if options.timings:
+        from fetchmany.fetch.timings import trace_config
+
+        traces = [trace_config()]
 
     def session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -322,7 +327,7 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
             auto_decompress=False,  # fetch.encodings decodes, and reports what it cannot
-            trace_configs=[trace_config()] if options.timings else None,
+            trace_configs=traces,
             # A Location is taken as written and sent by the request class's rule.
             requote_redirect_url=False,
             request_class=sent_as_given,
