@@ -325,3 +325,47 @@ async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
     records = await collect(engine, make_items(8))
     assert [r.index for r in records] == list(range(8))  # item 0 parked; the rest went on
     assert engine.workers == 2
+
+
+async def test_stop_reads_no_more_input() -> None:
+    """After stop (Ctrl-C), finishing the fetches in flight pulls no further item from the
+    input: a slow producer upstream is not read on for nothing."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=3, window=50, ordered=True)
+    pulled: list[int] = []
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(1000), pulled)):
+            out.extend(r.index for r in batch)
+
+    consumer = asyncio.create_task(consume())
+    while len(fetch.started) < 3:
+        fetch.any_started.clear()
+        await asyncio.wait_for(fetch.any_started.wait(), 5)
+    engine.stop()
+    read_at_stop = len(pulled)
+    for index in list(fetch.started):
+        fetch.gate(index).set()
+    await asyncio.wait_for(consumer, 5)
+    assert out == [0, 1, 2]
+    assert len(pulled) == read_at_stop
+
+
+async def test_abort_ends_unordered_output_though_fetches_never_finish() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=4, window=10, ordered=False)
+    out: list[int] = []
+    progressed = asyncio.Event()
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(100))):
+            out.extend(r.index for r in batch)
+            progressed.set()
+
+    consumer = asyncio.create_task(consume())
+    fetch.gate(2).set()
+    await progressed.wait()
+    engine.abort()
+    await asyncio.wait_for(consumer, 5)
+    assert out == [2]

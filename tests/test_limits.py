@@ -147,3 +147,15 @@ async def test_a_retry_waits_for_the_next_slot_only_and_is_counted() -> None:
 async def test_limits_show_the_fixed_limit_and_no_mark() -> None:
     assert Limits(7).current_limit() == 7
     assert Limits(7).mark() == ""
+
+
+async def test_no_free_slot_is_taken_once_the_run_stops() -> None:
+    """The plain path's take_free: after stop() no attempt starts, though slots are free;
+    acquire abandons the item instead."""
+    limits = Limits(4)
+    assert limits.take_free()
+    limits.release_free()
+    limits.stop()
+    assert not limits.take_free()
+    with pytest.raises(Abandoned):
+        await asyncio.wait_for(limits.acquire(""), 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fetchmany.input.rows import InputError, InputFormat
 from fetchmany.input.sources import (
     _QUEUED_CHUNKS,
     LineFeed,
+    Shard,
     count_items,
     item_text,
     items_from,
@@ -214,6 +216,35 @@ async def test_utf16_input_is_refused_with_a_way_out(tmp_path: Path) -> None:
     path.write_bytes("1\n2\n".encode("utf-16"))
     with pytest.raises(InputError, match="UTF-16"):
         [i async for i in read_items([str(path)], NO_TEMPLATE)]
+
+
+async def test_utf16_on_stdin_is_named_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message names the input as a user knows it: "stdin", not "-"."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("1\n".encode("utf-16"))))
+    with pytest.raises(InputError) as refused:
+        [i async for i in read_items(["-"], NO_TEMPLATE)]
+    assert str(refused.value).startswith("stdin is UTF-16 text; convert it")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x", "expected K/N such as 0/4, got 'x'"),
+        ("1/x", "expected K/N such as 0/4, got '1/x'"),
+        ("4/4", "expected K/N with 0 <= K < N, got '4/4'"),
+        ("-1/4", "expected K/N with 0 <= K < N, got '-1/4'"),
+        ("0/0", "expected K/N with 0 <= K < N, got '0/0'"),
+    ],
+)
+def test_a_bad_shard_says_what_it_expected(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=r"^expected K/N") as refused:
+        Shard.parse(text)
+    assert str(refused.value) == message
+
+
+def test_a_shard_is_read_as_k_of_n() -> None:
+    assert Shard.parse(" 3/8 ") == Shard(3, 8)
+    assert [i for i in range(20) if Shard.parse("3/8").holds(i)] == [3, 11, 19]
 
 
 async def test_comment_lines_are_skipped_in_json_lines_too(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from fetchmany.output.writers import (
     Output,
     OutputFormat,
+    fields_of_header,
     format_for_path,
     looks_neutralised,
     make_writer,
@@ -199,3 +200,31 @@ def test_dev_paths_are_written_in_place() -> None:
     writer.close()
     assert os.path.exists("/dev/null")
     assert not os.path.isfile("/dev/null")
+
+
+def test_a_resumed_json_array_left_by_a_failed_run_stays_one_valid_array(
+    tmp_path: Path,
+) -> None:
+    """A resumed run that fails keeps its whole batches and closes the array again, so the
+    file still loads and can be resumed once more."""
+    from fetchmany.output.resume import scan
+    from fetchmany.records import FIELDS
+
+    path = tmp_path / "out.json"
+    first = make_writer(OutputFormat.JSON, Output(str(path)))
+    first.write(sample_records()[:1])
+    first.close()
+    output = Output(str(path), resume=True)
+    output.start_at(scan(str(path), OutputFormat.JSON, FIELDS, None).offset)
+    resumed = make_writer(OutputFormat.JSON, output)
+    resumed.write(sample_records()[1:])
+    resumed.abandon()
+    assert [record["index"] for record in json.loads(path.read_bytes())] == [0, 1, 2]
+
+
+def test_a_csv_header_whose_first_field_is_error_reads_back_without_its_message() -> None:
+    """``--fields error,url`` writes error, error_message, url: the message column is the
+    writer's, wherever the error column stands."""
+    assert fields_of_header(["error", "error_message", "url"]) == ("error", "url")
+    assert fields_of_header(["url", "error", "error_message"]) == ("url", "error")
+    assert fields_of_header(["error_message", "url"]) == ("error_message", "url")
