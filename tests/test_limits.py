@@ -10,7 +10,15 @@ import pytest
 from conftest import LoopbackServer, run_process
 from test_adaptive import Clock
 
-from fetchmany.fetch.limits import Abandoned, Limits, RateLimiter, fit_open_file_limit
+from fetchmany.fetch.adaptive import Lesson, Overload
+from fetchmany.fetch.limits import (
+    Abandoned,
+    Limits,
+    RateLimiter,
+    fit_open_file_limit,
+    join_marks,
+)
+from fetchmany.options import Adaptive
 
 
 async def test_the_global_cap_holds_and_frees() -> None:
@@ -159,3 +167,32 @@ async def test_no_free_slot_is_taken_once_the_run_stops() -> None:
     assert not limits.take_free()
     with pytest.raises(Abandoned):
         await asyncio.wait_for(limits.acquire(""), 5)
+
+
+async def test_auto_limits_keep_one_limit_per_host_and_say_what_holds_them() -> None:
+    """--limit auto through Limits, in process: a host's first request goes alone and holds
+    back no other host; each host's controller learns from its own answers; the display
+    is told what holds the limits, each mark once."""
+    limits = Limits(100, adaptive=Adaptive(ceiling=40))
+    first = await limits.acquire("a.test:80", 0, 1)
+    waiting = asyncio.create_task(limits.acquire("a.test:80", 1, 1))
+    await asyncio.sleep(0)  # one turn of the loop: a free slot would have been taken
+    assert not waiting.done()
+    other = await asyncio.wait_for(limits.acquire("b.test:80", 2, 1), 5)
+    assert limits.current_limit() == 2
+    assert limits.mark() == "probe"
+    limits.release("a.test:80", first, Lesson(0.01))
+    second = await asyncio.wait_for(waiting, 5)
+    limits.release("a.test:80", second, Lesson(0.01))
+    limits.release("b.test:80", other, Lesson(None, Overload.REJECTED))
+    settled = limits.settled()
+    assert (settled["a.test:80"].limit, settled["a.test:80"].overloads) == (3, 0)
+    assert (settled["b.test:80"].limit, settled["b.test:80"].overloads) == (1, 1)
+    assert settled["b.test:80"].reason == "overload"
+    assert limits.current_limit() == 4
+    assert limits.mark() == "cut, probe"
+
+
+def test_marks_of_many_hosts_are_said_once_the_most_telling_first() -> None:
+    assert join_marks(["probe", "cut, held", "", "held", "spaced"]) == "held, cut, spaced, probe"
+    assert join_marks([]) == ""
