@@ -228,3 +228,24 @@ def test_a_csv_header_whose_first_field_is_error_reads_back_without_its_message(
     assert fields_of_header(["error", "error_message", "url"]) == ("error", "url")
     assert fields_of_header(["url", "error", "error_message"]) == ("url", "error")
     assert fields_of_header(["error_message", "url"]) == ("error_message", "url")
+
+
+def test_csv_shown_on_a_terminal_escapes_control_characters() -> None:
+    """CSV written to a terminal shows an ESC from outside as \\x1b (it would otherwise
+    recolour or rewrite the screen); tabs and line breaks in a quoted cell stay."""
+    import pty
+
+    main, side = pty.openpty()
+    try:
+        writer = make_writer(OutputFormat.CSV, Output(os.ttyname(side)))
+        writer.write([Record(0, "\x1b[31mred\x1b[0m", None, body="a\tb")])
+        writer.close()
+        shown = b""
+        while b"red" not in shown or not shown.endswith(b"\n"):
+            shown += os.read(main, 65536)
+    finally:
+        os.close(main)
+        os.close(side)
+    assert b"\x1b" not in shown
+    assert b"\\x1b[31mred\\x1b[0m" in shown
+    assert b"a\tb" in shown
