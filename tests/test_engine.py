@@ -369,3 +369,18 @@ async def test_abort_ends_unordered_output_though_fetches_never_finish() -> None
     engine.abort()
     await asyncio.wait_for(consumer, 5)
     assert out == [2]
+
+
+async def test_settled_is_where_each_hosts_auto_limit_is_and_empty_for_a_fixed_one() -> None:
+    from fetchmany.fetch.adaptive import Lesson
+    from fetchmany.fetch.limits import Limits
+    from fetchmany.options import Adaptive
+
+    fixed = Engine(ControlledFetch(), same, workers=2, ordered=True, limits=Limits(2))
+    assert fixed.settled() == {}
+    limits = Limits(8, adaptive=Adaptive(ceiling=8))
+    engine = Engine(ControlledFetch(), same, workers=2, ordered=True, limits=limits)
+    ticket = await limits.acquire("a.test:80", 0, 1)
+    limits.release("a.test:80", ticket, Lesson(0.01))
+    assert list(engine.settled()) == ["a.test:80"]
+    assert engine.settled()["a.test:80"].limit == limits.settled()["a.test:80"].limit == 3
