@@ -196,3 +196,18 @@ async def test_auto_limits_keep_one_limit_per_host_and_say_what_holds_them() -> 
 def test_marks_of_many_hosts_are_said_once_the_most_telling_first() -> None:
     assert join_marks(["probe", "cut, held", "", "held", "spaced"]) == "held, cut, spaced, probe"
     assert join_marks([]) == ""
+
+
+async def test_per_host_caps_each_hosts_auto_limit() -> None:
+    """--per-host N with --limit auto: the probe that follows a host's first answer may
+    not take the host past N."""
+    limits = Limits(100, per_host=2, adaptive=Adaptive(ceiling=40))
+    first = await limits.acquire("a.test:80", 0, 1)
+    limits.release("a.test:80", first, Lesson(0.01))
+    held = [await asyncio.wait_for(limits.acquire("a.test:80", i, 1), 5) for i in (1, 2)]
+    third = asyncio.create_task(limits.acquire("a.test:80", 3, 1))
+    await asyncio.sleep(0)  # one turn of the loop: a free slot would have been taken
+    assert not third.done()
+    assert limits.settled()["a.test:80"].limit == 2
+    limits.release("a.test:80", held[0], Lesson(0.01))
+    await asyncio.wait_for(third, 5)

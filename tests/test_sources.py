@@ -458,3 +458,19 @@ async def test_a_crlf_inside_a_quoted_csv_cell_is_kept(tmp_path: Path) -> None:
     ]
     assert [i.input for i in items] == ['1,"a\r\nb"', "2,c"]
     assert [i.url for i in items] == ["http://h.test/1?n=a%0D%0Ab", "http://h.test/2?n=c"]
+
+
+def test_sharding_by_host_puts_each_item_in_exactly_one_shard_with_its_host() -> None:
+    items = [make_item(i, f"http://h{i % 7}.test/{i}", NO_TEMPLATE) for i in range(60)] + [
+        make_item(60, "not a url", NO_TEMPLATE)
+    ]
+    shards = [Shard(k, 3, by_host=True) for k in range(3)]
+    holders = [[k for k, shard in enumerate(shards) if shard.holds_item(item)] for item in items]
+    assert all(len(held) == 1 for held in holders)
+    by_host: dict[str | None, set[int]] = {}
+    for item, held in zip(items[:60], holders[:60], strict=True):
+        assert item.target is not None
+        by_host.setdefault(item.target.host, set()).update(held)
+    assert all(len(shard_numbers) == 1 for shard_numbers in by_host.values())
+    assert len({next(iter(numbers)) for numbers in by_host.values()}) > 1  # spread out
+    assert holders[60] == [60 % 3]  # no URL: by its index
