@@ -249,3 +249,15 @@ def test_csv_shown_on_a_terminal_escapes_control_characters() -> None:
     assert b"\x1b" not in shown
     assert b"\\x1b[31mred\\x1b[0m" in shown
     assert b"a\tb" in shown
+
+
+def test_what_orjson_refuses_is_written_compact_and_as_utf8_by_the_fallback() -> None:
+    """Integers beyond 64 bits go through the stdlib: the same compact UTF-8 line as
+    orjson writes; a lone surrogate, which UTF-8 cannot hold, as a JSON escape."""
+    from fetchmany.output.writers import encode_json
+
+    big = {"n": 2**70, "s": "é", "l": [1, 2]}
+    assert encode_json(big) == '{"n":1180591620717411303424,"s":"é","l":[1,2]}'.encode()
+    assert encode_json(big, line=True) == encode_json(big) + b"\n"
+    assert encode_json({"s": "\ud800", "t": "é"}) == b'{"s":"\\ud800","t":"\\u00e9"}'
+    assert json.loads(encode_json({"s": "\ud800"}, line=True)) == {"s": "\ud800"}
