@@ -251,9 +251,11 @@ async def test_stop_finishes_in_flight_and_ends_output_in_order() -> None:
     assert len(fetch.started) < 20
 
 
-async def test_abort_ends_at_the_first_unfinished_record() -> None:
+async def aborted_after_a_batch(ordered: bool, released: list[int]) -> list[int]:
+    """The indexes handed out when the engine is aborted right after its first batch,
+    with only the fetches of ``released`` ever finishing."""
     fetch = ControlledFetch()
-    engine = Engine(fetch, same, workers=4, window=10, ordered=True)
+    engine = Engine(fetch, same, workers=4, window=10, ordered=ordered)
     out: list[int] = []
     progressed = asyncio.Event()
 
@@ -263,11 +265,16 @@ async def test_abort_ends_at_the_first_unfinished_record() -> None:
             progressed.set()
 
     consumer = asyncio.create_task(consume())
-    fetch.gate(0).set()
-    fetch.gate(2).set()
+    for index in released:
+        fetch.gate(index).set()
     await progressed.wait()
     engine.abort()
     await asyncio.wait_for(consumer, 5)
+    return out
+
+
+async def test_abort_ends_at_the_first_unfinished_record() -> None:
+    out = await aborted_after_a_batch(True, [0, 2])
     assert out == [0]  # 1 never finished, so 2 cannot be written in order
 
 
@@ -353,21 +360,7 @@ async def test_stop_reads_no_more_input() -> None:
 
 
 async def test_abort_ends_unordered_output_though_fetches_never_finish() -> None:
-    fetch = ControlledFetch()
-    engine = Engine(fetch, same, workers=4, window=10, ordered=False)
-    out: list[int] = []
-    progressed = asyncio.Event()
-
-    async def consume() -> None:
-        async for batch in engine.batches(aiter_items(make_items(100))):
-            out.extend(r.index for r in batch)
-            progressed.set()
-
-    consumer = asyncio.create_task(consume())
-    fetch.gate(2).set()
-    await progressed.wait()
-    engine.abort()
-    await asyncio.wait_for(consumer, 5)
+    out = await aborted_after_a_batch(False, [2])
     assert out == [2]
 
 
