@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import pairwise
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fetchmany.output.stats import LatencyHistogram, RunStats, outcome_label
 from fetchmany.records import ErrorKind, FetchError, Record
@@ -40,6 +45,42 @@ def test_outcomes_failures_and_latency() -> None:
     assert [f.outcome for f in stats.failures] == ["4xx", "invalid_url", "invalid_charset"]
     assert stats.failures[0].message == "404 Nope"  # the reason as the server sent it
     assert stats.latency.count == 2
+
+
+_statuses = st.one_of(st.none(), st.integers(100, 999), st.integers(0, 99), st.integers(1000, 1200))
+_records = st.builds(
+    lambda ok, status, kind, elapsed: Record(
+        0,
+        "a",
+        "u",
+        ok=ok,
+        status=status,
+        elapsed_ms=elapsed,
+        error=None if ok else FetchError(kind, "m"),
+    ),
+    st.booleans(),
+    _statuses,
+    st.sampled_from(ErrorKind),
+    st.one_of(st.none(), st.floats(0, 1e6)),
+)
+
+
+@given(st.lists(_records, max_size=40), st.lists(st.integers(0, 40), max_size=5))
+def test_counts_in_batches_are_the_counts_one_by_one(
+    records: list[Record], cuts: list[int]
+) -> None:
+    """Batches are counted as the records one at a time by ``outcome_label`` (the
+    common ok path looks its label up instead), however the run splits them."""
+    stats = RunStats()
+    edges = sorted({0, len(records), *(min(cut, len(records)) for cut in cuts)})
+    for start, end in pairwise(edges):
+        stats.add(records[start:end])
+    elapsed = [r.elapsed_ms for r in records if r.elapsed_ms is not None]
+    assert stats.done == len(records)
+    assert stats.ok == sum(r.ok for r in records)
+    assert stats.outcomes == Counter(outcome_label(r) for r in records)
+    assert stats.latency.count == len(elapsed)
+    assert stats.latency.max == max(elapsed, default=0.0)
 
 
 def test_labels() -> None:

@@ -294,7 +294,7 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
         ticker = asyncio.create_task(watch_limits(engines, show_limits))
         async with aclosing(finished) as batches:
             async for batch in batches:
-                stats.add(record for record, _ in batch)
+                stats.add([record for record, _ in batch])
                 job.display.update(stats)
                 try:
                     writer.write_encoded([data for _, data in batch])
