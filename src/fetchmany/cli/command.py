@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import click
 
 from fetchmany._version import __version__
-from fetchmany.cli.options import CommandLine, GroupedCommand, apply_options
+from fetchmany.cli.options import GroupedCommand, apply_options
 from fetchmany.signals import Terminated, stop_at_once
 
 if TYPE_CHECKING:
+    from fetchmany.cli.commandline import CommandLine
     from fetchmany.cli.run import Job, Outcome
     from fetchmany.fetch.policy import RequestPlan
     from fetchmany.fetch.session import SessionSetup
@@ -95,6 +96,8 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     with # are skipped. Records go to stdout (or --output) as JSON Lines, a JSON
     array or CSV; progress and the summary go to stderr.
     """
+    from fetchmany.cli.commandline import CommandLine  # not for --help: click answers it first
+
     args = curl_spellings(CommandLine(inputs=inputs, **params), click.get_current_context())
     if args.output == "-":
         args = dataclasses.replace(args, output=None)
