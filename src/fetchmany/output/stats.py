@@ -77,7 +77,11 @@ def outcome_label(record: Record) -> str:
     error = record.error
     if error is not None and error.kind is not _HTTP:
         return error.kind.value
-    status = record.status
+    return status_label(record.status)
+
+
+def status_label(status: int | None) -> str:
+    """A status's class (``2xx``), or ``no_response``."""
     if status is None:
         return "no_response"
     return _STATUS_CLASSES.get(status // 100) or f"{status // 100}xx"
@@ -142,25 +146,28 @@ class RunStats:
         return end - self.started
 
     def add(self, records: Iterable[Record]) -> None:
-        """Count a batch of records. An ok record (most of them) is counted in a few
-        lookups: it has a status and no error, so its label is its status class."""
+        """Count a batch of records. An ok record (most of them) costs a few lookups: it
+        is tallied by status in a plain dict, and its label (its status class) is found
+        once per status in the batch."""
         outcomes = self.outcomes
-        done = ok = 0
+        done = 0
+        ok_statuses: dict[int | None, int] = {}
+        tally = ok_statuses.get
         latencies: list[float] = []
         for record in records:
             done += 1
             if record.ok:
-                ok += 1
-                label = _LABELS.get(record.status) or outcome_label(record)
+                status = record.status
+                ok_statuses[status] = tally(status, 0) + 1
             else:
                 label = outcome_label(record)
+                outcomes[label] += 1
                 if len(self.failures) < self.keep_failures and all(
                     kept.outcome != label for kept in self.failures
                 ):
                     self.failures.append(_sample(record, label))
                 elif len(self.more_failures) < self.keep_failures:
                     self.more_failures.append(_sample(record, label))
-            outcomes[label] += 1
             if (elapsed := record.elapsed_ms) is not None:
                 latencies.append(elapsed)
             if record.timings is not None and (ttfb := record.timings.get("ttfb_ms")) is not None:
@@ -169,8 +176,10 @@ class RunStats:
                 self.refreshed[refresh.value if record.ok else "failed"] += 1
                 if refresh is Refresh.UNCHANGED:
                     self.bytes_not_transferred += record.size or 0
+        for status, count in ok_statuses.items():
+            outcomes[_LABELS.get(status) or status_label(status)] += count
+            self.ok += count
         self.done += done
-        self.ok += ok
         self.latency.add_all(latencies)
 
     @property
