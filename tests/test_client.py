@@ -18,13 +18,14 @@ from aioresponses import aioresponses
 from conftest import LoopbackServer, RawServer, jsonl, raw_response, run_cli
 from yarl import URL
 
+from fetchmany.fetch.adaptive import Lesson, Overload
 from fetchmany.fetch.client import Client, Response, classify, fill_record
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.fetch.session import SessionSetup, default_headers, open_session
 from fetchmany.input.sources import Item, make_item
 from fetchmany.input.templates import RequestTemplate
-from fetchmany.options import FetchOptions
+from fetchmany.options import Adaptive, FetchOptions
 from fetchmany.records import ErrorKind, FetchError, Record
 
 URL_A = "http://api.test/a"
@@ -466,3 +467,78 @@ async def test_final_url_masks_credentials_in_its_query_and_its_own(
     assert record.final_url == f"{base}/landing?next=http://alice:****@other.test/"
     for secret in ("s3cret", "pw9", "TOKEN9"):
         assert secret not in str((record.url, record.final_url))
+
+
+class _Taught(Limits):
+    """An auto limit that keeps what each attempt taught it."""
+
+    def __init__(self) -> None:
+        super().__init__(100, adaptive=Adaptive(ceiling=40), longest_wait=0.2)
+        self.lessons: list[tuple[str, Lesson]] = []
+
+    def release(self, host: str, ticket: Any = (0, 0), lesson: Lesson | None = None) -> None:
+        assert lesson is not None
+        self.lessons.append((host, lesson))
+        super().release(host, ticket, lesson)
+
+
+async def test_each_attempt_teaches_limit_auto_what_the_answer_said(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """--limit auto learns from every attempt (``Client._teach``): a --retry-on status is
+    an overload answer, its Retry-After capped by --max-backoff (one "a day" must not
+    freeze the run); a refused connection is a failure; any other answer is a latency,
+    with the quota it announced and the redirects it took to the same host."""
+    quota = {"RateLimit-Policy": '"default";q=100;w=1', "RateLimit": '"default";r=42;t=1'}
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "day":
+            return web.Response(status=503, headers={"Retry-After": "86400"})
+        if name == "soon":
+            return web.Response(status=429, headers={"Retry-After": "0"})
+        if name == "hop":
+            raise web.HTTPFound("/quota")
+        if name == "quota":
+            return web.Response(text="{}", headers=quota)
+        return web.Response(status=404 if name == "missing" else 200)
+
+    app = web.Application()
+    app.router.add_get("/{name}", answer)
+    base = serve(app).url("")
+    options = FetchOptions(
+        adaptive=Adaptive(ceiling=40), retry=RetryPolicy(retries=0, max_backoff=0.2)
+    )
+    setup = SessionSetup.prepare(options)
+    limits = _Taught()
+    refused = f"http://127.0.0.1:{_closed_port()}/x"
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, limits, setup)
+        for index, path in enumerate(("day", "soon", "missing", "ok", "hop", "quota")):
+            await client.fetch(item(index, f"{base}/{path}"))
+        await client.fetch(item(9, refused))
+    taught = [lesson for _, lesson in limits.lessons]
+    assert [lesson.overload for lesson in taught] == [
+        Overload.REJECTED,  # 503
+        Overload.REJECTED,  # 429
+        None,  # 404: not a --retry-on status
+        None,
+        None,
+        None,
+        Overload.FAILED,  # connection refused
+    ]
+    assert [lesson.retry_after for lesson in taught] == [0.2, 0.0, None, None, None, None, None]
+    assert [lesson.hops for lesson in taught] == [0, 0, 0, 0, 1, 0, 0]
+    assert [bool(lesson.announced) for lesson in taught] == [False] * 4 + [True, True, False]
+    assert all(lesson.latency is not None and lesson.latency >= 0 for lesson in taught)
+    hosts = {host for host, _ in limits.lessons}
+    assert len(hosts) == 2  # the server's host and the refusing one, each its own limit
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
