@@ -13,6 +13,10 @@ from collections.abc import Callable
 import pytest
 from conftest import RawServer, jsonl, raw_response, run_cli
 
+from fetchmany.api import fetch_many
+from fetchmany.fetch.retry import RetryPolicy
+from fetchmany.options import FetchOptions
+
 UA = "wire-test/1"
 GET_HEADERS = [  # in curl's order
     ("Host", "{host}"),
@@ -280,3 +284,67 @@ def test_credentials_stay_masked_and_leave_with_the_origin(
     assert ("Authorization", "Basic dXNlcjpzQGNyZXQ=") in head(first)[1]  # user:s@cret
     (second,) = other.received
     assert not any(name.lower() == "authorization" for name, _ in head(second)[1])
+
+
+async def fetch_in_process(
+    server: RawServer,
+    *,
+    method: str | None = None,
+    data: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``fetch`` through the library, in this process: the same bytes must go out (and
+    mutation testing can reach ``fetch/request.py`` only from here)."""
+    options = FetchOptions(
+        user_agent=UA, retry=RetryPolicy(retries=0), headers=headers, method=method
+    )
+    records = [r async for r in fetch_many([server.url("/x")], options, data=data)]
+    assert records[0].status == 200, records[0]
+    return [head(request) for request in server.received]
+
+
+async def test_in_process_a_post_made_a_get_keeps_the_headers_that_are_not_content(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    server = raw_server({"/x": redirect(303, "/y"), "/y": OK})
+    given = (("Content-Language", "en"), ("X-Trace", "1"))
+    first, second = await fetch_in_process(server, data="a=1", headers=given)
+    assert first[0] == "POST /x HTTP/1.1"
+    assert ("Content-Type", "application/x-www-form-urlencoded") in first[1]
+    assert second == ("GET /y HTTP/1.1", expected(server, ("X-Trace", "1")))
+
+
+async def test_in_process_a_303_drops_the_content_headers_of_a_get_with_a_body(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    server = raw_server({"/x": redirect(303, "/y"), "/y": OK})
+    given = (("Content-Language", "en"),)
+    first, second = await fetch_in_process(server, method="GET", data="a=1", headers=given)
+    assert first[0] == "GET /x HTTP/1.1"
+    assert ("Content-Length", "3") in first[1]
+    assert second == ("GET /y HTTP/1.1", expected(server))
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "extra"),
+    [
+        ("GET", (), ()),
+        ("DELETE", (), ()),
+        ("POST", (), (("Content-Length", "0"),)),
+        ("PATCH", (), (("Content-Length", "0"),)),
+        ("DELETE", (("Content-Length", "0"),), (("Content-Length", "0"),)),  # given: sent
+    ],
+)
+async def test_in_process_content_headers_without_content(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    method: str,
+    headers: tuple[tuple[str, str], ...],
+    extra: tuple[tuple[str, str], ...],
+) -> None:
+    """RFC 9110 8.6 as ``test_a_request_without_content_sends_no_content_headers`` and
+    its neighbours pin it on the command line: Content-Length: 0 only where the method
+    anticipates content or the user gave it, and never aiohttp's made-up Content-Type."""
+    server = raw_server({"/x": OK})
+    ((line, sent),) = await fetch_in_process(server, method=method, headers=headers)
+    assert line == f"{method} /x HTTP/1.1"
+    assert sent == expected(server, *extra)
