@@ -133,3 +133,19 @@ def test_a_number_beyond_a_double_is_not_json_we_can_keep(raw: bytes) -> None:
     decoded = decode_body(raw, "application/json", BodyMode.AUTO)
     assert decoded.error is not None
     assert decoded.error.kind is ErrorKind.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    ("raw", "charset", "value"),
+    [
+        # A BOM is not part of the JSON text (RFC 8259 8.1); utf-16le does not drop it.
+        ('\ufeff{"a":"é"}'.encode("utf-16-le"), "utf-16le", {"a": "é"}),
+        # One bad byte spoils one character, not the whole body's decoding.
+        ('{"a":"日本'.encode("shift_jis") + b"\x80" + b'"}', "shift_jis", {"a": "日本\ufffd"}),
+    ],
+)
+def test_json_in_a_labelled_charset_is_decoded_by_its_label(
+    raw: bytes, charset: str, value: object
+) -> None:
+    decoded = decode_body(raw, f"application/json; charset={charset}", BodyMode.AUTO)
+    assert decoded == (value, None)

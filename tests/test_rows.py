@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from fetchmany.input import rows as rows_module
 from fetchmany.input.rows import (
     CsvRows,
     InputError,
     InputFormat,
     Row,
     infer_input_format,
+    json_field,
     jsonl_row,
 )
 
@@ -57,6 +60,36 @@ def test_jsonl_values_become_placeholder_text() -> None:
     assert row.fields == {"s": "x", "n": "7", "f": "1.5", "b": "false", "l": '[1,"a"]'}
     assert jsonl_row("[1, 2]").problem == "not a JSON object"
     assert (jsonl_row("{oops").problem or "").startswith("not JSON")
+
+
+def test_a_jsonl_row_with_a_problem_keeps_its_text() -> None:
+    """The record of a row that cannot fill a template shows the row as given."""
+    assert jsonl_row("[1, 2]") == Row("[1, 2]", None, "not a JSON object")
+    assert jsonl_row("{oops").text == "{oops"
+
+
+def test_a_row_too_deep_to_write_back_is_that_rows_problem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parsed, but too deep for the stack to write back as placeholder text: the row's
+    problem, with its text, not a crash (the parser's own depth limit is lower than the
+    writer's on a fresh stack, so the stack is made to run out here)."""
+
+    def too_deep(value: object) -> str:
+        raise RecursionError
+
+    monkeypatch.setattr(rows_module, "json_field", too_deep)
+    line = '{"v": [[1]]}'
+    assert jsonl_row(line) == Row(line, None, "not JSON a placeholder can take: nested too deeply")
+
+
+def test_a_nested_value_is_written_back_as_given_text() -> None:
+    """Non-ASCII stays itself (a placeholder percent-encodes it as UTF-8, as a string's
+    own is); a library caller's value that JSON has no type for is its text."""
+    assert json_field({"name": "Zoë", "n": [1, "ü"]}) == '{"name":"Zoë","n":[1,"ü"]}'
+    assert json_field([datetime.date(2026, 12, 5)]) == '["2026-12-05"]'
+    assert json_field(None) is None
+    assert json_field("as is") == "as is"
 
 
 @pytest.mark.parametrize(
