@@ -16,17 +16,26 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 from conftest import LoopbackServer, RawServer, jsonl, raw_response, run_cli
+from hypothesis import given
+from hypothesis import strategies as st
 from yarl import URL
 
 from fetchmany.fetch.adaptive import Lesson, Overload
-from fetchmany.fetch.client import Client, Response, classify, fill_record
+from fetchmany.fetch.client import (
+    Client,
+    Response,
+    classify,
+    fill_record,
+    host_key,
+    record_filler,
+)
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.fetch.session import SessionSetup, default_headers, open_session
 from fetchmany.input.sources import Item, make_item
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import Adaptive, FetchOptions
-from fetchmany.records import ErrorKind, FetchError, Record
+from fetchmany.records import BodyMode, ErrorKind, FetchError, Record
 
 URL_A = "http://api.test/a"
 NO_RETRY = FetchOptions(retry=RetryPolicy(retries=0))
@@ -117,6 +126,38 @@ async def test_network_exceptions_become_error_kinds(
     assert record.status is None
     assert record.error.kind is kind
     assert record.error.message
+
+
+def _from_module(module: str, base: type[Exception] = Exception) -> type[Exception]:
+    """An exception class as if defined in ``module`` (a SOCKS library's, say)."""
+    return type("ProxyError", (base,), {"__module__": module})
+
+
+@pytest.mark.parametrize(
+    ("exception", "kind", "message"),
+    [
+        (
+            ValueError("Cannot combine AUTHORIZATION header with AUTH argument or credentials"),
+            ErrorKind.INVALID_REDIRECT,
+            "redirect to a URL with credentials while others were being sent",
+        ),
+        (ValueError("something else"), ErrorKind.UNEXPECTED, "ValueError: something else"),
+        (aiohttp.InvalidURL("http://[x"), ErrorKind.INVALID_URL, "http://[x"),
+        (aiohttp.ConnectionTimeoutError(), ErrorKind.TIMEOUT, "no connection within 7s"),
+        (TimeoutError(), ErrorKind.TIMEOUT, "attempt did not finish within 9s"),
+        (EOFError(), ErrorKind.CONNECT, "connection closed early: EOFError"),
+        (_from_module("python_socks._errors")("refused"), ErrorKind.CONNECT, "refused"),
+        (_from_module("aiohttp_socks.connector")("bad auth"), ErrorKind.CONNECT, "bad auth"),
+        (_from_module("elsewhere")("odd"), ErrorKind.UNEXPECTED, "ProxyError: odd"),
+        (KeyError(), ErrorKind.UNEXPECTED, "KeyError: KeyError"),
+    ],
+)
+def test_classify_names_each_kind_and_says_what_happened(
+    exception: Exception, kind: ErrorKind, message: str
+) -> None:
+    """Each branch of the mapping, with the words a user reads in the record."""
+    error = classify(exception, FetchOptions(timeout=9, connect_timeout=7))
+    assert (error.kind, error.message) == (kind, message)
 
 
 def test_classify_covers_dns_bad_redirects_and_the_unexpected() -> None:
@@ -291,6 +332,38 @@ def test_ok_is_an_answer_from_200_to_399_with_nothing_wrong(status: int, ok: boo
     assert record.error == (None if ok else FetchError(ErrorKind.HTTP, f"{status} Why"))
 
 
+_answers = st.builds(
+    Response,
+    status=st.sampled_from([200, 204, 302, 304, 404, 503]),
+    reason=st.sampled_from([None, "", "Why", "Caf\udce9"]),
+    final_url=st.just(URL_A),
+    content_type=st.sampled_from(
+        [None, "application/json", "text/plain; charset=latin-1", "image/png", "text/html"]
+    ),
+    body=st.sampled_from([b"", b'{"a": 1}', b"{not json", b"caf\xe9", b"\x89PNG\x00"]),
+    truncated=st.booleans(),
+    retry_after=st.none(),
+    etag=st.sampled_from([None, '"v1"', 'W/"v2"']),
+    last_modified=st.sampled_from([None, "Sat, 05 Dec 2026 06:00:00 GMT"]),
+    problem=st.sampled_from([None, FetchError(ErrorKind.PROTOCOL, "unsupported coding")]),
+)
+
+
+@given(_answers, st.sampled_from(BodyMode), st.integers(1, 100))
+def test_the_run_s_own_filler_makes_the_record_fill_record_makes(
+    answer: Response, mode: BodyMode, cap: int
+) -> None:
+    """``record_filler`` chooses a filler for the run once (the common run gets one that
+    skips what is off); whatever the answer, it must make the record ``fill_record``
+    makes, field for field."""
+    options = FetchOptions(body=mode, max_body_size=cap)
+    general, specialised = Record(3, "x", URL_A), Record(3, "x", URL_A)
+    fill_record(general, answer, options)
+    record_filler(options)(specialised, answer)
+    assert specialised == general
+    assert (general.content_type, general.etag) == (answer.content_type, answer.etag)
+
+
 @pytest.mark.parametrize("status", [200, 302])
 def test_an_answer_with_a_broken_body_is_not_ok(status: int) -> None:
     record = Record(0, "x", URL_A)
@@ -302,8 +375,9 @@ def test_an_answer_with_a_broken_body_is_not_ok(status: int) -> None:
     cut = Response(status, "Why", URL_A, "text/plain", b"x" * 10, True, None)
     fill_record(record := Record(0, "x", URL_A), cut, NO_RETRY)
     assert record.ok is False
-    assert record.error is not None
-    assert record.error.kind is ErrorKind.BODY_TOO_LARGE
+    assert record.error == FetchError(
+        ErrorKind.BODY_TOO_LARGE, "body larger than 10000000 bytes; kept the first 10"
+    )
 
 
 def test_a_3xx_that_is_not_followed_is_an_ok_answer(
@@ -542,3 +616,11 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_each_host_and_port_is_its_own_key_whatever_its_case() -> None:
+    """What --per-host and --limit auto count by: hosts compare without case (RFC 3986
+    3.2.2), and another host or port is another server."""
+    assert host_key(URL("http://API.test:8080/a")) == host_key(URL("http://api.test:8080/b"))
+    urls = ("http://a.test/", "http://b.test/", "http://a.test:81/", "https://a.test/")
+    assert len({host_key(URL(url)) for url in urls}) == len(urls)
