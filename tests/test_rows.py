@@ -201,3 +201,50 @@ def test_a_field_nested_hundreds_deep_is_written_back_not_a_crash() -> None:
     assert row.problem is None
     assert row.fields is not None
     assert row.fields["v"] == "[" * 700 + "]" * 700
+
+
+def test_a_row_the_csv_module_refuses_is_that_rows_problem_with_its_text() -> None:
+    rows = CsvRows()
+    assert rows.feed("a,b") is None
+    row = rows.feed("1,2\r3,4")  # a CR alone inside a data row: the row, not the file
+    assert row is not None
+    assert row.text == "1,2\r3,4"
+    assert row.fields is None
+    assert (row.problem or "").startswith("not a CSV row: new-line character seen")
+
+
+def test_a_csv_file_of_cr_line_ends_is_refused_with_how_to_convert_it() -> None:
+    with pytest.raises(InputError) as raised:
+        CsvRows().feed("a,b\r1,2\r3,4")
+    assert str(raised.value) == (
+        "the CSV file ends its lines with CR alone (old Mac files); convert them: "
+        "tr '\\r' '\\n' < in.csv > out.csv"
+    )
+
+
+def test_a_row_is_too_long_only_past_max_row_and_says_its_whole_size() -> None:
+    """max_row counts a row's characters with its line end; the problem row shows the
+    first 200 characters and the size of all of it, across the lines that followed."""
+    rows = CsvRows(max_row=10)
+    assert rows.feed("a") is None
+    assert rows.feed("123456789") == Row("123456789", {"a": "123456789"})  # 10: kept
+    assert rows.feed("1234567890") == Row(
+        "1234567890...", None, "a row of 11 characters, longer than an item may be"
+    )
+    assert rows.feed('"' + "x" * 300) is None  # a quote left open: the row goes on
+    assert rows.feed_long("y", 50, 0) is None
+    assert rows.feed_long("z", 70, 0) is None
+    assert rows.finish() == Row(
+        '"' + "x" * 199 + "...", None, "a row of 422 characters, longer than an item may be"
+    )
+    with pytest.raises(InputError) as raised:
+        CsvRows(max_row=10).feed("a" * 10)
+    assert (
+        str(raised.value) == "the CSV header is a row of 11 characters, longer than an item may be"
+    )
+
+
+def test_a_row_with_more_cells_than_columns_keeps_the_cells_it_can_name() -> None:
+    rows = CsvRows()
+    assert rows.feed("a,,c") is None  # a column without a name fills no placeholder
+    assert rows.feed("1,2,3,4") == Row("1,2,3,4", {"a": "1", "c": "3"}, "4 cells but 3 columns")
