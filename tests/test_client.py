@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import random
 import ssl
@@ -624,3 +625,109 @@ def test_each_host_and_port_is_its_own_key_whatever_its_case() -> None:
     assert host_key(URL("http://API.test:8080/a")) == host_key(URL("http://api.test:8080/b"))
     urls = ("http://a.test/", "http://b.test/", "http://a.test:81/", "https://a.test/")
     assert len({host_key(URL(url)) for url in urls}) == len(urls)
+
+
+def _answers_app() -> web.Application:
+    """Answers by path, for the in-process tests below."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "loop":
+            raise web.HTTPFound("/loop")
+        if name == "conditional":
+            if request.headers.get("If-None-Match") == '"v1"':
+                return web.Response(status=304)
+            return web.Response(text="new", headers={"ETag": '"v2"'})
+        if name == "headers":
+            headers = {
+                "Location": "http://a b:secret@h.test/",  # one URL, whatever its userinfo
+                "X-Mirrors": "http://u:pw@h.test/ (primary), http://v:pw2@h.test/ (backup)",
+            }
+            return web.Response(text="x", headers=headers)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{name}", answer)
+    return app
+
+
+async def fetch_from(base: str, path: str, options: FetchOptions, **kwargs: Any) -> Record:
+    setup = SessionSetup.prepare(options)
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, Limits(options.limit), setup)
+        return await client.fetch(item(0, f"{base}/{path}"), **kwargs)
+
+
+async def test_response_headers_mask_a_location_as_a_url_and_others_as_text(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    base = serve(_answers_app()).url("")
+    options = FetchOptions(response_headers=frozenset({"location", "x-mirrors"}), max_redirects=0)
+    record = await fetch_from(base, "headers", options)
+    assert record.headers == {
+        "location": "http://a b:****@h.test/",
+        "x-mirrors": "http://u:****@h.test/ (primary), http://v:****@h.test/ (backup)",
+    }
+
+
+@pytest.mark.parametrize("asked", [False, True])
+async def test_a_redirect_loop_records_its_hops_only_when_asked(
+    serve: Callable[[web.Application], LoopbackServer], asked: bool
+) -> None:
+    base = serve(_answers_app()).url("")
+    options = FetchOptions(max_redirects=2, redirects=asked, retry=RetryPolicy(retries=0))
+    record = await fetch_from(base, "loop", options)
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.TOO_MANY_REDIRECTS
+    if asked:
+        assert record.redirects is not None
+        assert [hop["status"] for hop in record.redirects] == [302, 302, 302]
+    else:
+        assert record.redirects is None
+
+
+async def test_a_conditional_request_keeps_its_condition_under_max_time(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """--refresh with -m: the attempt cut at the item's deadline still sends If-None-Match."""
+    base = serve(_answers_app()).url("")
+    options = FetchOptions(max_time=10)
+    record = await fetch_from(base, "conditional", options, conditional={"If-None-Match": '"v1"'})
+    assert record.status == 304
+
+
+async def test_max_time_says_how_an_attempt_without_an_error_ended(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """A status retried though it is no error (--retry-on 200): the record says the status."""
+    base = serve(_answers_app()).url("")
+    retry = RetryPolicy(retries=3, retry_on=[200], backoff=30, max_backoff=30)
+    options = FetchOptions(max_time=0.5, retry=retry)
+    record = await fetch_from(base, "ok", options)
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.TIMEOUT
+    assert record.error.message.endswith("; attempt 1 ended with status 200")
+
+
+@pytest.mark.parametrize(
+    ("mode", "body"),
+    [(BodyMode.AUTO, base64.b64encode(b"caf\xe9").decode()), (BodyMode.TEXT, "caf\ufffd")],
+)
+def test_a_body_that_arrived_wrong_is_shown_still_encoded_unless_asked_as_text(
+    mode: BodyMode, body: str
+) -> None:
+    """An encoding that could not be undone: --body auto shows the bytes as base64 (they
+    are not the text their type says); --body text is what the user asked for."""
+    problem = FetchError(ErrorKind.PROTOCOL, "unsupported content coding")
+    answer = Response(200, "OK", URL_A, "text/plain", b"caf\xe9", False, None, problem=problem)
+    fill_record(record := Record(0, "x", URL_A), answer, FetchOptions(body=mode))
+    assert (record.body, record.error) == (body, problem)
+
+
+@pytest.mark.parametrize("mode", [BodyMode.AUTO, BodyMode.TEXT, BodyMode.NONE])
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_picks_read_the_body_as_json_whatever_body_shows(mode: BodyMode, content_type: str) -> None:
+    answer = Response(200, "OK", URL_A, content_type, b'{"a": {"b": 7}}', False, None)
+    options = FetchOptions(body=mode, picks=("b=a.b",))
+    fill_record(record := Record(0, "x", URL_A), answer, options)
+    assert record.picks == {"b": 7}
