@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from fetchmany.fetch.bodies import decode_body
-from fetchmany.records import BodyMode, ErrorKind
+from fetchmany.records import BodyMode, ErrorKind, FetchError
 
 
 def test_auto_parses_json_types() -> None:
@@ -149,3 +150,28 @@ def test_json_in_a_labelled_charset_is_decoded_by_its_label(
 ) -> None:
     decoded = decode_body(raw, f"application/json; charset={charset}", BodyMode.AUTO)
     assert decoded == (value, None)
+
+
+def _nested(levels: int) -> bytes:
+    """JSON ``levels`` deep, objects and arrays in turn, with an empty one before the
+    deeper one in each level (so more brackets than levels, and the deepest path is not
+    the last one walked)."""
+    text = "[]"
+    for level in range(levels - 1):
+        text = f'{{"e": {{}}, "k": {text}}}' if level % 2 else f"[[], {text}]"
+    return text.encode()
+
+
+@pytest.mark.parametrize(("levels", "fits"), [(254, True), (255, False), (600, False)])
+def test_json_is_kept_up_to_the_depth_a_record_can_hold(levels: int, fits: bool) -> None:
+    """Deep enough to parse (orjson goes to 1024) but deeper than a record can be written
+    back at: told by counting the levels, at the exact limit."""
+    decoded = decode_body(_nested(levels), "application/json", BodyMode.AUTO)
+    if fits:
+        assert decoded.error is None
+        assert decoded.value == json.loads(_nested(levels))
+    else:
+        assert decoded.error == FetchError(
+            ErrorKind.INVALID_JSON, "body is not JSON: nested deeper than 254 levels"
+        )
+        assert decoded.value == _nested(levels).decode()
