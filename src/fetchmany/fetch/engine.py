@@ -62,10 +62,11 @@ class _Jobs(Generic[T]):
     ``asyncio.Queue`` (a put that never waits, a get that does), with a job handed
     straight to a worker that waits for one, and none of its other bookkeeping."""
 
-    __slots__ = ("_idle", "_queued")
+    __slots__ = ("_idle", "queued")
 
     def __init__(self) -> None:
-        self._queued: deque[Job[T] | None] = deque()
+        self.queued: deque[Job[T] | None] = deque()
+        """Jobs no worker has taken yet, oldest first: a worker may pop one itself."""
         self._idle: deque[asyncio.Future[Job[T] | None]] = deque()
 
     def put(self, job: Job[T] | None) -> None:
@@ -75,18 +76,18 @@ class _Jobs(Generic[T]):
             if not waiter.done():  # a worker cancelled while it waited is passed over
                 waiter.set_result(job)
                 return
-        self._queued.append(job)
+        self.queued.append(job)
 
     async def get(self) -> Job[T] | None:
-        if self._queued:
-            return self._queued.popleft()
+        if self.queued:
+            return self.queued.popleft()
         waiter: asyncio.Future[Job[T] | None] = asyncio.get_running_loop().create_future()
         self._idle.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._queued.appendleft(waiter.result())  # handed over as it was cancelled
+                self.queued.appendleft(waiter.result())  # handed over as it was cancelled
             raise
 
 
@@ -241,7 +242,11 @@ class Engine(Generic[T]):
         finish = self._finish
         cost = self._cost
         ordered = self._ordered
-        while (job := await self._jobs.get()) is not None:
+        jobs = self._jobs
+        queued = jobs.queued
+        # A job already queued (the common case: the dispatcher keeps them ahead) is
+        # taken without making a coroutine for ``get``.
+        while (job := queued.popleft() if queued else await jobs.get()) is not None:
             self._queued -= 1
             if self._queued <= self._initial_workers and self._room is not None:
                 self._make_room()  # wakes the dispatcher once per pool's worth, not per item
