@@ -731,3 +731,42 @@ def test_picks_read_the_body_as_json_whatever_body_shows(mode: BodyMode, content
     options = FetchOptions(body=mode, picks=("b=a.b",))
     fill_record(record := Record(0, "x", URL_A), answer, options)
     assert record.picks == {"b": 7}
+
+
+class _Asked(Limits):
+    """Per-host limits that keep what each acquire was asked."""
+
+    def __init__(self) -> None:
+        super().__init__(10, per_host=1)
+        self.asked: list[tuple[str, int, int]] = []
+
+    async def acquire(self, host: str, order: int = 1 << 62, attempt: int = 1) -> Any:
+        self.asked.append((host, order, attempt))
+        return await super().acquire(host, order, attempt)
+
+
+@pytest.mark.parametrize("max_time", [None, 30.0])
+async def test_each_attempt_asks_its_host_s_slot_by_the_item_s_age(
+    serve: Callable[[web.Application], LoopbackServer], max_time: float | None
+) -> None:
+    """Under per-host caps (and rate, auto, -m) each attempt takes its host's slot in the
+    item's order, so a retry, older than what queued since, goes first; its attempt
+    number is what the bar counts as a retry waiting."""
+    answered = 0
+
+    async def flaky(request: web.Request) -> web.Response:
+        nonlocal answered
+        answered += 1
+        return web.Response(status=503 if answered == 1 else 200)
+
+    app = web.Application()
+    app.router.add_get("/x", flaky)
+    server = serve(app)
+    options = FetchOptions(per_host=1, retry=FAST_RETRY, max_time=max_time)
+    setup = SessionSetup.prepare(options)
+    limits = _Asked()
+    async with open_session(options, setup) as sessions:
+        record = await Client(sessions, options, limits, setup).fetch(item(7, server.url("/x")))
+    assert record.attempts == 2
+    host = host_key(URL(server.url("/x")))
+    assert limits.asked == [(host, 7, 1), (host, 7, 2)]
