@@ -483,7 +483,10 @@ def test_ample_capacity_is_used_not_left_at_the_start(
     shape = Shape("queue", capacity=1000)
     run_auto(serve, shape, 1500)
     assert shape.overloads == 0
-    assert shape.max_present >= 60  # far above the fixed default of 10
+    # Far above the fixed default of 10 (a quiet machine reaches 100 and more). Not
+    # higher: a client short of CPU sees its own queueing as latency, and rightly stops
+    # growing (40 with the two cores shared five ways).
+    assert shape.max_present >= 30
 
 
 @pytest.mark.speed
@@ -492,7 +495,7 @@ def test_a_jittery_server_gets_more_than_the_default(
 ) -> None:
     shape = Shape("jitter", jitter=(0.0, 0.05))
     run_auto(serve, shape, 1500)
-    assert shape.max_present >= 60
+    assert shape.max_present >= 30  # far above the default of 10, as above
 
 
 @pytest.mark.speed
@@ -545,7 +548,7 @@ def test_a_host_that_waits_does_not_hold_back_another(
     """Items of a slow host wait for its --per-host slot holding a worker each; a pool
     of 256 workers filled with them left the other host idle. The pool now grows as far
     as the window's bytes allow, so the fast host finishes long before the slow one."""
-    slow = Shape("queue", capacity=1, service=0.004)
+    slow = Shape("queue", capacity=1, service=0.008)
     fast = Shape("jitter", jitter=(0.0, 0.002))
     slow_url = serve(slow.app()).url("/item?id=")
     fast_url = serve(fast.app()).url("/item?id=")
@@ -554,7 +557,10 @@ def test_a_host_that_waits_does_not_hold_back_another(
     assert result.returncode == 0, result.stderr
     fast_done = max(done for _, done, _ in fast.log)
     slow_done = max(done for _, done, _ in slow.log)
-    assert fast_done < 0.5 * slow_done
+    # Held back (a pool no larger than 256), the fast host kept the slow one's pace once
+    # every worker waited on it: 0.65 of its time. Free: 0.23 here, and under 0.45 with
+    # the two cores shared five ways (the slow host's 8 ms answers make the margin).
+    assert fast_done < 0.45 * slow_done
 
 
 @pytest.mark.speed
