@@ -361,6 +361,41 @@ def test_a_torn_last_record_is_dropped_and_its_item_fetched_whole(
     assert "2 unchanged · 0 changed · 1 new · 0 failed" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("status", "abc"),
+        ("status", "200"),
+        ("status", [200]),
+        ("status", True),
+        ("status", 404),
+        ("size", "big"),
+        ("size", -1),
+        ("size", {"n": 1}),
+        ("content_type", 7),
+    ],
+)
+def test_a_previous_record_edited_out_of_shape_is_fetched_whole(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, field: str, value: object
+) -> None:
+    """Found by a hostile tester: an ok record whose status was "abc" (or size "big")
+    was carried over on a 304 and the summary's counting ended the run with exit 70.
+    A record that cannot stand for an answer of this run is not asked with: its item
+    is fetched whole and written afresh; the others are refreshed as usual."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 3)
+    records = jsonl(previous.read_text())
+    records[1][field] = value
+    previous.write_text("".join(json.dumps(record) + "\n" for record in records))
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    fresh = jsonl(result.stdout)
+    assert [r["unchanged"] for r in fresh] == [True, False, True]
+    assert (fresh[1]["status"], fresh[1]["size"]) == (200, records[0]["size"])
+    assert app.answered == {304: 2, 200: 1}
+    assert "2 unchanged · 0 changed · 1 new · 0 failed" in result.stderr
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_a_previous_output_torn_at_any_byte_is_refreshed_or_refused_cleanly(
     site: tuple[Site, LoopbackServer], tmp_path: Path, fmt: str

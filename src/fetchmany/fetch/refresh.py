@@ -56,11 +56,23 @@ class Previous:
 
     @property
     def ok(self) -> bool:
+        """An ok record whose carried fields are what a record of this run would hold,
+        so it can stand for this run's answer on a 304. One edited by hand or by a tool
+        (a status of "200" or "abc", a size of "big") is not: its item is fetched whole,
+        and its record written afresh."""
         values = self.values
+        status = values.get("status")
+        if status is not None and not _whole(status, 200, 399):
+            return False
+        size = values.get("size")
+        if size is not None and not _whole(size, 0, None):
+            return False
+        content_type = values.get("content_type")
+        if content_type is not None and not isinstance(content_type, str):
+            return False
         if "ok" in values:
             return values["ok"] is True
-        status = values.get("status")
-        return isinstance(status, int) and 200 <= status < 400 and values.get("error") is None
+        return status is not None and values.get("error") is None
 
     def conditional(self) -> dict[str, str] | None:
         """The headers that ask for the resource only if it changed; None: none can."""
@@ -72,6 +84,11 @@ class Previous:
         if isinstance(modified, str) and _http_date(modified):
             headers["If-Modified-Since"] = modified
         return headers or None
+
+
+def _whole(value: object, least: int, most: int | None) -> bool:
+    """A JSON integer (not a boolean) from ``least`` to ``most``."""
+    return type(value) is int and value >= least and (most is None or value <= most)
 
 
 def _http_date(text: str) -> bool:
