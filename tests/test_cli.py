@@ -374,7 +374,7 @@ def test_runs_on_either_event_loop(server: LoopbackServer, loop_flag: str) -> No
     assert [r["index"] for r in jsonl(result.stdout)] == list(range(30))
 
 
-_RUN_ONLY = ("fetchmany.cli.commandline", "fetchmany.fetch.picks", "random")
+_RUN_ONLY = ("fetchmany.cli.commandline",)
 """What only a run needs: click answers --help and --version while it parses, first."""
 
 

@@ -29,6 +29,7 @@ from fetchmany.checks import (
     text,
     whole,
 )
+from fetchmany.fetch.picks import Pick, checked_picks
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.records import BodyMode
 from fetchmany.redaction import MASK, redact_url
@@ -167,8 +168,6 @@ def _kind(kind: type[T], what: str) -> Callable[[object], T]:
 
 
 if TYPE_CHECKING:
-    from fetchmany.fetch.picks import Pick
-
     HeadersGiven = Mapping[str, str] | Iterable[tuple[str, str]]
     PicksGiven = Iterable[Pick | str] | Mapping[str, str]
 
@@ -313,14 +312,6 @@ class FetchOptions:
         return size if window is None else min(size, window)
 
 
-def _picks(value: object) -> tuple[Pick, ...]:
-    """``--pick``'s check, its module imported only when picks are checked (a run, not
-    ``--help``)."""
-    from fetchmany.fetch.picks import checked_picks
-
-    return checked_picks(value)
-
-
 _CHECKS: Final[dict[str, Callable[[object], object]]] = {
     "limit": limit,
     "adaptive": optional(_kind(Adaptive, "an Adaptive (for --limit auto) or None")),
@@ -346,7 +337,7 @@ _CHECKS: Final[dict[str, Callable[[object], object]]] = {
     "proxy": optional(proxy),
     "env_proxy": flag,
     "netrc": flag,
-    "picks": _picks,
+    "picks": checked_picks,
     "save_dir": optional(path),
     "save_name": text,
     "dedupe": flag,

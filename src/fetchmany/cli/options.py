@@ -26,6 +26,7 @@ from fetchmany.checks import (
     seconds,
     size,
 )
+from fetchmany.fetch.picks import checked_picks
 from fetchmany.fetch.retry import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -124,8 +125,6 @@ def count(check: Callable[[object], int]) -> Checked:
 
 
 def _picks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Pick, ...]:
-    from fetchmany.fetch.picks import checked_picks  # not for --help: click answers it first
-
     try:
         return checked_picks(values)
     except ValueError as exc:

@@ -7,6 +7,7 @@ struggling server; a server's own ``Retry-After`` on 429/503 wins, up to the cap
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,23 +16,12 @@ from typing import TYPE_CHECKING, Final
 from fetchmany.checks import flag, named, seconds, shown, whole
 from fetchmany.records import ErrorKind
 
-if TYPE_CHECKING:
-    import random
-    from types import ModuleType
-
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 RETRYABLE_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.PROTOCOL})
 DEFAULT_RETRIES: Final = 2
 DEFAULT_RETRY_ON: Final = frozenset({429, 500, 502, 503, 504})
 DEFAULT_BACKOFF: Final = 0.5
 DEFAULT_MAX_BACKOFF: Final = 60.0
-
-
-def _random() -> ModuleType:
-    """The ``random`` module, imported when a policy is made: not by ``--help``."""
-    import random
-
-    return random
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -105,9 +95,7 @@ class RetryPolicy:
     """Seconds: the longest wait before a retry, a server's Retry-After included."""
     retry_all_methods: bool = False
     """Retry methods that are not idempotent (POST, PATCH) too."""
-    rng: random.Random = field(
-        default_factory=lambda: _random().Random(), compare=False, repr=False
-    )
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     if TYPE_CHECKING:  # what a caller may give; __post_init__ makes it the fields' types
 
@@ -132,7 +120,7 @@ class RetryPolicy:
         }
         for name, check in checks.items():
             object.__setattr__(self, name, named(name, check, getattr(self, name)))
-        if not isinstance(self.rng, _random().Random):
+        if not isinstance(self.rng, random.Random):
             raise TypeError(f"rng: must be a random.Random, got {shown(self.rng)}")
 
     def delay(
