@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from fetchmany import FetchOptions, fetch_many
 from fetchmany.redaction import redact_url
-from fetchmany.urls import _sendable, remove_dot_segments, sendable
+from fetchmany.urls import _sendable, parsed, parsed_as_it_stands, remove_dot_segments, sendable
 
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 PATH_ALLOWED = set(UNRESERVED + "!$&'()*+,;=" + ":@" + "/")  # RFC 3986 3.3 pchar and /
@@ -128,6 +128,50 @@ def test_sendable_takes_its_short_way_only_where_the_whole_way_agrees(
     escapes and a second ``#``."""
     url = f"{scheme}://{authority}/{rest}"
     assert sendable(url) == _sendable(url)
+
+
+@given(
+    SCHEMES,
+    AUTHORITIES | st.sampled_from(["h:65535", "h:65536", "h:0", "h:080", "h-1.b_c~d", "xn--a"]),
+    st.lists(FIT | st.sampled_from(["/.", "#", "?", "/"]), max_size=5).map("".join),
+)
+@example("http", "h.test", "p?id=1")  # the common case
+@example("http", "h.test:8080", "")  # no path
+@example("http", "h.test", "?q")  # a query and no path
+@example("http", "h.test", "a?")  # an empty query: kept, the whole way
+@example("http", "h.test", "a#")  # an empty fragment
+@example("https", "h:443", "x")  # a default port given
+@example("http", "h:99999", "x")  # a port past 65535: refused, the whole way
+def test_a_url_fit_to_send_is_parsed_in_one_pass_as_the_whole_way_parses_it(
+    scheme: str, authority: str, rest: str
+) -> None:
+    """Input lines fit to send as they stand are split by one pattern and built from the
+    parts; the URL must be the one ``parsed`` makes of the text, every part of it, and
+    only for a URL ``sendable`` leaves as it is."""
+    url = (
+        f"{scheme}://{authority}/{rest}"
+        if rest[:1] not in ("?", "")
+        else f"{scheme}://{authority}{rest}"
+    )
+    fast = parsed_as_it_stands(url)
+    if fast is None:
+        return
+    assert _sendable(url) == url
+    whole = parsed(url)
+    assert fast == whole
+    assert str(fast) == str(whole)
+    parts = (
+        "scheme",
+        "raw_user",
+        "raw_host",
+        "port",
+        "raw_path",
+        "raw_query_string",
+        "raw_fragment",
+    )
+    assert [getattr(fast, name) for name in parts] == [getattr(whole, name) for name in parts]
+    assert fast.raw_path_qs == whole.raw_path_qs
+    assert fast.host_port_subcomponent == whole.host_port_subcomponent
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, json_fie
 from fetchmany.input.templates import LoneSurrogate, MissingField, RequestTemplate, encode_text
 from fetchmany.records import ErrorKind, FetchError, valid_text
 from fetchmany.redaction import redact_url, redact_valid
-from fetchmany.urls import NotSendable, fit_as_it_stands, sendable
+from fetchmany.urls import NotSendable, parsed_as_it_stands, sendable
 from fetchmany.urls import parsed as as_url
 
 STDIN: Final = "-"
@@ -145,23 +145,25 @@ def parse_url(url: str) -> tuple[str, URL] | str:
     Control characters are refused rather than silently dropped or encoded on the
     wire (yarl strips tabs and newlines), so a record's ``url`` is what was sent.
     """
-    # Most lines are an http(s) URL fit to send as it stands: ASCII without a control
-    # character or space anywhere, no userinfo; only the parse and the host are left.
-    fit = fit_as_it_stands(url)
-    if fit:
-        sent = url
-    else:
-        if (control := _CONTROL.search(url)) is not None:
-            return f"URL contains a control character ({valid_text(repr(control.group()))})"
-        if not url.isascii():
-            try:
-                encode_text(url)
-            except LoneSurrogate as exc:  # no byte to send for it
-                return str(exc)
+    # Most lines are an http(s) URL fit to send as it stands: ASCII that each part
+    # allows, no userinfo; split and built in one pass, only its host is left to check.
+    if (fit := parsed_as_it_stands(url)) is not None:
         try:
-            sent = sendable(url)
-        except NotSendable as exc:
-            return f"host is not a valid internationalised name: {valid_text(str(exc))}"
+            fit.host  # noqa: B018  # decoded lazily: an invalid IDNA label raises only here
+        except UnicodeError:
+            return f"host is not a valid internationalised name: {valid_text(fit.raw_host or '')}"
+        return url, fit
+    if (control := _CONTROL.search(url)) is not None:
+        return f"URL contains a control character ({valid_text(repr(control.group()))})"
+    if not url.isascii():
+        try:
+            encode_text(url)
+        except LoneSurrogate as exc:  # no byte to send for it
+            return str(exc)
+    try:
+        sent = sendable(url)
+    except NotSendable as exc:
+        return f"host is not a valid internationalised name: {valid_text(str(exc))}"
     try:
         parsed = as_url(sent)
         scheme, raw_host = parsed.scheme, parsed.raw_host
@@ -175,8 +177,6 @@ def parse_url(url: str) -> tuple[str, URL] | str:
         return f"host is not a valid internationalised name: {valid_text(raw_host or '')}"
     if not host:
         return "URL has no host"
-    if fit:
-        return sent, parsed
     if _NOT_IN_HOST.search(raw_host or ""):  # "a b"
         return f"host {valid_text(repr(raw_host))} holds a space or control character"
     if parsed.raw_user is not None and ":" in (parsed.user or ""):
