@@ -549,17 +549,22 @@ def test_processes_each_read_their_share_of_previous(
     assert "11 unchanged · 1 changed · 0 new · 0 failed" in result.stderr
 
 
+@pytest.mark.parametrize("name", [None, "page-{index}.json"])
 def test_save_dir_keeps_the_files_of_unchanged_items_and_refetches_a_missing_one(
-    site: tuple[Site, LoopbackServer], tmp_path: Path
+    site: tuple[Site, LoopbackServer], tmp_path: Path, name: str | None
 ) -> None:
+    """A 304 has no content: it must not be saved. Found by a hostile tester: with a
+    --save-name without {ext} each unchanged item's file was emptied (its record still
+    giving the old size and sha256), and with the default name an empty .bin was left
+    beside each."""
     app, server = site
     saved = tmp_path / "bodies"
-    previous = _previous(app, server, tmp_path, 3, "--save-dir", str(saved))
-    before = {p.name: p.stat().st_ino for p in saved.iterdir()}
-    (saved / "00000002.json").unlink()
-    result = run_cli(
-        str(tmp_path / "urls.txt"), "--refresh", str(previous), "--save-dir", str(saved), "-q"
-    )
+    naming = ("--save-dir", str(saved), *(("--save-name", name) if name else ()))
+    previous = _previous(app, server, tmp_path, 3, *naming)
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in saved.iterdir()}
+    third = "page-00000002.json" if name else "00000002.json"
+    (saved / third).unlink()
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous), *naming, "-q")
     assert result.returncode == 0, result.stderr
     records = jsonl(result.stdout)
     assert [r["unchanged"] for r in records] == [True, True, False]
@@ -568,9 +573,10 @@ def test_save_dir_keeps_the_files_of_unchanged_items_and_refetches_a_missing_one
         for n, r in enumerate(jsonl(previous.read_bytes()))
     ]
     assert app.answered == {304: 2, 200: 1}
-    after = {p.name: p.stat().st_ino for p in saved.iterdir()}
-    assert after["00000000.json"] == before["00000000.json"]  # kept, not rewritten
-    assert (saved / "00000002.json").exists()
+    after = {p.name: (p.stat().st_ino, p.read_bytes()) for p in saved.iterdir()}
+    first = "page-00000000.json" if name else "00000000.json"
+    assert after[first] == before[first]  # kept, not rewritten
+    assert set(after) == set(before)  # the missing one fetched again, nothing else made
 
 
 def test_a_refresh_in_place_killed_mid_run_leaves_the_file_whole_for_resume(

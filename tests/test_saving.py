@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
 
 from fetchmany.fetch.saving import SaveDir, sanitise
@@ -126,3 +129,49 @@ def test_a_disk_error_while_saving_is_a_save_record_not_a_connect_one(
 )
 def test_a_sanitised_name_fits_a_file_system_in_bytes(name: str) -> None:
     assert len(os.fsencode(sanitise(name))) <= 200
+
+
+@pytest.mark.parametrize(
+    ("name", "busy_type", "extra"),
+    [
+        ("{id}{ext}", "application/json", ()),
+        ("{index}{ext}", "text/plain", ()),
+        ("{id}{ext}", "application/json", ("--per-host", "2")),  # the governed path
+    ],
+)
+def test_only_the_answer_an_item_ends_with_is_saved(
+    serve: Callable[[web.Application], LoopbackServer],
+    tmp_path: Path,
+    name: str,
+    busy_type: str,
+    extra: tuple[str, ...],
+) -> None:
+    """Found by a hostile tester: every attempt's body was saved, so a 503 retried into a
+    200 left the error page under the item's name and the answer under ``-2`` (or a
+    stray ``.txt`` beside the ``.json``). A retried attempt's file goes, and its name
+    with it."""
+    asked: dict[str, int] = {}
+
+    async def flaky(request: web.Request) -> web.Response:
+        key = request.match_info["id"]
+        asked[key] = asked.get(key, 0) + 1
+        if asked[key] == 1:
+            busy = {"Retry-After": "0"}
+            return web.Response(
+                text='{"error": "busy"}', status=503, content_type=busy_type, headers=busy
+            )
+        return web.json_response({"id": key})
+
+    app = web.Application()
+    app.router.add_get("/{id}", flaky)
+    out = tmp_path / "bodies"
+    url = serve(app).url("/{}")
+    result = run_cli(
+        "--save-dir", str(out), "--save-name", name, "-t", url, "-q", stdin=b"0\n1\n2\n"
+    )
+    assert result.returncode == 0, result.stderr
+    records = jsonl(result.stdout)
+    assert [r["attempts"] for r in records] == [2, 2, 2]
+    paths = [r["path"] for r in records]
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
+    assert [json.loads(Path(p).read_bytes()) for p in paths] == [{"id": k} for k in "012"]

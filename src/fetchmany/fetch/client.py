@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aiohttp
@@ -315,7 +316,9 @@ class Client:
                 if (why := unsupported(encoding)) is not None:
                     response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
                     encoding = None  # read (and save) the bytes as they came
-            if self._save is not None:
+            if self._save is not None and resp.status != HTTPStatus.NOT_MODIFIED:
+                # A 304 has no content (RFC 9110 15.4.5): saved, it would empty the file
+                # the item's earlier answer left (--refresh keeps that one).
                 await self._saved(response, item, resp, encoding)
             elif (
                 encoding is None
@@ -349,6 +352,13 @@ class Client:
             keep=bool(self._options.picks),  # picks need the body too
         )
         response.saved, response.body, response.truncated = saved, saved.body, saved.truncated
+
+    def _unsave(self, response: Response | None) -> None:
+        """An attempt about to be retried: the body it saved is not the item's answer, so
+        its file goes and its name is given back for the retry (else the answer lands
+        under ``-2`` beside an error page)."""
+        if self._save is not None and response is not None and response.saved is not None:
+            self._save.remove(response.saved.path)
 
     def _record_extras(self, response: Response, resp: aiohttp.ClientResponse, target: URL) -> None:
         """What is recorded only when asked for, taken as the headers arrive (before the
@@ -446,6 +456,7 @@ class Client:
             wait = self._retry_delay(attempt, record, response)
             if wait is None:
                 break
+            self._unsave(response)
             await limits.backoff(wait)
             attempt += 1
         record.elapsed_ms = milliseconds_since(started)
@@ -514,6 +525,7 @@ class Client:
             if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
                 self._ran_out(record, f"before retry {attempt} (a backoff of {wait:.2f}s)")
                 break
+            self._unsave(response)
             await limits.backoff(wait)
         record.elapsed_ms = milliseconds_since(started)
         return record

@@ -141,6 +141,13 @@ class SaveDir:
         if self._taken is not None:
             self._taken.discard(os.path.basename(path))
 
+    def remove(self, path: str) -> None:
+        """Take back a body saved under ``path`` (an attempt that is retried): the file
+        goes, and its name is free again."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.release(path)
+
     def open_body(self) -> BodyFile:
         return BodyFile(self.directory)
 
