@@ -611,3 +611,24 @@ def test_data_that_reads_as_csv_safe_output_is_refused_not_changed(tmp_path: Pat
     assert "cannot be told from data" in result.stderr
     assert "as JSON Lines" in result.stderr
     assert not out.exists()
+
+
+def test_a_part_on_a_pipe_or_fifo_is_refused_not_lost(tmp_path: Path) -> None:
+    """Found by a hostile tester: ``--merge <(cat p0.jsonl) <(cat p1.jsonl)`` said
+    "Merged 0 records" with exit 0 (the format check had read the pipe's start, the
+    records read found it empty); a FIFO with no writer hung. A part is read more
+    than once, so only a regular file will do: told before anything is read."""
+    part = part_of(tmp_path, "p0.jsonl", [0])
+    fifo = tmp_path / "p1.jsonl"
+    os.mkfifo(fifo)
+    read, write = os.pipe()
+    try:
+        for other in (str(fifo), f"/dev/fd/{read}"):
+            os.write(write, b'{"index": 1, "ok": true}\n')
+            result = run_cli("--merge", str(part), other, "-o", str(tmp_path / "m.jsonl"))
+            assert result.returncode == 2, result.stderr
+            assert f"{other} is not a regular file" in result.stderr
+            assert not (tmp_path / "m.jsonl").exists()
+    finally:
+        os.close(read)
+        os.close(write)

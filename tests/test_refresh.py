@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -705,3 +706,18 @@ def test_max_time_bounds_an_item_asked_twice(
     # Asked twice within the one deadline: each ask given the whole of it would take
     # 1.2 s + 2 s at least.
     assert 1900 <= record["elapsed_ms"] < 3000
+
+
+def test_a_previous_output_on_a_fifo_is_refused_with_nothing_fetched(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """Found by a hostile tester: PREVIOUS on a pipe was silently ignored (every item
+    "new"), or hung on a FIFO, or ended in an internal error for CSV."""
+    app, server = site
+    _inputs(tmp_path, server, 2)
+    fifo = tmp_path / "previous.jsonl"
+    os.mkfifo(fifo)
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(fifo))
+    assert result.returncode == 2, result.stderr
+    assert f"--refresh: {fifo} is not a regular file" in result.stderr
+    assert app.answered == {}

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import heapq
+import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -155,7 +157,20 @@ _READERS = {OutputFormat.JSONL: _jsonl, OutputFormat.JSON: _json_array, OutputFo
 
 def open_part(path: str, *, indexed: bool = True) -> Part:
     """What a part holds (format and fields), read from its start; MergeError if unusable
-    (without an ``index`` field too, unless not ``indexed``: --refresh matches by position)."""
+    (without an ``index`` field too, unless not ``indexed``: --refresh matches by position).
+
+    Only a regular file: a part is read more than once (its start tells its format),
+    and a pipe would give its start to the first read and nothing to the next, so its
+    records would be lost without a word (a FIFO with no writer would hang instead)."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:
+        raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not regular:
+        raise MergeError(
+            f"{path} is not a regular file: records are read from it more than once, "
+            "which a pipe cannot do; save them to a file first"
+        )
     try:
         found = detect_format(path)
     except ByteOrderMark as exc:
