@@ -632,3 +632,28 @@ def test_a_part_on_a_pipe_or_fifo_is_refused_not_lost(tmp_path: Path) -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+@pytest.mark.parametrize(
+    ("error", "cells"),
+    [
+        ("x", ["x", ""]),
+        ([1], ["[1]", ""]),
+        (5, ["5", ""]),
+        (True, ["true", ""]),
+        ({}, ["", ""]),
+        ({"message": "m"}, ["", "m"]),
+        ({"kind": "http", "message": "404 Not Found"}, ["http", "404 Not Found"]),
+    ],
+)
+def test_an_error_of_any_shape_merges_into_csv(
+    tmp_path: Path, error: object, cells: list[str]
+) -> None:
+    """Found by a hostile tester: a JSON Lines part whose ``error`` was not an object with
+    a ``kind`` (edited by hand) ended a merge into CSV with an internal error (exit 70)."""
+    part = tmp_path / "p.jsonl"
+    part.write_text(json.dumps({"index": 0, "ok": False, "error": error}) + "\n")
+    result = run_cli("--merge", str(part), "-f", "csv")
+    assert result.returncode == 1, result.stderr  # merged whole, and its record not ok
+    rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
+    assert [rows[0]["error"], rows[0]["error_message"]] == cells

@@ -187,13 +187,14 @@ def terminal_text(cell: str) -> str:
 
 def csv_cells(name: str, value: Any) -> list[str]:
     """The cells of one field: ``error`` is its kind and its message (both empty when
-    there is none); any other field is one ``csv_cell``."""
+    there is none); any other field is one ``csv_cell``. A record read back for
+    ``--merge`` may hold an ``error`` of another shape (a part edited by hand): each part
+    goes where it fits, and what is not an object goes whole into the kind's cell."""
     if name != "error":
         return [csv_cell(value)]
-    if value is None:
-        return ["", ""]
-    message = value.get("message")
-    return [str(value["kind"]), "" if message is None else str(message)]
+    if isinstance(value, dict):
+        return [csv_cell(value.get("kind")), csv_cell(value.get("message"))]
+    return [csv_cell(value), ""]
 
 
 def csv_cell(value: Any) -> str:
