@@ -91,6 +91,27 @@ def test_resume_refuses_changed_inputs(server: LoopbackServer, tmp_path: Path) -
     assert [json.loads(x)["input"] for x in out.read_text().splitlines()] == ["1", "2", "3", "4"]
 
 
+@pytest.mark.parametrize("again", ["--resume", "--refresh"])
+def test_a_changed_row_whose_fields_fill_credentials_is_refused_without_them(
+    server: LoopbackServer, tmp_path: Path, again: str
+) -> None:
+    """Found by a hostile tester: a template that puts a row's fields into the URL's
+    userinfo, and a changed password: the refusal printed both rows, passwords and all
+    (the records mask the URL; an input that is no URL cannot be masked)."""
+    rows = tmp_path / "creds.csv"
+    rows.write_text("user,pass,id\nalice,s3cretA,1\nbob,hunter2,2\n")
+    out = tmp_path / "out.jsonl"
+    template = server.url("/item?id={id}").replace("http://", "http://{user}:{pass}@")
+    assert run_cli("-t", template, "-o", str(out), "-q", str(rows)).returncode == 0
+    rows.write_text("user,pass,id\nalice,NEWsecret,1\nbob,hunter2,2\n")
+    target = ("--refresh", str(out)) if again == "--refresh" else ("-o", str(out), "--resume")
+    result = run_cli("-t", template, *target, str(rows))
+    assert result.returncode == 2, result.stderr
+    assert "item 0 is not the one the file holds at that index" in result.stderr
+    for secret in ("s3cretA", "NEWsecret", "hunter2"):
+        assert secret not in result.stderr
+
+
 def test_resume_refuses_other_fields_and_bad_combinations(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

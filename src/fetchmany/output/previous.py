@@ -34,8 +34,8 @@ from typing import Any
 from fetchmany.fetch.refresh import CARRIED, Previous, PreviousTable
 from fetchmany.input.sources import Item, Shard
 from fetchmany.output.merge import MergeError, Part, open_part, records_of
+from fetchmany.output.resume import changed_item
 from fetchmany.output.writers import OutputFormat, neutralise_formula
-from fetchmany.redaction import redact_url
 
 VALIDATORS = ("etag", "last_modified")
 
@@ -179,11 +179,9 @@ class PreviousOutput:
         csv = self.part.format is OutputFormat.CSV
         if csv and given is not None and recorded == neutralise_formula(given):
             return  # written with --csv-safe
-        shown = repr(redact_url(given)) if given is not None else "None"
-        kept = repr(redact_url(recorded)) if recorded is not None else "None"
         raise RefreshError(
-            f"input changed since {self.path} was written: item {item.index} is {shown} but "
-            f"it has {kept}; refresh from an output of these inputs"
+            f"input changed since {self.path} was written: "
+            f"{changed_item(item, given, recorded)}; refresh from an output of these inputs"
         )
 
     async def check(self, items: AsyncIterable[Item], share: Shard | None = None) -> int:

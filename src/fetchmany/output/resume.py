@@ -343,6 +343,20 @@ def recorded_keys(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iter
             yield None if value is None or value == "" else str(value)
 
 
+def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
+    """How a refusal names an item that is not the one a file holds at its index: both
+    values, credentials masked; neither when the item's URL carries credentials, since a
+    template may have put the input there (a row's password is no URL to mask)."""
+    if item.target is not None and item.target.raw_user is not None:
+        return (
+            f"item {item.index} is not the one the file holds at that index (its URL "
+            "carries credentials, so neither is shown)"
+        )
+    shown = repr(redact_url(given)) if given is not None else "None"
+    kept = repr(redact_url(recorded)) if recorded is not None else "None"
+    return f"item {item.index} is {shown} but the file has {kept}"
+
+
 async def skip_recorded(
     items: AsyncIterable[Item],
     expected: Iterator[str | None],
@@ -366,13 +380,10 @@ async def skip_recorded(
     async for item in items:
         if seen < count:
             recorded = next(expected, None)
-            if recorded != key(item):
-                given = key(item)
-                shown = repr(redact_url(given)) if given is not None else "None"
-                kept = repr(redact_url(recorded)) if recorded is not None else "None"
+            if recorded != (given := key(item)):
                 raise ResumeError(
-                    f"input changed since {path} was written: item {item.index} is "
-                    f"{shown} but the file has {kept}; use a new output file"
+                    f"input changed since {path} was written: "
+                    f"{changed_item(item, given, recorded)}; use a new output file"
                 )
             seen += 1
             if seen == count and on_checked is not None:
