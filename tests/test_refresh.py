@@ -503,11 +503,37 @@ def test_an_interrupted_refresh_in_place_leaves_the_file_as_it_was_and_it_runs_a
     assert process.returncode == 130, stderr
     assert previous.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # Found by a hostile tester: it said the file held the records done so far and that
+    # --resume would continue it; the file is whole, and --refresh with --resume refused.
+    assert b"is left as it was; the same command refreshes it again" in stderr
+    assert b"--resume" not in stderr
     app.hang = set()
     app.reset()
     again = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous), "-o", str(previous))
     assert again.returncode == 0
     assert app.answered == {304: 5, 200: 1}
+
+
+def test_an_interrupted_refresh_into_another_file_says_it_starts_again(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    previous = _previous(app, server, tmp_path, 6)
+    app.hang = {3}
+    out = tmp_path / "new.jsonl"
+    process = subprocess.Popen(
+        [*fetchmany_command(), str(tmp_path / "urls.txt"), "--refresh", str(previous),
+         "-o", str(out), "-q", "--grace", "0"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert app.arrived.wait(30)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    held = len(out.read_bytes().splitlines())
+    assert f"new.jsonl holds {held} record".encode() in stderr
+    assert b"--refresh cannot continue it: the same command starts it again" in stderr
+    assert b"with --resume" not in stderr
 
 
 def test_shards_refresh_from_their_parts_and_merge_like_one_run(

@@ -171,10 +171,14 @@ def kept_after_interruption(job: Job, args: CommandLine) -> str | None:
     if args.output is None or not output.to_file:
         return None  # stdout, or a stream such as a FIFO: nothing to continue
     shown = printable(args.output)
+    if job.keeps_previous(interrupted=True):  # abandoned whole: see run.keeps_previous
+        return f"fetchmany: {shown} is left as it was; the same command refreshes it again"
     if job.writer.written == 0 and output.discardable:  # abandoned: see run.keeps_nothing
         return f"fetchmany: no record was complete; {shown} is left as it was"
     held = job.writer.written + (job.resume.point.records if job.resume else 0)
     line = f"fetchmany: {shown} holds {plural(held, 'record')}"
+    if job.refresh is not None:
+        return f"{line}; --refresh cannot continue it: the same command starts it again"
     try:
         key_field(job.writer.fields)
     except ResumeError:
