@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
+from yarl import URL
+
+from fetchmany.input.sources import host_shard
 
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
 
@@ -747,3 +750,25 @@ def test_a_previous_output_on_a_fifo_is_refused_with_nothing_fetched(
     assert result.returncode == 2, result.stderr
     assert f"--refresh: {fifo} is not a regular file" in result.stderr
     assert app.answered == {}
+
+
+def test_a_shard_by_host_refreshes_from_the_whole_output(
+    serve: Callable[[web.Application], LoopbackServer], tmp_path: Path
+) -> None:
+    """Found by a hostile tester: ``--shard K/N --shard-by host --refresh WHOLE`` was
+    refused for every K (the records were shared out by index). Each shard now takes
+    the records of its hosts' items from the whole output, and asks for each as it was."""
+    sites = [Site() for _ in range(3)]
+    urls = [serve(site.app()).url("/r/") for site in sites]
+    source = tmp_path / "urls.txt"
+    source.write_text("".join(f"{urls[i % 3]}{i}\n" for i in range(30)))
+    whole = tmp_path / "whole.jsonl"
+    assert run_cli(str(source), "-q", "-o", str(whole)).returncode == 0
+    for k in range(2):
+        shard = ("--shard", f"{k}/2", "--shard-by", "host")
+        result = run_cli(str(source), *shard, "--refresh", str(whole), "-q")
+        assert result.returncode == 0, result.stderr
+        refreshed = jsonl(result.stdout)
+        mine = [i for i in range(30) if host_shard(URL(urls[i % 3]), 2) == k]
+        assert [r["index"] for r in refreshed] == mine
+        assert all(r["unchanged"] for r in refreshed)

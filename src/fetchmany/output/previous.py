@@ -146,11 +146,18 @@ class PreviousOutput:
         table: PreviousTable | None,
     ) -> AsyncGenerator[Item, None]:
         """The items, each with its previous record put in ``table`` as it passes (None
-        when PREVIOUS has none at its index); RefreshError where they do not match."""
-        records = self.records(share)
+        when PREVIOUS has none at its index); RefreshError where they do not match.
+
+        With ``--shard-by host`` a shard's items are known only as they are read (by
+        their hosts), so PREVIOUS is read whole and the records between them, the other
+        shards', are passed over; each record met at an item's index is still checked."""
+        by_host = share is not None and share.by_host
+        records = self.records(None if by_host else share)
         pending = next(records, None)
         async for item in items:
             previous = None
+            while by_host and pending is not None and pending[0] < item.index:
+                pending = next(records, None)
             if pending is not None and pending[0] < item.index:
                 raise RefreshError(
                     f"--refresh: {self.path} has a record at index {pending[0]}, which is not "
@@ -163,7 +170,7 @@ class PreviousOutput:
             if table is not None:
                 table.put(item.index, previous)
             yield item
-        if pending is not None:
+        if pending is not None and not by_host:
             raise RefreshError(
                 f"input changed since {self.path} was written: it has a record at index "
                 f"{pending[0]}, beyond the inputs' last item; refresh from an output of "
