@@ -657,3 +657,18 @@ def test_an_error_of_any_shape_merges_into_csv(
     assert result.returncode == 1, result.stderr  # merged whole, and its record not ok
     rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
     assert [rows[0]["error"], rows[0]["error_message"]] == cells
+
+
+def test_two_arrays_in_one_part_are_refused_not_cut(tmp_path: Path) -> None:
+    """Found by a hostile tester: ``cat p0.json p1.json > both.json`` merged as p0's
+    records alone (what followed the first ] was dropped), with --allow-gaps exit 0."""
+    one = '[\n{"index": 0, "ok": true},\n{"index": 2, "ok": true}\n]\n'
+    other = '[\n{"index": 1, "ok": true}\n]\n'
+    both = tmp_path / "both.json"
+    both.write_text(one + other)
+    result = run_cli("--merge", str(both), "--allow-gaps")
+    assert result.returncode == 75, result.stderr  # a damaged part: the merge is not whole
+    assert f"{both}: more follows the array's closing ] (line 4)" in result.stderr
+    alone = tmp_path / "one.json"
+    alone.write_text(one + "\n")  # a blank line after it is no record
+    assert run_cli("--merge", str(alone), "--allow-gaps").returncode == 0

@@ -772,3 +772,24 @@ def test_a_shard_by_host_refreshes_from_the_whole_output(
         mine = [i for i in range(30) if host_shard(URL(urls[i % 3]), 2) == k]
         assert [r["index"] for r in refreshed] == mine
         assert all(r["unchanged"] for r in refreshed)
+
+
+def test_a_csv_safe_previous_output_is_refreshed(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """Found by a hostile tester: PREVIOUS written with --csv-safe (inputs -1 and +2
+    kept as '-1 and '+2) was refused with a message about shards and merging; the
+    refresh compares its inputs as --csv-safe wrote them."""
+    app, server = site
+    source = tmp_path / "ids.txt"
+    source.write_text("-1\n+2\n3\n")
+    common = (str(source), "-t", server.url("/r/{}"), "-f", "csv", "--csv-safe")
+    previous = tmp_path / "previous.csv"
+    assert run_cli(*common, "-q", "-o", str(previous)).returncode == 0
+    app.reset()
+    result = run_cli(*common, "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
+    assert [row["input"] for row in rows] == ["'-1", "'+2", "3"]
+    assert [row["unchanged"] for row in rows] == ["true", "true", "true"]
+    assert app.answered == {304: 3}

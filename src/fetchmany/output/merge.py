@@ -101,6 +101,8 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
             raise MergeError(f"{path}: not a JSON array written by fetchmany")
         for number, line in enumerate(stream, 2):
             if line in (b"]\n", b"]"):
+                if any(rest.strip() for rest in stream):  # cat a.json b.json: not one output
+                    raise MergeError(f"{path}: more follows the array's closing ] (line {number})")
                 return
             if not line.endswith(b"\n"):
                 raise Torn(path)
@@ -108,7 +110,7 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
         raise Torn(path)  # no closing bracket: the run that wrote it did not end
 
 
-def _csv(path: str) -> Iterator[dict[str, Any]]:
+def _csv(path: str, neutralised: bool = False) -> Iterator[dict[str, Any]]:
     rows = csv_rows(path)
     try:
         header: list[str] | None = None
@@ -116,18 +118,22 @@ def _csv(path: str) -> Iterator[dict[str, Any]]:
             if header is None:
                 header = row
                 continue
-            yield _row(row, header, path, number)
+            yield _row(row, header, path, number, neutralised)
     except TornRow:
         raise Torn(path) from None
     except DamagedRow as exc:
         raise MergeError(f"{path}: the row after byte {exc.offset} is not CSV") from None
 
 
-def _row(row: list[str], header: list[str], path: str, number: int) -> dict[str, Any]:
+def _row(
+    row: list[str], header: list[str], path: str, number: int, neutralised: bool = False
+) -> dict[str, Any]:
+    """``neutralised``: cells --csv-safe may have written are taken as they stand (what
+    --refresh compares and carries), not refused (what a merge would write on)."""
     if len(row) != len(header):
         raise MergeError(f"{path}: row {number} has {len(row)} cells, not {len(header)}")
     for name, cell in zip(header, row, strict=True):
-        if looks_neutralised(cell):
+        if not neutralised and looks_neutralised(cell):
             raise MergeError(
                 f"{path}: row {number} has {name} {cell[:20]!r}, as --csv-safe writes a "
                 "formula, and its ' cannot be told from data; write the shards without "
@@ -304,9 +310,12 @@ def _indexed(
     reach.done = True
 
 
-def records_of(part: Part) -> Iterator[dict[str, Any]]:
+def records_of(part: Part, *, neutralised: bool = False) -> Iterator[dict[str, Any]]:
     """A part's records in file order, read back as ``merged`` reads them, a torn last
-    record dropped (the rule of --resume); a damaged record before it is a MergeError."""
+    record dropped (the rule of --resume); a damaged record before it is a MergeError.
+    ``neutralised``: a CSV written with --csv-safe is read as it stands (see ``_row``)."""
+    if part.format is OutputFormat.CSV:
+        return _until_torn(_csv(part.path, neutralised))
     return _until_torn(_READERS[part.format](part.path))
 
 

@@ -117,7 +117,7 @@ class PreviousOutput:
         base = self.positions or Shard(0, 1)
         last = -1
         try:
-            for position, values in enumerate(records_of(part)):
+            for position, values in enumerate(records_of(part, neutralised=True)):
                 if named and tuple(values) != part.fields:
                     raise RefreshError(
                         f"--refresh: {self.path}: record {position} has fields "
