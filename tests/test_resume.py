@@ -453,3 +453,22 @@ def test_resume_continues_a_file_written_before_etag_and_last_modified(
     assert [r["index"] for r in records] == [0, 1, 2]
     assert all("etag" not in r for r in records)
     assert records[0] == jsonl(old)[0]
+
+
+@pytest.mark.parametrize("index", ['"1"', "1.0", "true", "null"])
+def test_a_json_index_that_is_not_a_number_is_refused(
+    server: LoopbackServer, tmp_path: Path, index: str
+) -> None:
+    """Found by a hostile tester: a record with ``"index": "3"`` was resumed, and left in
+    the output for --merge and --refresh to refuse later."""
+    out = tmp_path / "out.jsonl"
+    template = server.url("/item?id={}")
+    assert run_cli("-t", template, "-o", str(out), "-q", stdin=b"1\n2\n3\n").returncode == 0
+    lines = out.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"index":1,', f'"index":{index},', 1)
+    out.write_text("".join(lines))
+    before = out.read_bytes()
+    result = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n2\n3\n4\n")
+    assert result.returncode == 2, result.stderr
+    assert f"record 1 has index {index}, so it is not the in-order output" in result.stderr
+    assert out.read_bytes() == before

@@ -15,6 +15,7 @@ a line that does not parse before the end, or records with neither ``input`` nor
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import sys
@@ -306,10 +307,14 @@ def scan(
                 f"{path} holds records with fields {','.join(record)}; "
                 f"this run writes {','.join(fields)}"
             )
-        if "index" in record and not _in_order(record["index"], count, previous, shard):
+        if "index" in record and not _in_order(
+            record["index"], count, previous, shard, typed=fmt is not OutputFormat.CSV
+        ):
             what = "a run" if shard is None else f"shard {shard.number}/{shard.count}"
+            index = record["index"]
+            shown = index if fmt is OutputFormat.CSV else json.dumps(index, default=str)
             raise ResumeError(
-                f"{path}: record {count} has index {record['index']}, so it is not the "
+                f"{path}: record {count} has index {shown}, so it is not the "
                 f"in-order output of {what}; use a new output file"
             )
         previous = record.get("index", previous)
@@ -320,10 +325,15 @@ def scan(
     return ResumePoint(count, offset, failed)
 
 
-def _in_order(index: object, count: int, previous: object, shard: Shard | None) -> bool:
+def _in_order(
+    index: object, count: int, previous: object, shard: Shard | None, *, typed: bool
+) -> bool:
     """Whether the ``count``-th record's ``index`` is where this run's in-order output
     puts it: ``count`` itself, the ``count``-th of an index shard, or (by host, where
-    which indexes a shard holds is known only from the input) past the one before."""
+    which indexes a shard holds is known only from the input) past the one before.
+    ``typed``: JSON, where an index is a number ("3" is not; CSV cells are all text)."""
+    if typed and (type(index) is not int):
+        return False
     if shard is None or not shard.by_host:
         expected = count if shard is None else shard.number + count * shard.count
         return str(index) == str(expected)
