@@ -175,3 +175,26 @@ def test_only_the_answer_an_item_ends_with_is_saved(
     paths = [r["path"] for r in records]
     assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
     assert [json.loads(Path(p).read_bytes()) for p in paths] == [{"id": k} for k in "012"]
+
+
+def test_a_link_at_a_save_name_is_a_save_error_and_nothing_is_written_through_it(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Found by a hostile tester: a symlink at an item's save name made an ``unexpected``
+    record (which docs/records.md calls a bug in fetchmany); it is the item's ``save``
+    error, and the file the link points to is left alone."""
+    out = tmp_path / "bodies"
+    out.mkdir()
+    outside = tmp_path / "outside.json"
+    outside.write_text("mine")
+    (out / "a.json").symlink_to(outside)
+    result = run_cli(
+        "--save-dir", str(out), "--save-name", "{id}{ext}", "-t", server.url("/item?id={}"),
+        "-q", stdin=b"a\nb\n",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    first, second = jsonl(result.stdout)
+    assert first["error"]["kind"] == "save"
+    assert "is a link" in first["error"]["message"]
+    assert second["ok"] is True
+    assert outside.read_text() == "mine"

@@ -132,7 +132,9 @@ class SaveDir:
         name = self.name_for(index, text, fields, content_type)
         path = os.path.join(self.directory, name)
         if os.path.dirname(os.path.realpath(path)) != self.directory:
-            raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
+            # A link at the name (the only way left out): the item's record says so.
+            self.release(path)
+            raise SaveError(f"refusing to write outside {self.directory}: {name!r} is a link")
         return path
 
     def release(self, path: str) -> None:
