@@ -175,3 +175,33 @@ def test_json_is_kept_up_to_the_depth_a_record_can_hold(levels: int, fits: bool)
             ErrorKind.INVALID_JSON, "body is not JSON: nested deeper than 254 levels"
         )
         assert decoded.value == _nested(levels).decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "value"),
+    [
+        (b'{"a": 1}', "text/json", {"a": 1}),  # JSON by an older name
+        (b'{"a": 1}', "application/problem+json", {"a": 1}),
+        (b"<a>\xc3\xa9</a>", "application/atom+xml", "<a>é</a>"),  # text by its suffix
+        (b"a: \xc3\xa9", "application/vnd.k8s+yaml", "a: é"),
+        (b"var a = 1", "application/javascript", "var a = 1"),  # a textual application type
+        (b"caf\xe9", "text/plain; charset=utf-8", "caf\ufffd"),  # one bad byte: one U+FFFD
+        (b"caf\x8f", "text/plain; charset=shift_jis", "caf\ufffd"),
+        (b'{"a": "caf\xe9"}', "application/json", {"a": "caf\ufffd"}),  # not UTF-8 in JSON
+        (b"plain \xc3\xa9", None, "plain é"),  # no type: text when valid UTF-8 ...
+        (b"not\x00text", None, base64.b64encode(b"not\x00text").decode()),  # ... with no NUL
+        (b"caf\xe9", None, base64.b64encode(b"caf\xe9").decode()),
+    ],
+)
+def test_what_each_type_of_body_becomes(
+    raw: bytes, content_type: str | None, value: object
+) -> None:
+    assert decode_body(raw, content_type, BodyMode.AUTO) == (value, None)
+
+
+def test_brackets_alone_are_counted_at_the_depth_limit_too() -> None:
+    deep = b"[" * 255 + b"]" * 255  # 510 bytes: the shortest JSON 255 deep
+    decoded = decode_body(deep, "application/json", BodyMode.AUTO)
+    assert decoded.error == FetchError(
+        ErrorKind.INVALID_JSON, "body is not JSON: nested deeper than 254 levels"
+    )
