@@ -770,3 +770,51 @@ async def test_each_attempt_asks_its_host_s_slot_by_the_item_s_age(
     assert record.attempts == 2
     host = host_key(URL(server.url("/x")))
     assert limits.asked == [(host, 7, 1), (host, 7, 2)]
+
+
+@pytest.mark.parametrize("length", [False, True])
+@pytest.mark.parametrize(("size", "cut"), [(10, False), (11, True)])
+async def test_a_body_at_the_size_cap_is_whole_and_one_byte_past_it_is_cut(
+    serve: Callable[[web.Application], LoopbackServer], length: bool, size: int, cut: bool
+) -> None:
+    """--max-body-size N keeps a body of N bytes whole, told by its Content-Length or,
+    chunked, by reading up to it; N + 1 is cut to N and the record says so."""
+
+    async def body(request: web.Request) -> web.StreamResponse:
+        if length:
+            return web.Response(body=b"x" * size, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(size):
+            await response.write(b"x")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{name}", body)
+    record = await fetch_from(serve(app).url(""), "body", FetchOptions(max_body_size=10))
+    assert record.size == 10
+    assert record.body == "x" * 10
+    if cut:
+        assert record.error == FetchError(
+            ErrorKind.BODY_TOO_LARGE, "body larger than 10 bytes; kept the first 10"
+        )
+    else:
+        assert (record.ok, record.error) == (True, None)
+
+
+async def test_a_body_said_to_be_identity_coded_is_read_whole(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """Content-Encoding: identity (no coding at all) takes the capped reader's own short
+    way, which must not call a whole body cut."""
+
+    async def body(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "identity"}
+        return web.Response(body=b'{"a": 1}', content_type="application/json", headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/{name}", body)
+    record = await fetch_from(serve(app).url(""), "body", FetchOptions(max_body_size=100))
+    assert (record.ok, record.error, record.body) == (True, None, {"a": 1})
