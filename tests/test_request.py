@@ -307,7 +307,7 @@ async def test_in_process_a_post_made_a_get_keeps_the_headers_that_are_not_conte
     raw_server: Callable[[dict[str, bytes]], RawServer],
 ) -> None:
     server = raw_server({"/x": redirect(303, "/y"), "/y": OK})
-    given = (("Content-Language", "en"), ("X-Trace", "1"))
+    given = (("Content-Language", "en"), ("Digest", "sha-256=X48E9q=="), ("X-Trace", "1"))
     first, second = await fetch_in_process(server, data="a=1", headers=given)
     assert first[0] == "POST /x HTTP/1.1"
     assert ("Content-Type", "application/x-www-form-urlencoded") in first[1]
