@@ -355,9 +355,11 @@ def recorded_keys(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iter
 
 def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
     """How a refusal names an item that is not the one a file holds at its index: both
-    values, credentials masked; neither when the item's URL carries credentials, since a
-    template may have put the input there (a row's password is no URL to mask)."""
-    if item.target is not None and item.target.raw_user is not None:
+    values, credentials masked; neither when the item's URL carries credentials and a
+    value is not that URL, since a template may have put it there (a row's password is
+    no URL to mask)."""
+    credentials = item.target is not None and item.target.raw_user is not None
+    if credentials and not (_url_or_none(given) and _url_or_none(recorded)):
         return (
             f"item {item.index} is not the one the file holds at that index (its URL "
             "carries credentials, so neither is shown)"
@@ -365,6 +367,10 @@ def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
     shown = repr(redact_url(given)) if given is not None else "None"
     kept = repr(redact_url(recorded)) if recorded is not None else "None"
     return f"item {item.index} is {shown} but the file has {kept}"
+
+
+def _url_or_none(text: str | None) -> bool:
+    return text is None or text[:8].lower().startswith(("http://", "https://"))
 
 
 async def skip_recorded(
