@@ -793,3 +793,35 @@ def test_a_csv_safe_previous_output_is_refreshed(
     assert [row["input"] for row in rows] == ["'-1", "'+2", "3"]
     assert [row["unchanged"] for row in rows] == ["true", "true", "true"]
     assert app.answered == {304: 3}
+
+
+@pytest.mark.parametrize("written_with", [("--body", "none"), ("-I",)])
+def test_a_previous_output_without_bodies_does_not_stand_for_one_with_them(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, written_with: tuple[str, ...]
+) -> None:
+    """Found by a hostile tester: refreshing from an output written with --body none (or
+    by HEAD) carried its null bodies over on every 304. Its items are fetched whole, so
+    the refresh writes what a full run writes."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 3, *written_with)
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    refreshed = jsonl(result.stdout)
+    assert [r["unchanged"] for r in refreshed] == [False, False, False]
+    assert all(r["body"] is not None for r in refreshed)
+    full = run_cli(str(tmp_path / "urls.txt"))
+    assert _comparable(refreshed) == _comparable(jsonl(full.stdout))
+
+
+def test_a_head_refresh_carries_no_body_or_size(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """-I --refresh from an output of GETs: a HEAD record has neither, as a full -I run
+    writes it; the 304s still keep the rest."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 2)
+    result = run_cli(str(tmp_path / "urls.txt"), "-I", "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    refreshed = jsonl(result.stdout)
+    assert [r["unchanged"] for r in refreshed] == [True, True]
+    assert [(r["size"], r["body"]) for r in refreshed] == [(None, None), (None, None)]

@@ -34,7 +34,7 @@ from typing import Any, Final
 from fetchmany.checks import header_value_problem
 from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
-from fetchmany.records import ErrorKind, FetchError, Record, Refresh
+from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, Refresh
 
 CARRIED: Final = ("status", "content_type", "size", "body", "headers", "path", "sha256")
 """What a 304 takes from the previous record (with the picks): a run that writes one of
@@ -142,10 +142,27 @@ class Refresher:
         return record
 
     def _usable(self, previous: Previous) -> bool:
-        """Ok, and its saved file still there to be kept (else it is fetched whole)."""
+        """Ok, written as this run would write it, and its saved file still there to be
+        kept (else it is fetched whole). A record of a HEAD run has no size, and one
+        written with --body none a size but no body: neither can stand for the answer a
+        GET of this run records (a body of JSON null is fetched again too: the cost of
+        telling them apart by what the file holds)."""
         if not previous.ok:
             return False
-        if self._options.save_dir is not None:
+        options = self._options
+        size = previous.values.get("size")
+        if options.http_method != "HEAD":
+            if "size" in previous.values and size is None:
+                return False
+            keeps_body = options.body is not BodyMode.NONE and options.save_dir is None
+            if (
+                keeps_body
+                and "body" in previous.values
+                and previous.values["body"] is None
+                and size
+            ):
+                return False
+        if options.save_dir is not None:
             path = previous.values.get("path")
             return isinstance(path, str) and os.path.isfile(path)
         return True
@@ -169,12 +186,14 @@ class Refresher:
 
 
 def carried(record: Record, previous: Previous, options: FetchOptions) -> Record:
-    """The 304's record made whole from the previous one (see the module docstring)."""
+    """The 304's record made whole from the previous one (see the module docstring). A
+    HEAD run's record has neither size nor body, whatever the previous one had."""
     values = previous.values
     record.status = values.get("status")
     record.content_type = values.get("content_type")
-    record.size = values.get("size")
-    record.body = values.get("body")
+    head = options.http_method == "HEAD"
+    record.size = None if head else values.get("size")
+    record.body = None if head else values.get("body")
     if options.picks:
         record.picks = {pick.name: values.get(pick.name) for pick in options.picks}
     record.path, record.sha256 = values.get("path"), values.get("sha256")
