@@ -614,13 +614,14 @@ def test_a_retry_after_of_a_day_holds_the_limit_no_longer_than_max_backoff(
     args = ("-t", url, "--limit", "auto", "--max-backoff", "0.2", "-o", "/dev/null")
     result = run_cli(*args, stdin=ids)
     assert result.returncode == 0, result.stderr
-    settled = re.search(r"limit auto settled at: 127\.0\.0\.1:\d+ (\d+) \(([^)]*)\)", result.stderr)
+    assert "600 ok, 0 failed" in result.stderr
+    settled = re.search(r"limit auto settled at: 127\.0\.0\.1:\d+ (\d+)", result.stderr)
     assert settled is not None, result.stderr
-    # Something moved the limit after the one overload answer: it grew once the hold
-    # ended. Where it settled depends on the machine's load (a busy CI runner's latency
-    # cuts it), so that is not asserted; a limit frozen by the hold would still give
-    # the overload answer as its reason.
-    assert settled[2] != "overload answers", result.stderr
+    # The 503 came to the first request, sent alone: held a day, the host would wait a
+    # day (the planted bug hangs the run past the test's timeout). Held 0.2 s, the limit
+    # grows again. How far depends on the machine (3 on a busy CI runner, 35 on another
+    # run of it), so only that it moved is asserted.
+    assert int(settled[1]) > 1, result.stderr
 
 
 @pytest.mark.speed
