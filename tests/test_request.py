@@ -348,3 +348,24 @@ async def test_in_process_content_headers_without_content(
     ((line, sent),) = await fetch_in_process(server, method=method, headers=headers)
     assert line == f"{method} /x HTTP/1.1"
     assert sent == expected(server, *extra)
+
+
+@pytest.mark.parametrize(
+    "userinfo",
+    ["u:p", "us%C3%A9r:p%C3%A4ss", "usér:päss", "caf%E9:x", "u", "u:", "u:p%40ss%3Aw%2F", "%75:p"],
+)
+def test_a_url_s_credentials_are_sent_as_curl_sends_them(
+    raw_server: Callable[[dict[str, bytes]], RawServer], userinfo: str
+) -> None:
+    """Found by mutation testing (``_latin1``), with curl as the reference: a URL's
+    credentials are the bytes their %XX spell (RFC 3986 3.2.1). aiohttp sent non-ASCII
+    ones as Latin-1 (``us\\xe9r``, where curl sends UTF-8's two bytes) and a %XX that is
+    no UTF-8 as the three characters themselves."""
+    server = raw_server({"/x": OK})
+    url = server.url("/x").replace("http://", f"http://{userinfo}@")
+    subprocess.run(["curl", "-s", "-o", "/dev/null", url], check=True, timeout=30)
+    result = run_cli("-q", "--retries", "0", stdin=url.encode())
+    assert result.returncode == 0, result.stderr
+    by_curl, by_us = ([v for n, v in head(r)[1] if n == "Authorization"] for r in server.received)
+    assert by_us == by_curl
+    assert len(by_us) == 1

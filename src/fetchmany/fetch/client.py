@@ -26,7 +26,7 @@ from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded,
 from fetchmany.fetch.limits import Limits, Ticket
 from fetchmany.fetch.picks import apply_picks
 from fetchmany.fetch.retry import parse_retry_after
-from fetchmany.fetch.session import Sessions, SessionSetup, basic_auth
+from fetchmany.fetch.session import Sessions, SessionSetup, url_basic_auth
 from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
@@ -132,14 +132,6 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         kind = ErrorKind.UNEXPECTED
         message = f"{type(exc).__name__}: {message}"
     return kind, message
-
-
-def _latin1(target: URL) -> bool:
-    try:
-        f"{target.user}:{target.password}".encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _from_socks(exc: BaseException) -> bool:
@@ -259,8 +251,8 @@ class Client:
         if target.raw_user is None:
             if self._netrc:
                 auth = setup.auth_for(target)
-        elif not _latin1(target):  # aiohttp sends a URL's credentials as Latin-1 only
-            auth = basic_auth(target.user or "", target.password or "")
+        else:  # a URL's own: its bytes, as curl sends them (see url_basic_auth)
+            auth = url_basic_auth(target)
             target = target.with_user(None)
         if auth is not None:
             headers = {**(headers or {}), "Authorization": auth}

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote_to_bytes
 
 from multidict import CIMultiDict
 from yarl import URL
@@ -240,8 +241,20 @@ class SessionSetup:
 def basic_auth(login: str, password: str) -> str:
     """A Basic Authorization value, UTF-8 encoded as RFC 7617 allows and curl and browsers
     send (aiohttp's own BasicAuth is Latin-1, deprecated, and raised on anything beyond)."""
-    token = base64.b64encode(f"{login}:{password}".encode("utf-8", "surrogateescape"))
-    return "Basic " + token.decode("ascii")
+    return _basic(f"{login}:{password}".encode("utf-8", "surrogateescape"))
+
+
+def url_basic_auth(url: URL) -> str:
+    """A URL's own credentials as a Basic Authorization value: the bytes its userinfo
+    spells, each %XX decoded (RFC 3986 3.2.1), as curl sends them. aiohttp decodes them
+    to text as UTF-8 and sends that as Latin-1 (``us%C3%A9r`` went out as ``us\xe9r``),
+    and sends a %XX that is no UTF-8 as the three characters (``caf%E9``)."""
+    login = unquote_to_bytes(url.raw_user or "")
+    return _basic(login + b":" + unquote_to_bytes(url.raw_password or ""))
+
+
+def _basic(credentials: bytes) -> str:
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
 
 
 @dataclass
