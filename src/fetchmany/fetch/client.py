@@ -26,7 +26,7 @@ from fetchmany.fetch.encodings import ContentDecodingError, decoded, is_encoded,
 from fetchmany.fetch.limits import Limits, Ticket
 from fetchmany.fetch.picks import apply_picks
 from fetchmany.fetch.retry import parse_retry_after
-from fetchmany.fetch.session import Sessions, SessionSetup, url_basic_auth
+from fetchmany.fetch.session import Sessions, SessionSetup, ascii_credentials, url_basic_auth
 from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
@@ -251,7 +251,7 @@ class Client:
         if target.raw_user is None:
             if self._netrc:
                 auth = setup.auth_for(target)
-        else:  # a URL's own: its bytes, as curl sends them (see url_basic_auth)
+        elif not ascii_credentials(target):  # aiohttp would send other bytes than curl
             auth = url_basic_auth(target)
             target = target.with_user(None)
         if auth is not None:

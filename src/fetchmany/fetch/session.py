@@ -246,11 +246,21 @@ def basic_auth(login: str, password: str) -> str:
 
 def url_basic_auth(url: URL) -> str:
     """A URL's own credentials as a Basic Authorization value: the bytes its userinfo
-    spells, each %XX decoded (RFC 3986 3.2.1), as curl sends them. aiohttp decodes them
-    to text as UTF-8 and sends that as Latin-1 (``us%C3%A9r`` went out as ``us\xe9r``),
-    and sends a %XX that is no UTF-8 as the three characters (``caf%E9``)."""
-    login = unquote_to_bytes(url.raw_user or "")
-    return _basic(login + b":" + unquote_to_bytes(url.raw_password or ""))
+    spells, each %XX decoded (RFC 3986 3.2.1), as curl sends them."""
+    return _basic(_userinfo_bytes(url))
+
+
+def ascii_credentials(url: URL) -> bool:
+    """Whether aiohttp sends ``url``'s credentials as curl does, so they can be left to
+    it (it also follows a redirect to a URL with credentials of its own, which a header
+    given with the request would refuse): only when they are ASCII, %XX decoded. It
+    decodes them to text as UTF-8 and sends Latin-1 (``us%C3%A9r`` as ``us\xe9r``, where
+    curl sends c3 a9), and sends a %XX that is no UTF-8 as the three characters."""
+    return _userinfo_bytes(url).isascii()
+
+
+def _userinfo_bytes(url: URL) -> bytes:
+    return unquote_to_bytes(url.raw_user or "") + b":" + unquote_to_bytes(url.raw_password or "")
 
 
 def _basic(credentials: bytes) -> str:
