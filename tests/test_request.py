@@ -7,8 +7,10 @@ httpbin); here the bytes themselves are pinned, with the RFC section that asks f
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import RawServer, jsonl, raw_response, run_cli
@@ -369,3 +371,19 @@ def test_a_url_s_credentials_are_sent_as_curl_sends_them(
     by_curl, by_us = ([v for n, v in head(r)[1] if n == "Authorization"] for r in server.received)
     assert by_us == by_curl
     assert len(by_us) == 1
+
+
+def test_netrc_credentials_go_with_the_request_in_process(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--netrc's credentials for the URL's host (test_shell.py checks the flag from a
+    shell; this is where mutation testing sees it)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cr:et\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    server = raw_server({"/x": OK})
+    ((_, headers),) = fetch(server, "--netrc")
+    assert ("Authorization", "Basic " + base64.b64encode(b"alice:s3cr:et").decode()) in headers
