@@ -354,7 +354,17 @@ async def test_in_process_content_headers_without_content(
 
 @pytest.mark.parametrize(
     "userinfo",
-    ["u:p", "us%C3%A9r:p%C3%A4ss", "usér:päss", "caf%E9:x", "u", "u:", "u:p%40ss%3Aw%2F", "%75:p"],
+    [
+        "u:p",
+        "us%C3%A9r:p%C3%A4ss",
+        "usér:päss",
+        "caf%E9:x",
+        "u",
+        "u:",
+        "u:p%40ss%3Aw%2F",
+        "%75:p",
+        ":p%C3%A4ss",  # no user name: yarl's raw_user is None (found by a hostile tester)
+    ],
 )
 def test_a_url_s_credentials_are_sent_as_curl_sends_them(
     raw_server: Callable[[dict[str, bytes]], RawServer], userinfo: str
@@ -371,6 +381,8 @@ def test_a_url_s_credentials_are_sent_as_curl_sends_them(
     by_curl, by_us = ([v for n, v in head(r)[1] if n == "Authorization"] for r in server.received)
     assert by_us == by_curl
     assert len(by_us) == 1
+    (record,) = jsonl(result.stdout)
+    assert record["final_url"] == server.url("/x")  # the URL asked, its credentials gone
 
 
 def test_netrc_credentials_go_with_the_request_in_process(

@@ -195,6 +195,12 @@ def parsed(sent: str) -> URL:
     return url
 
 
+def has_credentials(url: URL) -> bool:
+    """Whether ``url`` has a userinfo: a user, or a password with an empty user
+    (``http://:pw@host``, where yarl's ``raw_user`` is None)."""
+    return url.raw_user is not None or url.raw_password is not None
+
+
 def fragment_of(reference: str) -> str | None:
     """The fragment of a URL reference (a ``Location``), escaped as sent, or None when
     it has none."""

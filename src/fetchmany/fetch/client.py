@@ -31,7 +31,7 @@ from fetchmany.input.sources import Item
 from fetchmany.options import FetchOptions
 from fetchmany.records import BodyMode, ErrorKind, FetchError, Record, valid_text
 from fetchmany.redaction import redact_parsed, redact_text, redact_url
-from fetchmany.urls import fragment_of
+from fetchmany.urls import fragment_of, has_credentials
 
 if TYPE_CHECKING:  # each imported by a run that turns its feature on
     from fetchmany.fetch.quota import Announced
@@ -248,7 +248,7 @@ class Client:
             arguments["data"] = item.data
             headers = setup.body_headers
         auth = None
-        if target.raw_user is None:
+        if not has_credentials(target):
             if self._netrc:
                 auth = setup.auth_for(target)
         elif not ascii_credentials(target):  # aiohttp would send other bytes than curl
@@ -276,7 +276,7 @@ class Client:
             self._own
             or item.data is not None
             or conditional is not None
-            or target.raw_user is not None  # credentials aiohttp may not send as they are
+            or has_credentials(target)  # credentials aiohttp may not send as curl does
         ):
             session, url, arguments, timings = self._request_of(item, target, conditional)
         else:  # the common case: a request with nothing of its own to pass
@@ -600,7 +600,8 @@ def final_url(item: Item, resp: aiohttp.ClientResponse) -> str:
     requested last, with the fragment RFC 9110 10.2.2 gives it: the last ``Location``'s
     own, or the one it inherited."""
     target = item.target
-    if not resp.history and item.url is not None and target is not None and target.raw_user is None:
+    plain = target is not None and not has_credentials(target)
+    if plain and not resp.history and item.url is not None:
         return item.url
     fragment = fragment_of(item.url) if item.url is not None else None
     for hop in resp.history:
