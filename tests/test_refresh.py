@@ -825,3 +825,33 @@ def test_a_head_refresh_carries_no_body_or_size(
     refreshed = jsonl(result.stdout)
     assert [r["unchanged"] for r in refreshed] == [True, True]
     assert [(r["size"], r["body"]) for r in refreshed] == [(None, None), (None, None)]
+
+
+def test_a_changed_item_never_takes_the_file_an_unchanged_one_keeps(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    """Found by a hostile tester: --save-name naming two items alike gave x.json and
+    x-2.json; on refresh the changed second item was saved as x.json, over the file the
+    unchanged first one kept (its record then naming another body), and x-2.json was
+    left to no record. Each item's previous file is its own for the run."""
+    import hashlib
+
+    app, server = site
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"url,name\n{server.url('/r/0')},x\n{server.url('/r/1')},x\n")
+    saved = tmp_path / "bodies"
+    common = (str(rows), "--save-dir", str(saved), "--save-name", "{name}{ext}")
+    previous = tmp_path / "previous.jsonl"
+    assert run_cli(*common, "-q", "-o", str(previous)).returncode == 0
+    kept = (saved / "x.json").stat().st_ino, (saved / "x.json").read_bytes()
+    app.versions[1] = 1
+    app.reset()
+    result = run_cli(*common, "-q", "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    first, second = jsonl(result.stdout)
+    assert (first["unchanged"], second["unchanged"]) == (True, False)
+    assert sorted(p.name for p in saved.iterdir()) == ["x-2.json", "x.json"]
+    assert ((saved / "x.json").stat().st_ino, (saved / "x.json").read_bytes()) == kept
+    for record in (first, second):
+        assert hashlib.sha256(Path(record["path"]).read_bytes()).hexdigest() == record["sha256"]
+    assert json.loads((saved / "x-2.json").read_bytes())["version"] == 1

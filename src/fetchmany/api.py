@@ -75,7 +75,7 @@ async def fetch_finished(
             if refresh is not None:
                 from fetchmany.fetch.refresh import Refresher
 
-                return Refresher(client.fetch, refresh, options)
+                return Refresher(client.fetch, refresh, options, client.reserve_saved)
             if options.dedupe:
                 from fetchmany.fetch.dedupe import Deduplicator
 

@@ -345,6 +345,12 @@ class Client:
         )
         response.saved, response.body, response.truncated = saved, saved.body, saved.truncated
 
+    def reserve_saved(self, path: str, index: int) -> None:
+        """--refresh --save-dir: the file ``path`` is item ``index``'s own
+        (``SaveDir.reserve``)."""
+        if self._save is not None:
+            self._save.reserve(path, index)
+
     def _unsave(self, response: Response | None) -> None:
         """An attempt about to be retried: the body it saved is not the item's answer, so
         its file goes and its name is given back for the retry (else the answer lands

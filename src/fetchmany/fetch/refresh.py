@@ -119,13 +119,27 @@ class PreviousTable:
 class Refresher:
     """Wraps a fetch so each request is conditional on its item's previous record."""
 
-    def __init__(self, fetch: ConditionalFetch, table: PreviousTable, options: FetchOptions):
+    def __init__(
+        self,
+        fetch: ConditionalFetch,
+        table: PreviousTable,
+        options: FetchOptions,
+        reserve: Callable[[str, int], None] | None = None,
+    ):
+        """``reserve``: with --save-dir, claims an item's previous file for it, taken as
+        the item starts (items start in index order), so that no other item's new body
+        is saved over a file a 304 keeps."""
         self._fetch = fetch
         self._table = table
         self._options = options
+        self._reserve = reserve
 
     async def __call__(self, item: Item) -> Record:
         previous = self._table.take(item.index)
+        if previous is not None and self._reserve is not None:
+            path = previous.values.get("path")
+            if isinstance(path, str):
+                self._reserve(path, item.index)
         if previous is not None and not self._usable(previous):
             previous = None
         headers = previous.conditional() if previous is not None else None

@@ -92,7 +92,8 @@ class SaveDir:
     def __init__(self, directory: str, name_template: str = DEFAULT_SAVE_NAME) -> None:
         self.directory = os.path.realpath(directory)
         self.template = Template.plain(name_template, raw_text)
-        self._taken: set[str] | None = None if name_template.startswith("{index}") else set()
+        self._taken: dict[str, int] | None = None if name_template.startswith("{index}") else {}
+        """Each name given out, by the index of the item it is for."""
 
     def name_for(
         self, index: int, text: str, fields: Mapping[str, str] | None, content_type: str | None
@@ -111,19 +112,25 @@ class SaveDir:
             name = self.template.expand(values)
         except MissingField as missing:
             raise SaveError(f"row has no field {missing.name!r} for --save-name") from None
-        return self._distinct(sanitise(name))
+        return self._distinct(sanitise(name), index)
 
-    def _distinct(self, name: str) -> str:
+    def _distinct(self, name: str, index: int) -> str:
         taken = self._taken
         if taken is None:
             return name
-        if name in taken:
-            stem, ext = os.path.splitext(name)
-            copy = 2
-            while (name := f"{stem}-{copy}{ext}") in taken:
-                copy += 1
-        taken.add(name)
+        stem, ext = os.path.splitext(name)
+        copy = 1
+        while taken.setdefault(name, index) != index:  # another item's: try the next
+            copy += 1
+            name = f"{stem}-{copy}{ext}"
         return name
+
+    def reserve(self, path: str, index: int) -> None:
+        """``--refresh``: the file an item's previous record names is that item's, so no
+        other item of this run is saved under its name (a 304 keeps it; a new answer
+        replaces it). Names outside the directory are no concern of this run."""
+        if self._taken is not None and os.path.dirname(os.path.realpath(path)) == self.directory:
+            self._taken.setdefault(os.path.basename(path), index)
 
     def path_for(
         self, index: int, text: str, fields: Mapping[str, str] | None, content_type: str | None
@@ -141,7 +148,7 @@ class SaveDir:
         """An attempt that saved nothing under ``path`` gives its name back, so the
         item's retry gets the same name rather than the next free one."""
         if self._taken is not None:
-            self._taken.discard(os.path.basename(path))
+            self._taken.pop(os.path.basename(path), None)
 
     def remove(self, path: str) -> None:
         """Take back a body saved under ``path`` (an attempt that is retried): the file
