@@ -485,6 +485,21 @@ def test_refresh_in_place_replaces_the_file_whole(
     assert app.answered == {304: 5}
 
 
+def _interrupted_refresh(app: Site, tmp_path: Path, previous: Path, out: Path) -> bytes:
+    """Refresh from ``previous`` into ``out``, Ctrl-C once an item hangs: the stderr (exit
+    130 checked)."""
+    process = subprocess.Popen(
+        [*fetchmany_command(), str(tmp_path / "urls.txt"), "--refresh", str(previous),
+         "-o", str(out), "-q", "--grace", "0"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert app.arrived.wait(30)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    return stderr
+
+
 def test_an_interrupted_refresh_in_place_leaves_the_file_as_it_was_and_it_runs_again(
     site: tuple[Site, LoopbackServer], tmp_path: Path
 ) -> None:
@@ -495,15 +510,7 @@ def test_an_interrupted_refresh_in_place_leaves_the_file_as_it_was_and_it_runs_a
     before = previous.read_bytes()
     app.versions[0] = 1
     app.hang = {3}
-    process = subprocess.Popen(
-        [*fetchmany_command(), str(tmp_path / "urls.txt"), "--refresh", str(previous),
-         "-o", str(previous), "-q", "--grace", "0"],
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert app.arrived.wait(30)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
+    stderr = _interrupted_refresh(app, tmp_path, previous, previous)
     assert previous.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     # Found by a hostile tester: it said the file held the records done so far and that
@@ -524,15 +531,7 @@ def test_an_interrupted_refresh_into_another_file_says_it_starts_again(
     previous = _previous(app, server, tmp_path, 6)
     app.hang = {3}
     out = tmp_path / "new.jsonl"
-    process = subprocess.Popen(
-        [*fetchmany_command(), str(tmp_path / "urls.txt"), "--refresh", str(previous),
-         "-o", str(out), "-q", "--grace", "0"],
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert app.arrived.wait(30)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
+    stderr = _interrupted_refresh(app, tmp_path, previous, out)
     held = len(out.read_bytes().splitlines())
     assert f"new.jsonl holds {held} record".encode() in stderr
     assert b"--refresh cannot continue it: the same command starts it again" in stderr
