@@ -854,3 +854,22 @@ def test_a_changed_item_never_takes_the_file_an_unchanged_one_keeps(
     for record in (first, second):
         assert hashlib.sha256(Path(record["path"]).read_bytes()).hexdigest() == record["sha256"]
     assert json.loads((saved / "x-2.json").read_bytes())["version"] == 1
+
+
+@pytest.mark.parametrize("value", [5, ["Sat, 05 Dec 2026 06:00:00 GMT"], {"a": 1}])
+def test_a_validator_that_is_not_text_is_not_carried(
+    site: tuple[Site, LoopbackServer], tmp_path: Path, value: object
+) -> None:
+    """Found by a hostile tester: a previous ``last_modified`` of 5 (an edited file) was
+    carried into the new record when the 304 sent none; a record's validators are text."""
+    app, server = site
+    previous = _previous(app, server, tmp_path, 2)
+    records = jsonl(previous.read_text())
+    assert records[0]["last_modified"] is None  # this site sends ETags only
+    records[0]["last_modified"] = value
+    previous.write_text("".join(json.dumps(record) + "\n" for record in records))
+    result = run_cli(str(tmp_path / "urls.txt"), "--refresh", str(previous))
+    assert result.returncode == 0, result.stderr
+    first = jsonl(result.stdout)[0]
+    assert first["unchanged"] is True
+    assert first["last_modified"] is None

@@ -86,6 +86,11 @@ class Previous:
         return headers or None
 
 
+def _text(value: object) -> str | None:
+    """A validator carried over: text as it was, anything else (an edited file) none."""
+    return value if isinstance(value, str) else None
+
+
 def _whole(value: object, least: int, most: int | None) -> bool:
     """A JSON integer (not a boolean) from ``least`` to ``most``."""
     return type(value) is int and value >= least and (most is None or value <= most)
@@ -211,10 +216,10 @@ def carried(record: Record, previous: Previous, options: FetchOptions) -> Record
     if options.picks:
         record.picks = {pick.name: values.get(pick.name) for pick in options.picks}
     record.path, record.sha256 = values.get("path"), values.get("sha256")
-    if record.etag is None:
-        record.etag = values.get("etag")
+    if record.etag is None:  # the 304 did not send one: the previous one stands, if text
+        record.etag = _text(values.get("etag"))
     if record.last_modified is None:
-        record.last_modified = values.get("last_modified")
+        record.last_modified = _text(values.get("last_modified"))
     kept = values.get("headers")
     if isinstance(kept, dict) and record.headers is not None:
         fresh = {k: v for k, v in record.headers.items() if k not in _NOT_UPDATED}
