@@ -197,8 +197,9 @@ def parsed(sent: str) -> URL:
 
 def has_credentials(url: URL) -> bool:
     """Whether ``url`` has a userinfo: a user, or a password with an empty user
-    (``http://:pw@host``, where yarl's ``raw_user`` is None)."""
-    return url.raw_user is not None or url.raw_password is not None
+    (``http://:pw@host``, where yarl's ``raw_user`` is None). Told by the @ that only a
+    userinfo puts in an authority: one lookup, as every request asks it."""
+    return "@" in url.raw_authority
 
 
 def fragment_of(reference: str) -> str | None:
