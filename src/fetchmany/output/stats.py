@@ -66,9 +66,11 @@ class LatencyHistogram:
 
 
 _HTTP: Final = ErrorKind.HTTP
-_STATUS_CLASSES: Final = {number: f"{number}xx" for number in range(1, 10)}
-_LABELS: Final[dict[int | None, str]] = {n: f"{n // 100}xx" for n in range(100, 1000)}
-"""The label of each status a record can be ok with, looked up once (the common path)."""
+_LABELS: Final[dict[int | None, str]] = {
+    None: "no_response",
+    **{status: f"{status // 100}xx" for status in range(100, 1000)},
+}
+"""The label of each three-digit status (and of none), made once, not per record."""
 
 
 def outcome_label(record: Record) -> str:
@@ -82,9 +84,11 @@ def outcome_label(record: Record) -> str:
 
 def status_label(status: int | None) -> str:
     """A status's class (``2xx``), or ``no_response``."""
-    if status is None:
-        return "no_response"
-    return _STATUS_CLASSES.get(status // 100) or f"{status // 100}xx"
+    label = _LABELS.get(status)
+    if label is None:
+        assert status is not None  # None has its label
+        label = f"{status // 100}xx"
+    return label
 
 
 @dataclass(slots=True)
@@ -177,7 +181,7 @@ class RunStats:
                 if refresh is Refresh.UNCHANGED:
                     self.bytes_not_transferred += record.size or 0
         for status, count in ok_statuses.items():
-            outcomes[_LABELS.get(status) or status_label(status)] += count
+            outcomes[status_label(status)] += count
             self.ok += count
         self.done += done
         self.latency.add_all(latencies)
