@@ -19,6 +19,7 @@ from shapes_server import Shape
 
 from fetchmany.fetch.adaptive import (
     DECREASE,
+    MARK_FOR,
     PROBE_LIMIT,
     PROBE_SAMPLES,
     QUIET,
@@ -26,6 +27,7 @@ from fetchmany.fetch.adaptive import (
     AdaptiveLimit,
     Lesson,
     Overload,
+    Settled,
 )
 from fetchmany.options import Adaptive
 
@@ -348,6 +350,7 @@ async def test_a_rate_limit_not_announced_spaces_the_starts() -> None:
     assert later.overloads <= 0.2 * 300
     assert gate.settled().gap_ms is not None
     assert "between starts" in gate.settled().why()
+    assert gate.mark(clock.now + 60.0) == "spaced"  # past any cut: the gap is what holds it
 
 
 @dataclass
@@ -434,6 +437,102 @@ async def test_a_share_probes_at_its_share() -> None:
 def test_settled_says_why() -> None:
     gate, _ = controller()
     assert gate.settled().why() == "no signal yet"
+
+
+@pytest.mark.parametrize(
+    ("settled", "why"),
+    [
+        (Settled(3, 9, "overload"), "overload answers"),
+        (Settled(1, 9, "overload", gap_ms=250.0), "overload answers, 250 ms between starts"),
+        (
+            Settled(30, 0, "latency", baseline_ms=40.0, latency_ms=52.5),
+            "latency 52.5 ms, 40 ms alone",
+        ),
+        # No window judged yet: nothing to quote, so no "latency None ms".
+        (Settled(30, 0, "latency", baseline_ms=40.0), "no signal yet"),
+        (Settled(8, 0, "quota", quota_rate=12.345), "paced by a quota at 12.3/s"),
+        (Settled(8, 0, "quota"), "paced by a quota"),
+        (Settled(256, 0, "ceiling"), "the ceiling"),
+        (Settled(90, 0, "open", latency_ms=41.0), "no overload or queue seen"),
+        (Settled(10, 0, "start"), "no signal yet"),
+    ],
+)
+def test_each_reason_reads_as_the_summary_says_it(settled: Settled, why: str) -> None:
+    assert settled.why() == why
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "both"),
+    [
+        # Each figure known to one worker only is kept as that worker's.
+        (
+            Settled(4, 1, "quota", quota_rate=10.0, gap_ms=None),
+            Settled(5, 0, "open", baseline_ms=30.0, latency_ms=35.0, gap_ms=200.0),
+            Settled(9, 1, "quota", 30.0, 35.0, quota_rate=10.0, gap_ms=200.0),
+        ),
+        (
+            Settled(5, 0, "open", baseline_ms=30.0, latency_ms=35.0, gap_ms=200.0),
+            Settled(4, 1, "quota", quota_rate=10.0, gap_ms=None),
+            Settled(9, 1, "quota", 30.0, 35.0, quota_rate=10.0, gap_ms=200.0),
+        ),
+        # Known to both: the host alone is as fast as the faster measure said, loaded
+        # as slow as the slower one; quota rates add up (each paced its share); the
+        # wider gap between starts is the one the host needed.
+        (
+            Settled(1, 3, "overload", 42.0, 50.0, quota_rate=6.0, gap_ms=100.0),
+            Settled(1, 4, "overload", 41.0, 60.0, quota_rate=4.5, gap_ms=400.0),
+            Settled(2, 7, "overload", 41.0, 60.0, quota_rate=10.5, gap_ms=400.0),
+        ),
+        (
+            Settled(1, 4, "overload", 41.0, 60.0, quota_rate=4.5, gap_ms=400.0),
+            Settled(1, 3, "overload", 42.0, 50.0, quota_rate=6.0, gap_ms=100.0),
+            Settled(2, 7, "overload", 41.0, 60.0, quota_rate=10.5, gap_ms=400.0),
+        ),
+    ],
+)
+def test_two_workers_figures_join_as_one_hosts(one: Settled, other: Settled, both: Settled) -> None:
+    assert one.plus(other) == both
+
+
+async def test_the_mark_says_what_holds_the_limit_until_the_moment_it_stops() -> None:
+    """The bar's word for the host, each for exactly as long as it holds: a Retry-After
+    for its length, a cut or a quota's pacing for MARK_FOR after, a gap between starts
+    while there is one; nothing when the limit runs free. The moment asked about is the
+    one given, not the clock's."""
+    gate, clock = controller(start=20)
+    await simulate(gate, clock, Queueing(100), PROBE_SAMPLES + 1)  # past the probe
+    assert gate.mark() == ""
+    started = [await begin(gate, n, clock) for n in range(4)]
+    clock.now += 0.01
+    held = clock.now
+    end(gate, started.pop(), None, Overload.REJECTED, retry_after=2.0)
+    assert gate.mark() == "held"
+    assert gate.mark(held + 1.999) == "held"
+    assert gate.mark(held + 2.0) == ""  # the hold is over, and the cut at ``held`` too
+    clock.now = held + 5.0
+    cut = clock.now
+    end(gate, started.pop(), None, Overload.REJECTED)  # others in flight: no gap
+    for each in started:
+        end(gate, each)
+    assert gate.mark(cut + MARK_FOR - 0.001) == "cut"
+    assert gate.mark(cut + MARK_FOR) == ""
+    gate.quota.paced_until = paced = cut + 10.0  # a request waited for a quota until then
+    assert gate.mark(paced + MARK_FOR - 0.001) == "quota"
+    assert gate.mark(paced + MARK_FOR) == ""
+
+
+async def test_a_slot_given_back_is_free_and_was_never_in_flight() -> None:
+    """The run stopped, or the global cap was not had, after the host's slot was taken:
+    the slot is free again and nothing is counted as having gone out."""
+    gate, clock = controller(start=1)
+    await gate.acquire(0)
+    assert gate.locked()
+    gate.give_back()
+    assert gate.in_flight == 0
+    first = await asyncio.wait_for(begin(gate, 1, clock), 1.0)  # not left waiting
+    end(gate, first)
+    assert gate.in_flight == 0
+    assert gate.answers == 1
 
 
 # ---------------------------------------------------------------- the command

@@ -307,10 +307,9 @@ class AdaptiveLimit:
         if self._running > self._peak:
             self._peak = self._running
 
-    def give_back(self, started: bool = False) -> None:
-        """A slot taken for an attempt that never went out (the run stopped): no lesson."""
-        if started:
-            self._running -= 1
+    def give_back(self) -> None:
+        """A slot taken for an attempt that never went out (the run stopped, or the
+        global cap was not had): no lesson, and never counted as started."""
         self._gate.release()
 
     def release(self, ticket: int, number: int, lesson: Lesson) -> None:
