@@ -112,6 +112,61 @@ def test_a_changed_row_whose_fields_fill_credentials_is_refused_without_them(
         assert secret not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "given", "recorded", "said"),
+    [
+        # Two URLs: each is masked, so both can be shown, whatever the scheme's case.
+        (
+            "https://u:pw@h.test/2",
+            "HTTPS://u:pw@h.test/2",
+            "https://u:old@h.test/1",
+            "item 3 is 'HTTPS://u:****@h.test/2' but the file has 'https://u:****@h.test/1'",
+        ),
+        ("http://u:pw@h.test/2", "http://u:pw@h.test/2", None, None),
+        # A row's value that a template put into the credentials is no URL to mask.
+        ("https://alice:pw@h.test/2", "https://alice:pw@h.test/2", "pw", "neither"),
+        ("https://alice:pw@h.test/2", "alice", "bob", "neither"),
+        # No credentials in the URL: the values are shown as they are.
+        ("https://h.test/2", "7", None, "item 3 is '7' but the file has None"),
+    ],
+)
+def test_a_refusal_names_the_item_without_the_credentials_its_url_carries(
+    url: str, given: str, recorded: str | None, said: str | None
+) -> None:
+    from yarl import URL
+
+    from fetchmany.input.sources import Item
+    from fetchmany.output.resume import changed_item
+    from fetchmany.redaction import redact_url
+
+    item = Item(3, given, redact_url(url), target=URL(url, encoded=True))
+    if said is None:
+        said = f"item 3 is {redact_url(given)!r} but the file has None"
+    elif said == "neither":
+        said = (
+            "item 3 is not the one the file holds at that index (its URL carries "
+            "credentials, so neither is shown)"
+        )
+    assert changed_item(item, given, recorded) == said
+
+
+def test_a_damaged_csv_row_is_named_by_the_byte_it_starts_at(tmp_path: Path) -> None:
+    """``--resume`` and ``--merge`` say where: the offset just after the last good row."""
+    from fetchmany.output.resume import DamagedRow, csv_rows
+
+    good = b"index,input,status\r\n0,1,200\r\n"
+    path = tmp_path / "out.csv"
+    path.write_bytes(good + b'1,"2"x,200\r\n2,3,200\r\n')
+    rows = csv_rows(str(path))
+    assert [row for row, _ in (next(rows), next(rows))] == [
+        ["index", "input", "status"],
+        ["0", "1", "200"],
+    ]
+    with pytest.raises(DamagedRow) as damaged:
+        next(rows)
+    assert damaged.value.offset == len(good)
+
+
 def test_resume_refuses_other_fields_and_bad_combinations(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
@@ -268,7 +323,8 @@ def test_a_broken_row_inside_a_csv_is_not_taken_for_a_torn_end(
     before = out.read_bytes()
     result = run_cli(*args, "--resume", stdin=b"1\n2\n3\n4\n")
     assert result.returncode == 2
-    assert "is not CSV" in result.stderr
+    after = len(b"".join(lines[:2]))  # the header and the first row are whole
+    assert f"{out}: a row after byte {after} is not CSV; use a new output file" in result.stderr
     assert out.read_bytes() == before
 
 
