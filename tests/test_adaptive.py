@@ -20,6 +20,8 @@ from shapes_server import Shape
 from fetchmany.fetch.adaptive import (
     DECREASE,
     MARK_FOR,
+    MIN_WINDOW,
+    PLATEAU,
     PROBE_LIMIT,
     PROBE_SAMPLES,
     QUIET,
@@ -533,6 +535,171 @@ async def test_a_slot_given_back_is_free_and_was_never_in_flight() -> None:
     end(gate, first)
     assert gate.in_flight == 0
     assert gate.answers == 1
+
+
+# ---------------------------------------------------------------- one guarantee at a time
+
+
+@dataclass
+class Steady:
+    """No capacity limit: every answer after ``latency`` seconds."""
+
+    latency: float = 0.04
+
+    def answer(self, at: float) -> Answer:
+        return self.latency, False
+
+
+async def windows(simulation: Simulation, count: int, most: int = 5000) -> list[int]:
+    """The limit after each of the next ``count`` changes of it (each a window judged,
+    or a probe begun or ended), answering as the simulation goes."""
+    gate, seen = simulation.gate, []
+    level = gate.current
+    for _ in range(most):
+        await simulation.run(1)
+        if gate.current != level:
+            level = gate.current
+            seen.append(level)
+            if len(seen) == count:
+                return seen
+    raise AssertionError(f"only {seen} in {most} answers")
+
+
+async def test_slow_start_grows_by_half_and_settles_on_the_recent_median() -> None:
+    """Until a cut, each window's limit is SLOW_START times the last (whole requests);
+    the settled limit is the median of the recent windows' limits, not the moment's; the
+    ceiling is the reason only while that median is at it. Figures are in ms to 0.1."""
+    gate, clock = controller(ceiling=40, start=10)
+    simulation = Simulation(gate, clock, Steady(latency=0.04123))
+    assert await windows(simulation, 2) == [PROBE_LIMIT, 10]  # the probe, then the start
+    assert gate.settled() == Settled(10, 0, "start", baseline_ms=41.2)
+    grown, settled = [], []
+    for _ in range(4):
+        grown += await windows(simulation, 1)
+        settled.append(gate.settled())
+    assert grown == [15, 22, 33, 40]  # 10 x 1.5, 15 x 1.5 = 22.5 ... to the ceiling
+    assert [s.limit for s in settled] == [15, 22, 22, 33]  # medians of 1, 2, 3, 4 windows
+    assert settled[-1] == Settled(33, 0, "open", baseline_ms=41.2, latency_ms=41.2)
+    await simulation.run(10 * 40)  # more windows at the ceiling: their median
+    assert gate.settled() == Settled(40, 0, "ceiling", baseline_ms=41.2, latency_ms=41.2)
+
+
+async def alone(gate: AdaptiveLimit, clock: Clock, overload: Overload | None = None) -> float:
+    """One request with nothing else in flight, started after its pace and answered
+    (at once if an ``overload``, else in 40 ms); the pace it waited."""
+    await gate.acquire(0)
+    ticket, number, wait = gate.pace(clock.now)
+    gate.started()
+    clock.now += wait + (0.001 if overload else 0.04)
+    end(gate, (ticket, number), 0.04, overload)
+    return wait
+
+
+async def test_rejected_alone_the_starts_are_spaced_by_a_gap_that_doubles_and_closes() -> None:
+    """Rejected alone at a limit of one, the host's starts are spaced by GAP_MIN, doubled
+    at a rejection once the gap has been tried on GAP_TRIED starts (a spent quota's run of
+    rejections is one signal), and closed by GAP_CLOSE at each good window until under
+    GAP_MIN, when it is gone. Rejected alone above one, the limit is cut to one, no gap."""
+    gate, clock = controller(start=2)
+    for _ in range(1 + PROBE_SAMPLES):
+        await alone(gate, clock)
+    assert gate.current == 2
+    await alone(gate, clock, overload=Overload.REJECTED)
+    assert gate.settled() == Settled(1, 1, "overload", baseline_ms=40.0)  # cut to one, no gap
+    gaps = []
+    for _ in range(1 + 4 * 4):
+        await alone(gate, clock, overload=Overload.REJECTED)
+        gaps.append(gate.settled().gap_ms)
+    assert gaps == [10.0, 10.0, 10.0, 10.0, 20.0, 20.0, 20.0, 20.0, 40.0] + [40.0] * 3 + [
+        80.0
+    ] * 4 + [160.0]
+    assert gate.settled().overloads == 1 + 1 + 4 * 4
+    assert gate.current == 1
+    # The new gap spaces the starts paced after it: 160 ms from one start to the next.
+    assert await alone(gate, clock) == pytest.approx(0.08 - 0.001)
+    assert await alone(gate, clock) == pytest.approx(0.16 - 0.04)
+    closing, answers = [160.0], 2
+    while closing[-1] is not None and answers < 100:
+        await alone(gate, clock)
+        answers += 1
+        if gate.settled().gap_ms != closing[-1]:
+            closing.append(gate.settled().gap_ms)
+    assert answers == 8 * MIN_WINDOW  # closed at each window of good answers
+    assert closing[1:] == [112.0, 78.4, 54.9, 38.4, 26.9, 18.8, 13.2, None]  # 9.2 < GAP_MIN
+    assert await alone(gate, clock) == 0.0
+
+
+@dataclass
+class Quickening:
+    """No capacity limit; each answer 20 us quicker than the last, so that each window's
+    median latency is its own and says when a window was judged; the next ``rejecting``
+    requests are rejected at once."""
+
+    latency: float = 0.04
+    rejecting: int = 0
+
+    def answer(self, at: float) -> Answer:
+        if self.rejecting:
+            self.rejecting -= 1
+            return 0.001, True
+        self.latency -= 0.00002
+        return self.latency, False
+
+
+async def judged(simulation: Simulation, count: int) -> list[int]:
+    """The limit after each of the next ``count`` windows judged (a Quickening server)."""
+    gate, limits = simulation.gate, []
+    latency = gate.settled().latency_ms
+    for _ in range(100 * count):
+        await simulation.run(1)
+        if gate.settled().latency_ms != latency:
+            latency = gate.settled().latency_ms
+            limits.append(gate.current)
+            if len(limits) == count:
+                return limits
+    raise AssertionError(f"only {limits}")
+
+
+async def test_after_a_cut_the_search_halves_the_distance_then_holds_then_probes() -> None:
+    """BIC's search after a cut from 33: halfway to just under 33 each window (by one at
+    least), PLATEAU windows run at 32, then past it by one, then by half the distance past."""
+    gate, clock = controller(start=10)
+    server = Quickening()
+    simulation = Simulation(gate, clock, server)
+    assert await judged(simulation, 3) == [15, 22, 33]  # slow start
+    await simulation.run(1)  # the raise to 33 filled
+    server.rejecting = 1
+    while not gate.overloads:
+        await simulation.run(1)  # a rejection with the other 32 in flight
+    assert gate.current == 23  # 33 x DECREASE
+    limits = await judged(simulation, 15)
+    # 23.1 + 4.45 = 27.55, + 2.225, + 1.11, + 1 (at least), then 32 = 33 - 1 (not 32.9)
+    assert limits == [27, 29, 30, 31, 32] + [32] * (PLATEAU - 1) + [33, 34, 35, 36, 37, 39, 43]
+
+
+async def test_failures_cut_only_above_a_tenth_and_twice_the_share_seen_alone() -> None:
+    """Timeouts and failed connections while probing are counted, not acted on: they
+    are the share a flaky network fails alone. After, they cut the limit once their
+    recent share (smoothed over some fifty answers) passes the larger of a tenth and
+    twice that share plus 5%: with 1 of 13 failing alone, the twelfth in a row cuts."""
+    gate, clock = controller(start=10)
+    await alone(gate, clock, Overload.FAILED)  # alone, then the probe
+    for _ in range(PROBE_SAMPLES):
+        await alone(gate, clock)
+    assert gate.settled() == Settled(10, 0, "start", baseline_ms=40.0)
+    for _ in range(11):  # 1 - 0.98 ** 11 = 0.199 <= 2 / 13 + 0.05
+        await alone(gate, clock, Overload.FAILED)
+    assert (gate.current, gate.overloads) == (10, 0)
+    await alone(gate, clock, Overload.FAILED)  # 0.215: the host's, not the network's
+    assert (gate.current, gate.overloads) == (1, 1)  # cut, to the none others in flight
+    gate, clock = controller(start=10)
+    for _ in range(1 + PROBE_SAMPLES):
+        await alone(gate, clock)
+    for _ in range(5):  # 0.096: none alone, and a tenth is tolerated
+        await alone(gate, clock, Overload.FAILED)
+    assert gate.overloads == 0
+    await alone(gate, clock, Overload.FAILED)  # 0.114
+    assert gate.overloads == 1
 
 
 # ---------------------------------------------------------------- the command
