@@ -334,6 +334,76 @@ async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
     assert engine.workers == 2
 
 
+async def test_the_pool_never_grows_past_max_workers() -> None:
+    """Every fetch parks: the pool grows to ``max_workers`` and no further (a parked
+    fetch's worker is still a task, and the cap is what keeps tasks bounded)."""
+    engine: Engine | None = None
+    parked = 0
+    all_parked = asyncio.Event()
+
+    async def fetch(item: Item) -> Record:
+        nonlocal parked
+        assert engine is not None
+        engine.grow()
+        parked += 1
+        if parked == 3:  # the most that can park at once with max_workers=3
+            all_parked.set()
+        await all_parked.wait()
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=1, max_workers=3, window=10, ordered=True)
+    records = await asyncio.wait_for(collect(engine, make_items(10)), 5)
+    assert [r.index for r in records] == list(range(10))
+    assert engine.workers == 3
+
+
+async def test_a_park_with_no_input_left_adds_no_worker() -> None:
+    """The input has ended and nothing waits in the queue: a new worker would have
+    nothing to take."""
+    engine: Engine | None = None
+
+    async def fetch(item: Item) -> Record:
+        assert engine is not None
+        engine.grow()
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=1, max_workers=3, window=10, ordered=True)
+    assert [r.index for r in await collect(engine, make_items(1))] == [0]
+    assert engine.workers == 1
+
+
+async def test_a_park_while_the_input_is_still_coming_adds_a_worker_for_it() -> None:
+    """Nothing is queued yet, but the input has not ended: the next item, when it comes,
+    is served while the first waits out its backoff (it is what frees the first here)."""
+    engine: Engine | None = None
+    first_parked = asyncio.Event()
+    second_done = asyncio.Event()
+
+    async def slow_input() -> AsyncIterator[Item]:
+        first, second = make_items(2)
+        yield first
+        await first_parked.wait()  # the next line of a slow pipe
+        yield second
+
+    async def fetch(item: Item) -> Record:
+        assert engine is not None
+        if item.index == 0:
+            engine.grow()
+            first_parked.set()
+            await second_done.wait()
+        else:
+            second_done.set()
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=1, max_workers=3, window=10, ordered=True)
+
+    async def consume() -> list[int]:
+        return [r.index async for batch in engine.batches(slow_input()) for r in batch]
+
+    assert await asyncio.wait_for(consume(), 5) == [0, 1]
+    assert engine.workers == 2
+
+
 async def test_stop_reads_no_more_input() -> None:
     """After stop (Ctrl-C), finishing the fetches in flight pulls no further item from the
     input: a slow producer upstream is not read on for nothing."""
