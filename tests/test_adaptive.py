@@ -567,8 +567,9 @@ async def windows(simulation: Simulation, count: int, most: int = 5000) -> list[
 
 async def test_slow_start_grows_by_half_and_settles_on_the_recent_median() -> None:
     """Until a cut, each window's limit is SLOW_START times the last (whole requests);
-    the settled limit is the median of the recent windows' limits, not the moment's; the
-    ceiling is the reason only while that median is at it. Figures are in ms to 0.1."""
+    the settled limit is the median of the recent windows' limits, not the moment's; it
+    is "open" once grown, and the ceiling is the reason only while that median is at it.
+    Figures are in ms to 0.1."""
     gate, clock = controller(ceiling=40, start=10)
     simulation = Simulation(gate, clock, Steady(latency=0.04123))
     assert await windows(simulation, 2) == [PROBE_LIMIT, 10]  # the probe, then the start
@@ -579,6 +580,8 @@ async def test_slow_start_grows_by_half_and_settles_on_the_recent_median() -> No
         settled.append(gate.settled())
     assert grown == [15, 22, 33, 40]  # 10 x 1.5, 15 x 1.5 = 22.5 ... to the ceiling
     assert [s.limit for s in settled] == [15, 22, 22, 33]  # medians of 1, 2, 3, 4 windows
+    # Grown with nothing holding it: "no overload or queue seen", not "no signal yet".
+    assert [s.reason for s in settled] == ["open"] * 4
     assert settled[-1] == Settled(33, 0, "open", baseline_ms=41.2, latency_ms=41.2)
     await simulation.run(10 * 40)  # more windows at the ceiling: their median
     assert gate.settled() == Settled(40, 0, "ceiling", baseline_ms=41.2, latency_ms=41.2)

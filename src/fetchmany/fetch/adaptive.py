@@ -450,6 +450,8 @@ class AdaptiveLimit:
                 self._limit = min(float(self.ceiling), grown)
                 if self._limit >= self.ceiling:
                     self.reason = "ceiling"
+                elif self._limit > old and self.reason == "start":
+                    self.reason = "open"  # grown, and nothing has held it: a signal too
         self._recent.append(int(self._limit))
         self._new_window(int(self._limit))
 
