@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import pytest
 from hypothesis import example, given
@@ -387,3 +388,109 @@ def test_an_hours_window_is_not_taken_to_have_ended_minutes_ago() -> None:
     pacer.learn(number, Announced(None, None, 0, 3600), 7420.0)  # 2 min after 7300
     _, wait = pacer.reserve(7420.0)
     assert wait == pytest.approx(60.0)  # capped by the longest wait, not 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(
+            {
+                "RateLimit-Limit": "100, 100;w=60;comment=fixed window",
+                "RateLimit-Remaining": "5",
+            },
+            Announced(100, None, 5, None),
+            id="limit-not-a-structured-field-first-number",
+        ),
+        pytest.param(
+            {"RateLimit-Limit": "0, 100;w=10", "RateLimit-Remaining": "5"},
+            Announced(100, 10, 5, None),
+            id="limit-a-zero-member-skipped",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": "100;w=60", "RateLimit": "remaining=50, reset=30"},
+            Announced(100, 60, 50, 30),
+            id="draft-07-without-limit",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": "100;w=60", "RateLimit": "limit=100, reset=30"},
+            Announced(100, 60, None, 30),
+            id="draft-07-without-remaining",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": "100;w=60", "RateLimit": "reset=30"},
+            Announced(100, 60, None, None),
+            id="a-dictionary-naming-neither-limit-nor-remaining-is-no-state",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": "100;w=60",
+                "RateLimit": f"limit=100, remaining=50, reset={int(NOW) + 30}",
+            },
+            Announced(100, 60, 50, 30),
+            id="draft-07-reset-as-a-unix-time",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": '"default";q=100;w=60',
+                "RateLimit": f'"default";r=5;t={int(NOW) + 30}',
+            },
+            Announced(100, 60, 5, 30, "default"),
+            id="ietf-reset-as-a-unix-time",
+        ),
+    ],
+)
+def test_each_shape_is_read_whole(headers: dict[str, str], expected: Announced) -> None:
+    assert read_announced(headers, now=NOW) == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(
+            {"RateLimit-Limit": "(1 2), 100", "RateLimit-Remaining": "5"},
+            Announced(100, None, 5, None),
+            id="limit",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": "100;w=60", "RateLimit": "limit=(1 2), remaining=5, reset=3"},
+            Announced(100, 60, 5, 3),
+            id="draft-07-state",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": '"default";q=100;w=60',
+                "RateLimit": '(1 2);r=0;t=9, "default";r=7;t=3',
+            },
+            Announced(100, 60, 7, 3, "default"),
+            id="ietf-state",
+        ),
+    ],
+)
+def test_an_inner_list_where_a_number_or_name_belongs_hides_nothing_else(
+    headers: dict[str, str], expected: Announced
+) -> None:
+    """A structured field's member may be an inner list (``(1 2)``), which has no value:
+    it is passed over, never a crash, and what else the field says is read."""
+    found = read_announced(headers, now=NOW)
+    assert [policy for policy in found if policy.name == expected.name] == [expected]
+
+
+def test_a_unix_time_reset_is_read_against_the_servers_date() -> None:
+    """GitHub's ``X-RateLimit-Reset`` is a Unix time: read against the answer's ``Date``,
+    a server whose clock is a day off from ours still says 30 s; with no ``Date`` that
+    parses, our clock is the one."""
+    from email.utils import formatdate
+
+    served_at = int(time.time()) - 86_400  # the server's clock a day behind ours
+    reset = str(served_at + 30)
+    dated = read_announced(
+        {
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": reset,
+            "Date": formatdate(served_at, usegmt=True),
+        }
+    )
+    assert dated == (Announced(None, None, 0, 30.0),)
+    for date in ({}, {"Date": "yesterday"}):
+        undated = read_announced({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset} | date)
+        assert undated == (Announced(None, None, 0, 0.0),)  # a reset already past by ours
