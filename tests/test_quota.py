@@ -494,3 +494,197 @@ def test_a_unix_time_reset_is_read_against_the_servers_date() -> None:
     for date in ({}, {"Date": "yesterday"}):
         undated = read_announced({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset} | date)
         assert undated == (Announced(None, None, 0, 0.0),)  # a reset already past by ours
+
+
+@pytest.mark.parametrize(
+    ("quota", "window", "reset", "gap"),
+    [
+        pytest.param(20, 5, 1, 1 / (4 * HEADROOM), id="20-in-5s-is-4-a-second"),
+        pytest.param(20, 10, 10, 1 / (2 * HEADROOM), id="a-window-of-10s-is-still-a-rate"),
+        pytest.param(40, 20, 20, 0, id="a-window-of-20s-is-a-budget"),
+        pytest.param(10, None, 1, 1 / (10 * HEADROOM), id="no-window-its-reset-shows-it"),
+        pytest.param(10, None, None, 0, id="no-window-no-reset-no-rate"),
+    ],
+)
+def test_a_rate_is_the_quota_over_its_window(
+    quota: float, window: float | None, reset: float | None, gap: float
+) -> None:
+    """Paced evenly when the window (announced, else shown by the reset) is short; a
+    quota over a longer window, or over none known, is a budget with plenty left."""
+    pacer = QuotaPacer()
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(quota, window, quota - 1, reset), 0.0)
+    _, first = pacer.reserve(0.0)
+    _, second = pacer.reserve(0.0)
+    assert (first, second - first) == pytest.approx((gap, gap), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("share", "remaining", "reset", "wait"),
+    [
+        pytest.param(1.0, 500, 1000, 0, id="half-left-spent-freely"),
+        pytest.param(1.0, 400, 1000, 1000 / (400 * HEADROOM), id="below-half-spread"),
+        pytest.param(1.0, 100, 0.5, 0.5 / (100 * HEADROOM), id="spread-over-half-a-second"),
+        pytest.param(1.0, 1, 0.5, 0.5 / HEADROOM, id="the-last-one-spread-too"),
+        pytest.param(0.5, 600, 1000, 0, id="a-share-more-than-half-its-part"),
+        pytest.param(0.5, 400, 1000, 1000 / (200 * HEADROOM), id="a-share-spreads-its-part"),
+    ],
+)
+def test_a_budget_is_spread_once_half_of_it_is_spent(
+    share: float, remaining: float, reset: float, wait: float
+) -> None:
+    """1,000 an hour: a worker's part (``share``) of what is left is spent freely while
+    it is at least half of its part of the quota, then spread over the time to the reset."""
+    pacer = QuotaPacer(share=share)
+    number, _ = pacer.reserve(100.0)
+    pacer.learn(number, Announced(1000, 3600, remaining, reset), 100.0)
+    assert pacer.reserve(100.0)[1] == pytest.approx(wait, rel=1e-9)
+
+
+def test_with_no_quota_said_what_was_left_is_the_budget() -> None:
+    """Only ``Remaining: 10`` (reset in 10 s): 5 start freely, then the rest is spread."""
+    pacer = QuotaPacer()
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(None, None, 10, 10), 0.0)
+    waits = [pacer.reserve(0.0)[1] for _ in range(7)]
+    assert waits == [0] * 6 + [pytest.approx(10 / (4 * HEADROOM), rel=1e-9)]
+
+
+@pytest.mark.parametrize("later", [2.0, 5.0])
+def test_at_the_reset_what_an_answer_said_was_left_holds_nothing_back(later: float) -> None:
+    pacer = QuotaPacer()
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(1000, 3600, 100, 2.0), 0.0)  # spread, until the reset
+    assert [pacer.reserve(later)[1] for _ in range(3)] == [0, 0, 0]
+
+
+def test_a_worker_spends_its_share_of_what_is_left() -> None:
+    pacer = QuotaPacer(share=0.5)
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, Announced(None, None, 4, 3.0), 0.0)
+    assert [pacer.reserve(0.0)[1] for _ in range(3)] == [0, 0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("announced", "wait"),
+    [
+        pytest.param(Announced(None, 30, 0, None), 30.0, id="the-window"),
+        pytest.param(Announced(None, None, 0, None), 1.0, id="nothing-said-a-second"),
+    ],
+)
+def test_a_spent_budget_with_no_reset_said_waits_for(announced: Announced, wait: float) -> None:
+    pacer = QuotaPacer()
+    number, _ = pacer.reserve(0.0)
+    pacer.learn(number, announced, 0.0)
+    assert pacer.reserve(0.0)[1] == wait
+
+
+def _wait_after(
+    answers: list[tuple[float, float, float]], quota: float | None = None, window: float = 0
+) -> float:
+    """The wait of a start right after the last of ``answers`` (at, left, reset), each
+    answering a request started when it arrived."""
+    pacer = QuotaPacer(longest_wait=1000.0)
+    for at, left, reset in answers:
+        number, _ = pacer.reserve(at)
+        pacer.learn(number, Announced(quota, window or None, left, reset), at)
+    return pacer.reserve(answers[-1][0])[1]
+
+
+@pytest.mark.parametrize(
+    ("answers", "quota", "window", "wait"),
+    [
+        pytest.param([(0.0, 3, 1), (0.3, 5, 1), (0.4, 0, 1)], None, 0, 1.0, id="up-2-no-refill"),
+        pytest.param([(0.0, 3, 1), (0.3, 6, 1), (0.4, 0, 1)], None, 0, 0.9, id="up-3-refill"),
+        pytest.param(
+            [(0.0, 1, 100), (30.0, 5, 100), (40.0, 0, 100)], 10, 100, 90.0, id="up-to-half-refill"
+        ),
+        pytest.param(
+            [(0.0, 1, 100), (30.0, 4, 100), (40.0, 0, 100)], 10, 100, 100.0, id="below-half-not"
+        ),
+        pytest.param(  # a refill seen twice, 0.3 s apart, is not a window of 0.3 s
+            [(0.0, 3, 11), (0.2, 99, 11), (0.25, 4, 11), (0.5, 99, 11), (1.5, 0, 11)],
+            None,
+            0,
+            0.5 + 11 - 1.5,
+            id="refills-0.3s-apart-measure-nothing",
+        ),
+        pytest.param(
+            [(0.0, 3, 11), (0.25, 99, 11), (0.5, 4, 11), (0.75, 99, 11), (1.5, 0, 11)],
+            None,
+            0,
+            0.75 + 11 - 1.5,
+            id="refills-0.5s-apart-measure-nothing",
+        ),
+        pytest.param(  # 5% of a 10 s window: an answer 0.3 s after its end speaks of it
+            [(0.0, 3, 10), (1.0, 99, 10), (11.3, 0, 10)], None, 10, 0.0, id="10s-0.3s-late"
+        ),
+        pytest.param(
+            [(0.0, 3, 10), (1.0, 99, 10), (11.6, 0, 10)], None, 10, 21 - 11.6, id="10s-0.6s-late"
+        ),
+        pytest.param(  # made (a second before it arrived) at the very end of a window
+            [(0.0, 3, 50), (0.5, 99, 50), (81.5, 0, 50)], None, 40, 120.5 - 81.5, id="made-at-end"
+        ),
+    ],
+)
+def test_a_refill_dates_the_reset(
+    answers: list[tuple[float, float, float]], quota: float | None, window: float, wait: float
+) -> None:
+    """What was left jumping up by more than two (not two answers out of order), to at
+    least half the quota, is a window beginning; two refills more than half a second
+    apart measure the window; the answer's age allowed for is 5% of the window."""
+    assert _wait_after(answers, quota, window) == pytest.approx(wait, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("script", "waits"),
+    [
+        pytest.param(
+            ["start", (0, 0), "start", (1, 0), "start", (2, 0), "start", (3, 0), "start"],
+            [0, 2, 2, 2, 0],
+            id="three-served-after-the-wait-then-ignored",
+        ),
+        pytest.param(
+            ["start", "start", "start", (0, 0), "start", (1, 0), (2, 0), (3, 0), "start"],
+            [0, 0, 0, 2, 2],
+            id="answers-to-requests-started-before-the-wait-are-honest",
+        ),
+        pytest.param(
+            [
+                *("start", (0, 0), "start", (1, 0, False), "start", (2, 0, False)),
+                *("start", (3, 0, False), "start", (4, 0, False), "start"),
+            ],
+            [0, 2, 2, 2, 2, 2],
+            id="rejected-answers-are-obeyed-forever",
+        ),
+        pytest.param(
+            [
+                *("start", (0, 0), "start", (1, 0), "start", (2, 0), "start", (3, 1)),
+                *("start", (4, 0), "start", (5, 0), "start", (6, 0), "start"),
+            ],
+            [0, 2, 2, 2, 0, 2, 2, 2],
+            id="one-left-between-starts-the-count-again",
+        ),
+    ],
+)
+def test_when_a_quota_is_taken_for_one_the_server_does_not_keep(
+    script: list[str | tuple[int, float] | tuple[int, float, bool]], waits: list[float]
+) -> None:
+    """ "Nothing left, reset in 30 years": each start waits the longest wait (2 s) until
+    three answers served after such a wait say nothing is left again; answers to
+    requests started before the wait, and rejections, prove nothing."""
+    pacer = QuotaPacer(longest_wait=2.0)
+    now = 0.0
+    numbers: list[int] = []
+    seen = []
+    for step in script:
+        if step == "start":
+            number, wait = pacer.reserve(now)
+            now += wait
+            numbers.append(number)
+            seen.append(wait)
+        elif len(step) == 2:  # served (the default)
+            pacer.learn(numbers[step[0]], Announced(None, None, step[1], 1e9), now)
+        else:
+            pacer.learn(numbers[step[0]], Announced(None, None, step[1], 1e9), now, step[2])
+    assert seen == waits

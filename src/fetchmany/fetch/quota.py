@@ -21,8 +21,8 @@ Pacing (``QuotaPacer``), per policy, by the length of its window:
 - a *rate* (a window of up to ``SHORT_WINDOW`` seconds: 100 a second, 20 in 5 s) is
   paced evenly at ``q / w`` times ``HEADROOM``, so that arrival jitter at the server
   never pushes one request too many into a window;
-- a *budget* (a longer window: 5,000 an hour, 1,000 a day) is spent freely while more
-  than half of it is left (a short run against an hourly quota has no reason to crawl
+- a *budget* (a longer window: 5,000 an hour, 1,000 a day) is spent freely while at
+  least half of it is left (a short run against an hourly quota has no reason to crawl
   at 5000/3600 a second), then what is left is spread over the time left;
 - and always a guard: once the requests started since the freshest answer have spent
   what it said was left, no request starts until the window resets (counting requests
