@@ -341,7 +341,6 @@ class QuotaPacer:
         self._share = share
         self._longest_wait = longest_wait
         self._policies: dict[str, _Policy] = {}
-        self._next = 0.0
         self._last = 0.0
         self._starts = 0
         self.rate: float | None = None
