@@ -10,6 +10,7 @@ import time
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from fetchmany.fetch.quota import HEADROOM, Announced, QuotaPacer, read_announced
 
@@ -437,10 +438,65 @@ def test_an_hours_window_is_not_taken_to_have_ended_minutes_ago() -> None:
             Announced(100, 60, 5, 30, "default"),
             id="ietf-reset-as-a-unix-time",
         ),
+        pytest.param(
+            {"RateLimit-Policy": '"default";q=100;w=60'},
+            Announced(100, 60, None, None, "default"),
+            id="ietf-policy-alone",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": '"default";q=100;w=60',
+                "RateLimit": '"default";r=5;t=30',
+                "RateLimit-Limit": "7",
+            },
+            Announced(100, 60, 5, 30, "default"),
+            id="ietf-state-wins-over-an-earlier-drafts-limit",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Limit": "100",
+                "RateLimit-Remaining": "42",
+                "RateLimit-Reset": "5",
+                "RateLimit-Policy": "100;w=60",
+            },
+            Announced(100, 60, 42, 5),
+            id="earlier-drafts-window-from-the-policy",
+        ),
+        pytest.param(
+            {"RateLimit-Policy": '"d";q=100;qu="requests";w=60', "RateLimit": '"d";r=5;t=30'},
+            Announced(100, 60, 5, 30, "d"),
+            id="ietf-quota-of-requests-said",
+        ),
+        pytest.param(
+            {
+                "RateLimit-Policy": '"bytes";q=5000;qu="content-bytes";w=1, "d";q=100;w=60',
+                "RateLimit": '"d";r=5;t=30',
+            },
+            Announced(100, 60, 5, 30, "d"),
+            id="ietf-a-quota-of-bytes-hides-no-other",
+        ),
     ],
 )
 def test_each_shape_is_read_whole(headers: dict[str, str], expected: Announced) -> None:
-    assert read_announced(headers, now=NOW) == (expected,)
+    assert read_announced(CIMultiDict(headers), now=NOW) == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("reset", "seconds"),
+    [
+        ("0", 0.0),
+        ("0.5", 0.5),
+        ("1000000000", 0.0),  # a Unix time (in 2001), past
+        (str(int(NOW) + 30), 30.0),
+        ("1000000000000", 0.0),  # a Unix time in milliseconds, past
+        (str(int(NOW * 1000) + 2500), 2.5),
+    ],
+)
+def test_a_reset_is_read_as_seconds_from_now(reset: str, seconds: float) -> None:
+    found = read_announced(
+        CIMultiDict({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}), now=NOW
+    )
+    assert found == (Announced(None, None, 0, pytest.approx(seconds, abs=1e-6)),)
 
 
 @pytest.mark.parametrize(
@@ -458,7 +514,7 @@ def test_each_shape_is_read_whole(headers: dict[str, str], expected: Announced) 
         ),
         pytest.param(
             {
-                "RateLimit-Policy": '"default";q=100;w=60',
+                "RateLimit-Policy": '(1 2);q=5;w=1, "default";q=100;w=60',
                 "RateLimit": '(1 2);r=0;t=9, "default";r=7;t=3',
             },
             Announced(100, 60, 7, 3, "default"),
