@@ -540,15 +540,19 @@ def test_a_unix_time_reset_is_read_against_the_servers_date() -> None:
     served_at = int(time.time()) - 86_400  # the server's clock a day behind ours
     reset = str(served_at + 30)
     dated = read_announced(
-        {
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": reset,
-            "Date": formatdate(served_at, usegmt=True),
-        }
+        CIMultiDict(
+            {
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": reset,
+                "Date": formatdate(served_at, usegmt=True),
+            }
+        )
     )
     assert dated == (Announced(None, None, 0, 30.0),)
     for date in ({}, {"Date": "yesterday"}):
-        undated = read_announced({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset} | date)
+        undated = read_announced(
+            CIMultiDict({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset} | date)
+        )
         assert undated == (Announced(None, None, 0, 0.0),)  # a reset already past by ours
 
 
