@@ -549,6 +549,10 @@ def test_a_unix_time_reset_is_read_against_the_servers_date() -> None:
         )
     )
     assert dated == (Announced(None, None, 0, 30.0),)
+    # asctime, the third HTTP-date format, is GMT though it names no zone.
+    asctime = time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(served_at))
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, "Date": asctime}
+    assert read_announced(CIMultiDict(headers)) == dated
     for date in ({}, {"Date": "yesterday"}):
         undated = read_announced(
             CIMultiDict({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset} | date)

@@ -20,6 +20,21 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
     assert parse_retry_after(None) is None
 
 
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Sun, 06 Nov 1994 08:49:37 GMT",  # IMF-fixdate
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850
+        "Sun Nov  6 08:49:37 1994",  # asctime: GMT, though it says no zone
+        "Sun, 06 Nov 1994 08:49:37 -0000",  # RFC 5322's UTC (email.utils.formatdate's)
+    ],
+)
+def test_retry_after_reads_every_http_date_format(date: str) -> None:
+    """RFC 9110 5.6.7: a recipient MUST accept all three formats. asctime and -0000 carry
+    no zone the standard library keeps, and were taken for no date: the wait ignored."""
+    assert parse_retry_after(date, now=784111777.0 - 30) == 30.0
+
+
 def test_retry_after_is_honoured_up_to_the_cap() -> None:
     policy = RetryPolicy(retries=3, max_backoff=10)
     assert policy.delay(1, "GET", 429, None, "4") == 4.0

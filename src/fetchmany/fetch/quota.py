@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from fetchmany.fetch.httpdate import http_date
+
 SHORT_WINDOW: Final = 10.0
 """A quota whose window is this short or shorter is a rate, paced evenly; a longer one
 is a budget, spent freely while half of it is left."""
@@ -160,15 +162,8 @@ def _server_clock(date: str | None, wall: float) -> float:
     or ours when it sends none that parses."""
     if date is None:
         return wall
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return wall
-    if when.tzinfo is None:
-        return wall
-    return when.timestamp()
+    when = http_date(date)
+    return wall if when is None else when
 
 
 def _limit_field(text: str) -> tuple[float | None, float | None]:

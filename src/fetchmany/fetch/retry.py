@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from fetchmany.checks import flag, named, seconds, shown, whole
+from fetchmany.fetch.httpdate import http_date
 from fetchmany.records import ErrorKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -31,15 +32,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isascii() and value.isdigit():  # not str.isdigit alone: it accepts "²"
         return float(value)
-    from email.utils import parsedate_to_datetime  # rarely needed: not at start-up
-
-    try:
-        when = parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            return None
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    except (TypeError, ValueError, IndexError, OverflowError):  # the server's text: anything
+    when = http_date(value)
+    if when is None:
         return None
+    return max(0.0, when - (time.time() if now is None else now))
 
 
 def statuses(value: object) -> frozenset[int]:
