@@ -581,6 +581,8 @@ def test_a_rate_is_the_quota_over_its_window(
     _, first = pacer.reserve(0.0)
     _, second = pacer.reserve(0.0)
     assert (first, second - first) == pytest.approx((gap, gap), rel=1e-9)
+    # The summary's "paced by a quota at N/s": the rate paced at, None when none held it.
+    assert pacer.rate == (pytest.approx(1 / gap, rel=1e-9) if gap else None)
 
 
 @pytest.mark.parametrize(
@@ -698,6 +700,44 @@ def test_a_refill_dates_the_reset(
     least half the quota, is a window beginning; two refills more than half a second
     apart measure the window; the answer's age allowed for is 5% of the window."""
     assert _wait_after(answers, quota, window) == pytest.approx(wait, abs=1e-9)
+
+
+def test_a_policy_not_kept_is_passed_over_and_the_next_one_still_paces() -> None:
+    """A server announcing two policies: the first, "a", says nothing is left again and
+    again while it serves, so it is no longer believed; the second, "b", is honest, and
+    its spent budget still holds starts until its reset."""
+    pacer = QuotaPacer(longest_wait=2.0)
+    now = 0.0
+    number, _ = pacer.reserve(now)
+    pacer.learn(number, Announced(None, None, 0, 1e9, "a"), now)
+    for _ in range(3):  # served after each wait, and "nothing left" again
+        number, wait = pacer.reserve(now)
+        now += wait
+        pacer.learn(number, Announced(None, None, 0, 1e9, "a"), now)
+    number, wait = pacer.reserve(now)
+    assert wait == 0.0  # "a" holds nothing back now
+    pacer.learn(number, Announced(10, 60, 0, 1.5, "b"), now)
+    assert [pacer.reserve(now)[1] for _ in range(2)] == [1.5, 1.5]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1" * 32, " " + "1" * 32 + " "],
+)
+def test_a_number_of_32_characters_is_read(text: str) -> None:
+    """Spaces around it are not counted."""
+    announced = read_announced(
+        CIMultiDict({"X-RateLimit-Limit": text, "X-RateLimit-Remaining": "5"})
+    )
+    assert [a.quota for a in announced] == [float("1" * 32)]
+
+
+def test_a_number_longer_than_32_characters_is_no_number() -> None:
+    """A header value is the server's text: a number of 33 digits is not worked on."""
+    announced = read_announced(
+        CIMultiDict({"X-RateLimit-Limit": "1" * 33, "X-RateLimit-Remaining": "5"})
+    )
+    assert [a.quota for a in announced] == [None]
 
 
 @pytest.mark.parametrize(
