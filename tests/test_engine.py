@@ -191,6 +191,29 @@ async def test_the_byte_budget_starts_nothing_new_while_the_head_is_slow() -> No
     assert out == list(range(400))
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_what_is_handed_out_leaves_the_window_to_the_byte(ordered: bool) -> None:
+    """Each batch handed out gives back exactly what its records held: once every record
+    is out, the window holds nothing, in both modes. A byte kept per batch adds up over
+    a long run until the budget is spent and no new item starts: a stall, not an error.
+    (White-box: the account itself, since the stall takes millions of batches.)"""
+    rng = random.Random(7)
+
+    async def fetch(item: Item) -> Record:
+        for _ in range(rng.randrange(3)):  # completions interleave, batches vary in size
+            await asyncio.sleep(0)
+        return Record(item.index, item.input, item.url)
+
+    def cost(result: tuple[Record, bytes]) -> int:
+        return 100 + result[0].index  # each its own size: a batch's sum is not one's
+
+    engine = Engine(fetch, sized(0), workers=4, window_bytes=1 << 20, cost=cost, ordered=ordered)
+    batches = [batch async for batch in engine.batches(aiter_items(make_items(300)))]
+    assert sorted(r.index for batch in batches for r, _ in batch) == list(range(300))
+    assert any(len(batch) > 1 for batch in batches)
+    assert engine._held == 0
+
+
 async def test_a_result_larger_than_the_budget_still_gets_through() -> None:
     async def fetch(item: Item) -> Record:
         await asyncio.sleep(0)
