@@ -211,3 +211,78 @@ async def test_per_host_caps_each_hosts_auto_limit() -> None:
     assert limits.settled()["a.test:80"].limit == 2
     limits.release("a.test:80", held[0], Lesson(0.01))
     await asyncio.wait_for(third, 5)
+
+
+async def test_a_hosts_slots_are_let_go_once_nobody_holds_or_waits_for_them() -> None:
+    """--per-host keeps an entry per host only while a request holds or waits for one of
+    its slots (memory stays flat over millions of hosts): a wait given up (Ctrl-C), a
+    global slot not had (the run stopped), and a release each let go of theirs."""
+    limits = Limits(1, per_host=1)
+    first = await limits.acquire("a:80")
+    given_up = asyncio.create_task(limits.acquire("a:80"))  # waits for a's slot
+    behind = asyncio.create_task(limits.acquire("b:80"))  # has b's slot, waits for the global
+    await asyncio.sleep(0)
+    assert sorted(limits._hosts) == ["a:80", "b:80"]
+    given_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    limits.release("a:80", first)
+    await asyncio.wait_for(behind, 5)
+    assert sorted(limits._hosts) == ["b:80"]  # a's holder and waiter are both gone
+    stopped = asyncio.create_task(limits.acquire("c:80"))  # c's slot, then the global
+    await asyncio.sleep(0)
+    assert sorted(limits._hosts) == ["b:80", "c:80"]
+    limits.stop()
+    limits.release("b:80")  # the slot c waited for: taken, and given back unused
+    with pytest.raises(Abandoned):
+        await asyncio.wait_for(stopped, 5)
+    assert limits._hosts == {}
+
+
+@pytest.mark.parametrize("per_host", [None, 1])
+async def test_a_free_slot_goes_to_the_oldest_item_waiting(per_host: int | None) -> None:
+    """Items wait in index order, whoever asked first: the global slot, or a host's."""
+    limits = Limits(1, per_host=per_host)
+    await limits.acquire("a:80", order=0)
+    served: list[int] = []
+
+    async def item(order: int) -> None:
+        await limits.acquire("a:80", order=order)
+        served.append(order)
+        limits.release("a:80")
+
+    waiting = [asyncio.create_task(item(order)) for order in (9, 4, 6)]
+    await asyncio.sleep(0)
+    limits.release("a:80")
+    await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert served == [4, 6, 9]
+
+
+@pytest.mark.parametrize("adaptive", [None, Adaptive(ceiling=40)])
+async def test_only_a_retry_waiting_for_a_slot_is_counted(adaptive: Adaptive | None) -> None:
+    """The bar's "retries waiting": a first attempt waiting for a slot is not one, a
+    second is; under --limit auto too (the host's first request goes alone)."""
+    limits = Limits(1 if adaptive is None else 100, adaptive=adaptive)
+    held = await limits.acquire("a:80", 0, 1)
+    first = asyncio.create_task(limits.acquire("a:80", 1, 1))
+    await asyncio.sleep(0)
+    assert not first.done()
+    assert limits.retries_waiting == 0
+    retry = asyncio.create_task(limits.acquire("a:80", 2, 2))
+    await asyncio.sleep(0)
+    assert limits.retries_waiting == 1
+    limits.release("a:80", held, None if adaptive is None else Lesson(0.01))
+    limits.release("a:80", await asyncio.wait_for(first, 5))
+    limits.release("a:80", await asyncio.wait_for(retry, 5))
+    assert limits.retries_waiting == 0
+
+
+async def test_an_auto_limit_released_without_a_lesson_learns_nothing_wrong() -> None:
+    """The library may give a slot back with no lesson: an answer with no latency, not
+    an overload, and no crash."""
+    limits = Limits(100, adaptive=Adaptive(ceiling=40))
+    ticket = await limits.acquire("a.test:80", 0, 1)
+    limits.release("a.test:80", ticket)
+    assert limits.settled()["a.test:80"].overloads == 0
+    assert limits.hosts["a.test:80"].answers == 1
+    assert limits.hosts["a.test:80"].in_flight == 0
