@@ -10,6 +10,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli
@@ -18,7 +19,7 @@ from test_interrupt import wait_until
 from yarl import URL
 
 from fetchmany.input.sources import Item, Shard, host_shard
-from fetchmany.output.merge import MergeError, merged, open_part
+from fetchmany.output.merge import MergeError, Torn, check_parts, merged, open_part, records_of
 
 TIMING = ("elapsed_ms",)
 
@@ -672,3 +673,191 @@ def test_two_arrays_in_one_part_are_refused_not_cut(tmp_path: Path) -> None:
     alone = tmp_path / "one.json"
     alone.write_text(one + "\n")  # a blank line after it is no record
     assert run_cli("--merge", str(alone), "--allow-gaps").returncode == 0
+
+
+# ------------------------------------------------- what a merge says, in process
+
+
+def jl(*indexes: int) -> bytes:
+    """A JSON Lines part holding these indexes, each record ``ok``."""
+    return b"".join(b'{"index": %d, "ok": true}\n' % i for i in indexes)
+
+
+_STOPPED = (
+    ", so its shard stopped early; resume that shard (--resume) and merge again, "
+    "or pass --allow-gaps to merge what is there"
+)
+_OTHERWISE = "; merge every shard, or pass --allow-gaps"
+
+
+def write_parts(tmp_path: Path, contents: tuple[bytes | str, ...]) -> list[str]:
+    """Each part's path: its bytes written, or "fifo" (a named pipe), or "missing"."""
+    paths = []
+    for number, content in enumerate(contents):
+        path = tmp_path / f"p{number}.part"
+        if content == "fifo":
+            os.mkfifo(path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        paths.append(str(path))
+    return paths
+
+
+def merge_all(paths: list[str], **options: Any) -> list[dict[str, Any]]:
+    """What ``--merge`` does with its parts, in process: opened, fields checked, merged."""
+    parts = [open_part(path) for path in paths]
+    check_parts(parts)
+    return list(merged(parts, **options))
+
+
+@pytest.mark.parametrize(
+    ("contents", "options", "message"),
+    [
+        ((jl(0, 1, 2, 3, 7),), {}, "index 4 to 6 is in no part" + _OTHERWISE),
+        ((jl(0, 2), jl(1, 4, 5)), {}, "index 3 is in no part" + _OTHERWISE),
+        ((jl(0, 1), jl(2)), {"expect": 4}, "index 3 is in no part (--expect 4)" + _OTHERWISE),
+        ((jl(0, 1), jl(2)), {"expect": 5}, "index 3 to 4 is in no part (--expect 5)" + _OTHERWISE),
+        ((jl(0, 1, 2),), {"expect": 2}, "the parts hold index 2, beyond --expect 2"),
+        ((jl(0, 1), jl(1)), {}, "index 1 appears twice (again in one of the parts)"),
+        # Twice with different outcomes (a shard run twice): records differ, never compared.
+        (
+            (jl(0, 1), b'{"index": 1, "ok": false}\n'),
+            {},
+            "index 1 appears twice (again in one of the parts)",
+        ),
+        ((jl(0, 0),), {}, "{0}: index 0 after 0; a part must be in index order"),
+        (
+            (jl(0, 2, 1),),
+            {"allow_gaps": True},
+            "{0}: index 1 after 2; a part must be in index order",
+        ),
+        # The part that stopped short is found by its own stride (4 here, not the
+        # number of parts): shards by host, or some shards of a run merged first.
+        (
+            (jl(0, 4), jl(1, 2, 3, 5, 6, 7, 9)),
+            {},
+            "index 8 is in no part: {0} stops at index 4" + _STOPPED,
+        ),
+        ((jl(0, 2), b""), {}, "index 1 is in no part: {1} holds no record" + _STOPPED),
+        # An empty part's shard would have held an index below the number of parts.
+        ((jl(0, 1, 3), b""), {}, "index 2 is in no part" + _OTHERWISE),
+        ((b'{"index": -1, "ok": true}\n',), {}, "{0}: record 0 has no index of 0 or more"),
+        (
+            (jl(0) + b'{"index": true, "ok": true}\n',),
+            {},
+            "{0}: record 1 has no index of 0 or more",
+        ),
+        (
+            (b'{"index": 0, "ok": true, "status": 200}\n{"index": 1, "ok": true}\n',),
+            {},
+            "{0}: record 1 has fields index,ok, but the part's first has index,ok,status",
+        ),
+        (
+            (b'{"index": 0, "ok": true, "status": 200}\n',) * 2 + (jl(1),),
+            {"allow_gaps": True},
+            "{2} has fields index,ok but {0} has index,ok,status; merge parts written with "
+            "the same --fields",
+        ),
+        ((b'{"ok": true}\n',), {}, "{0} has no index field; shards must be written with index"),
+        ((b"[x\n",), {}, "{0}: not a JSON array written by fetchmany"),
+        ((b'[\n{"index": 0, "ok": true},\nnope\n]\n',), {}, "{0}: line 3 is not a JSON record"),
+        ((jl(0) + b"nope\n",), {}, "{0}: line 2 is not a JSON record"),
+        ((jl(0) + b"[1]\n",), {}, "{0}: line 2 is not a record (a JSON object)"),
+        (
+            (b'index,ok\r\n0,true\r\n"1"x,true\r\n2,true\r\n',),
+            {},
+            "{0}: the row after byte 18 is not CSV",
+        ),
+        (
+            (b"index,input\r\n0,'=SUM(A1:A9)+SUM(B1:B9)\r\n",),
+            {},
+            '{0}: row 1 has input "\'=SUM(A1:A9)+SUM(B1:", as --csv-safe writes a formula, '
+            "and its ' cannot be told from data; write the shards without --csv-safe (and "
+            "give it to the merge), or as JSON Lines if their data starts so",
+        ),
+        ((jl(0), "missing"), {}, "cannot read {1}: No such file or directory"),
+        (
+            (jl(0), "fifo"),
+            {},
+            "{1} is not a regular file: records are read from it more than once, which a "
+            "pipe cannot do; save them to a file first",
+        ),
+    ],
+)
+def test_a_merge_refuses_saying_exactly_which_part_and_why(
+    tmp_path: Path, contents: tuple[bytes | str, ...], options: dict[str, Any], message: str
+) -> None:
+    """The whole message, since it is what tells the user which shard to run again."""
+    paths = write_parts(tmp_path, contents)
+    with pytest.raises(MergeError) as refused:
+        merge_all(paths, **options)
+    assert type(refused.value) is MergeError
+    assert str(refused.value) == message.format(*paths)
+
+
+def test_a_torn_part_is_refused_as_torn_in_process(tmp_path: Path) -> None:
+    (path,) = write_parts(tmp_path, (jl(0) + b'{"ind',))
+    with pytest.raises(Torn) as refused:
+        list(merged([open_part(path)]))
+    assert str(refused.value) == (
+        f"{path} ends in a torn record (its shard was interrupted): resume that shard "
+        "(--resume) and merge again, or pass --allow-gaps to merge what is there"
+    )
+    assert list(merged([open_part(path)], allow_gaps=True)) == [{"index": 0, "ok": True}]
+
+
+@pytest.mark.parametrize(
+    ("contents", "records"),
+    [
+        ((b"[]",), []),  # an empty array whose newline was stripped
+        ((b'[\n{"index": 0, "ok": true}\n]',), [{"index": 0, "ok": True}]),
+        # A cell that is not a boolean stays as it is, not null.
+        (
+            (b"index,ok,unchanged\r\n0,yes,false\r\n1,true,maybe\r\n",),
+            [
+                {"index": 0, "ok": "yes", "unchanged": False},
+                {"index": 1, "ok": True, "unchanged": "maybe"},
+            ],
+        ),
+        (
+            (
+                b"index,ok,status,error,error_message\r\n0,true,200,,\r\n"
+                b"3,false,,connect,refused\r\n",
+                b'[\n{"index": 1, "ok": true, "status": 201, "error": null}\n]\n',
+                b'{"index": 2, "ok": false, "status": 500, "error": {"kind": "http", '
+                b'"message": "500"}}\n',
+            ),
+            [
+                {"index": 0, "ok": True, "status": 200, "error": None},
+                {"index": 1, "ok": True, "status": 201, "error": None},
+                {
+                    "index": 2,
+                    "ok": False,
+                    "status": 500,
+                    "error": {"kind": "http", "message": "500"},
+                },
+                {
+                    "index": 3,
+                    "ok": False,
+                    "status": None,
+                    "error": {"kind": "connect", "message": "refused"},
+                },
+            ],
+        ),
+    ],
+)
+def test_parts_of_each_shape_merge_to_exactly_their_records(
+    tmp_path: Path, contents: tuple[bytes, ...], records: list[dict[str, Any]]
+) -> None:
+    assert merge_all(write_parts(tmp_path, contents), expect=len(records)) == records
+
+
+def test_records_of_refuses_csv_safe_cells_unless_told_they_are_neutralised(
+    tmp_path: Path,
+) -> None:
+    """What a merge reads by default; --refresh (neutralised) takes the cell as it stands."""
+    (path,) = write_parts(tmp_path, (b"index,input\r\n0,'=1+2\r\n",))
+    part = open_part(path)
+    with pytest.raises(MergeError, match='row 1 has input "\'=1\\+2", as --csv-safe'):
+        list(records_of(part))
+    assert list(records_of(part, neutralised=True)) == [{"index": 0, "input": "'=1+2"}]
