@@ -19,7 +19,15 @@ from test_interrupt import wait_until
 from yarl import URL
 
 from fetchmany.input.sources import Item, Shard, host_shard
-from fetchmany.output.merge import MergeError, Torn, check_parts, merged, open_part, records_of
+from fetchmany.output.merge import (
+    MergeError,
+    MoreAfterEnd,
+    Torn,
+    check_parts,
+    merged,
+    open_part,
+    records_of,
+)
 
 TIMING = ("elapsed_ms",)
 
@@ -673,6 +681,15 @@ def test_two_arrays_in_one_part_are_refused_not_cut(tmp_path: Path) -> None:
     alone = tmp_path / "one.json"
     alone.write_text(one + "\n")  # a blank line after it is no record
     assert run_cli("--merge", str(alone), "--allow-gaps").returncode == 0
+    # The first an empty shard's: its [] was taken for the whole part, exit 0, 0 records.
+    both.write_text("[]\n" + other)
+    result = run_cli("--merge", str(both), "--allow-gaps")
+    assert result.returncode == 75, result.stderr
+    assert f"{both}: more follows the array's closing ] (line 1)" in result.stderr
+    assert result.stdout == b""
+    alone.write_text("[]\n\n")
+    empty = run_cli("--merge", str(alone), "-f", "jsonl")
+    assert (empty.returncode, empty.stdout) == (0, b"")
 
 
 # ------------------------------------------------- what a merge says, in process
@@ -793,6 +810,22 @@ def test_a_merge_refuses_saying_exactly_which_part_and_why(
         merge_all(paths, **options)
     assert type(refused.value) is MergeError
     assert str(refused.value) == message.format(*paths)
+
+
+@pytest.mark.parametrize("empty", [b"[]\n", b"[\n]\n"])
+def test_an_empty_array_and_more_in_one_part_is_refused_not_cut(
+    tmp_path: Path, empty: bytes
+) -> None:
+    """``cat p0.json p1.json`` where p0 is an empty shard's array: p1's records were
+    dropped without a word (exit 0, even without --allow-gaps). Opened, it is a part
+    like any other; merged, it is refused as damaged, gaps allowed or not."""
+    (path,) = write_parts(tmp_path, (empty + b'[\n{"index": 0, "ok": true}\n]\n',))
+    part = open_part(path)
+    for allow_gaps in (False, True):
+        with pytest.raises(MoreAfterEnd) as refused:
+            list(merged([part], allow_gaps=allow_gaps))
+        line = empty.count(b"\n")
+        assert str(refused.value) == f"{path}: more follows the array's closing ] (line {line})"
 
 
 def test_a_torn_part_is_refused_as_torn_in_process(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from fetchmany import jsontext
 from fetchmany.output.resume import (
@@ -94,6 +94,7 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
     with open(path, "rb", buffering=READ_BUFFER) as stream:
         first = stream.readline()
         if first in (b"[]\n", b"[]", b""):
+            _nothing_after(stream, path, 1)
             return
         if first == b"[":
             raise Torn(path)  # cut before its first record
@@ -101,13 +102,26 @@ def _json_array(path: str) -> Iterator[dict[str, Any]]:
             raise MergeError(f"{path}: not a JSON array written by fetchmany")
         for number, line in enumerate(stream, 2):
             if line in (b"]\n", b"]"):
-                if any(rest.strip() for rest in stream):  # cat a.json b.json: not one output
-                    raise MergeError(f"{path}: more follows the array's closing ] (line {number})")
+                _nothing_after(stream, path, number)
                 return
             if not line.endswith(b"\n"):
                 raise Torn(path)
             yield _record(line.removesuffix(b"\n").removesuffix(b","), path, number)
         raise Torn(path)  # no closing bracket: the run that wrote it did not end
+
+
+class MoreAfterEnd(MergeError):
+    """A JSON array part with records after its closing ``]``: ``cat a.json b.json`` is
+    not one output, and b's records would be lost (even after an empty shard's ``[]``)."""
+
+    def __init__(self, path: str, number: int) -> None:
+        super().__init__(f"{path}: more follows the array's closing ] (line {number})")
+
+
+def _nothing_after(stream: BinaryIO, path: str, number: int) -> None:
+    """MoreAfterEnd unless only blank lines follow the ``]`` on line ``number``."""
+    if any(rest.strip() for rest in stream):
+        raise MoreAfterEnd(path, number)
 
 
 def _csv(path: str, neutralised: bool = False) -> Iterator[dict[str, Any]]:
@@ -195,7 +209,10 @@ def open_part(path: str, *, indexed: bool = True) -> Part:
         except (TornRow, DamagedRow):
             fields = ()  # a header cut short: the merge says the part is torn
     else:
-        first = next(_until_torn(_READERS[found](path)), None)
+        try:
+            first = next(_until_torn(_READERS[found](path)), None)
+        except MoreAfterEnd:
+            first = None  # "[]" and more: a damaged part, which the merge says (exit 75)
         fields = tuple(first) if first is not None else ()
     if indexed and fields and "index" not in fields:
         raise MergeError(f"{path} has no index field; shards must be written with index")
