@@ -885,6 +885,47 @@ def test_parts_of_each_shape_merge_to_exactly_their_records(
     assert merge_all(write_parts(tmp_path, contents), expect=len(records)) == records
 
 
+@pytest.mark.parametrize(
+    ("cells", "read"),
+    [
+        ("0,200,12,1,3.5", {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": 3.5}),
+        ("0,-1,0,10,1e-05", {"status": -1, "size": 0, "attempts": 10, "elapsed_ms": 1e-05}),
+        ("0,,,,12.0", {"status": None, "size": None, "attempts": None, "elapsed_ms": 12.0}),
+        # Numbers as Python reads them, never as fetchmany writes them: kept as they are,
+        # not changed into another number (1_0 into 10) or into null (nan, inf).
+        (
+            "0,1_0,\u0661,+1,nan",
+            {"status": "1_0", "size": "\u0661", "attempts": "+1", "elapsed_ms": "nan"},
+        ),
+        ("0, 200,12 ,1,inf", {"status": " 200", "size": "12 ", "attempts": 1, "elapsed_ms": "inf"}),
+        ("0,200,12,1,1_0.5", {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": "1_0.5"}),
+        (
+            "0,200,12,1,-Infinity",
+            {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": "-Infinity"},
+        ),
+    ],
+)
+def test_csv_numbers_are_read_back_only_as_fetchmany_writes_them(
+    tmp_path: Path, cells: str, read: dict[str, Any]
+) -> None:
+    header = "index,status,size,attempts,elapsed_ms\r\n"
+    (path,) = write_parts(tmp_path, ((header + cells + "\r\n").encode(),))
+    assert merge_all([path]) == [{"index": 0, **read}]
+
+
+def test_a_csv_index_python_would_read_as_a_number_is_no_index(tmp_path: Path) -> None:
+    """``1_0`` was merged as index 10."""
+    (path,) = write_parts(tmp_path, (b"index,ok\r\n0,true\r\n1_0,true\r\n",))
+    with pytest.raises(MergeError) as refused:
+        merge_all([path], allow_gaps=True)
+    assert str(refused.value) == f"{path}: record 1 has no index of 0 or more"
+    out = tmp_path / "all.jsonl"
+    result = run_cli("--merge", path, "--allow-gaps", "-o", str(out))
+    assert result.returncode == 75
+    assert result.stderr == f"fetchmany: {path}: record 1 has no index of 0 or more\n"
+    assert not out.exists()
+
+
 def test_records_of_refuses_csv_safe_cells_unless_told_they_are_neutralised(
     tmp_path: Path,
 ) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import heapq
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -55,17 +56,22 @@ _FLOATS: Final = frozenset({"elapsed_ms"})
 _BOOLEANS: Final = frozenset({"ok", "unchanged"})
 
 
+_INTEGER: Final = re.compile(r"-?[0-9]+")
+_FLOAT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?")
+"""The numbers ``writers.csv_cell`` writes (``str`` of an int, ``repr`` of a finite
+float); Python reads more (``1_0``, ``\u0661``, `` 5``, ``nan``), which would change a
+cell fetchmany did not write into another number, or into null."""
+
+
 def _typed(name: str, cell: str) -> Any:
-    """A CSV cell as the JSON value fetchmany wrote it from (see ``writers.csv_cell``)."""
+    """A CSV cell as the JSON value fetchmany wrote it from (see ``writers.csv_cell``);
+    a cell it cannot have written stays as it is."""
     if cell == "":
         return None
-    try:
-        if name in _INTEGERS:
-            return int(cell)
-        if name in _FLOATS:
-            return float(cell)
-    except ValueError:
-        return cell
+    if name in _INTEGERS:
+        return int(cell) if _INTEGER.fullmatch(cell) else cell
+    if name in _FLOATS:
+        return float(cell) if _FLOAT.fullmatch(cell) else cell
     if name in _BOOLEANS:
         return {"true": True, "false": False}.get(cell, cell)
     return cell
