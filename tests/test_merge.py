@@ -828,6 +828,14 @@ def test_an_empty_array_and_more_in_one_part_is_refused_not_cut(
         assert str(refused.value) == f"{path}: more follows the array's closing ] (line {line})"
 
 
+def test_a_part_that_is_a_file_but_cannot_be_read_is_refused_saying_why() -> None:
+    """A regular file whose read fails (/proc/self/mem at 0: EIO; a disk error, a
+    file unreadable to this user, which root running the tests cannot make)."""
+    with pytest.raises(MergeError) as refused:
+        open_part("/proc/self/mem")
+    assert str(refused.value) == "cannot read /proc/self/mem: Input/output error"
+
+
 def test_a_torn_part_is_refused_as_torn_in_process(tmp_path: Path) -> None:
     (path,) = write_parts(tmp_path, (jl(0) + b'{"ind',))
     with pytest.raises(Torn) as refused:
