@@ -239,10 +239,30 @@ async def test_a_hosts_slots_are_let_go_once_nobody_holds_or_waits_for_them() ->
     assert limits._hosts == {}
 
 
-@pytest.mark.parametrize("per_host", [None, 1])
-async def test_a_free_slot_goes_to_the_oldest_item_waiting(per_host: int | None) -> None:
-    """Items wait in index order, whoever asked first: the global slot, or a host's."""
-    limits = Limits(1, per_host=per_host)
+async def test_a_wait_given_up_just_as_its_slot_came_lets_the_host_go() -> None:
+    """Ctrl-C lands as the holder's release hands the waiter its slot: the slot is passed
+    on, and the host's entry goes with its last user."""
+    limits = Limits(1, per_host=1)
+    first = await limits.acquire("a:80")
+    waiter = asyncio.create_task(limits.acquire("a:80"))
+    await asyncio.sleep(0)
+    limits.release("a:80", first)  # a's slot is handed to the waiter...
+    waiter.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limits._hosts == {}
+    await asyncio.wait_for(limits.acquire("a:80"), 5)  # and the slot is free
+
+
+@pytest.mark.parametrize(("per_host", "auto"), [(None, False), (1, False), (None, True)])
+async def test_a_free_slot_goes_to_the_oldest_item_waiting(
+    per_host: int | None, auto: bool
+) -> None:
+    """Items wait in index order, whoever asked first: the global slot, a host's, or an
+    auto limit's (the host's first request goes alone; the rest then go by index)."""
+    limits = Limits(
+        1 if not auto else 100, per_host=per_host, adaptive=Adaptive() if auto else None
+    )
     await limits.acquire("a:80", order=0)
     served: list[int] = []
 
@@ -271,10 +291,25 @@ async def test_only_a_retry_waiting_for_a_slot_is_counted(adaptive: Adaptive | N
     retry = asyncio.create_task(limits.acquire("a:80", 2, 2))
     await asyncio.sleep(0)
     assert limits.retries_waiting == 1
+    third = asyncio.create_task(limits.acquire("a:80", 3, 3))
+    await asyncio.sleep(0)
+    assert limits.retries_waiting == 2
     limits.release("a:80", held, None if adaptive is None else Lesson(0.01))
-    limits.release("a:80", await asyncio.wait_for(first, 5))
-    limits.release("a:80", await asyncio.wait_for(retry, 5))
+    for waiting in (first, retry, third):
+        limits.release("a:80", await asyncio.wait_for(waiting, 5))
     assert limits.retries_waiting == 0
+
+
+async def test_only_a_backoff_that_waits_parks_the_item() -> None:
+    """A retry with no wait (or none left) holds its worker; one that waits, however
+    briefly, lets the pool grow so the run keeps its concurrency."""
+    limits = Limits(1)
+    pool = CountingPool()
+    limits.attach(pool)
+    await limits.backoff(0)
+    assert pool.grown == 0
+    await limits.backoff(0.001)
+    assert pool.grown == 1
 
 
 async def test_an_auto_limit_released_without_a_lesson_learns_nothing_wrong() -> None:
