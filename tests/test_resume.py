@@ -8,7 +8,7 @@ import json
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -528,3 +528,310 @@ def test_a_json_index_that_is_not_a_number_is_refused(
     assert result.returncode == 2, result.stderr
     assert f"record 1 has index {index}, so it is not the in-order output" in result.stderr
     assert out.read_bytes() == before
+
+
+# -- scan, in process: each file shape's resume point or refusal, asserted whole ----------
+
+FIELDS = ("index", "input")
+R0 = b'{"index":0,"input":"a"}'
+R1 = b'{"index":1,"input":"b"}'
+
+
+def scanned(tmp_path: Path, fmt: str, content: bytes, shard: str | None = None) -> object:
+    """What ``scan`` makes of ``content``: its ResumePoint, or the refusal as
+    (exception type, message with the file's path written {path})."""
+    from fetchmany.input.sources import Shard
+    from fetchmany.output.resume import ResumeError, scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    by = None
+    if shard is not None:  # "K/N", or "K/N by host"
+        by = Shard.parse(shard.split()[0])
+        by = Shard(by.number, by.count, by_host=shard.endswith("by host"))
+    try:
+        return scan(str(path), OutputFormat(fmt), FIELDS, by)
+    except ResumeError as exc:
+        assert path.read_bytes() == content  # only read
+        return type(exc), str(exc).replace(str(path), "{path}")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "records", "offset", "failed"),
+    [
+        ("jsonl", b"", 0, 0, 0),
+        ("jsonl", R0 + b"\n" + R1 + b"\n", 2, 48, 0),
+        ("jsonl", R0 + b"\n" + R1, 1, 24, 0),  # a line without its newline is torn, parse or not
+        # A run of no inputs writes an empty array; nothing in it is a record to keep.
+        ("json", b"[]\n", 0, 0, 0),
+        ("json", b"[\n]\n", 0, 0, 0),
+        ("json", b"[\n" + R0 + b",\n" + R1 + b"\n]", 2, 2 + 25 + 23, 0),  # "]" torn off its \n
+        ("json", b"[\n" + R0 + b",\n" + R1 + b"\n", 2, 2 + 25 + 23, 0),
+        ("json", b"[\n" + R0 + b",\n" + R1[:-1], 1, 2 + 23, 0),
+        ("csv", b"index,input\r\n0,a\r\n1,b\r\n", 2, 23, 0),
+        # Cut right after a CRLF inside a quoted cell holding an escaped quote: three
+        # quotes, odd, so torn (a damaged row is whole: it ends its quotes and its line).
+        ("csv", b'index,input\r\n0,a\r\n1,"b""c\r\n', 1, 18, 0),
+        ("csv", b'index,input\r\n0,a\r\n1,"b\r\nc""d""e\r\n', 1, 18, 0),
+    ],
+)
+def test_scan_continues_after_exactly_the_whole_records(
+    tmp_path: Path, fmt: str, content: bytes, records: int, offset: int, failed: int
+) -> None:
+    from fetchmany.output.resume import ResumePoint
+
+    assert scanned(tmp_path, fmt, content) == ResumePoint(records, offset, failed)
+
+
+def test_scan_of_a_file_that_is_not_there_starts_at_nothing(tmp_path: Path) -> None:
+    from fetchmany.output.resume import ResumePoint, scan
+    from fetchmany.output.writers import OutputFormat
+
+    for fmt in OutputFormat:
+        assert scan(str(tmp_path / "missing"), fmt, FIELDS) == ResumePoint(0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "offset"),
+    [
+        (
+            "jsonl",
+            b'{"index":0,"input":"a","ok":false}\n{"index":1,"input":"b","ok":true}\n'
+            b'{"index":2,"input":"c","ok":false}\n{"index":3,"input":"d","ok":true}\n',
+            None,
+        ),
+        (
+            "json",
+            b'[\n{"index":0,"input":"a","ok":false},\n{"index":1,"input":"b","ok":true},\n'
+            b'{"index":2,"input":"c","ok":false},\n{"index":3,"input":"d","ok":null}\n]\n',
+            -len(b"\n]\n"),
+        ),
+        ("csv", b"index,input,ok\r\n0,a,false\r\n1,b,true\r\n2,c,false\r\n3,d,\r\n", None),
+    ],
+)
+def test_scan_counts_the_records_already_failed(
+    tmp_path: Path, fmt: str, content: bytes, offset: int | None
+) -> None:
+    """The resumed run's exit status and summary speak for the whole file: each record
+    written not ok counts, in JSON as false and in CSV as the text false."""
+    from fetchmany.output.resume import ResumePoint, scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    point = scan(str(path), OutputFormat(fmt), ("index", "input", "ok"))
+    assert point == ResumePoint(4, len(content) + (offset or 0), 2)
+
+
+def not_ours(line: int) -> str:
+    return (
+        f"{{path}}: line {line} is not a record (a JSON object); "
+        "this is not a file fetchmany wrote: use a new output file"
+    )
+
+
+def out_of_order(record: int, index: object, of: str = "a run") -> str:
+    return (
+        f"{{path}}: record {record} has index {index}, so it is not the in-order output "
+        f"of {of}; use a new output file"
+    )
+
+
+def records_of(*indexes: int) -> bytes:
+    return b"".join(b'{"index":%d,"input":"a"}\n' % index for index in indexes)
+
+
+LONG_HEADER = b"index," + b"a," * 2100 + b"\xff"  # no line break: a header cut short
+BY_HOST = "0/2 by host"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "shard", "said"),
+    [
+        ("jsonl", R0 + b'\n{"index":1,\n', None, "{path}: line 2 is not a JSON record"),
+        ("jsonl", R0 + b"\n[1]\n", None, not_ours(2)),
+        ("json", b"[1]\n", None, "{path}: not a JSON array written by fetchmany"),
+        # A line that does not parse before the last is damage, not a torn end.
+        (
+            "json",
+            b"[\n" + R0 + b',\n{"in\n' + R1 + b"\n]\n",
+            None,
+            "{path}: line 3 is not a JSON record",
+        ),
+        ("json", b"[\n" + R0 + b",\n[1],\n", None, not_ours(3)),
+        (
+            "jsonl",
+            b'{"index":0,"url":"a"}\n',
+            None,
+            "{path} holds records with fields index,url; this run writes index,input",
+        ),
+        ("jsonl", records_of(1), None, out_of_order(0, 1)),
+        ("jsonl", records_of(4), "1/3", out_of_order(0, 4, "shard 1/3")),
+        ("csv", b"index,input\r\n0,a\r\n5,b\r\n", None, out_of_order(1, 5)),
+        # By host, a shard's indexes are known only from the input: each past the last.
+        ("jsonl", records_of(5, 3), BY_HOST, out_of_order(1, 3, "shard 0/2")),
+        ("jsonl", records_of(5, 5), BY_HOST, out_of_order(1, 5, "shard 0/2")),  # written twice
+        ("csv", b"index,input\r\nx,a\r\n", BY_HOST, out_of_order(0, "x", "shard 0/2")),
+        (
+            "csv",
+            b"index,url\r\n0,a\r\n",
+            None,
+            "{path} has index,url; this run writes CSV with columns index,input",
+        ),
+        # Four quotes, the line ended: a quote closed too early, not a row cut short.
+        (
+            "csv",
+            b'index,input\r\n0,a\r\n1,"b"x,"c"\r\n',
+            None,
+            "{path}: a row after byte 18 is not CSV; use a new output file",
+        ),
+        (
+            "csv",
+            LONG_HEADER,
+            None,
+            f"{{path}} starts with {LONG_HEADER.decode('utf-8', 'replace')!r}"
+            ", not the CSV header index,input; use a new output file",
+        ),
+    ],
+)
+def test_scan_refuses_what_it_cannot_continue_and_says_where(
+    tmp_path: Path, fmt: str, content: bytes, shard: str | None, said: str
+) -> None:
+    from fetchmany.output.resume import ResumeError
+
+    assert scanned(tmp_path, fmt, content, shard) == (ResumeError, said)
+
+
+def test_scan_by_host_takes_increasing_indexes(tmp_path: Path) -> None:
+    from fetchmany.output.resume import ResumePoint
+
+    content = records_of(2, 5, 6)
+    assert scanned(tmp_path, "jsonl", content, "1/3 by host") == ResumePoint(3, len(content))
+    table = b"index,input\r\n2,a\r\n10,b\r\n"  # compared as numbers, not as text
+    assert scanned(tmp_path, "csv", table, "1/3 by host") == ResumePoint(2, len(table))
+
+
+def test_a_record_file_needs_a_field_to_check_the_inputs_by(tmp_path: Path) -> None:
+    from fetchmany.output.resume import ResumeError, key_field, scan
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"status":200,"ok":true}\n')
+    said = (
+        "cannot check that the records already written belong to these inputs: "
+        "--fields has neither input nor url; add input to --fields, or use a new output file"
+    )
+    with pytest.raises(ResumeError) as refused:
+        scan(str(path), OutputFormat.JSONL, ("status", "ok"))
+    assert (type(refused.value), str(refused.value)) == (ResumeError, said)
+    assert (key_field(("url", "status")), key_field(("url", "input"))) == ("url", "input")
+
+
+def test_a_csv_not_in_utf8_is_read_not_a_crash(tmp_path: Path) -> None:
+    """A file re-saved in Latin-1: its rows are read with the bytes that are not UTF-8
+    replaced, so the inputs' check refuses it by name rather than a traceback."""
+    from fetchmany.output.resume import ResumePoint, recorded_keys
+    from fetchmany.output.writers import OutputFormat
+
+    content = b"index,input\r\n0,caf\xe9\r\n1,b\r\n"
+    assert scanned(tmp_path, "csv", content) == ResumePoint(2, len(content))
+    keys = recorded_keys(str(tmp_path / "out.csv"), OutputFormat.CSV, FIELDS)
+    assert list(keys) == ["caf\ufffd", "b"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("jsonl", b'{"index":0,"input":null}\n{"index":1,"input":""}\n{"index":2,"input":"0"}\n'),
+        ("csv", b'index,input\r\n0,\r\n1,""\r\n2,0\r\n'),
+    ],
+)
+def test_recorded_keys_are_the_inputs_with_none_for_empty(
+    tmp_path: Path, fmt: str, content: bytes
+) -> None:
+    """null and an empty cell are both no input (CSV cannot tell them apart)."""
+    from fetchmany.output.resume import recorded_keys
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    assert list(recorded_keys(str(path), OutputFormat(fmt), FIELDS)) == [None, None, "0"]
+
+
+# -- skip_recorded: the inputs checked against the file, then the rest passed on ----------
+
+
+async def skipped(
+    inputs: list[str],
+    recorded: list[str | None],
+    count: int,
+    *,
+    checked: bool = True,
+    whole: int | None = None,
+) -> list[str]:
+    """What happens, in order: each item's check (``key i``), the call that says all
+    ``count`` matched, each item passed on (``item i``)."""
+    from fetchmany.input.sources import Item
+    from fetchmany.output.resume import skip_recorded
+
+    events: list[str] = []
+
+    async def items() -> AsyncIterator[Item]:
+        for index, text in enumerate(inputs):
+            yield Item(index, text, None)
+
+    def key(item: Item) -> str | None:
+        events.append(f"key {item.index}")
+        return item.input
+
+    async for item in skip_recorded(
+        items(),
+        iter(recorded),
+        count,
+        "out.jsonl",
+        key,
+        on_checked=(lambda: events.append("checked")) if checked else None,
+        whole=whole,
+    ):
+        events.append(f"item {item.index}")
+    return events
+
+
+async def test_the_recorded_items_are_checked_then_the_rest_passed_on() -> None:
+    """A -P worker says its part is checked once, after the last recorded item and before
+    anything is passed on to be fetched: a refused resume fetches nothing."""
+    events = await skipped(["a", "b", "c", "d"], ["a", "b"], 2)
+    assert events == ["key 0", "key 1", "checked", "item 2", "item 3"]
+    assert await skipped(["a", "b"], [], 0) == ["checked", "item 0", "item 1"]
+    assert await skipped(["a", "b"], ["a"], 1) == ["key 0", "checked", "item 1"]
+    assert await skipped(["a", "b"], [], 0, checked=False) == ["item 0", "item 1"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "recorded", "count", "whole", "said"),
+    [
+        (["a", "x", "c"], ["a", "b"], 2, None, "item 1 is 'x' but the file has 'b'"),
+        # Fewer keys than records (the file changed since it was scanned): None, no crash.
+        (["a", "b", "c"], ["a"], 2, None, "item 1 is 'b' but the file has None"),
+        (
+            ["a", "b"],
+            ["a", "b", "c"],
+            3,
+            None,
+            "it has 2 items but the file already holds 3 records",
+        ),
+        (["a"], ["a", "b"], 2, 5, "it has fewer items than the 5 records the file already holds"),
+    ],
+)
+async def test_changed_inputs_are_refused_by_name(
+    inputs: list[str], recorded: list[str | None], count: int, whole: int | None, said: str
+) -> None:
+    from fetchmany.output.resume import ResumeError
+
+    with pytest.raises(ResumeError) as refused:
+        await skipped(inputs, recorded, count, whole=whole)
+    assert type(refused.value) is ResumeError
+    assert str(refused.value) == (
+        f"input changed since out.jsonl was written: {said}; use a new output file"
+    )
