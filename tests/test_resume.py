@@ -835,3 +835,44 @@ async def test_changed_inputs_are_refused_by_name(
     assert str(refused.value) == (
         f"input changed since out.jsonl was written: {said}; use a new output file"
     )
+
+
+@pytest.mark.parametrize(
+    "after",
+    [b"[\n" + R1 + b"\n]\n", b"garbage", b"\n\n{}\n"],
+)
+def test_an_array_followed_by_more_is_refused_not_cut(tmp_path: Path, after: bytes) -> None:
+    """Found by mutation testing: what follows an array's closing bracket (a second run
+    appended with >>) was never read, and the resumed run cut it off the file."""
+    from fetchmany.output.resume import ResumeError
+
+    content = b"[\n" + R0 + b"\n]\n" + after
+    said = "{path}: more follows the array's closing ] (line 3); use a new output file"
+    assert scanned(tmp_path, "json", content) == (ResumeError, said)
+
+
+def test_an_array_followed_by_blank_lines_resumes(tmp_path: Path) -> None:
+    from fetchmany.output.resume import ResumePoint
+
+    content = b"[\n" + R0 + b"\n]\n\n \n"
+    assert scanned(tmp_path, "json", content) == ResumePoint(1, 2 + len(R0))
+
+
+def test_resume_of_two_arrays_in_one_file_leaves_it_as_it_was(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Two runs appended to one file (fetchmany -f json >> out.json): --resume used to
+    continue the first array and cut the second one off, records and all."""
+    out = tmp_path / "out.json"
+    template = server.url("/item?id={}")
+    first = run_cli("-t", template, "-f", "json", "-q", stdin=b"1\n")
+    second = run_cli("-t", template, "-f", "json", "-q", stdin=b"2\n")
+    out.write_bytes(first.stdout + second.stdout)
+    before = out.read_bytes()
+    result = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n3\n")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"fetchmany: {out}: more follows the array's closing ] (line 3); use a new output file\n"
+    )
+    assert out.read_bytes() == before
+    assert server.state.requests == 2  # the two runs' own, nothing for the resume

@@ -8,8 +8,9 @@ them, and appends the rest. Memory stays flat: nothing of FILE is held.
 
 Whatever cannot be verified is refused, never guessed at: a file in another
 format, records that are not objects or have other fields, indexes out of order,
-a line that does not parse before the end, or records with neither ``input`` nor
-``url`` to compare against the inputs. Refusing leaves FILE untouched.
+a line that does not parse before the end, more after an array's closing bracket
+(two runs appended to one file), or records with neither ``input`` nor ``url`` to
+compare against the inputs. Refusing leaves FILE untouched.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
         offset = len(first)
         for number, line in enumerate(stream, 2):
             if line in (b"]\n", b"]"):
+                if any(rest.strip() for rest in stream):  # two runs' arrays (>>): cut off
+                    raise ResumeError(
+                        f"{path}: more follows the array's closing ] (line {number}); "
+                        "use a new output file"
+                    )
                 return
             body = line.removesuffix(b"\n").removesuffix(b",")
             try:
