@@ -679,6 +679,13 @@ BY_HOST = "0/2 by host"
             None,
             "{path} has index,url; this run writes CSV with columns index,input",
         ),
+        # The row named by where it starts, as a row that is not CSV is.
+        (
+            "csv",
+            b"index,input\r\n0,a\r\n1,b,c\r\n2,c\r\n",
+            None,
+            "{path}: a row after byte 18 has 3 cells, not 2; use a new output file",
+        ),
         # Four quotes, the line ended: a quote closed too early, not a row cut short.
         (
             "csv",
@@ -876,3 +883,25 @@ def test_resume_of_two_arrays_in_one_file_leaves_it_as_it_was(
     )
     assert out.read_bytes() == before
     assert server.state.requests == 2  # the two runs' own, nothing for the resume
+
+
+def test_a_csv_row_of_other_cells_is_named_by_the_byte_it_starts_at(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The refusal used to name the last byte of the row (its line feed): the user looking
+    after that byte found the next row, whole."""
+    out = tmp_path / "results.csv"
+    args = ("-t", server.url("/item?id={}"), "-o", str(out), "--fields", "index,input,status")
+    assert run_cli(*args, stdin=b"1\n2\n3\n").returncode == 0
+    lines = out.read_bytes().splitlines(keepends=True)
+    lines[2] = b"1,2,200,extra\r\n"
+    out.write_bytes(b"".join(lines))
+    before = out.read_bytes()
+    result = run_cli(*args, "--resume", stdin=b"1\n2\n3\n4\n")
+    assert result.returncode == 2
+    at = len(b"".join(lines[:2]))
+    assert result.stderr == (
+        f"fetchmany: {out}: a row after byte {at} has 4 cells, not 3; use a new output file\n"
+    )
+    assert before[at:].startswith(b"1,2,200,extra\r\n")
+    assert out.read_bytes() == before

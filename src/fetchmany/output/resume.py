@@ -173,6 +173,7 @@ def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, objec
     is dropped; a header cut short (the file holds nothing else) counts as no file."""
     rows = csv_rows(path)
     number = -1
+    begins = 0  # where the row at hand starts: the end of the one before
     try:
         for number, (row, end) in enumerate(rows):
             if number == 0:
@@ -188,13 +189,15 @@ def _csv_records(path: str, header: list[str]) -> Iterator[tuple[dict[str, objec
                         f"{path} has {shown}; this run writes CSV with columns {','.join(header)}"
                     )
                 yield {}, -end  # the header: negative marks "not a record"
+                begins = end
                 continue
             if len(row) != len(header):
                 raise ResumeError(
-                    f"{path}: a row after byte {end - 1} has {len(row)} cells, "
+                    f"{path}: a row after byte {begins} has {len(row)} cells, "
                     f"not {len(header)}; use a new output file"
                 )
             yield dict(zip(header, row, strict=True)), end
+            begins = end
     except TornRow:
         if number < 0:  # the header itself is cut short: this run's, or refused
             with open(path, "rb") as stream:
