@@ -858,6 +858,20 @@ def test_an_array_followed_by_more_is_refused_not_cut(tmp_path: Path, after: byt
     assert scanned(tmp_path, "json", content) == (ResumeError, said)
 
 
+@pytest.mark.parametrize("empty", [b"[]\n", b"[\n]\n"])
+def test_an_empty_array_followed_by_more_is_refused_not_started_again(
+    tmp_path: Path, empty: bytes
+) -> None:
+    """An empty run's ``[]`` with a run's array appended after it: taken for an empty
+    file, the resumed run started it again from byte 0 and wrote over the second."""
+    from fetchmany.output.resume import ResumeError
+
+    line = empty.count(b"\n")
+    said = f"{{path}}: more follows the array's closing ] (line {line}); use a new output file"
+    content = empty + b"[\n" + R0 + b"\n]\n"
+    assert scanned(tmp_path, "json", content) == (ResumeError, said)
+
+
 def test_an_array_followed_by_blank_lines_resumes(tmp_path: Path) -> None:
     from fetchmany.output.resume import ResumePoint
 

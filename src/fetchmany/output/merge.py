@@ -33,6 +33,7 @@ from fetchmany.output.resume import (
     TornRow,
     csv_rows,
     detect_format,
+    follows_the_end,
 )
 from fetchmany.output.writers import OutputFormat, fields_of_header, looks_neutralised
 from fetchmany.records import ERROR_MESSAGE_COLUMN
@@ -126,7 +127,7 @@ class MoreAfterEnd(MergeError):
 
 def _nothing_after(stream: BinaryIO, path: str, number: int) -> None:
     """MoreAfterEnd unless only blank lines follow the ``]`` on line ``number``."""
-    if any(rest.strip() for rest in stream):
+    if follows_the_end(stream):
         raise MoreAfterEnd(path, number)
 
 

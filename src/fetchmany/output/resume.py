@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from fetchmany import jsontext
 from fetchmany.input.sources import Item, Shard
@@ -77,22 +77,35 @@ def _jsonl_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
             yield _object(record, path, number), offset
 
 
+def follows_the_end(stream: BinaryIO) -> bool:
+    """Whether more than blank lines follows a JSON array's closing ``]`` (the stream is
+    read to its end): two runs' arrays in one file (``>>``, ``cat``) are not one output,
+    and continuing or merging the first would lose the second's records."""
+    return any(rest.strip() for rest in stream)
+
+
+def _nothing_after(stream: BinaryIO, path: str, number: int) -> None:
+    if follows_the_end(stream):
+        raise ResumeError(
+            f"{path}: more follows the array's closing ] (line {number}); use a new output file"
+        )
+
+
 def _json_array_records(path: str) -> Iterator[tuple[dict[str, object], int]]:
     """(record, offset after its closing brace) for the one-element-per-line arrays we write."""
     with open(path, "rb", buffering=READ_BUFFER) as stream:
         first = stream.readline()
-        if first in (b"", b"[", b"[]", b"[]\n"):  # empty, or cut before its first record
+        if first in (b"[]", b"[]\n"):
+            _nothing_after(stream, path, 1)
+            return
+        if first in (b"", b"["):  # empty, or cut before its first record
             return
         if first != b"[\n":
             raise ResumeError(f"{path}: not a JSON array written by fetchmany")
         offset = len(first)
         for number, line in enumerate(stream, 2):
             if line in (b"]\n", b"]"):
-                if any(rest.strip() for rest in stream):  # two runs' arrays (>>): cut off
-                    raise ResumeError(
-                        f"{path}: more follows the array's closing ] (line {number}); "
-                        "use a new output file"
-                    )
+                _nothing_after(stream, path, number)
                 return
             body = line.removesuffix(b"\n").removesuffix(b",")
             try:
