@@ -418,6 +418,30 @@ def test_detect_format(tmp_path: Path, content: bytes, found: str | None) -> Non
     assert (detected.value if detected else None) == found
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"name,age\r\nbob,3\r\n",  # a CSV, but none of its columns is fetchmany's
+        b"name,ag",  # cut short, and no start of a name of fetchmany's either
+        b"hello world\n",
+    ],
+)
+def test_a_file_fetchmany_did_not_write_is_no_format(tmp_path: Path, content: bytes) -> None:
+    """Not taken for a CSV of fetchmany's (to be refused later, or worse, continued):
+    refused as what it is, whole."""
+    from fetchmany.output.resume import ResumeError, detect_format
+
+    path = tmp_path / "out"
+    path.write_bytes(content)
+    with pytest.raises(ResumeError) as refused:
+        detect_format(str(path))
+    assert type(refused.value) is ResumeError
+    assert str(refused.value) == (
+        f"{path} is not records fetchmany wrote (JSON Lines, a JSON array or CSV); "
+        "use a new output file"
+    )
+
+
 def test_resume_refuses_a_csv_from_before_the_message_column(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
