@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from fetchmany.output.destination import Output, OutputBusy, OutputError, write_pieces
+from fetchmany.output.destination import (
+    Output,
+    OutputBusy,
+    OutputError,
+    os_reason,
+    write_pieces,
+)
 
 
 def test_a_new_file_appears_only_on_commit(tmp_path: Path) -> None:
@@ -78,6 +84,80 @@ def test_a_resumed_file_is_untouched_when_nothing_was_written(tmp_path: Path) ->
     assert path.read_bytes() == b'[\n{"i":0}\n]\n'
 
 
+def test_a_resumed_file_without_a_closing_is_cut_back_and_nothing_added(tmp_path: Path) -> None:
+    """JSON Lines has no closing bracket: the file ends with its last whole batch."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"i":0}\n')
+    output = Output(str(path), resume=True)
+    output.start_at(len(b'{"i":0}\n'))
+    output.write(b'{"i":1}\n')
+    output.mark()
+    output.write(b'{"i":')
+    output.abandon()
+    assert path.read_bytes() == b'{"i":0}\n{"i":1}\n'
+
+
+@pytest.mark.parametrize(
+    ("call", "resume"),
+    [("ftruncate", True), ("close", True), ("close", False), ("unlink", False)],
+)
+def test_abandon_never_raises_and_lets_the_file_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str, resume: bool
+) -> None:
+    """The disk will not cut a resumed file back, close it or remove a temporary (EIO):
+    abandon says nothing (the run is already failing with its own error), the previous
+    records stay, and the lock is let go for the next run."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"i":0}\n')
+    output = Output(str(path), resume=resume)
+    if resume:
+        output.start_at(len(b'{"i":0}\n'))
+    output.write(b'{"i":')
+
+    def failing(*args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, call, failing)
+    try:
+        output.abandon(closing=b"")
+    finally:
+        monkeypatch.undo()
+    assert path.read_bytes().startswith(b'{"i":0}\n')  # the previous records stay
+    if call != "close":  # (a lock whose descriptor would not close stays held)
+        again = Output(str(path), resume=True)  # not OutputBusy
+        again.abandon()
+
+
+def test_abandon_of_a_new_file_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the temporary nor the empty file made to hold the lock can be removed."""
+    path = tmp_path / "out.jsonl"
+    output = Output(str(path))
+    output.write(b'{"i":')
+
+    def failing(*args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "unlink", failing)
+    output.abandon()
+    monkeypatch.undo()
+    assert path.read_bytes() == b""  # nothing of this run's in it
+
+
+def test_abandon_twice_is_abandon_once(tmp_path: Path) -> None:
+    """A signal's handler and the way out may both abandon: the second does nothing, so
+    a file another run made at the path since is not taken for this run's own."""
+    path = tmp_path / "out.jsonl"
+    output = Output(str(path))
+    output.abandon()
+    assert not path.exists()
+    other = Output(str(path))  # another run's, created empty to hold its lock
+    output.abandon()
+    assert path.exists()
+    other.abandon()
+
+
 def test_devices_are_probed_before_use() -> None:
     with pytest.raises(OutputError, match="No space left on device"):
         Output("/dev/full")
@@ -85,6 +165,29 @@ def test_devices_are_probed_before_use() -> None:
     output.write(b"x")
     output.commit()
     assert not stat.S_ISREG(os.stat("/dev/null").st_mode)
+
+
+def test_a_pipe_given_as_the_output_gets_only_the_records(tmp_path: Path) -> None:
+    """``-o /dev/fd/N`` (or a FIFO) is probed with a write of nothing, not of anything."""
+    read, write = os.pipe()
+    try:
+        output = Output(f"/dev/fd/{write}")
+        output.write(b"x\n")
+        output.commit()
+        os.close(write)
+        write = -1
+        with os.fdopen(read, "rb") as reader:
+            read = -1
+            assert reader.read() == b"x\n"
+    finally:
+        for fd in (read, write):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_an_os_reason_is_its_words_or_else_the_error_itself() -> None:
+    assert os_reason(OSError(28, "No space left on device")) == "No space left on device"
+    assert os_reason(OSError("a reason of its own")) == "a reason of its own"
 
 
 def test_a_missing_directory_is_an_output_error(tmp_path: Path) -> None:
