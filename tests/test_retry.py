@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from email.utils import formatdate
 
 import pytest
@@ -29,10 +30,19 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
         "Sun, 06 Nov 1994 08:49:37 -0000",  # RFC 5322's UTC (email.utils.formatdate's)
     ],
 )
-def test_retry_after_reads_every_http_date_format(date: str) -> None:
+def test_retry_after_reads_every_http_date_format(
+    date: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RFC 9110 5.6.7: a recipient MUST accept all three formats. asctime and -0000 carry
-    no zone the standard library keeps, and were taken for no date: the wait ignored."""
-    assert parse_retry_after(date, now=784111777.0 - 30) == 30.0
+    no zone the standard library keeps, and were taken for no date: the wait ignored.
+    All are GMT whatever the machine's zone (here not UTC, where local time would pass)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_retry_after(date, now=784111777.0 - 30) == 30.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_retry_after_is_honoured_up_to_the_cap() -> None:

@@ -35,6 +35,48 @@ def test_two_items_never_get_one_name(tmp_path: Path) -> None:
     assert save.name_for(3, "same-2", None, "application/json") == "same-2-2.json"
 
 
+def test_a_name_taken_back_is_the_same_items_again(tmp_path: Path) -> None:
+    """A retried attempt's file goes and its name with it (``remove``): the retry gets
+    the same name, not ``-2``; taking back a name twice, or one never given, is nothing."""
+    save = SaveDir(str(tmp_path), "{id}{ext}")
+    path = save.path_for(0, "same", None, "application/json")
+    Path(path).write_bytes(b"503 page")
+    save.remove(path)
+    assert not Path(path).exists()
+    save.remove(path)  # already gone: nothing to do
+    save.release(str(tmp_path / "never-given.json"))
+    assert save.path_for(0, "same", None, "application/json") == path
+    assert save.name_for(1, "same", None, "application/json") == "same-2.json"
+    save.remove(path)  # free again: whichever item comes first takes it
+    assert save.name_for(2, "same", None, "application/json") == "same.json"
+
+
+def test_a_body_file_discarded_leaves_nothing_and_twice_is_once(tmp_path: Path) -> None:
+    body = SaveDir(str(tmp_path)).open_body()
+    body.write(b"half a body")
+    body.discard()
+    assert os.listdir(tmp_path) == []
+    body.discard()  # a failure path may discard again: never an error of its own
+
+
+def test_a_body_file_whose_last_bytes_cannot_be_flushed_is_discarded_quietly(
+    tmp_path: Path,
+) -> None:
+    """The disk filled: closing the file flushes its buffer and fails (ENOSPC). The save
+    already failed with its own error; discarding adds none, and leaves no file."""
+    body = SaveDir(str(tmp_path)).open_body()
+    real = body._stream
+
+    class Full:
+        def close(self) -> None:
+            real.close()
+            raise OSError(28, "No space left on device")
+
+    body._stream = Full()  # type: ignore[assignment]
+    body.discard()
+    assert os.listdir(tmp_path) == []
+
+
 def test_names_that_start_with_the_index_are_unique_without_remembering(tmp_path: Path) -> None:
     save = SaveDir(str(tmp_path))
     assert save.name_for(7, "x", None, "text/plain") == "00000007.txt"
