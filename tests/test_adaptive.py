@@ -26,11 +26,14 @@ from fetchmany.fetch.adaptive import (
     PROBE_SAMPLES,
     QUIET,
     REPROBE_EVERY,
+    SLACK,
+    TOLERANCE,
     AdaptiveLimit,
     Lesson,
     Overload,
     Settled,
 )
+from fetchmany.fetch.quota import HEADROOM, Announced
 from fetchmany.options import Adaptive
 
 # ---------------------------------------------------------------- the model servers
@@ -703,6 +706,307 @@ async def test_failures_cut_only_above_a_tenth_and_twice_the_share_seen_alone() 
     assert gate.overloads == 0
     await alone(gate, clock, Overload.FAILED)  # 0.114
     assert gate.overloads == 1
+
+
+async def probed(
+    gate: AdaptiveLimit, clock: Clock, latencies: list[float], done: float | None = None
+) -> None:
+    """The first request alone, then the probe's answers, ``gate.current`` at a time,
+    with these latencies (as many as end the probe), the last at ``done``."""
+    end(gate, await begin(gate, 0, clock))
+    pending = list(latencies)
+    while pending:
+        batch = [await begin(gate, n, clock) for n in range(min(gate.current, len(pending)))]
+        for started in batch:
+            clock.now += 0.001
+            if done is not None and len(pending) == 1:
+                clock.now = done
+            end(gate, started, pending.pop(0))
+
+
+async def judge(
+    gate: AdaptiveLimit,
+    clock: Clock,
+    latencies: list[float],
+    at: float | None = None,
+    at_once: int = 1000,
+) -> None:
+    """The answers a raise lets in at once (left out of the window), then one window of
+    answers with these latencies; ``at_once`` of them in flight together, all answered
+    ``at`` if given."""
+    for answers in ([0.04] * (gate.current - 1), list(latencies)):
+        while answers:
+            batch = [await begin(gate, n, clock) for n in range(min(at_once, len(answers)))]
+            for started in batch:
+                clock.now = clock.now + 0.001 if at is None else at
+                end(gate, started, answers.pop(0))
+
+
+BASELINE = [0.028, 0.030, 0.032, 0.034, 0.036, 0.038, 0.042, 0.044, 0.046, 0.048, 0.050, 0.052]
+"""Twelve answers alone: median 40 ms (the mean of the middle two), interquartile range
+14 ms (the 10th less the 4th)."""
+
+
+@pytest.mark.parametrize(
+    ("window", "settled"),
+    [
+        # Under the band: no queue, and slow start grows the limit by half.
+        (
+            [0.060, 0.061, 0.062, 0.063, 0.065, 0.066, 0.067, 0.068],
+            Settled(12, 0, "open", baseline_ms=40.0, latency_ms=64.0),
+        ),
+        # Over it: cut to 8 x 52 / 66 = 6.3, in proportion to target over median.
+        (
+            [0.062, 0.063, 0.064, 0.065, 0.067, 0.068, 0.069, 0.070],
+            Settled(6, 0, "latency", baseline_ms=40.0, latency_ms=66.0),
+        ),
+    ],
+)
+async def test_a_window_is_a_queue_only_past_the_tolerance_and_the_noise_of_both_medians(
+    window: list[float], settled: Settled
+) -> None:
+    """A window's median is a queue past TOLERANCE x the baseline + SLACK (52 ms here) by
+    more than Z standard errors of the difference of the two medians, each 0.93 x the
+    spread alone / sqrt(its count): 2 x 0.93 x 14 ms x sqrt(1.25^2 / 12 + 1 / 8) = 13.2
+    ms, so 65.2 ms. Then the limit is cut toward the level that would meet the target."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, BASELINE)
+    assert gate.settled() == Settled(8, 0, "start", baseline_ms=40.0)
+    await judge(gate, clock, window)
+    assert gate.settled() == settled
+
+
+async def test_a_window_is_the_limits_answers_in_slow_start_then_half_of_them() -> None:
+    """Growing on half a round trip would grow again before the first's queue showed: in
+    slow start a window is the limit's answers, after the first cut half of them (at
+    least MIN_WINDOW). Its latency is the median: the middle answer of an odd count."""
+    gate, clock = controller(start=27)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    for started in [await begin(gate, n, clock) for n in range(26)]:
+        end(gate, started)  # the raise's burst, left out
+    window = [await begin(gate, n, clock) for n in range(27)]
+    for started in window[:-1]:
+        end(gate, started, 0.072)
+    assert gate.settled().latency_ms is None  # 26 answers of a limit of 27: not yet
+    end(gate, window[-1], 0.072)
+    # 27 x 52 / 72 = 19.5
+    assert gate.settled() == Settled(19, 0, "latency", baseline_ms=40.0, latency_ms=72.0)
+    for started in [await begin(gate, n, clock) for n in range(18)]:
+        end(gate, started)
+    window = [await begin(gate, n, clock) for n in range(9)]  # 19 // 2
+    latencies = [0.049, 0.041, 0.048, 0.042, 0.047, 0.043, 0.046, 0.044, 0.045]
+    for started, latency in zip(window[:-1], latencies, strict=False):
+        end(gate, started, latency)
+    assert gate.settled().latency_ms == 72.0  # 8 answers: not yet
+    end(gate, window[-1], latencies[-1])
+    # The search back toward the cut's level: 19.5 + (26 - 19.5) / 2 = 22.75.
+    assert gate.settled() == Settled(22, 0, "latency", baseline_ms=40.0, latency_ms=45.0)
+
+
+@pytest.mark.parametrize(
+    ("done", "grid"),
+    [(1000.5, 1020.0), (1005.0, 1020.0), (1008.0, 1050.0)],
+)
+async def test_the_baseline_is_measured_again_at_the_first_grid_point_half_a_period_on(
+    done: float, grid: float
+) -> None:
+    """-P workers probe together on a REPROBE_EVERY grid of the monotonic clock, never
+    less than half a period after the last probe: a probe done at 1005 (15 s before the
+    grid point 1020) probes again at 1020; one done at 1008 skips to 1050."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES, done=done)
+    await judge(gate, clock, [0.04] * 8, at=grid - 0.001)
+    assert (gate.current, gate.mark(grid - 0.001)) == (12, "")  # a window judged; grown
+    await judge(gate, clock, [0.04] * 12, at=grid)
+    assert (gate.current, gate.mark(grid)) == (PROBE_LIMIT, "probe")
+
+
+async def test_the_probe_ends_at_its_samples_or_a_slow_servers_round_after_probe_time() -> None:
+    """The baseline is PROBE_SAMPLES answers; a slow server's probe ends sooner, at the
+    first moment it has a round of answers (as many as the probe's limit) and PROBE_TIME
+    has passed since it began."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * (PROBE_SAMPLES - 1))
+    assert gate.current == PROBE_LIMIT
+    end(gate, await begin(gate, 0, clock))  # the twelfth
+    assert gate.current == 8
+    gate, clock = controller(start=8)
+    clock.now = 1001.0
+    end(gate, await begin(gate, 0, clock))  # the probe begins
+    started = [await begin(gate, n, clock) for n in range(PROBE_LIMIT)]
+    clock.now = 1001.5  # PROBE_TIME later
+    for each, latency in zip(started[:-1], [0.5, 0.3], strict=True):
+        end(gate, each, latency)
+    assert gate.current == PROBE_LIMIT  # two answers: not a round
+    end(gate, started[-1], 0.4)
+    assert gate.settled() == Settled(8, 0, "start", baseline_ms=400.0)
+
+
+async def verdicts(simulation: Simulation, latencies: list[float]) -> list[str]:
+    """What each next window is judged at these latencies (a Quickening server; each
+    latency another, so that each window's median is its own): ``cut``, ``ok``, or
+    ``probe`` when the window started a probe instead (then run until it ends)."""
+    gate, server = simulation.gate, simulation.server
+    assert isinstance(server, Quickening)
+    said = []
+    for latency in latencies:
+        server.latency = latency
+        before, judged = (gate.current, gate.settled().latency_ms), None
+        while judged is None:
+            await simulation.run(1)
+            if gate.current == PROBE_LIMIT < before[0]:
+                judged = "probe"
+            elif gate.settled().latency_ms != before[1]:
+                judged = "cut" if gate.current < before[0] else "ok"
+        said.append(judged)
+        if judged == "probe":
+            while gate.current == PROBE_LIMIT:
+                await simulation.run(1)
+    return said
+
+
+async def test_three_latency_cuts_in_a_row_measure_the_baseline_again() -> None:
+    """Latency that stays high whatever the limit says the host got slower, not busier:
+    after STALE_AFTER latency cuts in a row (a good window between starts the count
+    again), the next window is a probe; and the count starts again after it."""
+    gate, clock = controller(start=40)
+    simulation = Simulation(gate, clock, Quickening())
+    await simulation.run(1 + PROBE_SAMPLES)
+    said = await verdicts(simulation, [0.060, 0.040, 0.061, 0.062, 0.063, 0.064])
+    assert said == ["cut", "ok", "cut", "cut", "cut", "probe"]
+    assert gate.mark() == "cut"  # the last cut is still shown (MARK_FOR)
+    said = await verdicts(simulation, [0.090, 0.091, 0.092, 0.093])
+    assert said == ["cut", "cut", "cut", "probe"]
+
+
+TARGET = TOLERANCE * 0.04 + SLACK
+"""The latency a baseline of exactly 40 ms (no spread) tolerates."""
+
+
+@pytest.mark.parametrize(
+    ("latency", "at_once", "settled"),
+    [
+        # At the target: tolerated (slow start grows the limit), whatever the load;
+        (TARGET, 8, Settled(12, 0, "open", baseline_ms=40.0, latency_ms=52.0)),
+        (TARGET, PROBE_LIMIT, Settled(8, 0, "start", baseline_ms=40.0, latency_ms=52.0)),
+        (TARGET, 4, Settled(12, 0, "open", baseline_ms=40.0, latency_ms=52.0)),  # half used
+        # past it with no more in flight than the probe had: nothing queues at the
+        # probe's level, the host is slower; the baseline is measured again, no cut.
+        (0.06, PROBE_LIMIT, Settled(8, 0, "start", baseline_ms=60.0, latency_ms=60.0)),
+        (0.06, PROBE_LIMIT + 1, Settled(6, 0, "latency", baseline_ms=40.0, latency_ms=60.0)),
+    ],
+)
+async def test_latency_up_to_the_target_is_no_queue_nor_when_as_slow_at_the_probes_level(
+    latency: float, at_once: int, settled: Settled
+) -> None:
+    """TOLERANCE x the baseline + SLACK is what a window may reach, not past; and a
+    window no busier than the probe (an idle limit: PROBE_LIMIT in flight at most) that
+    is past it says the host got slower: it is the new baseline. (A window that used
+    no more than half the limit does not grow it either.)"""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    await judge(gate, clock, [latency] * 8, at_once=at_once)
+    assert gate.settled() == settled
+
+
+async def test_slots_held_for_a_quotas_pace_prove_nothing_until_mark_for_after() -> None:
+    """Requests waiting for a quota's pace fill the limit without loading the host: no
+    window grows the limit until MARK_FOR after the last such wait."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    gate.quota.paced_until = paced = clock.now + 1.0  # a request waited for a quota
+    await judge(gate, clock, [0.04] * 8, at=paced + MARK_FOR - 0.001)
+    assert gate.settled() == Settled(8, 0, "start", baseline_ms=40.0, latency_ms=40.0)
+    await judge(gate, clock, [0.04] * 8, at=paced + MARK_FOR)
+    assert gate.settled().limit == 12
+
+
+async def test_a_quotas_pace_is_the_reason_with_its_rate_when_it_held_a_start() -> None:
+    """10 a second announced: the starts are paced at 10 x HEADROOM a second, and an
+    answer within MARK_FOR of a start that waited for it names the quota, with that
+    rate, until something else holds the limit. A quota with plenty left paces nothing
+    and is no reason."""
+    tenth = (Announced(10, 1, 9, 1),)
+    gate, clock = controller(start=8)
+    first = await begin(gate, 0, clock)
+    clock.now += 0.04
+    gate.release(*first, Lesson(0.04, announced=(Announced(5000, 3600, 4940, 3000),)))
+    end(gate, await begin(gate, 1, clock))
+    assert gate.settled() == Settled(PROBE_LIMIT, 0, "start")
+    gate, clock = controller(start=8)
+    first = await begin(gate, 0, clock)
+    clock.now += 0.04
+    gate.release(*first, Lesson(0.04, announced=tenth))
+    await gate.acquire(1)
+    ticket, number, wait = gate.pace(clock.now)  # 0.1 s after the first's start, at 9.3/s
+    assert wait == pytest.approx(1 / (10 * HEADROOM) - 0.04)
+    gate.started()
+    clock.now += wait + MARK_FOR  # answered MARK_FOR after the start it waited for
+    gate.release(ticket, number, Lesson(0.04, announced=tenth))
+    assert gate.settled().reason == "start"
+    second, third = await begin(gate, 2, clock), await begin(gate, 3, clock)  # paced
+    clock.now += 1 / (10 * HEADROOM) + MARK_FOR - 0.001
+    end(gate, second)
+    settled = gate.settled()
+    assert (settled.reason, settled.quota_rate) == ("quota", pytest.approx(10 * HEADROOM))
+    assert settled.why() == "paced by a quota at 9.3/s"
+    end(gate, third, None, Overload.REJECTED)  # something else holds it now
+    assert gate.settled() == Settled(1, 1, "overload")
+
+
+@pytest.mark.parametrize(
+    ("overload", "waits"), [(None, [2.0] * 3 + [0.0] * 2), (Overload.REJECTED, [2.0] * 5)]
+)
+async def test_a_quota_not_kept_is_passed_over_only_on_answers_it_served(
+    overload: Overload | None, waits: list[float]
+) -> None:
+    """Nothing left, reset in 30 years: each start waits the longest wait until three
+    answers served after such a wait say nothing is left again (a quota the server does
+    not keep, passed over from then on); rejections saying so prove nothing."""
+    clock = Clock()
+    gate = AdaptiveLimit(256, 8, longest_wait=2.0, clock=clock)
+    spent = (Announced(None, None, 0, 1e9),)
+    seen = []
+    for order in range(len(waits) + 1):
+        await gate.acquire(order)
+        ticket, number, wait = gate.pace(clock.now)
+        gate.started()
+        seen.append(wait)
+        assert gate.mark(clock.now + wait + MARK_FOR) != "quota"  # a wait cut short is shown so
+        clock.now += wait + 0.04
+        gate.release(ticket, number, Lesson(0.04, overload if order else None, announced=spent))
+    assert seen[1:] == waits
+
+
+async def test_above_one_at_a_time_a_retry_after_holds_the_limit_not_the_starts() -> None:
+    """Told to wait with others still served, the host is full, not closed: fewer in
+    flight answer it, and a freed slot's request starts at once."""
+    gate, clock = controller(start=3)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    started = [await begin(gate, n, clock) for n in range(3)]
+    clock.now += 0.04
+    end(gate, started.pop(), None, Overload.REJECTED, retry_after=2.0)
+    assert gate.current == 2  # the two others in flight
+    end(gate, started.pop())
+    await gate.acquire(3)
+    assert gate.pace(clock.now)[2] == 0.0
+    assert gate.mark() == "held"
+
+
+async def test_a_freed_slot_goes_to_the_lowest_order_waiting() -> None:
+    """Earlier input lines first (the output is written in input order): of the requests
+    waiting for the host, the lowest order gets the freed slot, whenever it came."""
+    clock = Clock()
+    gate = AdaptiveLimit(256, 4, share=1 / 3, clock=clock)  # probes one at a time
+    first = await begin(gate, 0, clock)
+    late = asyncio.ensure_future(gate.acquire(7))
+    early = asyncio.ensure_future(gate.acquire(3))
+    await asyncio.sleep(0)  # (a turn of the loop: both now wait, the later one first)
+    end(gate, first)
+    done, _ = await asyncio.wait({late, early}, timeout=1.0, return_when="FIRST_COMPLETED")
+    assert done == {early}
+    gate.give_back()
+    await asyncio.wait_for(late, 1.0)
 
 
 # ---------------------------------------------------------------- the command
