@@ -98,7 +98,6 @@ _SMOOTHING: Final = 0.2
 _FAILURE_SMOOTHING: Final = 0.02
 """The share of failures is judged over some fifty answers: a few in a row of a flaky
 network are not a rise."""
-_TRACE_EVERY: Final = 0.1
 
 _SCOUT, _PROBE, _RUN = range(3)
 
@@ -263,9 +262,6 @@ class AdaptiveLimit:
         self.reason = "start"
         self.latency: float | None = None
         self.quota = QuotaPacer(share, longest_wait)
-        self.trace: list[tuple[float, int]] = []
-        self._started = clock()
-        self._traced = -math.inf
 
     # -- the gate
     @property
@@ -346,9 +342,6 @@ class AdaptiveLimit:
         if self._phase == _SCOUT:
             self._start_probe(now)
         self._gate.release()
-        if now - self._traced >= _TRACE_EVERY:
-            self._traced = now
-            self.trace.append((round(now - self._started, 3), self.current))
 
     def _noise(self, overload: Overload) -> bool:
         """A failed connection or a timeout at a low rate, or no higher than alone
