@@ -174,9 +174,10 @@ def _median(ordered: list[float]) -> float:
 
 
 def _spread(ordered: list[float]) -> float:
-    """The interquartile range (the whole range under four samples)."""
+    """The interquartile range (under four samples, this is the whole range: the upper
+    quartile's index is the last one, the lower's 0)."""
     n = len(ordered)
-    return ordered[(3 * n) // 4] - ordered[n // 4] if n >= 4 else ordered[-1] - ordered[0]
+    return ordered[(3 * n) // 4] - ordered[n // 4]
 
 
 class Overload(enum.Enum):
