@@ -1009,6 +1009,28 @@ async def test_a_freed_slot_goes_to_the_lowest_order_waiting() -> None:
     await asyncio.wait_for(late, 1.0)
 
 
+async def test_a_retry_after_under_a_second_is_honoured_for_its_length() -> None:
+    """Down to one at a time (the start limit, kept as given) and told to retry after
+    half a second: the next start waits that half second, and the bar says so."""
+    gate, clock = controller(start=1)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    assert gate.current == 1
+    end(gate, await begin(gate, 0, clock), None, Overload.REJECTED, retry_after=0.5)
+    assert gate.mark(clock.now + 0.499) == "held"
+    await gate.acquire(1)
+    assert gate.pace(clock.now)[2] == 0.5
+
+
+async def test_an_attempt_that_taught_no_latency_moves_nothing() -> None:
+    """A slot released with no lesson (``Lesson(None)``: no answer to time) frees the
+    slot and changes neither the limit nor what the summary says."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    before = gate.settled()
+    end(gate, await begin(gate, 0, clock), None)
+    assert (gate.settled(), gate.in_flight, gate.current) == (before, 0, 8)
+
+
 # ---------------------------------------------------------------- the command
 
 
