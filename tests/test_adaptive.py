@@ -709,11 +709,16 @@ async def test_failures_cut_only_above_a_tenth_and_twice_the_share_seen_alone() 
 
 
 async def probed(
-    gate: AdaptiveLimit, clock: Clock, latencies: list[float], done: float | None = None
+    gate: AdaptiveLimit,
+    clock: Clock,
+    latencies: list[float],
+    done: float | None = None,
+    first: float = 0.04,
 ) -> None:
-    """The first request alone, then the probe's answers, ``gate.current`` at a time,
-    with these latencies (as many as end the probe), the last at ``done``."""
-    end(gate, await begin(gate, 0, clock))
+    """The first request alone (answered in ``first`` seconds), then the probe's
+    answers, ``gate.current`` at a time, with these latencies (as many as end the
+    probe), the last at ``done``."""
+    end(gate, await begin(gate, 0, clock), first)
     pending = list(latencies)
     while pending:
         batch = [await begin(gate, n, clock) for n in range(min(gate.current, len(pending)))]
@@ -1029,6 +1034,30 @@ async def test_an_attempt_that_taught_no_latency_moves_nothing() -> None:
     before = gate.settled()
     end(gate, await begin(gate, 0, clock), None)
     assert (gate.settled(), gate.in_flight, gate.current) == (before, 0, 8)
+
+
+async def test_a_rejection_a_full_round_trip_after_a_cut_cuts_again() -> None:
+    """The answers of one round trip are one signal: another rejection cuts again once a
+    whole round trip has passed since the last cut, not sooner. The round trip is the
+    latency smoothed over answers (by a fifth of each change): 250 ms, then 350 ms
+    after an answer in 750 ms."""
+    gate, clock = controller(start=16)
+    await probed(gate, clock, [0.25] * PROBE_SAMPLES, first=0.25)
+    started = [await begin(gate, n, clock) for n in range(12)]
+    clock.now = 1001.0
+    end(gate, started.pop(), None, Overload.REJECTED)
+    assert gate.current == 11  # 16 x 0.7, and no more than the 11 others in flight
+    clock.now = 1001.25
+    end(gate, started.pop(), None, Overload.REJECTED)
+    assert gate.current == 7  # 11 x 0.7 = 7.7
+    end(gate, started.pop(), 0.75)
+    clock.now = 1001.25 + 0.3125
+    end(gate, started.pop(), None, Overload.REJECTED)
+    assert gate.current == 7
+    clock.now = 1001.25 + 0.375
+    end(gate, started.pop(), None, Overload.REJECTED)
+    assert gate.current == 5  # 7.7 x 0.7 = 5.39
+    assert gate.settled().overloads == 4
 
 
 # ---------------------------------------------------------------- the command
