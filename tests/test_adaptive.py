@@ -681,6 +681,12 @@ async def test_after_a_cut_the_search_halves_the_distance_then_holds_then_probes
     limits = await judged(simulation, 15)
     # 23.1 + 4.45 = 27.55, + 2.225, + 1.11, + 1 (at least), then 32 = 33 - 1 (not 32.9)
     assert limits == [27, 29, 30, 31, 32] + [32] * (PLATEAU - 1) + [33, 34, 35, 36, 37, 39, 43]
+    server.rejecting = 1
+    while gate.overloads < 2:
+        await simulation.run(1)  # cut at 43: the next search holds PLATEAU windows again
+    assert gate.current == 30
+    limits = await judged(simulation, 10)
+    assert limits == [36, 39, 40, 41, 42] + [42] * (PLATEAU - 1) + [43, 44]
 
 
 async def test_failures_cut_only_above_a_tenth_and_twice_the_share_seen_alone() -> None:
