@@ -25,6 +25,7 @@ from fetchmany.fetch.adaptive import (
     PROBE_LIMIT,
     PROBE_SAMPLES,
     QUIET,
+    RECENT,
     REPROBE_EVERY,
     SLACK,
     TOLERANCE,
@@ -681,6 +682,8 @@ async def test_after_a_cut_the_search_halves_the_distance_then_holds_then_probes
     limits = await judged(simulation, 15)
     # 23.1 + 4.45 = 27.55, + 2.225, + 1.11, + 1 (at least), then 32 = 33 - 1 (not 32.9)
     assert limits == [27, 29, 30, 31, 32] + [32] * (PLATEAU - 1) + [33, 34, 35, 36, 37, 39, 43]
+    # The level settled at: the median of the last RECENT windows' limits, not of all.
+    assert gate.settled().limit == sorted(limits[-RECENT:])[RECENT // 2] == 35
     server.rejecting = 1
     while gate.overloads < 2:
         await simulation.run(1)  # cut at 43: the next search holds PLATEAU windows again
