@@ -1069,6 +1069,27 @@ async def test_a_rejection_a_full_round_trip_after_a_cut_cuts_again() -> None:
     assert gate.settled().overloads == 4
 
 
+async def test_after_a_retry_after_the_search_stops_just_under_the_cut_for_quiet_times_it() -> None:
+    """Retry-After: 2 at a limit of 27 (cut to 18): the search returns to 26, just under
+    the level that drew it, and probes past it (every PLATEAU-th good window) only from
+    QUIET x 2 = 6 s after, since each probe that finds the edge costs a wait that long."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    for _ in range(3):
+        await judge(gate, clock, [0.04] * gate.current)  # slow start: 12, 18, 27
+    started = [await begin(gate, n, clock) for n in range(27)]
+    clock.now = 1001.0
+    end(gate, started.pop(), None, Overload.REJECTED, retry_after=2.0)
+    assert gate.current == 18
+    for each in started:
+        end(gate, each)
+    limits = []
+    for k in range(1, 49):  # a window every 1/8 s, the last at 6 s exactly
+        await judge(gate, clock, [0.04] * max(MIN_WINDOW, gate.current // 2), at=1001 + k / 8)
+        limits.append(gate.current)
+    assert limits == [22, 24, 25, 26] + [26] * 43 + [27]
+
+
 # ---------------------------------------------------------------- the command
 
 
