@@ -1090,6 +1090,31 @@ async def test_after_a_retry_after_the_search_stops_just_under_the_cut_for_quiet
     assert limits == [22, 24, 25, 26] + [26] * 43 + [27]
 
 
+async def test_a_latency_cut_halves_at_most_and_never_below_one() -> None:
+    """A worker of -P 3 (probing one at a time) at a limit of 2, answers four times as
+    slow as alone: the cut is to half, and half of 2 is one request at a time."""
+    clock = Clock()
+    gate = AdaptiveLimit(256, 2, share=1 / 3, clock=clock)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    await judge(gate, clock, [0.16] * MIN_WINDOW, at_once=2)
+    assert gate.settled() == Settled(1, 0, "latency", baseline_ms=40.0, latency_ms=160.0)
+
+
+async def test_a_probe_rejected_alone_probes_one_at_a_time_from_then_on() -> None:
+    """Rejected during the probe with nothing else in flight: even the probe's few at a
+    time were too many, so this probe and every later one goes one at a time."""
+    gate, clock = controller(start=8)
+    end(gate, await begin(gate, 0, clock))
+    end(gate, await begin(gate, 1, clock), None, Overload.REJECTED)
+    assert gate.current == 1
+    for _ in range(PROBE_SAMPLES):
+        end(gate, await begin(gate, 0, clock))
+    await judge(gate, clock, [0.04] * MIN_WINDOW, at_once=1)
+    assert gate.current == 2  # grown again
+    await judge(gate, clock, [0.04] * MIN_WINDOW, at=1020.0, at_once=1)  # the next grid point
+    assert (gate.current, gate.mark(1020.0)) == (1, "probe")
+
+
 # ---------------------------------------------------------------- the command
 
 
