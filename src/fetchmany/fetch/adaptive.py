@@ -31,8 +31,9 @@ load. The controller reads each signal where it is reliable:
   and beyond it grows by one, then faster the longer nothing goes wrong (the BIC
   scheme of TCP congestion control): it returns quickly to what worked, probes
   slowly where trouble was, and finds room that appears. It grows only when the
-  window used at least half the limit (an idle limit proves nothing), never during
-  a ``Retry-After``, and never past the ceiling (``--limit auto:MAX``).
+  window used at least half the limit (an idle limit proves nothing), never past the
+  level that drew a ``Retry-After`` of T seconds for QUIET x T after it (back to just
+  under that level, no probing beyond), and never past the ceiling (``--limit auto:MAX``).
 """
 
 from __future__ import annotations
