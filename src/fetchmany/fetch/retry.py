@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from fetchmany.checks import flag, named, seconds, shown, whole
-from fetchmany.fetch.httpdate import http_date
 from fetchmany.records import ErrorKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -32,6 +31,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isascii() and value.isdigit():  # not str.isdigit alone: it accepts "²"
         return float(value)
+    from fetchmany.fetch.httpdate import http_date  # rarely needed: not at start-up
+
     when = http_date(value)
     if when is None:
         return None
