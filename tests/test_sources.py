@@ -16,6 +16,7 @@ from fetchmany.input import sources
 from fetchmany.input.rows import InputError, InputFormat
 from fetchmany.input.sources import (
     _QUEUED_CHUNKS,
+    Item,
     LineFeed,
     Shard,
     count_items,
@@ -25,7 +26,7 @@ from fetchmany.input.sources import (
     read_items,
 )
 from fetchmany.input.templates import RequestTemplate, TemplateError, url_template
-from fetchmany.records import ErrorKind
+from fetchmany.records import ErrorKind, FetchError
 
 NO_TEMPLATE = RequestTemplate()
 
@@ -474,3 +475,69 @@ def test_sharding_by_host_puts_each_item_in_exactly_one_shard_with_its_host() ->
     assert all(len(shard_numbers) == 1 for shard_numbers in by_host.values())
     assert len({next(iter(numbers)) for numbers in by_host.values()}) > 1  # spread out
     assert holders[60] == [60 % 3]  # no URL: by its index
+
+
+async def test_rows_of_bytes_that_are_not_utf8_are_read_as_lines_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSV and JSON Lines rows, long or not, keep an undecodable byte as ``\\xNN`` (the
+    URL sends the byte itself), as a line of text does: never a crash. A JSON Lines
+    row's CRLF is no part of it, and a CSV row longer than an item may be is one
+    invalid record, its neighbours read as ever."""
+    monkeypatch.setattr(sources, "MAX_LINE", 200_000)
+    table = tmp_path / "rows.csv"
+    table.write_bytes(b"id\n1\xff\n  x" + b"\xfe" * 300_000 + b"\n2\n")
+    csv_items = [
+        i async for i in read_items([str(table)], with_url("http://h.test/{id}"), InputFormat.CSV)
+    ]
+    assert [(i.index, i.input, i.url) for i in (csv_items[0], csv_items[2])] == [
+        (0, "1\\xff", "http://h.test/1%FF"),
+        (2, "2", "http://h.test/2"),
+    ]
+    long = csv_items[1]
+    assert (long.index, long.url, long.error) == (
+        1,
+        None,
+        FetchError(
+            ErrorKind.INVALID_URL, "a row of 300,003 characters, longer than an item may be"
+        ),
+    )
+    assert long.input.startswith("  x\\xfe\\xfe")
+    lines = tmp_path / "rows.jsonl"
+    lines.write_bytes(b'{"id":"1\xff"}\r\nnot json\xff\r\n{"id":"2"}\r\n')
+    json_items = [
+        i async for i in read_items([str(lines)], with_url("http://h.test/{id}"), InputFormat.JSONL)
+    ]
+    assert [(i.input, i.url) for i in json_items] == [
+        ('{"id":"1\\xff"}', "http://h.test/1%FF"),
+        ("not json\\xff", None),
+        ('{"id":"2"}', "http://h.test/2"),
+    ]
+    plain = tmp_path / "ids.txt"
+    plain.write_bytes(b"1\n" + b"\xff" * 300_000 + b"\n   # " + b"c" * 300_000 + b"\n2\n")
+    line_items = [i async for i in read_items([str(plain)], with_url("http://h.test/{}"))]
+    assert [i.input for i in line_items][::2] == ["1", "2"]  # the indented comment: skipped
+    assert line_items[1].input.startswith("\\xff\\xff")
+
+
+async def test_a_library_value_no_item_can_be_made_of_is_its_invalid_record() -> None:
+    """Every value given is one item: one that cannot be read (a mapping that holds
+    itself) is an invalid record at its index, named by its type; a mapping is shown
+    as JSON, its text as it is (not \\u-escaped) and other values as their text."""
+    import datetime
+
+    looped: dict[str, object] = {"id": "1"}
+    looped["self"] = looped
+    values = [looped, {"id": "é", "when": datetime.date(2026, 12, 5)}]
+    items = [i async for i in items_from(values, with_url("http://h.test/{id}"))]
+    assert items[0] == Item(
+        0,
+        "dict value",
+        None,
+        FetchError(ErrorKind.INVALID_URL, "cannot be read as an item: Circular reference detected"),
+    )
+    assert (items[1].index, items[1].input, items[1].url) == (
+        1,
+        '{"id": "é", "when": "2026-12-05"}',
+        "http://h.test/%C3%A9",
+    )
