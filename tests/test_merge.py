@@ -911,6 +911,13 @@ def test_parts_of_each_shape_merge_to_exactly_their_records(
             "0,200,12,1,-Infinity",
             {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": "-Infinity"},
         ),
+        # Digits Python reads as a number that str() and repr() never write: 01 was 1,
+        # -0 was 0, 1e3 was 1000.0, and 1e400 (inf) was null in the merged JSON.
+        ("0,01,-0,007,1e3", {"status": "01", "size": "-0", "attempts": "007", "elapsed_ms": "1e3"}),
+        ("0,200,12,1,1e400", {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": "1e400"}),
+        ("0,200,12,1,01.5", {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": "01.5"}),
+        ("0,200,12,1,-0.0", {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": -0.0}),
+        ("0,200,12,1,1e+16", {"status": 200, "size": 12, "attempts": 1, "elapsed_ms": 1e16}),
     ],
 )
 def test_csv_numbers_are_read_back_only_as_fetchmany_writes_them(
@@ -921,9 +928,10 @@ def test_csv_numbers_are_read_back_only_as_fetchmany_writes_them(
     assert merge_all([path]) == [{"index": 0, **read}]
 
 
-def test_a_csv_index_python_would_read_as_a_number_is_no_index(tmp_path: Path) -> None:
-    """``1_0`` was merged as index 10."""
-    (path,) = write_parts(tmp_path, (b"index,ok\r\n0,true\r\n1_0,true\r\n",))
+@pytest.mark.parametrize("cell", ["1_0", "01", "+1"])
+def test_a_csv_index_python_would_read_as_a_number_is_no_index(tmp_path: Path, cell: str) -> None:
+    """``1_0`` was merged as index 10, ``01`` as index 1."""
+    (path,) = write_parts(tmp_path, (f"index,ok\r\n0,true\r\n{cell},true\r\n".encode(),))
     with pytest.raises(MergeError) as refused:
         merge_all([path], allow_gaps=True)
     assert str(refused.value) == f"{path}: record 1 has no index of 0 or more"
@@ -932,6 +940,17 @@ def test_a_csv_index_python_would_read_as_a_number_is_no_index(tmp_path: Path) -
     assert result.returncode == 75
     assert result.stderr == f"fetchmany: {path}: record 1 has no index of 0 or more\n"
     assert not out.exists()
+
+
+def test_a_csv_number_of_more_digits_than_python_reads_stays_text(tmp_path: Path) -> None:
+    """A hand-edited 5000-digit size ended the merge with an internal error (exit 70):
+    int() refuses more than 4300 digits, which str() cannot write either."""
+    digits = "9" * 5000
+    (part,) = write_parts(tmp_path, (f"index,size\r\n0,{digits}\r\n".encode(),))
+    out = tmp_path / "all.jsonl"
+    result = run_cli("--merge", part, "-o", str(out))
+    assert (result.returncode, result.stderr) == (0, "Merged 1 records from 1 parts\n")
+    assert jsonl(out.read_bytes()) == [{"index": 0, "size": digits}]
 
 
 def test_records_of_refuses_csv_safe_cells_unless_told_they_are_neutralised(

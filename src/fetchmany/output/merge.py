@@ -57,11 +57,28 @@ _FLOATS: Final = frozenset({"elapsed_ms"})
 _BOOLEANS: Final = frozenset({"ok", "unchanged"})
 
 
-_INTEGER: Final = re.compile(r"-?[0-9]+")
+_INTEGER: Final = re.compile(r"0|-?[1-9][0-9]*")
 _FLOAT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?")
-"""The numbers ``writers.csv_cell`` writes (``str`` of an int, ``repr`` of a finite
-float); Python reads more (``1_0``, ``\u0661``, `` 5``, ``nan``), which would change a
-cell fetchmany did not write into another number, or into null."""
+"""The numbers ``writers.csv_cell`` writes: ``str`` of an int, ``repr`` of a finite float
+(each checked whole below). Python reads more (``1_0``, ``\u0661``, `` 5``, ``nan``,
+``01``, ``-0``, ``1e3``, ``1e400``), which would change a cell fetchmany did not write
+into another number, or into null."""
+
+
+def _integer(cell: str) -> int | str:
+    if not _INTEGER.fullmatch(cell):
+        return cell
+    try:
+        return int(cell)
+    except ValueError:  # more digits than int() reads (4300): str() cannot write them
+        return cell
+
+
+def _float(cell: str) -> float | str:
+    if not _FLOAT.fullmatch(cell):
+        return cell
+    value = float(cell)
+    return value if repr(value) == cell else cell  # 1e3, 01.5, 1e400 (inf): not repr's
 
 
 def _typed(name: str, cell: str) -> Any:
@@ -70,9 +87,9 @@ def _typed(name: str, cell: str) -> Any:
     if cell == "":
         return None
     if name in _INTEGERS:
-        return int(cell) if _INTEGER.fullmatch(cell) else cell
+        return _integer(cell)
     if name in _FLOATS:
-        return float(cell) if _FLOAT.fullmatch(cell) else cell
+        return _float(cell)
     if name in _BOOLEANS:
         return {"true": True, "false": False}.get(cell, cell)
     return cell
