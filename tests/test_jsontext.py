@@ -72,3 +72,18 @@ def test_a_record_read_fast_is_refused_as_the_strict_parser_refuses(
     with pytest.raises(ValueError, match=message) as fast:
         jsontext.loads_record(text)
     assert str(fast.value) == str(strict.value)  # the same words, whichever reader
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'\xef\xbb\xbf{"a":1}', "Unexpected UTF-8 BOM"),
+        ('{"a":1}'.encode("utf-16"), "can't decode byte 0xff"),
+        ('{"a":1}'.encode("utf-32"), "can't decode byte 0xff"),
+    ],
+)
+def test_a_record_line_is_read_as_utf8_alone(text: bytes, message: str) -> None:
+    """json.loads of bytes takes a byte-order mark, UTF-16 or UTF-32 too; fetchmany
+    writes UTF-8 with none, so a line otherwise was not written by it."""
+    with pytest.raises(ValueError, match=message):
+        jsontext.loads_record(text)

@@ -923,6 +923,48 @@ def test_resume_of_two_arrays_in_one_file_leaves_it_as_it_was(
     assert server.state.requests == 2  # the two runs' own, nothing for the resume
 
 
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("jsonl", R0 + b"\n\xef\xbb\xbf" + R1 + b"\n"),
+        ("json", b"[\n" + R0 + b",\n\xef\xbb\xbf" + R1 + b"\n]\n"),
+        ("json", b"[\n" + R0 + b",\n\xef\xbb\xbf" + R1 + b",\n"),  # unclosed: resumable
+    ],
+)
+def test_a_record_line_with_a_byte_order_mark_is_refused(
+    tmp_path: Path, fmt: str, content: bytes
+) -> None:
+    """A line starting with a byte-order mark (a file an editor saved, appended with
+    cat) passed as a record: the resumed file went on with it, and no JSON reader took
+    the result (``json.load``: "Expecting value")."""
+    from fetchmany.output.resume import ResumeError
+
+    said = (
+        "{path}: line 2 is not a JSON record"
+        if fmt == "jsonl"
+        else "{path}: line 3 is not a JSON record"
+    )
+    assert scanned(tmp_path, fmt, content) == (ResumeError, said)
+
+
+def test_resume_of_a_file_with_a_byte_order_mark_inside_leaves_it_as_it_was(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.json"
+    template = server.url("/item?id={}")
+    run = run_cli("-t", template, "-f", "json", "-q", "-o", str(out), stdin=b"1\n2\n")
+    assert run.returncode == 0, run.stderr
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join([*lines[:2], b"\xef\xbb\xbf" + lines[2]]))  # and no ]
+    before = out.read_bytes()
+    result = run_cli("-t", template, "-o", str(out), "--resume", stdin=b"1\n2\n3\n")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"fetchmany: {out}: line 3 is not a JSON record\n",
+    )
+    assert out.read_bytes() == before
+
+
 def test_a_csv_row_of_other_cells_is_named_by_the_byte_it_starts_at(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -46,16 +46,20 @@ digits; an integer it keeps is below it."""
 
 
 def loads_record(line: bytes) -> Any:
-    """``loads(line)``, the same value or the same ValueError, parsed by orjson where
-    orjson is exact: everything it refuses (NaN, 1e999, a lone surrogate, deep nesting,
-    bad UTF-8) and every value holding a float of 2**63 or more (an integer beyond 64
-    bits, which orjson rounds) is parsed again by ``loads``, which decides."""
+    """``loads`` of ``line`` read as UTF-8, the same value or the same ValueError, parsed
+    by orjson where orjson is exact: everything it refuses (NaN, 1e999, a lone surrogate,
+    deep nesting, bad UTF-8) and every value holding a float of 2**63 or more (an integer
+    beyond 64 bits, which orjson rounds) is parsed again by ``loads``, which decides.
+
+    Read as UTF-8, as fetchmany writes it: ``json.loads`` of bytes takes a byte-order mark
+    (or UTF-16) at the start of any line too, so a line an editor or ``cat`` put there
+    passed as a record, and a resumed file went on with it, which no JSON reader takes."""
     try:
         value = orjson.loads(line)
     except ValueError:  # orjson.JSONDecodeError too: the strict parser words the error
-        return loads(line)
+        return _loads_utf8(line)
     if isinstance(value, float) and abs(value) >= _LONGEST_EXACT:
-        return loads(line)
+        return _loads_utf8(line)
     stack = [value] if isinstance(value, dict | list) else []
     while stack:
         node = stack.pop()
@@ -63,8 +67,13 @@ def loads_record(line: bytes) -> Any:
             if isinstance(child, dict | list):
                 stack.append(child)
             elif isinstance(child, float) and abs(child) >= _LONGEST_EXACT:
-                return loads(line)
+                return _loads_utf8(line)
     return value
+
+
+def _loads_utf8(line: bytes) -> Any:
+    # surrogatepass: json.loads of bytes reads a lone surrogate's UTF-8 so, as before
+    return loads(line.decode("utf-8", "surrogatepass"))
 
 
 def _finite_text(text: str) -> NumberText:
