@@ -240,3 +240,37 @@ def test_a_link_at_a_save_name_is_a_save_error_and_nothing_is_written_through_it
     assert "is a link" in first["error"]["message"]
     assert second["ok"] is True
     assert outside.read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_resumed_run_saves_over_no_file_the_kept_records_name(
+    server: LoopbackServer, tmp_path: Path, fmt: str
+) -> None:
+    """Found by a hostile tester: under a --save-name two items share, a resumed run
+    began naming again from scratch, so its new items were saved over the files the kept
+    records name (those records' sha256 then wrong). Each file stays its record's."""
+    import hashlib
+
+    bodies = tmp_path / "bodies"
+    out = tmp_path / f"out.{fmt}"
+    args = ("-t", server.url("/item?id={}"), "--save-dir", str(bodies), "--save-name")
+    args += ("same{ext}", "-o", str(out), "-q")
+    assert run_cli(*args, stdin=b"1\n2\n3\n").returncode == 0
+    kept = {p.name: p.read_bytes() for p in bodies.iterdir()}
+    assert len(kept) == 3
+    again = run_cli(*args, "--resume", stdin=b"1\n2\n3\n4\n5\n")
+    assert again.returncode == 0, again.stderr
+    if fmt == "csv":
+        import csv
+
+        records = list(csv.DictReader(out.open(newline="")))
+    elif fmt == "json":
+        records = json.loads(out.read_bytes())
+    else:
+        records = jsonl(out.read_text())
+    paths = [r["path"] for r in records]
+    assert len(set(paths)) == 5
+    assert sorted(os.listdir(bodies)) == sorted(os.path.basename(p) for p in paths)
+    for record in records:
+        assert hashlib.sha256(Path(record["path"]).read_bytes()).hexdigest() == record["sha256"]
+    assert {name: (bodies / name).read_bytes() for name in kept} == kept

@@ -44,11 +44,14 @@ async def fetch_finished(
     on_engine: Callable[[Engine[T]], None] | None = None,
     setup: SessionSetup | None = None,
     refresh: PreviousTable | None = None,
+    kept_files: Iterable[str] = (),
 ) -> AsyncGenerator[list[T], None]:
     """``fetch_batches`` with each record turned by ``finish`` as soon as it completes;
     the reorder window holds those results and counts ``cost(result)`` bytes each.
     ``refresh``: the previous records of items as they are dispatched (``--refresh``),
-    which make each request conditional (``fetch/refresh.py``).
+    which make each request conditional (``fetch/refresh.py``). ``kept_files``: the
+    ``--save-dir`` files a resumed output's records name, which no item of this run
+    may be saved over.
 
     The run is assembled here, each part made once: the session's setup (unless the
     caller prepared it already, as the CLI does to check it early), the limits, the
@@ -72,6 +75,11 @@ async def fetch_finished(
 
             sessions = await stack.enter_async_context(open_session(options, setup))
             client = Client(sessions, options, limits, setup)
+            if kept_files:
+                from fetchmany.fetch.saving import KEPT
+
+                for kept in kept_files:
+                    client.reserve_saved(kept, KEPT)
             if refresh is not None:
                 from fetchmany.fetch.refresh import Refresher
 

@@ -245,6 +245,22 @@ def keeps_nothing(writer: RecordWriter, signalled: bool) -> bool:
     return signalled and writer.written == 0 and writer.output.discardable
 
 
+def kept_saved_files(job: Job, skipped: int) -> list[str]:
+    """A resumed run with --save-dir under a --save-name that two items may share: the
+    files the kept records name, each to be saved over by no new item (the names are
+    kept in memory anyway, as the run's own are)."""
+    options, resume = job.options, job.resume
+    if resume is None or not skipped or options.save_dir is None:
+        return []
+    from fetchmany.fetch.saving import names_may_collide
+
+    if not names_may_collide(options.save_name):
+        return []
+    from fetchmany.output.resume import recorded_paths
+
+    return list(recorded_paths(resume.path, resume.format, resume.fields))
+
+
 async def run_job(job: Job, interruption: Interruption) -> Outcome:
     """Run a CLI job to the end and leave its output right, however it ends.
 
@@ -277,6 +293,7 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
 
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
             items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
+        kept_files = kept_saved_files(job, skipped)
         items, previous = job.refreshing(items)
 
         def on_engine(engine: Engine[Any]) -> None:
@@ -284,7 +301,14 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
             engines.append(engine)
 
         finished = fetch_finished(
-            items, job.options, encoder(writer), finished_cost, on_engine, job.setup, previous
+            items,
+            job.options,
+            encoder(writer),
+            finished_cost,
+            on_engine,
+            job.setup,
+            previous,
+            kept_files,
         )
 
         def show_limits(limits: Limits) -> None:

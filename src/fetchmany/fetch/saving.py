@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from fetchmany.fetch.bodies import split_content_type
 from fetchmany.files import new_file_mode
@@ -79,6 +79,16 @@ class SavedBody:
     body: bytes = b""
 
 
+KEPT: Final = -1
+"""The owner of a file a resumed output's records already name: no item of this run."""
+
+
+def names_may_collide(name_template: str) -> bool:
+    """Whether two items can be given one name by ``--save-name``: any template that does
+    not start with ``{index}``, which is unique."""
+    return not name_template.startswith("{index}")
+
+
 class SaveDir:
     """Where bodies go and what each file is called.
 
@@ -92,7 +102,7 @@ class SaveDir:
     def __init__(self, directory: str, name_template: str = DEFAULT_SAVE_NAME) -> None:
         self.directory = os.path.realpath(directory)
         self.template = Template.plain(name_template, raw_text)
-        self._taken: dict[str, int] | None = None if name_template.startswith("{index}") else {}
+        self._taken: dict[str, int] | None = {} if names_may_collide(name_template) else None
         """Each name given out, by the index of the item it is for."""
 
     def name_for(

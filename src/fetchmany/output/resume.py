@@ -376,6 +376,15 @@ def recorded_keys(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iter
             yield None if value is None or value == "" else str(value)
 
 
+def recorded_paths(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Iterator[str]:
+    """Each ``--save-dir`` file the recorded records name (``path``), in order."""
+    if "path" not in fields:
+        return
+    for record, end in _records(path, fmt, fields):
+        if end >= 0 and isinstance(saved := record.get("path"), str) and saved:
+            yield saved
+
+
 def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
     """How a refusal names an item that is not the one a file holds at its index: both
     values, credentials masked; neither when the item's URL carries credentials and a
