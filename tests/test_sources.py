@@ -6,7 +6,9 @@ import io
 import os
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Final
 
 import pytest
 from yarl import URL
@@ -20,6 +22,7 @@ from fetchmany.input.sources import (
     LineFeed,
     Shard,
     count_items,
+    host_shard,
     item_text,
     items_from,
     make_item,
@@ -541,3 +544,57 @@ async def test_a_library_value_no_item_can_be_made_of_is_its_invalid_record() ->
         '{"id": "é", "when": "2026-12-05"}',
         "http://h.test/%C3%A9",
     )
+
+
+async def test_library_values_from_an_async_source_are_indexed_as_given() -> None:
+    """An async iterable (a queue, a database cursor) as a list is: every value one item,
+    indexed 0, 1, 2..., a blank one an invalid record that says so."""
+
+    async def values() -> AsyncIterator[str]:
+        for value in ("http://h.test/a", "  ", "http://h.test/c"):
+            yield value
+
+    items = [i async for i in items_from(values(), NO_TEMPLATE)]
+    assert [(i.index, i.input) for i in items] == [
+        (0, "http://h.test/a"),
+        (1, "  "),
+        (2, "http://h.test/c"),
+    ]
+    assert items[1] == Item(1, "  ", None, FetchError(ErrorKind.INVALID_URL, "empty item"))
+
+
+URLS_OF_TWO_HOSTS: Final = [
+    f"http://{host}.test/{name}"
+    for host, name in zip(["h0", "h1", "h1", "h1", "h0", "h1", "h0"], "abcdefg", strict=True)
+]
+
+
+def urls_file(tmp_path: Path) -> str:
+    """The URLs, with a blank line and a comment among them (counted by no index)."""
+    lines = URLS_OF_TWO_HOSTS
+    path = tmp_path / "urls.txt"
+    path.write_text("\n".join([*lines[:2], "", *lines[2:5], "# not an item", *lines[5:]]) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("shard", "indexes"), [(Shard(0, 3), [0, 3, 6]), (Shard(1, 3), [1, 4]), (Shard(2, 3), [2, 5])]
+)
+async def test_a_shard_by_index_reads_its_items_keeping_their_index(
+    tmp_path: Path, shard: Shard, indexes: list[int]
+) -> None:
+    items = [i async for i in read_items([urls_file(tmp_path)], NO_TEMPLATE, shard=shard)]
+    assert [(i.index, i.input) for i in items] == [(n, URLS_OF_TWO_HOSTS[n]) for n in indexes]
+
+
+async def test_shards_by_host_split_the_items_whole_by_host(tmp_path: Path) -> None:
+    """Every item in exactly one shard, keeping its index; a host's items all in one."""
+    path = urls_file(tmp_path)
+    shards = [
+        [(i.index, i.input) async for i in read_items([path], NO_TEMPLATE, shard=Shard(k, 2, True))]
+        for k in (0, 1)
+    ]
+    assert sorted(shards[0] + shards[1]) == list(enumerate(URLS_OF_TWO_HOSTS))
+    for k, shard in enumerate(shards):
+        assert shard == sorted(shard)
+        assert all(host_shard(URL(url), 2) == k for _, url in shard)
