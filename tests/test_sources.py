@@ -598,3 +598,62 @@ async def test_shards_by_host_split_the_items_whole_by_host(tmp_path: Path) -> N
     for k, shard in enumerate(shards):
         assert shard == sorted(shard)
         assert all(host_shard(URL(url), 2) == k for _, url in shard)
+
+
+@pytest.mark.parametrize(
+    ("shard", "expected"),
+    [
+        (None, [(0, "1,a", None), (1, '2,"b', "unclosed")]),
+        (Shard(0, 2), [(0, "1,a", None)]),
+        (Shard(1, 2), [(1, '2,"b', "unclosed")]),
+    ],
+)
+async def test_a_csv_that_ends_inside_a_quoted_cell_ends_in_that_rows_invalid_record(
+    tmp_path: Path, shard: Shard | None, expected: list[tuple[int, str, str | None]]
+) -> None:
+    """The row the file ends in has its record, at its index, in its shard only."""
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b'id,name\n1,a\n2,"b')
+    items = [
+        i
+        async for i in read_items(
+            [str(path)], with_url("http://h.test/{id}"), InputFormat.CSV, shard=shard
+        )
+    ]
+    unclosed = FetchError(
+        ErrorKind.INVALID_URL, "a quoted cell is never closed: the file ends in it"
+    )
+    assert [(i.index, i.input, None if i.error is None else "unclosed") for i in items] == expected
+    assert [i.error for i in items if i.error is not None] == [
+        unclosed for _, _, why in expected if why
+    ]
+
+
+async def test_a_worker_reads_its_input_from_the_descriptor_it_was_given(tmp_path: Path) -> None:
+    """-P: a worker reads its copy of a pipe from a descriptor, under the pipe's name,
+    by index or by host alike."""
+    path = tmp_path / "ids.txt"
+    path.write_bytes(b"http://h.test/1\nhttp://h.test/2\n")
+    for shard in (None, Shard(0, 1, by_host=True)):
+        fd = os.open(path, os.O_RDONLY)
+        items = read_items(["-"], NO_TEMPLATE, shard=shard, streams={0: fd})
+        assert [(i.index, i.input) async for i in items] == [
+            (0, "http://h.test/1"),
+            (1, "http://h.test/2"),
+        ]
+
+
+@pytest.mark.parametrize("bad_at", [0, 1, 2])
+async def test_an_input_that_cannot_be_read_says_whether_records_came_before_it(
+    tmp_path: Path, bad_at: int
+) -> None:
+    """The first input refused is a usage error (nothing fetched yet); a later one ends a
+    run whose output is incomplete (exit 75): ``later`` tells them apart."""
+    paths = []
+    for n in range(3):
+        path = tmp_path / f"in{n}.txt"
+        path.write_bytes(b"\xff\xfeh\x00" if n == bad_at else f"http://h.test/{n}\n".encode())
+        paths.append(str(path))
+    with pytest.raises(InputError) as refused:
+        [i async for i in read_items(paths, NO_TEMPLATE)]
+    assert refused.value.later is (bad_at > 0)

@@ -169,7 +169,9 @@ class CsvRows:
     def finish(self) -> Row | None:
         """End of file: a row still inside a quoted cell is a row, whose problem is that
         its quote is never closed (the csv module would fill the cell with the rest of
-        the file, and the row would be fetched as if whole)."""
+        the file, and the row would be fetched as if whole). Only such a row is left
+        at the end (a whole row is handed out as its line ends), so a row returned
+        here always has a problem."""
         if not self._pending and self._over is None:
             return None
         unclosed = self._quoted

@@ -505,12 +505,10 @@ async def read_items(
                         yield make_item(index, row.text, request, row.fields or {})
                     index += 1
             if csv_rows is not None and (last := csv_rows.finish()) is not None:
-                if skip > 1 and index % skip != mine:
-                    pass
-                elif last.problem is not None:
+                # Only a row the file ends inside (a quote never closed) is left: wrong.
+                assert last.problem is not None
+                if skip == 1 or index % skip == mine:
                     yield _invalid(index, display_text(last.text), None, last.problem)
-                else:
-                    yield make_item(index, last.text, request, last.fields or {})
                 index += 1
         except InputError as exc:
             exc.later = position > 0
