@@ -28,6 +28,26 @@ def test_names_from_the_template_are_sanitised() -> None:
     assert len(sanitise("x" * 500 + ".json")) == 200
 
 
+@pytest.mark.parametrize(
+    ("content_type", "ext"),
+    [
+        (None, ".bin"),  # no type said
+        ("", ".bin"),
+        ("application/json; charset=utf-8", ".json"),  # the common ones, by our table
+        ("TEXT/HTML", ".html"),
+        ("image/jpeg", ".jpg"),  # not mimetypes' first pick, .jpe
+        ("application/problem+json", ".json"),  # any +json
+        ("image/png", ".png"),  # the rest by mimetypes
+        ("image/jpg", ".jpg"),  # a common misspelling mimetypes knows, not strictly
+        ("application/x-nothing-known", ".bin"),
+    ],
+)
+def test_a_body_s_extension_follows_its_content_type(content_type: str | None, ext: str) -> None:
+    from fetchmany.fetch.saving import extension_for
+
+    assert extension_for(content_type) == ext
+
+
 def test_two_items_never_get_one_name(tmp_path: Path) -> None:
     save = SaveDir(str(tmp_path), "{id}{ext}")
     names = [save.name_for(i, "same", None, "application/json") for i in range(3)]
