@@ -7,7 +7,7 @@ import os
 import resource
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -294,3 +294,45 @@ def test_a_resumed_run_saves_over_no_file_the_kept_records_name(
     for record in records:
         assert hashlib.sha256(Path(record["path"]).read_bytes()).hexdigest() == record["sha256"]
     assert {name: (bodies / name).read_bytes() for name in kept} == kept
+
+
+def contents(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "cap", "saved", "truncated"),
+    [
+        ([b"abc", b"def"], 6, b"abcdef", False),  # exactly the cap: whole
+        ([b"abc", b"defg"], 6, b"abcdef", True),  # one byte over: cut, and said
+        ([b"abcdefgh"], 3, b"abc", True),
+        ([], 6, b"", False),
+    ],
+)
+async def test_a_saved_body_is_cut_at_the_cap_to_the_byte_and_kept_whole_for_picks(
+    tmp_path: Path, chunks: list[bytes], cap: int, saved: bytes, truncated: bool
+) -> None:
+    """What is written, what is kept for --pick and the sha256 agree, at the cap's edge;
+    while being written the body is a hidden ``.fetchmany-*.part`` file beside it."""
+    import hashlib
+
+    save = SaveDir(str(tmp_path), "{id}{ext}")
+    seen: list[list[str]] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            seen.append(os.listdir(tmp_path))
+            yield chunk
+
+    for keep in (False, True):
+        result = await save.save(
+            body(), index=0, text="b", fields=None, content_type="text/plain", cap=cap, keep=keep
+        )
+        assert contents(result.path) == saved
+        assert (result.size, result.truncated) == (len(saved), truncated)
+        assert result.sha256 == hashlib.sha256(saved).hexdigest()
+        assert result.body == (saved if keep else b"")
+    for names in seen:
+        (temp,) = [n for n in names if n != "b.txt"]
+        assert temp.startswith(".fetchmany-")
+        assert temp.endswith(".part")
