@@ -873,3 +873,246 @@ def test_a_validator_that_is_not_text_is_not_carried(
     first = jsonl(result.stdout)[0]
     assert first["unchanged"] is True
     assert first["last_modified"] is None
+
+
+# In process, on refresh.py's own parts: what a mutation tester reaches (a test through
+# a subprocess is invisible to it). Each table holds one guarantee.
+
+_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("values", "sent"),
+    [
+        ({"etag": '"a"'}, {"If-None-Match": '"a"'}),
+        ({"last_modified": _DATE}, {"If-Modified-Since": _DATE}),
+        ({"etag": 'W/"a"', "last_modified": _DATE},
+         {"If-None-Match": 'W/"a"', "If-Modified-Since": _DATE}),
+        ({"etag": "", "last_modified": None}, None),
+        ({"etag": "  "}, None),  # blank: no tag to match
+        ({"etag": 5, "last_modified": ["x"]}, None),  # not text: an edited file
+        ({"etag": '"a"\r\nX-Injected: 1'}, None),  # a control character cannot be sent
+        ({"etag": '"a"', "last_modified": f"{_DATE}\r\nX-Injected: 1"}, {"If-None-Match": '"a"'}),
+        ({"last_modified": "yesterday-ish"}, None),  # no HTTP date
+        ({}, None),
+    ],
+)  # fmt: skip
+def test_the_conditional_headers_are_made_from_the_previous_validators_alone(
+    values: dict[str, Any], sent: dict[str, str] | None
+) -> None:
+    from fetchmany.fetch.refresh import Previous
+
+    assert Previous({"ok": True, "status": 200, **values}).conditional() == sent
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [
+        ({"status": 200}, True),
+        ({"status": 399}, True),  # the last status that is ok
+        ({"status": 400}, False),
+        ({"status": 199}, False),
+        ({"status": 200, "size": 0}, True),
+        ({"status": 200, "ok": False}, False),
+        ({"status": 200, "error": {"kind": "http", "message": "x"}}, False),
+        ({"status": None}, False),
+    ],
+)
+def test_only_an_ok_previous_record_can_stand_for_an_answer(
+    values: dict[str, Any], ok: bool
+) -> None:
+    from fetchmany.fetch.refresh import Previous
+
+    assert Previous(values).ok is ok
+
+
+def _not_modified(**fields: Any) -> Any:
+    """A 304's record as the client makes it: this run's timing facts, no content."""
+    from fetchmany.records import Record
+
+    made = {"ok": True, "status": 304, "final_url": "http://h.test/r", "elapsed_ms": 4.5,
+            "attempts": 1, **fields}  # fmt: skip
+    return Record(0, "u", "http://h.test/r", **made)
+
+
+_PREVIOUS: dict[str, Any] = {
+    "index": 0, "input": "u", "url": "http://h.test/r", "ok": True, "status": 203,
+    "final_url": "http://h.test/old", "content_type": "application/json", "etag": '"1"',
+    "last_modified": _DATE, "size": 12, "elapsed_ms": 99.0, "attempts": 3, "error": None,
+    "body": {"v": 7}, "path": "/saved/0.json", "sha256": "ab" * 32, "v": 7,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answered", "etag", "last_modified"),
+    [
+        ({}, '"1"', _DATE),  # the 304 sent neither: the previous ones stand
+        ({"etag": '"2"'}, '"2"', _DATE),  # RFC 9111 4.3.4: what the 304 sent replaces them
+        ({"last_modified": "Thu, 22 Oct 2015 07:28:00 GMT"}, '"1"',
+         "Thu, 22 Oct 2015 07:28:00 GMT"),
+    ],
+)  # fmt: skip
+def test_a_304_carries_the_previous_record_with_this_runs_facts(
+    answered: dict[str, str], etag: str, last_modified: str
+) -> None:
+    from fetchmany.fetch.refresh import Previous, carried
+    from fetchmany.options import FetchOptions
+
+    record = carried(_not_modified(**answered), Previous(_PREVIOUS), FetchOptions(picks=("v=v",)))
+    assert record.to_dict((*record.to_dict(), "path", "sha256", "unchanged", "v")) == {
+        **_PREVIOUS,
+        "final_url": "http://h.test/r",  # this run's
+        "elapsed_ms": 4.5,
+        "attempts": 1,
+        "etag": etag,
+        "last_modified": last_modified,
+        "unchanged": True,
+    }
+    assert record.picks == {"v": 7}
+    assert record.headers is None
+
+
+@pytest.mark.parametrize("value", [5, ["x"], {"a": 1}, None])
+def test_a_carried_validator_that_is_not_text_is_none(value: object) -> None:
+    from fetchmany.fetch.refresh import Previous, carried
+    from fetchmany.options import FetchOptions
+
+    previous = Previous({**_PREVIOUS, "etag": value, "last_modified": value})
+    record = carried(_not_modified(), previous, FetchOptions())
+    assert (record.etag, record.last_modified) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("kept", "fresh", "headers"),
+    [
+        # The 304's headers update the stored ones, except those that describe the 304.
+        ({"content-type": "application/json", "etag": '"1"', "x-a": "old"},
+         {"etag": '"2"', "x-a": "new", "content-length": "0", "content-encoding": "gzip",
+          "transfer-encoding": "chunked", "date": "today"},
+         {"content-type": "application/json", "etag": '"2"', "x-a": "new", "date": "today"}),
+        # A CSV PREVIOUS keeps them as their JSON text: carried as written.
+        ('{"x-a": "old"}', {"etag": '"2"'}, '{"x-a": "old"}'),
+        (None, {"etag": '"2"'}, None),
+    ],
+)  # fmt: skip
+def test_a_304_carries_the_previous_headers_updated_by_its_own(
+    kept: object, fresh: dict[str, str], headers: object
+) -> None:
+    from fetchmany.checks import ALL_HEADERS
+    from fetchmany.fetch.refresh import Previous, carried
+    from fetchmany.options import FetchOptions
+
+    options = FetchOptions(response_headers=ALL_HEADERS)
+    record = carried(
+        _not_modified(headers=fresh), Previous({**_PREVIOUS, "headers": kept}), options
+    )
+    assert record.headers == headers
+
+
+def test_a_304_carries_no_headers_into_a_run_that_records_none() -> None:
+    from fetchmany.fetch.refresh import Previous, carried
+    from fetchmany.options import FetchOptions
+
+    previous = Previous({**_PREVIOUS, "headers": {"x-a": "old"}})
+    assert carried(_not_modified(), previous, FetchOptions()).headers is None
+
+
+@dataclass
+class _Answers:
+    """A fetch that notes each ask and answers it with the next record given, or when
+    none is left as an unchanged resource would: 304 to a condition, else 200."""
+
+    records: list[Any] = field(default_factory=list)
+    asked: list[tuple[dict[str, str] | None, float]] = field(default_factory=list)
+
+    async def __call__(self, item: Any, headers: dict[str, str] | None, spent: float) -> Any:
+        self.asked.append((headers, spent))
+        if self.records:
+            return self.records.pop(0)
+        return _not_modified(status=304 if headers else 200)
+
+
+async def _refresh(previous: dict[str, Any] | None, answers: _Answers, **options: Any) -> Any:
+    from fetchmany.fetch.refresh import Previous, PreviousTable, Refresher
+    from fetchmany.input.sources import Item
+    from fetchmany.options import FetchOptions
+
+    table = PreviousTable()
+    table.put(0, None if previous is None else Previous(previous))
+    refresher = Refresher(answers, table, FetchOptions(**options))
+    return await refresher(Item(0, "u", "http://h.test/r"))
+
+
+@pytest.mark.parametrize(
+    ("previous", "options", "sent"),
+    [
+        # A HEAD record has no size or body: it stands for a HEAD answer.
+        ({"size": None, "body": None}, {"method": "HEAD"}, {"If-None-Match": '"1"'}),
+        ({"size": None, "body": None}, {}, None),  # ... not for a GET's
+        # Written with --body none: a size, no body; it stands for a --body none answer.
+        ({"size": 12, "body": None}, {"body": "none"}, {"If-None-Match": '"1"'}),
+        ({"size": 12, "body": None}, {}, None),  # ... not for one that keeps bodies
+        ({"size": 0, "body": None}, {}, {"If-None-Match": '"1"'}),  # an empty body is null
+        ({"size": 12, "body": {"v": 7}}, {}, {"If-None-Match": '"1"'}),
+        ({"size": 12, "body": None, "ok": False}, {"body": "none"}, None),
+    ],
+)  # fmt: skip
+async def test_a_previous_record_stands_for_an_answer_only_of_the_same_kind(
+    previous: dict[str, Any], options: dict[str, Any], sent: dict[str, str] | None
+) -> None:
+    answers = _Answers()
+    values = {"ok": True, "status": 200, "etag": '"1"', **previous}
+    record = await _refresh(values, answers, **options)
+    assert answers.asked == [(sent, 0.0)]
+    assert record.unchanged is (sent is not None)
+
+
+async def test_a_previous_file_stands_with_save_dir_while_it_is_there(tmp_path: Path) -> None:
+    """With --save-dir a record's body is in its file, not in the record: a null body
+    with a size is what such a run writes, and the file still there is what counts."""
+    kept = tmp_path / "0.json"
+    kept.write_text('{"v": 7}')
+    values = {"ok": True, "status": 200, "etag": '"1"', "size": 8, "body": None}
+    for path, sent in ((str(kept), {"If-None-Match": '"1"'}), (str(tmp_path / "gone"), None)):
+        answers = _Answers()
+        await _refresh({**values, "path": path}, answers, save_dir=str(tmp_path))
+        assert answers.asked == [(sent, 0.0)]
+
+
+async def test_a_304_to_an_unconditional_ask_is_asked_again_within_the_same_time() -> None:
+    """The second ask is told what the first spent of --max-time; the record adds up both
+    asks' attempts and time."""
+    answers = _Answers(
+        [_not_modified(elapsed_ms=1200.0), _not_modified(elapsed_ms=0.2344, status=200)]
+    )
+    record = await _refresh(None, answers)
+    assert answers.asked == [(None, 0.0), (None, 1.2)]
+    assert (record.status, record.attempts, record.elapsed_ms) == (200, 2, 1200.234)
+    assert record.unchanged is False
+
+
+async def test_a_second_304_to_an_unconditional_ask_is_a_protocol_error() -> None:
+    from fetchmany.records import ErrorKind, FetchError, Refresh
+
+    answers = _Answers([_not_modified(), _not_modified()])
+    record = await _refresh({"ok": True, "status": 200, "etag": None}, answers)
+    assert answers.asked == [(None, 0.0), (None, 0.0045)]
+    assert (record.ok, record.status, record.attempts, record.elapsed_ms) == (False, 304, 2, 9.0)
+    assert record.error == FetchError(
+        ErrorKind.PROTOCOL,
+        "answered 304 Not Modified twice to a request that was not conditional "
+        "(no earlier record to keep)",
+    )
+    assert record.refresh is Refresh.UNTAGGED
+
+
+def test_the_table_holds_each_previous_record_until_its_item_takes_it() -> None:
+    """Only the items in flight: a record taken is gone, and an item never put (or put
+    with no record) has none."""
+    from fetchmany.fetch.refresh import Previous, PreviousTable
+
+    table = PreviousTable()
+    first = Previous({"ok": True, "status": 200, "etag": '"1"'})
+    table.put(0, first)
+    table.put(1, None)
+    assert [table.take(0), table.take(0), table.take(1), table.take(2)] == [first, None, None, None]
