@@ -1116,3 +1116,126 @@ def test_the_table_holds_each_previous_record_until_its_item_takes_it() -> None:
     table.put(0, first)
     table.put(1, None)
     assert [table.take(0), table.take(0), table.take(1), table.take(2)] == [first, None, None, None]
+
+
+# previous.py in process: which record stands for which item, and what is refused.
+
+
+def _written(path: Path, records: list[dict[str, Any]]) -> Path:
+    """PREVIOUS as fetchmany writes it: JSON Lines, or CSV (None as an empty cell)."""
+    if path.suffix == ".csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        path.write_text(out.getvalue())
+    else:
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def _open_previous(path: Path, **options: Any) -> Any:
+    from fetchmany.output.previous import PreviousOutput
+    from fetchmany.output.writers import OutputFormat
+
+    fmt = OutputFormat.CSV if path.suffix == ".csv" else OutputFormat.JSONL
+    return PreviousOutput.open(str(path), ("index", "input", "ok", "etag"), (), fmt, **options)
+
+
+async def _items(*items: Any) -> Any:
+    for item in items:
+        yield item
+
+
+def _item(index: int, given: str, url: str | None) -> Any:
+    from fetchmany.input.sources import Item
+
+    return Item(index, given, url, target=None if url is None else URL(url))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+async def test_previous_records_without_input_are_matched_by_url(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Written without ``input`` (IDs through a template): each record stands for the item
+    whose URL it names, and an item without one (an invalid input) for a record of none."""
+    from fetchmany.fetch.refresh import PreviousTable
+
+    rows = [
+        {"index": 0, "url": "http://h.test/r/7", "ok": True, "status": 200, "etag": '"7"'},
+        {"index": 1, "url": None, "ok": False, "status": None, "etag": None},
+        {"index": 2, "url": "http://h.test/r/9", "ok": True, "status": 200, "etag": '"9"'},
+    ]
+    previous = _open_previous(_written(tmp_path / f"previous{suffix}", rows))
+    items = [
+        _item(0, "7", "http://h.test/r/7"),
+        _item(1, "x y", None),
+        _item(2, "9", "http://h.test/r/9"),
+    ]
+    table = PreviousTable()
+    joined = [item async for item in previous.join(_items(*items), None, table)]
+    assert joined == items
+    assert [table.take(n).conditional() for n in (0, 2)] == [  # type: ignore[union-attr]
+        {"If-None-Match": '"7"'},
+        {"If-None-Match": '"9"'},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "recorded", "given", "url", "shown"),
+    [
+        # Only CSV written with --csv-safe holds an input neutralised; JSON holds it as given.
+        (".jsonl", "'-1", "-1", "http://h.test/r/-1", "item 0 is '-1' but the file has \"'-1\""),
+        (".csv", "a", "b", "http://h.test/r/b", "item 0 is 'b' but the file has 'a'"),
+        (".jsonl", "http://alice:s3cret@h.test/r", "http://alice:s3cret@h.test/s",
+         "http://alice:s3cret@h.test/s",
+         "item 0 is 'http://alice:****@h.test/s' but the file has 'http://alice:****@h.test/r'"),
+        (".jsonl", "id-1", "http://alice:s3cret@h.test/s", "http://alice:s3cret@h.test/s",
+         "item 0 is not the one the file holds at that index (its URL carries credentials, "
+         "so neither is shown)"),
+    ],
+)  # fmt: skip
+async def test_a_record_of_another_input_is_refused_and_named_without_secrets(
+    tmp_path: Path, suffix: str, recorded: str, given: str, url: str, shown: str
+) -> None:
+    from fetchmany.output.previous import RefreshError
+
+    path = _written(
+        tmp_path / f"previous{suffix}",
+        [{"index": 0, "input": recorded, "ok": True, "status": 200, "etag": '"1"'}],
+    )
+    with pytest.raises(RefreshError) as refused:
+        await _open_previous(path).check(_items(_item(0, given, url)))
+    assert str(refused.value) == (
+        f"input changed since {path} was written: {shown}; refresh from an output of these inputs"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shard", "indexes"), [(None, [0, 1, 2]), ("1/3", [1, 4, 7]), ("0/2", [0, 2, 4])]
+)
+def test_records_without_index_stand_by_position(
+    tmp_path: Path, shard: str | None, indexes: list[int]
+) -> None:
+    """A --pick table has no index: its records are the items in order, or a shard's."""
+    from fetchmany.input.sources import Shard
+
+    rows = [{"input": f"u{n}", "ok": True, "status": 200, "etag": f'"{n}"'} for n in range(3)]
+    path = _written(tmp_path / "previous.csv", rows)
+    previous = _open_previous(path, shard=None if shard is None else Shard.parse(shard))
+    assert [(index, values["input"]) for index, values in previous.records()] == [
+        (index, f"u{n}") for n, index in enumerate(indexes)
+    ]
+
+
+def test_a_json_record_with_other_fields_than_the_first_is_refused(tmp_path: Path) -> None:
+    from fetchmany.output.previous import RefreshError
+
+    first = {"index": 0, "input": "u0", "ok": True, "status": 200, "etag": '"0"'}
+    path = _written(tmp_path / "previous.jsonl", [first, {**first, "index": 1, "extra": 1}])
+    with pytest.raises(RefreshError) as refused:
+        list(_open_previous(path).records())
+    assert str(refused.value) == (
+        f"--refresh: {path}: record 1 has fields index,input,ok,status,etag,extra, but its "
+        "first has index,input,ok,status,etag"
+    )
