@@ -1239,3 +1239,36 @@ def test_a_json_record_with_other_fields_than_the_first_is_refused(tmp_path: Pat
         f"--refresh: {path}: record 1 has fields index,input,ok,status,etag,extra, but its "
         "first has index,input,ok,status,etag"
     )
+
+
+@pytest.mark.parametrize(("suffix", "written"), [(".jsonl", ""), (".jsonl", None), (".csv", None)])
+async def test_a_row_without_a_url_is_the_same_item_however_its_empty_url_was_written(
+    tmp_path: Path, suffix: str, written: str | None
+) -> None:
+    """A CSV input row with an empty url cell has the URL "" (written so in JSON; CSV
+    writes it and None alike, as an empty cell). Found by mutation testing: refreshing
+    from an output without ``input`` refused such a row as "input changed" (item 0 is ''
+    but the file has None)."""
+    row = {"index": 0, "url": written, "ok": False, "status": None, "etag": None}
+    previous = _open_previous(_written(tmp_path / f"previous{suffix}", [row]))
+    assert await previous.check(_items(_item(0, ",a", ""))) == 1
+
+
+def test_a_refresh_keeps_a_row_without_a_url_from_an_output_without_input(
+    site: tuple[Site, LoopbackServer], tmp_path: Path
+) -> None:
+    app, server = site
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"url,name\n,a\n{server.url('/r/1')},b\n")
+    fields = ("--fields", "index,url,ok,status,etag,unchanged")
+    previous = tmp_path / "previous.jsonl"
+    written = run_cli(str(rows), "-q", "-o", str(previous), "--fields", "index,url,ok,status,etag")
+    assert written.returncode == 1, written.stderr  # the row without a URL is not ok
+    app.reset()
+    result = run_cli(str(rows), "--refresh", str(previous), *fields)
+    assert result.returncode == 1, result.stderr
+    assert [(r["url"], r["ok"], r["unchanged"]) for r in jsonl(result.stdout)] == [
+        ("", False, False),
+        (server.url("/r/1"), True, True),
+    ]
+    assert app.answered == {304: 1}

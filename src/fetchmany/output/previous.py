@@ -181,8 +181,8 @@ class PreviousOutput:
         given = item.input if self.key == "input" else item.url
         recorded = values.get(self.key)
         recorded = None if recorded is None or recorded == "" else str(recorded)
-        if recorded == given:
-            return
+        if recorded == (given or None):  # "" and None are one: CSV writes both as ""
+            return  # (a CSV input's row with an empty url cell has the URL "")
         csv = self.part.format is OutputFormat.CSV
         if csv and given is not None and recorded == neutralise_formula(given):
             return  # written with --csv-safe
