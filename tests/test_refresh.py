@@ -1272,3 +1272,29 @@ def test_a_refresh_keeps_a_row_without_a_url_from_an_output_without_input(
         (server.url("/r/1"), True, True),
     ]
     assert app.answered == {304: 1}
+
+
+@pytest.mark.parametrize(
+    ("indexes", "message"),
+    [
+        (["0"], "record 0 has no index of 0 or more"),
+        ([True], "record 0 has no index of 0 or more"),
+        ([None], "record 0 has no index of 0 or more"),
+        ([1.0], "record 0 has no index of 0 or more"),
+        ([0, -1], "record 1 has no index of 0 or more"),
+        ([0, 2, 2], "index 2 comes after 2, so it is not the in-order output of a run (a "
+         "record twice?)"),
+        ([3, 1], "index 1 comes after 3, so it is not the in-order output of a run (a "
+         "record twice?)"),
+    ],
+)  # fmt: skip
+def test_a_previous_output_whose_indexes_are_not_a_runs_is_refused(
+    tmp_path: Path, indexes: list[object], message: str
+) -> None:
+    from fetchmany.output.previous import RefreshError
+
+    rows = [{"index": n, "input": "u", "ok": True, "status": 200, "etag": None} for n in indexes]
+    path = _written(tmp_path / "previous.jsonl", rows)
+    with pytest.raises(RefreshError) as refused:
+        list(_open_previous(path).records())
+    assert str(refused.value) == f"--refresh: {path}: {message}"
