@@ -1298,3 +1298,64 @@ def test_a_previous_output_whose_indexes_are_not_a_runs_is_refused(
     with pytest.raises(RefreshError) as refused:
         list(_open_previous(path).records())
     assert str(refused.value) == f"--refresh: {path}: {message}"
+
+
+def _previous_of(tmp_path: Path, count: int) -> Any:
+    rows = [
+        {"index": n, "input": f"u{n}", "ok": True, "status": 200, "etag": f'"{n}"'}
+        for n in range(count)
+    ]
+    return _open_previous(_written(tmp_path / "previous.jsonl", rows))
+
+
+async def _joined(previous: Any, indexes: list[int], share: Any = None) -> dict[int, Any]:
+    """Each item's conditional headers, as join hands its previous record over."""
+    from fetchmany.fetch.refresh import PreviousTable
+
+    table = PreviousTable()
+    items = [_item(n, f"u{n}", None) for n in indexes]
+    assert [item async for item in previous.join(_items(*items), share, table)] == items
+    taken = {n: table.take(n) for n in indexes}
+    return {n: None if taken[n] is None else taken[n].conditional() for n in indexes}
+
+
+@pytest.mark.parametrize(
+    ("share", "indexes", "sent"),
+    [
+        (None, [0, 1, 2, 3], {0: '"0"', 1: '"1"', 2: '"2"', 3: '"3"'}),
+        ("1/2", [1, 3], {1: '"1"', 3: '"3"'}),  # a -P worker's share, or --shard 1/2
+        ("1/2 host", [0, 3], {0: '"0"', 3: '"3"'}),  # --shard-by host: any of the indexes
+        ("1/2 host", [2, 5], {2: '"2"', 5: None}),  # the others' records pass, then none
+    ],
+)
+async def test_each_item_is_asked_with_its_own_previous_record(
+    tmp_path: Path, share: str | None, indexes: list[int], sent: dict[int, str | None]
+) -> None:
+    from fetchmany.input.sources import Shard
+
+    shard = None
+    if share is not None:
+        number, _, count = share.split()[0].partition("/")
+        shard = Shard(int(number), int(count), by_host=share.endswith("host"))
+    asked = await _joined(_previous_of(tmp_path, 4), indexes, shard)
+    assert asked == {n: None if tag is None else {"If-None-Match": tag} for n, tag in sent.items()}
+
+
+@pytest.mark.parametrize(
+    ("indexes", "message"),
+    [
+        ([0, 2], "--refresh: {path} has a record at index 1, which is not an item of these "
+         "inputs; refresh from an output of these inputs"),
+        ([0, 1], "input changed since {path} was written: it has a record at index 2, beyond "
+         "the inputs' last item; refresh from an output of these inputs"),
+    ],
+)  # fmt: skip
+async def test_a_previous_record_of_no_item_is_refused(
+    tmp_path: Path, indexes: list[int], message: str
+) -> None:
+    from fetchmany.output.previous import RefreshError
+
+    previous = _previous_of(tmp_path, 3)
+    with pytest.raises(RefreshError) as refused:
+        await _joined(previous, indexes)
+    assert str(refused.value) == message.format(path=previous.path)
