@@ -1359,3 +1359,55 @@ async def test_a_previous_record_of_no_item_is_refused(
     with pytest.raises(RefreshError) as refused:
         await _joined(previous, indexes)
     assert str(refused.value) == message.format(path=previous.path)
+
+
+_ROW = {"index": 0, "input": "u0", "url": "u0", "ok": True, "status": 200, "etag": '"0"'}
+
+
+@pytest.mark.parametrize(
+    ("drop", "fields", "suffix", "message"),
+    [
+        (("input", "url"), (), ".jsonl", "has neither input nor url, so it cannot be checked "
+         "against the inputs; refresh from an output written with one of them"),
+        (("ok", "status"), (), ".jsonl", "has neither ok nor status, so its failures cannot be "
+         "told from its answers; refresh from an output written with ok"),
+        (("etag",), (), ".jsonl", "has no etag or last_modified field (written by an earlier "
+         "fetchmany, or --fields left them out): no request could be conditional; run once "
+         "without --refresh to record them"),
+        ((), ("content_type",), ".jsonl", "has no content_type field, which this run writes "
+         "and a 304 would have to carry over; refresh from an output written with the same "
+         "--fields, --pick and --save-dir"),
+        ((), ("headers",), ".csv", "is CSV, which does not keep the JSON type of headers; "
+         "refresh it into CSV (-f csv), or from JSON Lines or JSON"),
+    ],
+)  # fmt: skip
+def test_a_previous_output_without_what_a_refresh_needs_is_refused(
+    tmp_path: Path, drop: tuple[str, ...], fields: tuple[str, ...], suffix: str, message: str
+) -> None:
+    from fetchmany.output.previous import PreviousOutput, RefreshError
+    from fetchmany.output.writers import OutputFormat
+
+    row = {k: v for k, v in _ROW.items() if k not in drop}
+    if suffix == ".csv":  # written with the field, in CSV
+        row.update(dict.fromkeys(fields, "x"))
+    path = _written(tmp_path / f"previous{suffix}", [row])
+    with pytest.raises(RefreshError) as refused:
+        PreviousOutput.open(str(path), ("index", "input", *fields), (), OutputFormat.JSONL)
+    assert str(refused.value) == f"--refresh: {path} {message}"
+
+
+@pytest.mark.parametrize("drop", [("ok",), ("status",), ("input",), ("etag", "url")])
+async def test_a_previous_output_with_either_of_each_pair_serves(
+    tmp_path: Path, drop: tuple[str, ...]
+) -> None:
+    """ok or status, input or url, etag or last_modified: one of each is enough."""
+    row = {**_ROW, "last_modified": _DATE}
+    rows = [{**row, "index": n} for n in range(3)]
+    previous = _open_previous(
+        _written(
+            tmp_path / "p.jsonl", [{k: v for k, v in r.items() if k not in drop} for r in rows]
+        )
+    )
+    assert (previous.in_place, previous.key) == (False, "url" if "input" in drop else "input")
+    items = [_item(n, "u0", "u0") for n in range(3)]
+    assert await previous.check(_items(*items)) == 3
