@@ -985,3 +985,22 @@ def test_a_csv_row_of_other_cells_is_named_by_the_byte_it_starts_at(
     )
     assert before[at:].startswith(b"1,2,200,extra\r\n")
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_resume_keeps_a_row_without_a_url_from_an_output_without_input(
+    server: LoopbackServer, tmp_path: Path, fmt: str
+) -> None:
+    """Found with --refresh's twin: a CSV input's row with an empty url cell has the URL
+    "", which an output written without ``input`` records as "" (null in CSV): --resume
+    refused the unchanged input ("item 0 is '' but the file has None")."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"url,name\n,a\n{server.url('/item?id=1')},b\n{server.url('/item?id=2')},c\n")
+    out = tmp_path / f"out.{fmt}"
+    args = (str(rows), "-q", "-o", str(out), "--fields", "index,url,ok,status")
+    assert run_cli(*args).returncode == 1  # the row without a URL is not ok
+    whole = out.read_bytes()
+    out.write_bytes(whole[: whole.index(b"\n", whole.index(b"\n") + 1) + 1])  # 1 record kept
+    again = run_cli(*args, "--resume")
+    assert again.returncode == 1, again.stderr
+    assert out.read_bytes() == whole

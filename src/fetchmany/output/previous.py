@@ -34,7 +34,7 @@ from typing import Any
 from fetchmany.fetch.refresh import CARRIED, Previous, PreviousTable
 from fetchmany.input.sources import Item, Shard
 from fetchmany.output.merge import MergeError, Part, open_part, records_of
-from fetchmany.output.resume import changed_item
+from fetchmany.output.resume import changed_item, same_key
 from fetchmany.output.writers import OutputFormat, neutralise_formula
 
 VALIDATORS = ("etag", "last_modified")
@@ -181,8 +181,8 @@ class PreviousOutput:
         given = item.input if self.key == "input" else item.url
         recorded = values.get(self.key)
         recorded = None if recorded is None or recorded == "" else str(recorded)
-        if recorded == (given or None):  # "" and None are one: CSV writes both as ""
-            return  # (a CSV input's row with an empty url cell has the URL "")
+        if same_key(recorded, given):
+            return
         csv = self.part.format is OutputFormat.CSV
         if csv and given is not None and recorded == neutralise_formula(given):
             return  # written with --csv-safe

@@ -385,6 +385,13 @@ def recorded_paths(path: str, fmt: OutputFormat, fields: tuple[str, ...]) -> Ite
             yield saved
 
 
+def same_key(recorded: str | None, given: str | None) -> bool:
+    """Whether a record's key (``recorded_keys``: None for null or empty) is the item's:
+    "" and None are one, as CSV writes both as an empty cell (a CSV input's row with an
+    empty url cell has the URL "")."""
+    return recorded == (given or None)
+
+
 def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
     """How a refusal names an item that is not the one a file holds at its index: both
     values, credentials masked; neither when the item's URL carries credentials and a
@@ -428,7 +435,7 @@ async def skip_recorded(
     async for item in items:
         if seen < count:
             recorded = next(expected, None)
-            if recorded != (given := key(item)):
+            if not same_key(recorded, given := key(item)):
                 raise ResumeError(
                     f"input changed since {path} was written: "
                     f"{changed_item(item, given, recorded)}; use a new output file"
