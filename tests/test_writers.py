@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fetchmany.output.writers import (
+    CsvWriter,
     Output,
     OutputFormat,
     fields_of_header,
@@ -261,3 +262,18 @@ def test_what_orjson_refuses_is_written_compact_and_as_utf8_by_the_fallback() ->
     assert encode_json(big, line=True) == encode_json(big) + b"\n"
     assert encode_json({"s": "\ud800", "t": "é"}) == b'{"s":"\\ud800","t":"\\u00e9"}'
     assert json.loads(encode_json({"s": "\ud800"}, line=True)) == {"s": "\ud800"}
+
+
+def test_a_csv_writer_writes_formulas_as_they_are_unless_asked_and_lone_surrogates_escaped(
+    tmp_path: Path,
+) -> None:
+    """The library's CsvWriter neutralises nothing unless ``csv_safe`` (the CLI's
+    --csv-safe) asks; and a JSON body's lone surrogate ("\\ud800", which no UTF-8 can
+    carry) is written as its escape, never a crash halfway through a batch."""
+    path = tmp_path / "out.csv"
+    writer = CsvWriter(Output(str(path)), ("input", "body", "v"))
+    # A --pick of a JSON string is such a string itself, as parsed.
+    writer.write([Record(0, "=1+1", None, body={"a": "\ud800x"}, picks={"v": "\ud800y"})])
+    writer.close()
+    rows = list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))
+    assert rows == [["input", "body", "v"], ["=1+1", '{"a":"\\ud800x"}', "\\ud800y"]]
