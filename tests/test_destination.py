@@ -63,11 +63,21 @@ def test_a_second_output_on_the_same_file_is_refused_until_the_first_ends(tmp_pa
     assert path.read_bytes() == b"1\n2\n"
 
 
+def resumed(path: Path, content: bytes, kept: int) -> Output:
+    """An output resumed on a file holding ``content``, of which ``kept`` bytes stay."""
+    path.write_bytes(content)
+    output = Output(str(path), resume=True)
+    output.start_at(kept)
+    return output
+
+
+def input_output_error(*args: object) -> None:
+    raise OSError(5, "Input/output error")
+
+
 def test_a_resumed_file_is_cut_back_to_its_last_whole_batch_and_closed(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
-    path.write_bytes(b'[\n{"i":0}\n]\n')
-    output = Output(str(path), resume=True)
-    output.start_at(len(b'[\n{"i":0}'))
+    output = resumed(path, b'[\n{"i":0}\n]\n', kept=len(b'[\n{"i":0}'))
     output.write(b',\n{"i":1}')
     output.mark()
     output.write(b',\n{"i":')  # the disk filled up mid-batch
@@ -77,9 +87,7 @@ def test_a_resumed_file_is_cut_back_to_its_last_whole_batch_and_closed(tmp_path:
 
 def test_a_resumed_file_is_untouched_when_nothing_was_written(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
-    path.write_bytes(b'[\n{"i":0}\n]\n')
-    output = Output(str(path), resume=True)
-    output.start_at(len(b'[\n{"i":0}'))
+    output = resumed(path, b'[\n{"i":0}\n]\n', kept=len(b'[\n{"i":0}'))
     output.abandon(closing=b"\n]\n")
     assert path.read_bytes() == b'[\n{"i":0}\n]\n'
 
@@ -87,9 +95,7 @@ def test_a_resumed_file_is_untouched_when_nothing_was_written(tmp_path: Path) ->
 def test_a_resumed_file_without_a_closing_is_cut_back_and_nothing_added(tmp_path: Path) -> None:
     """JSON Lines has no closing bracket: the file ends with its last whole batch."""
     path = tmp_path / "out.jsonl"
-    path.write_bytes(b'{"i":0}\n')
-    output = Output(str(path), resume=True)
-    output.start_at(len(b'{"i":0}\n'))
+    output = resumed(path, b'{"i":0}\n', kept=len(b'{"i":0}\n'))
     output.write(b'{"i":1}\n')
     output.mark()
     output.write(b'{"i":')
@@ -114,10 +120,7 @@ def test_abandon_never_raises_and_lets_the_file_go(
         output.start_at(len(b'{"i":0}\n'))
     output.write(b'{"i":')
 
-    def failing(*args: object) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, call, failing)
+    monkeypatch.setattr(os, call, input_output_error)
     try:
         output.abandon(closing=b"")
     finally:
@@ -136,10 +139,7 @@ def test_abandon_of_a_new_file_never_raises(
     output = Output(str(path))
     output.write(b'{"i":')
 
-    def failing(*args: object) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, "unlink", failing)
+    monkeypatch.setattr(os, "unlink", input_output_error)
     output.abandon()
     monkeypatch.undo()
     assert path.read_bytes() == b""  # nothing of this run's in it
