@@ -48,6 +48,7 @@ from typing import Final
 
 from fetchmany.fetch.gate import PriorityGate
 from fetchmany.fetch.quota import Announced, QuotaPacer
+from fetchmany.fetch.retry import DEFAULT_MAX_BACKOFF
 from fetchmany.options import DEFAULT_START, Adaptive
 
 __all__ = ["Adaptive", "AdaptiveLimit", "Settled"]
@@ -218,7 +219,7 @@ class AdaptiveLimit:
         ceiling: int,
         start: int = DEFAULT_START,
         share: float = 1.0,
-        longest_wait: float = 60.0,
+        longest_wait: float = DEFAULT_MAX_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ceiling = ceiling

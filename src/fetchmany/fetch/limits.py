@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from fetchmany.fetch.gate import PriorityGate
+from fetchmany.fetch.retry import DEFAULT_MAX_BACKOFF
 
 if TYPE_CHECKING:  # --limit auto's, imported by a run that asks for it
     from fetchmany.fetch.adaptive import AdaptiveLimit, Lesson, Settled
@@ -134,7 +135,7 @@ class Limits:
         per_host: int | None = None,
         rate: float | None = None,
         adaptive: Adaptive | None = None,
-        longest_wait: float = 60.0,
+        longest_wait: float = DEFAULT_MAX_BACKOFF,
     ) -> None:
         self._global = PriorityGate(limit)
         self._global_size = limit

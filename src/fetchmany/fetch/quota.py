@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from fetchmany.fetch.httpdate import http_date
+from fetchmany.fetch.retry import DEFAULT_MAX_BACKOFF
 
 SHORT_WINDOW: Final = 10.0
 """A quota whose window is this short or shorter is a rate, paced evenly; a longer one
@@ -332,7 +333,7 @@ class QuotaPacer:
     ``reserve`` gave the request it answers.
     """
 
-    def __init__(self, share: float = 1.0, longest_wait: float = 60.0) -> None:
+    def __init__(self, share: float = 1.0, longest_wait: float = DEFAULT_MAX_BACKOFF) -> None:
         self._share = share
         self._longest_wait = longest_wait
         self._policies: dict[str, _Policy] = {}
