@@ -1327,3 +1327,23 @@ def test_a_bad_limit_is_a_usage_error(value: str) -> None:
     assert result.returncode == 2
     assert "--limit" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_cut_during_the_plateau_starts_the_next_plateau_afresh() -> None:
+    """A cut while the search holds just under the last cut's level: the next search
+    holds PLATEAU windows under the new level too, not what the cut one had left."""
+    gate, clock = controller(start=10)
+    server = Quickening()
+    simulation = Simulation(gate, clock, server)
+    await judged(simulation, 3)  # slow start to 33
+    await simulation.run(1)
+    server.rejecting = 1
+    while not gate.overloads:
+        await simulation.run(1)
+    assert await judged(simulation, 7) == [27, 29, 30, 31, 32, 32, 32]  # two of the plateau
+    server.rejecting = 1
+    while gate.overloads < 2:
+        await simulation.run(1)  # cut at 32, mid-plateau
+    limits = await judged(simulation, 9)
+    # 32 x DECREASE = 22.4, then halfway to 31 = 32 - 1, held PLATEAU windows, then past.
+    assert limits == [26, 28, 29, 30, 31] + [31] * (PLATEAU - 1) + [32], limits

@@ -427,6 +427,7 @@ class AdaptiveLimit:
         elif median > threshold:
             self._limit = max(1.0, old * max(0.5, target / median))
             self._hint = old
+            self._steady = 0  # a new level to hold under: its plateau is whole
             self._slow_start = False
             self._last_cut = now
             self._latency_cuts += 1
@@ -476,6 +477,7 @@ class AdaptiveLimit:
         if cut:
             # One cut per round trip: the answers of one window are one signal.
             self._hint = self._limit
+            self._steady = 0  # a new level to hold under: its plateau is whole
             self._limit = max(1.0, self._limit * DECREASE)
             self._last_cut = now
         # The server is full with the others in flight: this slot is not reused, and
