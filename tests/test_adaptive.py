@@ -644,11 +644,16 @@ class Quickening:
 
     latency: float = 0.04
     rejecting: int = 0
+    slow: int = 0
+    """The next ``slow`` answers take ten times as long (a queue, as a window reads it)."""
 
     def answer(self, at: float) -> Answer:
         if self.rejecting:
             self.rejecting -= 1
             return 0.001, True
+        if self.slow:
+            self.slow -= 1
+            return 10 * self.latency, False
         self.latency -= 0.00002
         return self.latency, False
 
@@ -1329,7 +1334,8 @@ def test_a_bad_limit_is_a_usage_error(value: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_a_cut_during_the_plateau_starts_the_next_plateau_afresh() -> None:
+@pytest.mark.parametrize("cut_by", ["rejection", "latency"])
+async def test_a_cut_during_the_plateau_starts_the_next_plateau_afresh(cut_by: str) -> None:
     """A cut while the search holds just under the last cut's level: the next search
     holds PLATEAU windows under the new level too, not what the cut one had left."""
     gate, clock = controller(start=10)
@@ -1341,9 +1347,17 @@ async def test_a_cut_during_the_plateau_starts_the_next_plateau_afresh() -> None
     while not gate.overloads:
         await simulation.run(1)
     assert await judged(simulation, 7) == [27, 29, 30, 31, 32, 32, 32]  # two of the plateau
-    server.rejecting = 1
-    while gate.overloads < 2:
-        await simulation.run(1)  # cut at 32, mid-plateau
+    if cut_by == "rejection":
+        server.rejecting = 1
+        while gate.overloads < 2:
+            await simulation.run(1)  # cut at 32, mid-plateau
+    else:
+        server.slow = 32
+        while gate.current == 32:
+            await simulation.run(1)  # a window of slow answers: cut at 32, mid-plateau
+        assert gate.current == 16  # a latency cut halves at most
     limits = await judged(simulation, 9)
-    # 32 x DECREASE = 22.4, then halfway to 31 = 32 - 1, held PLATEAU windows, then past.
-    assert limits == [26, 28, 29, 30, 31] + [31] * (PLATEAU - 1) + [32], limits
+    # From 22.4 (32 x DECREASE) or 16, halfway to 31 (32 - 1) each window, held there
+    # PLATEAU windows, then past.
+    search = {"rejection": [26, 28, 29, 30, 31], "latency": [23, 27, 29, 30, 31]}[cut_by]
+    assert limits == search + [31] * (PLATEAU - 1) + [32], limits
