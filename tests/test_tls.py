@@ -1,17 +1,20 @@
 """``--tls``: the certificate facts of the connection that served each https answer.
 
 Real TLS servers on 127.0.0.1 with trustme certificates: valid, expiring in five days,
-expired (read with --insecure), and a redirect from one certificate's server to
-another's over kept-alive connections.
+expired (read with --insecure), certificates OpenSSL takes and ``cryptography`` cannot
+read, and a redirect from one certificate's server to another's over kept-alive
+connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -29,8 +32,17 @@ def _app(state: ServerState) -> web.Application:
     async def away(request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
 
+    async def connection(request: web.Request) -> web.Response:
+        """The server's own view of the connection: what the client must report."""
+        assert request.transport is not None
+        ssl_object = request.transport.get_extra_info("ssl_object")
+        return web.json_response(
+            {"version": ssl_object.version(), "cipher": ssl_object.cipher()[0]}
+        )
+
     app = web.Application()
     app.router.add_get("/", hello)
+    app.router.add_get("/connection", connection)
     app.router.add_get("/304", empty)
     app.router.add_get("/away", away)
     return app
@@ -73,10 +85,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     started.close()
 
 
-def _tls(*urls: str, args: tuple[str, ...] = ()) -> list[dict[str, object]]:
+def _records(*urls: str, args: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     result = run_cli("--tls", "-q", *args, stdin="\n".join(urls).encode())
     assert result.returncode in (0, 1), result.stderr
-    return [record["tls"] for record in jsonl(result.stdout)]
+    return jsonl(result.stdout)
+
+
+def _tls(*urls: str, args: tuple[str, ...] = ()) -> list[dict[str, object]]:
+    return [record["tls"] for record in _records(*urls, args=args)]
 
 
 def test_a_valid_certificate_is_described(servers: Servers) -> None:
@@ -117,6 +133,56 @@ def test_an_expired_certificate_is_described_under_insecure(servers: Servers) ->
     assert "CN=expired.test" in str(tls["subject"])
     assert tls["san"] == [HOST]
     assert tls["not_after"] < datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _version_4(der: bytes) -> bytes:
+    """The version field says 4 (the value 3): OpenSSL takes it; ``cryptography`` refuses
+    it with InvalidVersion, which is not a ValueError."""
+    at = der.index(bytes.fromhex("a003020102"))  # [0] EXPLICIT INTEGER 2: X.509 v3
+    return der[:at] + bytes.fromhex("a003020103") + der[at + 5 :]
+
+
+def _ber_length(der: bytes) -> bytes:
+    """The version field's length in long form, which BER allows and DER does not: OpenSSL
+    takes it and sends the signed part as it came; ``cryptography`` refuses it (ValueError)."""
+    assert der[:2] == der[4:6] == b"\x30\x82"  # the certificate, then its signed part
+    assert der[8:10] == b"\xa0\x03"
+    whole, signed = (int.from_bytes(der[at : at + 2], "big") + 1 for at in (2, 6))
+    return b"".join(
+        (b"\x30\x82", whole.to_bytes(2, "big"), b"\x30\x82", signed.to_bytes(2, "big"),
+         b"\xa0\x81\x03", der[10:])
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _serving(der: bytes, key: trustme.Blob, tmp: Path) -> Iterator[LoopbackServer]:
+    (tmp / "cert.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
+    key.write_to_path(str(tmp / "key.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    server = LoopbackServer(context, app=_app)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("odd", [_version_4, _ber_length])
+def test_a_certificate_that_cannot_be_read_leaves_its_facts_null_and_the_answer_whole(
+    servers: Servers, tmp_path: Path, odd: Callable[[bytes], bytes]
+) -> None:
+    """The answer arrived: its record is ok, with the connection's protocol and cipher,
+    and null for every fact of a certificate that cannot be read."""
+    leaf = servers.ca.issue_cert(HOST, common_name="odd.test")
+    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    with _serving(odd(der), leaf.private_key_pem, tmp_path) as server:
+        (record,) = _records(server.url("/connection"), args=("--insecure",))
+    assert (record["ok"], record["error"]) == (True, None)
+    assert record["tls"] == {
+        **record["body"],  # the version and cipher the server saw
+        "subject": None, "san": None, "issuer": None,
+        "not_before": None, "not_after": None, "days_left": None,
+    }  # fmt: skip
 
 
 def test_http_has_null_and_an_answer_without_body_still_has_its_facts(

@@ -116,7 +116,7 @@ def parse_certificate(der: bytes) -> Certificate:
 
     try:
         cert = x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
         return Certificate(None, None, None, None, None)
     return Certificate(
         _guarded(lambda: cert.subject.rfc4514_string()),
