@@ -96,11 +96,12 @@ def _tls(*urls: str, args: tuple[str, ...] = ()) -> list[dict[str, object]]:
 
 
 def test_a_valid_certificate_is_described(servers: Servers) -> None:
-    (tls,) = _tls(servers.valid.url("/"), args=("--ca-bundle", servers.ca_pem))
+    (record,) = _records(servers.valid.url("/connection"), args=("--ca-bundle", servers.ca_pem))
+    tls = record["tls"]
     assert isinstance(tls, dict)
+    seen_by_server = record["body"]  # a JSON answer is recorded as JSON
+    assert {"version": tls["version"], "cipher": tls["cipher"]} == seen_by_server
     assert tls["version"] in ("TLSv1.2", "TLSv1.3")
-    assert isinstance(tls["cipher"], str)
-    assert tls["cipher"]
     subject = str(tls["subject"])  # RFC 4514: the most specific part first
     assert subject.startswith("CN=valid.test,OU=Testing cert #")
     assert ",O=trustme v" in subject
