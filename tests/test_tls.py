@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
-from conftest import HOST, LoopbackServer, ServerState, jsonl, run_cli
+from conftest import HOST, LoopbackServer, ServerState, jsonl, run_cli, run_process
 
 
 def _app(state: ServerState) -> web.Application:
@@ -184,6 +184,24 @@ def test_a_certificate_that_cannot_be_read_leaves_its_facts_null_and_the_answer_
         "subject": None, "san": None, "issuer": None,
         "not_before": None, "not_after": None, "days_left": None,
     }  # fmt: skip
+
+
+def test_a_negative_serial_number_is_read_without_a_warning_on_the_terminal(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """RFC 5280 wants a positive serial; some devices' own certificates have 0 or less.
+    ``cryptography`` reads them with a warning, which must not reach the user's stderr
+    (the installed command, as a user runs it: pytest would capture the warning)."""
+    leaf = servers.ca.issue_cert(HOST, common_name="negative.test")
+    der = bytearray(ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode()))
+    serial = der.index(bytes.fromhex("a003020102")) + 5  # the INTEGER after the version
+    assert der[serial] == 0x02
+    der[serial + 2] = 0x80  # its first byte's top bit: negative, and still DER
+    with _serving(bytes(der), leaf.private_key_pem, tmp_path) as server:
+        result = run_process("--tls", "-q", "--insecure", stdin=server.url("/").encode())
+    assert (result.returncode, result.stderr) == (0, "")
+    (record,) = jsonl(result.stdout)
+    assert str(record["tls"]["subject"]).startswith("CN=negative.test,")
 
 
 def test_http_has_null_and_an_answer_without_body_still_has_its_facts(

@@ -112,10 +112,17 @@ def _iso(moment: datetime | None) -> str | None:
 def parse_certificate(der: bytes) -> Certificate:
     """A certificate's facts; a part that does not parse is None (never an error: the
     answer arrived, and its record must not fail for a certificate's oddity)."""
+    import warnings
+
     from cryptography import x509
+    from cryptography.utils import CryptographyDeprecationWarning
 
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            # A serial number of zero or less, which RFC 5280 forbids and some devices'
+            # own certificates have: read all the same, with no warning on the terminal.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
     except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
         return Certificate(None, None, None, None, None)
     return Certificate(
