@@ -215,6 +215,18 @@ def test_http_has_null_and_an_answer_without_body_still_has_its_facts(
     assert "CN=valid.test" in str(empty["subject"])
 
 
+def test_an_http_answer_through_an_https_proxy_has_null_like_any_http_answer(
+    servers: Servers,
+) -> None:
+    """The request goes over TLS, but to the proxy: the proxy's certificate is not the
+    answer's. (The valid server stands for the proxy: it answers the absolute-form request
+    itself.)"""
+    args = ("--proxy", servers.valid.url(""), "--ca-bundle", servers.ca_pem)
+    (record,) = _records("http://fetchmany.test/", args=args)
+    assert (record["status"], record["body"]) == (200, "hi")  # the proxy's answer
+    assert record["tls"] is None
+
+
 def test_after_a_redirect_the_final_hops_certificate_is_reported_on_kept_alive_connections(
     servers: Servers,
 ) -> None:

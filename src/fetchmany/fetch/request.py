@@ -142,7 +142,9 @@ class NotingConnection(SentAsGiven):
         # out, an answer without a body has already given it back (or closed it).
         from fetchmany.fetch.tls import note_connection, remember  # --tls's alone
 
-        connection = note_connection(conn)
+        # An http request through an https proxy goes over TLS too, but the proxy's:
+        # its certificate is not the answer's, and http has no facts (docs/records.md).
+        connection = note_connection(conn) if self.is_ssl() else None
         response = await super().send(conn)
         remember(response, connection)
         return response
