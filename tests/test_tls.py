@@ -155,6 +155,10 @@ def _ber_length(der: bytes) -> bytes:
     )  # fmt: skip
 
 
+def _der(leaf: trustme.LeafCert) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+
+
 @contextlib.contextmanager
 def _serving(der: bytes, key: trustme.Blob, tmp: Path) -> Iterator[LoopbackServer]:
     (tmp / "cert.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
@@ -175,7 +179,7 @@ def test_a_certificate_that_cannot_be_read_leaves_its_facts_null_and_the_answer_
     """The answer arrived: its record is ok, with the connection's protocol and cipher,
     and null for every fact of a certificate that cannot be read."""
     leaf = servers.ca.issue_cert(HOST, common_name="odd.test")
-    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    der = _der(leaf)
     with _serving(odd(der), leaf.private_key_pem, tmp_path) as server:
         (record,) = _records(server.url("/connection"), args=("--insecure",))
     assert (record["ok"], record["error"]) == (True, None)
@@ -186,6 +190,26 @@ def test_a_certificate_that_cannot_be_read_leaves_its_facts_null_and_the_answer_
     }  # fmt: skip
 
 
+def test_dates_before_the_year_1000_are_written_with_four_digits(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """ISO 8601 as documented, whatever the year: Go's zero time, 0001-01-01, is the
+    notBefore of certificates made without one (read here with -k)."""
+    leaf = servers.ca.issue_cert(
+        HOST, common_name="old.test", not_before=datetime(2050, 1, 1, tzinfo=UTC),
+        not_after=datetime(2060, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    der = _der(leaf)
+    generalized = b"\x18\x0f20500101000000Z"  # from 2050 on, a date is a GeneralizedTime
+    assert der.count(generalized) == 1
+    with _serving(
+        der.replace(generalized, b"\x18\x0f00010101000000Z"), leaf.private_key_pem, tmp_path
+    ) as server:
+        (tls,) = _tls(server.url("/"), args=("--insecure",))
+    assert isinstance(tls, dict)
+    assert (tls["not_before"], tls["not_after"]) == ("0001-01-01T00:00:00Z", "2060-01-01T00:00:00Z")
+
+
 def test_a_negative_serial_number_is_read_without_a_warning_on_the_terminal(
     servers: Servers, tmp_path: Path
 ) -> None:
@@ -193,7 +217,7 @@ def test_a_negative_serial_number_is_read_without_a_warning_on_the_terminal(
     ``cryptography`` reads them with a warning, which must not reach the user's stderr
     (the installed command, as a user runs it: pytest would capture the warning)."""
     leaf = servers.ca.issue_cert(HOST, common_name="negative.test")
-    der = bytearray(ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode()))
+    der = bytearray(_der(leaf))
     serial = der.index(bytes.fromhex("a003020102")) + 5  # the INTEGER after the version
     assert der[serial] == 0x02
     der[serial + 2] = 0x80  # its first byte's top bit: negative, and still DER

@@ -105,7 +105,12 @@ def tls_facts(
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``moment`` (UTC, as cryptography's ``*_utc`` give it) in ISO 8601, the year in four
+    digits: strftime's ``%Y`` writes the year 1 as ``1``, and Go's zero time (0001-01-01)
+    is the notBefore of some certificates."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 @functools.lru_cache(maxsize=256)
