@@ -114,3 +114,88 @@ def test_the_bar_keeps_its_figures_apart_and_red_for_failures_only(
     styles = {text.plain[span.start : span.end]: str(span.style) for span in text.spans}
     assert "red" not in styles["-/s"]
     assert ("red" in styles[f"{failed} failed"]) == (failed > 0)
+
+
+def _ansi(text: object) -> str:
+    """What a colour terminal is sent for ``text``, rich's default theme in force."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor")
+    console.print(text, end="")
+    out = console.file
+    assert isinstance(out, io.StringIO)
+    return out.getvalue()
+
+
+def _bar_task(**fields: object) -> object:
+    """A rich task as the columns read it: counts, speed and the display's fields."""
+    from types import SimpleNamespace
+
+    given = {"completed": 5, "total": 10, "speed": None}
+    given.update(fields)
+    keys = ("completed", "total", "speed")
+    return SimpleNamespace(
+        **{k: given[k] for k in keys},
+        fields={k: v for k, v in given.items() if k not in keys},
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "parts"),
+    [
+        (
+            {"speed": 12.34, "limit": "limit 8 (cut)", "ok": 7, "failed": 2},
+            [
+                ("12.3/s", "cyan"),
+                ("limit 8 (cut)", "blue"),
+                ("7 ok", "green"),
+                ("2 failed", "bold red"),
+            ],
+        ),
+        (
+            {"speed": 0.0, "ok": 3, "failed": 0},
+            [("-/s", "cyan"), ("3 ok", "green"), ("0 failed", "dim")],
+        ),
+        ({}, [("-/s", "cyan"), ("0 ok", "green"), ("0 failed", "dim")]),  # before the first record
+    ],
+)
+def test_the_figures_column_reads_and_colours_each_figure_apart(
+    task: dict[str, object], parts: list[tuple[str, str]]
+) -> None:
+    """Each figure in its colour, apart from the next by a dim separator; a rate not yet
+    known is ``-/s``, a limit not shown leaves no empty part, counts not yet sent are 0."""
+    from typing import cast
+
+    from rich.progress import Task
+    from rich.style import Style
+    from rich.text import Text
+
+    from fetchmany.output._progress_columns import SEPARATOR, FiguresColumn
+
+    expected = Text()
+    for i, (shown, style) in enumerate(parts):
+        if i:
+            expected.append(SEPARATOR, Style(dim=True))
+        expected.append(shown, Style.parse(style))
+    rendered = FiguresColumn().render(cast(Task, _bar_task(**task)))
+    assert rendered.plain == expected.plain
+    assert _ansi(rendered) == _ansi(expected)
+
+
+@pytest.mark.parametrize(("total", "shown"), [(10, "5/10"), (None, "5"), (0, "5/0")])
+def test_the_count_column_shows_the_total_once_known(total: int | None, shown: str) -> None:
+    """``done/total``, or ``done`` alone while the total is unknown (stdin), in rich's
+    download colour."""
+    from typing import cast
+
+    from rich.progress import Task
+    from rich.text import Text
+
+    from fetchmany.output._progress_columns import CountColumn
+
+    rendered = CountColumn().render(cast(Task, _bar_task(total=total)))
+    assert rendered.plain == shown
+    assert _ansi(rendered) == _ansi(Text(shown, style="progress.download"))
+    assert _ansi(rendered) != _ansi(Text(shown))  # a colour of its own
