@@ -199,3 +199,124 @@ def test_the_count_column_shows_the_total_once_known(total: int | None, shown: s
     assert rendered.plain == shown
     assert _ansi(rendered) == _ansi(Text(shown, style="progress.download"))
     assert _ansi(rendered) != _ansi(Text(shown))  # a colour of its own
+
+
+def _frames(err: str) -> list[str]:
+    """The bar's frames and the lines above it, as a terminal shows them, colours gone."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.replace("\r\x1b[2K", "\n"))
+    return [line for line in plain.split("\n") if line]
+
+
+_TIME = r"\d+:\d\d:\d\d"
+
+
+def test_the_bar_draws_on_stderr_what_the_run_has_done_and_its_last_state_at_stop(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal on stderr: the bar starts at 0 of the total with no rate yet, a note
+    goes above it as it was written (one line however long, never markup), the figures
+    follow the run, and the last frame drawn at stop holds the last update. stdout
+    carries nothing of it."""
+    import re
+
+    from fetchmany.output.progress import ProgressDisplay
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws as on a terminal
+    monkeypatch.setenv("COLUMNS", "160")
+    display = ProgressDisplay()
+    display.start(10)
+    first = _frames(capsys.readouterr().err)
+    assert re.fullmatch(
+        rf"fetching [━╸╺]+ 0/10 -/s · 0 ok · 0 failed {_TIME} eta -:--:--", first[-1]
+    )
+    note = "[bold]Resuming[/bold]: " + "x" * 150
+    display.note(note)
+    display.set_total(20)
+    display.update(RunStats(done=3, ok=2, limit=4, mark="cut"))
+    display.stop()
+    out, err = capsys.readouterr()
+    assert out == ""
+    frames = _frames(err)
+    assert note in frames  # one line, brackets and all
+    assert re.fullmatch(
+        rf"fetching [━╸╺]+ 3/20 -/s · limit 4 \(cut\) · 2 ok · 1 failed {_TIME} eta -:--:--",
+        frames[-1],
+    ), frames[-1]
+    display.stop()  # twice is harmless
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_bar_without_a_total_counts_alone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stdin: no total to show until a count of the input gives one."""
+    import re
+
+    from fetchmany.output.progress import ProgressDisplay
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "160")
+    display = ProgressDisplay()
+    display.start(None)
+    display.update(RunStats(done=4, ok=4))
+    display.stop()
+    last = _frames(capsys.readouterr().err)[-1]
+    assert re.fullmatch(rf"fetching [━╸╺]+ 4 -/s · 4 ok · 0 failed {_TIME} eta *", last), last
+
+
+def test_outside_text_is_cut_at_200_characters_and_line_breaks_of_unicode_escaped() -> None:
+    """A line or paragraph separator would start a new line on the terminal as a newline
+    does; 200 characters are kept whole."""
+    assert terminal_safe("x" * 200) == "x" * 200
+    assert terminal_safe("x" * 201) == "x" * 200 + "…"
+    assert terminal_safe("a\u2028b\u2029c\u00adé") == "a\\u2028b\\u2029c\\xadé"
+
+
+def test_a_bar_not_started_writes_notes_plainly_and_ignores_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Notes come before the bar starts (a resumed file's count): they go to stderr as
+    lines, and the bar's own calls do nothing until it starts."""
+    from fetchmany.output.progress import ProgressDisplay
+
+    display = ProgressDisplay()
+    display.note("Resuming: 3 records already in out.jsonl")
+    display.set_total(5)
+    display.update(RunStats(done=1, ok=1))
+    display.stop()
+    assert capsys.readouterr() == ("", "Resuming: 3 records already in out.jsonl\n")
+
+
+@pytest.mark.parametrize(
+    "error", [OSError(5, "Input/output error"), ValueError("I/O operation on closed file")]
+)
+def test_a_terminal_gone_under_the_bar_fails_neither_a_note_nor_the_stop(
+    error: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal closed (a hang-up) or stderr closed under the run: the bar's last
+    words are lost, the run is not."""
+    import sys
+
+    from fetchmany.output.progress import ProgressDisplay
+
+    class Gone:
+        def write(self, text: str) -> int:
+            raise error
+
+        def flush(self) -> None:
+            raise error
+
+        def isatty(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return 2
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    display = ProgressDisplay()
+    display.start(3)
+    monkeypatch.setattr(sys, "stderr", Gone())
+    display.note("a note")
+    display.stop()

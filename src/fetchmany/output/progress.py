@@ -133,7 +133,8 @@ class ProgressDisplay:
             refresh_per_second=4,
             speed_estimate_period=10,
         )
-        self._task = self._progress.add_task("fetching", total=total, ok=0, failed=0, limit=None)
+        # No figures yet: the columns read a figure not sent as none (0 ok, no limit).
+        self._task = self._progress.add_task("fetching", total=total)
         self._progress.start()
 
     def set_total(self, total: int) -> None:
