@@ -134,9 +134,24 @@ def _from_module(module: str, base: type[Exception] = Exception) -> type[Excepti
     return type("ProxyError", (base,), {"__module__": module})
 
 
+def _raised_from(exc: Exception, cause: Exception) -> Exception:
+    exc.__cause__ = cause
+    return exc
+
+
 @pytest.mark.parametrize(
     ("exception", "kind", "message"),
     [
+        (  # aiohttp-socks: a certificate refused through a SOCKS proxy
+            _raised_from(aiohttp.ClientOSError(1, "verify failed"), ssl.SSLError(1, "verify")),
+            ErrorKind.TLS,
+            "[Errno 1] verify failed",
+        ),
+        (
+            _raised_from(aiohttp.ClientOSError(104, "reset"), ConnectionResetError(104, "reset")),
+            ErrorKind.CONNECT,
+            "[Errno 104] reset",
+        ),
         (
             ValueError("Cannot combine AUTHORIZATION header with AUTH argument or credentials"),
             ErrorKind.INVALID_REDIRECT,

@@ -112,7 +112,10 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
         kind = ErrorKind.INVALID_URL
     elif isinstance(exc, aiohttp.ClientConnectorDNSError):
         kind = ErrorKind.DNS
-    elif isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    elif isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError) or isinstance(
+        exc.__cause__,
+        ssl.SSLError,  # aiohttp-socks: a ClientOSError from the handshake's
+    ):
         kind = ErrorKind.TLS
     elif isinstance(exc, aiohttp.ConnectionTimeoutError):
         kind = ErrorKind.TIMEOUT
