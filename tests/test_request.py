@@ -364,6 +364,8 @@ async def test_in_process_content_headers_without_content(
         "u:p%40ss%3Aw%2F",
         "%75:p",
         ":p%C3%A4ss",  # no user name: yarl's raw_user is None (found by a hostile tester)
+        "us%C3%A9r",  # no password, and none made up (found by mutation testing)
+        "us%C3%A9r:",
     ],
 )
 def test_a_url_s_credentials_are_sent_as_curl_sends_them(

@@ -1,0 +1,474 @@
+"""The session a run shares (``fetch/session.py``): which proxy each URL goes through,
+SOCKS proxies, .netrc credentials, in process so that mutation testing sees them.
+
+curl is the reference for the proxy variables (``lib/noproxy.c``): each NO_PROXY rule
+below is checked against the curl installed, on loopback, where curl is right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import HOST, LoopbackServer, RawServer, TlsServer, jsonl, run_cli
+from yarl import URL
+
+from fetchmany.fetch.session import (
+    SessionSetup,
+    SetupError,
+    checked_env_proxies,
+    socks_connector,
+)
+from fetchmany.options import FetchOptions
+
+PROXY = "http://proxy.test:3128"
+"""The proxy of the NO_PROXY table: never contacted, only named."""
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]:
+    """Sets the proxy variables of a test, none of the caller's left."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+    def set_to(variables: dict[str, str]) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return set_to
+
+
+def route(url: str, options: FetchOptions | None = None) -> str | None:
+    """The proxy a run set up from the environment sends ``url`` through; None: direct."""
+    return SessionSetup.prepare(options or FetchOptions()).proxy_for(URL(url))
+
+
+# (URL, NO_PROXY, whether it goes direct, whether curl 7.88 agrees)
+NO_PROXY_RULES = [
+    # A name matches itself and every name under it, never a longer name.
+    ("http://example.com/", "example.com", True, True),
+    ("http://www.example.com/", "example.com", True, True),
+    ("http://a.b.example.com/", "b.example.com", True, True),
+    ("http://notexample.com/", "example.com", False, True),
+    ("http://example.com/", "www.example.com", False, True),
+    # A leading dot counts for nothing; nor does case.
+    ("http://www.example.com/", ".example.com", True, True),
+    ("http://example.com/", ".example.com", True, True),
+    ("http://EXAMPLE.com/", "example.COM", True, True),
+    # A list: commas, blanks around the entries, empty entries.
+    ("http://example.com/", "localhost, example.com", True, True),
+    ("http://a.example/", "example.com,,a.example", True, True),
+    ("http://a.example/", "example.com;a.example", False, True),
+    ("http://example.com/", "localhost", False, True),
+    # * alone is every host; in a list, it is a name like any other.
+    ("http://example.com/", "*", True, True),
+    ("http://example.com/", "localhost,*", False, True),
+    ("http://example.com/", "", False, True),
+    # An address matches itself, or a CIDR range that holds it (an entry with host bits
+    # set is its network's range); a range never matches a name.
+    ("http://127.0.0.1/", "127.0.0.1", True, True),
+    ("http://127.0.0.1/", "127.0.0", False, True),
+    ("http://10.0.0.1/", "10.0.0.0/8", True, True),
+    ("http://10.0.0.1/", "10.0.0.1/8", True, True),
+    ("http://10.0.0.1/", "10.0.0.1/32", True, True),
+    ("http://10.0.0.1/", "11.0.0.0/8", False, True),
+    ("http://10.0.0.1/", "10.0.0.1/33", False, True),
+    ("http://10.0.0.1/", "localhost, 10.0.0.0/8", True, True),
+    ("http://10.0.0.1/", "bogus/8,10.0.0.0/8", True, True),
+    ("http://10.0.0.1/", "10.0.0.0/8/9,10.0.0.0/8", True, True),
+    ("http://localhost/", "127.0.0.0/8", False, True),
+    ("http://[::1]/", "::1", True, True),
+    ("http://[fe80::1]/", "FE80::1", True, True),
+    ("http://[::1]/", "[::1]", False, True),
+    # curl 7.88 never matches an IPv6 range, though its documentation says it takes
+    # CIDR entries (curl.1, --noproxy: since 7.86.0); later curls compare addresses.
+    ("http://[::1]/", "::1/128", True, False),
+    ("http://[fe80::1]/", "fe80::/10", True, False),
+    ("http://[fe80::1]/", "fe90::/16", False, True),
+    # Beyond curl, which never matches an entry with a port: host:port for that port
+    # only, as urllib and Go read NO_PROXY (docs/reference.md).
+    ("http://127.0.0.1:8080/", "127.0.0.1:8080", True, False),
+    ("http://127.0.0.1:8080/", "127.0.0.1:8081", False, True),
+    ("http://example.com/", "example.com:80", True, False),
+    ("https://example.com/", "example.com:443", True, False),
+    ("https://example.com/", "example.com:80", False, True),
+    ("http://www.example.com:8080/", "example.com:8080", True, False),
+]
+
+
+@pytest.mark.parametrize(("url", "no_proxy", "direct", "curl_agrees"), NO_PROXY_RULES)
+def test_no_proxy_sends_the_hosts_it_names_direct(
+    environment: Callable[[dict[str, str]], None],
+    url: str,
+    no_proxy: str,
+    direct: bool,
+    curl_agrees: bool,
+) -> None:
+    environment({"http_proxy": PROXY, "https_proxy": PROXY, "no_proxy": no_proxy})
+    assert route(url) == (None if direct else PROXY)
+
+
+@pytest.mark.parametrize(
+    ("url", "no_proxy", "direct"),
+    [(url, no, direct) for url, no, direct, agrees in NO_PROXY_RULES if agrees],
+)
+def test_curl_reads_no_proxy_as_the_table_says(
+    raw_server: Callable[[dict[str, bytes]], RawServer], url: str, no_proxy: str, direct: bool
+) -> None:
+    """The reference for the table above: curl, sent to one loopback server whether it
+    goes direct (``--connect-to``: no name is looked up) or through the proxy (the same
+    server, which then sees an absolute URL or a CONNECT, not a path)."""
+    server = raw_server({})
+    target = URL(url).with_port(server.port) if URL(url).port in (80, 443) else URL(url)
+    proxy = f"http://{HOST}:{server.port}"
+    env = {"PATH": os.environ["PATH"], "http_proxy": proxy, "https_proxy": proxy}
+    env["no_proxy"] = no_proxy.replace("8080", str(server.port))
+    subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "--max-time", "10", "--connect-to",
+         f"::{HOST}:{server.port}", str(target).replace(":8080", f":{server.port}")],
+        env=env, check=False, timeout=30,
+    )  # fmt: skip
+    (head,) = server.received
+    assert head.split(b" ")[1].startswith(b"/") is direct, head
+
+
+@pytest.mark.parametrize(
+    ("variables", "http", "https"),
+    [
+        ({"http_proxy": "http://a:1"}, "http://a:1", None),
+        ({"https_proxy": "http://b:1"}, None, "http://b:1"),
+        ({"all_proxy": "socks5://c:1"}, "socks5://c:1", "socks5://c:1"),
+        ({"http_proxy": "http://a:1", "all_proxy": "http://c:1"}, "http://a:1", "http://c:1"),
+        # Any case (docs/reference.md), the lower-case one first, as curl and urllib.
+        ({"HTTPS_PROXY": "http://b:1", "ALL_PROXY": "http://c:1"}, "http://c:1", "http://b:1"),
+        ({"https_proxy": "http://b:1", "HTTPS_PROXY": "http://x:1"}, None, "http://b:1"),
+        ({}, None, None),
+        ({"no_proxy": "example.com"}, None, None),
+    ],
+)
+def test_each_scheme_goes_through_its_own_proxy_else_all_proxy(
+    environment: Callable[[dict[str, str]], None],
+    variables: dict[str, str],
+    http: str | None,
+    https: str | None,
+) -> None:
+    environment(variables)
+    assert (route("http://example.com/"), route("https://example.com/")) == (http, https)
+
+
+def test_the_proxy_option_wins_over_the_environment_and_no_proxy(
+    environment: Callable[[dict[str, str]], None],
+) -> None:
+    """--proxy sends every request through it (docs/reference.md); without the
+    environment's proxies, nothing is proxied."""
+    environment({"http_proxy": "http://a:1", "no_proxy": "*"})
+    assert route("http://example.com/", FetchOptions(proxy="http://mine:1")) == "http://mine:1"
+    assert route("http://example.com/", FetchOptions(env_proxy=False)) is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("all", "socks9://u:s3cret@x:1", "ALL_PROXY in the environment 'socks9://u:****@x:1': "
+         "use one of http://, https://, socks4://, socks4a://, socks5://, socks5h://"),
+        ("https", "http://u:s3cret@/x",
+         "HTTPS_PROXY in the environment 'http://u:****@/x' is not a valid URL"),
+        ("all", "socks5://", "ALL_PROXY in the environment 'socks5://' has no host"),
+        ("http", "http://a b:1", "HTTP_PROXY in the environment 'http://a b:1' contains a "
+         "control character or space"),
+    ],
+)  # fmt: skip
+def test_a_broken_proxy_variable_says_which_and_why(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SetupError) as caught:
+        checked_env_proxies({"no": "localhost", variable: value})
+    assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------- SOCKS
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a SOCKS client asked its proxy for."""
+
+    version: int
+    user: str | None
+    password: str | None
+    host: str
+    """A name when the proxy is to resolve it (socks5h, socks4a), else an address."""
+    port: int
+
+
+class SocksRecorder:
+    """A SOCKS4(a) and SOCKS5 proxy on 127.0.0.1 that records what each client asks for,
+    then refuses it or, with ``relay``, connects it (loopback targets only)."""
+
+    def __init__(self, relay: bool = False) -> None:
+        self.relay = relay
+        self.asked: list[Asked] = []
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = 0
+
+        async def start() -> None:
+            server = await asyncio.start_server(self._handle, HOST, 0)
+            self.port = server.sockets[0].getsockname()[1]
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            version = (await reader.readexactly(1))[0]
+            asked = await (self._socks4(reader) if version == 4 else self._socks5(reader, writer))
+            self.asked.append(asked)
+            if not self.relay or not _is_loopback(asked.host):
+                writer.write(_reply(version, granted=False))
+                return
+            to_reader, to_writer = await asyncio.open_connection(asked.host, asked.port)
+            writer.write(_reply(version, granted=True))
+            await asyncio.gather(_pipe(reader, to_writer), _pipe(to_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _socks4(reader: asyncio.StreamReader) -> Asked:
+        _, port, address = struct.unpack("!BH4s", await reader.readexactly(7))
+        user = (await reader.readuntil(b"\0"))[:-1].decode()
+        host = socket.inet_ntoa(address)
+        if address[:3] == bytes(3) and address[3]:  # 0.0.0.x: SOCKS4a, a name follows
+            host = (await reader.readuntil(b"\0"))[:-1].decode()
+        return Asked(4, user, None, host, port)
+
+    @staticmethod
+    async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Asked:
+        methods = await reader.readexactly((await reader.readexactly(1))[0])
+        user = password = None
+        if 2 in methods:  # username and password (RFC 1929)
+            writer.write(b"\x05\x02")
+            _, length = await reader.readexactly(2)
+            user = (await reader.readexactly(length)).decode()
+            password = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+            writer.write(b"\x01\x00")
+        else:
+            writer.write(b"\x05\x00")
+        kind = (await reader.readexactly(4))[3]
+        if kind == 3:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        else:
+            family, size = (socket.AF_INET, 4) if kind == 1 else (socket.AF_INET6, 16)
+            host = socket.inet_ntop(family, await reader.readexactly(size))
+        (port,) = struct.unpack("!H", await reader.readexactly(2))
+        return Asked(5, user, password, host, port)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except OSError:
+        return False
+
+
+def _reply(version: int, granted: bool) -> bytes:
+    """The proxy's answer to a request: SOCKS4's 90 or 91, SOCKS5's 0 or 5 (refused)."""
+    if version == 4:
+        return bytes([0, 90 if granted else 91]) + bytes(6)
+    return bytes([5, 0 if granted else 5, 0, 1]) + bytes(6)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+def socks_recorder() -> Iterator[SocksRecorder]:
+    recorder = SocksRecorder()
+    yield recorder
+    recorder.close()
+
+
+@pytest.fixture(scope="module")
+def socks_relay() -> Iterator[SocksRecorder]:
+    relay = SocksRecorder(relay=True)
+    yield relay
+    relay.close()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "version", "password", "resolved_here"),
+    [
+        ("socks5", 5, "s3cret", True),
+        ("socks5h", 5, "s3cret", False),
+        ("SOCKS5H", 5, "s3cret", False),
+        ("socks4", 4, None, True),  # SOCKS4 has a user id and no password
+        ("socks4a", 4, None, False),
+    ],
+)
+def test_each_socks_scheme_speaks_its_version_and_resolves_where_it_says(
+    socks_recorder: SocksRecorder, scheme: str, version: int, password: str, resolved_here: bool
+) -> None:
+    """socks5 and socks4 resolve names here, socks5h and socks4a at the proxy, as curl;
+    the proxy's credentials go to it, and a proxy that refuses is a connect record."""
+    proxy = f"{scheme}://alice:s3cret@{HOST}:{socks_recorder.port}"
+    result = run_cli("--retries", "0", "--proxy", proxy, stdin=b"http://localhost:9/x\n")
+    (record,) = jsonl(result.stdout)
+    assert record["error"]["kind"] == "connect"
+    assert "s3cret" not in result.stderr + json.dumps(record)
+    (asked,) = socks_recorder.asked
+    if resolved_here:
+        assert ipaddress.ip_address(asked.host).is_loopback
+        asked = Asked(asked.version, asked.user, asked.password, "localhost", asked.port)
+    assert asked == Asked(version, "alice", password, "localhost", 9)
+
+
+def test_a_socks_proxy_from_all_proxy_carries_requests_that_no_proxy_does_not_name(
+    environment: Callable[[dict[str, str]], None],
+    socks_relay: SocksRecorder,
+    server: LoopbackServer,
+) -> None:
+    environment({"ALL_PROXY": f"socks5h://{HOST}:{socks_relay.port}", "NO_PROXY": "localhost"})
+    before = len(socks_relay.asked)
+    urls = f"{server.url('/item?id=1')}\n{server.url('/item?id=2').replace(HOST, 'localhost')}\n"
+    result = run_cli("-q", "--retries", "0", stdin=urls.encode())
+    assert [r["body"]["id"] for r in jsonl(result.stdout)] == ["1", "2"]
+    assert socks_relay.asked[before:] == [Asked(5, None, None, HOST, server.port)]
+
+
+def test_tls_through_a_socks_proxy_is_checked_as_the_run_says(
+    socks_relay: SocksRecorder, tls_server: TlsServer
+) -> None:
+    """A certificate refused through a SOCKS proxy is a ``tls`` record, not retried, as
+    it is direct (aiohttp-socks raised it as an OSError: a ``connect`` record, retried)."""
+    proxy = ("--proxy", f"socks5://{HOST}:{socks_relay.port}", "-q", "--backoff", "0.01")
+    url = tls_server.server.url("/item?id=7").encode()
+    trusted = jsonl(run_cli(*proxy, "--ca-bundle", tls_server.ca_pem, stdin=url).stdout)
+    assert [r["body"]["id"] for r in trusted] == ["7"]
+    (untrusted,) = jsonl(run_cli(*proxy, "--retries", "2", stdin=url).stdout)
+    assert (untrusted["error"]["kind"], untrusted["attempts"]) == ("tls", 1)
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted["error"]["message"]
+    assert [r["body"]["id"] for r in jsonl(run_cli(*proxy, "-k", stdin=url).stdout)] == ["7"]
+
+
+@pytest.mark.parametrize("through_socks", [False, True])
+def test_as_many_requests_as_the_limit_are_in_flight_at_once(
+    server: LoopbackServer, socks_relay: SocksRecorder, through_socks: bool
+) -> None:
+    """Each connection pool is sized to --limit, past aiohttp's default of 100: the
+    server answers none of these until all 101 are in flight."""
+    server.reset(gate_size=101)
+    args = ["-q", "--limit", "101", "--timeout", "20", "--retries", "0"]
+    if through_socks:
+        args += ["--proxy", f"socks5://{HOST}:{socks_relay.port}"]
+    ids = [str(i) for i in range(101)]
+    result = run_cli(*args, "-t", server.url("/gated?id={}"), stdin="\n".join(ids).encode())
+    assert [r["body"]["id"] for r in jsonl(result.stdout)] == ids
+
+
+async def test_a_socks_proxy_s_connector_is_built_from_its_url() -> None:
+    """The connector of a SOCKS proxy (aiohttp-socks'): its host, and its port, 1080
+    unless given (curl's), which no test can serve on loopback without taking it."""
+    from aiohttp_socks import ProxyType
+
+    tls = ssl.create_default_context()
+    connector = socks_connector("socks4a://u@proxy.test", 7, tls)
+    assert (connector._proxy_type, connector._proxy_host, connector._proxy_port) == (
+        ProxyType.SOCKS4,
+        "proxy.test",
+        1080,
+    )
+    assert (connector.limit, connector._ssl) == (7, tls)
+    await connector.close()
+
+
+# ---------------------------------------------------------------- .netrc
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "machine 127.0.0.1 login alice password s3cret",
+        "machine 127.0.0.1 password s3cret",  # no login: ":s3cret"
+        "machine 127.0.0.1 login alice",  # no password: "alice:"
+        "machine other.test login bob password pw\ndefault login carol password pw2",
+        "machine 127.0.0.1 login usér password pässword",  # UTF-8, as curl sends it
+    ],
+)
+def test_netrc_credentials_are_sent_as_curl_sends_them(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: str,
+) -> None:
+    server = raw_server({})
+    netrc = tmp_path / "netrc"
+    netrc.write_text(entry + "\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    url = server.url("/")
+    subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "--netrc-file", str(netrc), url], check=True, timeout=30
+    )
+    monkeypatch.setenv("NETRC", str(netrc))
+    run_cli("-q", "--retries", "0", "--netrc", stdin=url.encode())
+    by_curl, by_us = (
+        [line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization:")]
+        for head in server.received
+    )
+    assert len(by_us) == 1
+    assert by_us == by_curl
+
+
+def test_netrc_is_read_from_the_home_directory_without_netrc_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".netrc").write_text("machine example.com login alice password s3cret\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    setup = SessionSetup.prepare(FetchOptions(netrc=True))
+    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert setup.auth_for(URL("https://example.com/x")) == expected
+    assert setup.auth_for(URL("https://other.example/x")) is None
+
+
+def test_a_netrc_that_cannot_be_parsed_says_which_file_and_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with pytest.raises(SetupError) as caught:
+        SessionSetup.prepare(FetchOptions(netrc=True))
+    assert str(caught.value).startswith(f"cannot read {netrc}: ")
