@@ -294,9 +294,7 @@ class Sessions:
         return self.direct, proxy
 
 
-def socks_connector(
-    proxy: str, limit: int, tls: bool | ssl.SSLContext = True
-) -> aiohttp.BaseConnector:
+def socks_connector(proxy: str, limit: int, tls: bool | ssl.SSLContext) -> aiohttp.BaseConnector:
     """aiohttp-socks' connector for ``proxy``. socks5h and socks4a resolve names at the
     proxy (as curl's), socks5 and socks4 here. ``tls``: how the target's TLS is checked
     (``ssl_setting``)."""
