@@ -472,3 +472,19 @@ def test_a_netrc_that_cannot_be_parsed_says_which_file_and_where(
     with pytest.raises(SetupError) as caught:
         SessionSetup.prepare(FetchOptions(netrc=True))
     assert str(caught.value).startswith(f"cannot read {netrc}: ")
+
+
+def test_a_netrc_that_is_not_text_is_a_usage_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .netrc in Latin-1 (neither UTF-8 nor the locale's encoding) was an internal
+    error (exit 70) that asked the user to report a bug."""
+    netrc = tmp_path / "netrc"
+    netrc.write_bytes(b"machine 127.0.0.1 login alice password caf\xe9\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    result = run_cli("--netrc", stdin=b"http://127.0.0.1:9/\n")
+    assert (result.returncode, result.stdout) == (2, b"")
+    reason = "'utf-8' codec can't decode byte 0xe9 in position 42: invalid continuation byte"
+    assert f"cannot read {netrc}: {reason}" in result.stderr
+    assert "internal error" not in result.stderr

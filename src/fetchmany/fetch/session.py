@@ -136,7 +136,8 @@ def load_netrc() -> netrc.netrc | None:
         return netrc.netrc(path)
     except FileNotFoundError:
         return None
-    except (netrc.NetrcParseError, OSError) as exc:
+    except (netrc.NetrcParseError, OSError, UnicodeDecodeError) as exc:
+        # UnicodeDecodeError: text neither in UTF-8 nor in the locale's encoding.
         raise SetupError(f"cannot read {path}: {exc}") from None
 
 
