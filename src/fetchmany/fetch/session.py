@@ -241,8 +241,9 @@ class SessionSetup:
 
 def basic_auth(login: str, password: str) -> str:
     """A Basic Authorization value, UTF-8 encoded as RFC 7617 allows and curl and browsers
-    send (aiohttp's own BasicAuth is Latin-1, deprecated, and raised on anything beyond)."""
-    return _basic(f"{login}:{password}".encode("utf-8", "surrogateescape"))
+    send (aiohttp's own BasicAuth is Latin-1, deprecated, and raised on anything beyond).
+    ``login`` and ``password`` are .netrc's, decoded strictly (``load_netrc``)."""
+    return _basic(f"{login}:{password}".encode())
 
 
 def url_basic_auth(url: URL) -> str:
