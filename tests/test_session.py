@@ -64,15 +64,26 @@ NO_PROXY_RULES = [
     ("http://a.b.example.com/", "b.example.com", True, True),
     ("http://notexample.com/", "example.com", False, True),
     ("http://example.com/", "www.example.com", False, True),
-    # A leading dot counts for nothing; nor does case.
+    # A dot before or after counts for nothing; nor does case.
     ("http://www.example.com/", ".example.com", True, True),
     ("http://example.com/", ".example.com", True, True),
     ("http://EXAMPLE.com/", "example.COM", True, True),
-    # A list: commas, blanks around the entries, empty entries.
+    ("http://example.com./", "example.com", True, True),
+    ("http://example.com/", "example.com.", True, True),
+    ("http://www.example.com/", ".example.com.", True, True),
+    ("http://a.example/", ".", False, True),
+    # A name beyond ASCII is compared as sent (IDNA), and (beyond curl) as written.
+    ("http://xn--bcher-kva.example/", "xn--bcher-kva.example", True, True),
+    ("http://bücher.example/", "xn--bcher-kva.example", True, True),
+    ("http://xn--bcher-kva.example/", "bücher.example", True, False),
+    # A list: commas or blanks between the entries, empty entries.
     ("http://example.com/", "localhost, example.com", True, True),
     ("http://a.example/", "example.com,,a.example", True, True),
     ("http://a.example/", "example.com;a.example", False, True),
     ("http://example.com/", "localhost", False, True),
+    ("http://localhost/", "localhost example.com", True, True),
+    ("http://example.com/", "localhost example.com", True, True),
+    ("http://a.example/", "\ta.example\t", True, True),
     # * alone is every host; in a list, it is a name like any other.
     ("http://example.com/", "*", True, True),
     ("http://example.com/", "localhost,*", False, True),
@@ -81,6 +92,9 @@ NO_PROXY_RULES = [
     # set is its network's range); a range never matches a name.
     ("http://127.0.0.1/", "127.0.0.1", True, True),
     ("http://127.0.0.1/", "127.0.0", False, True),
+    ("http://127.0.0.1/", "127.0.0.1.", False, True),
+    ("http://10.0.0.1/", "0.0.1", False, True),  # an address is not a name
+    ("http://10.0.0.1/", ".0.0.1", False, True),
     ("http://10.0.0.1/", "10.0.0.0/8", True, True),
     ("http://10.0.0.1/", "10.0.0.1/8", True, True),
     ("http://10.0.0.1/", "10.0.0.1/32", True, True),
@@ -92,12 +106,19 @@ NO_PROXY_RULES = [
     ("http://localhost/", "127.0.0.0/8", False, True),
     ("http://[::1]/", "::1", True, True),
     ("http://[fe80::1]/", "FE80::1", True, True),
-    ("http://[::1]/", "[::1]", False, True),
-    # curl 7.88 never matches an IPv6 range, though its documentation says it takes
-    # CIDR entries (curl.1, --noproxy: since 7.86.0); later curls compare addresses.
+    ("http://[fe80::1]:8080/", "fe80::1:8080", False, True),  # an address, not a port
+    # curl 7.88 compares IPv6 addresses as text and never matches an IPv6 range, though
+    # its documentation says it takes CIDR entries (curl.1, --noproxy: since 7.86.0);
+    # later curls compare addresses (lib/noproxy.c, Curl_cidr6_match).
+    ("http://[::1]/", "0:0:0:0:0:0:0:1", True, False),
     ("http://[::1]/", "::1/128", True, False),
     ("http://[fe80::1]/", "fe80::/10", True, False),
     ("http://[fe80::1]/", "fe90::/16", False, True),
+    # Brackets, as in a URL (curl: never a match).
+    ("http://[::1]/", "[::1]", True, False),
+    # A range of no bits is every address of its family (curl: only the address).
+    ("http://10.0.0.1/", "0.0.0.0/0", True, False),
+    ("http://[::1]/", "0.0.0.0/0", False, True),
     # Beyond curl, which never matches an entry with a port: host:port for that port
     # only, as urllib and Go read NO_PROXY (docs/reference.md).
     ("http://127.0.0.1:8080/", "127.0.0.1:8080", True, False),
@@ -106,6 +127,9 @@ NO_PROXY_RULES = [
     ("https://example.com/", "example.com:443", True, False),
     ("https://example.com/", "example.com:80", False, True),
     ("http://www.example.com:8080/", "example.com:8080", True, False),
+    ("http://[::1]:8080/", "[::1]:8080", True, False),
+    ("http://[::1]:8080/", "[::1]:8081", False, True),
+    ("http://example.com:8080/", "example.com:http", False, True),
 ]
 
 

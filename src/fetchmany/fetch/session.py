@@ -10,13 +10,14 @@ are ``SessionSetup.proxy_for`` and ``auth_for``.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import netrc
 import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
 from multidict import CIMultiDict
@@ -48,35 +49,72 @@ def env_proxies() -> dict[str, str]:
     return getproxies_environment()
 
 
-def bypasses_proxy(host: str, proxies: dict[str, str], port: int | None = None) -> bool:
-    """NO_PROXY, as urllib reads it (public and documented, though not in typeshed): a
-    name or a suffix, or ``host:port`` for that port only; and CIDR entries
-    (``127.0.0.0/8``) as curl reads them, which urllib does not."""
-    from urllib import request
+def bypasses_proxy(target: URL, no_proxy: str) -> bool:
+    """Whether NO_PROXY sends ``target`` direct, as curl reads it (its lib/noproxy.c).
 
-    if "/" in proxies.get("no", "") and _in_network(host, proxies["no"]):
+    ``*`` alone is every host. Otherwise its entries, parted by commas and blanks: a
+    name matches itself and every name under it (``example.com`` matches
+    ``www.example.com``, never ``notexample.com``), whatever its case or a dot before or
+    after it; an IP address matches only itself, or a CIDR range holding it
+    (``10.0.0.0/8``, ``fe80::/10``), never as the end of a name. Beyond curl: a name is
+    matched in its Unicode form too (``bücher.example`` as ``xn--bcher-kva.example``);
+    ``host:port`` or ``[v6]:port`` matches that port only, as urllib and Go read it
+    (curl never matches an entry with a port); an IPv6 address may be in brackets.
+    """
+    if no_proxy == "*":
         return True
-    bypass: Any = request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if bypass(host, proxies):
-        return True
-    return port is not None and bool(bypass(f"{host}:{port}", proxies))
+    names = {target.raw_host or "", target.host or ""}
+    address = _address(target.raw_host or "")
+    for entry in _ENTRIES.split(no_proxy):
+        host, port = _host_and_port(entry)
+        if port is not None and port != target.port:
+            continue
+        if address is not None:
+            if _holds(host, address):
+                return True
+        elif any(_under(name, host) for name in names):
+            return True
+    return False
 
 
-def _in_network(host: str, no_proxy: str) -> bool:
-    import ipaddress
+_ENTRIES: Final = re.compile(r"[\s,]+")
+_WITH_PORT: Final = re.compile(r"(?:\[(?P<v6>[^]]*)\]|(?P<host>[^:]*)):(?P<port>[0-9]+)")
 
+
+def _host_and_port(entry: str) -> tuple[str, int | None]:
+    """A NO_PROXY entry's host, and its port if it names one: ``host:port``,
+    ``[v6]:port`` (an IPv6 address alone has colons, and no port)."""
+    if entry.startswith("[") and entry.endswith("]"):
+        return entry[1:-1], None
+    found = _WITH_PORT.fullmatch(entry)
+    if found is None:
+        return entry, None
+    return found["v6"] or found["host"], int(found["port"])
+
+
+def _under(name: str, entry: str) -> bool:
+    """Whether ``entry``, a name in NO_PROXY, is ``name`` or a domain above it (an empty
+    entry, or ``.``, is neither: ``name`` is never empty and ends in no dot)."""
+    name, entry = name.rstrip(".").lower(), entry.strip(".").lower()
+    return name == entry or name.endswith("." + entry)
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _holds(entry: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``entry``, an address or a CIDR range (host bits allowed, as curl), is or
+    holds ``address``."""
+    try:
+        if "/" in entry:
+            return address in ipaddress.ip_network(entry, strict=False)
+        return address == ipaddress.ip_address(entry)
     except ValueError:
         return False
-    for entry in no_proxy.split(","):
-        if "/" in entry:
-            try:
-                if address in ipaddress.ip_network(entry.strip(), strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
 
 
 def checked_env_proxies(proxies: dict[str, str]) -> dict[str, str]:
@@ -217,7 +255,8 @@ class SessionSetup:
             return self.proxy
         if not self.env_proxies:
             return None
-        if bypasses_proxy(target.host or "", self.env_proxies, target.port):
+        no_proxy = self.env_proxies.get("no")
+        if no_proxy is not None and bypasses_proxy(target, no_proxy):
             return None
         return self.env_proxies.get(target.scheme) or self.env_proxies.get("all")
 
