@@ -7,6 +7,8 @@ passed unknown encodings through as content; these pin the replacement.
 from __future__ import annotations
 
 import gzip
+import re
+import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
 
@@ -15,7 +17,13 @@ import pytest
 from backports import zstd
 from conftest import RawServer, jsonl, raw_response, run_cli
 
-from fetchmany.fetch.encodings import ACCEPT_ENCODING, ContentDecodingError, decoded, unsupported
+from fetchmany.fetch.encodings import (
+    ACCEPT_ENCODING,
+    ContentDecodingError,
+    _available,
+    decoded,
+    unsupported,
+)
 
 BOMB = 200 * 1024 * 1024
 """What each bomb below inflates to: 200 MiB of zeros, from a few hundred bytes."""
@@ -56,34 +64,87 @@ async def test_several_gzip_members_are_one_body() -> None:
     assert await _decode(gzip.compress(b"ab") + gzip.compress(b"cd"), "gzip") == b"abcd"
 
 
-async def test_an_empty_encoded_body_is_empty() -> None:
-    assert await _decode(b"", "gzip") == b""
+@pytest.mark.parametrize("header", ["gzip", "deflate", "br", "zstd", "gzip, br"])
+async def test_an_empty_encoded_body_is_empty(header: str) -> None:
+    """A body with nothing in it (a HEAD's, a 204's, a server's that says its coding
+    anyway) has nothing to undo: an empty body, not one cut short."""
+    assert await _decode(b"", header) == b""
+
+
+def _raw_deflate(data: bytes, level: int = 6) -> bytes:
+    encoder = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return encoder.compress(data) + encoder.flush()
+
+
+@pytest.mark.parametrize(
+    ("data", "content"),
+    [
+        (_raw_deflate(b""), b""),  # two bytes: all a raw stream of nothing takes
+        # Stored blocks, whose first two bytes pass half of RFC 1950's header check
+        # each: a multiple of 31 (01 17), or CM 8 (a padding bit set, which RFC 1951
+        # 3.2.4 says to ignore).
+        (_raw_deflate(b"x" * 23, level=0), b"x" * 23),
+        (b"\x08" + struct.pack("<HH", 5, 5 ^ 0xFFFF) + b"hello" + _raw_deflate(b"", 0), b"hello"),
+    ],
+)
+async def test_raw_deflate_is_told_from_zlib_by_the_whole_header_check(
+    data: bytes, content: bytes
+) -> None:
+    assert data[:2] != zlib.compress(content)[:2]
+    for size in (1, 2, 7):
+        assert await _decode(data, "deflate", size) == content
+
+
+CUT = "{} body ends before its compressed end"
+CORRUPT = "{} body is corrupt: .+"
 
 
 @pytest.mark.parametrize(
     ("header", "data", "message"),
     [
-        ("gzip", gzip.compress(DOC)[:-20], "ends before"),
-        ("gzip", gzip.compress(DOC)[:10], "ends before"),
-        ("deflate", zlib.compress(DOC)[:-9], "ends before"),
-        ("gzip", b"not gzip at all", "corrupt"),
-        ("deflate", zlib.compress(b"a") + b"trailing", "after its end"),
-        ("br", brotli.compress(DOC)[:-3], "ends before"),
-        ("br", brotli.compress(DOC)[:1], "ends before"),
-        ("br", b"not brotli at all", "corrupt"),
-        ("br", brotli.compress(DOC) + b"trailing", "corrupt|after its end"),
-        ("zstd", zstd.compress(DOC)[:-3], "ends before"),
-        ("zstd", zstd.compress(DOC)[:5], "ends before"),
-        ("zstd", b"not zstd at all", "corrupt"),
-        ("zstd", zstd.compress(DOC) + b"trailing", "corrupt"),
-        ("gzip, br", brotli.compress(gzip.compress(DOC))[:-3], "ends before"),
+        ("gzip", gzip.compress(DOC)[:-20], CUT.format("gzip")),
+        ("gzip", gzip.compress(DOC)[:10], CUT.format("gzip")),
+        ("deflate", zlib.compress(DOC)[:-9], CUT.format("deflate")),
+        ("deflate", zlib.compress(DOC)[:1], CUT.format("deflate")),  # not even a header
+        ("gzip", b"not gzip at all", CORRUPT.format("gzip")),
+        ("deflate", zlib.compress(b"a") + b"trailing", "deflate body has data after its end"),
+        ("br", brotli.compress(DOC)[:-3], CUT.format("br")),
+        ("br", brotli.compress(DOC)[:1], CUT.format("br")),
+        ("br", b"not brotli at all", CORRUPT.format("br")),
+        ("br", brotli.compress(DOC) + b"trailing", CORRUPT.format("br")),
+        ("zstd", zstd.compress(DOC)[:-3], CUT.format("zstd")),
+        ("zstd", zstd.compress(DOC)[:5], CUT.format("zstd")),
+        ("zstd", b"not zstd at all", CORRUPT.format("zstd")),
+        ("zstd", zstd.compress(DOC) + b"trailing", CORRUPT.format("zstd")),
+        ("gzip, br", brotli.compress(gzip.compress(DOC))[:-3], CUT.format("br")),
+        # The inner coding cut to its first byte: the outer one's end must not lose it.
+        ("deflate, gzip", gzip.compress(zlib.compress(DOC)[:1]), CUT.format("deflate")),
     ],
 )
 async def test_a_broken_stream_raises_instead_of_passing_as_a_body(
     header: str, data: bytes, message: str
 ) -> None:
-    with pytest.raises(ContentDecodingError, match=message):
+    with pytest.raises(ContentDecodingError) as caught:
         await _decode(data, header)
+    assert re.fullmatch(message, str(caught.value)), caught.value
+
+
+@pytest.mark.parametrize(
+    ("header", "encode", "message"),
+    [
+        ("deflate", zlib.compress, "deflate body has data after its end"),
+        ("br", brotli.compress, "br body has data after its end"),
+        ("gzip", gzip.compress, CORRUPT.format("gzip")),  # another member, not gzip
+        ("zstd", zstd.compress, CORRUPT.format("zstd")),  # another frame, not zstd
+    ],
+)
+async def test_data_after_the_end_in_a_chunk_of_its_own_is_refused(
+    header: str, encode: Callable[[bytes], bytes], message: str
+) -> None:
+    whole = encode(DOC)
+    with pytest.raises(ContentDecodingError) as caught:
+        await _decode(whole + b"trailing", header, size=len(whole))
+    assert re.fullmatch(message, str(caught.value)), caught.value
 
 
 @pytest.mark.parametrize(
@@ -107,6 +168,22 @@ def test_only_what_can_be_undone_is_asked_for() -> None:
     assert ACCEPT_ENCODING == "gzip, deflate, br, zstd"
     for name in ACCEPT_ENCODING.split(", "):
         assert unsupported(name) is None
+
+
+@pytest.mark.parametrize(
+    ("modules", "available"),
+    [
+        (("zlib",), True),
+        (("no_such_module",), False),
+        (("no_such_package.brotli", "zlib"), True),  # the first cannot even be looked for
+        (("no_such_module", "no_such_package.zstd"), False),
+        ((), False),
+    ],
+)
+def test_a_coding_is_asked_for_when_any_of_its_packages_can_be_imported(
+    modules: tuple[str, ...], available: bool
+) -> None:
+    assert _available(*modules) is available
 
 
 BOMBS = {"br": brotli.compress(b"\0" * BOMB), "zstd": zstd.compress(b"\0" * BOMB)}
@@ -141,8 +218,10 @@ async def test_a_zstd_frame_asking_for_a_window_over_8_mb_is_refused() -> None:
 
 
 def test_unknown_encodings_are_known_before_reading() -> None:
-    assert unsupported("compress") is not None
-    assert unsupported("gzip, xz") is not None
+    assert (
+        unsupported("compress") == "Content-Encoding 'compress' is not supported; body kept as sent"
+    )
+    assert unsupported("gzip, XZ") == "Content-Encoding 'xz' is not supported; body kept as sent"
     assert unsupported("gzip") is None
     assert unsupported(None) is None
     assert unsupported("identity") is None
