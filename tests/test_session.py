@@ -87,6 +87,7 @@ NO_PROXY_RULES = [
     # * alone is every host; in a list, it is a name like any other.
     ("http://example.com/", "*", True, True),
     ("http://example.com/", "localhost,*", False, True),
+    ("http://www.example.com/", "*.example.com", False, True),  # no wildcards: use .example.com
     ("http://example.com/", "", False, True),
     # An address matches itself, or a CIDR range that holds it (an entry with host bits
     # set is its network's range); a range never matches a name.
@@ -119,6 +120,7 @@ NO_PROXY_RULES = [
     # A range of no bits is every address of its family (curl: only the address).
     ("http://10.0.0.1/", "0.0.0.0/0", True, False),
     ("http://[::1]/", "0.0.0.0/0", False, True),
+    ("http://[::ffff:127.0.0.1]/", "127.0.0.1", False, True),
     # Beyond curl, which never matches an entry with a port: host:port for that port
     # only, as urllib and Go read NO_PROXY (docs/reference.md).
     ("http://127.0.0.1:8080/", "127.0.0.1:8080", True, False),
