@@ -320,3 +320,22 @@ def test_a_terminal_gone_under_the_bar_fails_neither_a_note_nor_the_stop(
     monkeypatch.setattr(sys, "stderr", Gone())
     display.note("a note")
     display.stop()
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [
+        (None, "-"),
+        (0.04, "0.0 ms"),
+        (99.94, "99.9 ms"),
+        (100, "100 ms"),
+        (100.4, "100 ms"),
+        (1234.5, "1234 ms"),
+    ],
+)
+def test_latency_reads_to_a_tenth_of_a_millisecond_below_100_ms(
+    ms: float | None, shown: str
+) -> None:
+    from fetchmany.output.progress import format_ms
+
+    assert format_ms(ms) == shown
