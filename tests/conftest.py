@@ -23,8 +23,17 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 HOST = "127.0.0.1"
+
+# Every property test, unless it says otherwise: judged on its examples, never on how
+# fast this machine makes or runs them (a busy 2-core runner, or mutmut's bookkeeping,
+# is slower than hypothesis's default deadline and its "input generation is slow").
+settings.register_profile(
+    "fetchmany-suite", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("fetchmany-suite")
 
 
 @dataclass
