@@ -215,6 +215,11 @@ def test_the_proxy_option_wins_over_the_environment_and_no_proxy(
         ("all", "socks5://", "ALL_PROXY in the environment 'socks5://' has no host"),
         ("http", "http://a b:1", "HTTP_PROXY in the environment 'http://a b:1' contains a "
          "control character or space"),
+        # No scheme:// to tell the userinfo by its place: all up to the last @ is masked.
+        ("https", "u:s3cret@127.0.0.1:3128", "HTTPS_PROXY in the environment "
+         "'****@127.0.0.1:3128': use one of http://, https://, socks4://, socks4a://, "
+         "socks5://, socks5h://"),
+        ("all", "socks5:/u:s3:cret@x:1", "ALL_PROXY in the environment '****@x:1' has no host"),
     ],
 )  # fmt: skip
 def test_a_broken_proxy_variable_says_which_and_why(

@@ -32,7 +32,7 @@ from fetchmany.checks import (
 from fetchmany.fetch.picks import Pick, checked_picks
 from fetchmany.fetch.retry import RetryPolicy
 from fetchmany.records import BodyMode
-from fetchmany.redaction import MASK, redact_url
+from fetchmany.redaction import redact_proxy
 
 T = TypeVar("T")
 
@@ -144,9 +144,7 @@ def method(value: object) -> str:
 def proxy(value: object) -> str:
     schemes = tuple(f"{scheme}://" for scheme in PROXY_SCHEMES)
     if not isinstance(value, str) or not value.lower().startswith(schemes):
-        hidden = redact_url(str(value))
-        if "@" in hidden:  # no scheme to tell a userinfo by (user:pw@host): mask up to @
-            hidden = f"{MASK}@{hidden.rsplit('@', 1)[1]}"
+        hidden = redact_proxy(str(value))
         raise ValueError(f"must be an http(s):// or socks:// URL, got {hidden!r}")
     return value
 

@@ -75,6 +75,20 @@ def redact_url(url: str) -> str:
     return _redact_nested(url)  # URLs nested in the path or query (?next=http://u:p@...)
 
 
+_URL_START: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def redact_proxy(proxy: str) -> str:
+    """A proxy as the user gave it (``--proxy``, ``HTTPS_PROXY``), its credentials
+    masked: a ``scheme://`` URL's as ``redact_url`` masks them; without ``scheme://``
+    (``user:pw@host:3128``, ``socks5:/user:pw@host``) nothing tells the userinfo by its
+    place, so all up to the last @ is masked."""
+    hidden = redact_url(proxy)
+    if "@" in hidden and _URL_START.match(proxy) is None:
+        return f"{MASK}@{hidden.rsplit('@', 1)[1]}"
+    return hidden
+
+
 _AUTHORITY_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
 
 

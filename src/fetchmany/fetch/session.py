@@ -26,7 +26,7 @@ from yarl import URL
 from fetchmany.fetch.encodings import ACCEPT_ENCODING
 from fetchmany.fetch.policy import header_value
 from fetchmany.options import DEFAULT_ACCEPT, PROXY_SCHEMES, FetchOptions
-from fetchmany.redaction import redact_url
+from fetchmany.redaction import redact_proxy
 
 if TYPE_CHECKING:
     import ssl
@@ -147,7 +147,7 @@ def is_socks(proxy: str) -> bool:
 def checked_proxy(proxy: str) -> str:
     """``--proxy`` if it can be used; a ``SetupError`` (credentials masked) if not,
     rather than the same error in every record."""
-    shown = redact_url(proxy)
+    shown = redact_proxy(proxy)
     if proxy.partition(":")[0].lower() not in PROXY_SCHEMES:
         raise SetupError(
             f"--proxy {shown!r}: use one of {', '.join(s + '://' for s in PROXY_SCHEMES)}"
