@@ -519,3 +519,27 @@ def test_a_netrc_that_is_not_text_is_a_usage_error_not_a_crash(
     reason = "'utf-8' codec can't decode byte 0xe9 in position 42: invalid continuation byte"
     assert f"cannot read {netrc}: {reason}" in result.stderr
     assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "machine 127.0.0.1 login alice s3cret\n",  # "password" left out
+        "s3cret\n",
+        "machine 127.0.0.1 login alice password pw s3cret\n",
+    ],
+)
+def test_a_netrc_that_cannot_be_parsed_never_shows_the_word_it_stumbled_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """Python's parser quotes the word it did not expect, which in a .netrc whose
+    ``password`` keyword was left out is the password itself, on a CI log."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(text)
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    result = run_cli("--netrc", stdin=b"http://127.0.0.1:9/\n")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert f"cannot read {netrc}: " in result.stderr
+    assert "(line " in result.stderr  # where, if not what
+    assert "s3cret" not in result.stderr

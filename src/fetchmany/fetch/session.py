@@ -167,6 +167,9 @@ def checked_proxy(proxy: str) -> str:
 _CONTROL: Final = re.compile(r"[\x00-\x20\x7f]")
 
 
+_QUOTED_TOKEN: Final = re.compile(r" (?:'.*'|\".*\")$", re.DOTALL)
+
+
 def load_netrc() -> netrc.netrc | None:
     """The .netrc in $NETRC or ~/.netrc (None if there is none); SetupError if unreadable."""
     path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
@@ -174,7 +177,12 @@ def load_netrc() -> netrc.netrc | None:
         return netrc.netrc(path)
     except FileNotFoundError:
         return None
-    except (netrc.NetrcParseError, OSError, UnicodeDecodeError) as exc:
+    except netrc.NetrcParseError as exc:
+        # Its message quotes the word it stumbled on, which in an entry whose "password"
+        # keyword was left out is the password: say where, not what.
+        reason = _QUOTED_TOKEN.sub("", exc.msg)
+        raise SetupError(f"cannot read {path}: {reason} (line {exc.lineno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
         # UnicodeDecodeError: text neither in UTF-8 nor in the locale's encoding.
         raise SetupError(f"cannot read {path}: {exc}") from None
 
