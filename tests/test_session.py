@@ -181,6 +181,11 @@ def test_curl_reads_no_proxy_as_the_table_says(
         # Any case (docs/reference.md), the lower-case one first, as curl and urllib.
         ({"HTTPS_PROXY": "http://b:1", "ALL_PROXY": "http://c:1"}, "http://c:1", "http://b:1"),
         ({"https_proxy": "http://b:1", "HTTPS_PROXY": "http://x:1"}, None, "http://b:1"),
+        # An empty variable is as if it were not set (curl's curl_getenv): it hides no
+        # other case of its name (urllib's rule, which sent these direct).
+        ({"https_proxy": "", "HTTPS_PROXY": "http://b:1"}, None, "http://b:1"),
+        ({"all_proxy": "", "ALL_PROXY": "http://c:1"}, "http://c:1", "http://c:1"),
+        ({"https_proxy": "", "all_proxy": "http://c:1"}, "http://c:1", "http://c:1"),
         ({}, None, None),
         ({"no_proxy": "example.com"}, None, None),
     ],
@@ -193,6 +198,27 @@ def test_each_scheme_goes_through_its_own_proxy_else_all_proxy(
 ) -> None:
     environment(variables)
     assert (route("http://example.com/"), route("https://example.com/")) == (http, https)
+
+
+def test_an_empty_no_proxy_hides_no_other_case_of_it(
+    environment: Callable[[dict[str, str]], None],
+) -> None:
+    """curl reads no_proxy, else NO_PROXY, an empty one as unset: with ``no_proxy=`` left
+    empty by a login script, ``NO_PROXY=example.com`` still sends example.com direct."""
+    environment({"http_proxy": PROXY, "no_proxy": "", "NO_PROXY": "example.com"})
+    assert route("http://example.com/") is None
+    assert route("http://other.example/") == PROXY
+
+
+def test_under_cgi_only_the_lower_case_http_proxy_names_the_http_proxy(
+    environment: Callable[[dict[str, str]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CGI script gets a client's ``Proxy:`` header as HTTP_PROXY (httpoxy)."""
+    monkeypatch.setenv("REQUEST_METHOD", "GET")
+    environment({"HTTP_PROXY": "http://client-chose:1", "HTTPS_PROXY": "http://b:1"})
+    assert (route("http://example.com/"), route("https://example.com/")) == (None, "http://b:1")
+    environment({"http_proxy": "http://a:1"})
+    assert route("http://example.com/") == "http://a:1"
 
 
 def test_the_proxy_option_wins_over_the_environment_and_no_proxy(

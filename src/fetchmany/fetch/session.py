@@ -35,18 +35,32 @@ if TYPE_CHECKING:
 
     from fetchmany.fetch.request import SentAsGiven
 
-# aiohttp (which builds a TLS context as it is imported), ssl and urllib.request are
-# imported when first needed: a run that fetches nothing (empty input, a usage
-# error found late) and a run without proxy variables never pay for them.
+# aiohttp (which builds a TLS context as it is imported) and ssl are imported when
+# first needed: a run that fetches nothing (empty input, a usage error found late)
+# never pays for them.
 
 
 def env_proxies() -> dict[str, str]:
-    """HTTP(S)_PROXY and friends, as urllib reads them; {} at no cost when none is set."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return {}
-    from urllib.request import getproxies_environment
+    """HTTP(S)_PROXY, ALL_PROXY and NO_PROXY by scheme (``no`` for NO_PROXY); {} at no
+    cost when none is set.
 
-    return getproxies_environment()
+    A name in any case, the lower-case one first, as curl and urllib read them; an
+    empty variable is as if it were not set, as curl reads it (urllib let an empty
+    ``no_proxy`` hide ``NO_PROXY``). Under CGI (``REQUEST_METHOD`` set) only
+    ``http_proxy`` itself names the http proxy: a client's ``Proxy:`` header arrives as
+    ``HTTP_PROXY`` (httpoxy, CVE-2016-5385), which urllib ignores there too."""
+    found: dict[str, str] = {}
+    cgi = "REQUEST_METHOD" in os.environ
+    for name, value in os.environ.items():
+        lowered = name.lower()
+        if not value or not lowered.endswith("_proxy"):
+            continue
+        scheme = lowered.removesuffix("_proxy")
+        if cgi and scheme == "http" and name != lowered:
+            continue
+        if name == lowered or scheme not in found:
+            found[scheme] = value
+    return found
 
 
 def bypasses_proxy(target: URL, no_proxy: str) -> bool:
