@@ -473,14 +473,22 @@ async def test_a_socks_proxy_s_connector_is_built_from_its_url() -> None:
 # ---------------------------------------------------------------- .netrc
 
 
+TWO_LOGINS = "machine 127.0.0.1 login alice password pw\nmachine 127.0.0.1 login bob password pw2"
+
+
 @pytest.mark.parametrize(
-    "entry",
+    ("entry", "user"),
     [
-        "machine 127.0.0.1 login alice password s3cret",
-        "machine 127.0.0.1 password s3cret",  # no login: ":s3cret"
-        "machine 127.0.0.1 login alice",  # no password: "alice:"
-        "machine other.test login bob password pw\ndefault login carol password pw2",
-        "machine 127.0.0.1 login usér password pässword",  # UTF-8, as curl sends it
+        ("machine 127.0.0.1 login alice password s3cret", ""),
+        ("machine 127.0.0.1 password s3cret", ""),  # no login: ":s3cret"
+        ("machine 127.0.0.1 login alice", ""),  # no password: "alice:"
+        ("machine other.test login bob password pw\ndefault login carol password pw2", ""),
+        ("machine 127.0.0.1 login usér password pässword", ""),  # UTF-8, as curl sends it
+        # The first entry for the host, as curl and ftp read .netrc (Python's, the last).
+        (TWO_LOGINS, ""),
+        # A URL that names the user without a password: that user's entry (curl.1, -n).
+        (TWO_LOGINS, "bob"),
+        (TWO_LOGINS, "alice"),
     ],
 )
 def test_netrc_credentials_are_sent_as_curl_sends_them(
@@ -488,12 +496,13 @@ def test_netrc_credentials_are_sent_as_curl_sends_them(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     entry: str,
+    user: str,
 ) -> None:
     server = raw_server({})
     netrc = tmp_path / "netrc"
     netrc.write_text(entry + "\n", encoding="utf-8")
     netrc.chmod(0o600)
-    url = server.url("/")
+    url = server.url("/").replace("://", f"://{user}@" if user else "://")
     subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "--netrc-file", str(netrc), url], check=True, timeout=30
     )

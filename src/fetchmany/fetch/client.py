@@ -254,6 +254,13 @@ class Client:
         if not has_credentials(target):
             if self._netrc:
                 auth = setup.auth_for(target)
+        elif (
+            self._netrc
+            and target.raw_password is None
+            and target.user is not None
+            and ((auth := setup.auth_for(target, login=target.user)) is not None)
+        ):  # a user without a password: that user's .netrc entry, if it has one
+            target = target.with_user(None)
         elif not ascii_credentials(target):  # aiohttp would send other bytes than curl
             auth = url_basic_auth(target)
             target = target.with_user(None)

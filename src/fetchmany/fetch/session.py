@@ -184,11 +184,54 @@ _CONTROL: Final = re.compile(r"[\x00-\x20\x7f]")
 _QUOTED_TOKEN: Final = re.compile(r" (?:'.*'|\".*\")$", re.DOTALL)
 
 
-def load_netrc() -> netrc.netrc | None:
+_Entry = tuple[str, str, str]
+
+
+class _FirstOfEachHost(dict[str, _Entry]):
+    """A .netrc's entries by host, the first of each kept, as curl and ftp read the
+    file (Python's parser stores each entry it meets: the last one won); and
+    ``every`` entry in the file's order, for the one of a login the URL names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.every: list[tuple[str, _Entry]] = []
+
+    def __setitem__(self, host: str, entry: _Entry) -> None:
+        if not isinstance(entry, tuple):  # the parser's placeholder while it reads one
+            if host not in self:
+                super().__setitem__(host, entry)
+            return
+        self.every.append((host, entry))
+        if not isinstance(self.get(host), tuple):
+            super().__setitem__(host, entry)
+
+
+class Netrc(netrc.netrc):
+    """Python's .netrc, read as curl reads it (``_FirstOfEachHost``)."""
+
+    @property
+    def hosts(self) -> _FirstOfEachHost:
+        return self._hosts
+
+    @hosts.setter
+    def hosts(self, value: dict[str, _Entry]) -> None:
+        # The parser's {} to fill, set just before it parses.
+        self._hosts = _FirstOfEachHost()
+
+    def login_entry(self, host: str, login: str) -> _Entry | None:
+        """The first entry for ``host`` (else a ``default``) whose login is ``login``."""
+        for wanted in (host, "default"):
+            for named, entry in self.hosts.every:
+                if named == wanted and entry[0] == login:
+                    return entry
+        return None
+
+
+def load_netrc() -> Netrc | None:
     """The .netrc in $NETRC or ~/.netrc (None if there is none); SetupError if unreadable."""
     path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     try:
-        return netrc.netrc(path)
+        return Netrc(path)
     except FileNotFoundError:
         return None
     except netrc.NetrcParseError as exc:
@@ -249,7 +292,7 @@ class SessionSetup:
     """Added to requests that carry a body: the plan's Content-Type, unless -H sets one."""
     proxy: str | None
     env_proxies: dict[str, str]
-    netrc: netrc.netrc | None
+    netrc: Netrc | None
 
     @classmethod
     def prepare(cls, options: FetchOptions) -> SessionSetup:
@@ -289,11 +332,17 @@ class SessionSetup:
         )
         return {proxy for proxy in candidates if proxy and is_socks(proxy)}
 
-    def auth_for(self, target: URL) -> str | None:
-        """The Authorization header .netrc gives ``target``'s host, if any."""
+    def auth_for(self, target: URL, login: str | None = None) -> str | None:
+        """The Authorization header .netrc gives ``target``'s host, if any: its first
+        entry's, or with ``login`` (a URL's user without a password) that login's, as
+        curl uses .netrc (curl.1, --netrc)."""
         if self.netrc is None:
             return None
-        entry = self.netrc.authenticators(target.host or "")
+        host = target.host or ""
+        if login is None:
+            entry = self.netrc.authenticators(host)
+        else:
+            entry = self.netrc.login_entry(host, login)
         if entry is None:
             return None
         login, _, password = entry
