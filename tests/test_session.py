@@ -105,6 +105,13 @@ NO_PROXY_RULES = [
     ("http://10.0.0.1/", "bogus/8,10.0.0.0/8", True, True),
     ("http://10.0.0.1/", "10.0.0.0/8/9,10.0.0.0/8", True, True),
     ("http://localhost/", "127.0.0.0/8", False, True),
+    # An address in another of the forms the connection reads as one (inet_aton's:
+    # hexadecimal parts, fewer than four), as curl normalises it: an address still.
+    ("http://0x7f.0.0.1/", "127.0.0.0/8", True, True),
+    ("http://0x7F000001/", "127.0.0.1", True, True),
+    ("http://127.0.0.0x1/", "127.0.0.1/32", True, True),
+    ("http://0x7f.1/", "0x7f.1", False, True),  # an entry is an address as written
+    ("http://0x7f.1/", "0.0.1", False, True),
     ("http://[::1]/", "::1", True, True),
     ("http://[fe80::1]/", "FE80::1", True, True),
     ("http://[fe80::1]:8080/", "fe80::1:8080", False, True),  # an address, not a port

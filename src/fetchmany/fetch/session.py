@@ -14,6 +14,7 @@ import ipaddress
 import netrc
 import os
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -114,10 +115,22 @@ def _under(name: str, entry: str) -> bool:
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as the address a connection to it dials, if it is one: also an IPv4
+    address in inet_aton's other forms (``0x7f.0.0.1``, ``0x7f000001``), which the URL
+    check lets through and getaddrinfo reads as ``127.0.0.1`` (curl normalises them)."""
     try:
         return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    if _INET_ATON.fullmatch(host) is None:
         return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+_INET_ATON: Final = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
 
 
 def _holds(entry: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
