@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HOST, LoopbackServer, RawServer, TlsServer, jsonl, run_cli
+from conftest import HOST, LoopbackServer, RawServer, TlsServer, jsonl, raw_response, run_cli
 from yarl import URL
 
 from fetchmany.fetch.session import (
@@ -226,6 +226,44 @@ def test_under_cgi_only_the_lower_case_http_proxy_names_the_http_proxy(
     assert (route("http://example.com/"), route("https://example.com/")) == (None, "http://b:1")
     environment({"http_proxy": "http://a:1"})
     assert route("http://example.com/") == "http://a:1"
+
+
+@pytest.mark.parametrize(
+    ("variables", "start", "hop", "heads"),
+    [
+        # Direct (NO_PROXY), then to a host NO_PROXY does not name: through the proxy.
+        ({"http_proxy": "{proxy}", "no_proxy": HOST}, "http://{origin}/start",
+         "http://[::1]:{port}/next", ["GET /start", "GET http://[::1]:{port}/next"]),
+        # Through the proxy, then to a host NO_PROXY names: direct.
+        ({"http_proxy": "{proxy}", "no_proxy": HOST}, "http://[::1]:{port}/start",
+         "http://{origin}/next", ["GET http://[::1]:{port}/start", "GET /next"]),
+        # http, which has no proxy, then https, which has: CONNECT.
+        ({"https_proxy": "{proxy}"}, "http://{origin}/start", "https://[::1]:{port}/next",
+         ["GET /start", "CONNECT [::1]:{port}"]),
+    ],
+)  # fmt: skip
+def test_each_redirect_hop_goes_the_way_the_proxy_variables_say_for_its_url(
+    environment: Callable[[dict[str, str]], None],
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    variables: dict[str, str],
+    start: str,
+    hop: str,
+    heads: list[str],
+) -> None:
+    """As curl -L chooses the proxy of each hop's URL (aiohttp, given one proxy for the
+    request, used it on every hop). One loopback server is origin and proxy: a proxied
+    request reaches it as an absolute URL (or a CONNECT), a direct one as a path."""
+    server = raw_server({})
+    names = {"proxy": f"http://{HOST}:{server.port}", "origin": f"{HOST}:{server.port}"}
+    names["port"] = str(server.port)
+    start, hop = start.format(**names), hop.format(**names)
+    moved = raw_response(headers=(b"Location: " + hop.encode(),), status=b"302 Found")
+    done = raw_response(b"done")
+    server.routes.update({"/start": moved, start: moved, "/next": done, hop: done})
+    environment({name: value.format(**names) for name, value in variables.items()})
+    run_cli("-q", "--retries", "0", stdin=start.encode())
+    lines = [head.split(b" HTTP/1.1")[0].decode() for head in server.received]
+    assert lines == [line.format(**names) for line in heads]
 
 
 def test_the_proxy_option_wins_over_the_environment_and_no_proxy(

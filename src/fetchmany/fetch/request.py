@@ -18,7 +18,7 @@ request class: this one makes each hop obey the rules a first request obeys.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import aiohttp
 from aiohttp import hdrs
@@ -148,6 +148,32 @@ class NotingConnection(SentAsGiven):
         response = await super().send(conn)
         remember(response, connection)
         return response
+
+
+class Router(Protocol):
+    """What routes a hop: ``session.SessionSetup``."""
+
+    def http_proxy_for(self, target: URL) -> URL | None: ...
+
+
+class RoutedEachHop(SentAsGiven):
+    """With the environment's proxies: each hop through the proxy its own URL is given,
+    as curl -L does (aiohttp, given one proxy for a request, uses it on every hop): a
+    redirect to a host NO_PROXY names goes direct, one from http to https takes
+    HTTPS_PROXY. The direct session's alone: a SOCKS proxy is its session's connector,
+    which a hop cannot leave (nor can a hop of the direct session take one)."""
+
+    setup: ClassVar[Router]
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        kwargs["proxy"] = self.setup.http_proxy_for(url)
+        super().__init__(method, url, **kwargs)
+
+
+def routed_each_hop(base: type[SentAsGiven], setup: Router) -> type[SentAsGiven]:
+    """``base`` (the run's ``request_class``) with each hop routed by ``setup``; it
+    shares ``base``'s URL vouched for."""
+    return type("Request", (RoutedEachHop, base), {"setup": setup})
 
 
 def request_class(

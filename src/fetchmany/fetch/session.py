@@ -338,6 +338,12 @@ class SessionSetup:
             return None
         return self.env_proxies.get(target.scheme) or self.env_proxies.get("all")
 
+    def http_proxy_for(self, target: URL) -> URL | None:
+        """``proxy_for`` as aiohttp takes it per request: an HTTP(S) proxy, parsed, or
+        None (direct, or a SOCKS proxy, which is a session's connector instead)."""
+        proxy = self.proxy_for(target)
+        return None if proxy is None or is_socks(proxy) else URL(proxy)
+
     def socks_proxies(self) -> set[str]:
         """The SOCKS proxies this run may use: each gets its own connector."""
         candidates = (
@@ -450,12 +456,16 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     """
     import aiohttp
 
-    from fetchmany.fetch.request import request_class
+    from fetchmany.fetch.request import request_class, routed_each_hop
 
     content = options.content_type is not None or "Content-Type" in setup.headers
     sent_as_given = request_class(
         options.http_method, setup.defaults, tls=options.tls, content=content
     )
+    # With the environment's proxies, a redirect's hop goes the way its own URL says.
+    direct_class = sent_as_given
+    if setup.env_proxies and not setup.proxy:
+        direct_class = routed_each_hop(sent_as_given, setup)
     # --timeout bounds one whole attempt (connect, send, headers, body), as -m bounds an item.
     timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
 
@@ -465,7 +475,9 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
 
         traces = [trace_config()]
 
-    def session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+    def session(
+        connector: aiohttp.BaseConnector, request: type[SentAsGiven] = sent_as_given
+    ) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             connector=connector,
             headers=setup.headers,
@@ -476,12 +488,14 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
             trace_configs=traces,
             # A Location is taken as written and sent by the request class's rule.
             requote_redirect_url=False,
-            request_class=sent_as_given,
+            request_class=request,
         )
 
     async with AsyncExitStack() as stack:
         direct = aiohttp.TCPConnector(limit=options.limit, ttl_dns_cache=300, ssl=setup.ssl)
-        sessions = Sessions(await stack.enter_async_context(session(direct)), {}, sent_as_given)
+        sessions = Sessions(
+            await stack.enter_async_context(session(direct, direct_class)), {}, sent_as_given
+        )
         for proxy in setup.socks_proxies():
             connector = socks_connector(proxy, options.limit, setup.ssl)
             sessions.socks[proxy] = await stack.enter_async_context(session(connector))
