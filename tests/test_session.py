@@ -291,6 +291,8 @@ def test_the_proxy_option_wins_over_the_environment_and_no_proxy(
          "'****@127.0.0.1:3128': use one of http://, https://, socks4://, socks4a://, "
          "socks5://, socks5h://"),
         ("all", "socks5:/u:s3:cret@x:1", "ALL_PROXY in the environment '****@x:1' has no host"),
+        ("http", "http://a%3Ab:s3cret@x:1", "HTTP_PROXY in the environment "
+         "'http://a%3Ab:****@x:1': a user name with a colon (%3A) cannot be sent"),
     ],
 )  # fmt: skip
 def test_a_broken_proxy_variable_says_which_and_why(
@@ -299,6 +301,40 @@ def test_a_broken_proxy_variable_says_which_and_why(
     with pytest.raises(SetupError) as caught:
         checked_env_proxies({"no": "localhost", variable: value})
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize(
+    "userinfo",
+    [
+        "us%C3%A9r:p%C3%A4ss",  # UTF-8 (aiohttp sent Latin-1: us\xe9r)
+        "us%E2%82%AC:x",  # beyond Latin-1 (an "unexpected" error in every record)
+        "u:pa%FFss",  # a byte that is no UTF-8 (aiohttp sent the three characters %FF)
+        "u:p%3A%40%25ss",
+        "u:",
+        "u",
+    ],
+)
+def test_an_http_proxy_gets_the_credentials_curl_sends(
+    raw_server: Callable[[dict[str, bytes]], RawServer], userinfo: str, scheme: str
+) -> None:
+    """The bytes the proxy URL's %XX spell, as curl -x sends them, in the request
+    (http) or in the CONNECT (https)."""
+    server = raw_server({})
+    proxy = f"http://{userinfo}@{HOST}:{server.port}"
+    url = f"{scheme}://{HOST}:{server.port}/x"
+    subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "--max-time", "10", "-x", proxy, url],
+        check=False, timeout=30,
+    )  # fmt: skip
+    result = run_cli("-q", "--retries", "0", "--proxy", proxy, stdin=url.encode())
+    assert "unexpected" not in result.stdout.decode()
+    by_curl, by_us = (
+        [line for line in head.split(b"\r\n") if line.lower().startswith(b"proxy-authorization:")]
+        for head in server.received
+    )
+    assert len(by_us) == 1
+    assert by_us == by_curl
 
 
 # ---------------------------------------------------------------- SOCKS

@@ -18,7 +18,9 @@ request class: this one makes each hop obey the rules a first request obeys.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from urllib.parse import unquote_to_bytes
 
 import aiohttp
 from aiohttp import hdrs
@@ -156,7 +158,37 @@ class Router(Protocol):
     def http_proxy_for(self, target: URL) -> URL | None: ...
 
 
-class RoutedEachHop(SentAsGiven):
+class ProxyCredentials(SentAsGiven):
+    """An HTTP proxy's credentials as curl -x sends them: the bytes the proxy URL's
+    %XX spell (aiohttp decodes them to text as UTF-8 and sends Latin-1, ``us%C3%A9r``
+    as ``us\xe9r``, a %XX that is no UTF-8 as its three characters, and a character
+    beyond Latin-1 as an error), in the request (http) or the CONNECT (https)."""
+
+    def update_proxy(
+        self, proxy: URL | None, proxy_auth: aiohttp.BasicAuth | None, proxy_headers: Any
+    ) -> None:
+        if proxy is not None and proxy_auth is None and "@" in proxy.raw_authority:
+            proxy_auth = proxy_credentials(proxy)
+        super().update_proxy(proxy, proxy_auth, proxy_headers)
+
+
+@functools.lru_cache(maxsize=64)
+def proxy_credentials(proxy: URL) -> aiohttp.BasicAuth:
+    """``proxy``'s userinfo as a BasicAuth whose value is its bytes: each byte one
+    Latin-1 character, sent as Latin-1 (``session.checked_proxy`` refuses a user name
+    with a colon, which Basic auth cannot carry)."""
+    import warnings
+
+    user = unquote_to_bytes(proxy.raw_user or "").decode("latin-1")
+    password = unquote_to_bytes(proxy.raw_password or "").decode("latin-1")
+    with warnings.catch_warnings():
+        # Deprecated for a request's credentials (we send those as a header), but still
+        # what aiohttp 3 takes for a proxy's, and what it makes of the proxy URL itself.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return aiohttp.BasicAuth(user, password, encoding="latin-1")
+
+
+class RoutedEachHop(ProxyCredentials):
     """With the environment's proxies: each hop through the proxy its own URL is given,
     as curl -L does (aiohttp, given one proxy for a request, uses it on every hop): a
     redirect to a host NO_PROXY names goes direct, one from http to https takes
@@ -170,10 +202,13 @@ class RoutedEachHop(SentAsGiven):
         super().__init__(method, url, **kwargs)
 
 
-def routed_each_hop(base: type[SentAsGiven], setup: Router) -> type[SentAsGiven]:
-    """``base`` (the run's ``request_class``) with each hop routed by ``setup``; it
-    shares ``base``'s URL vouched for."""
-    return type("Request", (RoutedEachHop, base), {"setup": setup})
+def through_proxies(base: type[SentAsGiven], routed_by: Router | None) -> type[SentAsGiven]:
+    """``base`` (the run's ``request_class``) for the direct session of a run with an
+    HTTP proxy: its credentials as curl sends them, and with ``routed_by`` (the
+    environment's proxies) each hop routed. It shares ``base``'s URL vouched for."""
+    if routed_by is None:
+        return type("Request", (ProxyCredentials, base), {})
+    return type("Request", (RoutedEachHop, base), {"setup": routed_by})
 
 
 def request_class(

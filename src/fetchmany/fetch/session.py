@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from multidict import CIMultiDict
 from yarl import URL
@@ -188,6 +188,8 @@ def checked_proxy(proxy: str) -> str:
         raise SetupError(f"--proxy {shown!r} is not a valid URL") from None
     if not host:
         raise SetupError(f"--proxy {shown!r} has no host")
+    if ":" in unquote(parsed.raw_user or ""):
+        raise SetupError(f"--proxy {shown!r}: a user name with a colon (%3A) cannot be sent")
     return proxy
 
 
@@ -456,16 +458,18 @@ async def open_session(options: FetchOptions, setup: SessionSetup) -> AsyncItera
     """
     import aiohttp
 
-    from fetchmany.fetch.request import request_class, routed_each_hop
+    from fetchmany.fetch.request import request_class, through_proxies
 
     content = options.content_type is not None or "Content-Type" in setup.headers
     sent_as_given = request_class(
         options.http_method, setup.defaults, tls=options.tls, content=content
     )
-    # With the environment's proxies, a redirect's hop goes the way its own URL says.
     direct_class = sent_as_given
-    if setup.env_proxies and not setup.proxy:
-        direct_class = routed_each_hop(sent_as_given, setup)
+    if setup.proxy is None and setup.env_proxies:
+        # A redirect's hop goes the way its own URL says.
+        direct_class = through_proxies(sent_as_given, routed_by=setup)
+    elif setup.proxy is not None and not is_socks(setup.proxy):
+        direct_class = through_proxies(sent_as_given, routed_by=None)
     # --timeout bounds one whole attempt (connect, send, headers, body), as -m bounds an item.
     timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
 
