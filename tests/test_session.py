@@ -293,6 +293,13 @@ def test_the_proxy_option_wins_over_the_environment_and_no_proxy(
         ("all", "socks5:/u:s3:cret@x:1", "ALL_PROXY in the environment '****@x:1' has no host"),
         ("http", "http://a%3Ab:s3cret@x:1", "HTTP_PROXY in the environment "
          "'http://a%3Ab:****@x:1': a user name with a colon (%3A) cannot be sent"),
+        # What aiohttp-socks can send (it failed every record as "unexpected").
+        ("all", "socks5://us%C3%A9r:s3cret@x:1", "ALL_PROXY in the environment "
+         "'socks5://us%C3%A9r:****@x:1': a SOCKS proxy's user name and password must be "
+         "ASCII, 255 characters at most"),
+        ("all", "socks4a://" + "u" * 256 + "@x:1", "ALL_PROXY in the environment "
+         "'socks4a://****@x:1': a SOCKS proxy's user name and password must be ASCII, "
+         "255 characters at most"),
     ],
 )  # fmt: skip
 def test_a_broken_proxy_variable_says_which_and_why(

@@ -190,6 +190,13 @@ def checked_proxy(proxy: str) -> str:
         raise SetupError(f"--proxy {shown!r} has no host")
     if ":" in unquote(parsed.raw_user or ""):
         raise SetupError(f"--proxy {shown!r}: a user name with a colon (%3A) cannot be sent")
+    if is_socks(proxy) and not all(
+        part.isascii() and len(part) < 256 for part in (parsed.user or "", parsed.password or "")
+    ):  # python-socks encodes them as ASCII, each length in one byte (RFC 1929)
+        raise SetupError(
+            f"--proxy {shown!r}: a SOCKS proxy's user name and password must be ASCII, "
+            "255 characters at most"
+        )
     return proxy
 
 
