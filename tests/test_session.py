@@ -344,6 +344,35 @@ def test_an_http_proxy_gets_the_credentials_curl_sends(
     assert by_us == by_curl
 
 
+@pytest.mark.parametrize(
+    ("status", "attempts"),
+    [(b"407 Proxy Authentication Required", 1), (b"403 Forbidden", 1), (b"503 Busy", 3)],
+)
+@pytest.mark.parametrize("governed", [(), ("-m", "30")])  # the two attempt loops
+def test_a_tunnel_the_proxy_refuses_is_a_connect_error_retried_as_its_status_says(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+    status: bytes,
+    attempts: int,
+    governed: tuple[str, ...],
+) -> None:
+    """It was a "protocol" error (a malformed answer, which it is not), retried whatever
+    the status, so wrong proxy credentials were sent three times."""
+    server = raw_server({})
+    server.routes[f"{HOST}:{server.port}"] = raw_response(status=status)
+    url = f"https://{HOST}:{server.port}/x"
+    result = run_cli(
+        "-q", "--retries", "2", "--backoff", "0.01", "--proxy", f"http://u:s3cret@{HOST}:{server.port}",
+        *governed, stdin=url.encode(),
+    )  # fmt: skip
+    (record,) = jsonl(result.stdout)
+    assert record["error"] == {
+        "kind": "connect",
+        "message": f"the proxy refused the tunnel: {status.decode()}",
+    }
+    assert (record["status"], record["attempts"]) == (None, attempts)
+    assert len(server.received) == attempts
+
+
 # ---------------------------------------------------------------- SOCKS
 
 

@@ -123,6 +123,9 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
     elif isinstance(exc, TimeoutError):
         kind = ErrorKind.TIMEOUT
         message = f"attempt did not finish within {options.timeout:g}s"
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):  # a CONNECT answered, not with 200
+        kind = ErrorKind.CONNECT
+        message = f"the proxy refused the tunnel: {exc.status} {exc.message}".rstrip()
     elif isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         kind = ErrorKind.PROTOCOL
     elif isinstance(exc, aiohttp.ClientConnectionError | OSError | EOFError) or _from_socks(exc):
@@ -381,16 +384,22 @@ class Client:
 
             response.tls = tls_facts(resp)
 
-    def _failed(self, record: Record, exc: Exception) -> None:
+    def _failed(self, record: Record, exc: Exception) -> int | None:
         """An attempt that raised: its error kind in ``record`` (``classify``), and with
-        --redirects the loop a link checker wants."""
+        --redirects the loop a link checker wants. Returns the status a proxy refused a
+        tunnel with, which decides a retry as an answer's status would: a 407 (wrong
+        proxy credentials) is final, a 503 retried, as --retry-on says."""
         record.error = classify(exc, self._options)
         if self._options.redirects and isinstance(exc, aiohttp.TooManyRedirects):
             record.redirects = hops(exc.history)
+        return exc.status if isinstance(exc, aiohttp.ClientHttpProxyError) else None
 
-    def _retry_delay(self, attempt: int, record: Record, response: Response | None) -> float | None:
-        """The retry policy's word on ``record``: seconds before the next attempt, or None."""
-        status = record.status
+    def _retry_delay(
+        self, attempt: int, record: Record, response: Response | None, refused: int | None
+    ) -> float | None:
+        """The retry policy's word on ``record``: seconds before the next attempt, or None.
+        ``refused``: the status of a tunnel the proxy refused (``_failed``)."""
+        status = record.status if refused is None else refused
         error = record.error
         return self._options.retry.delay(
             attempt,
@@ -450,18 +459,19 @@ class Client:
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = time.perf_counter()
             response: Response | None = None
+            refused = None
             try:
                 response = await self.attempt(item, target, conditional)
                 # Inside the try: whatever a response holds, judging it ends in a record.
                 self._fill(record, response)
             except Exception as exc:
-                self._failed(record, exc)
+                refused = self._failed(record, exc)
             finally:
                 limits.release_free()
             status = record.status
             if status is not None and status not in retry_on:
                 break  # an answer not to retry: most attempts end here
-            wait = self._retry_delay(attempt, record, response)
+            wait = self._retry_delay(attempt, record, response, refused)
             if wait is None:
                 break
             self._unsave(response)
@@ -508,6 +518,7 @@ class Client:
                 if options.max_time is not None:
                     deadline = asyncio.get_running_loop().time() + options.max_time - spent
             response: Response | None = None
+            refused = None
             try:
                 if deadline is None:
                     response = await self.attempt(item, target, conditional)
@@ -518,7 +529,7 @@ class Client:
                 self._ran_out(record, f"during attempt {attempt}", cut=True)
                 break  # after the finally: the slot is given back first
             except Exception as exc:
-                self._failed(record, exc)
+                refused = self._failed(record, exc)
             finally:
                 if self._adaptive:
                     self._teach(host, ticket, record, began, response)
@@ -527,7 +538,7 @@ class Client:
             status = record.status
             if status is not None and status not in retry_on:
                 break
-            wait = self._retry_delay(attempt, record, response)
+            wait = self._retry_delay(attempt, record, response, refused)
             if wait is None:
                 break
             if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
