@@ -276,6 +276,12 @@ def test_the_proxy_option_wins_over_the_environment_and_no_proxy(
     assert route("http://example.com/", FetchOptions(env_proxy=False)) is None
 
 
+def test_a_socks_user_name_may_hold_a_colon_which_socks_sends_apart_from_the_password() -> None:
+    """RFC 1929 sends the user name and the password as fields of their own."""
+    proxies = {"all": "socks5://a%3Ab:pw@x:1"}
+    assert checked_env_proxies(proxies) == proxies
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [

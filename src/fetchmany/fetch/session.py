@@ -188,7 +188,7 @@ def checked_proxy(proxy: str) -> str:
         raise SetupError(f"--proxy {shown!r} is not a valid URL") from None
     if not host:
         raise SetupError(f"--proxy {shown!r} has no host")
-    if ":" in unquote(parsed.raw_user or ""):
+    if not is_socks(proxy) and ":" in unquote(parsed.raw_user or ""):
         raise SetupError(f"--proxy {shown!r}: a user name with a colon (%3A) cannot be sent")
     if is_socks(proxy) and not all(
         part.isascii() and len(part) < 256 for part in (parsed.user or "", parsed.password or "")
