@@ -612,6 +612,9 @@ TWO_LOGINS = "machine 127.0.0.1 login alice password pw\nmachine 127.0.0.1 login
         # A URL that names the user without a password: that user's entry (curl.1, -n).
         (TWO_LOGINS, "bob"),
         (TWO_LOGINS, "alice"),
+        # A host's name in any case, as curl compares it (Python's lookup is exact).
+        ("machine LOCALHOST login alice password pw", ""),
+        ("machine Localhost login alice password pw\nmachine localhost login bob password x", ""),
     ],
 )
 def test_netrc_credentials_are_sent_as_curl_sends_them(
@@ -626,6 +629,8 @@ def test_netrc_credentials_are_sent_as_curl_sends_them(
     netrc.write_text(entry + "\n", encoding="utf-8")
     netrc.chmod(0o600)
     url = server.url("/").replace("://", f"://{user}@" if user else "://")
+    if "localhost" in entry.lower():
+        url = url.replace(HOST, "localhost")
     subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "--netrc-file", str(netrc), url], check=True, timeout=30
     )
@@ -650,6 +655,19 @@ def test_netrc_is_read_from_the_home_directory_without_netrc_set(
     expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert setup.auth_for(URL("https://example.com/x")) == expected
     assert setup.auth_for(URL("https://other.example/x")) is None
+
+
+@pytest.mark.parametrize("machine", ["xn--bcher-kva.example", "BÜCHER.example."])
+@pytest.mark.parametrize("url", ["https://bücher.example/", "https://xn--bcher-kva.EXAMPLE./"])
+def test_a_netrc_host_matches_in_either_form_of_its_name_whatever_its_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str, url: str
+) -> None:
+    """curl looks a host up in its ASCII (xn--) form, any case, no trailing dot."""
+    (tmp_path / "netrc").write_text(f"machine {machine} login alice password s3cret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    setup = SessionSetup.prepare(FetchOptions(netrc=True))
+    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert setup.auth_for(URL(url)) == expected
 
 
 def test_a_netrc_that_cannot_be_parsed_says_which_file_and_where(

@@ -212,7 +212,7 @@ _Entry = tuple[str, str, str]
 class _FirstOfEachHost(dict[str, _Entry]):
     """A .netrc's entries by host, the first of each kept, as curl and ftp read the
     file (Python's parser stores each entry it meets: the last one won); and
-    ``every`` entry in the file's order, for the one of a login the URL names."""
+    ``every`` entry in the file's order, which ``Netrc.entry_for`` searches."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -240,11 +240,15 @@ class Netrc(netrc.netrc):
         # The parser's {} to fill, set just before it parses.
         self._hosts = _FirstOfEachHost()
 
-    def login_entry(self, host: str, login: str) -> _Entry | None:
-        """The first entry for ``host`` (else a ``default``) whose login is ``login``."""
-        for wanted in (host, "default"):
-            for named, entry in self.hosts.every:
-                if named == wanted and entry[0] == login:
+    def entry_for(self, target: URL, login: str | None = None) -> _Entry | None:
+        """The first entry for ``target``'s host, else the first ``default``; with
+        ``login`` (a URL's user), the first of these whose login it is. A host matches
+        whatever its case or a dot after it, as curl compares them, in its ASCII
+        (``xn--``) form as curl looks it up or, beyond curl, its Unicode one."""
+        names = {(name or "").rstrip(".").lower() for name in (target.raw_host, target.host)}
+        for wanted in (names, {"default"}):
+            for host, entry in self.hosts.every:
+                if host.rstrip(".").lower() in wanted and login in (None, entry[0]):
                     return entry
         return None
 
@@ -366,11 +370,7 @@ class SessionSetup:
         curl uses .netrc (curl.1, --netrc)."""
         if self.netrc is None:
             return None
-        host = target.host or ""
-        if login is None:
-            entry = self.netrc.authenticators(host)
-        else:
-            entry = self.netrc.login_entry(host, login)
+        entry = self.netrc.entry_for(target, login)
         if entry is None:
             return None
         login, _, password = entry
