@@ -304,3 +304,33 @@ def test_codings_in_several_header_fields_are_one_list(
     )
     result = run_cli("-q", stdin=f"{server.url('/two')}\n{server.url('/id')}\n".encode())
     assert [r["body"] for r in jsonl(result.stdout)] == ["hello", "hello"]
+
+
+def _held_at_the_end(size: int, make: Callable[[int], bytes]) -> tuple[int, bytes]:
+    """The first n from ``size`` up for which the raw deflate of ``make(n)`` leaves output
+    in zlib for the end of the body (the last match straddles a piece's edge as the last
+    input is read, so the decoder's ``finish`` gives bytes), and that raw deflate. How
+    often it happens depends on zlib's choices, so it is searched for, not fixed."""
+    from fetchmany.fetch.encodings import _Inflater
+
+    for n in range(size, size + 2000):
+        body = _raw_deflate(make(n), 9)
+        probe = _Inflater("deflate")
+        for _ in probe.feed(body):
+            pass
+        if probe.finish():
+            return n, body
+    raise AssertionError("no payload leaves output for the end")
+
+
+async def test_what_a_decoder_gives_at_the_end_goes_through_the_decoders_after_it() -> None:
+    """A stack of codings: the bytes the outer coding's decoder gives only at the end of
+    the body are the inner coding's last bytes, and go through its decoder (skipped,
+    the inner stream ends short); the inner one's own last bytes are the body's, and go
+    through no decoder again."""
+    # Stored blocks: the inner stream ends in the payload's zeros, a run the outer ends on.
+    n, body = _held_at_the_end(131000, lambda n: _raw_deflate(b"\0" * n, 0))
+    assert await _decode(body, "deflate, deflate", size=len(body)) == b"\0" * n
+    n, inner = _held_at_the_end(1 << 16, lambda n: b"\0" * n)
+    body = gzip.compress(inner)
+    assert await _decode(body, "deflate, gzip", size=len(body)) == b"\0" * n
