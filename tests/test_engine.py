@@ -470,3 +470,157 @@ async def test_settled_is_where_each_hosts_auto_limit_is_and_empty_for_a_fixed_o
     limits.release("a.test:80", ticket, Lesson(0.01))
     assert list(engine.settled()) == ["a.test:80"]
     assert engine.settled()["a.test:80"].limit == limits.settled()["a.test:80"].limit == 3
+
+
+# -- chunks: the command line's input, a batch of lines at a time ----------------------------
+
+
+async def chunked(
+    items: list[Item], size: int, read: list[int] | None = None
+) -> AsyncIterator[list[Item]]:
+    for start in range(0, len(items), size):
+        if read is not None:
+            read.append(start)
+        yield items[start : start + size]
+
+
+async def test_chunks_come_out_in_order_and_whole() -> None:
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=7, window=40, ordered=True)
+    releaser = asyncio.create_task(release_in_random_order(fetch, 500, seed=4))
+    out = [
+        r.index async for batch in engine.chunk_batches(chunked(make_items(500), 64)) for r in batch
+    ]
+    await releaser
+    assert out == list(range(500))
+    assert fetch.max_in_flight == 7
+
+
+async def test_the_next_chunk_is_read_only_when_the_pool_runs_short() -> None:
+    """A chunk in hand is taken item by item; the next is read only when fewer items
+    than workers are left of it, so the input is not read far ahead of the window."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=3, window=10, ordered=True)
+    read: list[int] = []
+    consumer = asyncio.create_task(collect_chunks(engine, chunked(make_items(100), 8, read)))
+    for i in range(1, 100):
+        fetch.gate(i).set()
+    while len(fetch.started) < 10:
+        fetch.any_started.clear()
+        await fetch.any_started.wait()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert sorted(fetch.started) == list(range(10))  # the count cap, behind the slow head
+    assert read == [0, 8]  # wanted when 2 were left of the first; the cap holds the third
+    fetch.gate(0).set()
+    assert [r.index for r in await consumer] == list(range(100))
+
+
+async def collect_chunks(engine: Engine[Record], chunks: AsyncIterator[list[Item]]) -> list[Record]:
+    return [r async for batch in engine.chunk_batches(chunks) for r in batch]
+
+
+async def test_stop_ends_a_run_whose_input_has_stalled() -> None:
+    """stdin that stops sending (a paging script hung): Ctrl-C ends the run with every
+    record completed, though the reader is waiting for a line that never comes."""
+    stalled = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[list[Item]]:
+        yield make_items(2)
+        await stalled.wait()  # never set
+        yield make_items(3)[2:]
+
+    async def fetch(item: Item) -> Record:
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=4, ordered=True)
+    out: list[int] = []
+    progressed = asyncio.Event()
+
+    async def consume() -> None:
+        async for batch in engine.chunk_batches(stalling()):
+            out.extend(r.index for r in batch)
+            progressed.set()
+
+    consumer = asyncio.create_task(consume())
+    while len(out) < 2:
+        progressed.clear()
+        await asyncio.wait_for(progressed.wait(), 5)
+    engine.stop()
+    await asyncio.wait_for(consumer, 5)
+    assert out == [0, 1]
+
+
+async def test_an_input_error_after_chunks_surfaces_after_their_records() -> None:
+    async def fetch(item: Item) -> Record:
+        await asyncio.sleep(0)
+        return Record(item.index, item.input, item.url)
+
+    async def broken() -> AsyncIterator[list[Item]]:
+        yield make_items(300)[:250]
+        raise OSError("disk gone")
+
+    engine = Engine(fetch, same, workers=5, ordered=True)
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.chunk_batches(broken()):
+            seen.extend(r.index for r in batch)
+
+    with pytest.raises(OSError, match="disk gone"):
+        await consume()
+    assert seen == list(range(250))
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_an_item_abandoned_by_a_stop_ends_ordered_output_there(ordered: bool) -> None:
+    """A fetch waiting for a slot when the run stops gives up (``Abandoned``): in order,
+    nothing after it is written; unordered, every record that completed is."""
+    from fetchmany.fetch.limits import Abandoned
+
+    engine: Engine | None = None
+    done = asyncio.Event()
+    started: list[int] = []
+
+    async def fetch(item: Item) -> Record:
+        assert engine is not None
+        started.append(item.index)
+        if item.index == 1:
+            await done.wait()
+            raise Abandoned
+        if item.index == 3:
+            engine.stop()
+            done.set()
+        await asyncio.sleep(0)
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=4, ordered=ordered)
+    chunks = chunked(make_items(50), 10)
+    out = [r.index async for batch in engine.chunk_batches(chunks) for r in batch]
+    assert started == [0, 1, 2, 3]  # nothing starts after the stop
+    if ordered:
+        assert out == [0]
+    else:
+        assert sorted(out) == [0, 2, 3]
+
+
+async def test_abort_while_workers_wait_for_room_ends_the_run() -> None:
+    """Ctrl-C twice with the byte budget spent behind a slow head that never finishes:
+    the run ends at once, with nothing out of order."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, sized(1000), workers=3, window_bytes=5000, cost=held, ordered=True)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.chunk_batches(chunked(make_items(100), 16)):
+            out.extend(r.index for r, _ in batch)
+
+    consumer = asyncio.create_task(consume())
+    for i in range(1, 100):
+        fetch.gate(i).set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert 3 <= len(fetch.started) < 12  # the budget is spent: workers wait for room
+    engine.abort()
+    await asyncio.wait_for(consumer, 5)
+    assert out == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -16,7 +16,7 @@ from fetchmany.fetch.engine import Engine, FetchFunction
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.policy import plan_request
 from fetchmany.fetch.session import SessionSetup
-from fetchmany.input.sources import Item, items_from
+from fetchmany.input.sources import Item, items_from, one_by_one
 from fetchmany.options import FetchOptions
 from fetchmany.records import Record
 
@@ -37,7 +37,7 @@ def _same(record: Record) -> Record:
 
 
 async def fetch_finished(
-    items: AsyncIterable[Item],
+    chunks: AsyncIterable[Sequence[Item]],
     options: FetchOptions,
     finish: Callable[[Record], T],
     cost: Callable[[T], int],
@@ -48,6 +48,8 @@ async def fetch_finished(
 ) -> AsyncGenerator[list[T], None]:
     """``fetch_batches`` with each record turned by ``finish`` as soon as it completes;
     the reorder window holds those results and counts ``cost(result)`` bytes each.
+    ``chunks``: the items, a chunk at a time (``read_item_chunks``; ``one_by_one`` for
+    a source of single items).
     ``refresh``: the previous records of items as they are dispatched (``--refresh``),
     which make each request conditional (``fetch/refresh.py``). ``kept_files``: the
     ``--save-dir`` files a resumed output's records name, which no item of this run
@@ -104,7 +106,7 @@ async def fetch_finished(
         )
         if on_engine is not None:
             on_engine(engine)
-        async with aclosing(engine.batches(items)) as batches:
+        async with aclosing(engine.chunk_batches(chunks)) as batches:
             async for batch in batches:
                 yield batch
 
@@ -193,7 +195,8 @@ def _detached(
         options, method=plan.method, content_type=plan.content_type, accept=plan.accept
     )
     items_in = items_from(items, plan.templates)
-    return Detached(fetch_finished(items_in, options, _same, record_cost, on_engine))
+    chunks = one_by_one(items_in)
+    return Detached(fetch_finished(chunks, options, _same, record_cost, on_engine))
 
 
 class Detached(Generic[T]):

@@ -35,7 +35,7 @@ import struct
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -55,7 +55,7 @@ from fetchmany.cli.run import (
 from fetchmany.fetch.adaptive import Settled
 from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.limits import Limits, join_marks
-from fetchmany.input.sources import STDIN, Shard, read_items
+from fetchmany.input.sources import STDIN, Item, Shard, flatten, one_by_one, read_item_chunks
 from fetchmany.output.destination import OutputClosed, OutputError, write_all
 from fetchmany.output.progress import SilentDisplay
 from fetchmany.output.resume import recorded_keys, skip_recorded
@@ -238,7 +238,9 @@ async def _fetch_shard(
 
     shard = job.shard
     assert shard is not None
-    items = read_items(job.inputs, job.request, job.input_format, shard, streams)
+    chunks: AsyncIterable[Sequence[Item]] = read_item_chunks(
+        job.inputs, job.request, job.input_format, shard, streams
+    )
     resume = job.resume
     if resume is not None and start:
         keys = (
@@ -247,7 +249,7 @@ async def _fetch_shard(
             if shard.holds(number)
         )
         items = skip_recorded(
-            items,
+            flatten(chunks),
             keys,
             shard.size(start),
             resume.path,
@@ -255,7 +257,8 @@ async def _fetch_shard(
             on_checked=lambda: _checked(out_fd, go_fd),
             whole=start,
         )
-    joined, previous = job.refreshing(items)
+        chunks = one_by_one(items)
+    joined, previous = job.refreshing(chunks)
     engines: list[Engine[Finished]] = []
 
     def on_engine(engine: Engine[Finished]) -> None:

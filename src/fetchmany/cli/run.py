@@ -24,7 +24,7 @@ from fetchmany.fetch.engine import Engine
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.session import SessionSetup
 from fetchmany.input.rows import InputFormat
-from fetchmany.input.sources import Item, Shard, count_items, read_items
+from fetchmany.input.sources import Item, Shard, count_items, flatten, one_by_one, read_item_chunks
 from fetchmany.input.templates import RequestTemplate
 from fetchmany.options import FetchOptions
 from fetchmany.output.destination import OutputClosed
@@ -79,16 +79,16 @@ class Job:
     """``--refresh PREVIOUS``: checked against the inputs before the run starts."""
 
     def refreshing(
-        self, items: AsyncIterable[Item]
-    ) -> tuple[AsyncIterable[Item], PreviousTable | None]:
+        self, chunks: AsyncIterable[Sequence[Item]]
+    ) -> tuple[AsyncIterable[Sequence[Item]], PreviousTable | None]:
         """The items with their previous records joined, and the table the fetch takes
         them from (None without --refresh)."""
         if self.refresh is None:
-            return items, None
+            return chunks, None
         from fetchmany.fetch.refresh import PreviousTable
 
         table = PreviousTable()
-        return self.refresh.join(items, self.shard, table), table
+        return one_by_one(self.refresh.join(flatten(chunks), self.shard, table)), table
 
     def keeps_previous(self, interrupted: bool) -> bool:
         """An interrupted refresh in place leaves PREVIOUS as it was: its prefix would
@@ -284,7 +284,7 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
         count_total(
             job.inputs or ["-"], job.display, counting_stop, skipped, job.input_format, job.shard
         )
-        items: AsyncIterable[Item] = read_items(
+        chunks: AsyncIterable[Sequence[Item]] = read_item_chunks(
             job.inputs, job.request, job.input_format, job.shard
         )
         if resume is not None and skipped:
@@ -292,16 +292,17 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
             from fetchmany.output.resume import recorded_keys, skip_recorded
 
             recorded = recorded_keys(resume.path, resume.format, resume.fields)
-            items = skip_recorded(items, recorded, skipped, resume.path, resume.key)
+            items = skip_recorded(flatten(chunks), recorded, skipped, resume.path, resume.key)
+            chunks = one_by_one(items)
         kept_files = kept_saved_files(job, skipped)
-        items, previous = job.refreshing(items)
+        chunks, previous = job.refreshing(chunks)
 
         def on_engine(engine: Engine[Any]) -> None:
             interruption.watch(engine)
             engines.append(engine)
 
         finished = fetch_finished(
-            items,
+            chunks,
             job.options,
             encoder(writer),
             finished_cost,

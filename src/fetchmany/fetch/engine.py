@@ -14,29 +14,38 @@ Guarantees:
   optional count cap), no new item starts; so memory stays bounded while one slow
   request holds up ordered output, and a fast run is never held back by a count
   that a tail of slow requests exhausts. The head of the order is always started,
-  so a single result larger than the budget still gets through. Items are queued
-  at most two pools' worth ahead of the workers, so the budget is checked close to
-  when an item starts, and overshoots it by at most what the pool has in hand;
+  so a single result larger than the budget still gets through. The budget is
+  checked by the worker as it takes the item, so it is overshot by at most what
+  the pool has in hand;
+- the input is read a chunk at a time (a batch of lines, or one item from a
+  per-item source), and the next chunk only when fewer items than the pool has
+  workers wait in hand and the count cap (``window``) has room for more: so items
+  read ahead are at most a chunk and a pool's worth, and none is read after ``stop``;
 - in ordered mode records come out in item order, each as soon as it and all
   before it are complete; unordered mode hands them out as they complete;
-- every dispatched item yields exactly one record unless the run is stopped, in
+- every started item yields exactly one record unless the run is stopped, in
   which case output ends at the first record that did not complete (ordered) or
   holds every record that did (unordered).
 
-The hot path avoids per-record waiting machinery: workers wake the consumer only
-when the record it is waiting for completes, and the consumer then takes every
-record that is ready in one batch.
+The hot path is one coroutine per worker, from the item to its finished result:
+a worker takes the next item from the chunk in hand (a deque, no await), fetches
+it, finishes the record and puts the result in the reorder window under its
+sequence number (a dict, no future per item). Workers wake the consumer only when
+the record it is waiting for completes, and the consumer then takes every record
+that is ready in one batch. Only a worker that finds the chunk empty waits, for the
+reader task, which reads the next chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from fetchmany.fetch.limits import Abandoned, Limits
-from fetchmany.input.sources import Item
+from fetchmany.input.sources import Item, one_by_one
 from fetchmany.records import Record
 
 if TYPE_CHECKING:
@@ -46,49 +55,12 @@ FetchFunction = Callable[[Item], Awaitable[Record]]
 T = TypeVar("T")
 
 ITEM_COST: Final = 1024
-"""What an item costs the window before its result exists: the item, its parsed URL,
-its future and queue slot (about 1 KB, measured with tracemalloc)."""
+"""What an item costs the window before its result exists: the item and its parsed
+URL (about 1 KB, measured with tracemalloc)."""
 
 
 def _no_cost(result: object) -> int:
     return 0
-
-
-Job = tuple[Item, "asyncio.Future[T]"]
-
-
-class _Jobs(Generic[T]):
-    """The jobs queued for the workers, first in first out: what the pool needs of
-    ``asyncio.Queue`` (a put that never waits, a get that does), with a job handed
-    straight to a worker that waits for one, and none of its other bookkeeping."""
-
-    __slots__ = ("_idle", "queued")
-
-    def __init__(self) -> None:
-        self.queued: deque[Job[T] | None] = deque()
-        """Jobs no worker has taken yet, oldest first: a worker may pop one itself."""
-        self._idle: deque[asyncio.Future[Job[T] | None]] = deque()
-
-    def put(self, job: Job[T] | None) -> None:
-        idle = self._idle
-        while idle:
-            waiter = idle.popleft()
-            if not waiter.done():  # a worker cancelled while it waited is passed over
-                waiter.set_result(job)
-                return
-        self.queued.append(job)
-
-    async def get(self) -> Job[T] | None:
-        if self.queued:
-            return self.queued.popleft()
-        waiter: asyncio.Future[Job[T] | None] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.queued.appendleft(waiter.result())  # handed over as it was cancelled
-            raise
 
 
 class Engine(Generic[T]):
@@ -129,27 +101,36 @@ class Engine(Generic[T]):
         self._window = window if window is not None else 1 << 62
         self._window_bytes = window_bytes if window_bytes is not None else 1 << 62
         self._held = 0  # bytes the window holds now
+        self._in_window = 0  # items started and not yet handed out
         self._finished = 0  # items in the window whose result exists
         self._cost_sum = 0  # what results have cost, to expect as much of those to come
         self._cost_count = 0
         self._limits = limits
         if limits is not None:
             limits.attach(self)
-        self._in_window = 0
-        self._room: asyncio.Future[None] | None = None
-        self._jobs: _Jobs[T] = _Jobs()
-        self._pending: deque[asyncio.Future[T]] = deque()
-        self._completed: deque[asyncio.Future[T]] = deque()
-        self._wake: asyncio.Future[None] | None = None
-        self._dispatched = 0
-        self._queued = 0
+        self._room = asyncio.Event()  # set when the window gives room back
+        # The input: the chunk in hand, the reader that refills it, and how it ended.
+        self._chunk: deque[Item] = deque()
+        self._more = asyncio.Event()  # set when the reader has put a chunk in hand
+        self._wanted = asyncio.Event()  # set when the reader may read the next chunk
+        self._owed = 0  # workers to add when the next chunk comes (grow() found none)
+        self._input_done = False
+        self._input_error: BaseException | None = None
+        # Items started (their sequence numbers are 0, 1, ...) and what became of them.
+        self._started = 0
+        self._head = 0  # ordered: the sequence number the consumer waits for
+        self._ready: dict[int, T] = {}  # ordered: results by sequence number
+        self._lost: dict[int, BaseException | None] = {}
+        """Items that will have no result: abandoned by a stop (None), or the bug their
+        fetch raised. Ordered output ends at the first; its bug is raised there."""
+        self._completed: list[T] = []  # unordered: results not yet handed out
         self._handed_out = 0
-        self._dispatch_done = False
-        self._dispatch_error: BaseException | None = None
+        self._ended = False  # ordered: output ended early, at an item with no result
+        self._wake: asyncio.Future[None] | None = None
         self._stopping = False
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._dispatcher: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     @property
     def limits(self) -> Limits | None:
@@ -165,8 +146,18 @@ class Engine(Generic[T]):
         return len(self._tasks)
 
     def grow(self) -> None:
-        """A fetch is about to park: add a worker so the pool keeps its concurrency."""
-        if len(self._tasks) < self._max_workers and (self._queued or not self._dispatch_done):
+        """A fetch is about to park: add a worker so the pool keeps its concurrency
+        (when the next chunk comes, if no item waits in hand now)."""
+        if len(self._tasks) + self._owed >= self._max_workers or self._stopping:
+            return
+        if self._chunk:
+            self._tasks.append(asyncio.create_task(self._work()))
+        elif not self._input_done:
+            self._owed += 1
+
+    def _add_owed(self) -> None:
+        while self._owed:
+            self._owed -= 1
             self._tasks.append(asyncio.create_task(self._work()))
 
     def stop(self) -> None:
@@ -174,8 +165,11 @@ class Engine(Generic[T]):
         self._stopping = True
         if self._limits is not None:
             self._limits.stop()
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+        self._room.set()  # workers waiting for room or input see the stop and leave
+        self._more.set()
+        self._signal()
 
     def abort(self) -> None:
         """Stop and cancel fetches in flight: output ends with what has completed."""
@@ -183,8 +177,6 @@ class Engine(Generic[T]):
         self._aborted = True
         for task in self._tasks:
             task.cancel()
-        for future in self._pending:
-            future.cancel()  # an ordered consumer waiting on an unfinished head wakes
         self._signal()
 
     def _signal(self) -> None:
@@ -199,165 +191,206 @@ class Engine(Generic[T]):
         finally:
             self._wake = None
 
-    async def _dispatch(self, items: AsyncIterable[Item]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _read(self, chunks: AsyncIterable[Sequence[Item]]) -> None:
+        """Put the input's chunks in hand: the next is read only when fewer items than
+        the pool has workers are left and the count cap has room (``_low``)."""
+        chunk = self._chunk
         try:
-            async for item in items:
+            async for items in chunks:
+                if not items:
+                    continue
                 if self._fetch is None:
                     assert self._make_fetch is not None
                     self._fetch = await self._make_fetch()
-                # Queue at most a pool's worth ahead of the workers: the budget is
-                # checked when an item can start, not long before its result exists.
-                while self._in_window and (
-                    self._in_window >= self._window
-                    or self._held + self._expected() >= self._window_bytes
-                    or self._queued >= 2 * self._initial_workers
-                ):
-                    self._room = loop.create_future()
-                    await self._room
-                self._in_window += 1
-                self._held += ITEM_COST
-                future: asyncio.Future[T] = loop.create_future()
-                if self._ordered:
-                    self._pending.append(future)
-                    if len(self._pending) == 1:
-                        future.add_done_callback(self._head_done)
-                self._dispatched += 1
-                self._queued += 1
-                self._jobs.put((item, future))
+                chunk.extend(items)
+                self._more.set()
+                self._add_owed()
+                while not self._low():
+                    self._wanted.clear()
+                    await self._wanted.wait()
         except asyncio.CancelledError:
-            pass  # stop(): the jobs already queued are resolved by the workers
+            pass  # stop(): the items in hand are not started
         except Exception as exc:
-            self._dispatch_error = exc
+            self._input_error = exc
         finally:
-            self._dispatch_done = True
-            for _ in range(self._max_workers):
-                self._jobs.put(None)
+            self._input_done = True
+            self._owed = 0
+            self._more.set()
             self._signal()
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()  # its reader thread stops now, not when collected
 
-    def _head_done(self, future: asyncio.Future[T]) -> None:
-        self._signal()
+    def _low(self) -> bool:
+        """Whether the reader may read the next chunk: fewer items in hand than workers,
+        and room under the count cap for what is in hand and more."""
+        waiting = len(self._chunk)
+        return waiting < self._initial_workers and self._in_window + waiting < self._window
+
+    async def _next_chunk(self) -> bool:
+        """Wait until the reader has put items in hand; False when none will come (the
+        input has ended, or the run stopped)."""
+        while not self._chunk:
+            if self._input_done or self._stopping:
+                return False
+            self._more.clear()
+            await self._more.wait()
+        return True
+
+    async def _wait_room(self) -> None:
+        self._room.clear()
+        await self._room.wait()
 
     async def _work(self) -> None:
         finish = self._finish
         cost = self._cost
         ordered = self._ordered
-        jobs = self._jobs
-        queued = jobs.queued
-        # A job already queued (the common case: the dispatcher keeps them ahead) is
-        # taken without making a coroutine for ``get``.
-        while (job := queued.popleft() if queued else await jobs.get()) is not None:
-            self._queued -= 1
-            if self._queued <= self._initial_workers and self._room is not None:
-                self._make_room()  # wakes the dispatcher once per pool's worth, not per item
-            item, future = job
+        chunk = self._chunk
+        ready = self._ready
+        window = self._window
+        window_bytes = self._window_bytes
+        low = self._initial_workers
+        while True:
+            # The head of the order always starts; any other item only while the
+            # window has room for it and for what the items running are expected to add.
+            while (
+                (in_window := self._in_window)
+                and not self._stopping
+                and (
+                    in_window >= window
+                    or self._held
+                    + (
+                        (in_window - self._finished) * self._cost_sum // self._cost_count
+                        if self._cost_count
+                        else 0
+                    )
+                    >= window_bytes
+                )
+            ):
+                await self._wait_room()
             if self._stopping:
-                future.cancel()
+                return
+            if not chunk:
+                if not await self._next_chunk():
+                    return
+                continue  # the window may have filled while this worker waited
+            item = chunk.popleft()
+            if len(chunk) < low:
+                self._wanted.set()  # the reader reads the next chunk
+            sequence = self._started
+            self._started = sequence + 1
+            self._in_window += 1
+            self._held += ITEM_COST
+            fetch = self._fetch
+            assert fetch is not None  # made before the first chunk is in hand
+            try:
+                result = finish(await fetch(item))
+                size = cost(result)
+            except Abandoned:
+                self._lose(sequence, None)
+                continue
+            except asyncio.CancelledError:
+                self._lose(sequence, None)  # ordered output ends here, as after abort()
+                raise
+            except Exception as exc:  # a bug in fetch: surfaced to the consumer
+                self._lose(sequence, exc)
+                continue
+            self._held += size - ITEM_COST  # the item is let go; its result held
+            self._finished += 1
+            self._cost_sum += size
+            self._cost_count += 1
+            if ordered:
+                ready[sequence] = result
+                if sequence == self._head:
+                    self._signal()
             else:
-                fetch = self._fetch
-                assert fetch is not None  # set before the first job is queued
-                try:
-                    result = finish(await fetch(item))
-                    size = cost(result)
-                    self._held += size - ITEM_COST  # the item is let go; its result held
-                    self._finished += 1
-                    self._cost_sum += size
-                    self._cost_count += 1
-                    future.set_result(result)
-                except Abandoned:
-                    future.cancel()
-                except asyncio.CancelledError:
-                    future.cancel()
-                    raise
-                except Exception as exc:  # a bug in fetch: surfaced to the consumer
-                    future.set_exception(exc)
-            if not ordered:
-                self._completed.append(future)
+                self._completed.append(result)
                 self._signal()
+
+    def _lose(self, sequence: int, error: BaseException | None) -> None:
+        """An item that will have no result (see ``_lost``)."""
+        self._lost[sequence] = error
+        if not self._ordered or sequence == self._head:
+            self._signal()
 
     async def batches(self, items: AsyncIterable[Item]) -> AsyncGenerator[list[T], None]:
         """Records in batches of those ready together, so a writer can flush per batch."""
-        self._dispatcher = asyncio.create_task(self._dispatch(items))
+        async with aclosing(self.chunk_batches(one_by_one(items))) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def chunk_batches(
+        self, chunks: AsyncIterable[Sequence[Item]]
+    ) -> AsyncGenerator[list[T], None]:
+        """``batches`` of an input read in chunks (a batch of lines at a time): items
+        taken from a chunk in hand cost no await each."""
+        self._reader = asyncio.create_task(self._read(chunks))
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._initial_workers)]
         ready = self._ordered_ready if self._ordered else self._unordered_ready
         try:
             while (batch := await ready()) is not None:
                 if batch:
                     yield batch
-            if self._dispatch_error is not None:
-                raise self._dispatch_error
+            if self._input_error is not None:
+                raise self._input_error
         finally:
-            self._dispatcher.cancel()
+            self._reader.cancel()
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(self._dispatcher, *self._tasks, return_exceptions=True)
-            for future in (*self._pending, *self._completed):
-                if future.done() and not future.cancelled():
-                    future.exception()  # retrieved: the first error was already raised
+            await asyncio.gather(self._reader, *self._tasks, return_exceptions=True)
 
-    def _expected(self) -> int:
-        """What the items still running will add once done: as much as results so far,
-        on average, so a budget is not spent many times over by work in hand."""
-        if not self._cost_count:
-            return 0
-        return (self._in_window - self._finished) * self._cost_sum // self._cost_count
+    def _over(self) -> bool:
+        """Whether every item that will start has been handed out."""
+        return self._handed_out == self._started and (
+            self._stopping or (self._input_done and not self._chunk)
+        )
 
     def _release(self, count: int, held: int, results: int) -> None:
         self._in_window -= count
         self._finished -= results
         self._held -= held + (count - results) * ITEM_COST  # results' items already left
         self._handed_out += count
-        self._make_room()
-
-    def _make_room(self) -> None:
-        room = self._room
-        if room is not None and not room.done():
-            room.set_result(None)
+        self._room.set()
+        self._wanted.set()  # the count cap may have room for the next chunk
 
     async def _ordered_ready(self) -> list[T] | None:
-        pending = self._pending
-        while not pending or not pending[0].done():
-            if not pending and self._dispatch_done:
-                return None
-            await self._sleep()
-        batch: list[T] = []
-        taken = held = 0
-        stopped = False
-        cost = self._cost
-        while pending and pending[0].done():
-            future = pending.popleft()
-            taken += 1
-            if future.cancelled():
-                # A record that never completed: nothing after it may be written in order.
-                stopped = True
+        ready = self._ready
+        while self._head not in ready:
+            if self._ended or self._aborted or self._head in self._lost or self._over():
                 break
-            result = future.result()
-            held += cost(result)
-            batch.append(result)
-        self._release(taken, held, len(batch))
-        if stopped:
-            self._pending.clear()
-            self._dispatch_done = True
-            return batch or None
-        if pending:
-            pending[0].add_done_callback(self._head_done)
-        return batch
-
-    async def _unordered_ready(self) -> list[T] | None:
-        completed = self._completed
-        while not completed:
-            if self._aborted or (self._dispatch_done and self._handed_out == self._dispatched):
-                return None
             await self._sleep()
         batch: list[T] = []
-        taken = len(completed)
         held = 0
         cost = self._cost
-        while completed:
-            future = completed.popleft()
-            if not future.cancelled():
-                result = future.result()
-                held += cost(result)
-                batch.append(result)
-        self._release(taken, held, len(batch))
+        head = self._head
+        while head in ready:
+            result = ready.pop(head)
+            held += cost(result)
+            batch.append(result)
+            head += 1
+        self._head = head
+        self._release(len(batch), held, len(batch))
+        if batch:
+            return batch
+        if head in self._lost and not self._ended:
+            # An item that never completed: nothing after it may be written in order.
+            self._ended = True
+            error = self._lost.pop(head)
+            if error is not None:
+                raise error
+        return None
+
+    async def _unordered_ready(self) -> list[T] | None:
+        while not self._completed and not self._lost:
+            if self._aborted or self._over():
+                return None
+            await self._sleep()
+        batch = self._completed
+        self._completed = []
+        lost = self._lost
+        taken = len(batch) + len(lost)
+        errors = [error for error in lost.values() if error is not None]
+        lost.clear()
+        self._release(taken, sum(map(self._cost, batch)), len(batch))
+        if errors:
+            raise errors[0]
         return batch

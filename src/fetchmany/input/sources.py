@@ -454,20 +454,27 @@ def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | 
     return rows
 
 
-async def read_items(
+CHUNK_ITEMS: Final = 256
+"""The most items ``read_item_chunks`` makes at once: a chunk of short lines (IDs for a
+template) holds thousands, and an item costs about 1 KB until it is fetched."""
+
+
+async def read_item_chunks(
     paths: Sequence[str],
     request: RequestTemplate,
     input_format: InputFormat = InputFormat.LINES,
     shard: Shard | None = None,
     streams: Mapping[int, int] | None = None,
-) -> AsyncGenerator[Item, None]:
-    """Items of files (``-`` is stdin) in order, indexed from 0; blank lines (and for
-    line input, ``#`` comments) skipped; each CSV file brings its own header. With
+) -> AsyncGenerator[list[Item], None]:
+    """Items of files (``-`` is stdin) in order, indexed from 0, in chunks of at most
+    ``CHUNK_ITEMS`` (what one read of the input completes); blank lines (and for line
+    input, ``#`` comments) skipped; each CSV file brings its own header. With
     ``shard``, only its items, keeping their index in the whole input (the others
     are counted, not parsed). ``streams``: inputs, by position, already open on a
     descriptor (a ``-P`` worker reads its copy of a pipe there, under the pipe's name).
 
-    One generator over whole batches of lines: the per-line work is plain calls.
+    One generator over whole batches of lines, resumed once a chunk: the per-line work
+    is plain calls, and the engine takes a chunk's items without an await each.
     """
     index = 0
     lines = input_format is InputFormat.LINES
@@ -478,10 +485,11 @@ async def read_items(
     mine = shard.number if shard is not None else 0
     if by_host:
         assert shard is not None
-        async with aclosing(read_items(paths, request, input_format, None, streams)) as every:
-            async for item in every:
-                if shard.holds_item(item):
-                    yield item
+        every = read_item_chunks(paths, request, input_format, None, streams)
+        async with aclosing(every) as chunks:
+            async for whole in chunks:
+                if kept := [item for item in whole if shard.holds_item(item)]:
+                    yield kept
         return
     for position, path in enumerate(paths or [STDIN]):
         # CSV keeps CRs: a quoted cell may hold one, and its rows end in CRLF anyway.
@@ -493,28 +501,63 @@ async def read_items(
         csv_rows = CsvRows(MAX_LINE) if input_format is InputFormat.CSV else None
         try:
             async for batch in feed.batches():
+                chunk: list[Item] = []
                 for row in _rows_of(batch, input_format, csv_rows):
                     if skip > 1 and index % skip != mine:
                         index += 1
                         continue
                     if row.problem is not None:
-                        yield _invalid(index, display_text(row.text), None, row.problem)
+                        chunk.append(_invalid(index, display_text(row.text), None, row.problem))
                     elif lines:
-                        yield make_item(index, row.text, request)
+                        chunk.append(make_item(index, row.text, request))
                     else:
-                        yield make_item(index, row.text, request, row.fields or {})
+                        chunk.append(make_item(index, row.text, request, row.fields or {}))
                     index += 1
+                    if len(chunk) == CHUNK_ITEMS:
+                        yield chunk
+                        chunk = []
+                if chunk:
+                    yield chunk
             if csv_rows is not None and (last := csv_rows.finish()) is not None:
                 # Only a row the file ends inside (a quote never closed) is left: wrong.
                 assert last.problem is not None
                 if skip == 1 or index % skip == mine:
-                    yield _invalid(index, display_text(last.text), None, last.problem)
+                    yield [_invalid(index, display_text(last.text), None, last.problem)]
                 index += 1
         except InputError as exc:
             exc.later = position > 0
             raise
         finally:
             feed.close()
+
+
+def read_items(
+    paths: Sequence[str],
+    request: RequestTemplate,
+    input_format: InputFormat = InputFormat.LINES,
+    shard: Shard | None = None,
+    streams: Mapping[int, int] | None = None,
+) -> AsyncGenerator[Item, None]:
+    """``read_item_chunks``' items one by one, for a consumer that takes them singly."""
+    return flatten(read_item_chunks(paths, request, input_format, shard, streams))
+
+
+async def flatten(chunks: AsyncIterable[Sequence[Item]]) -> AsyncGenerator[Item, None]:
+    """Chunks of items as single items, for a step that takes them one by one
+    (--resume's check, --refresh's join); the chunks' source is closed with it."""
+    try:
+        async for chunk in chunks:
+            for item in chunk:
+                yield item
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+
+
+async def one_by_one(items: AsyncIterable[Item]) -> AsyncGenerator[Sequence[Item], None]:
+    """A per-item source as chunks of one: read item by item, as lazily as it is."""
+    async for item in items:
+        yield (item,)
 
 
 async def items_from(
