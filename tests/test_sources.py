@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from yarl import URL
 
 from fetchmany.fetch.policy import plan_request
@@ -26,10 +28,12 @@ from fetchmany.input.sources import (
     item_text,
     items_from,
     make_item,
+    parse_url,
     read_items,
 )
 from fetchmany.input.templates import RequestTemplate, TemplateError, url_template
 from fetchmany.records import ErrorKind, FetchError
+from fetchmany.redaction import redact_valid
 
 NO_TEMPLATE = RequestTemplate()
 
@@ -657,3 +661,43 @@ async def test_an_input_that_cannot_be_read_says_whether_records_came_before_it(
     with pytest.raises(InputError) as refused:
         [i async for i in read_items(paths, NO_TEMPLATE)]
     assert refused.value.later is (bad_at > 0)
+
+
+# -- the common line: a URL fit to send as it stands, made an item in one step ---------------
+
+FIT_PIECES = st.lists(
+    st.sampled_from([*"aZ09-._~!$&'()*+,;=:@/?#%", "%2F", "%zz", "xn--", "http://u:p@k/"]),
+    max_size=8,
+).map("".join)
+
+
+@given(
+    st.sampled_from(["http://h.test", "https://H.test:8080", "http://xn--zz", "http://a.xn--a"]),
+    FIT_PIECES,
+)
+@example("http://h.test", "/x?next=http://bob:hunter2@k.test/")  # credentials nested in a query
+@example("http://xn--zz", "/")  # a host that is not valid IDNA
+def test_a_url_line_is_made_an_item_as_the_whole_way_makes_it(host: str, rest: str) -> None:
+    """A line that is an http(s) URL fit to send takes a shortcut to its item: it must be
+    the item the whole way (``parse_url``, credentials masked) gives, or its error."""
+    text = host + "/" + rest.lstrip("/")
+    item = make_item(7, text, NO_TEMPLATE)
+    whole = parse_url(text)
+    assert (item.index, item.input) == (7, text)
+    if isinstance(whole, str):
+        assert item.error == FetchError(ErrorKind.INVALID_URL, whole)
+        assert item.target is None
+        return
+    sent, target = whole
+    assert item.error is None
+    assert item.url == redact_valid(sent)
+    assert item.target == target
+    assert str(item.target) == str(target)
+    assert "hunter2" not in (item.url or "")
+
+
+def test_a_url_line_with_a_body_template_still_gets_its_body() -> None:
+    request = plan_request(data="id={}").templates
+    item = make_item(0, "http://h.test/a?b=1", request)
+    assert item.url == "http://h.test/a?b=1"
+    assert item.data == b"id=http%3A%2F%2Fh.test%2Fa%3Fb%3D1"  # the line, form-encoded

@@ -148,10 +148,8 @@ def parse_url(url: str) -> tuple[str, URL] | str:
     # Most lines are an http(s) URL fit to send as it stands: ASCII that each part
     # allows, no userinfo; split and built in one pass, only its host is left to check.
     if (fit := parsed_as_it_stands(url)) is not None:
-        try:
-            fit.host  # noqa: B018  # decoded lazily: an invalid IDNA label raises only here
-        except UnicodeError:
-            return f"host is not a valid internationalised name: {valid_text(fit.raw_host or '')}"
+        if (problem := _host_problem(fit)) is not None:
+            return problem
         return url, fit
     if (control := _CONTROL.search(url)) is not None:
         return f"URL contains a control character ({valid_text(repr(control.group()))})"
@@ -185,6 +183,16 @@ def parse_url(url: str) -> tuple[str, URL] | str:
     return sent, parsed
 
 
+def _host_problem(fit: URL) -> str | None:
+    """Why the host of a URL fit to send cannot be, if it cannot: an ASCII name may
+    still be an invalid IDNA label (``xn--``), which only decoding it tells."""
+    try:
+        fit.host  # noqa: B018  # decoded lazily: an invalid IDNA label raises only here
+    except UnicodeError:
+        return f"host is not a valid internationalised name: {valid_text(fit.raw_host or '')}"
+    return None
+
+
 def display_text(text: str) -> str:
     """The input as it goes into records: valid UTF-8, undecodable bytes shown as ``\\xNN``."""
     return valid_text(text)
@@ -206,6 +214,16 @@ def make_item(
     ``fields`` is None for a plain line (``{}``/``{id}`` are the line, and a line
     that is itself an http(s) URL is used as it is), or a row's columns.
     """
+    if (
+        fields is None
+        and request.data is None
+        and (fit := parsed_as_it_stands(text)) is not None
+        and _host_problem(fit) is None
+    ):
+        # The common line: an http(s) URL fit to send as it stands, what the steps
+        # below make of it in one step. It is ASCII, so shown as given, and has no
+        # userinfo: only a URL nested in its query (after an @) can hold credentials.
+        return Item(index, text, redact_valid(text) if "@" in text else text, target=fit)
     shown = text if text.isascii() else display_text(text)  # ASCII: nothing to encode
     values: Mapping[str, str] = {"": text, "id": text} if fields is None else fields
     try:
@@ -422,11 +440,19 @@ def _without_bom(data: bytes, path: str) -> bytes:
     return data.removeprefix(BOM)
 
 
-def _rows_of(batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | None) -> list[Row]:
-    """The rows a batch of raw lines completes (a CSV row may wait for a later line)."""
-    if input_format is InputFormat.LINES and not any(type(raw) is LongLine for raw in batch):
-        # The common batch: short lines, one item each (or none, for blanks and comments).
-        return [Row(text, None) for raw in batch if (text := item_text(raw)) is not None]
+def _rows_of(
+    batch: list[bytes], input_format: InputFormat, csv_rows: CsvRows | None
+) -> list[Row] | list[str]:
+    """The rows a batch of raw lines completes (a CSV row may wait for a later line);
+    for the common batch of short lines, each line's text (``item_text``'s), as the
+    row it stands for (``Row(text, None)``) would only be unpacked again."""
+    if input_format is InputFormat.LINES and LongLine not in map(type, batch):
+        # One item a line (none for blanks and comments), told as item_text tells them.
+        return [
+            stripped.decode("utf-8", "surrogateescape")
+            for raw in batch
+            if (stripped := raw.strip()) and not stripped.startswith(b"#")
+        ]
     rows: list[Row] = []
     for raw in batch:
         if isinstance(raw, LongLine):
@@ -506,7 +532,9 @@ async def read_item_chunks(
                     if skip > 1 and index % skip != mine:
                         index += 1
                         continue
-                    if row.problem is not None:
+                    if isinstance(row, str):
+                        chunk.append(make_item(index, row, request))
+                    elif row.problem is not None:
                         chunk.append(_invalid(index, display_text(row.text), None, row.problem))
                     elif lines:
                         chunk.append(make_item(index, row.text, request))
