@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -258,3 +259,19 @@ def test_pieces_reach_a_slow_non_blocking_pipe_whole_and_in_order() -> None:
         os.close(write_fd)
         reader.join()
     assert bytes(received) == b"".join(pieces)
+
+
+def test_empty_pieces_write_nothing_and_end() -> None:
+    """A batch whose pieces are all empty (a frame with nothing in it) writes nothing and
+    returns, rather than asking writev again for what it cannot take."""
+    read_fd, write_fd = os.pipe()
+    try:
+        write_pieces(write_fd, [b"", b"", b""])
+        write_pieces(write_fd, [b"", b"ab", b"", b"c", b""])
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as stream:
+            assert stream.read() == b"abc"
+    finally:
+        for fd in (read_fd, write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)

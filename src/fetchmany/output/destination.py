@@ -90,20 +90,27 @@ _IOV_MAX: Final = 1024
 def write_pieces(fd: int, pieces: Sequence[bytes]) -> None:
     """Write every byte of ``pieces``, in order, as ``write_all`` does, by ``writev``: a
     batch of records (tens of MiB of bodies) goes out without being copied into one
-    buffer first."""
-    views = [memoryview(piece) for piece in pieces if piece]
-    start = 0
-    while start < len(views):
+    buffer first. A writev that takes the whole batch (nearly every one) costs one
+    sum of lengths; only a partial one is walked piece by piece."""
+    pending: list[bytes | memoryview] = list(pieces)
+    while pending:
+        batch = pending[:_IOV_MAX]
         try:
-            written = os.writev(fd, views[start : start + _IOV_MAX])
+            written = os.writev(fd, batch)
         except BlockingIOError:
             select.select([], [fd], [])
             continue
-        while start < len(views) and written >= len(views[start]):
-            written -= len(views[start])
-            start += 1
-        if written:
-            views[start] = views[start][written:]
+        if written == sum(map(len, batch)):
+            del pending[:_IOV_MAX]
+            continue
+        whole = 0  # pieces written whole; ``written`` is then what went of the next
+        for piece in batch:
+            if written < len(piece):
+                break
+            written -= len(piece)
+            whole += 1
+        del pending[:whole]
+        pending[0] = memoryview(pending[0])[written:]
 
 
 def _lock(path: str, shown: str) -> tuple[int, bool]:
