@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import inspect
 import random
 import ssl
@@ -833,3 +834,47 @@ async def test_a_body_said_to_be_identity_coded_is_read_whole(
     app.router.add_get("/{name}", body)
     record = await fetch_from(serve(app).url(""), "body", FetchOptions(max_body_size=100))
     assert (record.ok, record.error, record.body) == (True, None, {"a": 1})
+
+
+_ANSWERS: dict[str, bytes] = {
+    "/json": raw_response(
+        b'{"id": 12345678901234567890123, "a": [1]}',
+        (b"Content-Type: application/json", b'ETag: W/"e1"', b"Last-Modified: x\xffy"),
+    ),
+    "/missing": raw_response(b"gone", (b"Content-Type: text/plain",), b"404 Not Here"),
+    "/odd-type": raw_response(b"caf\xe9", (b"Content-Type: text/plain; charset=\xff",)),
+    "/latin": raw_response(b"caf\xe9", (b"Content-Type: text/plain; charset=latin-1",)),
+    "/not-json": raw_response(b"{nope", (b"Content-Type: application/json",)),
+    "/empty": raw_response(b"", (), b"204 No Content"),
+    "/busy": raw_response(b"later", (b"Retry-After: 0",), b"503 Service Unavailable"),
+    "/gzip": raw_response(
+        gzip.compress(b'{"z": 1}'), (b"Content-Type: application/json", b"Content-Encoding: gzip")
+    ),
+    "/binary": raw_response(b"\x00\x01\x02", (b"Content-Type: application/octet-stream",)),
+}
+
+
+@pytest.mark.parametrize("path", sorted(_ANSWERS))
+async def test_a_lean_run_records_every_answer_as_the_whole_way_does(
+    raw_server: Callable[[dict[str, bytes]], RawServer], path: str
+) -> None:
+    """A run that records nothing past the plain fields puts an answer into its record
+    without a Response between; the record must be the one the whole way makes (here a
+    run with --timings, which takes it), field for field, whatever the answer."""
+    server = raw_server(_ANSWERS)
+    records = []
+    for options in (
+        FetchOptions(retry=RetryPolicy(retries=1)),
+        FetchOptions(retry=RetryPolicy(retries=1), timings=True),
+    ):
+        setup = SessionSetup.prepare(options)
+        async with open_session(options, setup) as sessions:
+            client = Client(sessions, options, Limits(options.limit), setup)
+            assert client._lean is not options.timings
+            record = await client.fetch(item(0, server.url(path)))
+        fields = record.to_dict()
+        del fields["elapsed_ms"]
+        records.append(fields)
+    lean, whole = records
+    assert lean == whole
+    assert lean["status"] is not None

@@ -34,6 +34,8 @@ from fetchmany.redaction import redact_parsed, redact_text, redact_url
 from fetchmany.urls import fragment_of, has_credentials
 
 if TYPE_CHECKING:  # each imported by a run that turns its feature on
+    from multidict import CIMultiDictProxy
+
     from fetchmany.fetch.quota import Announced
     from fetchmany.fetch.saving import SavedBody, SaveDir
     from fetchmany.fetch.timings import Timings
@@ -213,6 +215,10 @@ class Client:
         self._own = self._proxied or self._netrc or self._timed
         self._note = self._notes()
         self._fill = record_filler(options)
+        # A lean run (the filler's lean case, nothing noted, saved or timed): an answer
+        # goes from aiohttp's response into the record with no Response between.
+        self._lean = fills_lean(options) and self._note is None and not self._timed
+        self._mode = options.body
         self.fetch = (
             self._fetch_plain if limits.plain and options.max_time is None else self._fetch_governed
         )
@@ -280,63 +286,104 @@ class Client:
             timings = arguments["trace_request_ctx"] = Timings()
         return session, target, arguments, timings
 
-    async def attempt(
-        self, item: Item, target: URL, conditional: dict[str, str] | None = None
-    ) -> Response:
-        """One request and its body, read up to the size cap. Raises on network failure."""
-        timings = None
+    def _request(
+        self, item: Item, target: URL, conditional: dict[str, str] | None
+    ) -> tuple[aiohttp.ClientSession, URL, dict[str, Any], Timings | None]:
+        """The session, URL and arguments of an attempt, and its clock (--timings)."""
         if (
             self._own
             or item.data is not None
             or conditional is not None
             or has_credentials(target)  # credentials aiohttp may not send as curl does
         ):
-            session, url, arguments, timings = self._request_of(item, target, conditional)
-        else:  # the common case: a request with nothing of its own to pass
-            session, url, arguments = self._direct, target, self._arguments
+            return self._request_of(item, target, conditional)
+        # The common case: a request with nothing of its own to pass.
+        return self._direct, target, self._arguments, None
+
+    async def attempt(
+        self, item: Item, target: URL, conditional: dict[str, str] | None = None
+    ) -> Response:
+        """One request and its body, read up to the size cap. Raises on network failure."""
+        session, url, arguments, timings = self._request(item, target, conditional)
+        async with session.request(self._method, self._vouch(url), **arguments) as resp:
+            return await self._response(item, resp, target, timings)
+
+    async def _attempt_lean(
+        self, record: Record, item: Item, target: URL, conditional: dict[str, str] | None
+    ) -> Response | None:
+        """``attempt`` and the run's filler in one, for a lean run (``_lean``): an answer
+        that arrived whole and as sent (no Content-Encoding, a Content-Length within the
+        cap: nearly every one), and is not to be retried, goes from aiohttp's response
+        into ``record`` with no ``Response`` between, and None is returned; any other
+        answer takes ``attempt``'s way, its Response filled in and returned (for the
+        retry policy's Retry-After). Raises on network failure."""
+        session, url, arguments, timings = self._request(item, target, conditional)
         async with session.request(self._method, self._vouch(url), **arguments) as resp:
             answered = resp.headers
-            content_type = answered.get(hdrs.CONTENT_TYPE)  # istr names: no case-folding
-            if content_type is not None:
-                content_type = valid_text(content_type)
-            etag = answered.get(hdrs.ETAG)
-            last_modified = answered.get(hdrs.LAST_MODIFIED)
-            response = Response(
-                resp.status,
-                resp.reason,
-                final_url(item, resp),
-                content_type,
-                b"",
-                False,
-                answered.get(hdrs.RETRY_AFTER),
-                None if etag is None else valid_text(etag),
-                None if last_modified is None else valid_text(last_modified),
-            )
-            if self._note is not None:
-                self._note(response, resp, target)
-            codings = answered.getall(hdrs.CONTENT_ENCODING, None)
-            encoding = None
-            if codings is not None:
-                encoding = ", ".join(codings)  # one list (RFC 9110)
-                if (why := unsupported(encoding)) is not None:
-                    response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
-                    encoding = None  # read (and save) the bytes as they came
-            if self._save is not None and resp.status != HTTPStatus.NOT_MODIFIED:
-                # A 304 has no content (RFC 9110 15.4.5): saved, it would empty the file
-                # the item's earlier answer left (--refresh keeps that one).
-                await self._saved(response, item, resp, encoding)
-            elif (
-                encoding is None
-                and (length := resp.content_length) is not None
-                and length <= self._cap
+            if (
+                resp.status in self._retry_on
+                or hdrs.CONTENT_ENCODING in answered
+                or (length := resp.content_length) is None
+                or length > self._cap
             ):
-                response.body = await resp.read()  # the common case, without another frame
-            else:
-                response.body, response.truncated = await _read_capped(resp, encoding, self._cap)
-            if timings is not None:
-                timings.end = time.perf_counter()
-                response.timings = timings.to_dict()
-            return response
+                response = await self._response(item, resp, target, timings)
+                self._fill(record, response)
+                return response
+            body = await resp.read()
+        status = record.status = resp.status
+        record.final_url = final_url(item, resp)
+        content_type, record.etag, record.last_modified = _noted(answered)
+        record.content_type = content_type
+        record.size = len(body)
+        record.body, record.error = body_value(body, content_type, self._mode)
+        judge(record, status, resp.reason)
+        return None
+
+    async def _response(
+        self,
+        item: Item,
+        resp: aiohttp.ClientResponse,
+        target: URL,
+        timings: Timings | None,
+    ) -> Response:
+        """What an attempt got back: the answer's status and headers of note, and its
+        body read (or saved) up to the size cap."""
+        answered = resp.headers
+        content_type, etag, last_modified = _noted(answered)
+        response = Response(
+            resp.status,
+            resp.reason,
+            final_url(item, resp),
+            content_type,
+            b"",
+            False,
+            answered.get(hdrs.RETRY_AFTER),
+            etag,
+            last_modified,
+        )
+        if self._note is not None:
+            self._note(response, resp, target)
+        codings = answered.getall(hdrs.CONTENT_ENCODING, None)
+        encoding = None
+        if codings is not None:
+            encoding = ", ".join(codings)  # one list (RFC 9110)
+            if (why := unsupported(encoding)) is not None:
+                response.problem = FetchError(ErrorKind.PROTOCOL, valid_text(why))
+                encoding = None  # read (and save) the bytes as they came
+        if self._save is not None and resp.status != HTTPStatus.NOT_MODIFIED:
+            # A 304 has no content (RFC 9110 15.4.5): saved, it would empty the file
+            # the item's earlier answer left (--refresh keeps that one).
+            await self._saved(response, item, resp, encoding)
+        elif (
+            encoding is None and (length := resp.content_length) is not None and length <= self._cap
+        ):
+            response.body = await resp.read()  # the common case, without another frame
+        else:
+            response.body, response.truncated = await _read_capped(resp, encoding, self._cap)
+        if timings is not None:
+            timings.end = time.perf_counter()
+            response.timings = timings.to_dict()
+        return response
 
     async def _saved(
         self,
@@ -450,6 +497,7 @@ class Client:
             return Record(item.index, item.input, item.url, error=item.error)
         limits = self._limits
         retry_on = self._retry_on
+        lean = self._lean
         attempt = 1
         started = 0.0
         while True:
@@ -461,9 +509,12 @@ class Client:
             response: Response | None = None
             refused = None
             try:
-                response = await self.attempt(item, target, conditional)
-                # Inside the try: whatever a response holds, judging it ends in a record.
-                self._fill(record, response)
+                if lean:
+                    response = await self._attempt_lean(record, item, target, conditional)
+                else:
+                    response = await self.attempt(item, target, conditional)
+                    # Inside the try: whatever a response holds, judging it ends in a record.
+                    self._fill(record, response)
             except Exception as exc:
                 refused = self._failed(record, exc)
             finally:
@@ -705,23 +756,29 @@ def fill_record(record: Record, response: Response, options: FetchOptions) -> No
             record.error = decoded.error
         if options.picks:
             record.picks = apply_picks(options.picks, _pick_source(response, body_mode, decoded))
-    judge(record, response)
+    judge(record, response.status, response.reason)
 
 
-def record_filler(options: FetchOptions) -> Callable[[Record, Response], None]:
-    """``fill_record`` as this run needs it, chosen once: a run that reads its bodies
-    whole into records (not HEAD, no --save-dir, no picks) and records nothing extra
-    (no timings, headers, redirects or TLS) copies the answer and decodes its body,
-    and asks nothing of what it does not do. The same steps as ``fill_record``'s, each
-    decided in the same place (``body_value``, ``_at_fault``, ``judge``)."""
+def fills_lean(options: FetchOptions) -> bool:
+    """Whether a run's records are filled the lean way (``record_filler``): its bodies
+    read whole into records (not HEAD, no --save-dir, no picks), nothing extra recorded
+    (no timings, headers, redirects or TLS)."""
     extras = options.timings or options.response_headers is not None or options.redirects
-    if (
+    return not (
         options.http_method == "HEAD"
         or options.save_dir is not None
         or options.picks
         or extras
         or options.tls
-    ):
+    )
+
+
+def record_filler(options: FetchOptions) -> Callable[[Record, Response], None]:
+    """``fill_record`` as this run needs it, chosen once: a lean run (``fills_lean``)
+    copies the answer and decodes its body, and asks nothing of what it does not do.
+    The same steps as ``fill_record``'s, each decided in the same place
+    (``body_value``, ``_at_fault``, ``judge``)."""
+    if not fills_lean(options):
 
         def fill(record: Record, response: Response) -> None:
             fill_record(record, response, options)
@@ -744,7 +801,7 @@ def record_filler(options: FetchOptions) -> Callable[[Record, Response], None]:
             record.body = value
             if record.error is None:
                 record.error = error
-        judge(record, response)
+        judge(record, response.status, response.reason)
 
     return fill_body
 
@@ -761,13 +818,25 @@ def _at_fault(record: Record, response: Response, mode: BodyMode, cap: int) -> B
     return mode
 
 
-def judge(record: Record, response: Response) -> None:
+def judge(record: Record, status: int, reason: str | None) -> None:
     """``ok`` exactly when the answer is 2xx or 3xx and nothing is wrong with it: not 000,
     not 1xx, whatever the body holds."""
-    status = response.status
     if not 200 <= status < 400:
-        record.error = http_error(status, response.reason)
+        record.error = http_error(status, reason)
     record.ok = record.error is None
+
+
+def _noted(answered: CIMultiDictProxy[str]) -> tuple[str | None, str | None, str | None]:
+    """What every record takes of an answer's headers, as valid text: its Content-Type,
+    ETag and Last-Modified (for a later --refresh); None for each it lacks."""
+    content_type = answered.get(hdrs.CONTENT_TYPE)  # istr names: no case-folding
+    etag = answered.get(hdrs.ETAG)
+    last_modified = answered.get(hdrs.LAST_MODIFIED)
+    return (
+        None if content_type is None else valid_text(content_type),
+        None if etag is None else valid_text(etag),
+        None if last_modified is None else valid_text(last_modified),
+    )
 
 
 def http_error(status: int, reason: str | None) -> FetchError:
