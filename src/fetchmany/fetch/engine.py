@@ -119,11 +119,12 @@ class Engine(Generic[T]):
         # Items started (their sequence numbers are 0, 1, ...) and what became of them.
         self._started = 0
         self._head = 0  # ordered: the sequence number the consumer waits for
-        self._ready: dict[int, T] = {}  # ordered: results by sequence number
+        self._ready: dict[int, tuple[T, int]] = {}  # ordered: results and their costs
         self._lost: dict[int, BaseException | None] = {}
         """Items that will have no result: abandoned by a stop (None), or the bug their
         fetch raised. Ordered output ends at the first; its bug is raised there."""
         self._completed: list[T] = []  # unordered: results not yet handed out
+        self._completed_cost = 0  # what they cost the window
         self._handed_out = 0
         self._ended = False  # ordered: output ended early, at an item with no result
         self._wake: asyncio.Future[None] | None = None
@@ -299,11 +300,12 @@ class Engine(Generic[T]):
             self._cost_sum += size
             self._cost_count += 1
             if ordered:
-                ready[sequence] = result
+                ready[sequence] = (result, size)
                 if sequence == self._head:
                     self._signal()
             else:
                 self._completed.append(result)
+                self._completed_cost += size
                 self._signal()
 
     def _lose(self, sequence: int, error: BaseException | None) -> None:
@@ -360,11 +362,10 @@ class Engine(Generic[T]):
             await self._sleep()
         batch: list[T] = []
         held = 0
-        cost = self._cost
         head = self._head
         while head in ready:
-            result = ready.pop(head)
-            held += cost(result)
+            result, size = ready.pop(head)
+            held += size
             batch.append(result)
             head += 1
         self._head = head
@@ -384,13 +385,13 @@ class Engine(Generic[T]):
             if self._aborted or self._over():
                 return None
             await self._sleep()
-        batch = self._completed
-        self._completed = []
+        batch, held = self._completed, self._completed_cost
+        self._completed, self._completed_cost = [], 0
         lost = self._lost
         taken = len(batch) + len(lost)
         errors = [error for error in lost.values() if error is not None]
         lost.clear()
-        self._release(taken, sum(map(self._cost, batch)), len(batch))
+        self._release(taken, held, len(batch))
         if errors:
             raise errors[0]
         return batch

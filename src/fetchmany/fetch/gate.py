@@ -74,7 +74,8 @@ class PriorityGate:
 
     def release(self) -> None:
         self.in_use -= 1
-        self._wake()
+        if self._waiters:  # most releases: nobody waits, and nothing more to do
+            self._wake()
 
     def _wake(self) -> None:
         waiters = self._waiters

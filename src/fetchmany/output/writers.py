@@ -117,7 +117,11 @@ class RecordWriter:
 
 class JsonLinesWriter(RecordWriter):
     def encode_one(self, record: Encodable) -> bytes:
-        return encode_json(record.to_dict(self.fields), line=True)
+        value = record.to_dict(self.fields)
+        try:  # encode_json's first step, without its call: once per record of most runs
+            return orjson.dumps(value, option=_NEWLINE)
+        except TypeError:
+            return encode_json(value, line=True)
 
 
 class JsonArrayWriter(RecordWriter):
