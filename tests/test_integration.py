@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 
 import pytest
 from conftest import LoopbackServer
@@ -63,6 +63,30 @@ async def test_async_generator_input_is_consumed_lazily(server: LoopbackServer) 
             # the window): not the whole input (50)
             assert pulled <= 4 + 1 + 4
     assert seen == 50
+
+
+async def test_a_plain_generator_is_consumed_a_few_dozen_at_a_time(
+    server: LoopbackServer,
+) -> None:
+    """A plain iterable is taken in chunks (the engine then needs no await an item), but
+    small ones, as the window needs them: a huge generator is never read far ahead."""
+    from fetchmany.input.sources import LIBRARY_CHUNK
+
+    pulled = 0
+
+    def ids() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(1000):
+            pulled += 1
+            yield server.url(f"/item?id={i}")
+
+    seen = 0
+    async for record in fetch_many(ids(), FetchOptions(limit=2, window=4)):
+        seen += 1
+        if seen == 1:
+            assert record.index == 0
+            assert pulled <= 2 * LIBRARY_CHUNK  # the chunk in hand, and the next one
+    assert seen == 1000
 
 
 async def test_invalid_items_get_records_in_place(server: LoopbackServer) -> None:

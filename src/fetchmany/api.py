@@ -16,7 +16,7 @@ from fetchmany.fetch.engine import Engine, FetchFunction
 from fetchmany.fetch.limits import Limits
 from fetchmany.fetch.policy import plan_request
 from fetchmany.fetch.session import SessionSetup
-from fetchmany.input.sources import Item, items_from, one_by_one
+from fetchmany.input.sources import Item, item_chunks_from
 from fetchmany.options import FetchOptions
 from fetchmany.records import Record
 
@@ -48,8 +48,8 @@ async def fetch_finished(
 ) -> AsyncGenerator[list[T], None]:
     """``fetch_batches`` with each record turned by ``finish`` as soon as it completes;
     the reorder window holds those results and counts ``cost(result)`` bytes each.
-    ``chunks``: the items, a chunk at a time (``read_item_chunks``; ``one_by_one`` for
-    a source of single items).
+    ``chunks``: the items, a chunk at a time (``read_item_chunks``, ``item_chunks_from``;
+    ``one_by_one`` for a source of single items).
     ``refresh``: the previous records of items as they are dispatched (``--refresh``),
     which make each request conditional (``fetch/refresh.py``). ``kept_files``: the
     ``--save-dir`` files a resumed output's records name, which no item of this run
@@ -194,8 +194,7 @@ def _detached(
     options = dataclasses.replace(
         options, method=plan.method, content_type=plan.content_type, accept=plan.accept
     )
-    items_in = items_from(items, plan.templates)
-    chunks = one_by_one(items_in)
+    chunks = item_chunks_from(items, plan.templates)
     return Detached(fetch_finished(chunks, options, _same, record_cost, on_engine))
 
 

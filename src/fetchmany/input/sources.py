@@ -588,12 +588,29 @@ async def one_by_one(items: AsyncIterable[Item]) -> AsyncGenerator[Sequence[Item
         yield (item,)
 
 
-async def items_from(
+LIBRARY_CHUNK: Final = 64
+"""The most values ``item_chunks_from`` takes at once from a plain iterable: an iterable
+is taken in small steps, as the engine needs items, and never read far ahead."""
+
+
+def items_from(
     values: Iterable[str | Mapping[str, str]] | AsyncIterable[str | Mapping[str, str]],
     request: RequestTemplate,
 ) -> AsyncGenerator[Item, None]:
+    """``item_chunks_from``'s items one by one."""
+    return flatten(item_chunks_from(values, request))
+
+
+async def item_chunks_from(
+    values: Iterable[str | Mapping[str, str]] | AsyncIterable[str | Mapping[str, str]],
+    request: RequestTemplate,
+) -> AsyncGenerator[Sequence[Item], None]:
     """Items for the library API: every value given is one item, nothing is skipped.
-    A string is a URL or an ID; a mapping is a row whose fields fill the templates."""
+    A string is a URL or an ID; a mapping is a row whose fields fill the templates.
+
+    In chunks, as the engine takes them: up to ``LIBRARY_CHUNK`` values of a plain
+    iterable at a time (the engine takes a chunk's items without an await each), one at
+    a time from an async iterable (whose next value may be a while coming)."""
 
     def make(index: int, value: object) -> Item:
         try:
@@ -619,12 +636,18 @@ async def items_from(
     index = 0
     if isinstance(values, AsyncIterable):
         async for value in values:
-            yield make(index, value)
+            yield (make(index, value),)
             index += 1
-    else:
-        for value in values:
-            yield make(index, value)
-            index += 1
+        return
+    chunk: list[Item] = []
+    for value in values:
+        chunk.append(make(index, value))
+        index += 1
+        if len(chunk) == LIBRARY_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def count_items(
