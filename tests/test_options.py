@@ -106,6 +106,8 @@ async def test_a_mapping_of_headers_and_a_rate_as_text_reach_the_server(
         ({"picks": "t=a"}, TypeError, "picks: must be NAME=PATH texts, Picks or a mapping of NAME to PATH; got 't=a'"),
         ({"response_headers": [1]}, TypeError, "response_headers: must be header names (text), got [1] (list)"),
         ({"ca_bundle": 5}, TypeError, "ca_bundle: must be a path (str or pathlib.Path), got 5"),
+        ({"save_dir": "out\x00"}, ValueError, "save_dir: a path cannot hold a NUL character, got 'out\\x00'"),
+        ({"ca_bundle": Path("ca\x00.pem")}, ValueError, "ca_bundle: a path cannot hold a NUL character, got 'ca\\x00.pem'"),
         ({"proxy": "user:hunter2@proxy.test:8080"}, ValueError, "proxy: must be an http(s):// or socks:// URL, got '****@proxy.test:8080'"),
         ({"method": "HEAD", "save_dir": "d"}, ValueError, "HEAD answers have no body to save; drop --save-dir or -X HEAD"),
     ],

@@ -89,6 +89,8 @@ def path(value: object) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
         raise TypeError(f"must be a path (str or pathlib.Path), got {shown(value)}")
+    if "\x00" in value:  # no file can be named so: the OS call would raise mid-run
+        raise ValueError(f"a path cannot hold a NUL character, got {shown(value)}")
     return value
 
 
