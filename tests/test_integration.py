@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Iterable, Iterator
 
 import pytest
 from conftest import LoopbackServer
@@ -45,24 +45,35 @@ async def test_concurrency_reaches_the_limit_and_never_exceeds_it(server: Loopba
     assert server.state.max_in_flight == 8
 
 
+async def pulled_by_the_first_record(
+    items: Iterable[str] | AsyncIterable[str], pulled: list[int]
+) -> int:
+    """How many of ``items`` the library had taken (``pulled`` counts them) when the first
+    record came, at ``--limit 2 --window 4``; every item must then get its record."""
+    at_first: int | None = None
+    seen = 0
+    async for record in fetch_many(items, FetchOptions(limit=2, window=4)):
+        if at_first is None:
+            assert record.index == 0
+            at_first = len(pulled)
+        seen += 1
+    assert seen == len(pulled)
+    assert at_first is not None
+    return at_first
+
+
 async def test_async_generator_input_is_consumed_lazily(server: LoopbackServer) -> None:
-    pulled = 0
+    pulled: list[int] = []
 
     async def ids() -> AsyncIterable[str]:
-        nonlocal pulled
         for i in range(50):
-            pulled += 1
+            pulled.append(i)
             yield server.url(f"/item?id={i}")
 
-    seen = 0
-    async for record in fetch_many(ids(), FetchOptions(limit=2, window=4)):
-        seen += 1
-        if seen == 1:
-            assert record.index == 0
-            # the window (4), one in the reader's hand, the batch just handed out (up to
-            # the window): not the whole input (50)
-            assert pulled <= 4 + 1 + 4
-    assert seen == 50
+    # the window (4), one in the reader's hand, the batch just handed out (up to the
+    # window): not the whole input (50)
+    assert await pulled_by_the_first_record(ids(), pulled) <= 4 + 1 + 4
+    assert len(pulled) == 50
 
 
 async def test_a_plain_generator_is_consumed_a_few_dozen_at_a_time(
@@ -72,21 +83,16 @@ async def test_a_plain_generator_is_consumed_a_few_dozen_at_a_time(
     small ones, as the window needs them: a huge generator is never read far ahead."""
     from fetchmany.input.sources import LIBRARY_CHUNK
 
-    pulled = 0
+    pulled: list[int] = []
 
     def ids() -> Iterator[str]:
-        nonlocal pulled
         for i in range(1000):
-            pulled += 1
+            pulled.append(i)
             yield server.url(f"/item?id={i}")
 
-    seen = 0
-    async for record in fetch_many(ids(), FetchOptions(limit=2, window=4)):
-        seen += 1
-        if seen == 1:
-            assert record.index == 0
-            assert pulled <= 2 * LIBRARY_CHUNK  # the chunk in hand, and the next one
-    assert seen == 1000
+    # the chunk in hand, and the next one
+    assert await pulled_by_the_first_record(ids(), pulled) <= 2 * LIBRARY_CHUNK
+    assert len(pulled) == 1000
 
 
 async def test_invalid_items_get_records_in_place(server: LoopbackServer) -> None:
