@@ -7,7 +7,7 @@ import pytest
 from fetchmany.fetch.adaptive import Settled
 from fetchmany.output.progress import NoDisplay, limit_text, summary_lines, terminal_safe
 from fetchmany.output.stats import RunStats
-from fetchmany.records import ErrorKind, FetchError, Record
+from fetchmany.records import ErrorKind, FetchError, Record, Refresh
 
 
 def test_outside_text_cannot_drive_the_terminal() -> None:
@@ -339,3 +339,66 @@ def test_latency_reads_to_a_tenth_of_a_millisecond_below_100_ms(
     from fetchmany.output.progress import format_ms
 
     assert format_ms(ms) == shown
+
+
+@pytest.mark.parametrize(
+    ("done", "seconds", "head"),
+    [
+        (5, 2.0, "Done. 5 records in 2.00s (2.5/s): 5 ok, 0 failed"),
+        (3, 0.5, "Done. 3 records in 0.50s (6.0/s): 3 ok, 0 failed"),
+        (2, 0.0, "Done. 2 records in 0.00s (0.0/s): 2 ok, 0 failed"),  # a clock too coarse
+        (0, 0.0, "Done. 0 records in 0.00s (0.0/s): 0 ok, 0 failed"),
+    ],
+)
+def test_the_summary_head_gives_records_per_second_of_the_run(
+    done: int, seconds: float, head: str
+) -> None:
+    """The rate is records over the run's seconds, under a second too; a run the clock
+    saw take no time has no rate to show, rather than a division by zero."""
+    stats = RunStats(started=50.0, finished=50.0 + seconds, done=done, ok=done)
+    assert summary_lines(stats, interrupted=False) == [head]
+
+
+def test_the_summary_reads_whole_every_part_in_its_place() -> None:
+    """Twenty answers and three failures with --refresh and --timings: status classes
+    before error kinds, latency and first byte to a tenth of a millisecond, what
+    --refresh did, and one sample failure of each kind with its URL cut at 120
+    characters and its message at 160, credentials masked before the cut."""
+    stats = RunStats(started=100.0)
+    stats.add(
+        Record(
+            i,
+            str(i),
+            f"http://h.test/{i}",
+            ok=True,
+            status=200,
+            elapsed_ms=(i + 1) * 6 / 10,
+            timings={"ttfb_ms": (i + 1) * 3 / 10},
+            refresh=Refresh.UNCHANGED if i < 15 else Refresh.CHANGED,
+            size=1000,
+        )
+        for i in range(20)
+    )
+    url = "http://me:hunter2@h.test/" + "a" * 150
+    message = "refused " + "m" * 200
+    stats.add(
+        [
+            Record(20, "x", url, error=FetchError(ErrorKind.CONNECT, message)),
+            Record(21, "y", "http://h.test/gone", status=404,
+                   error=FetchError(ErrorKind.HTTP, "404 Not Found"), refresh=Refresh.NEW),
+            Record(22, "z", "http://h.test/busy", status=503,
+                   error=FetchError(ErrorKind.HTTP, "503 Busy")),
+        ]
+    )  # fmt: skip
+    stats.finished = 104.6
+    masked = "http://me:****@h.test/" + "a" * 150
+    assert summary_lines(stats, interrupted=False) == [
+        "Done. 23 records in 4.60s (5.0/s): 20 ok, 3 failed",
+        "  2xx 20 · 4xx 1 · 5xx 1 · connect 1",
+        "  latency p50 6.0 ms · p95 11.4 ms · max 12.0 ms",
+        "  first byte p50 3.0 ms · p95 5.7 ms · max 6.0 ms",
+        "  refresh: 15 unchanged · 5 changed · 0 new · 1 failed; body bytes not transferred 15,000",
+        f"  e.g. {masked[:120]}…: connect: {message[:160]}…",
+        "  e.g. http://h.test/gone: 4xx: 404 Not Found",
+        "  e.g. http://h.test/busy: 5xx: 503 Busy",
+    ]
