@@ -78,6 +78,42 @@ def test_the_summary_says_where_each_host_settled_and_why() -> None:
     )
 
 
+def _overloaded(*numbers: int) -> str:
+    return ", ".join(f"h{n}.test:80 {n} (overload answers)" for n in numbers)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "shown"),
+    [
+        (1, _overloaded(1) + "; 1 overload answers"),
+        (5, _overloaded(5, 4, 3, 2, 1) + "; 15 overload answers"),
+        (6, _overloaded(6, 5, 4, 3, 2) + " and 1 more host; 21 overload answers"),
+        (7, _overloaded(7, 6, 5, 4, 3) + " and 2 more hosts; 28 overload answers"),
+    ],
+)
+def test_the_summary_names_the_five_hosts_most_overloaded_and_counts_the_rest(
+    hosts: int, shown: str
+) -> None:
+    """Hosts come by their overload answers, most first (not by name, not as they came),
+    five at most, the rest counted; the overload answers are all the hosts'."""
+    stats = RunStats()
+    stats.settled = {f"h{n}.test:80": Settled(n, n, "overload") for n in range(1, hosts + 1)}
+    stats.finish()
+    lines = summary_lines(stats, interrupted=False)
+    assert lines[1:] == [f"  limit auto settled at: {shown}"]
+
+
+def test_the_summary_cuts_a_long_host_name_at_60_characters() -> None:
+    stats = RunStats()
+    stats.settled = {"h" * 70 + ".test:443": Settled(3, 2, "overload")}
+    stats.finish()
+    line = summary_lines(stats, interrupted=False)[1]
+    assert (
+        line
+        == "  limit auto settled at: " + "h" * 60 + "… 3 (overload answers); 2 overload answers"
+    )
+
+
 def test_two_workers_limits_are_shown_as_one() -> None:
     one = Settled(6, 3, "latency", baseline_ms=40.0, latency_ms=48.0, quota_rate=None)
     other = Settled(5, 1, "overload", baseline_ms=41.0, latency_ms=52.0, quota_rate=None)

@@ -244,7 +244,8 @@ def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None =
             f"{terminal_safe(host, 60)} {settled.limit} ({settled.why()})"
             for host, settled in hosts[:5]
         )
-        more = f" and {len(hosts) - 5} more hosts" if len(hosts) > 5 else ""
+        rest = len(hosts) - 5
+        more = f" and {rest} more {'host' if rest == 1 else 'hosts'}" if rest > 0 else ""
         lines.append(f"  limit auto settled at: {shown}{more}; {overloads} overload answers")
     for sample in stats.samples:
         lines.append(
