@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from fetchmany.fetch.adaptive import Settled
@@ -323,6 +325,36 @@ def test_a_bar_not_started_writes_notes_plainly_and_ignores_the_rest(
     display.update(RunStats(done=1, ok=1))
     display.stop()
     assert capsys.readouterr() == ("", "Resuming: 3 records already in out.jsonl\n")
+
+
+@pytest.mark.parametrize("gone", ["reader gone", "closed", "none"])
+def test_a_summary_line_on_a_stderr_that_cannot_take_it_costs_the_run_nothing(
+    gone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a bar the summary goes out line by line: into a pipe whose reader went
+    away (``| head``, a BrokenPipeError), a stream closed under the run (ValueError),
+    or no stderr at all (``pythonw``). Each line is lost; the run goes on."""
+    import io
+    import os
+    import sys
+
+    stream: io.TextIOBase | None = None
+    if gone == "reader gone":
+        read, write = os.pipe()
+        os.close(read)
+        stream = open(write, "w")  # noqa: SIM115 (closed below, whatever it raised)
+    elif gone == "closed":
+        stream = io.StringIO()
+        stream.close()
+    monkeypatch.setattr(sys, "stderr", stream)
+    display = NoDisplay()
+    try:
+        for line in ("Done. 2 records in 0.01s (200.0/s): 2 ok, 0 failed", "  2xx 2"):
+            display.note(line)
+    finally:
+        if stream is not None:
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
 
 
 @pytest.mark.parametrize(
