@@ -221,8 +221,9 @@ def summary_lines(stats: RunStats, interrupted: bool, whole: FileTotals | None =
             counts += f", {whole.records - whole.failed} ok, {whole.failed} failed"
         lines.append(f"  {terminal_safe(whole.path)}: {counts}")
     if stats.outcomes:
-        order = sorted(stats.outcomes, key=lambda k: (not k[0].isdigit(), k))
-        lines.append("  " + " · ".join(f"{k} {stats.outcomes[k]}" for k in order))
+        # Status classes (``2xx``) before error kinds and ``no_response``: a digit sorts
+        # before a lower-case letter, and every label starts with one or the other.
+        lines.append("  " + " · ".join(f"{k} {stats.outcomes[k]}" for k in sorted(stats.outcomes)))
     latency = stats.latency
     if latency.count:
         lines.append(
