@@ -6,7 +6,12 @@ import pytest
 
 from fetchmany.fetch.picks import Pick, apply_picks, parse_pick
 
-BODY = {"data": {"items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "0": "zero", "n": None}
+BODY = {
+    "data": {"items": [{"id": 1}, {"id": 2}, {"id": 3}]},
+    "0": "zero",
+    "n": None,
+    "a=b": "eq",
+}
 
 
 @pytest.mark.parametrize(
@@ -14,7 +19,12 @@ BODY = {"data": {"items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "0": "zero", "n": 
     [
         ("data.items.2.id", 3),
         ("data.items.-1.id", 3),
+        ("data.items.-3.id", 1),  # counted from the end, as far as the first
+        ("data.items.-4.id", None),
         ("data.items.3.id", None),
+        ("data.items.-x", None),  # neither is an index: null, never a crash
+        ("data.items.a1", None),
+        ("a=b", "eq"),  # NAME ends at the first "=": a key may hold one
         ("data.items.x", None),
         ("0", "zero"),  # a key that looks like an index, in an object
         ("n", None),
