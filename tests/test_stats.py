@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fetchmany.output.stats import LatencyHistogram, RunStats, outcome_label
-from fetchmany.records import ErrorKind, FetchError, Record
+from fetchmany.records import ErrorKind, FetchError, Record, Refresh
 
 
 def test_percentiles_are_within_one_percent() -> None:
@@ -83,9 +83,30 @@ def test_counts_in_batches_are_the_counts_one_by_one(
     assert stats.latency.max == max(elapsed, default=0.0)
 
 
-def test_labels() -> None:
-    assert outcome_label(Record(0, "a", "u", status=503)) == "5xx"
-    assert outcome_label(Record(0, "a", "u")) == "no_response"
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [(503, "5xx"), (None, "no_response"), (42, "0xx"), (1000, "10xx"), (1234, "12xx")],
+)
+def test_labels(status: int | None, label: str) -> None:
+    """A status below 100 (aiohttp takes any three digits: ``042``) or past 999 (a
+    library's record) is counted by its hundreds like any other."""
+    assert outcome_label(Record(0, "a", "u", status=status)) == label
+
+
+@pytest.mark.parametrize(
+    ("latencies", "p", "near"),
+    [
+        ([10.0, 1000.0], 50, 10.0),  # half are at or below the lower one
+        ([10.0] * 190 + [500.0] * 10, 95, 10.0),  # 95% at 10 ms exactly
+        ([10.0] * 189 + [500.0] * 11, 95, 500.0),  # 94.5% at 10 ms: p95 is a slow one
+    ],
+)
+def test_a_percentile_is_the_latency_at_its_rank(
+    latencies: list[float], p: int, near: float
+) -> None:
+    histogram = LatencyHistogram()
+    histogram.add_all(latencies)
+    assert histogram.percentile(p) == pytest.approx(near, rel=0.01)
 
 
 def test_first_byte_percentiles_come_from_timings() -> None:
@@ -130,3 +151,48 @@ def test_failure_samples_show_one_of_each_kind_first() -> None:
     two_kinds.add(failed(i, ErrorKind.HTTP, 404) for i in range(5))
     two_kinds.add([failed(5, ErrorKind.DNS)])
     assert [s.outcome for s in two_kinds.samples] == ["4xx", "dns", "4xx"]
+    # However many failures, a few are kept: memory does not grow with the run.
+    many = RunStats()
+    many.add(failed(i, ErrorKind.HTTP, 404) for i in range(100))
+    assert [s.shown for s in many.failures] == ["http://h.test/0"]
+    assert [s.shown for s in many.more_failures] == [f"http://h.test/{i}" for i in (1, 2, 3)]
+
+
+def test_refresh_counts_the_bytes_of_unchanged_bodies_only() -> None:
+    """A 304 saves its previous body's size: an empty body or one of unknown size
+    saved nothing that can be counted; a changed body crossed the network."""
+
+    def refreshed(index: int, refresh: Refresh, size: int | None) -> Record:
+        return Record(index, "i", "http://h.test/", ok=True, status=200, size=size,
+                      refresh=refresh)  # fmt: skip
+
+    stats = RunStats()
+    stats.add(
+        [
+            refreshed(0, Refresh.UNCHANGED, 1000),
+            refreshed(1, Refresh.UNCHANGED, 0),
+            refreshed(2, Refresh.UNCHANGED, None),
+            refreshed(3, Refresh.CHANGED, 500),
+        ]
+    )
+    assert (stats.bytes_not_transferred, dict(stats.refreshed)) == (
+        1000,
+        {"unchanged": 3, "changed": 1},
+    )
+
+
+def test_the_run_time_stops_at_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary comes after the output is closed: its seconds are the run's, not
+    the run's and the closing's."""
+    import types
+
+    from fetchmany.output import stats as module
+
+    now = [10.0]
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    stats = RunStats(started=10.0)
+    now[0] = 12.5
+    assert stats.elapsed == 2.5
+    stats.finish()
+    now[0] = 30.0
+    assert stats.elapsed == 2.5
