@@ -301,13 +301,38 @@ async def test_abort_ends_at_the_first_unfinished_record() -> None:
     assert out == [0]  # 1 never finished, so 2 cannot be written in order
 
 
-async def test_a_bug_in_fetch_surfaces_instead_of_hanging() -> None:
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_bug_in_fetch_surfaces_instead_of_hanging(ordered: bool) -> None:
     async def fetch(item: Item) -> Record:
         raise RuntimeError("boom")
 
-    engine = Engine(fetch, same, workers=2, window=4, ordered=True)
+    engine = Engine(fetch, same, workers=2, window=4, ordered=ordered)
     with pytest.raises(RuntimeError, match="boom"):
-        await collect(engine, make_items(3))
+        await asyncio.wait_for(collect(engine, make_items(3)), 5)
+
+
+async def test_unordered_a_bug_in_the_last_fetch_wakes_the_consumer_to_raise_it() -> None:
+    """Unordered: the others are out already, and the one that fails is the last thing
+    to happen; the consumer waiting for it learns of it."""
+    first_out = asyncio.Event()
+
+    async def fetch(item: Item) -> Record:
+        if item.index == 1:
+            await first_out.wait()
+            raise RuntimeError("boom")
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=2, window=4, ordered=False)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(2))):
+            out.extend(r.index for r in batch)
+            first_out.set()
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await asyncio.wait_for(consume(), 5)
+    assert out == [0]
 
 
 async def test_an_input_error_surfaces_after_the_records_before_it() -> None:
@@ -464,6 +489,7 @@ async def test_settled_is_where_each_hosts_auto_limit_is_and_empty_for_a_fixed_o
 
     fixed = Engine(ControlledFetch(), same, workers=2, ordered=True, limits=Limits(2))
     assert fixed.settled() == {}
+    assert Engine(ControlledFetch(), same, workers=2, ordered=True).settled() == {}
     limits = Limits(8, adaptive=Adaptive(ceiling=8))
     engine = Engine(ControlledFetch(), same, workers=2, ordered=True, limits=limits)
     ticket = await limits.acquire("a.test:80", 0, 1)
@@ -624,3 +650,70 @@ async def test_abort_while_workers_wait_for_room_ends_the_run() -> None:
     engine.abort()
     await asyncio.wait_for(consumer, 5)
     assert out == []
+
+
+async def test_stop_leaves_an_input_that_is_waited_on_unread() -> None:
+    """Stopped while the input is slow to give its next item and fetches are still in
+    flight: the item that comes after the stop is never taken from the input."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=3, window=50, ordered=True)
+    more = asyncio.Event()
+    pulled: list[int] = []
+
+    async def slow_input() -> AsyncIterator[Item]:
+        items = make_items(6)
+        for item in items[:3]:
+            pulled.append(item.index)
+            yield item
+        await more.wait()  # the next line of a slow pipe
+        for item in items[3:]:
+            pulled.append(item.index)
+            yield item
+
+    async def consume() -> list[int]:
+        return [r.index async for batch in engine.batches(slow_input()) for r in batch]
+
+    consumer = asyncio.create_task(consume())
+    while len(fetch.started) < 3:
+        fetch.any_started.clear()
+        await asyncio.wait_for(fetch.any_started.wait(), 5)
+    engine.stop()
+    more.set()  # the input has its next item now: nobody must take it
+    for index in range(3):
+        fetch.gate(index).set()
+    assert await asyncio.wait_for(consumer, 5) == [0, 1, 2]
+    assert pulled == [0, 1, 2]
+
+
+async def test_parks_while_no_input_is_in_hand_add_their_workers_when_it_comes() -> None:
+    """Each fetch that parks while the next item has not been read yet is owed a worker
+    when it comes, up to ``max_workers`` counting the workers there are."""
+    engine: Engine | None = None
+    more = asyncio.Event()
+    done = asyncio.Event()
+
+    async def slow_input() -> AsyncIterator[Item]:
+        items = make_items(6)
+        yield items[0]
+        await more.wait()
+        for item in items[1:]:
+            yield item
+
+    async def fetch(item: Item) -> Record:
+        assert engine is not None
+        if item.index == 0:
+            for _ in range(5):  # five parks, one after another (retries backing off)
+                engine.grow()
+            more.set()
+            await done.wait()
+        elif item.index == 5:
+            done.set()
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=1, max_workers=3, window=10, ordered=True)
+
+    async def consume() -> list[int]:
+        return [r.index async for batch in engine.batches(slow_input()) for r in batch]
+
+    assert await asyncio.wait_for(consume(), 5) == list(range(6))
+    assert engine.workers == 3
