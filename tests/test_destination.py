@@ -275,3 +275,25 @@ def test_empty_pieces_write_nothing_and_end() -> None:
         for fd in (read_fd, write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def test_a_replaced_file_keeps_its_owner_and_mode_where_the_user_may_give_it(
+    tmp_path: Path,
+) -> None:
+    """A shared output (another user's, group-writable) stays theirs and stays shared when
+    a run replaces it: root gives the new file the old one's owner and group. Anyone
+    else cannot give a file away, and the run goes on with the file its own."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    os.chmod(path, 0o664)
+    root = os.geteuid() == 0
+    owner = (4321, 8765) if root else (os.geteuid(), os.getegid())
+    if root:
+        os.chown(path, *owner)
+    output = Output(str(path))
+    output.write(b"new\n")
+    output.commit()
+    after = os.stat(path)
+    assert path.read_bytes() == b"new\n"
+    assert (after.st_uid, after.st_gid) == owner
+    assert stat.S_IMODE(after.st_mode) == 0o664
