@@ -95,6 +95,29 @@ async def test_a_plain_generator_is_consumed_a_few_dozen_at_a_time(
     assert len(pulled) == 1000
 
 
+async def test_a_plain_generator_that_raises_gives_every_value_before_it_a_record(
+    server: LoopbackServer,
+) -> None:
+    """The values taken before the generator raised are items: each gets its record
+    (in a chunk not yet full when it raised too), then the error is raised."""
+
+    def ids() -> Iterator[str]:
+        for i in range(10):
+            yield server.url(f"/item?id={i}")
+        raise RuntimeError("the source broke")
+
+    records: list[Record] = []
+
+    async def take() -> None:
+        async for record in fetch_many(ids(), FetchOptions(limit=2)):
+            records.append(record)
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        await take()
+    assert [r.index for r in records] == list(range(10))
+    assert all(r.ok for r in records)
+
+
 async def test_invalid_items_get_records_in_place(server: LoopbackServer) -> None:
     items = [server.url("/item?id=a"), "not a url", "", server.url("/item?id=b")]
     records = await collect(items, FetchOptions())

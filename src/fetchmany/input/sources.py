@@ -640,12 +640,19 @@ async def item_chunks_from(
             index += 1
         return
     chunk: list[Item] = []
-    for value in values:
-        chunk.append(make(index, value))
-        index += 1
-        if len(chunk) == LIBRARY_CHUNK:
+    try:
+        for value in values:
+            chunk.append(make(index, value))
+            index += 1
+            if len(chunk) == LIBRARY_CHUNK:
+                yield chunk
+                chunk = []
+    except Exception:
+        # The iterable raised: the values it gave before are items all the same, so the
+        # chunk not yet full goes out before the error does.
+        if chunk:
             yield chunk
-            chunk = []
+        raise
     if chunk:
         yield chunk
 
