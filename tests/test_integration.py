@@ -95,6 +95,28 @@ async def test_a_plain_generator_is_consumed_a_few_dozen_at_a_time(
     assert len(pulled) == 1000
 
 
+async def test_a_slow_plain_generator_is_fetched_as_its_values_come(
+    server: LoopbackServer,
+) -> None:
+    """A plain generator that takes a while for each value (a paging API behind it)
+    holds the loop while it does: its first value is fetched, and its record given,
+    long before it has given a chunk's worth, as each value did before chunks."""
+    import time
+
+    from fetchmany.input.sources import LIBRARY_CHUNK
+
+    pulled: list[int] = []
+
+    def ids() -> Iterator[str]:
+        for i in range(LIBRARY_CHUNK + 2):
+            if i:
+                time.sleep(0.05)  # the source's slowness, not synchronisation
+            pulled.append(i)
+            yield server.url(f"/item?id={i}")
+
+    assert await pulled_by_the_first_record(ids(), pulled) < LIBRARY_CHUNK // 2
+
+
 async def test_a_plain_generator_that_raises_gives_every_value_before_it_a_record(
     server: LoopbackServer,
 ) -> None:

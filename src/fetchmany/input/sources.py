@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -591,6 +592,11 @@ async def one_by_one(items: AsyncIterable[Item]) -> AsyncGenerator[Sequence[Item
 LIBRARY_CHUNK: Final = 64
 """The most values ``item_chunks_from`` takes at once from a plain iterable: an iterable
 is taken in small steps, as the engine needs items, and never read far ahead."""
+LIBRARY_CHUNK_SECONDS: Final = 0.01
+"""The longest ``item_chunks_from`` keeps taking a plain iterable's values into one chunk:
+the iterable runs in the event loop, so a slow one (a paging API behind a generator)
+would hold the fetches in flight, and its first value unfetched, for a whole chunk of
+its values. A fast iterable fills a chunk in a fraction of this."""
 
 
 def items_from(
@@ -609,8 +615,9 @@ async def item_chunks_from(
     A string is a URL or an ID; a mapping is a row whose fields fill the templates.
 
     In chunks, as the engine takes them: up to ``LIBRARY_CHUNK`` values of a plain
-    iterable at a time (the engine takes a chunk's items without an await each), one at
-    a time from an async iterable (whose next value may be a while coming)."""
+    iterable at a time (the engine takes a chunk's items without an await each), fewer
+    when they are slow coming (``LIBRARY_CHUNK_SECONDS``), one at a time from an async
+    iterable (whose next value may be a while coming)."""
 
     def make(index: int, value: object) -> Item:
         try:
@@ -640,13 +647,15 @@ async def item_chunks_from(
             index += 1
         return
     chunk: list[Item] = []
+    began = time.perf_counter()
     try:
         for value in values:
             chunk.append(make(index, value))
             index += 1
-            if len(chunk) == LIBRARY_CHUNK:
+            if len(chunk) == LIBRARY_CHUNK or time.perf_counter() - began > LIBRARY_CHUNK_SECONDS:
                 yield chunk
                 chunk = []
+                began = time.perf_counter()
     except Exception:
         # The iterable raised: the values it gave before are items all the same, so the
         # chunk not yet full goes out before the error does.
