@@ -297,3 +297,17 @@ def test_a_replaced_file_keeps_its_owner_and_mode_where_the_user_may_give_it(
     assert path.read_bytes() == b"new\n"
     assert (after.st_uid, after.st_gid) == owner
     assert stat.S_IMODE(after.st_mode) == 0o664
+
+
+def test_a_new_output_is_never_executable_even_before_its_commit(tmp_path: Path) -> None:
+    """The file a run creates and locks at its path is there from the start: it has the
+    mode ``open`` would give it (the umask's, no execute bit), then and after the commit."""
+    from fetchmany.files import new_file_mode
+
+    path = tmp_path / "out.jsonl"
+    output = Output(str(path))
+    assert stat.S_IMODE(os.stat(path).st_mode) == new_file_mode()
+    assert not os.stat(path).st_mode & 0o111
+    output.write(b"new\n")
+    output.commit()
+    assert stat.S_IMODE(os.stat(path).st_mode) == new_file_mode()
