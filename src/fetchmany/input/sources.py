@@ -448,11 +448,11 @@ def _rows_of(
     for the common batch of short lines, each line's text (``item_text``'s), as the
     row it stands for (``Row(text, None)``) would only be unpacked again."""
     if input_format is InputFormat.LINES and LongLine not in map(type, batch):
-        # One item a line (none for blanks and comments), told as item_text tells them.
+        # One item a line (none for blanks and comments): item_text's, by its own rule.
         return [
             stripped.decode("utf-8", "surrogateescape")
             for raw in batch
-            if (stripped := raw.strip()) and not stripped.startswith(b"#")
+            if _is_item(stripped := raw.strip())
         ]
     rows: list[Row] = []
     for raw in batch:
