@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from itertools import pairwise
 
@@ -196,3 +197,52 @@ def test_the_run_time_stops_at_finish(monkeypatch: pytest.MonkeyPatch) -> None:
     stats.finish()
     now[0] = 30.0
     assert stats.elapsed == 2.5
+
+
+_latencies = st.one_of(
+    st.floats(0, 1e6),
+    st.integers(1000, 1100).map(lambda n: n / 100),  # dense: a few buckets, many each
+    st.integers(0, 30).map(lambda n: n / 10_000),  # about the floor of 1 microsecond
+)
+
+
+@given(
+    st.lists(_latencies, min_size=1, max_size=300),
+    st.integers(1, 64),
+    st.floats(0.5, 100),
+)
+def test_a_percentile_is_within_one_percent_above_the_latency_at_its_rank(
+    latencies: list[float], pending: int, p: float
+) -> None:
+    """However the latencies are folded into buckets (a few at a time, sorted), a
+    percentile is the latency at its rank, or at most 1% above it: never below."""
+    import fetchmany.output.stats as stats_module
+
+    histogram = LatencyHistogram()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stats_module, "_PENDING", pending)
+        for start in range(0, len(latencies), 7):
+            histogram.add_all(latencies[start : start + 7])
+    exact = sorted(latencies)[max(1, math.ceil(len(latencies) * p / 100)) - 1]
+    found = histogram.percentile(p)
+    assert found is not None
+    assert exact <= found <= max(exact, 0.001) * 1.01 * (1 + 1e-12)
+    assert histogram.count == len(latencies)
+    assert histogram.max == max(latencies)
+
+
+def test_a_quiet_run_counts_records_and_ok_ones_only() -> None:
+    """With no summary to show (--quiet), a batch is counted for the exit status and
+    the bar, and nothing else is kept."""
+    records = [
+        Record(0, "a", "u", ok=True, status=200, elapsed_ms=1.0),
+        Record(1, "b", "u", status=404, elapsed_ms=2.0, error=FetchError(ErrorKind.HTTP, "404")),
+        Record(2, "c", None, error=FetchError(ErrorKind.INVALID_URL, "bad")),
+    ]
+    quiet = RunStats(detailed=False)
+    quiet.add(records)
+    quiet.add(records[:1])
+    assert (quiet.done, quiet.ok, quiet.failed) == (4, 2, 2)
+    assert not quiet.outcomes
+    assert not quiet.failures
+    assert quiet.latency.count == 0

@@ -119,7 +119,7 @@ def cli(inputs: tuple[str, ...], **params: Any) -> None:
     except BaseException:
         job.writer.abandon()  # a no-op when the run already did
         raise
-    if not args.quiet and not outcome.broken_pipe:
+    if job.summary and not outcome.broken_pipe:
         from fetchmany.output.progress import summary_lines
 
         interrupted = outcome.signal is not None
@@ -608,6 +608,7 @@ def build_job(
             setup=setup,
             shard=args.shard,
             refresh=previous,
+            summary=not args.quiet,
         )
     except OutputClosed:
         _exit_broken_pipe()

@@ -700,7 +700,7 @@ class _Forward:
 async def run_parallel(job: Job, processes: int, interruption: Interruption) -> Outcome:
     """Run ``job`` over ``processes`` workers; the output ends right however it ends
     (as ``run_job`` guarantees for one process)."""
-    stats = RunStats()
+    stats = RunStats(detailed=job.summary)
     parallel = Parallel(job, processes, stats)
     resume = job.resume
     start = resume.point.records if resume is not None else 0

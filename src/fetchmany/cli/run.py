@@ -77,6 +77,8 @@ class Job:
     shard: Shard | None = None
     refresh: PreviousOutput | None = None
     """``--refresh PREVIOUS``: checked against the inputs before the run starts."""
+    summary: bool = True
+    """Whether the closing summary is shown (not --quiet): the run counts for it only then."""
 
     def refreshing(
         self, chunks: AsyncIterable[Sequence[Item]]
@@ -270,7 +272,7 @@ async def run_job(job: Job, interruption: Interruption) -> Outcome:
     raised out of the run, such as ``OutputError`` for a full disk): the previous
     output is left as it was, and the error propagates for the CLI to report.
     """
-    stats = RunStats()
+    stats = RunStats(detailed=job.summary)
     outcome = Outcome(stats, earlier_failures=job.resume.point.failed if job.resume else 0)
     counting_stop = threading.Event()
     resume = job.resume
