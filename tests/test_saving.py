@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import web
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
 
-from fetchmany.fetch.saving import SaveDir, sanitise
+from fetchmany.fetch.saving import BodyFile, SaveDir, SaveError, sanitise
 
 
 def test_names_from_the_template_are_sanitised() -> None:
@@ -336,3 +337,70 @@ async def test_a_saved_body_is_cut_at_the_cap_to_the_byte_and_kept_whole_for_pic
         (temp,) = [n for n in names if n != "b.txt"]
         assert temp.startswith(".fetchmany-")
         assert temp.endswith(".part")
+
+
+def test_a_body_file_s_disk_errors_say_what_failed_and_why(tmp_path: Path) -> None:
+    """A save error's message is the record's: the file or directory, and the system's
+    reason (a full disk here is /dev/full, which refuses every write with ENOSPC)."""
+    gone = tmp_path / "gone"
+    reason = "No such file or directory"
+    created = f"^cannot create a file in {re.escape(str(gone))}: {reason}"
+    with pytest.raises(SaveError, match=created):
+        BodyFile(str(gone))
+    body = BodyFile(str(tmp_path))
+    body._stream.close()
+    body._stream = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 (closed by discard)
+    with pytest.raises(SaveError, match=r"^cannot write \S+/\.fetchmany-\S+\.part: No space left"):
+        body.write(b"a body")
+    body.discard()
+    body = BodyFile(str(tmp_path))
+    missing = tmp_path / "missing" / "b.txt"
+    with pytest.raises(SaveError, match=f"^cannot write {re.escape(str(missing))}: {reason}$"):
+        body.keep(str(missing))
+    body.discard()
+    assert os.listdir(tmp_path) == []
+
+
+async def test_a_save_cut_short_gives_its_name_back_and_keeps_no_body_unasked(
+    tmp_path: Path,
+) -> None:
+    """A body that broke off while being saved leaves no file, and its name goes to the
+    next item that has it (not ``-2``); a body is kept in memory only when asked."""
+    save = SaveDir(str(tmp_path), "{id}{ext}")
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"half a body"
+        raise ConnectionResetError("the server went away")
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield b"a body"
+
+    with pytest.raises(ConnectionResetError):
+        await save.save(
+            broken(), index=0, text="same", fields=None, content_type="text/plain", cap=100
+        )
+    assert os.listdir(tmp_path) == []
+    result = await save.save(
+        whole(), index=1, text="same", fields=None, content_type="text/plain", cap=100
+    )
+    assert result.path == str(tmp_path / "same.txt")
+    assert result.body == b""
+    assert contents(result.path) == b"a body"
+
+
+async def test_a_body_file_that_cannot_be_made_gives_its_name_back(tmp_path: Path) -> None:
+    """The directory went away (removed during the run): the item's record is a save
+    error, and once it is back the next item of that name gets the name, not ``-2``."""
+    directory = tmp_path / "bodies"
+    directory.mkdir()
+    save = SaveDir(str(directory), "{id}{ext}")
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield b"a body"
+
+    directory.rmdir()
+    with pytest.raises(SaveError, match=r"^cannot create a file in"):
+        await save.save(whole(), index=0, text="same", fields=None, content_type=None, cap=100)
+    directory.mkdir()
+    result = await save.save(whole(), index=1, text="same", fields=None, content_type=None, cap=9)
+    assert result.path == str(directory / "same.bin")
