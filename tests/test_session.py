@@ -68,6 +68,8 @@ NO_PROXY_RULES = [
     ("http://www.example.com/", ".example.com", True, True),
     ("http://example.com/", ".example.com", True, True),
     ("http://EXAMPLE.com/", "example.COM", True, True),
+    ("http://inbox/", "INBOX", True, True),  # an X at either end is a letter like any other
+    ("http://xbox/", "XBOX.", True, True),
     ("http://example.com./", "example.com", True, True),
     ("http://example.com/", "example.com.", True, True),
     ("http://www.example.com/", ".example.com.", True, True),
@@ -132,6 +134,7 @@ NO_PROXY_RULES = [
     # only, as urllib and Go read NO_PROXY (docs/reference.md).
     ("http://127.0.0.1:8080/", "127.0.0.1:8080", True, False),
     ("http://127.0.0.1:8080/", "127.0.0.1:8081", False, True),
+    ("http://a.example/", "a.example:8081,a.example", True, True),  # the next entry counts
     ("http://example.com/", "example.com:80", True, False),
     ("https://example.com/", "example.com:443", True, False),
     ("https://example.com/", "example.com:80", False, True),
@@ -670,6 +673,16 @@ def test_a_netrc_host_matches_in_either_form_of_its_name_whatever_its_case(
     assert setup.auth_for(URL(url)) == expected
 
 
+def test_a_netrc_machine_ending_in_x_is_found_whatever_its_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "netrc").write_text("machine MAILBOX. login alice password s3cret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    setup = SessionSetup.prepare(FetchOptions(netrc=True))
+    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert setup.auth_for(URL("https://mailbox/")) == expected
+
+
 def test_a_netrc_that_cannot_be_parsed_says_which_file_and_where(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -678,7 +691,11 @@ def test_a_netrc_that_cannot_be_parsed_says_which_file_and_where(
     monkeypatch.setenv("NETRC", str(netrc))
     with pytest.raises(SetupError) as caught:
         SessionSetup.prepare(FetchOptions(netrc=True))
-    assert str(caught.value).startswith(f"cannot read {netrc}: ")
+    assert str(caught.value) == f"cannot read {netrc}: missing 'machine' name (line 2)"
+    netrc.write_text("machine 127.0.0.1 login alice s3cret\n")  # "password" left out
+    with pytest.raises(SetupError) as caught:
+        SessionSetup.prepare(FetchOptions(netrc=True))
+    assert str(caught.value) == f"cannot read {netrc}: bad follower token (line 2)"
 
 
 def test_a_netrc_that_is_not_text_is_a_usage_error_not_a_crash(

@@ -219,10 +219,8 @@ class _FirstOfEachHost(dict[str, _Entry]):
         self.every: list[tuple[str, _Entry]] = []
 
     def __setitem__(self, host: str, entry: _Entry) -> None:
-        if not isinstance(entry, tuple):  # the parser's placeholder while it reads one
-            if host not in self:
-                super().__setitem__(host, entry)
-            return
+        if not isinstance(entry, tuple):
+            return  # the parser's placeholder while it reads an entry: it ends as a tuple
         self.every.append((host, entry))
         if not isinstance(self.get(host), tuple):
             super().__setitem__(host, entry)
