@@ -105,6 +105,26 @@ def test_names_that_start_with_the_index_are_unique_without_remembering(tmp_path
     assert save.name_for(7, "x", None, "text/plain") == "00000007.txt"
 
 
+@pytest.mark.parametrize(("template", "grows"), [("{index}{ext}", False), ("{id}{ext}", True)])
+def test_only_names_that_may_collide_are_remembered(
+    tmp_path: Path, template: str, grows: bool
+) -> None:
+    """A run of millions of bodies under ``{index}`` names keeps memory flat: only a
+    template whose names two items may share remembers the names it gave."""
+    import tracemalloc
+
+    save = SaveDir(str(tmp_path), template)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(20_000):
+            save.name_for(index, f"item{index}", None, "text/plain")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert (grown > 1_000_000) is grows, grown
+
+
 def test_a_row_without_the_field_a_name_needs_is_a_save_error(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
