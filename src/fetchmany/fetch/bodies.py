@@ -136,7 +136,9 @@ def parse_json(raw: bytes | str) -> Any:
     data = raw.encode() if isinstance(raw, str) else raw
     value: Any
     try:
-        if _NINETEEN_DIGITS in data.translate(_DIGIT_MASK):
+        # find, not in: bytes.__contains__ first tries the needle as an int, and the
+        # TypeError it raises and clears costs more than the search (about 1.2k).
+        if data.translate(_DIGIT_MASK).find(_NINETEEN_DIGITS) >= 0:
             raise ValueError("long number")  # the stdlib keeps its digits
         value = orjson.loads(data)
     except ValueError:  # orjson.JSONDecodeError too: the stdlib decides, and words the error
