@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,8 +53,12 @@ def test_abandon_removes_a_file_the_run_created(tmp_path: Path) -> None:
 def test_a_second_output_on_the_same_file_is_refused_until_the_first_ends(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     first = Output(str(path))
-    with pytest.raises(OutputBusy, match="another fetchmany run"):
+    with pytest.raises(OutputBusy) as busy:
         Output(str(path), resume=True)
+    assert str(busy.value) == (
+        f"{path} is being written by another fetchmany run; "
+        "wait for it to end or choose another --output"
+    )
     with pytest.raises(OutputBusy):
         Output(str(path))
     first.write(b"1\n")
@@ -311,3 +317,84 @@ def test_a_new_output_is_never_executable_even_before_its_commit(tmp_path: Path)
     output.write(b"new\n")
     output.commit()
     assert stat.S_IMODE(os.stat(path).st_mode) == new_file_mode()
+
+
+def _flock_that(then: Callable[[], None], times: int = 1) -> Callable[[int, int], None]:
+    """``fcntl.flock`` that locks, and the first ``times`` times does ``then`` just
+    after: another run acting between our open and our check of the path."""
+    import fcntl
+
+    lock = fcntl.flock  # the real one: the test patches the module's
+    calls = []
+
+    def flock(fd: int, operation: int) -> None:
+        lock(fd, operation)
+        calls.append(fd)
+        if len(calls) <= times:
+            then()
+
+    return flock
+
+
+@pytest.mark.parametrize("removed", [True, False])
+def test_a_file_removed_or_replaced_while_it_was_locked_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, removed: bool
+) -> None:
+    """Another run renamed its own file into place, or removed the file, between our
+    open and our lock: the lock guards a file nobody will see, so the path is opened
+    again, and the records go to the file at the path."""
+    import fetchmany.output.destination as destination
+
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+
+    def other_run() -> None:
+        if removed:
+            path.unlink()
+        else:
+            (tmp_path / "theirs").write_bytes(b"theirs\n")
+            os.replace(tmp_path / "theirs", path)
+
+    monkeypatch.setattr(destination.fcntl, "flock", _flock_that(other_run))
+    output = Output(str(path), resume=True)
+    output.write(b"mine\n")
+    output.commit()
+    assert path.read_bytes() == b"mine\n"
+
+
+def test_a_file_that_keeps_changing_under_another_run_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fetchmany.output.destination as destination
+
+    path = tmp_path / "out.jsonl"
+    monkeypatch.setattr(destination.fcntl, "flock", _flock_that(path.unlink, times=99))
+    with pytest.raises(OutputBusy) as busy:
+        Output(str(path))
+    assert str(busy.value) == (f"{path} keeps changing under another run; choose another --output")
+
+
+@pytest.mark.parametrize(
+    ("errno_", "runs"), [(errno.ENOLCK, True), (errno.EOPNOTSUPP, True), (errno.EIO, False)]
+)
+def test_a_file_system_without_locks_runs_unlocked_and_any_other_error_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errno_: int, runs: bool
+) -> None:
+    """Some network mounts have no locks (ENOLCK, EOPNOTSUPP): the run goes on
+    unlocked. Any other error of the lock stops the run, says why, and leaves no file."""
+    import fetchmany.output.destination as destination
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(destination.fcntl, "flock", flock)
+    path = tmp_path / "out.jsonl"
+    if runs:
+        output = Output(str(path))
+        output.write(b"1\n")
+        output.commit()
+        assert path.read_bytes() == b"1\n"
+    else:
+        with pytest.raises(OutputError, match=f"^cannot write {path}: {os.strerror(errno_)}$"):
+            Output(str(path))
+        assert not path.exists()

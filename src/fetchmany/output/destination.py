@@ -140,6 +140,9 @@ def _lock(path: str, shown: str) -> tuple[int, bool]:
         except OSError as exc:
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 os.close(fd)
+                if created:  # empty, and ours: the failed run leaves no file behind
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
                 raise
             # A filesystem without locks (some network mounts): run unlocked.
         try:
