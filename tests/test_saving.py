@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from fetchmany.fetch.saving import BodyFile, SaveDir, SaveError, sanitise
 
@@ -212,6 +214,36 @@ def test_a_disk_error_while_saving_is_a_save_record_not_a_connect_one(
 )
 def test_a_sanitised_name_fits_a_file_system_in_bytes(name: str) -> None:
     assert len(os.fsencode(sanitise(name))) <= 200
+
+
+@example("a" * 300, "x" * 44)  # a suffix of 45 bytes, 50 and 51: the edge is 50
+@example("a" * 300, "x" * 49)
+@example("a" * 300, "x" * 50)
+@given(
+    st.text(st.sampled_from("ab界é\U0001f600"), min_size=150, max_size=400),
+    st.text(st.sampled_from("xj界"), min_size=1, max_size=60),
+)
+def test_a_long_name_keeps_as_much_as_fits_and_its_extension(stem: str, ext: str) -> None:
+    """A name over 200 bytes keeps its extension (up to 50 bytes: a longer "suffix" is
+    no extension) and as much of the rest as fits, whole characters only."""
+    name = f"{stem}.{ext}"
+    kept = sanitise(name)
+    size = len(os.fsencode(kept))
+    assert size <= 200
+    if len(os.fsencode(name)) <= 200:
+        assert kept == name
+        return
+    suffix = f".{ext}" if len(os.fsencode(f".{ext}")) <= 50 else ""
+    assert kept.endswith(suffix)
+    front = kept.removesuffix(suffix) if suffix else kept
+    whole = name.removesuffix(suffix) if suffix else name
+    assert whole.startswith(front)
+    assert size + len(os.fsencode(whole[len(front)])) > 200  # one more would not fit
+
+
+@pytest.mark.parametrize(("name", "kept"), [("", "_"), (" ", "_"), ("\t\n", "__")])
+def test_a_name_of_nothing_is_an_underscore(name: str, kept: str) -> None:
+    assert sanitise(name) == kept
 
 
 @pytest.mark.parametrize(
