@@ -8,6 +8,7 @@ it. It only ever listens on loopback.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import random
@@ -264,6 +265,16 @@ class LoopbackServer:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_python_sets_it() -> Iterator[None]:
+    """A run in this process (``run_cli``) tunes the garbage collector as the command
+    does (``tune_collector``); the next test gets Python's settings back."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 @pytest.fixture(scope="session")

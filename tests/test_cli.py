@@ -522,3 +522,17 @@ def test_a_head_answer_has_no_body_whatever_body_asks(server: LoopbackServer, bo
     assert jsonl(result.stdout) == [
         {"status": 200, "ok": True, "id": None, "body": None, "size": None}
     ]
+
+
+def test_a_run_sets_the_collector_for_many_short_lived_requests() -> None:
+    """The command (not the library) freezes what start-up made and collects the
+    youngest objects less often (``tune_collector``)."""
+    import gc
+
+    from fetchmany.cli.loop import YOUNG_OBJECTS
+
+    assert gc.get_threshold()[0] != YOUNG_OBJECTS
+    result = run_cli(stdin=b"not a url\n")
+    assert result.returncode == 1
+    assert gc.get_threshold()[0] == YOUNG_OBJECTS
+    assert gc.get_freeze_count() > 0

@@ -681,10 +681,11 @@ def check_processes(args: CommandLine) -> int:
 def _run(job: Job, use_uvloop: bool, processes: int = 1) -> Outcome:
     import asyncio
 
-    from fetchmany.cli.loop import loop_factory
+    from fetchmany.cli.loop import loop_factory, tune_collector
     from fetchmany.cli.run import Interruption, run_job
     from fetchmany.signals import held_back, ignore_stops
 
+    tune_collector()
     try:
         with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
             # The run takes SIGINT and SIGTERM before it starts: none falls between.
