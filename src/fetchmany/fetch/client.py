@@ -308,36 +308,19 @@ class Client:
         async with session.request(self._method, self._vouch(url), **arguments) as resp:
             return await self._response(item, resp, target, timings)
 
-    async def _attempt_lean(
-        self, record: Record, item: Item, target: URL, conditional: dict[str, str] | None
-    ) -> Response | None:
-        """``attempt`` and the run's filler in one, for a lean run (``_lean``): an answer
-        that arrived whole and as sent (no Content-Encoding, a Content-Length within the
-        cap: nearly every one), and is not to be retried, goes from aiohttp's response
-        into ``record`` with no ``Response`` between, and None is returned; any other
-        answer takes ``attempt``'s way, its Response filled in and returned (for the
-        retry policy's Retry-After). Raises on network failure."""
-        session, url, arguments, timings = self._request(item, target, conditional)
-        async with session.request(self._method, self._vouch(url), **arguments) as resp:
-            answered = resp.headers
-            if (
-                resp.status in self._retry_on
-                or hdrs.CONTENT_ENCODING in answered
-                or (length := resp.content_length) is None
-                or length > self._cap
-            ):
-                response = await self._response(item, resp, target, timings)
-                self._fill(record, response)
-                return response
-            body = await resp.read()
+    def _fill_lean(
+        self, record: Record, item: Item, resp: aiohttp.ClientResponse, body: bytes
+    ) -> None:
+        """The run's filler for an answer that arrived whole and as sent, in a lean run
+        (``_lean``; ``_fetch_plain`` tells such an answer): from aiohttp's response into
+        ``record``, with no ``Response`` between."""
         status = record.status = resp.status
         record.final_url = final_url(item, resp)
-        content_type, record.etag, record.last_modified = _noted(answered)
+        content_type, record.etag, record.last_modified = _noted(resp.headers)
         record.content_type = content_type
         record.size = len(body)
         record.body, record.error = body_value(body, content_type, self._mode)
         judge(record, status, resp.reason)
-        return None
 
     async def _response(
         self,
@@ -498,6 +481,8 @@ class Client:
         limits = self._limits
         retry_on = self._retry_on
         lean = self._lean
+        method = self._method
+        cap = self._cap
         attempt = 1
         started = 0.0
         while True:
@@ -510,7 +495,26 @@ class Client:
             refused = None
             try:
                 if lean:
-                    response = await self._attempt_lean(record, item, target, conditional)
+                    # ``attempt`` and the filler in one, with no coroutine of their own: an
+                    # answer that arrived whole and as sent (no Content-Encoding, a
+                    # Content-Length within the cap: nearly every one) and is not to be
+                    # retried goes straight into the record (``_fill_lean``); any other
+                    # takes ``attempt``'s way, its Response kept for the retry policy.
+                    session, url, arguments, timings = self._request(item, target, conditional)
+                    async with session.request(method, self._vouch(url), **arguments) as resp:
+                        body = None
+                        if (
+                            resp.status in retry_on
+                            or hdrs.CONTENT_ENCODING in resp.headers
+                            or (length := resp.content_length) is None
+                            or length > cap
+                        ):
+                            response = await self._response(item, resp, target, timings)
+                            self._fill(record, response)
+                        else:
+                            body = await resp.read()
+                    if body is not None:
+                        self._fill_lean(record, item, resp, body)
                 else:
                     response = await self.attempt(item, target, conditional)
                     # Inside the try: whatever a response holds, judging it ends in a record.
