@@ -185,7 +185,11 @@ def valid_text(text: str) -> str:
     """``text`` as valid Unicode, so no record field can hold a string that cannot be
     written out: bytes that were not UTF-8 (kept as surrogate escapes by aiohttp's
     header parsing and by our input reader) become ``\\xNN``, other lone surrogates
-    (a JSON ``"\\ud800"``) ``\\uXXXX``. The fast path is one encode."""
+    (a JSON ``"\\ud800"``) ``\\uXXXX``. ASCII text (nearly all of it: a header's
+    value, a URL) is valid as it is, told by a flag the string carries; other text
+    is checked by one encode."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
