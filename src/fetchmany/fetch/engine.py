@@ -127,7 +127,6 @@ class Engine(Generic[T]):
         self._completed: list[T] = []  # unordered: results not yet handed out
         self._completed_cost = 0  # what they cost the window
         self._handed_out = 0
-        self._ended = False  # ordered: output ended early, at an item with no result
         self._wake: asyncio.Future[None] | None = None
         self._stopping = False
         self._aborted = False
@@ -356,9 +355,11 @@ class Engine(Generic[T]):
         self._wanted.set()  # the count cap may have room for the next chunk
 
     async def _ordered_ready(self) -> list[T] | None:
+        """The next batch in order; None (or the bug an item's fetch raised) once, at
+        the end, after which ``chunk_batches``, its one caller, asks no more."""
         ready = self._ready
         while self._head not in ready:
-            if self._ended or self._aborted or self._head in self._lost or self._over():
+            if self._aborted or self._head in self._lost or self._over():
                 break
             await self._sleep()
         batch: list[T] = []
@@ -373,9 +374,8 @@ class Engine(Generic[T]):
         self._release(len(batch), held, len(batch))
         if batch:
             return batch
-        if head in self._lost and not self._ended:
+        if head in self._lost:
             # An item that never completed: nothing after it may be written in order.
-            self._ended = True
             error = self._lost.pop(head)
             if error is not None:
                 raise error
