@@ -191,6 +191,31 @@ async def test_the_byte_budget_starts_nothing_new_while_the_head_is_slow() -> No
     assert out == list(range(400))
 
 
+async def test_results_that_cost_nothing_leave_the_budget_to_the_items_running() -> None:
+    """With no cost given (an Engine of the library's own), a result costs the window
+    nothing: behind a slow head, with room for one more item than the head, the items
+    after it each start as the one before is done, the head still waiting."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=3, window_bytes=ITEM_COST + 1, ordered=True)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(10))):
+            out.extend(record.index for record in batch)
+
+    consumer = asyncio.create_task(consume())
+    for i in range(1, 10):
+        fetch.gate(i).set()
+    for _ in range(200):  # turns of the loop, not time: every item after the head is done
+        await asyncio.sleep(0)
+    assert fetch.started == list(range(10))
+    assert fetch.max_in_flight == 2  # the head and one more: the budget held
+    assert out == []
+    fetch.gate(0).set()
+    await consumer
+    assert out == list(range(10))
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 async def test_what_is_handed_out_leaves_the_window_to_the_byte(ordered: bool) -> None:
     """Each batch handed out gives back exactly what its records held: once every record
