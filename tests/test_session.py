@@ -293,6 +293,9 @@ def test_a_socks_user_name_may_hold_a_colon_which_socks_sends_apart_from_the_pas
         ("https", "http://u:s3cret@/x",
          "HTTPS_PROXY in the environment 'http://u:****@/x' is not a valid URL"),
         ("all", "socks5://", "ALL_PROXY in the environment 'socks5://' has no host"),
+        # The value is quoted as it is, whatever it holds: only the option's name is replaced.
+        ("http", "--proxy", "HTTP_PROXY in the environment '--proxy': use one of http://, "
+         "https://, socks4://, socks4a://, socks5://, socks5h://"),
         ("http", "http://a b:1", "HTTP_PROXY in the environment 'http://a b:1' contains a "
          "control character or space"),
         # No scheme:// to tell the userinfo by its place: all up to the last @ is masked.
@@ -317,6 +320,17 @@ def test_a_broken_proxy_variable_says_which_and_why(
     with pytest.raises(SetupError) as caught:
         checked_env_proxies({"no": "localhost", variable: value})
     assert str(caught.value) == message
+
+
+def test_with_a_proxy_given_the_environment_s_socks_proxies_get_no_connector(
+    environment: Callable[[dict[str, str]], None],
+) -> None:
+    """--proxy replaces the environment's proxies: none of them is used, so a SOCKS
+    proxy named there gets no connector (and no session) of its own."""
+    environment({"all_proxy": "socks5://127.0.0.1:1080"})
+    assert SessionSetup.prepare(FetchOptions()).socks_proxies() == {"socks5://127.0.0.1:1080"}
+    given = SessionSetup.prepare(FetchOptions(proxy="http://127.0.0.1:3128"))
+    assert given.socks_proxies() == set()
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
