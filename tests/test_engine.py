@@ -677,6 +677,30 @@ async def test_abort_while_workers_wait_for_room_ends_the_run() -> None:
     assert out == []
 
 
+async def test_the_input_is_read_one_pool_ahead_of_the_fetches_and_no_further() -> None:
+    """With every fetch waiting, the pool holds its workers' items and as many more in
+    hand, and reads no further: a slow or endless input is not drained ahead of need."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=3, window=50, ordered=True)
+    pulled: list[int] = []
+
+    async def consume() -> list[int]:
+        items = aiter_items(make_items(100), pulled)
+        return [r.index async for batch in engine.batches(items) for r in batch]
+
+    consumer = asyncio.create_task(consume())
+    while len(fetch.started) < 3:
+        fetch.any_started.clear()
+        await asyncio.wait_for(fetch.any_started.wait(), 5)
+    for _ in range(50):  # turns of the loop: every chance to (wrongly) read more
+        await asyncio.sleep(0)
+    assert fetch.started == [0, 1, 2]
+    assert pulled == list(range(6))
+    for index in range(100):
+        fetch.gate(index).set()
+    assert await asyncio.wait_for(consumer, 5) == list(range(100))
+
+
 async def test_stop_leaves_an_input_that_is_waited_on_unread() -> None:
     """Stopped while the input is slow to give its next item and fetches are still in
     flight: the item that comes after the stop is never taken from the input."""
