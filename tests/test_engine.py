@@ -143,7 +143,9 @@ async def test_full_window_starts_nothing_new_while_the_head_is_slow() -> None:
         await asyncio.sleep(0)
     assert sorted(fetch.started) == list(range(10))
     assert out == []
-    assert len(pulled) <= 11  # the input is read lazily, not ahead of the window
+    # The input is read lazily: up to the window's ten items and no further (the
+    # async generator has handed over the tenth; it is not asked for the eleventh).
+    assert len(pulled) == 10
     fetch.gate(0).set()
     await consumer
     assert out == list(range(100))
@@ -699,6 +701,24 @@ async def test_the_input_is_read_one_pool_ahead_of_the_fetches_and_no_further() 
     for index in range(100):
         fetch.gate(index).set()
     assert await asyncio.wait_for(consumer, 5) == list(range(100))
+
+
+async def test_an_empty_chunk_of_input_is_no_end_of_it() -> None:
+    """A chunk with no items (a batch of lines that were all blank or comments, a
+    library source with nothing to give yet) is skipped: the items after it are
+    fetched, each with its record, in order."""
+    fetch = ControlledFetch()
+    for index in range(6):
+        fetch.gate(index).set()
+    engine = Engine(fetch, same, workers=2, ordered=True)
+    items = make_items(6)
+
+    async def chunks() -> AsyncIterator[list[Item]]:
+        for chunk in ([], items[:2], [], [], items[2:5], [], items[5:], []):
+            yield chunk
+
+    out = [r.index async for batch in engine.chunk_batches(chunks()) for r in batch]
+    assert out == list(range(6))
 
 
 async def test_stop_leaves_an_input_that_is_waited_on_unread() -> None:

@@ -322,6 +322,38 @@ def test_a_broken_proxy_variable_says_which_and_why(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "it holds no PEM certificate"),
+        (b"not a certificate at all\n", "it holds no PEM certificate"),
+        (None, "No such file or directory"),
+    ],
+)
+def test_a_ca_bundle_that_cannot_be_used_says_why(
+    tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    """In words a user can act on, not OpenSSL's ``[X509: NO_CERTIFICATE_OR_CRL_FOUND]``."""
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    with pytest.raises(SetupError) as caught:
+        SessionSetup.prepare(FetchOptions(ca_bundle=str(bundle)))
+    assert str(caught.value) == f"cannot use --ca-bundle {bundle}: {reason}"
+
+
+def test_a_ca_bundle_with_a_broken_certificate_says_openssl_s_reason(tmp_path: Path) -> None:
+    """A certificate is there but broken: OpenSSL's reason, not "no certificate"."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(SetupError) as caught:
+        SessionSetup.prepare(FetchOptions(ca_bundle=str(bundle)))
+    message = str(caught.value)
+    assert message.startswith(f"cannot use --ca-bundle {bundle}: ")
+    assert "PEM" in message
+    assert "no PEM certificate" not in message
+
+
 def test_with_a_proxy_given_the_environment_s_socks_proxies_get_no_connector(
     environment: Callable[[dict[str, str]], None],
 ) -> None:
