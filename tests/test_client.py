@@ -205,10 +205,16 @@ async def test_method_headers_and_user_agent_are_sent(mocked: aioresponses) -> N
     assert setup.headers["X-Token"] == "t1"  # the session's: -H as given
 
 
-def test_header_user_agent_wins_over_the_default() -> None:
-    options = FetchOptions(headers=(("user-agent", "mine/1"),))
-    assert "User-Agent" not in dict(default_headers(options))
-    assert SessionSetup.prepare(options).headers.getall("User-Agent") == ["mine/1"]
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("user-agent", "mine/1"), ("ACCEPT", "text/csv"), ("accept-Encoding", "identity")],
+)
+def test_a_header_given_wins_over_its_default(name: str, value: str) -> None:
+    """-H User-Agent, Accept or Accept-Encoding (any case) replaces the default: the
+    request carries the one given, never both."""
+    options = FetchOptions(headers=((name, value),))
+    assert name.lower() not in {key.lower() for key, _ in default_headers(options)}
+    assert SessionSetup.prepare(options).headers.getall(name) == [value]
 
 
 async def test_body_over_the_cap_is_cut_and_reported(mocked: aioresponses) -> None:

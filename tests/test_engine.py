@@ -218,6 +218,32 @@ async def test_results_that_cost_nothing_leave_the_budget_to_the_items_running()
     assert out == list(range(10))
 
 
+async def test_items_in_flight_are_counted_at_the_results_average_cost() -> None:
+    """Eight items in flight, one result of 10,000 bytes in: the seven still running are
+    expected to bring as much each (70,000 with what is held, over a budget of 50,000),
+    so no ninth starts, though the bytes held so far (17,168) leave room for it."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, sized(10_000), workers=8, window_bytes=50_000, cost=held, ordered=True)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for batch in engine.batches(aiter_items(make_items(20))):
+            out.extend(r.index for r, _ in batch)
+
+    consumer = asyncio.create_task(consume())
+    while len(fetch.started) < 8:
+        fetch.any_started.clear()
+        await asyncio.wait_for(fetch.any_started.wait(), 5)
+    fetch.gate(1).set()
+    for _ in range(50):  # turns of the loop: every chance to (wrongly) start a ninth
+        await asyncio.sleep(0)
+    assert fetch.started == list(range(8))
+    for index in range(20):
+        fetch.gate(index).set()
+    await asyncio.wait_for(consumer, 5)
+    assert out == list(range(20))
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 async def test_what_is_handed_out_leaves_the_window_to_the_byte(ordered: bool) -> None:
     """Each batch handed out gives back exactly what its records held: once every record

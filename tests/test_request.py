@@ -129,6 +129,19 @@ def test_a_redirect_that_makes_a_post_a_get_drops_the_content_headers(
     assert second == ("GET /y HTTP/1.1", expected(server))
 
 
+@pytest.mark.parametrize(
+    ("body", "given"),
+    [(("-d", "a=1"), "text/csv"), (("--json", "{}"), "application/vnd.api+json")],
+)
+def test_a_content_type_given_replaces_the_body_s_own(
+    raw_server: Callable[[dict[str, bytes]], RawServer], body: tuple[str, str], given: str
+) -> None:
+    """-H Content-Type with -d or --json: the type given goes out, once, as curl sends it."""
+    server = raw_server({"/x": OK})
+    ((_, headers),) = fetch(server, *body, "-H", f"Content-Type: {given}")
+    assert [value for name, value in headers if name.lower() == "content-type"] == [given]
+
+
 @pytest.mark.parametrize("content_type", [(), ("-H", "Content-Type: text/plain")])
 def test_a_303_that_drops_the_body_of_a_get_drops_its_content_headers(
     raw_server: Callable[[dict[str, bytes]], RawServer], content_type: tuple[str, ...]

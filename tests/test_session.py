@@ -354,6 +354,19 @@ def test_a_ca_bundle_with_a_broken_certificate_says_openssl_s_reason(tmp_path: P
     assert "no PEM certificate" not in message
 
 
+@pytest.mark.parametrize(
+    ("given", "body_headers"),
+    [((), {"Content-Type": "application/json"}), ((("content-TYPE", "text/csv"),), None)],
+)
+def test_a_body_s_content_type_is_sent_unless_one_is_given(
+    given: tuple[tuple[str, str], ...], body_headers: dict[str, str] | None
+) -> None:
+    """--json's type goes with each body, unless -H gives one (any case): then only
+    that one, which the session sends."""
+    options = FetchOptions(content_type="application/json", headers=given)
+    assert SessionSetup.prepare(options).body_headers == body_headers
+
+
 def test_with_a_proxy_given_the_environment_s_socks_proxies_get_no_connector(
     environment: Callable[[dict[str, str]], None],
 ) -> None:
