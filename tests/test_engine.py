@@ -218,6 +218,29 @@ async def test_results_that_cost_nothing_leave_the_budget_to_the_items_running()
     assert out == list(range(10))
 
 
+@pytest.mark.parametrize(("budget", "running"), [(3 * ITEM_COST, 3), (3 * ITEM_COST + 1, 4)])
+async def test_an_item_starts_only_while_the_byte_budget_has_room(
+    budget: int, running: int
+) -> None:
+    """Before any result is in, each item running costs ITEM_COST: a budget of exactly
+    three runs three (the third fills it), and one byte more lets a fourth start."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=8, window_bytes=budget, ordered=True)
+
+    async def consume() -> list[int]:
+        return [
+            r.index async for batch in engine.batches(aiter_items(make_items(10))) for r in batch
+        ]
+
+    consumer = asyncio.create_task(consume())
+    for _ in range(50):  # turns of the loop: every chance to (wrongly) start one more
+        await asyncio.sleep(0)
+    assert fetch.started == list(range(running))
+    for index in range(10):
+        fetch.gate(index).set()
+    assert await asyncio.wait_for(consumer, 5) == list(range(10))
+
+
 async def test_items_in_flight_are_counted_at_the_results_average_cost() -> None:
     """Eight items in flight, one result of 10,000 bytes in: the seven still running are
     expected to bring as much each (70,000 with what is held, over a budget of 50,000),

@@ -367,6 +367,34 @@ def test_a_body_s_content_type_is_sent_unless_one_is_given(
     assert SessionSetup.prepare(options).body_headers == body_headers
 
 
+def test_a_library_run_told_not_to_read_proxy_variables_reads_none(
+    environment: Callable[[dict[str, str]], None],
+) -> None:
+    environment({"http_proxy": "http://127.0.0.1:3128"})
+    assert SessionSetup.prepare(FetchOptions()).proxy_for(URL("http://a.test/")) is not None
+    setup = SessionSetup.prepare(FetchOptions(env_proxy=False))
+    assert setup.proxy_for(URL("http://a.test/")) is None
+
+
+@pytest.mark.parametrize(
+    ("netrc", "headers"),
+    [(False, ()), (True, (("Authorization", "Bearer mine"),))],
+)
+def test_netrc_is_read_only_when_asked_and_no_authorization_is_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    netrc: bool,
+    headers: tuple[tuple[str, str], ...],
+) -> None:
+    """Without --netrc the file is not read; with -H Authorization it is not read either:
+    the header given is the one sent (docs/reference.md)."""
+    (tmp_path / "netrc").write_text("machine a.test login alice password s3cret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert SessionSetup.prepare(FetchOptions(netrc=True)).auth_for(URL("http://a.test/"))
+    setup = SessionSetup.prepare(FetchOptions(netrc=netrc, headers=headers))
+    assert setup.auth_for(URL("http://a.test/")) is None
+
+
 def test_with_a_proxy_given_the_environment_s_socks_proxies_get_no_connector(
     environment: Callable[[dict[str, str]], None],
 ) -> None:
