@@ -104,6 +104,7 @@ async def test_a_mapping_of_headers_and_a_rate_as_text_reach_the_server(
         ({"picks": ["title"]}, ValueError, "picks: expected NAME=PATH with NAME a plain word, got 'title'"),
         ({"picks": ["ok=a"]}, ValueError, "picks: 'ok' is a field of every record; give the pick another name"),
         ({"picks": "t=a"}, TypeError, "picks: must be NAME=PATH texts, Picks or a mapping of NAME to PATH; got 't=a'"),
+        ({"picks": [b"t=a"]}, TypeError, "picks: each pick is NAME=PATH text or a Pick of text, got b't=a' (bytes)"),
         ({"response_headers": [1]}, TypeError, "response_headers: must be header names (text), got [1] (list)"),
         ({"ca_bundle": 5}, TypeError, "ca_bundle: must be a path (str or pathlib.Path), got 5"),
         ({"save_dir": "out\x00"}, ValueError, "save_dir: a path cannot hold a NUL character, got 'out\\x00'"),
