@@ -267,6 +267,36 @@ async def test_items_in_flight_are_counted_at_the_results_average_cost() -> None
     assert out == list(range(20))
 
 
+async def test_the_expected_cost_is_the_average_of_every_result_so_far() -> None:
+    """Behind a slow head, results of 10,000 and then 30,000 bytes: the one item left
+    running is expected to bring their average, 20,000, so with 41,024 bytes held (two
+    results and the head) a budget of 58,000 has no room for a third."""
+    fetch = ControlledFetch()
+    sizes = {1: 10_000, 2: 30_000}
+
+    def finish(record: Record) -> tuple[Record, bytes]:
+        return record, b"x" * sizes.get(record.index, 0)
+
+    engine = Engine(fetch, finish, workers=2, window_bytes=58_000, cost=held, ordered=True)
+
+    async def consume() -> list[int]:
+        items = aiter_items(make_items(6))
+        return [r.index async for batch in engine.batches(items) for r, _ in batch]
+
+    consumer = asyncio.create_task(consume())
+    for index in (1, 2):
+        while index not in fetch.started:
+            fetch.any_started.clear()
+            await asyncio.wait_for(fetch.any_started.wait(), 5)
+        fetch.gate(index).set()
+    for _ in range(50):  # turns of the loop: every chance to (wrongly) start item 3
+        await asyncio.sleep(0)
+    assert fetch.started == [0, 1, 2]
+    for index in range(6):
+        fetch.gate(index).set()
+    assert await asyncio.wait_for(consumer, 5) == list(range(6))
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 async def test_what_is_handed_out_leaves_the_window_to_the_byte(ordered: bool) -> None:
     """Each batch handed out gives back exactly what its records held: once every record
@@ -768,6 +798,32 @@ async def test_an_empty_chunk_of_input_is_no_end_of_it() -> None:
 
     out = [r.index async for batch in engine.chunk_batches(chunks()) for r in batch]
     assert out == list(range(6))
+
+
+async def test_a_consumer_that_stops_early_has_the_input_closed_when_it_returns() -> None:
+    """A consumer that stops taking batches (| head, the library's loop left early)
+    closes them: by the time that returns, the input source has been closed too (its
+    reader thread stopped), not left for the garbage collector."""
+    fetch = ControlledFetch()
+    for index in range(100):
+        fetch.gate(index).set()
+    engine = Engine(fetch, same, workers=2, ordered=True)
+    closed: list[bool] = []
+
+    async def chunks() -> AsyncIterator[list[Item]]:
+        try:
+            for item in make_items(100):
+                yield [item]
+        finally:
+            for _ in range(5):  # a close that takes some turns of the loop (a thread's end)
+                await asyncio.sleep(0)
+            closed.append(True)
+
+    batches = engine.chunk_batches(chunks())
+    first = await batches.__anext__()
+    assert first[0].index == 0
+    await batches.aclose()
+    assert closed == [True]
 
 
 async def test_stop_leaves_an_input_that_is_waited_on_unread() -> None:
