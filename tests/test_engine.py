@@ -318,6 +318,9 @@ async def test_what_is_handed_out_leaves_the_window_to_the_byte(ordered: bool) -
     assert sorted(r.index for batch in batches for r, _ in batch) == list(range(300))
     assert any(len(batch) > 1 for batch in batches)
     assert engine._held == 0
+    # And the count the budget's estimate reads: no item in the window, none finished
+    # in it (results handed out leave it; a wrong count skews every later estimate).
+    assert (engine._in_window, engine._finished) == (0, 0)
 
 
 async def test_a_result_larger_than_the_budget_still_gets_through() -> None:
@@ -800,11 +803,33 @@ async def test_an_empty_chunk_of_input_is_no_end_of_it() -> None:
     assert out == list(range(6))
 
 
-async def test_a_consumer_that_stops_early_has_the_input_closed_when_it_returns() -> None:
+class SlowToCancel(ControlledFetch):
+    """A fetch whose cancellation takes some turns of the loop to finish."""
+
+    def __init__(self, turns: int) -> None:
+        super().__init__()
+        self.turns = turns
+        self.tearing_down = 0
+
+    async def __call__(self, item: Item) -> Record:
+        try:
+            return await super().__call__(item)
+        except asyncio.CancelledError:
+            self.tearing_down += 1
+            for _ in range(self.turns):
+                await asyncio.sleep(0)
+            self.tearing_down -= 1
+            raise
+
+
+@pytest.mark.parametrize(("closing", "cancelling"), [(20, 0), (0, 20)])
+async def test_a_consumer_that_stops_early_has_the_input_closed_when_it_returns(
+    closing: int, cancelling: int
+) -> None:
     """A consumer that stops taking batches (| head, the library's loop left early)
     closes them: by the time that returns, the input source has been closed too (its
     reader thread stopped), not left for the garbage collector."""
-    fetch = ControlledFetch()
+    fetch = SlowToCancel(cancelling)
     for index in range(100):
         fetch.gate(index).set()
     engine = Engine(fetch, same, workers=2, ordered=True)
@@ -815,15 +840,22 @@ async def test_a_consumer_that_stops_early_has_the_input_closed_when_it_returns(
             for item in make_items(100):
                 yield [item]
         finally:
-            for _ in range(5):  # a close that takes some turns of the loop (a thread's end)
+            for _ in range(closing):  # a close taking turns of the loop (a thread's end)
                 await asyncio.sleep(0)
             closed.append(True)
 
     batches = engine.chunk_batches(chunks())
     first = await batches.__anext__()
     assert first[0].index == 0
+    fetch.release.clear()  # from here on, fetches wait: some are in flight at the close
+    while fetch.in_flight < 2:
+        fetch.any_started.clear()
+        await asyncio.wait_for(fetch.any_started.wait(), 5)
     await batches.aclose()
     assert closed == [True]
+    # No fetch goes on after the consumer has gone, even one whose cancellation takes
+    # turns of the loop (a request being torn down), whichever of the two ends last.
+    assert (fetch.in_flight, fetch.tearing_down) == (0, 0)
 
 
 async def test_stop_leaves_an_input_that_is_waited_on_unread() -> None:
