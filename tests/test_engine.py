@@ -464,12 +464,15 @@ async def test_an_input_error_surfaces_after_the_records_before_it() -> None:
     assert seen == [0]
 
 
-def test_window_smaller_than_limit_is_refused() -> None:
+def test_an_engine_that_cannot_run_is_refused_saying_why() -> None:
     async def fetch(item: Item) -> Record:
         raise AssertionError
 
-    with pytest.raises(ValueError, match="window >= workers"):
-        Engine(fetch, same, workers=5, window=4, ordered=True)
+    for workers, window in ((5, 4), (0, None)):
+        with pytest.raises(ValueError, match=r"^need workers >= 1 and window >= workers$"):
+            Engine(fetch, same, workers=workers, window=window, ordered=True)
+    with pytest.raises(ValueError, match=r"^need fetch or make_fetch$"):
+        Engine(None, same, workers=1, ordered=True)
 
 
 async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
