@@ -861,6 +861,18 @@ async def test_a_consumer_that_stops_early_has_the_input_closed_when_it_returns(
     assert (fetch.in_flight, fetch.tearing_down) == (0, 0)
 
 
+async def test_a_stop_before_the_pool_starts_fetches_nothing() -> None:
+    """Ctrl-C between the engine's making and its first batch (the run's start-up):
+    stop and abort are taken at once, and the pool then starts nothing."""
+    fetch = ControlledFetch()
+    engine = Engine(fetch, same, workers=2, ordered=True)
+    engine.stop()
+    engine.abort()
+    out = [r.index async for batch in engine.batches(aiter_items(make_items(5))) for r in batch]
+    assert out == []
+    assert fetch.started == []
+
+
 async def test_stop_leaves_an_input_that_is_waited_on_unread() -> None:
     """Stopped while the input is slow to give its next item and fetches are still in
     flight: the item that comes after the stop is never taken from the input."""
