@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import hypothesis
 import pytest
 from aiohttp import web
 from conftest import LoopbackServer, jsonl, run_process
+from hypothesis import assume, example
+from hypothesis import strategies as st
 from test_client import NESTED, landing_app
 from yarl import URL
 
 from fetchmany.redaction import (
     redact_header,
     redact_parsed,
+    redact_proxy,
     redact_text,
     redact_url,
     redact_valid,
 )
+from fetchmany.urls import sendable
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @pytest.mark.parametrize(
@@ -206,6 +214,36 @@ def test_no_summary_line_or_resume_message_shows_a_secret_from_the_input(
 
 
 @pytest.mark.parametrize(
+    ("proxy", "shown"),
+    [
+        ("http://u:pw@proxy.test:3128", "http://u:****@proxy.test:3128"),
+        ("socks5h://TOKEN@proxy.test:1080", "socks5h://****@proxy.test:1080"),
+        # No scheme://: all up to the last @ is masked, an @ in the user name included.
+        ("u:pw@proxy.test:3128", "****@proxy.test:3128"),
+        ("us@er:pw@proxy.test:3128", "****@proxy.test:3128"),
+        ("a@b@c:p@w@proxy.test:3128", "****@proxy.test:3128"),
+        ("socks5:/u@x:pw@proxy.test:1", "****@proxy.test:1"),
+        ("proxy.test:3128", "proxy.test:3128"),
+    ],
+)
+def test_a_proxy_is_shown_with_its_credentials_masked(proxy: str, shown: str) -> None:
+    """``--proxy`` and the environment's proxies as errors and the summary show them."""
+    assert redact_proxy(proxy) == shown
+
+
+@pytest.mark.parametrize("redact", [redact_text, redact_url, redact_valid])
+def test_an_empty_userinfo_holds_nothing_to_mask_and_is_kept(
+    redact: Callable[[str], str],
+) -> None:
+    """``http://@host/`` is shown as given, by every rule alike (a record's url once
+    read ``http://****@host/``, though no secret was there)."""
+    for url in ("http://@h.test/", "http://@h.test/a?next=http://u:p@k/"):
+        expected = url.replace("u:p@", "u:****@")
+        assert redact(url) == expected
+    assert redact_parsed(URL("http://@h.test/", encoded=True)) == "http://@h.test/"
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://127.0.0.1:18731/@user/post",
@@ -263,3 +301,20 @@ def test_credentials_in_a_query_reach_no_record_field_nor_the_summary(
     assert jsonl(held.stdout) == [
         {"final_url": f"{base}/login", "headers": {"location": f"/landing?{masked}"}}
     ]
+
+
+@hypothesis.given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+)
+@example("")  # nothing to mask
+@example("u:p@ss")  # an @ and a colon in the password
+@example('a b"<>\\:x')  # what a URL as sent holds only escaped
+def test_a_url_as_sent_has_exactly_its_userinfo_masked(userinfo: str) -> None:
+    """Whatever a userinfo held as typed, the URL as sent (``sendable``) has it masked
+    whole and nothing else touched: the user kept before a colon, all of it otherwise."""
+    assume(not any(char in userinfo for char in "/?#") and not _CONTROL.search(userinfo))
+    sent = sendable(f"http://{userinfo}@h.test/p@x?q=a@b")
+    escaped = sent.removeprefix("http://").rpartition("@h.test/")[0]
+    user, colon, _ = escaped.partition(":")
+    shown = f"{user}:****" if colon else "****" if escaped else ""
+    assert redact_valid(sent) == f"http://{shown}@h.test/p@x?q=a@b"

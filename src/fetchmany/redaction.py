@@ -40,9 +40,12 @@ _NESTED: Final = re.compile(
 
 
 def _mask_userinfo(start: str, userinfo: str) -> str:
-    # user:password keeps the user; a lone user name may be a token, as pip treats it.
+    # user:password keeps the user; a lone user name may be a token, as pip treats it;
+    # an empty one (``http://@host/``) holds nothing to mask, and is shown as given.
     user, colon, _ = userinfo.partition(":")
-    return f"{start}{user}:{MASK}@" if colon else f"{start}{MASK}@"
+    if colon:
+        return f"{start}{user}:{MASK}@"
+    return f"{start}{MASK}@" if userinfo else f"{start}@"
 
 
 def redact_text(text: str) -> str:
@@ -89,18 +92,16 @@ def redact_proxy(proxy: str) -> str:
     return hidden
 
 
-_AUTHORITY_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
-
-
 def redact_valid(url: str) -> str:
     """One URL known to parse (a URL as sent), credentials masked exactly: its userinfo
     is what stands between ``//`` and the authority's last @, and an @ in its path or
-    query is not one (``?next=http://u:p@...`` is masked as a URL of its own)."""
+    query is not one (``?next=http://u:p@...`` is masked as a URL of its own).
+
+    One rule does both: the one for URLs nested in a path or query, which finds the
+    URL's own userinfo as it finds theirs. It ends a userinfo at whitespace, <, > or ",
+    which a URL as sent holds only escaped (``fetchmany.urls``)."""
     if "@" not in url:
         return url
-    whole = _AUTHORITY_USERINFO.match(url)
-    if whole is not None:
-        url = _mask_userinfo(whole[1], whole[2]) + url[whole.end() :]
     return _redact_nested(url)
 
 
