@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from fetchmany.fetch.gate import PriorityGate
 
 
@@ -95,3 +97,22 @@ def test_try_acquire_takes_a_free_slot_only() -> None:
     assert not gate.try_acquire()
     gate.release()
     assert gate.try_acquire()
+
+
+async def test_a_free_slot_is_taken_without_waiting_a_turn() -> None:
+    """The fast path, as ``asyncio.Semaphore``'s: with a slot free and nobody waiting,
+    ``acquire`` returns without suspending (no future, no trip around the loop, which a
+    request of every run would otherwise pay); with none free, it suspends."""
+    gate = PriorityGate(1)
+    with pytest.raises(StopIteration):
+        gate.acquire(1).send(None)
+    assert gate.in_use == 1
+    waiting = gate.acquire(2)
+    suspended = waiting.send(None)  # the future it waits on
+    assert isinstance(suspended, asyncio.Future)
+    assert gate.waiting == 1
+    gate.release()
+    assert suspended.done()
+    with pytest.raises(StopIteration):
+        waiting.send(None)
+    assert (gate.in_use, gate.waiting) == (1, 0)
