@@ -1155,8 +1155,12 @@ async def _items(*items: Any) -> Any:
 
 def _item(index: int, given: str, url: str | None) -> Any:
     from fetchmany.input.sources import Item
+    from fetchmany.urls import has_credentials
 
-    return Item(index, given, url, target=None if url is None else URL(url))
+    target = None if url is None else URL(url)
+    return Item(
+        index, given, url, target=target, credentials=target is not None and has_credentials(target)
+    )
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])

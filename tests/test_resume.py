@@ -138,8 +138,10 @@ def test_a_refusal_names_the_item_without_the_credentials_its_url_carries(
     from fetchmany.input.sources import Item
     from fetchmany.output.resume import changed_item
     from fetchmany.redaction import redact_url
+    from fetchmany.urls import has_credentials
 
-    item = Item(3, given, redact_url(url), target=URL(url, encoded=True))
+    target = URL(url, encoded=True)
+    item = Item(3, given, redact_url(url), target=target, credentials=has_credentials(target))
     if said is None:
         said = f"item 3 is {redact_url(given)!r} but the file has None"
     elif said == "neither":

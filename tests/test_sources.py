@@ -541,7 +541,9 @@ async def test_a_library_value_no_item_can_be_made_of_is_its_invalid_record() ->
         0,
         "dict value",
         None,
-        FetchError(ErrorKind.INVALID_URL, "cannot be read as an item: Circular reference detected"),
+        error=FetchError(
+            ErrorKind.INVALID_URL, "cannot be read as an item: Circular reference detected"
+        ),
     )
     assert (items[1].index, items[1].input, items[1].url) == (
         1,
@@ -564,7 +566,7 @@ async def test_library_values_from_an_async_source_are_indexed_as_given() -> Non
         (1, "  "),
         (2, "http://h.test/c"),
     ]
-    assert items[1] == Item(1, "  ", None, FetchError(ErrorKind.INVALID_URL, "empty item"))
+    assert items[1] == Item(1, "  ", None, error=FetchError(ErrorKind.INVALID_URL, "empty item"))
 
 
 URLS_OF_TWO_HOSTS: Final = [

@@ -142,6 +142,8 @@ def test_sendable_takes_its_short_way_only_where_the_whole_way_agrees(
 @example("http", "h.test", "a#")  # an empty fragment
 @example("https", "h:443", "x")  # a default port given
 @example("http", "h:99999", "x")  # a port past 65535: refused, the whole way
+@example("http", "h:65536", "x")  # the first port past it
+@example("http", "h:09999", "x")  # five digits, a leading zero: a port
 @example("http", "h.test", "a%zz?q=%4")  # a % that starts no escape: %25, the whole way
 @example("http", "h.test", "a?q=%41%4")  # an escape, then a % at the end
 def test_a_url_fit_to_send_is_parsed_in_one_pass_as_the_whole_way_parses_it(

@@ -294,7 +294,7 @@ class Client:
             self._own
             or item.data is not None
             or conditional is not None
-            or has_credentials(target)  # credentials aiohttp may not send as curl does
+            or item.credentials  # credentials aiohttp may not send as curl does
         ):
             return self._request_of(item, target, conditional)
         # The common case: a request with nothing of its own to pass.
@@ -682,7 +682,7 @@ def final_url(item: Item, resp: aiohttp.ClientResponse) -> str:
     requested last, with the fragment RFC 9110 10.2.2 gives it: the last ``Location``'s
     own, or the one it inherited."""
     target = item.target
-    plain = target is not None and not has_credentials(target)
+    plain = target is not None and not item.credentials
     if plain and not resp.history and item.url is not None:
         return item.url
     fragment = fragment_of(item.url) if item.url is not None else None

@@ -33,7 +33,7 @@ from fetchmany.input.rows import CsvRows, InputError, InputFormat, Row, json_fie
 from fetchmany.input.templates import LoneSurrogate, MissingField, RequestTemplate, encode_text
 from fetchmany.records import ErrorKind, FetchError, valid_text
 from fetchmany.redaction import redact_url, redact_valid
-from fetchmany.urls import NotSendable, parsed_as_it_stands, sendable
+from fetchmany.urls import NotSendable, has_credentials, parsed_as_it_stands, sendable
 from fetchmany.urls import parsed as as_url
 
 STDIN: Final = "-"
@@ -121,16 +121,21 @@ class Item:
     its request body (from ``-d``/``--json``) and its fields (for ``--save-name``).
 
     Never changed once made; not frozen only because a frozen dataclass costs three
-    times as much to make, and one is made per input line."""
+    times as much to make, and one is made per input line. ``target`` comes fourth so
+    that the common line's item is made with no keyword (each costs as much again as
+    the field's store)."""
 
     index: int
     input: str
     url: str | None
+    target: URL | None = None
+    """``url`` parsed, for the request."""
     error: FetchError | None = None
     data: bytes | None = None
     fields: Mapping[str, str] | None = None
-    target: URL | None = None
-    """``url`` parsed, for the request."""
+    credentials: bool = False
+    """Whether ``target`` has a userinfo (``has_credentials``): told once, when the item
+    is read, since every request and every record asks."""
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -147,10 +152,8 @@ def parse_url(url: str) -> tuple[str, URL] | str:
     wire (yarl strips tabs and newlines), so a record's ``url`` is what was sent.
     """
     # Most lines are an http(s) URL fit to send as it stands: ASCII that each part
-    # allows, no userinfo; split and built in one pass, only its host is left to check.
+    # allows, no userinfo, its host a valid name; split and built in one pass.
     if (fit := parsed_as_it_stands(url)) is not None:
-        if (problem := _host_problem(fit)) is not None:
-            return problem
         return url, fit
     if (control := _CONTROL.search(url)) is not None:
         return f"URL contains a control character ({valid_text(repr(control.group()))})"
@@ -184,23 +187,13 @@ def parse_url(url: str) -> tuple[str, URL] | str:
     return sent, parsed
 
 
-def _host_problem(fit: URL) -> str | None:
-    """Why the host of a URL fit to send cannot be, if it cannot: an ASCII name may
-    still be an invalid IDNA label (``xn--``), which only decoding it tells."""
-    try:
-        fit.host  # noqa: B018  # decoded lazily: an invalid IDNA label raises only here
-    except UnicodeError:
-        return f"host is not a valid internationalised name: {valid_text(fit.raw_host or '')}"
-    return None
-
-
 def display_text(text: str) -> str:
     """The input as it goes into records: valid UTF-8, undecodable bytes shown as ``\\xNN``."""
     return valid_text(text)
 
 
 def _invalid(index: int, shown: str, url: str | None, message: str) -> Item:
-    return Item(index, shown, url, FetchError(ErrorKind.INVALID_URL, message))
+    return Item(index, shown, url, error=FetchError(ErrorKind.INVALID_URL, message))
 
 
 def make_item(
@@ -215,16 +208,11 @@ def make_item(
     ``fields`` is None for a plain line (``{}``/``{id}`` are the line, and a line
     that is itself an http(s) URL is used as it is), or a row's columns.
     """
-    if (
-        fields is None
-        and request.data is None
-        and (fit := parsed_as_it_stands(text)) is not None
-        and _host_problem(fit) is None
-    ):
+    if fields is None and request.data is None and (fit := parsed_as_it_stands(text)) is not None:
         # The common line: an http(s) URL fit to send as it stands, what the steps
         # below make of it in one step. It is ASCII, so shown as given, and has no
         # userinfo: only a URL nested in its query (after an @) can hold credentials.
-        return Item(index, text, redact_valid(text) if "@" in text else text, target=fit)
+        return Item(index, text, redact_valid(text) if "@" in text else text, fit)
     shown = text if text.isascii() else display_text(text)  # ASCII: nothing to encode
     values: Mapping[str, str] = {"": text, "id": text} if fields is None else fields
     try:
@@ -256,7 +244,15 @@ def make_item(
         return _invalid(index, shown, redact_url(display_text(url)), parsed)
     sent, target = parsed
     # The URL as sent (as given, unless a character had to be escaped), credentials masked.
-    return Item(index, shown, redact_valid(sent), data=data, fields=fields, target=target)
+    return Item(
+        index,
+        shown,
+        redact_valid(sent),
+        data=data,
+        fields=fields,
+        target=target,
+        credentials=has_credentials(target),
+    )
 
 
 def item_text(raw: bytes) -> str | None:

@@ -29,7 +29,6 @@ from fetchmany.input.sources import Item, Shard
 from fetchmany.output.writers import OutputFormat, csv_header, fields_of_header
 from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
 from fetchmany.redaction import redact_url
-from fetchmany.urls import has_credentials
 
 # A cell holds a whole record body (10 MB by default, more with --max-body-size);
 # the csv module refuses cells over 128 KiB unless told otherwise.
@@ -397,8 +396,7 @@ def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
     values, credentials masked; neither when the item's URL carries credentials and a
     value is not that URL, since a template may have put it there (a row's password is
     no URL to mask)."""
-    credentials = item.target is not None and has_credentials(item.target)
-    if credentials and not (_url_or_none(given) and _url_or_none(recorded)):
+    if item.credentials and not (_url_or_none(given) and _url_or_none(recorded)):
         return (
             f"item {item.index} is not the one the file holds at that index (its URL "
             "carries credentials, so neither is shown)"
