@@ -191,7 +191,7 @@ class Client:
     ) -> None:
         self._sessions = sessions
         self._direct = sessions.direct
-        self._vouch = sessions.vouch
+        self._vouched = sessions.request_class.vouched
         self._options = options
         self._limits = limits
         self._setup = setup
@@ -305,7 +305,8 @@ class Client:
     ) -> Response:
         """One request and its body, read up to the size cap. Raises on network failure."""
         session, url, arguments, timings = self._request(item, target, conditional)
-        async with session.request(self._method, self._vouch(url), **arguments) as resp:
+        self._vouched.url = url  # made by the URL rule: the request class takes it as it is
+        async with session.request(self._method, url, **arguments) as resp:
             return await self._response(item, resp, target, timings)
 
     def _fill_lean(
@@ -481,6 +482,7 @@ class Client:
         limits = self._limits
         retry_on = self._retry_on
         lean = self._lean
+        vouched = self._vouched
         method = self._method
         cap = self._cap
         attempt = 1
@@ -488,7 +490,8 @@ class Client:
         while True:
             if not limits.take_free():
                 await limits.acquire("", item.index, attempt)
-            record = Record(item.index, item.input, item.url, attempts=attempt)
+            record = Record(item.index, item.input, item.url)
+            record.attempts = attempt  # stored, not passed: a keyword costs twice the store
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = time.perf_counter()
             response: Response | None = None
@@ -501,7 +504,8 @@ class Client:
                     # retried goes straight into the record (``_fill_lean``); any other
                     # takes ``attempt``'s way, its Response kept for the retry policy.
                     session, url, arguments, timings = self._request(item, target, conditional)
-                    async with session.request(method, self._vouch(url), **arguments) as resp:
+                    vouched.url = url
+                    async with session.request(method, url, **arguments) as resp:
                         body = None
                         if (
                             resp.status in retry_on
@@ -566,7 +570,8 @@ class Client:
                     assert record is not None
                     self._ran_out(record, f"waiting for a slot for retry {attempt - 1}")
                     break
-            record = Record(item.index, item.input, item.url, attempts=attempt)
+            record = Record(item.index, item.input, item.url)
+            record.attempts = attempt
             began = time.perf_counter()
             if attempt == 1:  # latency, not time spent queueing for a slot
                 started = began

@@ -149,6 +149,10 @@ class Limits:
         self.plain = adaptive is None and per_host is None and self._rate is None
         """Only the global cap: ``take_free`` and ``release_free`` are all an attempt needs
         when a slot is free (the client chooses its path by this once)."""
+        self.release_free: Callable[[], None] = self._global.release
+        """For ``plain`` limits: an attempt's slot given back (``release`` without a host).
+        The global gate's own ``release``, with no call of ours around it: every request
+        of most runs makes it."""
         self._stopping = asyncio.Event()
         self._stopped = False  # the event's state, read without a call on the hot path
         self._pool: Pool | None = None
@@ -203,10 +207,6 @@ class Limits:
         is free, nobody waits for one and the run is not stopping; then ``release_free``
         gives it back. False: ``acquire`` it instead, which waits (or raises ``Abandoned``)."""
         return not self._stopped and self._global.try_acquire()
-
-    def release_free(self) -> None:
-        """For ``plain`` limits: an attempt's slot given back (``release`` without a host)."""
-        self._global.release()
 
     async def acquire(self, host: str, order: int = _LAST, attempt: int = 1) -> Ticket:
         """Take a slot of ``host`` (if capped), then a global one, then wait for the rate."""

@@ -45,7 +45,7 @@ def _content_header(name: str) -> bool:
 
 
 class Vouched:
-    """The URL the client last vouched for (``Sessions.vouch``), held for the request class.
+    """The URL the client last vouched for (``Client.attempt``), held for the request class.
 
     Held here, not on the class: setting a class attribute on every request would
     invalidate the type's attribute cache, and with it every attribute lookup CPython's
@@ -62,7 +62,7 @@ class SentAsGiven(aiohttp.ClientRequest):
     """Every hop's URL by ``sendable``'s rule, and the run's default headers.
 
     The URL a request starts with was made so when its item was read; the client
-    vouches for it (``Sessions.vouch``) just before handing it to aiohttp, and that very object
+    vouches for it (``Client.attempt``) just before handing it to aiohttp, and that very object
     is not looked at again. Anything else (a redirect's ``Location``, a URL the client
     did not vouch for) is checked here."""
 

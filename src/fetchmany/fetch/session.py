@@ -415,15 +415,11 @@ class Sessions:
 
     direct: aiohttp.ClientSession
     socks: dict[str, aiohttp.ClientSession]
-    request_class: type[SentAsGiven] | None = None
-    """The run's request class (``fetch/request.py``), which sends each URL by the rule."""
-
-    def vouch(self, url: URL) -> URL:
-        """``url``, an item's target (made by ``sendable``'s rule when the item was read),
-        vouched for to the request class so that its first request is not checked again."""
-        if self.request_class is not None:
-            self.request_class.vouched.url = url
-        return url
+    request_class: type[SentAsGiven]
+    """The run's request class (``fetch/request.py``), which sends each URL by the rule.
+    The client vouches for each item's target (made by ``sendable``'s rule when the item
+    was read) in its ``vouched`` just before the request, so that the first request is
+    not checked again."""
 
     def route(self, proxy: str | None) -> tuple[aiohttp.ClientSession, str | None]:
         """The session for a request through ``proxy``, and the proxy to pass it."""
