@@ -938,3 +938,33 @@ async def test_parks_while_no_input_is_in_hand_add_their_workers_when_it_comes()
 
     assert await asyncio.wait_for(consume(), 5) == list(range(6))
     assert engine.workers == 3
+
+
+async def test_a_park_after_the_input_ended_adds_a_worker_for_the_items_in_hand() -> None:
+    """The input has ended but items are still in hand (its last chunk held several):
+    a fetch that parks then is owed a worker at once, up to ``max_workers``, as before
+    the end. Here the last item is what frees the others, so without it the run hangs."""
+    engine: Engine[Record] | None = None
+    ended = asyncio.Event()
+    released = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[list[Item]]:
+        yield make_items(4)
+        ended.set()  # the reader came back for more: there is none
+
+    async def fetch(item: Item) -> Record:
+        assert engine is not None
+        if item.index == 0:
+            await ended.wait()
+            engine.grow()  # parks, holding no slot: a backoff
+            await released.wait()
+        elif item.index == 2:
+            await released.wait()  # the other worker, busy
+        elif item.index == 3:
+            released.set()
+        return Record(item.index, item.input, item.url)
+
+    engine = Engine(fetch, same, workers=2, max_workers=3, window=10, ordered=True)
+    records = await asyncio.wait_for(collect_chunks(engine, chunks()), 5)
+    assert [r.index for r in records] == [0, 1, 2, 3]
+    assert engine.workers == 3

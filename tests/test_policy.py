@@ -39,10 +39,18 @@ def test_another_content_type_inserts_form_values_raw() -> None:
 
 
 def test_checks_against_the_input_format() -> None:
-    with pytest.raises(TemplateError, match="line input only fills"):
+    """Each refusal whole, as the usage error prints it: what the input fills, and what to
+    write instead (the CLI's tests see it only through a subprocess)."""
+    with pytest.raises(TemplateError) as refused:
         plan_request(template="http://h.test/{owner}", input_format=InputFormat.LINES)
-    with pytest.raises(TemplateError, match="name the column"):
-        plan_request(template="http://h.test/{}", input_format=InputFormat.CSV)
+    assert str(refused.value) == (
+        "line input only fills {} or {id}, not {owner}; "
+        "for named columns use --input-format csv or jsonl"
+    )
+    for input_format in (InputFormat.CSV, InputFormat.JSONL):
+        with pytest.raises(TemplateError) as refused:
+            plan_request(template="http://h.test/{}", input_format=input_format)
+        assert str(refused.value) == "with csv or jsonl input, name the column: {owner}, not {}"
     with pytest.raises(TemplateError, match="not both"):
         plan_request(data="a", json="{}")
 
