@@ -243,6 +243,21 @@ def test_an_empty_userinfo_holds_nothing_to_mask_and_is_kept(
     assert redact_parsed(URL("http://@h.test/", encoded=True)) == "http://@h.test/"
 
 
+@pytest.mark.parametrize("url", ["http://@h.test:99999/a", "http://@[::1/x", "https://@h.test:x"])
+def test_a_url_that_does_not_parse_keeps_an_empty_userinfo_too(url: str) -> None:
+    """An invalid URL's record shows an empty userinfo as given, as its message does
+    (its ``url`` once read ``http://****@h.test:99999/`` beside a message quoting
+    ``http://@h.test:99999/``); a userinfo that holds anything is still masked."""
+    from fetchmany.input.sources import make_item
+    from fetchmany.input.templates import RequestTemplate
+
+    item = make_item(0, url, RequestTemplate())
+    assert item.error is not None
+    assert item.url == url
+    assert redact_url("http://@@h.test:99999/") == "http://****@h.test:99999/"
+    assert redact_url("http://:@h.test:99999/") == "http://:****@h.test:99999/"
+
+
 @pytest.mark.parametrize(
     "url",
     [

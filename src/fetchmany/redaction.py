@@ -73,7 +73,8 @@ def redact_url(url: str) -> str:
     whole = _WHOLE_URL.match(url.replace("\\", "/"))
     if whole is not None:
         start, user = whole[1], whole[2]
-        masked = f"{start}{user}:{MASK}@" if user is not None else f"{start}{MASK}@"
+        # A lone user name is masked as _mask_userinfo masks it: kept when empty.
+        masked = f"{start}{user}:{MASK}@" if user is not None else _mask_userinfo(start, whole[4])
         url = masked + url[whole.end() :]
     return _redact_nested(url)  # URLs nested in the path or query (?next=http://u:p@...)
 
