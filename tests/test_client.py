@@ -158,6 +158,11 @@ def _raised_from(exc: Exception, cause: Exception) -> Exception:
             ErrorKind.INVALID_REDIRECT,
             "redirect to a URL with credentials while others were being sent",
         ),
+        (
+            ValueError("Port out of range 0-65535"),
+            ErrorKind.INVALID_REDIRECT,
+            "redirect to a URL whose port is out of range (0-65535)",
+        ),
         (ValueError("something else"), ErrorKind.UNEXPECTED, "ValueError: something else"),
         (aiohttp.InvalidURL("http://[x"), ErrorKind.INVALID_URL, "http://[x"),
         (aiohttp.ConnectionTimeoutError(), ErrorKind.TIMEOUT, "no connection within 7s"),
@@ -401,6 +406,23 @@ def test_an_answer_with_a_broken_body_is_not_ok(status: int) -> None:
     assert record.error == FetchError(
         ErrorKind.BODY_TOO_LARGE, "body larger than 10000000 bytes; kept the first 10"
     )
+
+
+@pytest.mark.parametrize("port", ["65536", "99999"])
+def test_a_redirect_to_a_port_out_of_range_is_an_invalid_redirect(
+    raw_server: Callable[[dict[str, bytes]], RawServer], port: str
+) -> None:
+    """yarl refuses the Location's port as aiohttp reads the next hop: a record of kind
+    invalid_redirect, tried once, not ``unexpected`` (which asks to report a bug)."""
+    location = f"Location: http://127.0.0.1:{port}/x".encode()
+    server = raw_server({"/x": raw_response(b"", (location,), b"302 Found")})
+    result = run_cli("-q", stdin=server.url("/x").encode())
+    (record,) = jsonl(result.stdout)
+    assert record["error"] == {
+        "kind": "invalid_redirect",
+        "message": "redirect to a URL whose port is out of range (0-65535)",
+    }
+    assert (record["ok"], record["attempts"], result.returncode) == (False, 1, 1)
 
 
 def test_a_3xx_that_is_not_followed_is_an_ok_answer(

@@ -107,6 +107,11 @@ def _kind_of(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]
     elif isinstance(exc, ValueError) and "Cannot combine AUTHORIZATION" in message:
         kind = ErrorKind.INVALID_REDIRECT  # aiohttp: a Location with credentials of its own
         message = "redirect to a URL with credentials while others were being sent"
+    elif isinstance(exc, ValueError) and message.startswith("Port out of range"):
+        # yarl, as aiohttp reads the next hop's URL: an item's own URL with such a port
+        # never gets this far (an invalid_url record), so only a Location can hold one.
+        kind = ErrorKind.INVALID_REDIRECT
+        message = "redirect to a URL whose port is out of range (0-65535)"
     elif isinstance(exc, aiohttp.RedirectClientError):
         kind = ErrorKind.INVALID_REDIRECT
         message = f"redirect to a URL that is not fetched: {redact_url(str(exc))}"
