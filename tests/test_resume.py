@@ -126,6 +126,14 @@ def test_a_changed_row_whose_fields_fill_credentials_is_refused_without_them(
         # A row's value that a template put into the credentials is no URL to mask.
         ("https://alice:pw@h.test/2", "https://alice:pw@h.test/2", "pw", "neither"),
         ("https://alice:pw@h.test/2", "alice", "bob", "neither"),
+        # Only the password differs: both masked alike, so said in words.
+        (
+            "http://u:new@h.test/2",
+            "http://u:new@h.test/2",
+            "http://u:old@h.test/2",
+            "item 3 is 'http://u:****@h.test/2' but the file has that URL with other "
+            "credentials (not shown)",
+        ),
         # No credentials in the URL: the values are shown as they are.
         ("https://h.test/2", "7", None, "item 3 is '7' but the file has None"),
     ],

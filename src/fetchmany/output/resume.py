@@ -403,6 +403,11 @@ def changed_item(item: Item, given: str | None, recorded: str | None) -> str:
         )
     shown = repr(redact_url(given)) if given is not None else "None"
     kept = repr(redact_url(recorded)) if recorded is not None else "None"
+    if shown == kept:  # they differ in what the mask hides
+        return (
+            f"item {item.index} is {shown} but the file has that URL with other "
+            "credentials (not shown)"
+        )
     return f"item {item.index} is {shown} but the file has {kept}"
 
 
