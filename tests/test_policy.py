@@ -29,6 +29,38 @@ def test_method_and_content_type(kwargs: dict[str, object], method: str, content
     assert (plan.method, plan.content_type) == (method, content_type)
 
 
+@pytest.mark.parametrize(
+    ("headers", "accept"),
+    [
+        ((), JSON_CONTENT_TYPE),
+        ((("Content-Type", "application/vnd.api+json"),), JSON_CONTENT_TYPE),
+        ((("accept", "text/csv"),), None),  # -H's Accept is sent as given, alone
+        ((("ACCEPT", "*/*"),), None),
+    ],
+)
+def test_a_json_body_asks_for_json_back_unless_h_says_otherwise(
+    headers: tuple[tuple[str, str], ...], accept: str | None
+) -> None:
+    """--json sends Accept: application/json, as curl's --json does; a -H Accept in any
+    case replaces it (two Accept headers would leave the server to pick)."""
+    assert plan_request(json='{"a": {id}}', headers=headers).accept == accept
+    assert plan_request(data="a={}", headers=headers).accept is None
+
+
+def test_a_template_with_nothing_to_fill_is_refused_saying_why() -> None:
+    """A URL template with no placeholder would fetch one URL for every line; in --json,
+    a bare {} is an empty object, not a placeholder, and the message says so whole."""
+    with pytest.raises(TemplateError) as refused:
+        plan_request(template="http://h.test/x", json='{"a": {}}')
+    assert str(refused.value) == (
+        "template has no placeholder ({} or {id}): 'http://h.test/x'"
+        ' (in --json, {} outside a string is an empty object: write {id} or "{}")'
+    )
+    with pytest.raises(TemplateError) as refused:
+        plan_request(template="http://h.test/x")
+    assert str(refused.value) == "template has no placeholder ({} or {id}): 'http://h.test/x'"
+
+
 def test_another_content_type_inserts_form_values_raw() -> None:
     typed = plan_request(data="<a>{}</a>", headers=(("Content-Type", "text/xml"),))
     form = plan_request(data="a={}")
