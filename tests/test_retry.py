@@ -8,7 +8,7 @@ from email.utils import formatdate
 
 import pytest
 
-from fetchmany.fetch.retry import RetryPolicy, parse_retry_after
+from fetchmany.fetch.retry import RetryPolicy, parse_retry_after, statuses
 from fetchmany.records import ErrorKind
 
 
@@ -117,3 +117,41 @@ def test_a_result_that_is_not_retried_gets_one_attempt(
     status: int | None, error: ErrorKind | None
 ) -> None:
     assert tries(RetryPolicy(retries=5), "GET", status, error) == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "codes"),
+    [
+        ("100,599", {100, 599}),  # the first and last statuses there are
+        ("429,,503", {429, 503}),  # an empty part is skipped, and what follows read
+        (" 429 , 503 ,", {429, 503}),
+        ("", set()),
+        ([100, 599], {100, 599}),
+        ((429, 429), {429}),
+    ],
+)
+def test_retry_on_takes_every_status_from_100_to_599(given: object, codes: set[int]) -> None:
+    assert statuses(given) == codes
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ("99", ValueError, "not an HTTP status: '99'"),
+        ("600", ValueError, "not an HTTP status: '600'"),
+        ("429,abc", ValueError, "not an HTTP status: 'abc'"),
+        ("４２９", ValueError, "not an HTTP status: '４２９'"),  # digits, but not ASCII ones
+        ([99], ValueError, "not an HTTP status: 99"),
+        ([429, 600], ValueError, "not an HTTP status: 600"),
+        ([True], TypeError, "must be HTTP statuses (numbers), got True"),
+        ([429, "503"], TypeError, "must be HTTP statuses (numbers), got '503'"),
+        ([1.5], TypeError, "must be HTTP statuses (numbers), got 1.5"),
+    ],
+)
+def test_retry_on_refuses_what_is_no_status_saying_which(
+    given: object, error: type[Exception], message: str
+) -> None:
+    """``--retry-on`` and ``RetryPolicy(retry_on=...)``: the value named, whole."""
+    with pytest.raises(error) as refused:
+        statuses(given)
+    assert str(refused.value) == message
