@@ -484,6 +484,27 @@ def test_help_reads_well_at_80_and_120_columns(columns: int) -> None:
         assert ("--uvloop" in section) == (group == "Scale out:")
 
 
+@pytest.mark.parametrize("columns", ["120", "70", "", "0", "-3", "x"])
+def test_help_is_as_wide_as_shutil_says_the_terminal_is(
+    monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    """--help tells the width without importing shutil, with shutil's answer: COLUMNS when
+    it is a positive number, else the terminal's (80 when stdout is none)."""
+    import shutil
+
+    from fetchmany.cli.options import UnbrokenFormatter, terminal_columns
+
+    monkeypatch.setenv("COLUMNS", columns)
+    expected = shutil.get_terminal_size().columns
+    assert terminal_columns() == expected
+    if columns.isdigit() and int(columns):
+        assert expected == int(columns)
+    assert UnbrokenFormatter(max_width=100).width == max(min(expected, 100) - 2, 50)
+    assert UnbrokenFormatter(width=33).width == 33
+    monkeypatch.setattr(click.formatting, "FORCED_WIDTH", 44)
+    assert UnbrokenFormatter(max_width=100).width == 44
+
+
 def test_every_option_with_a_default_says_it_one_way() -> None:
     ctx = cli.make_context("fetchmany", [])
     for param in cli.params:
