@@ -31,7 +31,7 @@ from fetchmany.checks import (
 )
 from fetchmany.fetch.picks import Pick, checked_picks
 from fetchmany.fetch.retry import RetryPolicy
-from fetchmany.records import BodyMode
+from fetchmany.fields import BodyMode
 from fetchmany.redaction import redact_proxy
 
 T = TypeVar("T")

@@ -245,10 +245,10 @@ def check_merge_options(ctx: click.Context) -> None:
 
 def merge_parts(args: CommandLine) -> NoReturn:
     """``--merge``: the parts (INPUTS) as one output in index order; exits."""
+    from fetchmany.fields import FIELDS
     from fetchmany.output.destination import Output, OutputClosed, OutputError
     from fetchmany.output.merge import MergedRecord, MergeError, check_parts, merged, open_part
     from fetchmany.output.writers import make_writer
-    from fetchmany.records import FIELDS
     from fetchmany.signals import held_back
 
     if not args.inputs or "-" in args.inputs:
@@ -442,7 +442,7 @@ def choose_fields(args: CommandLine) -> tuple[str, ...]:
     Nothing asked for may be silently left out: a --pick that --fields does not name,
     or a body that --save-dir sends to files instead, is a usage error.
     """
-    from fetchmany.records import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
+    from fetchmany.fields import FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
 
     pick_names = tuple(p.name for p in args.pick)
     saved = SAVED_FIELDS if args.save_dir else ()

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from fetchmany.checks import ALL_HEADERS
 from fetchmany.fetch.retry import DEFAULT_RETRY_ON, RetryPolicy
+from fetchmany.fields import BodyMode
 from fetchmany.options import DEFAULT_BODY, DEFAULT_MAX_BODY_SIZE, Adaptive, FetchOptions
-from fetchmany.records import BodyMode
 
 if TYPE_CHECKING:
     from fetchmany.fetch.picks import Pick

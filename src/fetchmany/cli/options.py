@@ -37,6 +37,7 @@ from fetchmany.fetch.retry import (
     retries,
     statuses,
 )
+from fetchmany.fields import FIELDS, BodyMode
 from fetchmany.options import (
     DEFAULT_BODY,
     DEFAULT_CEILING,
@@ -57,7 +58,6 @@ from fetchmany.options import (
     user_agent,
     window_size,
 )
-from fetchmany.records import FIELDS, BodyMode
 from fetchmany.redaction import MASK
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fetchmany.checks import several, shown
-from fetchmany.records import ERROR_MESSAGE_COLUMN, FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
+from fetchmany.fields import ERROR_MESSAGE_COLUMN, FIELDS, OPTIONAL_FIELDS, SAVED_FIELDS
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
