@@ -703,3 +703,19 @@ def test_a_url_line_with_a_body_template_still_gets_its_body() -> None:
     item = make_item(0, "http://h.test/a?b=1", request)
     assert item.url == "http://h.test/a?b=1"
     assert item.data == b"id=http%3A%2F%2Fh.test%2Fa%3Fb%3D1"  # the line, form-encoded
+
+
+@pytest.mark.parametrize(
+    ("template", "fields", "missing"),
+    [("http://h.test/{}", {"id": "1"}, "{}"), ("http://h.test/{owner}", {"id": "1"}, "owner")],
+)
+def test_a_row_without_the_field_a_template_names_is_an_invalid_record_naming_it(
+    template: str, fields: dict[str, str], missing: str
+) -> None:
+    """A library item's mapping (no input format to check the template against first):
+    the record names the field it lacks, ``{}`` for the unnamed placeholder."""
+    item = make_item(0, "row", RequestTemplate(url_template(template), None), fields)
+    assert (item.url, item.target) == (None, None)
+    assert item.error == FetchError(
+        ErrorKind.INVALID_URL, f"row has no field {missing!r} for the template"
+    )

@@ -30,6 +30,8 @@ def test_double_braces_are_literal_braces_everywhere() -> None:
     ("template", "says"),
     [
         ("http://h.test/{id", "the { at character 15 is never closed"),
+        ("}{}", "the } at character 1 closes nothing"),  # the first character too
+        ("{x{}", "the { at character 1 is never closed"),
         ("http://h.test/}{}", "the } at character 15 closes nothing"),
         ("http://h.test/{}?a={", "the { at character 20 is never closed"),
         ("h.test/{}", "must start with http:// or https://"),
