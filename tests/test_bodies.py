@@ -16,10 +16,19 @@ def test_auto_parses_json_types() -> None:
     assert decode_body(b"[1]", "application/vnd.api+json", BodyMode.AUTO).value == [1]
 
 
-def test_auto_keeps_integers_beyond_64_bits() -> None:
-    assert decode_body(
-        b"[123456789012345678901234567890]", "application/json", BodyMode.AUTO
-    ).value == [123456789012345678901234567890]
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b"[123456789012345678901234567890]", [123456789012345678901234567890]),
+        # The body's very first bytes: the guard finds a run at offset 0 too.
+        (b"123456789012345678901234567890", 123456789012345678901234567890),
+        (b"-18446744073709551617", -18446744073709551617),
+    ],
+)
+def test_auto_keeps_integers_beyond_64_bits(raw: bytes, value: object) -> None:
+    decoded = decode_body(raw, "application/json", BodyMode.AUTO)
+    assert decoded == (value, None)
+    assert type(decoded.value) is type(value)  # an int, not orjson's rounded float
 
 
 def test_auto_decodes_text_with_the_response_charset() -> None:
@@ -197,6 +206,27 @@ def test_what_each_type_of_body_becomes(
     raw: bytes, content_type: str | None, value: object
 ) -> None:
     assert decode_body(raw, content_type, BodyMode.AUTO) == (value, None)
+
+
+def test_the_depth_is_counted_past_a_value_that_is_no_container() -> None:
+    """A deep branch beside a plain value at the top level (the value is looked at first,
+    and the count goes on past it)."""
+    deep = b"[" + b"[" * 254 + b"]" * 254 + b', 1, "x"]'  # 255 levels
+    decoded = decode_body(deep, "application/json", BodyMode.AUTO)
+    assert decoded.error == FetchError(
+        ErrorKind.INVALID_JSON, "body is not JSON: nested deeper than 254 levels"
+    )
+
+
+@pytest.mark.parametrize(("at", "textual"), [(4095, False), (4096, True)])
+def test_a_body_with_no_type_is_binary_by_a_nul_in_its_first_4096_bytes(
+    at: int, textual: bool
+) -> None:
+    """Sniffed as text (valid UTF-8) unless a NUL shows in the first 4096 bytes."""
+    raw = b"a" * at + b"\x00" + b"b" * 10
+    value, error = decode_body(raw, None, BodyMode.AUTO)
+    assert error is None
+    assert value == (raw.decode() if textual else base64.b64encode(raw).decode())
 
 
 def test_brackets_alone_are_counted_at_the_depth_limit_too() -> None:
