@@ -414,3 +414,24 @@ def test_netrc_credentials_go_with_the_request_in_process(
     server = raw_server({"/x": OK})
     ((_, headers),) = fetch(server, "--netrc")
     assert ("Authorization", "Basic " + base64.b64encode(b"alice:s3cr:et").decode()) in headers
+
+
+@pytest.mark.parametrize(
+    ("name", "describes_content"),
+    [
+        ("Content-Type", True),
+        ("content-language", True),
+        ("Transfer-Encoding", True),  # how the body is framed: gone with the body
+        ("TRANSFER-ENCODING", True),
+        ("Digest", True),
+        ("Host", False),
+        ("X-Content-Id", False),
+        ("Content", False),  # no "Content-" prefix: a header of its own
+    ],
+)
+def test_the_headers_a_dropped_body_takes_with_it(name: str, describes_content: bool) -> None:
+    """What a redirect that drops the body drops with it (RFC 9110 15.4, 8.6): a GET after
+    a 303 that kept -H 'Transfer-Encoding: chunked' would tell the server a body follows."""
+    from fetchmany.fetch.request import _content_header
+
+    assert _content_header(name) is describes_content
