@@ -229,6 +229,15 @@ def test_a_body_with_no_type_is_binary_by_a_nul_in_its_first_4096_bytes(
     assert value == (raw.decode() if textual else base64.b64encode(raw).decode())
 
 
+@pytest.mark.parametrize("levels", [254, 255])
+def test_objects_alone_are_counted_at_the_depth_limit(levels: int) -> None:
+    """Objects in objects, no array anywhere: the braces count toward the limit too."""
+    deep = b'{"a": ' * levels + b"1" + b"}" * levels
+    decoded = decode_body(deep, "application/json", BodyMode.AUTO)
+    too_deep = FetchError(ErrorKind.INVALID_JSON, "body is not JSON: nested deeper than 254 levels")
+    assert decoded.error == (too_deep if levels > 254 else None)
+
+
 def test_brackets_alone_are_counted_at_the_depth_limit_too() -> None:
     deep = b"[" * 255 + b"]" * 255  # 510 bytes: the shortest JSON 255 deep
     decoded = decode_body(deep, "application/json", BodyMode.AUTO)
