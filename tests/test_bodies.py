@@ -238,6 +238,16 @@ def test_objects_alone_are_counted_at_the_depth_limit(levels: int) -> None:
     assert decoded.error == (too_deep if levels > 254 else None)
 
 
+def test_json_that_does_not_parse_is_shown_as_text_in_its_own_charset() -> None:
+    """The record keeps what came, readable: decoded by the charset the server named."""
+    value, error = decode_body(
+        b'{"a": "caf\xe9"', "application/json; charset=iso-8859-1", BodyMode.AUTO
+    )
+    assert value == '{"a": "café"'
+    assert error is not None
+    assert error.kind is ErrorKind.INVALID_JSON
+
+
 def test_brackets_alone_are_counted_at_the_depth_limit_too() -> None:
     deep = b"[" * 255 + b"]" * 255  # 510 bytes: the shortest JSON 255 deep
     decoded = decode_body(deep, "application/json", BodyMode.AUTO)
