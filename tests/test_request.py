@@ -435,3 +435,22 @@ def test_the_headers_a_dropped_body_takes_with_it(name: str, describes_content: 
     from fetchmany.fetch.request import _content_header
 
     assert _content_header(name) is describes_content
+
+
+async def test_in_process_a_host_given_replaces_the_url_s_and_repeats_are_all_sent(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """-H Host: one Host, the one given, in the Host's place (as curl sends it); a header
+    given twice goes out twice, in order."""
+    server = raw_server({"/x": OK})
+    given = (("Host", "api.example.test"), ("X-Tag", "a"), ("X-Tag", "b"))
+    (request,) = await fetch_in_process(server, headers=given)
+    assert request == (
+        "GET /x HTTP/1.1",
+        [
+            ("Host", "api.example.test"),
+            *expected(server)[1:],
+            ("X-Tag", "a"),
+            ("X-Tag", "b"),
+        ],
+    )
