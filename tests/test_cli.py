@@ -484,7 +484,7 @@ def test_help_reads_well_at_80_and_120_columns(columns: int) -> None:
         assert ("--uvloop" in section) == (group == "Scale out:")
 
 
-@pytest.mark.parametrize("columns", ["120", "70", "", "0", "-3", "x"])
+@pytest.mark.parametrize("columns", ["120", "70", "", "0", "-3", "x", " 90 ", "+90", "9.5"])
 def test_help_is_as_wide_as_shutil_says_the_terminal_is(
     monkeypatch: pytest.MonkeyPatch, columns: str
 ) -> None:
@@ -497,7 +497,7 @@ def test_help_is_as_wide_as_shutil_says_the_terminal_is(
     monkeypatch.setenv("COLUMNS", columns)
     expected = shutil.get_terminal_size().columns
     assert terminal_columns() == expected
-    if columns.isdigit() and int(columns):
+    if columns.strip().lstrip("+").isdigit() and int(columns):
         assert expected == int(columns)
     assert UnbrokenFormatter(max_width=100).width == max(min(expected, 100) - 2, 50)
     assert UnbrokenFormatter(width=33).width == 33
