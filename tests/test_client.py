@@ -164,6 +164,18 @@ def _raised_from(exc: Exception, cause: Exception) -> Exception:
             "redirect to a URL whose port is out of range (0-65535)",
         ),
         (ValueError("something else"), ErrorKind.UNEXPECTED, "ValueError: something else"),
+        (aiohttp.ClientPayloadError("cut short"), ErrorKind.PROTOCOL, "cut short"),
+        (aiohttp.ClientError("odd answer"), ErrorKind.PROTOCOL, "odd answer"),  # any other
+        (  # a CONNECT refused with no reason phrase: no trailing blank
+            aiohttp.ClientHttpProxyError(
+                aiohttp.RequestInfo(URL("http://p.test/"), "CONNECT", {}, URL("http://p.test/")),  # type: ignore[arg-type]
+                (),
+                status=407,
+                message="",
+            ),
+            ErrorKind.CONNECT,
+            "the proxy refused the tunnel: 407",
+        ),
         (aiohttp.InvalidURL("http://[x"), ErrorKind.INVALID_URL, "http://[x"),
         (aiohttp.ConnectionTimeoutError(), ErrorKind.TIMEOUT, "no connection within 7s"),
         (TimeoutError(), ErrorKind.TIMEOUT, "attempt did not finish within 9s"),
@@ -775,6 +787,37 @@ def test_picks_read_the_body_as_json_whatever_body_shows(mode: BodyMode, content
     options = FetchOptions(body=mode, picks=("b=a.b",))
     fill_record(record := Record(0, "x", URL_A), answer, options)
     assert record.picks == {"b": 7}
+
+
+def test_a_head_answer_has_every_pick_null() -> None:
+    """HEAD has no body to pick from: each pick is there, null, as for a body without it."""
+    answer = Response(200, "OK", URL_A, "application/json", b"", False, None)
+    options = FetchOptions(method="HEAD", picks=("b=a.b", "c=c"))
+    fill_record(record := Record(0, "x", URL_A), answer, options)
+    assert record.picks == {"b": None, "c": None}
+
+
+def test_picks_read_json_in_the_charset_the_server_named() -> None:
+    """--body text shows the text; picks parse the same bytes as JSON, in the same charset."""
+    answer = Response(
+        200, "OK", URL_A, "application/json; charset=iso-8859-1", b'{"a": "caf\xe9"}', False, None
+    )
+    fill_record(
+        record := Record(0, "x", URL_A), answer, FetchOptions(body=BodyMode.TEXT, picks=("a=a",))
+    )
+    assert (record.body, record.picks) == ('{"a": "café"}', {"a": "café"})
+
+
+@pytest.mark.parametrize("max_time", [None, 30.0])  # the plain path, and the governed one
+async def test_an_invalid_item_s_record_keeps_its_url_on_either_path(
+    max_time: float | None,
+) -> None:
+    invalid = item(2, "http://h.test:99999/a")
+    assert invalid.error is not None
+    async with open_client(FetchOptions(max_time=max_time)) as client:
+        record = await client.fetch(invalid)
+    assert (record.index, record.url, record.error) == (2, invalid.url, invalid.error)
+    assert record.url == "http://h.test:99999/a"
 
 
 class _Asked(Limits):
