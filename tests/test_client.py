@@ -820,6 +820,49 @@ async def test_an_invalid_item_s_record_keeps_its_url_on_either_path(
     assert record.url == "http://h.test:99999/a"
 
 
+class _Lessons(Limits):
+    """Limits that keep the lessons each release was given, and release nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(10)
+        self.lessons: list[Lesson | None] = []
+
+    def release(self, host: str, ticket: Any = None, lesson: Lesson | None = None) -> None:
+        self.lessons.append(lesson)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "overload"),
+    [
+        (503, ErrorKind.HTTP, Overload.REJECTED),  # a --retry-on status
+        (404, ErrorKind.HTTP, None),  # an answer: a latency
+        (None, ErrorKind.TIMEOUT, Overload.FAILED),
+        (None, ErrorKind.CONNECT, Overload.FAILED),
+        (None, ErrorKind.TLS, None),  # no answer, but no sign of overload either
+        (None, ErrorKind.INVALID_REDIRECT, None),
+    ],
+)
+async def test_what_an_attempt_teaches_limit_auto(
+    status: int | None, kind: ErrorKind, overload: Overload | None
+) -> None:
+    """Overload is a --retry-on status or a connection that failed or timed out; any
+    other end of an attempt is a latency, measured from its start."""
+    options = FetchOptions(adaptive=Adaptive())
+    setup = SessionSetup.prepare(options)
+    taught = _Lessons()
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, taught, setup)
+        record = Record(0, "x", URL_A, status=status, error=FetchError(kind, "m"))
+        began = time.perf_counter()
+        client._teach("api.test:80", None, record, began, None)  # type: ignore[arg-type]
+        took = time.perf_counter() - began
+    (lesson,) = taught.lessons
+    assert lesson is not None
+    assert lesson.overload is overload
+    assert lesson.latency is not None
+    assert 0 <= lesson.latency <= took
+
+
 class _Asked(Limits):
     """Per-host limits that keep what each acquire was asked."""
 
