@@ -752,6 +752,22 @@ async def test_a_conditional_request_keeps_its_condition_under_max_time(
     assert record.status == 304
 
 
+async def test_a_conditional_request_keeps_its_condition_under_a_per_host_cap(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """--refresh with --per-host, --rate or --limit auto (the governed path, no -m): the
+    attempt still sends If-None-Match, and the unchanged resource answers 304."""
+    base = serve(_answers_app()).url("")
+    options = FetchOptions(per_host=2)
+    setup = SessionSetup.prepare(options)
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, Limits(options.limit, per_host=2), setup)
+        record = await client.fetch(
+            item(0, f"{base}/conditional"), conditional={"If-None-Match": '"v1"'}
+        )
+    assert record.status == 304
+
+
 async def test_max_time_says_how_an_attempt_without_an_error_ended(
     serve: Callable[[web.Application], LoopbackServer],
 ) -> None:
