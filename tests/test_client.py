@@ -966,6 +966,25 @@ async def test_a_body_said_to_be_identity_coded_is_read_whole(
     assert (record.ok, record.error, record.body) == (True, None, {"a": 1})
 
 
+async def test_a_body_in_a_coding_not_supported_is_kept_as_sent_and_says_so(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """An unknown Content-Encoding: the bytes as they came (base64, not the text their
+    type says), and a protocol error naming the coding, whole."""
+
+    async def body(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "zzz"}
+        return web.Response(body=b"\x01\x02", content_type="text/plain", headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/{name}", body)
+    record = await fetch_from(serve(app).url(""), "body", FetchOptions())
+    assert record.error == FetchError(
+        ErrorKind.PROTOCOL, "Content-Encoding 'zzz' is not supported; body kept as sent"
+    )
+    assert (record.ok, record.body) == (False, base64.b64encode(b"\x01\x02").decode())
+
+
 _ANSWERS: dict[str, bytes] = {
     "/json": raw_response(
         b'{"id": 12345678901234567890123, "a": [1]}',
