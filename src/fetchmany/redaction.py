@@ -73,9 +73,10 @@ def redact_url(url: str) -> str:
     whole = _WHOLE_URL.match(url.replace("\\", "/"))
     if whole is not None:
         start, user = whole[1], whole[2]
-        # A lone user name is masked as _mask_userinfo masks it: kept when empty.
-        masked = f"{start}{user}:{MASK}@" if user is not None else _mask_userinfo(start, whole[4])
-        url = masked + url[whole.end() :]
+        # The one masking rule: the user kept before a colon (whatever the password
+        # holds), a lone user name masked, an empty one kept.
+        userinfo = f"{user}:" if user is not None else whole[4]
+        url = _mask_userinfo(start, userinfo) + url[whole.end() :]
     return _redact_nested(url)  # URLs nested in the path or query (?next=http://u:p@...)
 
 

@@ -244,7 +244,7 @@ class GroupedOption(click.Option):
 def terminal_columns() -> int:
     """The terminal's width as ``shutil.get_terminal_size`` tells it (``COLUMNS`` first,
     then the terminal stdout is, else 80), without importing shutil, which imports
-    three compression modules: about 3 ms of ``--help``'s 60."""
+    three compression modules: about 3% of ``--help``'s instructions."""
     try:
         columns = int(os.environ["COLUMNS"])  # as shutil reads it: " 90", "+90" are 90
     except (KeyError, ValueError):
