@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import re
 import resource
 import stat
 import subprocess
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import brotli
 import pytest
 from aiohttp import web
+from backports import zstd
 from conftest import LoopbackServer, fetchmany_command, jsonl, run_cli, run_process
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -252,6 +257,7 @@ def test_a_name_of_nothing_is_an_underscore(name: str, kept: str) -> None:
         ("{id}{ext}", "application/json", ()),
         ("{index}{ext}", "text/plain", ()),
         ("{id}{ext}", "application/json", ("--per-host", "2")),  # the governed path
+        ("{index}{ext}", "text/plain", ("--per-host", "2")),  # its stray file
     ],
 )
 def test_only_the_answer_an_item_ends_with_is_saved(
@@ -281,15 +287,52 @@ def test_only_the_answer_an_item_ends_with_is_saved(
     app.router.add_get("/{id}", flaky)
     out = tmp_path / "bodies"
     url = serve(app).url("/{}")
-    result = run_cli(
-        "--save-dir", str(out), "--save-name", name, "-t", url, "-q", stdin=b"0\n1\n2\n"
-    )
+    args = ("--save-dir", str(out), "--save-name", name, "-t", url, "-q", *extra)
+    result = run_cli(*args, stdin=b"0\n1\n2\n")
     assert result.returncode == 0, result.stderr
     records = jsonl(result.stdout)
     assert [r["attempts"] for r in records] == [2, 2, 2]
     paths = [r["path"] for r in records]
     assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
     assert [json.loads(Path(p).read_bytes()) for p in paths] == [{"id": k} for k in "012"]
+
+
+@pytest.mark.parametrize("extra", [(), ("--per-host", "2")])  # the lean path, the governed one
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_a_body_sent_in_a_coding_is_saved_decoded(
+    serve: Callable[[web.Application], LoopbackServer],
+    tmp_path: Path,
+    coding: str,
+    extra: tuple[str, ...],
+) -> None:
+    """A saved body is the content, as a record's ``body`` is: a Content-Encoding is
+    undone while the file is written (the coded bytes are no file a user can open), and
+    the record's size and sha256 are the decoded bytes'. --pick reads the same bytes."""
+    content = json.dumps({"id": "7", "text": "é" * 300}).encode()
+    coders = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "br": brotli.compress,
+        "zstd": zstd.compress,
+    }
+    sent = coders[coding](content)
+
+    async def coded(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": coding, "Content-Type": "application/json"}
+        return web.Response(body=sent, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/{id}", coded)
+    out = tmp_path / "bodies"
+    url = serve(app).url("/{}")
+    args = ("--save-dir", str(out), "--pick", "id=id", "-t", url, "-q", *extra)
+    result = run_cli(*args, stdin=b"7\n")
+    assert result.returncode == 0, result.stderr
+    (record,) = jsonl(result.stdout)
+    assert Path(record["path"]).read_bytes() == content
+    assert record["sha256"] == hashlib.sha256(content).hexdigest()
+    assert record["id"] == "7"
+    assert sent != content
 
 
 def test_a_link_at_a_save_name_is_a_save_error_and_nothing_is_written_through_it(
