@@ -21,18 +21,27 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import signal
 import subprocess
 import sys
 import tomllib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path("src/fetchmany")
 MUTANTS = ROOT / "mutants"
 
-KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout"}
+KILLED: dict[int | None, str] = {
+    1: "killed",
+    3: "killed",
+    36: "timeout",
+    -24: "timeout",
+    24: "timeout",
+    152: "timeout",
+}
 """mutmut's exit codes (mutmut/stats.py) of a mutant the tests caught: a test failed,
 or the tests ran past their time (an endless loop is caught too)."""
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
@@ -71,12 +80,85 @@ def mutant_glob(module: str) -> str:
     return f"{dotted.removesuffix('.__init__')}.*"
 
 
-def run(modules: list[str], children: int) -> int:
+def run(modules: list[str], children: int, names: list[str] | None = None) -> int:
     """``mutmut run`` on ``modules``' mutants: all of them again when named; with every
-    core module, none named, so that a run stopped half-way goes on where it stopped."""
-    names = [] if modules == core_modules() else [mutant_glob(m) for m in modules]
+    core module, none named, so that a run stopped half-way goes on where it stopped.
+    ``names``: exactly these mutants instead (those a first pass left)."""
+    if names is None:
+        names = [] if modules == core_modules() else [mutant_glob(m) for m in modules]
     command = ["nice", "-n", "19", "mutmut", "run", "--max-children", str(children), *names]
     return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def make_mutants() -> None:
+    """mutmut's own first step, alone: the source and tests copied into ``mutants/``, and
+    the mutants of every changed core module made (results of unchanged ones kept). A
+    ``mutmut run`` would go on to run the whole suite for its map of tests."""
+    code = (
+        "from mutmut.__main__ import copy_also_copy_files, copy_src_dir, create_mutants\n"
+        "from mutmut.mutation.trampoline import set_mutant_under_test\n"
+        "set_mutant_under_test('mutant_generation')\n"
+        "copy_src_dir(); copy_also_copy_files(); create_mutants(2)\n"
+    )
+    MUTANTS.mkdir(exist_ok=True)
+    if subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode != 0:
+        sys.exit("mutate: mutmut could not make the mutants (see above); run without --first")
+
+
+def unjudged(module: str) -> list[str]:
+    """The mutants of ``module`` with no result yet."""
+    meta = MUTANTS / f"{module}.meta"
+    results: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return [name for name, code in results.items() if code is None]
+
+
+def record_caught(module: str, caught: list[str]) -> None:
+    """Write ``caught`` into mutmut's results for ``module`` as a test failure (exit code 1,
+    as mutmut records one), read afresh so that nothing else in the file is lost."""
+    meta = MUTANTS / f"{module}.meta"
+    data = json.loads(meta.read_text())
+    for name in caught:
+        data["exit_code_by_key"][name] = 1
+    temp = meta.with_suffix(".meta.tmp")
+    temp.write_text(json.dumps(data, indent=4))
+    temp.replace(meta)
+
+
+def pytest_against(name: str, tests: list[str]) -> int:
+    """pytest's exit status for ``tests`` with mutant ``name`` in place ("" for none). The
+    mutant is chosen per call by MUTANT_UNDER_TEST, which a subprocess the tests start
+    inherits: the installed command run by a test runs the mutant too."""
+    env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(MUTANTS / "src")}
+    command = ["nice", "-n", "19", sys.executable, "-m", "pytest", "-x", "-q"]
+    command += ["-p", "no:cacheprovider", "--timeout=60", *tests]
+    done = subprocess.run(command, cwd=MUTANTS, env=env, capture_output=True, check=False)
+    return done.returncode
+
+
+def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]:
+    """Each mutant of ``modules`` not yet judged, against ``tests`` alone (the module's own
+    test files, seconds a mutant where mutmut's map of every test that reaches a function
+    can take minutes). Those a test fails on are recorded as caught; the names of the
+    rest are returned, for mutmut to run against every test that reaches them. A pass
+    proves nothing of a survivor, so none is recorded as one here."""
+    make_mutants()
+    if (status := pytest_against("", tests)) != 0:
+        sys.exit(f"mutate: {' '.join(tests)} fail (exit {status}) with no mutant in place")
+    left: list[str] = []
+    for module in modules:
+        names = unjudged(module)
+        caught: list[str] = []
+        with ThreadPoolExecutor(children) as pool:
+            for count, (name, status) in enumerate(
+                zip(names, pool.map(lambda n: pytest_against(n, tests), names), strict=True), 1
+            ):
+                (caught if status == 1 else left).append(name)
+                print(f"\r{module}: {count}/{len(names)}, {len(caught)} caught", end="")
+                if status == 1 and len(caught) % 20 == 0:
+                    record_caught(module, caught)  # a stopped pass keeps what it found
+        record_caught(module, caught)
+        print()
+    return left
 
 
 def report(modules: list[str]) -> bool:
@@ -112,9 +194,22 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help="paths under src/fetchmany (default: all)")
     parser.add_argument("--report", action="store_true", help="only print the last results")
     parser.add_argument("--children", type=int, default=1, help="mutants run at once (1)")
+    parser.add_argument(
+        "--first",
+        action="append",
+        metavar="TEST_FILE",
+        help="run the mutants not yet judged against this test file first (repeat for more);"
+        " mutmut then runs those it does not catch",
+    )
     args = parser.parse_args()
     modules = chosen(args.modules)
-    status = 0 if args.report else run(modules, args.children)
+    if args.report:
+        status = 0
+    elif args.first:
+        left = first_pass(modules, args.first, args.children)
+        status = run(modules, args.children, left) if left else 0
+    else:
+        status = run(modules, args.children)
     if not report(modules) or status != 0:
         sys.exit(status or 1)
 
