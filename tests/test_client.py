@@ -29,6 +29,7 @@ from fetchmany.fetch.client import (
     classify,
     fill_record,
     host_key,
+    milliseconds_since,
     record_filler,
 )
 from fetchmany.fetch.limits import Limits
@@ -598,6 +599,40 @@ async def test_final_url_masks_credentials_in_its_query_and_its_own(
     assert record.final_url == f"{base}/landing?next=http://alice:****@other.test/"
     for secret in ("s3cret", "pw9", "TOKEN9"):
         assert secret not in str((record.url, record.final_url))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),  # the lean path
+        ("--pick", "id=id", "--fields", "url,final_url,id"),  # the Response's path
+        ("--per-host", "2"),  # the governed path
+    ],
+)
+def test_final_url_of_an_answer_not_redirected_is_the_url_as_given(
+    server: LoopbackServer, extra: tuple[str, ...]
+) -> None:
+    """Nothing redirected it: final_url is the item's url, spelled as the user gave it
+    (a URL goes out as given), not the parsed URL's normal form, which lowers the
+    scheme and drops a default port's leading zero."""
+    base = server.url("/item?id=7")
+    given = [
+        base.replace("http://", "HTTP://"),
+        base.replace("/item?id=7", "/item?id=%7e#Part"),
+    ]
+    result = run_cli("-q", *extra, stdin="\n".join(given).encode())
+    records = jsonl(result.stdout)
+    assert [r["final_url"] for r in records] == given
+    assert [r["url"] for r in records] == given
+
+
+@pytest.mark.parametrize(("seconds", "ms"), [(1.2345678, 1234.568), (0.0000004, 0.0), (2, 2000.0)])
+def test_elapsed_is_milliseconds_to_the_microsecond(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, ms: float
+) -> None:
+    """elapsed_ms: whole microseconds, as milliseconds; the clock read once, now."""
+    monkeypatch.setattr(time, "perf_counter", lambda: 100.0 + seconds)
+    assert milliseconds_since(100.0) == ms
 
 
 class _Taught(Limits):
