@@ -437,12 +437,14 @@ def test_curl_spellings_behave_as_their_long_forms(
 
 
 def test_max_time_bounds_each_item_against_a_server_that_never_answers(silent_url: str) -> None:
-    """curl's --max-time, per item: with --timeout 5 and 3 retries an item could take 20 s
-    and more; -m 1 has its record out in about a second, under -P too."""
+    """curl's --max-time, per item: with --timeout 30 and 3 retries an item could take
+    two minutes; -m 1 ends each attempt at a second, under -P too. The records say so;
+    the wall-clock bound only says the run did not wait for one --timeout (a loaded
+    machine took 5 s to start -P's workers)."""
     for args in (["-m", "1"], ["-m", "1", "-P", "2"]):
         began = time.monotonic()
         result = run_process(
-            "--timeout", "5", "--retries", "3", *args, stdin=f"{silent_url}\n".encode() * 2
+            "--timeout", "30", "--retries", "3", *args, stdin=f"{silent_url}\n".encode() * 2
         )
         took = time.monotonic() - began
         assert result.returncode == 1, result.stderr
@@ -454,7 +456,7 @@ def test_max_time_bounds_each_item_against_a_server_that_never_answers(silent_ur
                 "message": "--max-time 1s ran out during attempt 1",
             }
             assert record["attempts"] == 1
-        assert took < 4.5, args  # generous, and still below one --timeout
+        assert took < 25, args  # generous, and still below one --timeout
 
 
 def _words(text: str) -> set[str]:
