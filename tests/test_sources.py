@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -719,3 +721,60 @@ def test_a_row_without_the_field_a_template_names_is_an_invalid_record_naming_it
     assert item.error == FetchError(
         ErrorKind.INVALID_URL, f"row has no field {missing!r} for the template"
     )
+
+
+def _lines_of_the_whole(content: bytes, max_line: int) -> list[object]:
+    """What a reader of ``content`` in one piece hands over: the lines of the input
+    without a leading BOM, a CR or CRLF ending a line as LF does, blank lines left out
+    (the reader may hand over blanks, which no item is made of), and a line longer than
+    ``max_line`` as (its start, its size, its double quotes)."""
+    content = content.removeprefix(sources.BOM).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines: list[object] = []
+    for line in content.split(b"\n"):
+        if len(line) > max_line:
+            lines.append((line[: sources._SHOWN], len(line), line.count(b'"')))
+        elif line:
+            lines.append(line)
+    return lines
+
+
+def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
+    async def read() -> list[object]:
+        lines: list[object] = []
+        async for line in LineFeed([str(path)]).lines():
+            if isinstance(line, sources.LongLine):
+                lines.append((bytes(line), line.size, line.quotes))
+            elif line:
+                lines.append(line)
+        return lines
+
+    return asyncio.run(read())
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"a", b"b", b'"', b"\r", b"\n", b"\r\n", sources.BOM, b"\xef", b"\xbb"]),
+        max_size=40,
+    ),
+    st.integers(1, 9),
+)
+@example([sources.BOM, b"a" * 7, b"\n"], 1)  # a line one byte past the limit, its end last
+@example([b"a" * 6, b"\n", b'"a"' * 3, b"\n"], 4)  # at the limit; past it, with quotes
+@example([b"\xef\xbb"], 1)  # only part of a BOM: a line of its own
+@example([sources.BOM], 2)  # a BOM alone: no line
+def test_chunks_of_any_size_give_the_lines_the_whole_input_gives(
+    parts: list[bytes], chunk: int
+) -> None:
+    """The reader takes its input in chunks (64 KiB; a pipe gives what it has): a line,
+    a CRLF, a BOM or an over-long line may be cut anywhere between two reads, and the
+    lines handed over must be those of the whole input, the long one's size and quotes
+    (what a CSV row needs of it) counted across every piece."""
+    content = b"".join(parts)
+    max_line = 6
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as directory:
+        patch.setattr(sources, "_CHUNK", chunk)
+        patch.setattr(sources, "MAX_LINE", max_line)
+        patch.setattr(sources, "_SHOWN", 4)  # shorter than a line may be, as in use
+        path = Path(directory) / "input"
+        path.write_bytes(content)
+        assert _lines_read_in_chunks(path, chunk) == _lines_of_the_whole(content, max_line)
