@@ -753,7 +753,12 @@ def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
 
 @given(
     st.lists(
-        st.sampled_from([b"a", b"b", b'"', b"\r", b"\n", b"\r\n", sources.BOM, b"\xef", b"\xbb"]),
+        st.sampled_from(
+            [
+                *(b"a", b"b", b'"', b"\r", b"\n", b"\r\n", sources.BOM, b"\xef", b"\xbb"),
+                *(b"\xff\xfe", b"\xfe\xff", b"\x00"),  # UTF-16's marks, and its zero bytes
+            ]
+        ),
         max_size=40,
     ),
     st.integers(1, 9),
@@ -762,6 +767,7 @@ def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
 @example([b"a" * 6, b"\n", b'"a"' * 3, b"\n"], 4)  # at the limit; past it, with quotes
 @example([b"\xef\xbb"], 1)  # only part of a BOM: a line of its own
 @example([sources.BOM], 2)  # a BOM alone: no line
+@example([b"\xff\xfe", b"a", b"\x00", b"\n", b"\x00"], 1)  # UTF-16, arriving a byte at a time
 def test_chunks_of_any_size_give_the_lines_the_whole_input_gives(
     parts: list[bytes], chunk: int
 ) -> None:
@@ -777,4 +783,8 @@ def test_chunks_of_any_size_give_the_lines_the_whole_input_gives(
         patch.setattr(sources, "_SHOWN", 4)  # shorter than a line may be, as in use
         path = Path(directory) / "input"
         path.write_bytes(content)
-        assert _lines_read_in_chunks(path, chunk) == _lines_of_the_whole(content, max_line)
+        if sources._is_utf16(content):
+            with pytest.raises(InputError, match="is UTF-16 text"):
+                _lines_read_in_chunks(path, chunk)
+        else:
+            assert _lines_read_in_chunks(path, chunk) == _lines_of_the_whole(content, max_line)

@@ -355,8 +355,8 @@ class LineFeed:
             if at_start:
                 data = b"".join(pieces) + data
                 pieces, held = [], 0
-                if len(data) < len(BOM) and BOM.startswith(data):
-                    pieces, held = [data], len(data)  # a BOM may still be arriving
+                if len(data) < _SNIFFED:  # a BOM or UTF-16's mark may still be arriving
+                    pieces, held = [data], len(data)
                     self._credits.release()
                     continue
                 data = _without_bom(data, path)
@@ -392,8 +392,14 @@ class LineFeed:
         if long is not None:
             return self._hand_over([long])
         rest = b"".join(pieces)
-        if at_start and rest:
+        if at_start and rest:  # an input shorter than _SNIFFED: its lines, all of them
             rest = _without_bom(rest, path)
+            if self._cr_ends_lines:
+                rest = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines = rest.split(b"\n")
+            if not lines[-1]:
+                lines.pop()  # the input ended with its last line's end
+            return self._hand_over(lines)
         return not rest or self._hand_over([rest])
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
@@ -418,6 +424,10 @@ class LineFeed:
 
 
 BOM: Final = b"\xef\xbb\xbf"
+_SNIFFED: Final = 4
+"""Bytes an input's start is judged on (``_without_bom``): a UTF-8 BOM is three, and
+UTF-16 is told by its two-byte mark and the zero byte of the character after it. A pipe
+may hand them over a byte at a time."""
 
 
 def _is_utf16(data: bytes) -> bool:
