@@ -154,9 +154,8 @@ def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]
             ):
                 (caught if status == 1 else left).append(name)
                 print(f"\r{module}: {count}/{len(names)}, {len(caught)} caught", end="")
-                if status == 1 and len(caught) % 20 == 0:
-                    record_caught(module, caught)  # a stopped pass keeps what it found
-        record_caught(module, caught)
+                if status == 1:
+                    record_caught(module, [name])  # a stopped pass keeps what it found
         print()
     return left
 
