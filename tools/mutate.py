@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ KILLED: dict[int | None, str] = {
 }
 """mutmut's exit codes (mutmut/stats.py) of a mutant the tests caught: a test failed,
 or the tests ran past their time (an endless loop is caught too)."""
+TIMED_OUT = 36
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
 
 
@@ -112,27 +114,41 @@ def unjudged(module: str) -> list[str]:
     return [name for name, code in results.items() if code is None]
 
 
-def record_caught(module: str, caught: list[str]) -> None:
-    """Write ``caught`` into mutmut's results for ``module`` as a test failure (exit code 1,
-    as mutmut records one), read afresh so that nothing else in the file is lost."""
+def record_caught(module: str, caught: list[str], code: int = 1) -> None:
+    """Write ``caught`` into mutmut's results for ``module`` with mutmut's exit ``code`` (1:
+    a test failed; 36: a timeout), read afresh so that nothing else in the file is lost."""
     meta = MUTANTS / f"{module}.meta"
     data = json.loads(meta.read_text())
     for name in caught:
-        data["exit_code_by_key"][name] = 1
+        data["exit_code_by_key"][name] = code
     temp = meta.with_suffix(".meta.tmp")
     temp.write_text(json.dumps(data, indent=4))
     temp.replace(meta)
 
 
-def pytest_against(name: str, tests: list[str]) -> int:
-    """pytest's exit status for ``tests`` with mutant ``name`` in place ("" for none). The
-    mutant is chosen per call by MUTANT_UNDER_TEST, which a subprocess the tests start
-    inherits: the installed command run by a test runs the mutant too."""
+def pytest_against(name: str, tests: list[str], limit: float | None = None) -> int:
+    """pytest's exit status for ``tests`` with mutant ``name`` in place ("" for none), or
+    mutmut's 36 (a timeout, which mutmut counts as caught) past ``limit`` seconds: a
+    mutant can hang a run where pytest-timeout cannot interrupt it. The mutant is chosen
+    per call by MUTANT_UNDER_TEST, which a subprocess the tests start inherits: the
+    installed command run by a test runs the mutant too."""
     env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(MUTANTS / "src")}
     command = ["nice", "-n", "19", sys.executable, "-m", "pytest", "-x", "-q"]
     command += ["-p", "no:cacheprovider", "--timeout=60", *tests]
-    done = subprocess.run(command, cwd=MUTANTS, env=env, capture_output=True, check=False)
-    return done.returncode
+    with subprocess.Popen(
+        command,
+        cwd=MUTANTS,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group, so that a hang is ended whole
+    ) as run:
+        try:
+            return run.wait(limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            return TIMED_OUT
 
 
 def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]:
@@ -142,20 +158,23 @@ def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]
     rest are returned, for mutmut to run against every test that reaches them. A pass
     proves nothing of a survivor, so none is recorded as one here."""
     make_mutants()
+    began = time.monotonic()
     if (status := pytest_against("", tests)) != 0:
         sys.exit(f"mutate: {' '.join(tests)} fail (exit {status}) with no mutant in place")
+    limit = max(120.0, 5 * (time.monotonic() - began))
     left: list[str] = []
     for module in modules:
         names = unjudged(module)
-        caught: list[str] = []
+        caught = 0
         with ThreadPoolExecutor(children) as pool:
-            for count, (name, status) in enumerate(
-                zip(names, pool.map(lambda n: pytest_against(n, tests), names), strict=True), 1
-            ):
-                (caught if status == 1 else left).append(name)
-                print(f"\r{module}: {count}/{len(names)}, {len(caught)} caught", end="")
-                if status == 1:
-                    record_caught(module, [name])  # a stopped pass keeps what it found
+            statuses = pool.map(lambda n: pytest_against(n, tests, limit), names)
+            for count, (name, status) in enumerate(zip(names, statuses, strict=True), 1):
+                if status in (1, TIMED_OUT):
+                    record_caught(module, [name], status)  # a stopped pass keeps them
+                    caught += 1
+                else:
+                    left.append(name)
+                print(f"\r{module}: {count}/{len(names)}, {caught} caught", end="")
         print()
     return left
 
