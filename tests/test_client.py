@@ -701,6 +701,177 @@ async def test_each_attempt_teaches_limit_auto_what_the_answer_said(
     assert len(hosts) == 2  # the server's host and the refusing one, each its own limit
 
 
+async def test_limit_auto_learns_quotas_while_headers_and_redirects_are_recorded(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """Two takers of an answer at once (``Client._notes``): --limit auto's quotas and
+    hops, and the headers and redirects a record was asked for. Each gets every answer,
+    whole: neither is dropped for the other."""
+    quota = {"RateLimit-Policy": '"default";q=100;w=1', "RateLimit": '"default";r=42;t=1'}
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.match_info["name"] == "hop":
+            raise web.HTTPFound("/quota")
+        return web.Response(text="{}", headers=quota)
+
+    app = web.Application()
+    app.router.add_get("/{name}", answer)
+    base = serve(app).url("")
+    options = FetchOptions(
+        adaptive=Adaptive(ceiling=40),
+        response_headers=frozenset({"ratelimit"}),
+        redirects=True,
+        retry=RetryPolicy(retries=0),
+    )
+    setup = SessionSetup.prepare(options)
+    limits = _Taught()
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, limits, setup)
+        record = await client.fetch(item(0, f"{base}/hop"))
+    assert record.headers == {"ratelimit": '"default";r=42;t=1'}
+    assert record.redirects == [{"status": 302, "url": f"{base}/hop"}]
+    ((_, lesson),) = limits.lessons
+    assert (lesson.hops, bool(lesson.announced)) == (1, True)
+
+
+@pytest.mark.parametrize("head", [("-X", "HEAD"), ("-I",)])
+def test_a_head_answer_has_no_body_and_no_size(
+    serve: Callable[[web.Application], LoopbackServer], head: tuple[str, ...]
+) -> None:
+    """HEAD's answer has headers and no content (RFC 9110 9.3.2): its record's body and
+    size are null, never an empty body of size 0, whatever the type it names."""
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.match_info["name"] == "text":
+            return web.Response(text="hello", headers={"ETag": '"t"'})
+        return web.json_response({"a": 1})
+
+    app = web.Application()
+    app.router.add_route("*", "/{name}", answer)
+    server = serve(app)
+    urls = f"{server.url('/json')}\n{server.url('/text')}\n".encode()
+    result = run_cli("-q", *head, "--fields", "status,content_type,etag,size,body", stdin=urls)
+    assert result.returncode == 0, result.stderr
+    assert [(r["status"], r["size"], r["body"]) for r in jsonl(result.stdout)] == [
+        (200, None, None),
+        (200, None, None),
+    ]
+    assert jsonl(result.stdout)[1]["etag"] == '"t"'
+
+
+@pytest.mark.parametrize(
+    ("mode", "bodies"),
+    [
+        ("auto", [{"a": 1}, None]),  # an empty JSON body is no body, not invalid JSON
+        ("text", ['{"a": 1}', ""]),
+        ("base64", ["eyJhIjogMX0=", ""]),
+        ("none", [None, None]),
+    ],
+)
+def test_body_modes_shape_the_body_on_the_lean_path(
+    serve: Callable[[web.Application], LoopbackServer], mode: str, bodies: list[Any]
+) -> None:
+    """--body as the record's body, for answers that come whole (the lean path, where
+    most answers go): the mode the run was given, each time."""
+
+    async def answer(request: web.Request) -> web.Response:
+        text = "" if request.match_info["name"] == "empty" else '{"a": 1}'
+        return web.Response(text=text, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{name}", answer)
+    server = serve(app)
+    urls = f"{server.url('/full')}\n{server.url('/empty')}\n".encode()
+    result = run_cli("-q", "--body", mode, "--fields", "body,error", stdin=urls)
+    assert result.returncode == 0, result.stderr
+    assert [(r["body"], r["error"]) for r in jsonl(result.stdout)] == [(b, None) for b in bodies]
+
+
+class _Waits(Limits):
+    """The global cap alone (the plain path), with each retry's backoff kept, not slept,
+    and an event set once ``expected`` fetches wait for a slot."""
+
+    def __init__(self, limit: int, expected: int = 0) -> None:
+        super().__init__(limit, longest_wait=60)
+        self.waits: list[float] = []
+        self.waiting = 0
+        self.expected = expected
+        self.all_waiting = asyncio.Event()
+
+    async def backoff(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def acquire(self, host: str, order: int = 1 << 62, attempt: int = 1) -> Any:
+        self.waiting += 1
+        if self.waiting == self.expected:
+            self.all_waiting.set()
+        try:
+            return await super().acquire(host, order, attempt)
+        finally:
+            self.waiting -= 1
+
+
+async def test_the_plain_path_waits_what_retry_after_says(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """With the global cap alone (``_fetch_plain``, the lean way), a --retry-on answer's
+    Retry-After is the wait before its retry, as on the governed path."""
+    asked = 0
+
+    async def busy_once(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        if asked == 1:
+            return web.Response(status=503, headers={"Retry-After": "3"})
+        return web.Response(text="{}")
+
+    app = web.Application()
+    app.router.add_get("/x", busy_once)
+    options = FetchOptions(retry=RetryPolicy(retries=1, backoff=0.001, max_backoff=60))
+    setup = SessionSetup.prepare(options)
+    limits = _Waits(4)
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, limits, setup)
+        assert client.fetch == client._fetch_plain
+        record = await client.fetch(item(0, serve(app).url("/x")))
+    assert (record.status, record.attempts, limits.waits) == (200, 2, [3.0])
+
+
+async def test_a_retry_takes_the_next_slot_before_the_items_behind_it(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """An item's retry waits for a slot in the item's place, not behind every item that
+    came after it: its record holds back every later one (the reorder window), so it
+    goes first. At --limit 1, with three items waiting when the first is refused, the
+    server sees 0, 1, then 0 again, then 2 and 3. The progress line counts it, alone,
+    as a retry waiting for a slot."""
+    seen: list[str] = []
+    retries_shown: list[int] = []
+    limits = _Waits(1, expected=3)
+
+    async def answer(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        seen.append(name)
+        if name == "1":
+            retries_shown.append(limits.retries_waiting)  # the progress line's count
+        if seen == ["0"]:
+            await limits.all_waiting.wait()
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        return web.Response(text="{}")
+
+    app = web.Application()
+    app.router.add_get("/{name}", answer)
+    base = serve(app).url("")
+    options = FetchOptions(limit=1, retry=RetryPolicy(retries=1, backoff=0.001))
+    setup = SessionSetup.prepare(options)
+    async with open_session(options, setup) as sessions:
+        client = Client(sessions, options, limits, setup)
+        records = await asyncio.gather(*(client.fetch(item(i, f"{base}/{i}")) for i in range(4)))
+    assert [r.status for r in records] == [200] * 4
+    assert seen == ["0", "1", "0", "2", "3"]
+    assert retries_shown == [1]  # item 0's retry; the items behind it are no retries
+
+
 def _closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
     import socket
