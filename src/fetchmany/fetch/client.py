@@ -810,11 +810,8 @@ def record_filler(options: FetchOptions) -> Callable[[Record, Response], None]:
         record.size = len(body)
         if response.problem is None and not response.truncated:
             record.body, record.error = body_value(body, content_type, mode)
-        else:
-            value, error = body_value(body, content_type, _at_fault(record, response, mode, cap))
-            record.body = value
-            if record.error is None:
-                record.error = error
+        else:  # the fault is the record's error (``_at_fault`` sets it), not the body's
+            record.body = body_value(body, content_type, _at_fault(record, response, mode, cap))[0]
         judge(record, response.status, response.reason)
 
     return fill_body
