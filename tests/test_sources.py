@@ -765,6 +765,8 @@ def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
 )
 @example([sources.BOM, b"a" * 7, b"\n"], 1)  # a line one byte past the limit, its end last
 @example([b"a" * 6, b"\n", b'"a"' * 3, b"\n"], 4)  # at the limit; past it, with quotes
+@example([b"a" * 7, b'"', b'"', b"\n"], 2)  # quotes after the line went long, its end
+@example([b"a" * 7, b'"', b'"', b"\n"], 1)  # ... and in chunks with no end of line
 @example([b"\xef\xbb"], 1)  # only part of a BOM: a line of its own
 @example([sources.BOM], 2)  # a BOM alone: no line
 @example([b"\xff\xfe", b"a", b"\x00", b"\n", b"\x00"], 1)  # UTF-16, arriving a byte at a time
