@@ -17,6 +17,7 @@ from fetchmany.output.destination import (
     OutputBusy,
     OutputError,
     os_reason,
+    replaceable_path,
     write_pieces,
 )
 
@@ -398,3 +399,25 @@ def test_a_file_system_without_locks_runs_unlocked_and_any_other_error_stops(
         with pytest.raises(OutputError, match=f"^cannot write {path}: {os.strerror(errno_)}$"):
             Output(str(path))
         assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/dev/fetchmany-no-such-device", "/proc/fetchmany-no-such-entry", "/dev/null", "/dev/stdout"],
+)
+def test_nothing_under_dev_or_proc_is_replaced_by_a_new_file(path: str) -> None:
+    """-o /dev/stdout, /dev/null, /proc/self/fd/N: written in place, never a temporary
+    file renamed over the name (as root, a rename would put a regular file where the
+    device was). Decided by the name alone, whether or not it exists yet."""
+    assert replaceable_path(path) is None
+
+
+def test_a_regular_file_or_a_new_name_is_replaced_at_its_real_path(tmp_path: Path) -> None:
+    """A link's target is the file replaced, never the link itself."""
+    target = tmp_path / "records.jsonl"
+    target.write_bytes(b"")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert replaceable_path(str(link)) == str(target)
+    assert replaceable_path(str(tmp_path / "new.jsonl")) == str(tmp_path / "new.jsonl")
+    assert replaceable_path(str(tmp_path)) is None  # a directory: not a file to replace
