@@ -268,6 +268,19 @@ def test_pieces_reach_a_slow_non_blocking_pipe_whole_and_in_order() -> None:
     assert bytes(received) == b"".join(pieces)
 
 
+def test_more_pieces_than_one_writev_takes_reach_a_file_whole(tmp_path: Path) -> None:
+    """A file takes each writev whole, so a batch of more pieces than one writev may
+    carry (IOV_MAX) goes out as several whole writes, every one of them."""
+    pieces = [b"%d\n" % n for n in range(3000)]
+    path = tmp_path / "records"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        write_pieces(fd, pieces)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(pieces)
+
+
 def test_empty_pieces_write_nothing_and_end() -> None:
     """A batch whose pieces are all empty (a frame with nothing in it) writes nothing and
     returns, rather than asking writev again for what it cannot take."""
