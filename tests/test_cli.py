@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -263,6 +264,43 @@ def test_a_usage_error_exits_2_even_when_stderr_cannot_take_its_line() -> None:
             [*fetchmany_command(), "--limit", "0"], stdin=subprocess.DEVNULL, stderr=full
         )
     assert proc.returncode == 2
+
+
+def test_a_stdout_that_refuses_every_write_is_named_stdout() -> None:
+    """> /dev/full: refused before any request (a zero-byte probe write), exit 2, and the
+    message names the output as the user knows it."""
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [*fetchmany_command(), "-q"],
+            input=b"http://127.0.0.1:9/\n",
+            stdout=full,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr == b"fetchmany: cannot write stdout: No space left on device\n"
+
+
+def test_a_stdout_file_that_fills_mid_run_is_named_stdout(tmp_path: Path) -> None:
+    """Stdout redirected to a file that stops taking writes part-way (a file size limit
+    here, as a full disk would): the run stops with exit 75 (incomplete), and the one
+    line on stderr names the output as the user knows it, stdout."""
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    with open(tmp_path / "records.jsonl", "wb") as stream:
+        proc = subprocess.run(
+            [*fetchmany_command(), "-q", "--retries", "0"],
+            input=b"http://127.0.0.1:9/x\n" * 50,
+            stdout=stream,
+            stderr=subprocess.PIPE,
+            preexec_fn=small_files,
+            check=False,
+        )
+    assert proc.returncode == 75
+    assert proc.stderr == b"fetchmany: cannot write stdout: File too large\n"
 
 
 def test_an_unreadable_later_input_after_records_went_out_is_exit_75(
