@@ -349,13 +349,14 @@ class LineFeed:
             if self._stopped.is_set():
                 return False
             data = stream.read(_CHUNK)
-            if not data:
+            ended = not data
+            if ended and not (at_start and pieces):
                 self._credits.release()
                 break
-            if at_start:
+            if at_start:  # an input shorter than _SNIFFED is judged when it ends
                 data = b"".join(pieces) + data
                 pieces, held = [], 0
-                if len(data) < _SNIFFED:  # a BOM or UTF-16's mark may still be arriving
+                if len(data) < _SNIFFED and not ended:  # a BOM or UTF-16's mark may be arriving
                     pieces, held = [data], len(data)
                     self._credits.release()
                     continue
@@ -389,17 +390,11 @@ class LineFeed:
                     pieces, held = [], 0
             if not self._hand_over(lines):
                 return False
+            if ended:
+                break
         if long is not None:
             return self._hand_over([long])
         rest = b"".join(pieces)
-        if at_start and rest:  # an input shorter than _SNIFFED: its lines, all of them
-            rest = _without_bom(rest, path)
-            if self._cr_ends_lines:
-                rest = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            lines = rest.split(b"\n")
-            if not lines[-1]:
-                lines.pop()  # the input ended with its last line's end
-            return self._hand_over(lines)
         return not rest or self._hand_over([rest])
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
