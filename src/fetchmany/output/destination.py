@@ -167,7 +167,6 @@ class Output:
     """
 
     def __init__(self, path: str | None, *, resume: bool = False) -> None:
-        self.path = path
         self.shown = describe(path)
         self.at_start = True
         self._fd: int | None = None
