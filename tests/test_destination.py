@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import re
+import resource
+import shutil
+import signal
 import stat
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -434,3 +442,304 @@ def test_a_regular_file_or_a_new_name_is_replaced_at_its_real_path(tmp_path: Pat
     assert replaceable_path(str(link)) == str(target)
     assert replaceable_path(str(tmp_path / "new.jsonl")) == str(tmp_path / "new.jsonl")
     assert replaceable_path(str(tmp_path)) is None  # a directory: not a file to replace
+
+
+def _stdout_on(monkeypatch: pytest.MonkeyPatch, path: Path | str) -> TextIO:
+    """``sys.stdout`` opened on ``path``, as a shell's ``> path`` gives it."""
+    stream = open(path, "w")  # noqa: SIM115 (closed by the test that asked for it)
+    monkeypatch.setattr(sys, "stdout", stream)
+    return stream
+
+
+def test_stdout_is_written_by_its_descriptor_and_left_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records go to stdout's own descriptor, unbuffered; the run's end closes nothing it
+    did not open, so what writes after it (a caller's own output) still can."""
+    path = tmp_path / "stdout"
+    with _stdout_on(monkeypatch, path) as stream:
+        output = Output(None)
+        output.write(b"1\n")
+        assert path.read_bytes() == b"1\n"  # at once: nothing held in a buffer
+        output.commit()
+        os.write(stream.fileno(), b"after\n")
+    assert path.read_bytes() == b"1\nafter\n"
+
+
+def test_records_given_to_stdout_stay_there_when_the_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails cannot take back what a reader of stdout already has, and adds
+    nothing to it: no closing bracket after a cut is written to a stream."""
+    path = tmp_path / "stdout"
+    with _stdout_on(monkeypatch, path):
+        output = Output(None)
+        output.write(b'[\n{"i":0}')
+        output.mark()
+        output.abandon(closing=b"\n]\n")
+    assert path.read_bytes() == b'[\n{"i":0}'
+
+
+def test_a_stdout_with_no_descriptor_gets_the_records_through_its_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller's stand-in stdout (a test runner's capture) has no descriptor to write."""
+    buffer = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buffer))
+    output = Output(None)
+    output.write_pieces((b"1\n", b"2\n"))
+    output.commit()
+    assert buffer.getvalue() == b"1\n2\n"
+
+
+def test_a_closed_stdout_is_refused_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fetchmany ... >&-``: Python starts with no sys.stdout at all."""
+    monkeypatch.setattr(sys, "stdout", None)
+    with pytest.raises(OutputError) as refused:
+        Output(None)
+    assert str(refused.value) == "stdout is closed; give --output FILE"
+
+
+def test_an_output_that_refuses_writes_is_named_in_the_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused at the probe, before any request: by the name the user gave, or as stdout."""
+    with pytest.raises(OutputError) as refused:
+        Output("/dev/full")
+    assert str(refused.value) == "cannot write /dev/full: No space left on device"
+    with _stdout_on(monkeypatch, "/dev/full"), pytest.raises(OutputError) as refused:
+        Output(None)
+    assert str(refused.value) == "cannot write stdout: No space left on device"
+
+
+@pytest.mark.parametrize(
+    "name", ["missing/", "missing/.", "missing/..", "sub/", "sub/.", ".", ".."]
+)
+def test_a_name_that_ends_as_a_directory_is_refused_and_nothing_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """``-o missing/``: without the check, the path resolved would drop the slash and a
+    file named like the directory would be made; an existing one would be refused in
+    the system's words."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError) as refused:
+        Output(name)
+    assert str(refused.value) == f"cannot write {name}: it names a directory, not a file"
+    assert os.listdir(tmp_path) == ["sub"]
+    assert os.listdir(tmp_path / "sub") == []
+
+
+def test_a_file_written_in_place_holds_only_this_runs_records(tmp_path: Path) -> None:
+    """``-o /dev/fd/N`` naming a regular file is written in place, from its start, as
+    ``curl -o`` would: nothing of what it held before is left after the records."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"an older":"and longer record"}\n')
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        output = Output(f"/dev/fd/{fd}")
+        output.write(b"1\n")
+        output.commit()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"1\n"
+
+
+def test_a_resume_refused_for_a_file_written_in_place_loses_nothing(tmp_path: Path) -> None:
+    """``--resume -o /dev/fd/N`` is refused (only a regular file by its own name is
+    continued): the records the file holds are still all there."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"i":0}\n')
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        output = Output(f"/dev/fd/{fd}", resume=True)
+        assert not output.resumable
+        output.abandon()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b'{"i":0}\n'
+
+
+def test_a_new_file_made_in_place_is_not_executable() -> None:
+    """``-o /dev/shm/out.jsonl`` is written in place (under /dev) and made by the run: it
+    gets the mode ``open`` gives, the umask's, as a file in any other place does."""
+    from fetchmany.files import new_file_mode
+
+    path = Path(f"/dev/shm/fetchmany-test-{os.getpid()}.jsonl")
+    try:
+        output = Output(str(path))
+        output.write(b"1\n")
+        output.commit()
+        assert path.read_bytes() == b"1\n"
+        assert stat.S_IMODE(path.stat().st_mode) == new_file_mode()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_a_new_run_is_written_aside_in_a_hidden_part_file_beside_its_output(
+    tmp_path: Path,
+) -> None:
+    """Beside it, so that the commit is a rename on one file system; hidden, and named
+    for its output, so that one a killed run leaves behind says whose it is."""
+    path = tmp_path / "out.jsonl"
+    output = Output(str(path))
+    output.write(b"1\n")
+    aside, locked = sorted(os.listdir(tmp_path))
+    assert locked == "out.jsonl"
+    assert re.fullmatch(r"\.out\.jsonl\.\w+\.part", aside)
+    assert (tmp_path / aside).read_bytes() == b"1\n"
+    output.commit()
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_a_commit_the_disk_refuses_says_so_and_leaves_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename into place fails (EIO): the run is told why, the previous file stays as
+    it was, no temporary is left, and the next run may use the path."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    output = Output(str(path))
+    output.write(b"new\n")
+    monkeypatch.setattr(os, "replace", input_output_error)
+    try:
+        with pytest.raises(OutputError) as refused:
+            output.commit()
+    finally:
+        monkeypatch.undo()
+    assert str(refused.value) == f"cannot write {path}: Input/output error"
+    assert path.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+    Output(str(path)).abandon()  # not OutputBusy: the lock was let go
+
+
+def test_a_committed_output_is_kept_by_an_abandon_after_it(tmp_path: Path) -> None:
+    """The way out abandons whatever is unfinished; a committed output is finished. An
+    empty one (an input with no lines) is the run's result, not a file to remove."""
+    path = tmp_path / "out.jsonl"
+    output = Output(str(path))
+    output.commit()
+    output.abandon()
+    assert path.read_bytes() == b""
+
+
+def test_a_resumed_file_starts_a_new_array_only_when_it_holds_nothing(tmp_path: Path) -> None:
+    """``at_start`` tells a JSON array's writer whether to open the array or go on."""
+    assert resumed(tmp_path / "empty.json", b"", kept=0).at_start is True
+    assert resumed(tmp_path / "one.json", b"[\n{}\n]\n", kept=4).at_start is False
+
+
+def test_a_closing_the_disk_will_not_take_is_cut_back_so_the_file_stays_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk takes a byte of the closing bracket and no more: the byte is cut off
+    again, and the file ends with its last whole record, as a resume expects."""
+    import fetchmany.output.destination as destination
+
+    path = tmp_path / "out.json"
+    output = resumed(path, b'[\n{"i":0}\n]\n', kept=len(b'[\n{"i":0}'))
+    output.write(b',\n{"i":1}')
+    output.mark()
+    output.write(b',\n{"i":')
+
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:1])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(destination, "write_all", full)
+    output.abandon(closing=b"\n]\n")  # never raises
+    assert path.read_bytes() == b'[\n{"i":0},\n{"i":1}'
+
+
+def _in_a_child(work: Callable[[], None], *, as_nobody: bool = False) -> None:
+    """Run ``work`` in a child process, to change what only a process may: its limits,
+    or, ``as_nobody``, its user (as root, the child becomes nobody, 65534, without
+    root's powers; anyone else stays themselves). A fork, not a new interpreter, so
+    that nobody need not read the code's own directories."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave, never return into pytest
+        code = 1
+        try:
+            os.close(reader)
+            if as_nobody and os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            work()
+            code = 0
+        except BaseException as exc:
+            os.write(writer, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as report:
+        failure = report.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, failure
+
+
+def test_a_file_its_user_may_write_but_not_read_is_replaced(tmp_path: Path) -> None:
+    """An output shared to write only (mode 0602, another user's): opened and locked
+    write-only, replaced whole, and kept at its mode; the user cannot give the new file
+    away to its old owner, and the run goes on without."""
+    place = Path(tempfile.mkdtemp(prefix="fetchmany-shared-"))
+    try:
+        path = place / "out.jsonl"
+        path.write_bytes(b"old\n")
+        os.chmod(path, 0o602 if os.geteuid() == 0 else 0o200)
+        if os.geteuid() == 0:
+            os.chown(place, 65534, 65534)  # nobody may write the directory, not the file
+
+        def replace() -> None:
+            output = Output(str(path))
+            output.write(b"new\n")
+            output.commit()
+
+        _in_a_child(replace, as_nobody=True)
+        after = path.stat()
+        assert stat.S_IMODE(after.st_mode) == (0o602 if os.geteuid() == 0 else 0o200)
+        assert after.st_uid == (65534 if os.geteuid() == 0 else os.geteuid())
+        os.chmod(path, 0o600)
+        assert path.read_bytes() == b"new\n"
+        assert os.listdir(place) == ["out.jsonl"]
+    finally:
+        shutil.rmtree(place)
+
+
+def test_a_write_the_file_system_refuses_mid_run_names_the_output(tmp_path: Path) -> None:
+    """Past the largest file this process may write (as a full disk would refuse it):
+    the run is told which output, and why, in the system's words."""
+    path = tmp_path / "out.jsonl"
+
+    def write_past_the_limit() -> None:
+        output = Output(str(path))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4, 4))
+        output.write(b"1\n")
+        with pytest.raises(OutputError) as refused:
+            output.write(b"22\n333\n")
+        assert str(refused.value) == f"cannot write {path}: File too large"
+        output.abandon()
+
+    _in_a_child(write_past_the_limit)
+    assert not path.exists()  # made by the run, and abandoned: nothing left
+
+
+def test_a_failed_lock_on_a_file_another_run_removed_still_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock fails (EIO) and the empty file the run made to hold it is already gone:
+    the lock's own error is what the run is told."""
+    import fetchmany.output.destination as destination
+
+    path = tmp_path / "out.jsonl"
+
+    def flock(fd: int, operation: int) -> None:
+        path.unlink()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(destination.fcntl, "flock", flock)
+    with pytest.raises(OutputError) as refused:
+        Output(str(path))
+    assert str(refused.value) == f"cannot write {path}: Input/output error"
