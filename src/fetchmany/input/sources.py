@@ -80,12 +80,12 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> Shard:
-        number, slash, count = text.strip().partition("/")
-        try:
+        number, _, count = text.strip().partition("/")
+        try:  # with no slash, count is "" and fails here
             shard = cls(int(number), int(count))
         except ValueError:
             raise ValueError(f"expected K/N such as 0/4, got {text!r}") from None
-        if not slash or shard.count < 1 or not 0 <= shard.number < shard.count:
+        if shard.count < 1 or not 0 <= shard.number < shard.count:
             raise ValueError(f"expected K/N with 0 <= K < N, got {text!r}")
         return shard
 
