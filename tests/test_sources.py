@@ -255,6 +255,125 @@ def test_a_bad_shard_says_what_it_expected(text: str, message: str) -> None:
 def test_a_shard_is_read_as_k_of_n() -> None:
     assert Shard.parse(" 3/8 ") == Shard(3, 8)
     assert [i for i in range(20) if Shard.parse("3/8").holds(i)] == [3, 11, 19]
+    # The ends: the first shard, and a job of one shard (a recipe's N may be 1).
+    assert Shard.parse("0/4") == Shard(0, 4)
+    assert Shard.parse("0/1") == Shard(0, 1)
+
+
+def test_a_shards_size_is_how_many_of_the_items_it_holds() -> None:
+    """The progress total of ``--shard K/N`` over a counted file, and which ``-P``
+    workers have items to check on a resume: every total, from none to a few rounds."""
+    for count in range(1, 6):
+        for number in range(count):
+            shard = Shard(number, count)
+            for total in range(3 * count + 2):
+                held = [i for i in range(total) if shard.holds(i)]
+                assert shard.size(total) == len(held), (shard, total)
+
+
+def test_a_hosts_shard_is_the_documented_hash_on_every_machine() -> None:
+    """docs/scale-out.md: BLAKE2b (64 bits, big-endian) of the origin's scheme, host in
+    lower case and port, mod N, the same in every release, so that machines running
+    different releases of a job still agree. Spelled out here, not called, so that a
+    change to it fails."""
+    import hashlib
+
+    def documented(origin: str, count: int) -> int:
+        digest = hashlib.blake2b(origin.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % count
+
+    cases = [
+        ("http://example.com/a", "http://example.com:80"),
+        ("HTTP://Example.COM:80/b?c", "http://example.com:80"),
+        ("https://api.example.com/v1/", "https://api.example.com:443"),
+        ("https://api.example.com:8443/", "https://api.example.com:8443"),
+        ("https://例子.测试/", "https://xn--fsqu00a.xn--0zwm56d:443"),
+    ]
+    for count in (2, 3, 7, 1000):
+        for url, origin in cases:
+            item = make_item(0, url, NO_TEMPLATE)
+            assert item.target is not None
+            assert host_shard(item.target, count) == documented(origin, count), (url, count)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://a.test/\tb", "URL contains a control character ('\\t')"),
+        ("http://a\x7fb.test/", "URL contains a control character ('\\x7f')"),
+        ("ftp://h.test/", "only http and https URLs are fetched"),
+        ("file:///etc/passwd", "only http and https URLs are fetched"),
+        ("http://[::1/", "not a valid URL: Invalid IPv6 URL"),
+        ("http://a.test:99999/", "not a valid URL: Port out of range 0-65535"),
+        ("http://xn--a.test/", "host is not a valid internationalised name: xn--a.test"),
+        ("http:///path", "URL has no host"),
+        ("http://a b.test/", "host 'a b.test' holds a space or control character"),
+        (
+            "http://a%3Ab:pw@h.test/",
+            "the user name holds ':' (%3A), which Basic auth cannot send; put it in the password",
+        ),
+        (
+            "http://a\u200b.test/",
+            "host is not a valid internationalised name: "
+            "Host 'a\\u200b.test' cannot contain '\\u200b' (at position 1)",
+        ),
+    ],
+)
+def test_a_url_that_cannot_be_fetched_says_why(url: str, message: str) -> None:
+    """The reason is the record's error message: what is wrong, and which part."""
+    assert parse_url(url) == message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://alice:s3cret@h.test/", "http://a:b:c@h.test/", "http://@h.test/"]
+)
+def test_a_url_with_a_user_is_sent_as_given(url: str) -> None:
+    """Only a ':' in the user name itself (%3A) cannot be sent; a password may hold one."""
+    parsed = parse_url(url)
+    assert isinstance(parsed, tuple)
+    assert parsed[0] == url
+
+
+@pytest.mark.parametrize(
+    ("text", "request_", "fields", "url", "message"),
+    [
+        (
+            "99999",
+            with_url("http://h.test:{}/"),
+            None,
+            "http://h.test:99999/",
+            "not a valid URL: Port out of range 0-65535",
+        ),
+        (
+            "ftp://u:pw@h.test/x",
+            NO_TEMPLATE,
+            {"url": "ftp://u:pw@h.test/x"},
+            "ftp://u:****@h.test/x",
+            "only http and https URLs are fetched",
+        ),
+    ],
+)
+def test_an_invalid_urls_record_shows_the_url_it_made_masked(
+    text: str, request_: RequestTemplate, fields: dict[str, str] | None, url: str, message: str
+) -> None:
+    """The record says which URL could not be fetched, as expanded, without its secret."""
+    item = make_item(3, text, request_, fields)
+    assert (item.url, item.target, item.error) == (
+        url,
+        None,
+        FetchError(ErrorKind.INVALID_URL, message),
+    )
+
+
+def test_a_rows_url_fills_the_template_even_when_it_is_a_url_itself() -> None:
+    """Only a plain line that is a URL is used as it stands: a row's fields always fill
+    the template, and stay with the item (``--save-name`` reads them)."""
+    fields = {"url": "http://a.test/1"}
+    item = make_item(0, "http://a.test/1", with_url("http://b.test/?u={url}"), fields)
+    assert item.url == "http://b.test/?u=http%3A%2F%2Fa.test%2F1"
+    assert item.fields == fields
+    plain = make_item(0, "http://a.test/1", NO_TEMPLATE, fields)
+    assert (plain.url, plain.fields) == ("http://a.test/1", fields)
 
 
 async def test_comment_lines_are_skipped_in_json_lines_too(tmp_path: Path) -> None:
