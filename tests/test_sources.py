@@ -909,3 +909,47 @@ def test_chunks_of_any_size_give_the_lines_the_whole_input_gives(
                 _lines_read_in_chunks(path, chunk)
         else:
             assert _lines_read_in_chunks(path, chunk) == _lines_of_the_whole(content, max_line)
+
+
+@pytest.mark.parametrize(
+    ("text", "request_", "fields", "shown", "message"),
+    [
+        (
+            "..",
+            with_url("http://h.test/api/{}"),
+            None,
+            "..",
+            "value makes a '.' or '..' path segment in the template",
+        ),
+        ("x", NO_TEMPLATE, None, "x", "not an http(s) URL; use --template to expand IDs"),
+        ("{}", NO_TEMPLATE, {"id": "1"}, "{}", "row has no url field; use --template"),
+        (
+            "1",
+            with_url("http://h.test/{name}"),
+            {"id": "1"},
+            "1",
+            "row has no field 'name' for the template",
+        ),
+        (
+            "\ud800",
+            with_url("http://h.test/{}"),
+            None,
+            "\\ud800",
+            "text holds a lone surrogate (U+D800), which cannot be sent",
+        ),
+    ],
+)
+def test_an_input_that_makes_no_url_is_an_item_that_says_why(
+    text: str, request_: RequestTemplate, fields: dict[str, str] | None, shown: str, message: str
+) -> None:
+    """Never an exception: its record, at its place, shows the input and the reason."""
+    assert make_item(5, text, request_, fields) == Item(
+        5, shown, None, error=FetchError(ErrorKind.INVALID_URL, message)
+    )
+
+
+def test_an_item_with_no_data_template_has_no_body() -> None:
+    """``data`` None: no body at all, where an empty one would still be sent."""
+    assert make_item(0, "1", with_url("http://h.test/{}")) == Item(
+        0, "1", "http://h.test/1", URL("http://h.test/1")
+    )
