@@ -292,20 +292,17 @@ def _name(path: str) -> str:
 
 
 class LineFeed:
-    """Lines of several inputs, read by a daemon thread in chunks, handed to the loop.
+    """Lines of one input, read by a daemon thread in chunks, handed to the loop.
 
     At most ``_QUEUED_CHUNKS`` chunks wait at once, so memory is bounded whatever
     the input size. The thread is a daemon: a read blocked on an idle stdin must
     not keep the process alive after the run has ended.
     """
 
-    def __init__(
-        self, paths: Sequence[str], *, cr_ends_lines: bool = True, fd: int | None = None
-    ) -> None:
-        self._paths = list(paths) or [STDIN]
+    def __init__(self, path: str, *, cr_ends_lines: bool = True, fd: int | None = None) -> None:
+        self._path = path
         self._cr_ends_lines = cr_ends_lines
-        self._fd = fd  # the one path is already open there
-        assert fd is None or len(self._paths) == 1
+        self._fd = fd  # the input is already open there
         self._queue: asyncio.Queue[list[bytes] | BaseException | None] = asyncio.Queue()
         self._credits = threading.Semaphore(_QUEUED_CHUNKS)
         self._stopped = threading.Event()
@@ -322,14 +319,14 @@ class LineFeed:
 
     def _run(self) -> None:
         try:
-            for path in self._paths:
-                try:
-                    with _open_input(path, self._fd) as stream:
-                        if not self._read(stream, path):
-                            return
-                except OSError as exc:
-                    reason = exc.strerror or str(exc)
-                    raise InputUnreadable(f"cannot read {_name(path)}: {reason}") from None
+            path = self._path
+            try:
+                with _open_input(path, self._fd) as stream:
+                    if not self._read(stream, path):
+                        return
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise InputUnreadable(f"cannot read {_name(path)}: {reason}") from None
             self._hand_over(None)
         except BaseException as exc:  # handed to the loop, which raises it in context
             self._hand_over(exc)
@@ -522,7 +519,7 @@ async def read_item_chunks(
     for position, path in enumerate(paths or [STDIN]):
         # CSV keeps CRs: a quoted cell may hold one, and its rows end in CRLF anyway.
         feed = LineFeed(
-            [path],
+            path,
             cr_ends_lines=input_format is not InputFormat.CSV,
             fd=streams.get(position) if streams else None,
         )
