@@ -162,7 +162,7 @@ async def test_reader_reads_a_bounded_number_of_chunks_ahead(
             return super().read(size)
 
     monkeypatch.setattr(sources, "_open_input", lambda name, fd=None: CountingFile(name, "rb"))
-    feed = LineFeed([str(path)])
+    feed = LineFeed(str(path))
     lines = 0
     async for batch in feed.batches():
         taken += 1
@@ -215,7 +215,7 @@ async def test_a_byte_order_mark_split_across_reads_is_still_found() -> None:
         os.close(write)
 
     threading.Thread(target=produce).start()
-    feed = LineFeed([f"/dev/fd/{read}"])
+    feed = LineFeed(f"/dev/fd/{read}")
     lines = [line async for line in feed.lines()]
     os.close(read)
     assert lines == [b"42"]
@@ -860,7 +860,7 @@ def _lines_of_the_whole(content: bytes, max_line: int) -> list[object]:
 def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
     async def read() -> list[object]:
         lines: list[object] = []
-        async for line in LineFeed([str(path)]).lines():
+        async for line in LineFeed(str(path)).lines():
             if isinstance(line, sources.LongLine):
                 lines.append((bytes(line), line.size, line.quotes))
             elif line:
@@ -953,3 +953,65 @@ def test_an_item_with_no_data_template_has_no_body() -> None:
     assert make_item(0, "1", with_url("http://h.test/{}")) == Item(
         0, "1", "http://h.test/1", URL("http://h.test/1")
     )
+
+
+@pytest.mark.parametrize("way", ["a FIFO", "stdin", "a -P worker's descriptor"])
+async def test_an_item_is_read_as_soon_as_its_line_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """``tail -f urls | fetchmany``: the first line is an item while its producer goes on
+    writing, not once a chunk's worth has come (a buffered read would wait for one,
+    and reading stdin whole would wait for its end). The 30 s bound is a failure's,
+    never waited when the line arrives."""
+    read, write = os.pipe()
+    paths, streams = ["-"], None
+    if way == "a FIFO":
+        os.close(write)
+        os.close(read)
+        fifo = tmp_path / "urls"
+        os.mkfifo(fifo)
+        paths = [str(fifo)]
+    elif way == "stdin":
+        monkeypatch.setattr(sys, "stdin", os.fdopen(read, "r"))
+    else:
+        streams = {0: read}  # the reader owns it from here
+    items = read_items(paths, NO_TEMPLATE, streams=streams)
+    first = asyncio.ensure_future(anext(items))
+    if way == "a FIFO":  # opened once the reader has opened its end
+        write = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+    os.write(write, b"http://h.test/1\n")
+    try:
+        item = await asyncio.wait_for(first, 30)
+    finally:
+        os.close(write)
+    assert item.url == "http://h.test/1"
+    assert [i async for i in items] == []
+    if way == "stdin":
+        sys.stdin.close()
+
+
+async def test_a_closed_stdin_is_refused_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fetchmany -t ... <&-``: Python starts with no sys.stdin at all."""
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(InputError) as refused:
+        [i async for i in read_items(["-"], NO_TEMPLATE)]
+    assert str(refused.value) == "stdin is closed; name an input file, or - with something on stdin"
+
+
+def test_a_lines_item_is_its_text_stripped_with_undecodable_bytes_kept() -> None:
+    assert item_text(b"  a\xffb\t\r\n") == "a\udcffb"  # the byte is sent as it came
+    assert item_text(b" # a comment\n") is None
+    assert item_text(b" \t\r\n") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "request_"),
+    [("http://u:p%40ss@h.test/", NO_TEMPLATE), ("1", with_url("http://u:pw@h.test/{}"))],
+)
+def test_an_item_whose_url_holds_credentials_says_so(text: str, request_: RequestTemplate) -> None:
+    """The client sends such a URL's credentials as curl does (and resume compares such
+    items with care): the item tells it, once, as it is made."""
+    item = make_item(0, text, request_)
+    assert item.target is not None
+    assert item.credentials
+    assert not make_item(0, "http://h.test/", request_).credentials
