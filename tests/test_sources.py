@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -1015,3 +1016,56 @@ def test_an_item_whose_url_holds_credentials_says_so(text: str, request_: Reques
     assert item.target is not None
     assert item.credentials
     assert not make_item(0, "http://h.test/", request_).credentials
+
+
+def test_a_program_ends_when_its_run_does_while_stdin_is_still_open() -> None:
+    """The reader may be blocked reading an idle stdin when the run ends (``| head``
+    closed it, or a library caller took what it needed): the program still exits. A
+    reader that kept the process alive would hang it until stdin ended, which for
+    ``tail -f`` is never. The 30 s bound is a failure's, never waited otherwise."""
+    script = """
+import asyncio, threading
+from fetchmany.input import sources
+from fetchmany.input.templates import RequestTemplate
+
+blocked = threading.Event()  # the reader has begun its read of what is not there yet
+open_input = sources._open_input
+
+class Watched:
+    def __init__(self, stream):
+        self.stream, self.reads = stream, 0
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.stream.close()
+    def read(self, size):
+        self.reads += 1
+        if self.reads == 2:
+            blocked.set()
+        return self.stream.read(size)
+
+sources._open_input = lambda path, fd=None: Watched(open_input(path, fd))
+
+async def main():
+    items = sources.read_items(["-"], RequestTemplate())
+    print((await anext(items)).url, flush=True)
+    await asyncio.to_thread(blocked.wait)
+    await items.aclose()
+
+asyncio.run(main())
+"""
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as program:
+        assert program.stdin is not None
+        assert program.stdout is not None
+        program.stdin.write(b"http://h.test/1\n")
+        program.stdin.flush()
+        assert program.stdout.readline() == b"http://h.test/1\n"
+        try:
+            status = program.wait(timeout=30)  # stdin still open
+        except subprocess.TimeoutExpired:
+            program.kill()
+            status = None
+        program.stdin.close()
+    assert status == 0
