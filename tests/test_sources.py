@@ -871,6 +871,29 @@ def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
     return asyncio.run(read())
 
 
+def test_utf16_is_told_by_its_mark_in_either_byte_order(tmp_path: Path) -> None:
+    """A spreadsheet's "Unicode text" is little-endian; big-endian comes from other tools.
+    Both are refused with the way out. A zero byte without the mark is no UTF-16: the
+    line is read (and refused as a URL, for its control character)."""
+    for order in ("utf-16-le", "utf-16-be"):
+        path = tmp_path / order
+        mark = b"\xff\xfe" if order.endswith("le") else b"\xfe\xff"
+        path.write_bytes(mark + "1\n2\n".encode(order))
+        with pytest.raises(InputError, match="is UTF-16 text; convert it"):
+            asyncio.run(_items_of(path))
+    for content in (b"ab\x00c\n", b"abc\x00\n"):
+        path = tmp_path / "zero"
+        path.write_bytes(content)
+        items = asyncio.run(_items_of(path))
+        assert [(i.input, i.error.kind if i.error else None) for i in items] == [
+            (content.strip().decode(), ErrorKind.INVALID_URL)
+        ]
+
+
+async def _items_of(path: Path) -> list[Item]:
+    return [i async for i in read_items([str(path)], NO_TEMPLATE)]
+
+
 @given(
     st.lists(
         st.sampled_from(
@@ -885,6 +908,7 @@ def _lines_read_in_chunks(path: Path, chunk: int) -> list[object]:
 )
 @example([sources.BOM, b"a" * 7, b"\n"], 1)  # a line one byte past the limit, its end last
 @example([b"a" * 6, b"\n", b'"a"' * 3, b"\n"], 4)  # at the limit; past it, with quotes
+@example([b"x\n", b"a" * 6, b"\n"], 2)  # at the limit, after a line that ended in a chunk
 @example([b"a" * 7, b'"', b'"', b"\n"], 2)  # quotes after the line went long, its end
 @example([b"a" * 7, b'"', b'"', b"\n"], 1)  # ... and in chunks with no end of line
 @example([b"\xef\xbb"], 1)  # only part of a BOM: a line of its own
