@@ -475,7 +475,8 @@ def _rows_of(
             if row is not None:
                 rows.append(row)
         elif _is_item(raw.strip()):  # ASCII blanks only, as counted: a line of NBSP is data
-            rows.append(jsonl_row(raw.rstrip(b"\r").decode("utf-8", "surrogateescape")))
+            # No CR to drop: outside CSV, the reader ends lines at CRs.
+            rows.append(jsonl_row(raw.decode("utf-8", "surrogateescape")))
     return rows
 
 
