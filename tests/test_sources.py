@@ -894,6 +894,58 @@ async def _items_of(path: Path) -> list[Item]:
     return [i async for i in read_items([str(path)], NO_TEMPLATE)]
 
 
+async def test_every_line_of_a_batch_with_a_long_line_is_an_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line too long to be an item is one invalid record, at its place; the lines read
+    with its end in the same chunk are items all the same, each at its own index."""
+    monkeypatch.setattr(sources, "MAX_LINE", 100)
+    monkeypatch.setattr(sources, "_CHUNK", 128)  # the long line spans two reads
+    path = tmp_path / "urls"
+    path.write_bytes(b"x" * 150 + b"\nhttp://h.test/1\n\nhttp://h.test/2\n# done\n")
+    items = await _items_of(path)
+    assert [(i.index, i.url, i.error and i.error.message) for i in items] == [
+        (0, None, "line of 150 bytes, longer than an item may be (100 bytes)"),
+        (1, "http://h.test/1", None),
+        (2, "http://h.test/2", None),
+    ]
+
+
+async def test_a_byte_that_is_not_utf8_is_sent_as_it_came(tmp_path: Path) -> None:
+    """Shown as ``\\xNN`` in the record's input, sent percent-encoded in the URL: never a
+    crash, and never another byte."""
+    path = tmp_path / "urls"
+    path.write_bytes(b"http://h.test/a\xffb\n")
+    items = await _items_of(path)
+    assert [(i.input, i.url) for i in items] == [("http://h.test/a\\xffb", "http://h.test/a%FFb")]
+
+
+async def test_a_lone_cr_ends_a_line_but_not_a_csv_cell(tmp_path: Path) -> None:
+    """Classic Mac files end lines with a CR alone; inside a quoted CSV cell, a CR is the
+    cell's own."""
+    lines = tmp_path / "urls"
+    lines.write_bytes(b"http://h.test/1\rhttp://h.test/2\r")
+    assert [i.url for i in await _items_of(lines)] == ["http://h.test/1", "http://h.test/2"]
+    table = tmp_path / "rows.csv"
+    table.write_bytes(b'url,name\nhttp://h.test/1,"a\rb"\n')
+    rows = [i async for i in read_items([str(table)], NO_TEMPLATE, InputFormat.CSV)]
+    assert [(i.url, i.fields) for i in rows] == [
+        ("http://h.test/1", {"url": "http://h.test/1", "name": "a\rb"})
+    ]
+
+
+async def test_a_json_lines_rows_input_is_the_row_as_given_without_its_line_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"url": "http://h.test/1"}\r\n {"url": "http://h.test/2"} \r\n')
+    rows = [i async for i in read_items([str(path)], NO_TEMPLATE, InputFormat.JSONL)]
+    assert [(i.input, i.url) for i in rows] == [
+        ('{"url": "http://h.test/1"}', "http://h.test/1"),
+        (' {"url": "http://h.test/2"} ', "http://h.test/2"),
+    ]
+
+
 @given(
     st.lists(
         st.sampled_from(
