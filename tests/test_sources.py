@@ -23,6 +23,7 @@ from fetchmany.input import sources
 from fetchmany.input.rows import InputError, InputFormat
 from fetchmany.input.sources import (
     _QUEUED_CHUNKS,
+    CHUNK_ITEMS,
     Item,
     LineFeed,
     Shard,
@@ -32,6 +33,7 @@ from fetchmany.input.sources import (
     items_from,
     make_item,
     parse_url,
+    read_item_chunks,
     read_items,
 )
 from fetchmany.input.templates import RequestTemplate, TemplateError, url_template
@@ -892,6 +894,34 @@ def test_utf16_is_told_by_its_mark_in_either_byte_order(tmp_path: Path) -> None:
 
 async def _items_of(path: Path) -> list[Item]:
     return [i async for i in read_items([str(path)], NO_TEMPLATE)]
+
+
+async def test_items_come_in_chunks_of_at_most_chunk_items(tmp_path: Path) -> None:
+    """One read completes 600 short lines: the engine takes them in chunks it can hold
+    without an await each, none larger than CHUNK_ITEMS (an item costs memory until it is
+    fetched), and none smaller than it need be."""
+    path = tmp_path / "ids"
+    path.write_bytes(b"".join(b"%d\n" % i for i in range(600)))
+    chunks = [c async for c in read_item_chunks([str(path)], with_url("http://h.test/{}"))]
+    assert [len(chunk) for chunk in chunks] == [CHUNK_ITEMS, CHUNK_ITEMS, 600 - 2 * CHUNK_ITEMS]
+    assert [item.index for chunk in chunks for item in chunk] == list(range(600))
+
+
+async def test_a_csv_that_ends_inside_a_quote_keeps_the_next_files_indexes(
+    tmp_path: Path,
+) -> None:
+    """The row left open is one invalid record at its index; the next file goes on after
+    it, so every record keeps its place (--merge, --resume and --expect count on it)."""
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_bytes(b'url\nhttp://h.test/1\n"http://h.test/2\n')
+    second.write_bytes(b"url\nhttp://h.test/3\n")
+    paths = [str(first), str(second)]
+    items = [i async for i in read_items(paths, NO_TEMPLATE, InputFormat.CSV)]
+    assert [(i.index, i.url, i.error is None) for i in items] == [
+        (0, "http://h.test/1", True),
+        (1, None, False),
+        (2, "http://h.test/3", True),
+    ]
 
 
 async def test_every_line_of_a_batch_with_a_long_line_is_an_item(
