@@ -896,6 +896,117 @@ async def _items_of(path: Path) -> list[Item]:
     return [i async for i in read_items([str(path)], NO_TEMPLATE)]
 
 
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"a", b"X", b",", b"#", b" ", b"\t", b"\xc2\xa0", b"\r", b"\n", b"\r\n", sources.BOM]
+        ),
+        max_size=30,
+    ),
+    st.booleans(),
+    st.integers(3, 8),  # a chunk holds a BOM whole, as any read of a file's start does
+    st.sampled_from(list(InputFormat)),
+)
+@example([b"a", b"\r", b"\n", b"#", b"\r", b"a"], False, 3, InputFormat.LINES)
+@example([b" ", b"\n", b" ", b"\n", b"a"], True, 3, InputFormat.CSV)
+@example([b"X", b"\n", b"\r\n", b"a"], False, 3, InputFormat.CSV)  # only CRs are blank in CSV
+def test_the_progress_total_is_the_number_of_items_read(
+    parts: list[bytes], bom: bool, chunk: int, input_format: InputFormat
+) -> None:
+    """count_items, the progress bar's total, reads a file its own way (no items made,
+    one byte kept a line): it must agree with the reader on every line ending, blank,
+    comment and byte-order mark, however its reads fall. For CSV (no quotes drawn: a
+    row spanning lines makes the total an estimate), a line of spaces is a row."""
+    if input_format is InputFormat.CSV:  # a header of its own, then rows
+        parts = [b"url,name\n", *(part for part in parts if part != b"\r")]  # CR: a cell's
+    content = (sources.BOM if bom else b"") + b"".join(parts)
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as directory:
+        patch.setattr(sources, "_CHUNK", chunk)
+        path = Path(directory) / "input"
+        path.write_bytes(content)
+
+        async def items() -> list[Item]:
+            return [i async for i in read_items([str(path)], NO_TEMPLATE, input_format)]
+
+        assert count_items(str(path), input_format=input_format) == len(asyncio.run(items()))
+
+
+def test_the_progress_total_is_unknown_for_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """Counting stdin or a FIFO would consume it; a directory is refused when read."""
+    assert count_items("-") is None
+    assert count_items(str(tmp_path)) is None
+    assert count_items(str(tmp_path / "missing")) is None
+
+
+def test_counting_stops_when_told(tmp_path: Path) -> None:
+    """The run ends (the input was read to its end first, or the user pressed Ctrl-C):
+    a count still going gives up, unknown, rather than read on."""
+    path = tmp_path / "urls"
+    path.write_bytes(b"http://h.test/\n" * 10)
+    stop = threading.Event()
+    assert count_items(str(path), stop) == 10
+    stop.set()
+    assert count_items(str(path), stop) is None
+
+
+def test_counting_stops_when_told_part_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Told after it began: it gives up at its next look (every 64 reads), not at the end
+    of a file that may be gigabytes long."""
+
+    class SetOnceLookedAt(threading.Event):
+        looks = 0
+
+        def is_set(self) -> bool:
+            self.looks += 1
+            return self.looks > 1  # set after the first look, as the count reads on
+
+    monkeypatch.setattr(sources, "_CHUNK", 4)
+    path = tmp_path / "urls"
+    path.write_bytes(b"1\n" * 1000)  # 500 reads
+    stop = SetOnceLookedAt()
+    assert count_items(str(path), stop) is None
+    assert stop.looks == 2
+
+
+def test_a_lone_cr_in_a_quoted_csv_cell_is_no_row_of_its_own_in_the_total(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b'url,name\nhttp://h.test/1,"a\rb"\nhttp://h.test/2,c\n')
+    assert count_items(str(path), input_format=InputFormat.CSV) == 2
+
+
+class _Clock:
+    """perf_counter for item_chunks_from: each look a quarter second later (exact in
+    binary, so the edges fall where they are written)."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def perf_counter(self) -> float:
+        now = self.now
+        self.now += self.step
+        return now
+
+
+@pytest.mark.parametrize(("step", "sizes"), [(0.0, [64, 64, 64, 8]), (0.25, [3] * 66 + [2])])
+async def test_library_values_come_in_chunks_of_64_or_of_what_came_in_a_while(
+    monkeypatch: pytest.MonkeyPatch, step: float, sizes: list[int]
+) -> None:
+    """A fast iterable, in chunks of LIBRARY_CHUNK; a slow one (a paging API behind a
+    generator), in chunks of what came within LIBRARY_CHUNK_SECONDS, so that its first
+    values are fetched while it goes on. Half a second here, on a clock a quarter second
+    a look: the third value of each chunk is past it."""
+    from fetchmany.input.sources import item_chunks_from
+
+    monkeypatch.setattr(sources, "time", _Clock(step))
+    monkeypatch.setattr(sources, "LIBRARY_CHUNK_SECONDS", 0.5)
+    values = (f"http://h.test/{n}" for n in range(200))
+    chunks = [chunk async for chunk in item_chunks_from(values, NO_TEMPLATE)]
+    assert [len(chunk) for chunk in chunks] == sizes
+    assert [item.index for chunk in chunks for item in chunk] == list(range(200))
+
+
 async def test_items_come_in_chunks_of_at_most_chunk_items(tmp_path: Path) -> None:
     """One read completes 600 short lines: the engine takes them in chunks it can hold
     without an await each, none larger than CHUNK_ITEMS (an item costs memory until it is
