@@ -277,3 +277,70 @@ def test_a_csv_writer_writes_formulas_as_they_are_unless_asked_and_lone_surrogat
     writer.close()
     rows = list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))
     assert rows == [["input", "body", "v"], ["=1+1", '{"a":"\\ud800x"}', "\\ud800y"]]
+
+
+def test_a_json_lines_record_orjson_refuses_is_still_a_line_of_its_own(tmp_path: Path) -> None:
+    """A body with an integer beyond 64 bits and a lone surrogate takes the stdlib's way:
+    still one whole line, ended, between its neighbours."""
+    path = tmp_path / "out.jsonl"
+    writer = make_writer(OutputFormat.JSONL, Output(str(path)))
+    body = {"n": 2**70, "s": "\ud800"}
+    writer.write(
+        [
+            Record(0, "1", "http://h.test/1", ok=True, status=200, body=body),
+            Record(1, "2", "http://h.test/2", ok=True, status=200, body={"n": 1}),
+        ]
+    )
+    writer.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[2:] == [b""]  # two lines, each ended
+    assert [json.loads(line)["body"] for line in lines[:2]] == [body, {"n": 1}]
+
+
+def test_a_header_with_no_message_column_after_error_reads_back_as_written() -> None:
+    """Only ``error_message`` right after ``error`` is the writer's own column."""
+    assert fields_of_header(["url", "error", "status"]) == ("url", "error", "status")
+    assert fields_of_header(["error", "status", "error_message"]) == (
+        "error",
+        "status",
+        "error_message",
+    )
+
+
+def test_each_value_becomes_the_csv_cell_a_json_reader_would_expect() -> None:
+    from fetchmany.output.writers import csv_cell, csv_cells
+
+    assert [csv_cell(v) for v in (None, True, False, 3, 2**70, 1.5, 1e-07, "x")] == [
+        "",
+        "true",
+        "false",
+        "3",
+        "1180591620717411303424",
+        "1.5",
+        "1e-07",
+        "x",
+    ]
+    assert csv_cell({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+    assert csv_cells("error", {"kind": "http", "message": "HTTP 404"}) == ["http", "HTTP 404"]
+    assert csv_cells("error", None) == ["", ""]
+    assert csv_cells("error", "edited by hand") == ["edited by hand", ""]  # a merged part's
+
+
+def test_a_resumed_csv_gets_its_rows_and_no_second_header(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"index,url\r\n0,http://h.test/1\r\n")
+    output = Output(str(path), resume=True)
+    output.start_at(path.stat().st_size)
+    writer = make_writer(OutputFormat.CSV, output, ("index", "url"))
+    writer.write([Record(1, "2", "http://h.test/2")])
+    writer.close()
+    assert path.read_bytes() == b"index,url\r\n0,http://h.test/1\r\n1,http://h.test/2\r\n"
+
+
+def test_a_writer_counts_the_records_it_wrote_across_batches(tmp_path: Path) -> None:
+    """The count an interrupted run reports ("out.jsonl holds 5 records")."""
+    writer = make_writer(OutputFormat.JSONL, Output(str(tmp_path / "out.jsonl")))
+    writer.write([Record(n, str(n), None) for n in range(2)])
+    writer.write([Record(n, str(n), None) for n in range(2, 5)])
+    assert writer.written == 5
+    writer.close()
