@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 import subprocess
@@ -29,6 +30,7 @@ from fetchmany.input.sources import (
     Shard,
     count_items,
     host_shard,
+    item_chunks_from,
     item_text,
     items_from,
     make_item,
@@ -279,7 +281,6 @@ def test_a_hosts_shard_is_the_documented_hash_on_every_machine() -> None:
     lower case and port, mod N, the same in every release, so that machines running
     different releases of a job still agree. Spelled out here, not called, so that a
     change to it fails."""
-    import hashlib
 
     def documented(origin: str, count: int) -> int:
         digest = hashlib.blake2b(origin.encode(), digest_size=8).digest()
@@ -892,8 +893,8 @@ def test_utf16_is_told_by_its_mark_in_either_byte_order(tmp_path: Path) -> None:
         ]
 
 
-async def _items_of(path: Path) -> list[Item]:
-    return [i async for i in read_items([str(path)], NO_TEMPLATE)]
+async def _items_of(path: Path, input_format: InputFormat = InputFormat.LINES) -> list[Item]:
+    return [i async for i in read_items([str(path)], NO_TEMPLATE, input_format)]
 
 
 @given(
@@ -925,10 +926,8 @@ def test_the_progress_total_is_the_number_of_items_read(
         path = Path(directory) / "input"
         path.write_bytes(content)
 
-        async def items() -> list[Item]:
-            return [i async for i in read_items([str(path)], NO_TEMPLATE, input_format)]
-
-        assert count_items(str(path), input_format=input_format) == len(asyncio.run(items()))
+        items = asyncio.run(_items_of(path, input_format))
+        assert count_items(str(path), input_format=input_format) == len(items)
 
 
 def test_the_progress_total_is_unknown_for_what_is_not_a_regular_file(tmp_path: Path) -> None:
@@ -997,8 +996,6 @@ async def test_library_values_come_in_chunks_of_64_or_of_what_came_in_a_while(
     generator), in chunks of what came within LIBRARY_CHUNK_SECONDS, so that its first
     values are fetched while it goes on. Half a second here, on a clock a quarter second
     a look: the third value of each chunk is past it."""
-    from fetchmany.input.sources import item_chunks_from
-
     monkeypatch.setattr(sources, "time", _Clock(step))
     monkeypatch.setattr(sources, "LIBRARY_CHUNK_SECONDS", 0.5)
     values = (f"http://h.test/{n}" for n in range(200))
@@ -1069,7 +1066,7 @@ async def test_a_lone_cr_ends_a_line_but_not_a_csv_cell(tmp_path: Path) -> None:
     assert [i.url for i in await _items_of(lines)] == ["http://h.test/1", "http://h.test/2"]
     table = tmp_path / "rows.csv"
     table.write_bytes(b'url,name\nhttp://h.test/1,"a\rb"\n')
-    rows = [i async for i in read_items([str(table)], NO_TEMPLATE, InputFormat.CSV)]
+    rows = await _items_of(table, InputFormat.CSV)
     assert [(i.url, i.fields) for i in rows] == [
         ("http://h.test/1", {"url": "http://h.test/1", "name": "a\rb"})
     ]
@@ -1080,7 +1077,7 @@ async def test_a_json_lines_rows_input_is_the_row_as_given_without_its_line_end(
 ) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_bytes(b'{"url": "http://h.test/1"}\r\n {"url": "http://h.test/2"} \r\n')
-    rows = [i async for i in read_items([str(path)], NO_TEMPLATE, InputFormat.JSONL)]
+    rows = await _items_of(path, InputFormat.JSONL)
     assert [(i.input, i.url) for i in rows] == [
         ('{"url": "http://h.test/1"}', "http://h.test/1"),
         (' {"url": "http://h.test/2"} ', "http://h.test/2"),

@@ -15,6 +15,8 @@ from fetchmany.output.writers import (
     CsvWriter,
     Output,
     OutputFormat,
+    csv_cell,
+    csv_cells,
     fields_of_header,
     format_for_path,
     looks_neutralised,
@@ -308,8 +310,6 @@ def test_a_header_with_no_message_column_after_error_reads_back_as_written() -> 
 
 
 def test_each_value_becomes_the_csv_cell_a_json_reader_would_expect() -> None:
-    from fetchmany.output.writers import csv_cell, csv_cells
-
     assert [csv_cell(v) for v in (None, True, False, 3, 2**70, 1.5, 1e-07, "x")] == [
         "",
         "true",
