@@ -19,9 +19,11 @@ diff). docs/testing.md says how to read them, and what a subprocess test cannot 
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +48,9 @@ KILLED: dict[int | None, str] = {
 """mutmut's exit codes (mutmut/stats.py) of a mutant the tests caught: a test failed,
 or the tests ran past their time (an endless loop is caught too)."""
 TIMED_OUT = 36
+CLASS_SEPARATOR = "ǁ"
+"""Between a class and its method in mutmut's names (``xǁClassǁmethod``): its
+``CLASS_NAME_SEPARATOR``, U+01C1, a letter so that the name is an identifier."""
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
 
 
@@ -85,7 +90,8 @@ def mutant_glob(module: str) -> str:
 def run(modules: list[str], children: int, names: list[str] | None = None) -> int:
     """``mutmut run`` on ``modules``' mutants: all of them again when named; with every
     core module, none named, so that a run stopped half-way goes on where it stopped.
-    ``names``: exactly these mutants instead (those a first pass left)."""
+    ``names``: exactly these mutants instead (those a first pass left, or mutmut's
+    patterns for a function's: ``fetchmany.output.merge.x__typed__mutmut_*``)."""
     if names is None:
         names = [] if modules == core_modules() else [mutant_glob(m) for m in modules]
     command = ["nice", "-n", "19", "mutmut", "run", "--max-children", str(children), *names]
@@ -112,6 +118,54 @@ def unjudged(module: str) -> list[str]:
     meta = MUTANTS / f"{module}.meta"
     results: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     return [name for name, code in results.items() if code is None]
+
+
+def changed_lines(module: str, since: str) -> set[int]:
+    """The lines of ``module`` as it is now that differ from git revision ``since`` (for a
+    deletion, the lines either side of it)."""
+    diff = subprocess.run(
+        ["git", "diff", "--unified=0", since, "--", module],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if diff.returncode != 0:
+        sys.exit(f"mutate: git diff {since} failed: {diff.stderr.strip()}")
+    lines: set[int] = set()
+    for match in re.finditer(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", diff.stdout, re.MULTILINE):
+        start, count = int(match[1]), int(match[2] or "1")
+        lines.update(range(start, start + count) if count else (start, start + 1))
+    return lines
+
+
+def changed_functions(module: str, since: str) -> set[str]:
+    """The functions and methods of ``module`` with a line changed since git revision
+    ``since``, by mutmut's names for them (``x_name``, ``xǁClassǁname``), the names its
+    mutants begin with. A change outside every function (a constant, an import) names
+    none: give the module without ``--since`` to run it whole."""
+    lines = changed_lines(module, since)
+    tree = ast.parse((ROOT / module).read_text())
+    found: set[str] = set()
+
+    def touched(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        return any(first <= line <= (node.end_lineno or node.lineno) for line in lines)
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and touched(node):
+            found.add(f"x_{node.name}")
+        elif isinstance(node, ast.ClassDef):
+            for method in node.body:
+                if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef) and touched(method):
+                    found.add(f"x{CLASS_SEPARATOR}{node.name}{CLASS_SEPARATOR}{method.name}")
+    return found
+
+
+def of_functions(names: list[str], functions: set[str]) -> list[str]:
+    """The mutants among ``names`` (``fetchmany.module.FUNCTION__mutmut_N``) of
+    ``functions``."""
+    return [n for n in names if n.rsplit("__mutmut_", 1)[0].rpartition(".")[2] in functions]
 
 
 def record_caught(module: str, caught: list[str], code: int = 1) -> None:
@@ -153,13 +207,18 @@ def pytest_against(name: str, tests: list[str], limit: float | None = None) -> i
             return TIMED_OUT
 
 
-def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]:
+def first_pass(
+    modules: list[str],
+    tests: list[str],
+    children: int,
+    functions: dict[str, set[str]] | None = None,
+) -> list[str]:
     """Each mutant of ``modules`` not yet judged, against ``tests`` alone (the module's own
     test files, seconds a mutant where mutmut's map of every test that reaches a function
-    can take minutes). Those a test fails on are recorded as caught; the names of the
-    rest are returned, for mutmut to run against every test that reaches them. A pass
-    proves nothing of a survivor, so none is recorded as one here."""
-    make_mutants()
+    can take minutes); with ``functions``, only the mutants of those of each module's
+    functions (``changed_functions``). Those a test fails on are recorded as caught; the
+    names of the rest are returned, for mutmut to run against every test that reaches
+    them. A pass proves nothing of a survivor, so none is recorded as one here."""
     began = time.monotonic()
     if (status := pytest_against("", tests)) != 0:
         sys.exit(f"mutate: {' '.join(tests)} fail (exit {status}) with no mutant in place")
@@ -167,6 +226,8 @@ def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]
     left: list[str] = []
     for module in modules:
         names = unjudged(module)
+        if functions is not None:
+            names = of_functions(names, functions[module])
         caught = 0
         with ThreadPoolExecutor(children) as pool:
             statuses = pool.map(lambda n: pytest_against(n, tests, limit), names)
@@ -181,8 +242,9 @@ def first_pass(modules: list[str], tests: list[str], children: int) -> list[str]
     return left
 
 
-def report(modules: list[str]) -> bool:
-    """Each module's score and survivors, from mutmut's results; False if there are none."""
+def report(modules: list[str], functions: dict[str, set[str]] | None = None) -> bool:
+    """Each module's score and survivors, from mutmut's results (with ``functions``, of
+    those functions' mutants alone); False if there are none."""
     any_results = False
     for module in modules:
         meta = MUTANTS / f"{module}.meta"
@@ -191,6 +253,9 @@ def report(modules: list[str]) -> bool:
             continue
         any_results = True
         results: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        if functions is not None:
+            results = {n: results[n] for n in of_functions(list(results), functions[module])}
+            print(f"{module}, changed: {', '.join(sorted(functions[module])) or 'none'}")
         outcome = Counter(
             KILLED.get(code) or SURVIVED.get(code) or "suspicious" for code in results.values()
         )
@@ -221,16 +286,32 @@ def main() -> None:
         help="run the mutants not yet judged against this test file first (repeat for more);"
         " mutmut then runs those it does not catch",
     )
+    parser.add_argument(
+        "--since",
+        metavar="REV",
+        help="only the mutants of functions changed since this git revision (main, HEAD~3)",
+    )
     args = parser.parse_args()
     modules = chosen(args.modules)
+    functions = None
+    if args.since is not None:
+        functions = {module: changed_functions(module, args.since) for module in modules}
     if args.report:
         status = 0
     elif args.first:
-        left = first_pass(modules, args.first, args.children)
+        make_mutants()
+        left = first_pass(modules, args.first, args.children, functions)
         status = run(modules, args.children, left) if left else 0
+    elif functions is not None:
+        patterns = [
+            f"{mutant_glob(module).removesuffix('*')}{function}__mutmut_*"
+            for module in modules
+            for function in sorted(functions[module])
+        ]
+        status = run(modules, args.children, patterns) if patterns else 0
     else:
         status = run(modules, args.children)
-    if not report(modules) or status != 0:
+    if not report(modules, functions) or status != 0:
         sys.exit(status or 1)
 
 
