@@ -522,3 +522,31 @@ def _signal_handlers_as_found() -> Iterator[None]:
     for sig, handler in kept.items():
         if handler is not None:
             signal.signal(sig, handler)
+
+
+def in_a_child(work: Callable[[], None], *, as_nobody: bool = False) -> None:
+    """Run ``work`` in a child process, to change what only a process may: its limits,
+    or, ``as_nobody``, its user (as root, the child becomes nobody, 65534, without
+    root's powers; anyone else stays themselves). A fork, not a new interpreter, so
+    that nobody need not read the code's own directories."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave, never return into pytest
+        code = 1
+        try:
+            os.close(reader)
+            if as_nobody and os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            work()
+            code = 0
+        except BaseException as exc:
+            os.write(writer, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as report:
+        failure = report.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, failure

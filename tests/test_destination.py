@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
+from conftest import in_a_child
 
 from fetchmany.output.destination import (
     Output,
@@ -651,34 +652,6 @@ def test_a_closing_the_disk_will_not_take_is_cut_back_so_the_file_stays_resumabl
     assert path.read_bytes() == b'[\n{"i":0},\n{"i":1}'
 
 
-def _in_a_child(work: Callable[[], None], *, as_nobody: bool = False) -> None:
-    """Run ``work`` in a child process, to change what only a process may: its limits,
-    or, ``as_nobody``, its user (as root, the child becomes nobody, 65534, without
-    root's powers; anyone else stays themselves). A fork, not a new interpreter, so
-    that nobody need not read the code's own directories."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave, never return into pytest
-        code = 1
-        try:
-            os.close(reader)
-            if as_nobody and os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            work()
-            code = 0
-        except BaseException as exc:
-            os.write(writer, repr(exc).encode())
-        finally:
-            os._exit(code)
-    os.close(writer)
-    with os.fdopen(reader, "rb") as report:
-        failure = report.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, failure
-
-
 def test_a_file_its_user_may_write_but_not_read_is_replaced(tmp_path: Path) -> None:
     """An output shared to write only (mode 0602, another user's): opened and locked
     write-only, replaced whole, and kept at its mode; the user cannot give the new file
@@ -696,7 +669,7 @@ def test_a_file_its_user_may_write_but_not_read_is_replaced(tmp_path: Path) -> N
             output.write(b"new\n")
             output.commit()
 
-        _in_a_child(replace, as_nobody=True)
+        in_a_child(replace, as_nobody=True)
         after = path.stat()
         assert stat.S_IMODE(after.st_mode) == (0o602 if os.geteuid() == 0 else 0o200)
         assert after.st_uid == (65534 if os.geteuid() == 0 else os.geteuid())
@@ -722,7 +695,7 @@ def test_a_write_the_file_system_refuses_mid_run_names_the_output(tmp_path: Path
         assert str(refused.value) == f"cannot write {path}: File too large"
         output.abandon()
 
-    _in_a_child(write_past_the_limit)
+    in_a_child(write_past_the_limit)
     assert not path.exists()  # made by the run, and abandoned: nothing left
 
 

@@ -7,7 +7,7 @@ import resource
 import time
 
 import pytest
-from conftest import LoopbackServer, run_process
+from conftest import LoopbackServer, in_a_child, run_process
 from test_adaptive import Clock
 
 from fetchmany.fetch.adaptive import Lesson, Overload
@@ -15,6 +15,7 @@ from fetchmany.fetch.limits import (
     Abandoned,
     Limits,
     RateLimiter,
+    TooFewFiles,
     fit_open_file_limit,
     join_marks,
 )
@@ -124,8 +125,69 @@ def test_the_soft_open_file_limit_is_raised_for_the_concurrency() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 532  # 500 sockets and spare
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    # A hard limit too low to raise to is capped instead: test_hostile runs that in a
-    # process of its own, since a hard limit cannot be raised again once lowered.
+    # A hard limit too low to raise to is capped instead: the tests below run that in a
+    # child process, since a hard limit cannot be raised again once lowered.
+
+
+def _fits(
+    soft: int,
+    hard: int,
+    limit: int,
+    per_request: int = 1,
+    extra: int = 0,
+    *,
+    gives: int,
+    raised: int,
+) -> None:
+    """In a child process under ``ulimit -Sn soft -Hn hard``, ``fit_open_file_limit``
+    gives the concurrency ``gives`` and leaves the soft limit at ``raised``."""
+
+    def fit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        got = fit_open_file_limit(limit, per_request, extra)
+        assert (got, resource.getrlimit(resource.RLIMIT_NOFILE)[0]) == (gives, raised)
+
+    in_a_child(fit)
+
+
+def test_a_hard_limit_too_low_caps_the_concurrency_to_what_fits() -> None:
+    """The soft limit is raised toward the hard one, and the concurrency capped to the
+    descriptors left after the 32 spare ones and ``extra`` (a -P parent's pipes), each
+    request holding ``per_request`` (a socket, and a body file with --save-dir)."""
+    _fits(soft=50, hard=200, limit=500, gives=168, raised=200)
+    _fits(soft=50, hard=200, limit=500, extra=10, gives=158, raised=200)
+    _fits(soft=50, hard=200, limit=500, per_request=2, gives=84, raised=200)
+    _fits(soft=50, hard=200, limit=500, per_request=2, extra=9, gives=79, raised=200)
+    _fits(soft=200, hard=200, limit=100, per_request=2, gives=84, raised=200)
+    # 84 requests of two and 32 spare need exactly the 200 there are.
+    _fits(soft=200, hard=200, limit=84, per_request=2, gives=84, raised=200)
+    # Raised only as far as needed (10 + 32 + 5), or not at all when enough already.
+    _fits(soft=20, hard=200, limit=10, extra=5, gives=10, raised=47)
+    _fits(soft=50, hard=200, limit=10, extra=5, gives=10, raised=50)
+
+
+def test_one_request_that_just_fits_is_run() -> None:
+    """At exactly the spare descriptors and one request's, one request runs."""
+    _fits(soft=33, hard=33, limit=50, gives=1, raised=33)
+    _fits(soft=36, hard=36, limit=50, per_request=2, extra=2, gives=1, raised=36)
+
+
+def test_too_few_files_for_one_request_is_refused_with_what_is_needed() -> None:
+    def refuse(files: int, per_request: int, extra: int, needed: int) -> None:
+        def fit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+            with pytest.raises(TooFewFiles) as refused:
+                fit_open_file_limit(50, per_request, extra)
+            assert str(refused.value) == (
+                f"the open-file limit (ulimit -n) is {files}; fetchmany needs at least "
+                f"{needed} here: raise it (ulimit -n 1024)"
+            )
+
+        in_a_child(fit)
+
+    refuse(32, 1, 0, 33)
+    refuse(35, 2, 2, 36)
+    refuse(12, 3, 1, 36)
 
 
 async def test_a_retry_waits_for_the_next_slot_only_and_is_counted() -> None:
