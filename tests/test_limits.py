@@ -12,6 +12,7 @@ from test_adaptive import Clock
 
 from fetchmany.fetch.adaptive import Lesson, Overload
 from fetchmany.fetch.limits import (
+    _KEPT_HOSTS,
     Abandoned,
     Limits,
     RateLimiter,
@@ -19,6 +20,7 @@ from fetchmany.fetch.limits import (
     fit_open_file_limit,
     join_marks,
 )
+from fetchmany.fetch.quota import Announced
 from fetchmany.options import Adaptive
 
 
@@ -212,6 +214,82 @@ async def test_a_retry_waits_for_the_next_slot_only_and_is_counted() -> None:
     await asyncio.wait_for(asyncio.gather(retry, *later), 5)
     assert log[0] == 7
     assert limits.retries_waiting == 0
+
+
+def test_only_a_global_cap_is_plain() -> None:
+    """``plain`` lets the client take a free slot with no coroutine and nothing else: it
+    must be False as soon as anything else holds a request back, or a per-host cap, a
+    rate or --limit auto would be skipped."""
+    assert Limits(4).plain is True
+    assert Limits(4, per_host=2).plain is False
+    assert Limits(4, rate=5.0).plain is False
+    assert Limits(4, adaptive=Adaptive(ceiling=4)).plain is False
+    assert Limits(4, per_host=2, rate=5.0, adaptive=Adaptive(ceiling=4)).plain is False
+
+
+async def test_a_first_attempt_waiting_for_a_slot_is_not_a_retry() -> None:
+    """``attempt`` defaults to a first one: the bar's count of retries waiting stays 0."""
+    limits = Limits(1)
+    await limits.acquire("a:80")
+    waiting = asyncio.create_task(limits.acquire("a:80", order=1))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert limits.retries_waiting == 0
+    limits.release("a:80")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_auto_keeps_at_most_so_many_hosts_and_never_one_in_use() -> None:
+    """--limit auto over millions of hosts keeps a controller for the most recently used
+    ``_KEPT_HOSTS`` (memory stays flat), but never drops one with a request in flight,
+    whose answer must still reach it: the oldest in use stops the trimming."""
+    limits = Limits(100, adaptive=Adaptive(ceiling=40))
+    first = await limits.acquire("busy:80", 0, 1)
+    limits.release("busy:80", first, Lesson(0.01))  # its limit grows past one
+    busy = await limits.acquire("busy:80", 1, 1)
+    assert not limits.hosts["busy:80"].locked()  # in flight, and room for more
+    for n in range(_KEPT_HOSTS + 10):
+        host = f"h{n}:80"
+        ticket = await limits.acquire(host, 2 + n, 1)
+        limits.release(host, ticket, Lesson(0.01))
+    assert "busy:80" in limits.hosts  # kept while in use, and those after it with it
+    assert len(limits.hosts) == _KEPT_HOSTS + 11
+    limits.release("busy:80", busy, Lesson(0.01))
+    assert limits.settled()["busy:80"].limit == 3  # its answers reached its own limit
+    ticket = await limits.acquire("new:80", 0, 1)  # now the oldest go, to the bound
+    limits.release("new:80", ticket, Lesson(0.01))
+    assert len(limits.hosts) == _KEPT_HOSTS
+    assert list(limits.hosts)[-2:] == [f"h{_KEPT_HOSTS + 9}:80", "new:80"]
+    assert "busy:80" not in limits.hosts
+
+
+async def test_auto_paces_a_spent_quota_and_tells_the_pool() -> None:
+    """--limit auto through Limits: a start that need not wait parks nothing; after an
+    answer saying the quota is spent until a reset, the next start waits for it, parked
+    so that the pool keeps its concurrency with another worker."""
+    limits = Limits(100, adaptive=Adaptive(ceiling=40))
+    pool = CountingPool()
+    limits.attach(pool)
+    first = await limits.acquire("a:80", 0, 1)
+    assert pool.grown == 0
+    spent = (Announced(quota=100, window=60, remaining=0, reset=0.5),)
+    limits.release("a:80", first, Lesson(0.01, announced=spent))
+    began = time.monotonic()
+    second = await asyncio.wait_for(limits.acquire("a:80", 1, 1), 10)
+    assert time.monotonic() - began >= 0.4  # the reset, less the clock's rounding
+    assert pool.grown == 1
+    limits.release("a:80", second, Lesson(0.01))
+
+
+async def test_auto_waits_no_longer_than_the_longest_wait_it_is_given() -> None:
+    """A quota said to be spent for a day holds a start only as long as ``longest_wait``
+    (--max-backoff), passed down to each host's controller."""
+    limits = Limits(100, adaptive=Adaptive(ceiling=40), longest_wait=0.2)
+    first = await limits.acquire("a:80", 0, 1)
+    spent = (Announced(quota=100, window=86400, remaining=0, reset=86400),)
+    limits.release("a:80", first, Lesson(0.01, announced=spent))
+    second = await asyncio.wait_for(limits.acquire("a:80", 1, 1), 10)  # not the default 60
+    limits.release("a:80", second, Lesson(0.01))
 
 
 async def test_limits_show_the_fixed_limit_and_no_mark() -> None:
