@@ -1040,6 +1040,49 @@ async def test_a_retry_after_under_a_second_is_honoured_for_its_length() -> None
     assert gate.pace(clock.now)[2] == 0.5
 
 
+async def test_a_retry_after_on_an_answer_that_cut_nothing_leaves_slow_start_growing() -> None:
+    """A Retry-After on an answer that is no overload (a 202, a 429 not in --retry-on)
+    starts the quiet time, which stops the search short of the last cut; with no cut yet
+    there is no such level, and slow start grows as before, within the quiet time too."""
+    gate, clock = controller(ceiling=40, start=10)
+    end(gate, await begin(gate, 0, clock), 0.04123, None, retry_after=5.0)
+    told = clock.now
+    simulation = Simulation(gate, clock, Steady(latency=0.04123))
+    assert await windows(simulation, 5) == [10, 15, 22, 33, 40]
+    assert clock.now - told < QUIET * 5.0  # all of it within the quiet time
+    assert gate.settled().overloads == 0
+
+
+async def test_before_any_answer_gets_through_each_rejection_is_a_cut() -> None:
+    """One cut per round trip, but with no round trip known (every answer so far was a
+    rejection) each rejection is a cut, and the bar says "cut" for MARK_FOR after the
+    latest, not after the first."""
+    gate, clock = controller(start=4)
+    end(gate, await begin(gate, 0, clock), 0.001, Overload.REJECTED)
+    clock.now += 0.5
+    end(gate, await begin(gate, 1, clock), 0.001, Overload.REJECTED)
+    assert gate.settled().overloads == 2
+    assert gate.mark(clock.now + MARK_FOR - 0.001) == "cut"
+    assert gate.mark(clock.now + MARK_FOR) == "spaced"  # rejected alone: a gap between starts
+
+
+async def test_only_a_rejection_with_nothing_else_in_flight_spaces_the_starts() -> None:
+    """Eight in flight, all rejected a round trip apart (a server that fell over): each
+    is a cut, down to one at a time while one other is still in flight, and that one
+    may be what the server was busy with, so no gap yet. The last, rejected alone,
+    says one at a time is too many: a gap between starts."""
+    gate, clock = controller(start=8)
+    await probed(gate, clock, [0.04] * PROBE_SAMPLES)
+    assert gate.current == 8
+    started = [await begin(gate, n, clock) for n in range(8)]
+    gaps = []
+    for ticket in started:
+        clock.now += 0.05  # a round trip (0.04 s) after the last cut: a cut again
+        end(gate, ticket, 0.001, Overload.REJECTED)
+        gaps.append((gate.current, gate.settled().gap_ms))
+    assert gaps[-3:] == [(1, None), (1, None), (1, 10.0)]
+
+
 async def test_an_attempt_that_taught_no_latency_moves_nothing() -> None:
     """A slot released with no lesson (``Lesson(None)``: no answer to time) frees the
     slot and changes neither the limit nor what the summary says."""
