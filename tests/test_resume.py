@@ -800,6 +800,45 @@ def test_recorded_keys_are_the_inputs_with_none_for_empty(
     assert list(recorded_keys(str(path), OutputFormat(fmt), FIELDS)) == [None, None, "0"]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        (
+            "jsonl",
+            b'{"index":0,"input":"a","path":"a.html"}\n{"index":1,"input":"b","path":null}\n'
+            b'{"index":2,"input":"c","path":""}\n{"index":3,"input":"d","path":5}\n'
+            b'{"index":4,"input":"e","path":"e.html"}\n{"index":5,"input":"f","path":"f.ht',
+        ),
+        (
+            "json",
+            b'[\n{"index":0,"input":"a","path":"a.html"},\n{"index":1,"input":"b","path":null},\n'
+            b'{"index":2,"input":"c","path":""},\n{"index":3,"input":"d","path":5},\n'
+            b'{"index":4,"input":"e","path":"e.html"},\n{"index":5,"input":"f","path":"f.ht',
+        ),
+        (
+            "csv",
+            b'index,input,path\r\n0,a,a.html\r\n1,b,\r\n2,c,""\r\n4,e,e.html\r\n5,f,f.ht',
+        ),
+    ],
+)
+def test_recorded_paths_are_the_saved_files_the_whole_records_name(
+    tmp_path: Path, fmt: str, content: bytes
+) -> None:
+    """--resume --save-dir reserves the files the kept records name, so that no new
+    item is saved over one: each whole record's path, in order; not a record with none
+    (null, empty, or not text, as in a file edited by hand), nor a torn last one, which
+    the resume cuts away, nor the CSV header."""
+    from fetchmany.output.resume import recorded_paths
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    fields = (*FIELDS, "path")
+    assert list(recorded_paths(str(path), OutputFormat(fmt), fields)) == ["a.html", "e.html"]
+    # Without path among the fields, a "path" some record holds names no saved file.
+    assert list(recorded_paths(str(path), OutputFormat(fmt), FIELDS)) == []
+
+
 # -- skip_recorded: the inputs checked against the file, then the rest passed on ----------
 
 
