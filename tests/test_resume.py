@@ -126,6 +126,10 @@ def test_a_changed_row_whose_fields_fill_credentials_is_refused_without_them(
         # A row's value that a template put into the credentials is no URL to mask.
         ("https://alice:pw@h.test/2", "https://alice:pw@h.test/2", "pw", "neither"),
         ("https://alice:pw@h.test/2", "alice", "bob", "neither"),
+        # The input is no URL (it may be the user name or password itself), though the
+        # file's value is: neither shown, or the input would be.
+        ("https://alice:pw@h.test/2", "alice", None, "neither"),
+        ("https://alice:pw@h.test/2", "alice", "https://alice:pw@h.test/1", "neither"),
         # Only the password differs: both masked alike, so said in words.
         (
             "http://u:new@h.test/2",
@@ -136,10 +140,11 @@ def test_a_changed_row_whose_fields_fill_credentials_is_refused_without_them(
         ),
         # No credentials in the URL: the values are shown as they are.
         ("https://h.test/2", "7", None, "item 3 is '7' but the file has None"),
+        ("https://h.test/2", None, "7", "item 3 is None but the file has '7'"),
     ],
 )
 def test_a_refusal_names_the_item_without_the_credentials_its_url_carries(
-    url: str, given: str, recorded: str | None, said: str | None
+    url: str, given: str | None, recorded: str | None, said: str | None
 ) -> None:
     from yarl import URL
 
@@ -149,8 +154,9 @@ def test_a_refusal_names_the_item_without_the_credentials_its_url_carries(
     from fetchmany.urls import has_credentials
 
     target = URL(url, encoded=True)
-    item = Item(3, given, redact_url(url), target=target, credentials=has_credentials(target))
+    item = Item(3, given or "", redact_url(url), target=target, credentials=has_credentials(target))
     if said is None:
+        assert given is not None
         said = f"item 3 is {redact_url(given)!r} but the file has None"
     elif said == "neither":
         said = (
