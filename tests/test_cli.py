@@ -321,6 +321,21 @@ def test_an_unreadable_later_input_after_records_went_out_is_exit_75(
     assert at_once.stdout == b""
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="/proc/self/mem is Linux's")
+def test_an_input_that_breaks_while_read_is_exit_75_saying_why(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """An input the system fails to read part way (EIO: a disk, a network file system;
+    /proc/self/mem at offset 0 fails so) ends the run as incomplete, exit 75, with the
+    reason in one line, after the records of the inputs before it; never exit 70."""
+    first = tmp_path / "first.txt"
+    first.write_text(server.url("/item?id=1") + "\n")
+    result = run_cli(str(first), "/proc/self/mem", "-q")
+    assert result.returncode == 75
+    assert result.stderr == "fetchmany: cannot read /proc/self/mem: Input/output error\n"
+    assert [record["ok"] for record in jsonl(result.stdout)] == [True]
+
+
 def test_env_does_not_leak_into_stdout_encoding(server: LoopbackServer) -> None:
     env_result = subprocess.run(
         [*fetchmany_command(), "-q"],
@@ -597,3 +612,29 @@ def test_a_run_sets_the_collector_for_many_short_lived_requests() -> None:
     assert result.returncode == 1
     assert gc.get_threshold()[0] == YOUNG_OBJECTS
     assert gc.get_freeze_count() > 0
+
+
+def test_a_bug_is_one_line_with_credentials_masked_and_controls_escaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception no code path expected (a bug) is one line and exit 70, never a
+    traceback; its text may quote a URL as given, so its credentials are masked, and
+    an escape sequence from the input is shown, not acted on. FETCHMANY_DEBUG=1 lets
+    the traceback through for a report."""
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no host in http://alice:s3cret@h.test/\x1b[2J")
+
+    monkeypatch.setattr(cli, "main", bug)
+    result = run_cli("-q", stdin=b"")
+    assert result.returncode == 70
+    assert result.stdout == b""
+    assert result.stderr == (
+        "fetchmany: internal error: RuntimeError: no host in http://alice:****@h.test/\\x1b[2J "
+        "(a bug; FETCHMANY_DEBUG=1 shows where, please report it)\n"
+    )
+    monkeypatch.setenv("FETCHMANY_DEBUG", "1")
+    from fetchmany.cli import main
+
+    with pytest.raises(RuntimeError, match="s3cret"):
+        main(["-q"])

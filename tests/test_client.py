@@ -355,6 +355,22 @@ def test_an_answer_of_400_or_more_is_an_http_error_with_its_reason(
     assert result.returncode == 1
 
 
+def test_an_error_message_quoting_the_url_masks_its_credentials(
+    raw_server: Callable[[dict[str, bytes]], RawServer],
+) -> None:
+    """aiohttp's message for a bad status line quotes the URL it asked for, with the
+    credentials of a URL nested in its query: the record masks them as it does in url."""
+    path = "/p?next=http://bob:hunter2@x.test/"
+    server = raw_server({path: b"HTTP/1.1 abc\r\n\r\n"})
+    url = server.url(path).replace("http://", "http://alice:s3cret@", 1)
+    result = run_cli("-q", "--retries", "0", stdin=url.encode())
+    (record,) = jsonl(result.stdout)
+    assert record["error"]["kind"] == "protocol"
+    assert "next=http://bob:****@x.test/" in record["error"]["message"]
+    assert "hunter2" not in record["error"]["message"]
+    assert "s3cret" not in record["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("status", "ok"),
     [
@@ -599,6 +615,20 @@ async def test_final_url_masks_credentials_in_its_query_and_its_own(
     assert record.final_url == f"{base}/landing?next=http://alice:****@other.test/"
     for secret in ("s3cret", "pw9", "TOKEN9"):
         assert secret not in str((record.url, record.final_url))
+
+
+def test_each_redirect_hop_is_shown_with_its_credentials_masked(
+    serve: Callable[[web.Application], LoopbackServer],
+) -> None:
+    """--redirects lists each hop's status and URL, a URL in its query masked as
+    final_url is (``/login?next=http://alice:s3cret@...`` is a hop of /twice)."""
+    base = serve(landing_app()).url("")
+    result = run_cli("--redirects", "-q", "--retries", "0", stdin=f"{base}/twice".encode())
+    (record,) = jsonl(result.stdout)
+    assert record["redirects"] == [
+        {"status": 302, "url": f"{base}/twice"},
+        {"status": 302, "url": f"{base}/login?next=http://alice:****@other.test/"},
+    ]
 
 
 @pytest.mark.parametrize(

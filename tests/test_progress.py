@@ -448,7 +448,7 @@ def test_the_summary_reads_whole_every_part_in_its_place() -> None:
         for i in range(20)
     )
     url = "http://me:hunter2@h.test/" + "a" * 150
-    message = "refused " + "m" * 200
+    message = "refused by http://proxy:pw@p.test/ " + "m" * 200  # a server's own words
     stats.add(
         [
             Record(20, "x", url, error=FetchError(ErrorKind.CONNECT, message)),
@@ -466,7 +466,7 @@ def test_the_summary_reads_whole_every_part_in_its_place() -> None:
         "  latency p50 6.0 ms · p95 11.4 ms · max 12.0 ms",
         "  first byte p50 3.0 ms · p95 5.7 ms · max 6.0 ms",
         "  refresh: 15 unchanged · 5 changed · 0 new · 1 failed; body bytes not transferred 15,000",
-        f"  e.g. {masked[:120]}…: connect: {message[:160]}…",
+        f"  e.g. {masked[:120]}…: connect: {message.replace(':pw@', ':****@')[:160]}…",
         "  e.g. http://h.test/gone: 4xx: 404 Not Found",
         "  e.g. http://h.test/busy: 5xx: 503 Busy",
     ]
