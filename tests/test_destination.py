@@ -52,6 +52,40 @@ def test_abandon_leaves_the_previous_file_and_no_temporary(tmp_path: Path) -> No
     assert os.listdir(tmp_path) == ["out.jsonl"]
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_committed_file_is_on_disk_before_it_is_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resume: bool
+) -> None:
+    """Durability, which no crash of the process can show (only of the machine): the
+    records are flushed to the disk (fsync) before the rename that publishes them, so a
+    power cut after the run said done leaves the whole new file or the old one, never
+    an empty or short one. A resumed file is flushed before the run says done too."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"old\n")
+    events: list[tuple[str, int]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        events.append(("fsync", os.fstat(fd).st_ino))
+
+    def replace(source: str, target: str) -> None:
+        events.append(("replace", os.stat(source).st_ino))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    output = Output(str(path), resume=resume)
+    output.write(b'{"index":0}\n')
+    output.commit()
+    written = os.stat(path).st_ino
+    if resume:  # written in place: flushed, nothing renamed
+        assert events == [("fsync", written)]
+    else:
+        assert events == [("fsync", written), ("replace", written)]
+        assert path.read_bytes() == b'{"index":0}\n'
+
+
 def test_abandon_removes_a_file_the_run_created(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     output = Output(str(path))

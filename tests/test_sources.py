@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -1002,6 +1002,30 @@ async def test_library_values_come_in_chunks_of_64_or_of_what_came_in_a_while(
     chunks = [chunk async for chunk in item_chunks_from(values, NO_TEMPLATE)]
     assert [len(chunk) for chunk in chunks] == sizes
     assert [item.index for chunk in chunks for item in chunk] == list(range(200))
+
+
+async def test_library_values_given_before_the_iterable_raised_are_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A generator that raises part way (a paging API that failed): the values it gave
+    come out as items first, the chunk not yet full among them, then its error."""
+    monkeypatch.setattr(sources, "LIBRARY_CHUNK_SECONDS", 3600.0)  # chunks by size alone
+
+    def values() -> Iterator[str]:
+        for n in range(70):  # one whole chunk of LIBRARY_CHUNK, and 6 more
+            yield f"http://h.test/{n}"
+        raise RuntimeError("the source broke")
+
+    chunks: list[Sequence[Item]] = []
+
+    async def take() -> None:
+        async for chunk in item_chunks_from(values(), NO_TEMPLATE):
+            chunks.append(chunk)
+
+    with pytest.raises(RuntimeError, match=r"^the source broke$"):
+        await take()
+    assert [len(chunk) for chunk in chunks] == [64, 6]
+    assert [item.index for chunk in chunks for item in chunk] == list(range(70))
 
 
 async def test_items_come_in_chunks_of_at_most_chunk_items(tmp_path: Path) -> None:

@@ -225,6 +225,27 @@ def test_a_resumed_json_array_left_by_a_failed_run_stays_one_valid_array(
     assert [record["index"] for record in json.loads(path.read_bytes())] == [0, 1, 2]
 
 
+def test_a_resumed_json_array_with_nothing_left_to_fetch_is_closed_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """A --resume of a run that had every record but its closing bracket (interrupted
+    as it closed) writes no record: it closes the array after them, not with an empty
+    array of its own."""
+    from fetchmany.output.resume import scan
+    from fetchmany.records import FIELDS
+
+    path = tmp_path / "out.json"
+    first = make_writer(OutputFormat.JSON, Output(str(path)))
+    first.write(sample_records())
+    first.close()
+    path.write_bytes(path.read_bytes().removesuffix(b"\n]\n"))  # the bracket not written
+    output = Output(str(path), resume=True)
+    output.start_at(scan(str(path), OutputFormat.JSON, FIELDS, None).offset)
+    resumed = make_writer(OutputFormat.JSON, output)
+    resumed.close()
+    assert [record["index"] for record in json.loads(path.read_bytes())] == [0, 1, 2]
+
+
 def test_a_csv_header_whose_first_field_is_error_reads_back_without_its_message() -> None:
     """``--fields error,url`` writes error, error_message, url: the message column is the
     writer's, wherever the error column stands."""
