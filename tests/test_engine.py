@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from fetchmany.fetch.engine import ITEM_COST, Engine
+from fetchmany.fetch.limits import Limits
 from fetchmany.input.sources import Item
 from fetchmany.records import Record
 
@@ -473,6 +474,51 @@ def test_an_engine_that_cannot_run_is_refused_saying_why() -> None:
             Engine(fetch, same, workers=workers, window=window, ordered=True)
     with pytest.raises(ValueError, match=r"^need fetch or make_fetch$"):
         Engine(None, same, workers=1, ordered=True)
+    Engine(fetch, same, workers=4, window=4, ordered=True)  # a window of the pool's size
+
+
+async def test_the_fetch_is_made_when_the_first_item_comes_and_not_for_no_input() -> None:
+    """``make_fetch`` (the CLI's session) is called once, for the first item; an empty
+    input never calls it, so it never opens a session."""
+    made: list[int] = []
+
+    async def make_fetch() -> Callable[[Item], Awaitable[Record]]:
+        made.append(1)
+
+        async def fetch(item: Item) -> Record:
+            return Record(item.index, item.input, item.url, ok=True, status=200)
+
+        return fetch
+
+    empty = Engine(None, same, workers=2, ordered=True, make_fetch=make_fetch)
+    assert await collect(empty, []) == []
+    assert made == []
+    engine = Engine(None, same, workers=2, ordered=True, make_fetch=make_fetch)
+    records = await collect(engine, make_items(5))
+    assert [(r.index, r.status) for r in records] == [(i, 200) for i in range(5)]
+    assert made == [1]
+
+
+async def test_limits_given_to_the_engine_tell_it_of_parks() -> None:
+    """The engine attaches itself to the run's limits: an item waiting out a backoff
+    (holding no request slot) has the pool add a worker, so the next item goes on
+    meanwhile. Without it, one worker would wait for the backoff with the item after
+    it not started."""
+    limits = Limits(10)
+    second_started = asyncio.Event()
+
+    async def fetch(item: Item) -> Record:
+        if item.index == 0:
+            await limits.backoff(0.001)  # parks: tells the engine, then waits briefly
+            await asyncio.wait_for(second_started.wait(), 10)
+        else:
+            second_started.set()
+        return Record(item.index, item.input, item.url, ok=True, status=200)
+
+    engine = Engine(fetch, same, workers=1, max_workers=2, ordered=True, limits=limits)
+    records = await collect(engine, make_items(2))
+    assert [r.index for r in records] == [0, 1]
+    assert engine.workers == 2
 
 
 async def test_the_pool_grows_while_fetches_park_and_only_then() -> None:
@@ -596,7 +642,6 @@ async def test_abort_ends_unordered_output_though_fetches_never_finish() -> None
 
 async def test_settled_is_where_each_hosts_auto_limit_is_and_empty_for_a_fixed_one() -> None:
     from fetchmany.fetch.adaptive import Lesson
-    from fetchmany.fetch.limits import Limits
     from fetchmany.options import Adaptive
 
     fixed = Engine(ControlledFetch(), same, workers=2, ordered=True, limits=Limits(2))
