@@ -261,7 +261,6 @@ class AdaptiveLimit:
         """Recent share of answers that failed (timeouts, connections), smoothed."""
         self._rtt: float | None = None
         self.overloads = 0
-        self.answers = 0
         self.reason = "start"
         self.latency: float | None = None
         self.quota = QuotaPacer(share, longest_wait)
@@ -314,7 +313,6 @@ class AdaptiveLimit:
     def release(self, ticket: int, number: int, lesson: Lesson) -> None:
         """One attempt ended: ``ticket`` and ``number`` as ``pace`` gave them."""
         now = self._clock()
-        self.answers += 1
         self._running -= 1
         if lesson.hops:
             self.quota.charge(lesson.hops)
