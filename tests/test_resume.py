@@ -845,6 +845,60 @@ def test_recorded_paths_are_the_saved_files_the_whole_records_name(
     assert list(recorded_paths(str(path), OutputFormat(fmt), FIELDS)) == []
 
 
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("json", b""),  # made, nothing written yet
+        ("json", b"["),  # cut before the newline after its bracket
+        ("jsonl", b""),
+        ("csv", b""),
+        ("csv", b"index,input,path\r\n0,a"),  # the header whole, its first row torn
+        ("csv", b"index,in"),  # the header itself torn: this run's, cut short
+    ],
+)
+def test_a_file_with_no_whole_record_yet_holds_none(
+    tmp_path: Path, fmt: str, content: bytes
+) -> None:
+    """What the inputs are checked against, and what --save-dir reserves, of a file a run
+    was stopped in before its first whole record: nothing, and no refusal."""
+    from fetchmany.output.resume import recorded_keys, recorded_paths
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(content)
+    fields = (*FIELDS, "path")
+    assert list(recorded_keys(str(path), OutputFormat(fmt), fields)) == []
+    assert list(recorded_paths(str(path), OutputFormat(fmt), fields)) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (
+            b"index,input\r\n0,a\r\n1\r\n",
+            ": a row after byte 18 has 1 cells, not 2; use a new output file",
+        ),
+        (
+            b"index,input\r\n1\r\n",
+            ": a row after byte 13 has 1 cells, not 2; use a new output file",
+        ),
+        (b"\r\n0,a\r\n", " has no CSV header; this run writes CSV with columns index,input"),
+        (b"index,url\r\n0,a\r\n", " has index,url; this run writes CSV with columns index,input"),
+    ],
+)
+def test_a_csv_not_as_this_run_writes_it_is_refused_saying_where(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
+    from fetchmany.output.resume import ResumeError, recorded_keys
+    from fetchmany.output.writers import OutputFormat
+
+    path = tmp_path / "out.csv"
+    path.write_bytes(content)
+    with pytest.raises(ResumeError) as refused:
+        list(recorded_keys(str(path), OutputFormat.CSV, FIELDS))
+    assert str(refused.value) == f"{path}{said}"
+
+
 # -- skip_recorded: the inputs checked against the file, then the rest passed on ----------
 
 
