@@ -14,10 +14,10 @@ from conftest import LoopbackServer, fetchmany_command, jsonl, run_process
 from test_limits import starts_within
 from test_merge import ids_file, records
 
-from fetchmany.cli.processes import split, worker_job
+from fetchmany.cli.processes import split, usable_processes, worker_job
 from fetchmany.cli.run import Job
 from fetchmany.input.templates import RequestTemplate
-from fetchmany.options import FetchOptions
+from fetchmany.options import Adaptive, FetchOptions
 from fetchmany.output.destination import Output
 from fetchmany.output.progress import SilentDisplay
 from fetchmany.output.writers import OutputFormat, make_writer
@@ -114,6 +114,51 @@ def test_each_worker_gets_its_share_of_the_rate_and_limits(processes: int) -> No
     assert [share.rate for share in shares] == pytest.approx([6 / processes] * processes)
     assert sum(share.limit for share in shares) == 12
     assert sum(share.per_host or 0 for share in shares) == 4
+
+
+def _job(options: FetchOptions) -> Job:
+    return Job(
+        inputs=["-"],
+        request=RequestTemplate(),
+        options=options,
+        writer=make_writer(OutputFormat.JSONL, Output(os.devnull)),
+        display=SilentDisplay(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("asked", "options", "used"),
+    [
+        (4, FetchOptions(limit=8, per_host=2), 2),  # each worker keeps a per-host slot
+        (4, FetchOptions(limit=3), 3),  # and a request slot
+        (4, FetchOptions(limit=8), 4),
+        (12, FetchOptions(limit=64, adaptive=Adaptive(ceiling=64, start=4)), 12),
+    ],
+)
+def test_every_worker_gets_at_least_one_of_each_slot_and_an_auto_start(
+    asked: int, options: FetchOptions, used: int
+) -> None:
+    """-P N with fewer per-host slots (or requests) than N runs fewer workers, so none is
+    given a share of 0 (a worker of --per-host 0 failed with an internal error); with
+    --limit auto each worker starts at one at least, though the start split gives less."""
+    job = _job(options)
+    processes = usable_processes(job, asked)
+    assert processes == used
+    for part in range(processes):
+        share = worker_job(job, part, processes).options
+        assert share.limit >= 1
+        assert share.per_host is None or share.per_host >= 1
+        assert share.adaptive is None or share.adaptive.start >= 1
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 8])
+def test_the_workers_windows_hold_half_of_window_bytes(processes: int) -> None:
+    """--window-bytes is the run's total: the workers' windows together hold at most half
+    of it, and the parent the other half for putting their records in order."""
+    job = _job(FetchOptions(window_bytes=1_000_000))
+    shares = [worker_job(job, part, processes).options.window_bytes for part in range(processes)]
+    assert sum(shares) <= 500_000
+    assert sum(shares) > 500_000 - processes  # whole bytes: at most one short a worker
 
 
 def test_the_rate_is_a_total_across_processes(server: LoopbackServer) -> None:
