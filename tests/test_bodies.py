@@ -254,3 +254,22 @@ def test_brackets_alone_are_counted_at_the_depth_limit_too() -> None:
     assert decoded.error == FetchError(
         ErrorKind.INVALID_JSON, "body is not JSON: nested deeper than 254 levels"
     )
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        9223372036854775807,  # 2**63 - 1: orjson's own
+        9223372036854775808,  # 2**63: 19 digits, past orjson's
+        -9223372036854775809,  # below -2**63: 19 digits
+        18446744073709551616,  # 2**64: 20 digits
+        123456789012345678901234567890,
+    ],
+)
+def test_an_integer_past_64_bits_keeps_every_digit(number: int) -> None:
+    """Snowflake IDs and balances: a JSON integer orjson would turn into a float is read
+    exactly, whatever its sign and wherever it stands."""
+    raw = b'{"id": %d, "ids": [1, %d]}' % (number, number)
+    decoded = decode_body(raw, "application/json", BodyMode.AUTO).value
+    assert decoded == {"id": number, "ids": [1, number]}
+    assert type(decoded["id"]) is int

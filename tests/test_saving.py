@@ -63,6 +63,18 @@ def test_two_items_never_get_one_name(tmp_path: Path) -> None:
     assert save.name_for(3, "same-2", None, "application/json") == "same-2-2.json"
 
 
+def test_an_index_later_in_the_name_may_be_cut_off_so_names_are_still_kept_apart(
+    tmp_path: Path,
+) -> None:
+    """Only a name that starts with ``{index}`` is unique: a long input before it is cut
+    with the rest at the name's length limit, and the index with it, so two items that
+    share the input's start must still get two names (one body was lost over the other)."""
+    save = SaveDir(str(tmp_path), "{}-{index}{ext}")
+    long = "x" * 300
+    names = [save.name_for(i, long, None, "application/json") for i in range(2)]
+    assert names[0] != names[1]
+
+
 def test_a_name_taken_back_is_the_same_items_again(tmp_path: Path) -> None:
     """A retried attempt's file goes and its name with it (``remove``): the retry gets
     the same name, not ``-2``; taking back a name twice, or one never given, is nothing."""

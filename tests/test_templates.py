@@ -130,3 +130,15 @@ def test_a_json_value_beyond_ascii_is_sent_as_utf_8_not_escaped() -> None:
     the text the user's values hold, as curl --json sends it."""
     compiled = body_template('{"name": {id}, "q": "x {}"}', as_json=True, form=False)
     assert compiled.expand({"": "é", "id": "日本"}) == '{"name": "日本", "q": "x é"}'
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_body_file_saved_with_a_bom_is_sent_without_it(tmp_path: Path, as_json: bool) -> None:
+    """-d @file: a byte-order mark an editor put first is not body (a JSON parser refuses
+    a body that starts with one); the rest goes as written."""
+    body = tmp_path / "body"
+    text = '{"name": "{}"}' if as_json else "name={}"
+    body.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    template = body_template(f"@{body}", as_json=as_json, form=False)
+    expected = '{"name": "x"}' if as_json else "name=x"
+    assert template.expand({"": "x"}) == expected

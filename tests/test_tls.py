@@ -283,3 +283,41 @@ def test_tls_goes_in_fields_and_csv_as_json(servers: Servers) -> None:
     assert header == "url,tls"
     cell = row.split(",", 1)[1]
     assert json.loads(cell.strip('"').replace('""', '"'))["san"] == [HOST, "localhost"]
+
+
+def test_a_certificate_with_no_alternative_names_has_an_empty_list_of_them() -> None:
+    """``san`` is a list (docs/records.md), empty for a certificate without the extension,
+    as old and self-made ones are; null is for one that cannot be read."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from fetchmany.fetch.tls import parse_certificate
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "no-san.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    facts = parse_certificate(certificate.public_bytes(serialization.Encoding.DER))
+    assert (facts.subject, facts.san) == ("CN=no-san.test", [])
+
+
+def test_tls_named_in_fields_turns_the_facts_on(servers: Servers) -> None:
+    """--fields url,tls without --tls: the field asked for is filled, as for timings,
+    headers and redirects, not left null."""
+    url = servers.valid.url("/")
+    result = run_cli("-q", "--fields", "url,tls", "--ca-bundle", servers.ca_pem, stdin=url.encode())
+    (record,) = jsonl(result.stdout)
+    assert list(record) == ["url", "tls"]
+    assert isinstance(record["tls"], dict)
+    assert record["tls"]["san"] == [HOST, "localhost"]

@@ -238,3 +238,22 @@ def test_a_control_character_is_an_invalid_url_never_sent(
 )
 def test_a_host_beyond_ascii_is_sent_as_its_idna_name(host: str, sent: str) -> None:
     assert sendable(f"http://{host}/p?q") == f"http://{sent}/p?q"
+
+
+@pytest.mark.parametrize(
+    ("path", "resolved"),
+    [
+        # RFC 3986 5.2.4's own examples, and the ends curl keeps.
+        ("/a/b/c/./../../g", "/a/g"),
+        ("mid/content=5/../6", "mid/6"),
+        ("/a/b/..", "/a/"),  # ended in a dot segment: a directory, its slash kept
+        ("/a/b/.", "/a/b/"),
+        ("/..", "/"),
+        ("/a/%2e%2e/b", "/a/%2e%2e/b"),  # %2e is text, not a dot
+        ("/a.b/c..d/", "/a.b/c..d/"),
+    ],
+)
+def test_dot_segments_are_removed_as_rfc_3986_and_curl_remove_them(
+    path: str, resolved: str
+) -> None:
+    assert remove_dot_segments(path) == resolved
