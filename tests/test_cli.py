@@ -638,3 +638,14 @@ def test_a_bug_is_one_line_with_credentials_masked_and_controls_escaped(
 
     with pytest.raises(RuntimeError, match="s3cret"):
         main(["-q"])
+
+
+def test_a_message_shows_every_control_character_as_its_code() -> None:
+    """What stderr carries from outside (a file name, a server's words) cannot drive the
+    terminal: C0 controls, DEL and the C1 range (U+009B is an 8-bit CSI, as ESC [ is)
+    are shown as \\xNN; a tab and a newline stay, and text beyond ASCII is itself."""
+    from fetchmany.cli.command import printable
+
+    assert printable("a\x1b[2J\x00\x7f") == "a\\x1b[2J\\x00\\x7f"
+    assert printable("b\x9b2J\x80\x85\x9f") == "b\\x9b2J\\x80\\x85\\x9f"
+    assert printable("tab\tline\nnaïve €") == "tab\tline\nnaïve €"

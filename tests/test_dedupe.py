@@ -91,3 +91,30 @@ async def test_a_first_fetch_that_fails_unexpectedly_fails_its_duplicates_alike(
         await first
     with pytest.raises(ValueError, match="a bug in fetch"):
         await second
+
+
+async def test_one_url_with_other_bodies_is_another_request_and_each_keeps_its_input() -> None:
+    """Rows of a CSV input, ``-t 'http://h.test/{id}' -d 'v={v}'``: the same URL with
+    another body is another request (its own answer); the same URL and body is one
+    fetch, and each duplicate's record keeps its own row as input, which --resume and
+    --refresh match records by."""
+    from fetchmany.input.templates import body_template, url_template
+
+    request = RequestTemplate(
+        url_template("http://h.test/{id}"), body_template("v={v}", as_json=False, form=True)
+    )
+    rows = [{"id": "1", "v": "a"}, {"id": "1", "v": "b"}, {"id": "1", "v": "a"}]
+    items = [make_item(i, f"1,{row['v']}{'' if i < 2 else ' '}", request, row)
+             for i, row in enumerate(rows)]  # fmt: skip
+    sent: list[bytes | None] = []
+
+    async def fetch(it: Item) -> Record:
+        sent.append(it.data)
+        return Record(it.index, it.input, it.url, ok=True, status=200, body=it.data)
+
+    dedupe = Deduplicator(fetch)
+    records = [await dedupe(it) for it in items]
+    assert sent == [b"v=a", b"v=b"]  # the third is the first's request again
+    assert [r.body for r in records] == [b"v=a", b"v=b", b"v=a"]
+    assert [r.input for r in records] == ["1,a", "1,b", "1,a "]
+    assert [r.index for r in records] == [0, 1, 2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fetchmany.fetch.picks import Pick, apply_picks, parse_pick
@@ -47,3 +49,24 @@ def test_picks_from_a_body_that_is_not_json_are_null() -> None:
 def test_malformed_picks(text: str) -> None:
     with pytest.raises(ValueError, match=r"expected NAME=PATH|empty step"):
         parse_pick(text)
+
+
+@pytest.mark.parametrize(
+    ("picks", "said"),
+    [
+        (["v=id", "v=path"], "field name used twice: 'v'"),
+        (["a=x", "b=y", "a=z", "b=w"], "field name used twice: 'a'"),  # the first in order
+        ({"v": "id", "w": "id"}, None),  # one path twice, under two names: both kept
+        (["status=a"], "'status' is a field of every record; give the pick another name"),
+    ],
+)
+def test_a_name_that_would_hide_another_value_is_refused(picks: object, said: str | None) -> None:
+    """--pick v=id --pick v=path: one value would silently hide the other; the same for a
+    name every record already has."""
+    from fetchmany.fetch.picks import checked_picks
+
+    if said is None:
+        assert [pick.name for pick in checked_picks(picks)] == ["v", "w"]
+        return
+    with pytest.raises(ValueError, match="^" + re.escape(said) + "$"):
+        checked_picks(picks)

@@ -470,3 +470,17 @@ def test_the_summary_reads_whole_every_part_in_its_place() -> None:
         "  e.g. http://h.test/gone: 4xx: 404 Not Found",
         "  e.g. http://h.test/busy: 5xx: 503 Busy",
     ]
+
+
+def test_a_resumed_files_totals_follow_the_runs_with_its_name_made_safe() -> None:
+    """A resumed output's totals as a whole follow this run's; its name is the user's
+    but may hold anything a file name can (an ESC from a script's variable), shown as
+    text, not acted on by the terminal."""
+    from fetchmany.output.stats import FileTotals
+
+    stats = RunStats(started=10.0, finished=12.0, done=2, ok=2)
+    whole = FileTotals("out\x1b[2J.jsonl", records=7, failed=1)
+    lines = summary_lines(stats, interrupted=False, whole=whole)
+    assert lines[-1] == "  out\\x1b[2J.jsonl: 7 records, 6 ok, 1 failed"
+    unknown = FileTotals("out.csv", records=7, failed=None)
+    assert summary_lines(stats, interrupted=False, whole=unknown)[-1] == "  out.csv: 7 records"
