@@ -305,6 +305,7 @@ def test_a_part_out_of_order_or_without_indexes_is_refused(tmp_path: Path, conte
     [
         ("p.jsonl", '{"index": 0}\n{"index": 1}\n{"ind', [0, 1]),
         ("p.json", '[\n{"index": 0},\n{"index": 1}', [0]),  # no closing bracket: never finished
+        ("p.json", '[\n{"index": 0},\n{"index": 1}\n', [0, 1]),  # whole lines, still no ]
         ("p.csv", "index,ok\r\n0,true\r\n1,tr", [0]),
         # Cut right after a CRLF inside a quoted cell (a body with line breaks): it ends in
         # CRLF as a whole row would, but its quote is open; never merged with half a body.
@@ -834,6 +835,19 @@ def test_a_part_that_is_a_file_but_cannot_be_read_is_refused_saying_why() -> Non
     with pytest.raises(MergeError) as refused:
         open_part("/proc/self/mem")
     assert str(refused.value) == "cannot read /proc/self/mem: Input/output error"
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"\x00\x01binary", b"<html>\n"])
+def test_a_part_that_is_not_records_is_refused_saying_what_a_part_is(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "part.txt"
+    path.write_bytes(content)
+    with pytest.raises(MergeError) as refused:
+        open_part(str(path))
+    assert str(refused.value) == (
+        f"{path} is not records fetchmany wrote (JSON Lines, a JSON array or CSV)"
+    )
 
 
 def test_a_torn_part_is_refused_as_torn_in_process(tmp_path: Path) -> None:
