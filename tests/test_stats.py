@@ -246,3 +246,35 @@ def test_a_quiet_run_counts_records_and_ok_ones_only() -> None:
     assert not quiet.outcomes
     assert not quiet.failures
     assert quiet.latency.count == 0
+
+
+def test_a_latency_on_a_buckets_edge_as_rounded_is_counted_once() -> None:
+    """A latency whose bucket, by its logarithm, has an upper edge at or below it (float
+    rounding; 0.4157 ms is one): counted alone in that bucket, not looped on forever
+    nor lost."""
+    from fetchmany.output import stats
+
+    on_edge = []
+    for bucket in range(600, 1400):
+        edge = stats._edge(bucket)
+        found = int(math.log(edge / stats._FLOOR_MS) / stats._LOG_RATIO)
+        if stats._edge(found) <= edge:
+            on_edge.append(edge)
+    assert on_edge  # such latencies exist: the branch is needed
+    histogram = LatencyHistogram()
+    histogram.add_all([*on_edge[:20], *on_edge[:20], 1000.0])
+    histogram.add_all([0.0] * 4096)  # enough to fold what is pending
+    assert histogram.count == 41 + 4096
+    assert histogram.max == 1000.0
+    assert histogram.percentile(100) == 1000.0
+
+
+def test_a_quiet_run_counts_every_ok_record_of_a_batch() -> None:
+    """With nothing shown but the exit status and the last line (-q: no breakdown kept),
+    a batch's records are still each counted, ok or not."""
+    stats = RunStats(started=0.0, detailed=False)
+    ok = [Record(i, str(i), None, ok=True, status=200) for i in range(3)]
+    stats.add([*ok, Record(3, "3", None, error=FetchError(ErrorKind.TIMEOUT, "slow"))])
+    stats.add(ok[:2])
+    assert (stats.done, stats.ok, stats.failed) == (6, 5, 1)
+    assert not stats.outcomes  # no breakdown was kept
