@@ -481,6 +481,9 @@ def test_a_resumed_files_totals_follow_the_runs_with_its_name_made_safe() -> Non
     stats = RunStats(started=10.0, finished=12.0, done=2, ok=2)
     whole = FileTotals("out\x1b[2J.jsonl", records=7, failed=1)
     lines = summary_lines(stats, interrupted=False, whole=whole)
-    assert lines[-1] == "  out\\x1b[2J.jsonl: 7 records, 6 ok, 1 failed"
+    assert lines == [
+        "Done. This run: 2 records in 2.00s (1.0/s): 2 ok, 0 failed",
+        "  out\\x1b[2J.jsonl: 7 records, 6 ok, 1 failed",
+    ]
     unknown = FileTotals("out.csv", records=7, failed=None)
     assert summary_lines(stats, interrupted=False, whole=unknown)[-1] == "  out.csv: 7 records"
