@@ -398,3 +398,40 @@ def test_an_unreadable_later_input_stops_the_run_as_with_one_process(
     at_once = run_process(str(utf16), str(first), "-q", "-P", "2")
     assert at_once.returncode == 2
     assert at_once.stdout == b""
+
+
+async def test_a_workers_stop_report_after_the_users_signal_is_the_interruption(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent forwards Ctrl-C to every worker, and each reports "stopped" as it ends.
+    That report is the interruption, not a failure: the parent signals no one again, so
+    a worker still in its --grace finishes its requests in flight (a second signal means
+    "stop now", and dropped them). A worker stopped without its parent (a SIGTERM to it
+    alone) is a failure that stops the others."""
+    import pickle
+
+    from fetchmany.cli import processes
+    from fetchmany.output.stats import RunStats
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(processes.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+
+    def stopped_report(worker: processes._Worker, sig: int) -> None:
+        payload = pickle.dumps(processes._Stopped(sig))
+        worker.buffer += processes._HEADER.pack(len(payload)) + payload
+
+    for user_signal in (True, False):
+        sent.clear()
+        parent = processes.Parallel(_job(FetchOptions(limit=4)), 2, RunStats(started=0.0))
+        parent.workers = [processes._Worker(0, 1000, -1), processes._Worker(1, 1001, -1)]
+        if user_signal:
+            parent.stop(signal.SIGINT)
+            assert sent == [(1000, signal.SIGINT), (1001, signal.SIGINT)]
+            sent.clear()
+        stopped_report(parent.workers[0], signal.SIGTERM if not user_signal else signal.SIGINT)
+        parent._frames(parent.workers[0])
+        if user_signal:
+            assert (parent.failure, sent) == (None, [])
+        else:
+            assert parent.failure == "worker 0 (shard 0/2) was stopped by SIGTERM"
+            assert sent == [(1000, signal.SIGTERM), (1001, signal.SIGTERM)]
