@@ -97,25 +97,6 @@ def test_limits_split_into_whole_shares_that_add_up(total: int, parts: int) -> N
     assert max(shares) - min(shares) <= 1
 
 
-@pytest.mark.parametrize("processes", [2, 3, 4])
-def test_each_worker_gets_its_share_of_the_rate_and_limits(processes: int) -> None:
-    """-P N: what the user gave is the run's total, so each worker gets a share: the
-    rate (a worker given all of it made -P 2 --rate 5/s send 10 a second), --limit and
-    --per-host; the shares add up to the totals."""
-    options = FetchOptions(rate="6/s", limit=12, per_host=4)
-    job = Job(
-        inputs=["-"],
-        request=RequestTemplate(),
-        options=options,
-        writer=make_writer(OutputFormat.JSONL, Output(os.devnull)),
-        display=SilentDisplay(),
-    )
-    shares = [worker_job(job, part, processes).options for part in range(processes)]
-    assert [share.rate for share in shares] == pytest.approx([6 / processes] * processes)
-    assert sum(share.limit for share in shares) == 12
-    assert sum(share.per_host or 0 for share in shares) == 4
-
-
 def _job(options: FetchOptions) -> Job:
     return Job(
         inputs=["-"],
@@ -124,6 +105,18 @@ def _job(options: FetchOptions) -> Job:
         writer=make_writer(OutputFormat.JSONL, Output(os.devnull)),
         display=SilentDisplay(),
     )
+
+
+@pytest.mark.parametrize("processes", [2, 3, 4])
+def test_each_worker_gets_its_share_of_the_rate_and_limits(processes: int) -> None:
+    """-P N: what the user gave is the run's total, so each worker gets a share: the
+    rate (a worker given all of it made -P 2 --rate 5/s send 10 a second), --limit and
+    --per-host; the shares add up to the totals."""
+    job = _job(FetchOptions(rate="6/s", limit=12, per_host=4))
+    shares = [worker_job(job, part, processes).options for part in range(processes)]
+    assert [share.rate for share in shares] == pytest.approx([6 / processes] * processes)
+    assert sum(share.limit for share in shares) == 12
+    assert sum(share.per_host or 0 for share in shares) == 4
 
 
 @pytest.mark.parametrize(
